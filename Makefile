@@ -1,0 +1,61 @@
+# dynworkers — see README.md. `make help` lists the targets.
+
+GO            ?= go
+BIN           := bin
+PLUGIN_BIN    := $(BIN)/plugins
+CONFIG        ?= configs/dynworkers.hcl
+# Plugin binaries: every first-party plugin and every example with a main package.
+PLUGIN_DIRS   := $(sort $(dir $(wildcard plugins/*/main.go examples/*/main.go)))
+VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS       := -X github.com/dynworkers/dynworkers/host/internal/cli.Version=$(VERSION)
+
+# Code generators, pinned. `make generate` installs them into bin/tools.
+PROTOC_GEN_GO_VERSION      := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
+TOOLS := $(abspath $(BIN)/tools)
+
+.PHONY: all build run test test-short bench generate lint help clean tools
+
+all: build
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## build the host to bin/dynworkers and every plugin and example plugin to bin/plugins/
+	@mkdir -p $(PLUGIN_BIN)
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/dynworkers ./host/cmd/dynworkers
+	@for d in $(PLUGIN_DIRS); do \
+		n=$$(basename $$d); echo "$(GO) build -o $(PLUGIN_BIN)/$$n ./$$d"; \
+		$(GO) build -o $(PLUGIN_BIN)/$$n ./$$d || exit 1; \
+	done
+
+run: build ## build everything and run the host with configs/dynworkers.hcl (embedded default)
+	$(BIN)/dynworkers serve -config $(CONFIG)
+
+test: ## gofmt + vet, then all tests with -race (ensures a RabbitMQ broker first)
+	@$(MAKE) --no-print-directory lint
+	@scripts/ensure-rabbitmq.sh
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+test-short: ## tests without the race detector, for a quick loop
+	$(GO) test -count=1 ./...
+
+bench: build ## run the benchmarks and write docs/benchmarks.md
+	scripts/bench.sh
+
+generate: tools ## regenerate protobuf code (protoc + pinned protoc-gen-go/-grpc)
+	PATH="$(TOOLS):$$PATH" protoc --go_out=. --go_opt=paths=source_relative \
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative sdk/proto/worker.proto
+
+tools:
+	@command -v protoc >/dev/null || { echo "protoc not found: apt-get install protobuf-compiler" >&2; exit 1; }
+	GOBIN=$(TOOLS) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	GOBIN=$(TOOLS) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+
+lint: ## gofmt check and go vet
+	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './bin/*' -not -path './var/*')); \
+		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+clean: ## remove bin/ and var/
+	rm -rf $(BIN) var

@@ -1,0 +1,40 @@
+package config
+
+import (
+	"encoding/json"
+	"net/url"
+)
+
+// AMQPConfig is the amqp block. URL may hold a password: print it with
+// Redacted (String, GoString and MarshalJSON already do).
+type AMQPConfig struct {
+	URL string
+}
+
+// Redacted returns the URL with its password replaced by "xxxxx", or
+// "(invalid url)" when it cannot be parsed (the raw text could hold the
+// password anywhere).
+func (a *AMQPConfig) Redacted() string {
+	if a == nil {
+		return ""
+	}
+	u, err := url.Parse(a.URL)
+	if err != nil {
+		return "(invalid url)"
+	}
+	return u.Redacted()
+}
+
+// String returns the redacted URL, so that logging the config is safe.
+func (a *AMQPConfig) String() string { return a.Redacted() }
+
+// GoString returns the redacted form for %#v.
+func (a *AMQPConfig) GoString() string { return "&config.AMQPConfig{URL:" + a.Redacted() + "}" }
+
+// MarshalJSON writes the redacted URL, so a status dump never holds the
+// password.
+func (a *AMQPConfig) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		URL string `json:"url"`
+	}{a.Redacted()})
+}

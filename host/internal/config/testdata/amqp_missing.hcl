@@ -1,0 +1,5 @@
+host {
+  name = "h"
+}
+amqp {
+}

@@ -1,0 +1,6 @@
+host {
+  name = "h"
+}
+worker "w" {
+  class = "dup"
+}

@@ -1,0 +1,7 @@
+system_id = "one"
+host {
+  name = "h"
+}
+worker "w" {
+  class = "echo"
+}

@@ -1,0 +1,14 @@
+host {
+  name = "h"
+}
+worker "w" {
+  class = "echo"
+  config {
+  }
+  config {
+  }
+  backoff {
+  }
+  backoff {
+  }
+}

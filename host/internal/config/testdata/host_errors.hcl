@@ -1,0 +1,14 @@
+system_id = "a b"
+host {
+  name       = "all"
+  http_addr  = "7780"
+  plugin_dir = ""
+}
+host {
+  name = "again"
+}
+amqp {
+  url = "http://user:pw-SeKrEt@broker:5672/"
+}
+amqp {
+}

@@ -1,0 +1,5 @@
+system_id = "merged"
+host {
+  name      = "merged-host"
+  state_dir = "state"
+}

@@ -1,0 +1,3 @@
+worker "first" {
+  class = "echo"
+}

@@ -1,0 +1,7 @@
+worker "second" {
+  class = "vumi.workers.smpp.transport.SMPPTransport"
+  config {
+    host = "smsc"
+    port = 2776
+  }
+}

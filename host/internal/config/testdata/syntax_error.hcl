@@ -1,0 +1,4 @@
+host {
+  name = "h"
+worker "w" {
+  class = "echo"

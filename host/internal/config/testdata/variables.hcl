@@ -1,0 +1,9 @@
+host {
+  name = var.name
+}
+worker "w" {
+  class = "echo"
+  config {
+    prefix = "${system_id}-"
+  }
+}

@@ -1,0 +1,123 @@
+package config
+
+import (
+	"net"
+	"net/url"
+	"path/filepath"
+	"strconv"
+
+	"github.com/hashicorp/hcl/v2"
+)
+
+var hostSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: "name"},
+		{Name: "plugin_dir"},
+		{Name: "state_dir"},
+		{Name: "http_addr"},
+		{Name: "log_level"},
+	},
+}
+
+var amqpSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{{Name: "url", Required: true}},
+}
+
+func (m *merger) decodeHost(sc *scope, b *hcl.Block) {
+	content, d := b.Body.Content(hostSchema)
+	sc.add(d...)
+	attrs := content.Attributes
+	h := &m.f.Host
+
+	var name string
+	if attr := attrs["name"]; sc.str(attr, &name) {
+		err := validateIdent("host name", name)
+		switch {
+		case err != nil:
+			sc.errorf(attr.Expr.Range(), "Invalid host name", "%s.", upperFirst(err.Error()))
+		case name == "all" || name == "any":
+			sc.errorf(attr.Expr.Range(), "Invalid host name",
+				"%q is reserved: control messages use it to address every host (\"all\") or any host (\"any\").", name)
+		default:
+			h.Name = name
+		}
+	}
+	for _, p := range []struct {
+		name string
+		dst  *string
+	}{{"plugin_dir", &h.PluginDir}, {"state_dir", &h.StateDir}} {
+		var dir string
+		if attr := attrs[p.name]; sc.str(attr, &dir) {
+			if dir == "" {
+				sc.errorf(attr.Expr.Range(), "Invalid directory", "The argument %q must not be empty.", p.name)
+				continue
+			}
+			*p.dst = resolvePath(sc.dir, dir)
+		}
+	}
+	var addr string
+	if attr := attrs["http_addr"]; sc.str(attr, &addr) {
+		if !validAddr(addr) {
+			sc.errorf(attr.Expr.Range(), "Invalid address",
+				"%q is not a listen address: use host:port, such as %q or \":7780\".", addr, DefaultHTTPAddr)
+		} else {
+			h.HTTPAddr = addr
+		}
+	}
+	sc.enum(attrs["log_level"], "log level", LogLevels, &h.LogLevel)
+}
+
+// resolvePath joins a relative path to dir, the directory of the file that
+// sets it.
+func resolvePath(dir, p string) string {
+	if filepath.IsAbs(p) {
+		return filepath.Clean(p)
+	}
+	return filepath.Join(dir, p)
+}
+
+func validAddr(addr string) bool {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 0 && n <= 65535
+}
+
+func (m *merger) decodeAMQP(sc *scope, b *hcl.Block) {
+	content, d := b.Body.Content(amqpSchema)
+	for _, diag := range d {
+		if diag.Summary == "Missing required argument" {
+			diag.Subject = b.DefRange.Ptr()
+		}
+	}
+	sc.add(d...)
+	attr := content.Attributes["url"]
+	if attr == nil {
+		return
+	}
+	m.secretScopes = append(m.secretScopes, secretScope{attrs: []*hcl.Attribute{attr}, ctx: sc.ctx})
+	var raw string
+	if !sc.str(attr, &raw) {
+		return
+	}
+	// The URL may hold a password: no message repeats it.
+	if raw == "" {
+		sc.errorf(attr.Expr.Range(), "Invalid AMQP URL",
+			"The url must not be empty; remove the amqp block to run without a broker.")
+		return
+	}
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		sc.errorf(attr.Expr.Range(), "Invalid AMQP URL", "The url cannot be parsed as a URL.")
+	case u.Scheme != "amqp" && u.Scheme != "amqps":
+		sc.errorf(attr.Expr.Range(), "Invalid AMQP URL",
+			"The url must start with \"amqp://\" or \"amqps://\", such as \"amqp://guest:guest@127.0.0.1:5672/\".")
+	case u.Host == "":
+		sc.errorf(attr.Expr.Range(), "Invalid AMQP URL", "The url has no host.")
+	default:
+		m.f.AMQP = &AMQPConfig{URL: raw}
+	}
+}

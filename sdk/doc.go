@@ -1,0 +1,71 @@
+// Package sdk is what a worker plugin for dynworkers imports, and the only
+// package it needs.
+//
+// A plugin binary offers one or more worker classes. A class has a name, a
+// config schema derived from a Go struct, and a constructor. The binary's
+// main calls Serve:
+//
+//	type Config struct {
+//		Greeting string        `config:"greeting" default:"hello" help:"what to say"`
+//		Interval time.Duration `config:"interval" default:"5s"`
+//	}
+//
+//	func main() {
+//		sdk.Serve(sdk.Class{
+//			Name:        "hello",
+//			Description: "logs a greeting every interval",
+//			Version:     "1.0.0",
+//			New: sdk.Construct(func(cfg Config) (sdk.Worker, error) {
+//				return &hello{cfg: cfg}, nil
+//			}),
+//		})
+//	}
+//
+// # Lifecycle contract
+//
+// The host runs every worker in a plugin process of its own, launched from
+// the binary through hashicorp/go-plugin (gRPC). One process, one worker:
+//
+//  1. Describe. When the host scans its plugin_dir it launches each binary
+//     once to learn its classes and their schemas, then lets it exit. Your
+//     main must reach Serve quickly (the host waits 10 s) and must not print
+//     to stdout: stdout carries the go-plugin handshake.
+//  2. Config. Before it starts any process, the host validates a worker's
+//     config (from HCL or a control message) against the class's schema,
+//     applies defaults and converts values ("2773" becomes 2773 for a
+//     number). The constructor receives the config already decoded into the
+//     class's struct.
+//  3. Start. The host launches a fresh process, calls the constructor and
+//     then Worker.Start, which must return once the worker runs and before
+//     its context is done (the worker's start_timeout, 30 s by default);
+//     otherwise the process is killed and the start counts as failed. Start
+//     launches the worker's goroutines and returns; it must not block for
+//     the worker's lifetime. An error wrapping ErrInvalidConfig is permanent:
+//     the worker is marked failed instead of being restarted in a loop. Any
+//     other error is retried with backoff.
+//  4. Run. While the worker runs the host calls Health every
+//     health_interval (5 s); an error or no answer within health_timeout
+//     (2 s) is a failed check, and three in a row make the host kill the
+//     process and restart the worker. Status adds details to the status
+//     API. Both are optional (HealthChecker, StatusReporter).
+//  5. Exit. A worker may end itself with Env.Exit: nil is a normal exit, an
+//     error an abnormal one. A panic or os.Exit ends the process, and with it
+//     only this worker; the host restarts it by its restart policy
+//     (permanent, transient, temporary) with exponential backoff.
+//  6. Stop. The host calls Worker.Stop once, with a context whose deadline
+//     is the worker's shutdown_timeout (5 s). When the deadline passes the
+//     host kills the process group, so Stop should return promptly.
+//
+// The process exits when the host asks it to, when the worker exits, and
+// when the host itself dies: the host sets a parent-death signal and Serve
+// runs a watchdog on the parent pid, so killing the host with SIGKILL leaves
+// no plugin process behind.
+//
+// Logging: use Env.Logger. Plugins log hclog JSON lines to stderr, and the
+// host re-logs them under the worker's name with their levels kept.
+// Anything else written to stderr (a panic, say) is kept too, and the last
+// lines before a crash appear in the host's exit event.
+//
+// Testing a class needs no host: Class.NewWorker builds a worker from a
+// config JSON object exactly as the plugin process does.
+package sdk
