@@ -1,0 +1,157 @@
+// Package supervise keeps children running: it starts them, watches them,
+// restarts them when they exit (by Erlang/OTP restart types, with
+// exponential backoff and a restart intensity) and stops them in order.
+//
+// # Why
+//
+// The dynworkers host runs every worker in a process of its own. Processes
+// crash, hang on start, ignore stop requests and crash again in a loop; the
+// host must survive all of it without one worker disturbing another. This
+// package is the part of the host that decides what to do about it. It knows
+// nothing about plugins or processes: it supervises anything that implements
+// Service (start one instance) and Instance (Done, ExitErr, Stop), and the
+// host adapts its plugin processes to those. That also makes it testable
+// with fake children on a fake clock (package supervisetest).
+//
+// # The model
+//
+// A Supervisor (New, configured by a Spec) has an ordered list of children.
+// Each child is a ChildSpec: a name, a Service, a RestartType, timeouts, a
+// Backoff and opaque Meta labels. Add starts a child; StopChild, RestartChild
+// and Remove act on one; Stop stops them all in reverse declared order, so
+// that a child can rely on the children declared before it for as long as it
+// runs. Status and Child return snapshots.
+//
+// Each supervisor has one goroutine that owns all its state and handles
+// requests and reports one at a time. Everything that may block - a
+// Service.Start, an Instance.Stop, waiting for an exit or a backoff timer -
+// runs in a goroutine of its own and reports back to it. So a child whose
+// Start hangs holds up nobody: the other children keep being restarted,
+// StopChild works on them and Status answers. A Start that outlives its
+// StartTimeout counts as failed even if it ignores its ctx; should it return
+// an instance later, that instance is stopped.
+//
+// # States
+//
+// A child's transitions ("decide" is the restart decision made after every
+// exit and failed start):
+//
+//	Add ------------------------------------------> starting
+//	starting --Start returned an instance---------> running
+//	starting --error or StartTimeout--------------> decide
+//	starting --error wrapping ErrPermanent--------> failed
+//	running  --the instance exited----------------> decide
+//	decide   --restart type says no---------------> exited (failed after a start error)
+//	decide   --more than Intensity in Period------> failed
+//	decide   --first restart of a sequence--------> starting
+//	decide   --later restarts---------------------> backoff --delay over--> starting
+//	starting, running --StopChild, Stop-----------> stopping --> stopped
+//	backoff, exited, failed --StopChild-----------> stopped
+//	any --RestartChild----------------------------> (stopping -->) starting
+//	any --Remove----------------------------------> (stopping -->) gone
+//
+// In a table:
+//
+//	state     meaning                               leaves by
+//	starting  Service.Start runs                    success, error, StartTimeout, stop request
+//	running   an instance runs                      exit, stop request, RestartChild
+//	backoff   waiting for the next start            delay over, stop request, RestartChild
+//	stopping  stopping the instance (or the start)  Instance.Stop returned
+//	stopped   stopped on request                    RestartChild, Remove
+//	exited    exited, restart type says stay down   RestartChild, StopChild, Remove
+//	failed    gave up (see below)                   RestartChild, StopChild, Remove
+//
+// stopped, exited and failed are final until someone acts: only
+// RestartChild starts such a child again.
+//
+// # Stopping
+//
+// StopChild and Stop wait for a start in progress to finish (or time out)
+// and then stop the new instance, within ShutdownTimeout; Instance.Stop must
+// kill at that deadline. Stop goes through the children one at a time, last
+// declared first, and restarts nothing meanwhile: a child that crashes while
+// it waits for its turn ends stopped (or exited, if its restart type would
+// not have restarted it anyway). Exited and failed children are left as they
+// are. Stop returns once every goroutine of the supervisor has ended.
+//
+// # Restart types
+//
+// As in OTP: a Permanent child (the default) is restarted after every exit,
+// even a normal one (ExitErr() == nil). A Transient child is restarted only
+// after an abnormal exit; after a normal one it stays exited. A Temporary
+// child is never restarted. A failed Start counts as an abnormal exit, except
+// that a Temporary child then goes to failed, not exited.
+//
+// # Backoff
+//
+// The first restart after a crash is immediate. If the child keeps crashing,
+// the next restarts wait Backoff.Initial (10ms), then twice as long each time,
+// up to Backoff.Max (30s), each delay varied by ±Backoff.Jitter (20 %). An
+// instance that stayed up for Backoff.ResetAfter (10s) resets the sequence:
+// its crash is restarted immediately again. RestartChild resets it too.
+//
+// # Intensity
+//
+// Backoff slows a crash loop down; intensity ends it. When a child would be
+// restarted for the (Intensity+1)-th time within Period (by default: a sixth
+// restart within 30s), it goes to StateFailed with a ChildFailed event and
+// stays down until RestartChild, which gives it a fresh budget. A start
+// error wrapping ErrPermanent fails the child at once, without retries.
+//
+// For now the budget is per child: the child, not the supervisor, is
+// marked failed, and the other children carry on. A later change adds
+// supervisor-level intensity as in OTP: when a supervisor's children restart
+// too often in total, the supervisor itself fails and escalates to its
+// parent supervisor. The strategies one_for_all (restart all children when
+// one exits) and rest_for_one (restart the ones declared after it) come with
+// it; New rejects them until then. The design leaves room for both: the
+// loop goroutine already sees every exit and decides every restart, and a
+// Supervisor can be wrapped as a Service to become the child of another.
+//
+// # Events
+//
+// Everything that happens to a child is an Event: ChildStarting,
+// ChildStarted, ChildStartFailed, ChildExited, ChildRestarting, ChildFailed,
+// ChildStopping, ChildStopped and ChildRemoved. Each carries the supervisor
+// and child names, the child's Meta and the time, has a Type whose value is
+// the lifecycle event name the host publishes ("worker_started", ...), a
+// one-line String for logs and a JSON-friendly Map. Spec.EventHook receives
+// them all, in order, on the supervisor's goroutine: it must be quick (hand
+// them to a channel if in doubt) and must not call the supervisor's blocking
+// methods. Logging, metrics, AMQP events and status pages all subscribe to
+// the hook; the status snapshot is updated before each event, so a hook that
+// calls Status sees at least the state the event reports.
+//
+// A crash of a running child gives ChildExited, ChildRestarting (with the
+// delay), then after the delay ChildStarting and ChildStarted.
+//
+// # Example
+//
+//	sup, err := supervise.New(supervise.Spec{
+//		Name:      "root",
+//		Intensity: 5,
+//		Period:    30 * time.Second,
+//		EventHook: func(ev supervise.Event) { log.Print(ev) },
+//	})
+//	if err != nil { ... }
+//	defer sup.Stop(context.Background())
+//
+//	err = sup.Add(ctx, supervise.ChildSpec{
+//		Name:            "SMPP Transport for account1",
+//		Service:         smppService, // its Start launches the worker
+//		Restart:         supervise.Permanent,
+//		ShutdownTimeout: 5 * time.Second,
+//		Backoff:         supervise.Backoff{Initial: 10 * time.Millisecond, Max: 30 * time.Second},
+//		Meta:            map[string]string{"class": "vumi.transports.smpp.SmppTransport"},
+//	})
+//	// err is the first start's error, if any; the child is supervised anyway.
+//
+// # Testing
+//
+// Give Spec.Clock a supervisetest.Clock and advance it by hand: backoff
+// delays, start and shutdown timeouts and the intensity period all run on
+// it. The supervisor creates each timer before it emits the event that
+// announces it (ChildRestarting, ChildStarting, ChildStopping), so a test
+// that waited for the event can advance the clock at once. Use a negative
+// Backoff.Jitter for exact delays.
+package supervise
