@@ -1,0 +1,11 @@
+// Package catalog finds the worker classes on offer: it scans the host's
+// plugin_dir, launches each plugin binary once to ask it which classes it
+// offers (Describe), records every binary's sha256, and maps class names and
+// aliases to binaries.
+//
+// A broken file never fails a scan: it is recorded as a Problem, logged, and
+// the scan goes on. Describe results are cached on disk, keyed by path,
+// size, modification time and sha256, so a restart with unchanged binaries
+// launches none of them. A Catalog is immutable: to pick up changes, scan
+// again.
+package catalog

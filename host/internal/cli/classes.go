@@ -1,0 +1,146 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/dynworkers/dynworkers/host/internal/catalog"
+	"github.com/dynworkers/dynworkers/host/internal/config"
+	"github.com/dynworkers/dynworkers/host/internal/daemon"
+)
+
+func runClasses(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("classes", "[-config PATH | -plugin-dir DIR] [-json]", stderr)
+	configPath := fs.String("config", DefaultConfig, "HCL config whose host.plugin_dir and host.state_dir to use")
+	pluginDir := fs.String("plugin-dir", "", "plugin directory to scan (overrides -config)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if rc := parseFlags(fs, args, 0); rc >= 0 {
+		return rc
+	}
+	var host config.HostConfig
+	if *pluginDir != "" {
+		host.PluginDir = *pluginDir
+	} else {
+		file, diags := config.Parse(*configPath)
+		if diags.HasErrors() {
+			config.FormatDiagnostics(stderr, diags, nil)
+			return 1
+		}
+		host = file.Host
+	}
+	cat, err := daemon.ScanCatalog(context.Background(), host, newLogger(stderr, "off", false))
+	if err != nil {
+		fmt.Fprintf(stderr, "dynworkers classes: %v\n", err)
+		return 1
+	}
+	if *asJSON {
+		return printClassesJSON(stdout, stderr, cat)
+	}
+	printClasses(stdout, cat)
+	return 0
+}
+
+type classJSON struct {
+	Name        string          `json:"name"`
+	Aliases     []string        `json:"aliases,omitempty"`
+	Description string          `json:"description,omitempty"`
+	Version     string          `json:"version,omitempty"`
+	Binary      string          `json:"binary"`
+	SHA256      string          `json:"sha256"`
+	Schema      []attributeJSON `json:"schema"`
+}
+
+type attributeJSON struct {
+	Name        string `json:"name"`
+	Type        string `json:"type"`
+	Required    bool   `json:"required,omitempty"`
+	Default     any    `json:"default,omitempty"`
+	Sensitive   bool   `json:"sensitive,omitempty"`
+	Description string `json:"description,omitempty"`
+}
+
+type brokenJSON struct {
+	Path  string `json:"path"`
+	Error string `json:"error"`
+}
+
+func printClassesJSON(stdout, stderr io.Writer, cat *catalog.Catalog) int {
+	out := struct {
+		Classes []classJSON  `json:"classes"`
+		Broken  []brokenJSON `json:"broken"`
+	}{Classes: []classJSON{}, Broken: []brokenJSON{}}
+	for _, c := range cat.Classes() {
+		cj := classJSON{Name: c.Name, Aliases: c.Aliases, Description: c.Description, Version: c.Version,
+			Binary: c.Binary.Path, SHA256: fmt.Sprintf("%x", c.Binary.SHA256), Schema: []attributeJSON{}}
+		for _, a := range c.Schema {
+			cj.Schema = append(cj.Schema, attributeJSON{Name: a.Name, Type: string(a.Type), Required: a.Required,
+				Default: a.Default, Sensitive: a.Sensitive, Description: a.Description})
+		}
+		out.Classes = append(out.Classes, cj)
+	}
+	for _, p := range cat.Problems() {
+		out.Broken = append(out.Broken, brokenJSON{Path: p.Path, Error: p.Err.Error()})
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(out); err != nil {
+		fmt.Fprintf(stderr, "dynworkers classes: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func printClasses(w io.Writer, cat *catalog.Catalog) {
+	classes := cat.Classes()
+	if len(classes) == 0 {
+		fmt.Fprintln(w, "no classes found")
+	}
+	for i, c := range classes {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "%s", c.Name)
+		if c.Version != "" {
+			fmt.Fprintf(w, " %s", c.Version)
+		}
+		fmt.Fprintf(w, "  (%s)\n", c.Binary.Path)
+		if c.Description != "" {
+			fmt.Fprintf(w, "  %s\n", c.Description)
+		}
+		if len(c.Aliases) > 0 {
+			fmt.Fprintf(w, "  aliases: %s\n", strings.Join(c.Aliases, ", "))
+		}
+		if len(c.Schema) == 0 {
+			fmt.Fprintln(w, "  config: none")
+			continue
+		}
+		fmt.Fprintln(w, "  config:")
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		for _, a := range c.Schema {
+			var notes []string
+			if a.Required {
+				notes = append(notes, "required")
+			}
+			if a.Default != nil {
+				b, _ := json.Marshal(a.Default)
+				notes = append(notes, "default "+string(b))
+			}
+			if a.Sensitive {
+				notes = append(notes, "sensitive")
+			}
+			fmt.Fprintf(tw, "    %s\t%s\t%s\t%s\n", a.Name, a.Type, strings.Join(notes, ", "), a.Description)
+		}
+		tw.Flush()
+	}
+	if probs := cat.Problems(); len(probs) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "broken:")
+		for _, p := range probs {
+			fmt.Fprintf(w, "  %s: %v\n", p.Path, p.Err)
+		}
+	}
+}

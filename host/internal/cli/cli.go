@@ -1,0 +1,128 @@
+// Package cli implements the dynworkers command line: serve, validate,
+// classes and version. The main package is a thin wrapper around Main.
+package cli
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/mattn/go-isatty"
+
+	"github.com/dynworkers/dynworkers/sdk"
+)
+
+// Version is the version of the host, set at build time with -ldflags.
+var Version = "dev"
+
+// DefaultConfig is the config path used when -config is not given.
+const DefaultConfig = "configs/dynworkers.hcl"
+
+type command struct {
+	name    string
+	summary string
+	run     func(args []string, stdout, stderr io.Writer) int
+}
+
+func commands() []command {
+	return []command{
+		{"serve", "run the host: load config and plugins, start and supervise the workers", runServe},
+		{"validate", "check a configuration (and the plugins it uses) without starting anything", runValidate},
+		{"classes", "list the worker classes in the plugin directory, their binaries and schemas", runClasses},
+		{"version", "print the version", runVersion},
+	}
+}
+
+// Main runs the command line and returns the process exit status.
+func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		usage(stdout)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			return c.run(args[1:], stdout, stderr)
+		}
+	}
+	fmt.Fprintf(stderr, "dynworkers: unknown command %q\n\n", args[0])
+	usage(stderr)
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "dynworkers: a supervisor host for messaging workers")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Usage: dynworkers <command> [flags]")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Commands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Run `dynworkers <command> -h` for a command's flags.")
+}
+
+// newFlagSet returns a flag set that reports errors to stderr and returns
+// them instead of exiting.
+func newFlagSet(name, usageLine string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: dynworkers %s %s\n\nFlags:\n", name, usageLine)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses args; it returns the exit status to use when the
+// command must not go on (-h, a bad flag or stray arguments), or -1.
+func parseFlags(fs *flag.FlagSet, args []string, maxArgs int) int {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > maxArgs {
+		fmt.Fprintf(fs.Output(), "dynworkers %s: unexpected argument %q\n", fs.Name(), fs.Arg(maxArgs))
+		fs.Usage()
+		return 2
+	}
+	return -1
+}
+
+func newLogger(stderr io.Writer, level string, jsonFormat bool) hclog.Logger {
+	color := hclog.ColorOff
+	if f, ok := stderr.(*os.File); ok && isatty.IsTerminal(f.Fd()) && !jsonFormat {
+		color = hclog.AutoColor
+	}
+	lvl := hclog.LevelFromString(level)
+	if lvl == hclog.NoLevel {
+		lvl = hclog.Info
+	}
+	return hclog.New(&hclog.LoggerOptions{
+		Name:       "dynworkers",
+		Level:      lvl,
+		Output:     stderr,
+		JSONFormat: jsonFormat,
+		Color:      color,
+		// SetLevel is used once the config's log_level is known.
+		IndependentLevels: false,
+	})
+}
+
+func runVersion(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("version", "", stderr)
+	if rc := parseFlags(fs, args, 0); rc >= 0 {
+		return rc
+	}
+	fmt.Fprintf(stdout, "dynworkers %s (%s, sdk %s, plugin protocol %d)\n", Version, runtime.Version(), sdk.Version, sdk.Handshake.ProtocolVersion)
+	return 0
+}

@@ -1,0 +1,334 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dynworkers/dynworkers/host/internal/testplugins"
+)
+
+const waitTimeout = 60 * time.Second
+
+var chaosBin string
+
+// TestMain doubles as the dynworkers command: run with DYNWORKERS_CLI_MAIN=1
+// the test binary is the host, so the tests exercise the real process
+// (signals, exit status, children) without building another binary.
+func TestMain(m *testing.M) {
+	if os.Getenv("DYNWORKERS_CLI_MAIN") == "1" {
+		os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	dir, err := testplugins.BuildDir("chaos")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	chaosBin = filepath.Join(dir, "chaos")
+	code := m.Run()
+	testplugins.Cleanup()
+	os.Exit(code)
+}
+
+// writeConfig writes a host config using a plugin dir with the chaos plugin.
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "plugins"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(chaosBin, filepath.Join(dir, "plugins", "chaos")); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "host.hcl")
+	src := "system_id = \"test\"\nhost {\n  name = \"cli-test\"\n  plugin_dir = \"plugins\"\n  state_dir = \"var\"\n}\n" + body
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// hostProc is a `dynworkers serve` process (the re-executed test binary).
+type hostProc struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	done chan struct{} // closed once the process has exited and its log is read
+	rc   int
+
+	mu  sync.Mutex
+	log bytes.Buffer
+}
+
+func startServe(t *testing.T, args ...string) *hostProc {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], append([]string{"serve"}, args...)...)
+	cmd.Env = append(os.Environ(), "DYNWORKERS_CLI_MAIN=1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	h := &hostProc{t: t, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		defer close(h.done)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			h.mu.Lock()
+			h.log.WriteString(sc.Text() + "\n")
+			h.mu.Unlock()
+		}
+		_, _ = io.Copy(io.Discard, stderr)
+		err := cmd.Wait()
+		h.rc = cmd.ProcessState.ExitCode()
+		if err != nil && h.rc == 0 {
+			h.rc = -1
+		}
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-h.done
+		if t.Failed() {
+			t.Logf("host log:\n%s", h.logText())
+		}
+	})
+	return h
+}
+
+func (h *hostProc) logText() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.log.String()
+}
+
+// waitLine waits for a log line containing s.
+func (h *hostProc) waitLine(s string) string {
+	h.t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for time.Now().Before(deadline) {
+		for _, l := range strings.Split(h.logText(), "\n") {
+			if strings.Contains(l, s) {
+				return l
+			}
+		}
+		select {
+		case <-h.done:
+			h.t.Fatalf("host exited (status %d) before logging %q", h.rc, s)
+		case <-time.After(20 * time.Millisecond): // polling the log with a deadline
+		}
+	}
+	h.t.Fatalf("no log line with %q within %s", s, waitTimeout)
+	return ""
+}
+
+// wait waits for the host to exit and returns its exit status.
+func (h *hostProc) wait() int {
+	h.t.Helper()
+	select {
+	case <-h.done:
+		return h.rc
+	case <-time.After(waitTimeout):
+		h.t.Fatalf("host did not exit within %s", waitTimeout)
+	}
+	return -1
+}
+
+// children returns the pids of the live processes whose parent is pid.
+func children(pid int) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		cpid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		f := strings.Fields(s[i+1:])
+		if len(f) > 1 && f[0] != "Z" && f[1] == strconv.Itoa(pid) {
+			out = append(out, cpid)
+		}
+	}
+	return out
+}
+
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i+2 < len(s) && s[i+2] != 'Z'
+}
+
+const threeWorkers = `
+worker "a" {
+  class = "chaos"
+}
+worker "b" {
+  class = "chaos"
+}
+worker "c" {
+  class = "chaos"
+}
+`
+
+// kill -9 of the host leaves no plugin process alive, checked in /proc
+// within 2 s.
+func TestKill9OfHostLeavesNoPluginProcess(t *testing.T) {
+	h := startServe(t, "-config", writeConfig(t, threeWorkers))
+	h.waitLine("host running")
+	kids := children(h.cmd.Process.Pid)
+	if len(kids) != 3 {
+		t.Fatalf("host has %d child processes %v, want 3 plugin processes", len(kids), kids)
+	}
+	if err := h.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	h.wait()
+	for _, pid := range kids {
+		for alive(pid) {
+			if time.Since(killed) > 2*time.Second {
+				t.Fatalf("plugin process %d still alive 2s after the host was killed", pid)
+			}
+			time.Sleep(10 * time.Millisecond) // polling /proc with a deadline
+		}
+	}
+}
+
+// SIGTERM stops the workers in reverse order and exits 0.
+func TestSIGTERMStopsWorkersInReverseOrder(t *testing.T) {
+	h := startServe(t, "-config", writeConfig(t, threeWorkers))
+	h.waitLine("host running")
+	kids := children(h.cmd.Process.Pid)
+	if err := h.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if rc := h.wait(); rc != 0 {
+		t.Fatalf("exit status %d, want 0", rc)
+	}
+	log := h.logText()
+	var order []string
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, "worker_stopping:") {
+			i := strings.Index(l, "worker=")
+			order = append(order, strings.Fields(l[i+len("worker="):])[0])
+		}
+	}
+	if strings.Join(order, ",") != "c,b,a" {
+		t.Errorf("stop order %v, want c,b,a", order)
+	}
+	for _, pid := range kids {
+		if alive(pid) {
+			t.Errorf("plugin process %d alive after a clean exit", pid)
+		}
+	}
+}
+
+// A second signal exits at once, even while a worker ignores Stop.
+func TestSecondSignalExitsAtOnce(t *testing.T) {
+	h := startServe(t, "-config", writeConfig(t, `
+worker "stubborn" {
+  class            = "chaos"
+  shutdown_timeout = "10m"
+  config {
+    mode = "ignore_stop"
+  }
+}
+`))
+	h.waitLine("host running")
+	kids := children(h.cmd.Process.Pid)
+	_ = h.cmd.Process.Signal(syscall.SIGTERM)
+	h.waitLine("chaos worker ignoring stop")
+	sent := time.Now()
+	_ = h.cmd.Process.Signal(syscall.SIGTERM)
+	if rc := h.wait(); rc != 1 {
+		t.Errorf("exit status %d, want 1", rc)
+	}
+	for _, pid := range kids {
+		for alive(pid) {
+			if time.Since(sent) > 5*time.Second {
+				t.Fatalf("plugin process %d alive after the host exited", pid)
+			}
+			time.Sleep(10 * time.Millisecond) // polling /proc with a deadline
+		}
+	}
+}
+
+func runMain(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	rc := Main(args, &out, &errb)
+	return rc, out.String(), errb.String()
+}
+
+func TestValidate(t *testing.T) {
+	good := writeConfig(t, threeWorkers)
+	rc, out, errOut := runMain("validate", good)
+	if rc != 0 || !strings.Contains(out, "ok (3 workers in 1 supervisors") {
+		t.Errorf("validate good: rc=%d out=%q err=%q", rc, out, errOut)
+	}
+	bad := writeConfig(t, `
+worker "a" {
+  class = "chaos"
+  config {
+    mood = "run"
+  }
+}
+worker "a" {
+  class            = "nope"
+  shutdown_timeout = "5 seconds"
+}
+`)
+	rc, _, errOut = runMain("validate", bad)
+	if rc != 1 {
+		t.Errorf("validate bad: rc=%d, want 1", rc)
+	}
+	for _, want := range []string{"host.hcl:11:5", `Did you mean "mode"?`, "Duplicate worker name", `unknown class "nope"`, "host.hcl:16:22: error: Invalid duration"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("validate output lacks %q:\n%s", want, errOut)
+		}
+	}
+}
+
+func TestClassesListsBrokenFiles(t *testing.T) {
+	cfg := writeConfig(t, "")
+	plugins := filepath.Join(filepath.Dir(cfg), "plugins")
+	if err := os.WriteFile(filepath.Join(plugins, "script.sh"), []byte("#!/bin/sh\necho hi\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rc, out, errOut := runMain("classes", "-plugin-dir", plugins)
+	if rc != 0 {
+		t.Fatalf("rc=%d err=%s", rc, errOut)
+	}
+	for _, want := range []string{"chaos 1.0.0", "mode", `default "run"`, "broken:", "script.sh"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("classes output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestVersionAndUsage(t *testing.T) {
+	if rc, out, _ := runMain("version"); rc != 0 || !strings.Contains(out, "plugin protocol 1") {
+		t.Errorf("version: rc=%d out=%q", rc, out)
+	}
+	if rc, _, errOut := runMain("frobnicate"); rc != 2 || !strings.Contains(errOut, `unknown command "frobnicate"`) {
+		t.Errorf("unknown command: rc=%d err=%q", rc, errOut)
+	}
+}

@@ -1,0 +1,283 @@
+// Package daemon assembles a running host: it loads the HCL configuration,
+// scans the plugin catalog, builds the supervision tree and runs the
+// configured workers, each in a plugin process of its own, until it is told
+// to stop.
+//
+// Lifecycle: Load (config, catalog, tree; nothing runs yet) → Run (start
+// the workers in declared order, supervise them) → cancel Run's context
+// (stop every worker in reverse order within its shutdown timeout).
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/hcl/v2"
+
+	"github.com/dynworkers/dynworkers/host/internal/catalog"
+	"github.com/dynworkers/dynworkers/host/internal/config"
+	"github.com/dynworkers/dynworkers/host/internal/supervise"
+)
+
+// Options configure a Daemon.
+type Options struct {
+	// ConfigPath is an HCL file or a directory of them.
+	ConfigPath string
+	// Logger receives the host's own logs and the re-logged plugin logs.
+	Logger hclog.Logger
+	// KeepLogLevel keeps the Logger's level instead of applying the
+	// config's log_level (set when the level came from the command line).
+	KeepLogLevel bool
+	// EventHook, if set, is called for every supervision event after the
+	// daemon has logged and recorded it.
+	EventHook func(supervise.Event)
+}
+
+// Daemon is one host process's worth of supervised workers.
+type Daemon struct {
+	opts    Options
+	logger  hclog.Logger
+	cfg     *config.Config
+	catalog *catalog.Catalog
+
+	// sups holds one supervisor per supervisor block, depth first in
+	// declared order: started in that order, stopped in reverse.
+	sups []*supNode
+
+	events *eventLog
+
+	mu      sync.Mutex
+	running bool
+}
+
+type supNode struct {
+	cfg *config.Supervisor
+	sup *supervise.Supervisor
+}
+
+// ConfigError is returned by Load when the configuration has errors; it
+// carries every diagnostic.
+type ConfigError struct {
+	Diags hcl.Diagnostics
+}
+
+func (e *ConfigError) Error() string {
+	errs := e.Diags.Errs()
+	msgs := make([]string, len(errs))
+	for i, err := range errs {
+		msgs[i] = err.Error()
+	}
+	return fmt.Sprintf("configuration has %d error(s): %s", len(errs), strings.Join(msgs, "; "))
+}
+
+// Load reads the configuration and scans the plugin catalog. Nothing is
+// started. A configuration with errors returns a *ConfigError.
+func Load(ctx context.Context, opts Options) (*Daemon, error) {
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	// Parse keeps going after errors and Decode checks what it can, so a
+	// bad configuration reports every diagnostic at once.
+	file, diags := config.Parse(opts.ConfigPath)
+	if file == nil {
+		return nil, &ConfigError{Diags: diags}
+	}
+	logger := opts.Logger
+	if lvl := hclog.LevelFromString(file.Host.LogLevel); lvl != hclog.NoLevel && !opts.KeepLogLevel {
+		logger.SetLevel(lvl)
+	}
+	cat, err := ScanCatalog(ctx, file.Host, logger)
+	if err != nil {
+		return nil, err
+	}
+	cfg, more := file.Decode(cat)
+	diags = append(diags, more...)
+	if diags.HasErrors() || cfg == nil {
+		return nil, &ConfigError{Diags: diags}
+	}
+	d := &Daemon{opts: opts, logger: logger, cfg: cfg, catalog: cat, events: newEventLog(100)}
+	if err := d.build(cfg.Root); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// ScanCatalog scans the plugin directory of a host block, with the describe
+// cache in its state directory.
+func ScanCatalog(ctx context.Context, h config.HostConfig, logger hclog.Logger) (*catalog.Catalog, error) {
+	cacheFile := ""
+	if h.StateDir != "" {
+		if err := os.MkdirAll(h.StateDir, 0o755); err != nil {
+			return nil, fmt.Errorf("creating state_dir: %w", err)
+		}
+		cacheFile = filepath.Join(h.StateDir, "catalog-cache.json")
+	}
+	cat, err := catalog.Scan(ctx, catalog.Options{
+		Dir:       h.PluginDir,
+		CacheFile: cacheFile,
+		Logger:    logger.Named("catalog"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("scanning plugin_dir: %w", err)
+	}
+	return cat, nil
+}
+
+// Config returns the loaded configuration.
+func (d *Daemon) Config() *config.Config { return d.cfg }
+
+// Catalog returns the plugin catalog.
+func (d *Daemon) Catalog() *catalog.Catalog { return d.catalog }
+
+// Events returns the most recent supervision events, oldest first.
+func (d *Daemon) Events() []supervise.Event { return d.events.list() }
+
+func (d *Daemon) build(s *config.Supervisor) error {
+	sup, err := supervise.New(supervise.Spec{
+		Name:      s.Path,
+		Strategy:  supervise.Strategy(s.Strategy),
+		Intensity: s.Intensity,
+		Period:    s.Period,
+		EventHook: d.onEvent,
+	})
+	if err != nil {
+		return fmt.Errorf("supervisor %q: %w", s.Path, err)
+	}
+	d.sups = append(d.sups, &supNode{cfg: s, sup: sup})
+	for _, n := range s.Children {
+		if n.Supervisor != nil {
+			if err := d.build(n.Supervisor); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Run starts the configured workers in declared order and supervises them
+// until ctx is done; then it stops them all in reverse order, each within
+// its shutdown timeout, and returns. Start failures do not end Run: the
+// supervisor retries or marks the worker failed.
+func (d *Daemon) Run(ctx context.Context) error {
+	d.mu.Lock()
+	if d.running {
+		d.mu.Unlock()
+		return errors.New("daemon is already running")
+	}
+	d.running = true
+	d.mu.Unlock()
+
+	d.logger.Info("host starting", "system_id", d.cfg.SystemID, "host", d.cfg.Host.Name,
+		"plugin_dir", d.cfg.Host.PluginDir, "classes", len(d.catalog.Classes()), "broker", d.brokerDescription())
+	for _, p := range d.catalog.Problems() {
+		d.logger.Error("plugin file is unusable", "path", p.Path, "error", p.Err)
+	}
+	started := time.Now()
+	n := 0
+	for _, sn := range d.sups {
+		for _, c := range sn.cfg.Children {
+			if c.Worker == nil {
+				continue
+			}
+			if ctx.Err() != nil {
+				break
+			}
+			n++
+			if err := sn.sup.Add(ctx, d.childSpec(c.Worker)); err != nil && !errors.Is(err, context.Canceled) {
+				// The supervisor keeps the worker and retries or marks
+				// it failed; the event hook has logged why.
+				d.logger.Debug("first start of worker failed", "worker", c.Worker.Name, "error", err)
+			}
+		}
+	}
+	d.logger.Info("host running", "workers", n, "startup", time.Since(started).Round(time.Millisecond).String())
+	<-ctx.Done()
+	return d.shutdown()
+}
+
+func (d *Daemon) brokerDescription() string {
+	if d.cfg.AMQP == nil {
+		return "embedded (no amqp block)"
+	}
+	return "amqp " + d.cfg.AMQP.Redacted()
+}
+
+// shutdown stops supervisors in reverse order; each stops its workers in
+// reverse declared order within their own shutdown timeouts.
+func (d *Daemon) shutdown() error {
+	d.logger.Info("host stopping")
+	var errs []error
+	for i := len(d.sups) - 1; i >= 0; i-- {
+		sn := d.sups[i]
+		// Stop bounds each worker by its own shutdown timeout, so the
+		// context here only guards against a bug.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		if err := sn.sup.Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stopping supervisor %q: %w", sn.cfg.Path, err))
+		}
+		cancel()
+	}
+	d.logger.Info("host stopped")
+	return errors.Join(errs...)
+}
+
+// Workers returns the status of every worker, in tree order.
+func (d *Daemon) Workers() []WorkerStatus {
+	var out []WorkerStatus
+	for _, sn := range d.sups {
+		for _, cs := range sn.sup.Status() {
+			out = append(out, workerStatus(sn.cfg.Path, cs))
+		}
+	}
+	return out
+}
+
+// Worker returns the status of the named worker.
+func (d *Daemon) Worker(name string) (WorkerStatus, bool) {
+	for _, sn := range d.sups {
+		if cs, ok := sn.sup.Child(name); ok {
+			return workerStatus(sn.cfg.Path, cs), true
+		}
+	}
+	return WorkerStatus{}, false
+}
+
+// supervisorOf returns the supervisor that owns the named worker.
+func (d *Daemon) supervisorOf(name string) (*supervise.Supervisor, bool) {
+	for _, sn := range d.sups {
+		if _, ok := sn.sup.Child(name); ok {
+			return sn.sup, true
+		}
+	}
+	return nil, false
+}
+
+// ErrUnknownWorker is returned for a worker name the host does not have.
+var ErrUnknownWorker = errors.New("unknown worker")
+
+// StopWorker stops the named worker within its shutdown timeout; it stays
+// stopped until RestartWorker.
+func (d *Daemon) StopWorker(ctx context.Context, name string) error {
+	sup, ok := d.supervisorOf(name)
+	if !ok {
+		return fmt.Errorf("stopping worker %q: %w", name, ErrUnknownWorker)
+	}
+	return sup.StopChild(ctx, name)
+}
+
+// RestartWorker restarts the named worker by hand from any state (running,
+// stopped, exited or failed) with a fresh restart budget.
+func (d *Daemon) RestartWorker(ctx context.Context, name string) error {
+	sup, ok := d.supervisorOf(name)
+	if !ok {
+		return fmt.Errorf("restarting worker %q: %w", name, ErrUnknownWorker)
+	}
+	return sup.RestartChild(ctx, name)
+}

@@ -1,0 +1,217 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/dynworkers/dynworkers/host/internal/pluginproc"
+	"github.com/dynworkers/dynworkers/host/internal/supervise"
+	"github.com/dynworkers/dynworkers/host/internal/testplugins"
+)
+
+// waitTimeout bounds every wait on an event; generous so a slow, loaded CI
+// machine running -race does not flake.
+const waitTimeout = 60 * time.Second
+
+var chaosBin string
+
+func TestMain(m *testing.M) {
+	dir, err := testplugins.BuildDir("chaos")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	chaosBin = filepath.Join(dir, "chaos")
+	code := m.Run()
+	testplugins.Cleanup()
+	os.Exit(code)
+}
+
+// harness runs a Daemon on a config in a temporary directory and records
+// its events.
+type harness struct {
+	t      *testing.T
+	d      *Daemon
+	dir    string
+	events chan supervise.Event
+	cancel context.CancelFunc
+	runErr chan error
+
+	mu   sync.Mutex
+	pids map[int]bool // every plugin pid seen, checked for leaks at the end
+}
+
+// linkPlugin puts the chaos binary into dir under name.
+func linkPlugin(t *testing.T, dir, name string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(chaosBin, filepath.Join(dir, name)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startHost writes body (HCL without the host block) under a host block
+// using dir/plugins, loads it and runs it.
+func startHost(t *testing.T, body string) *harness {
+	t.Helper()
+	dir := t.TempDir()
+	plugins := filepath.Join(dir, "plugins")
+	if _, err := os.Stat(plugins); err != nil {
+		linkPlugin(t, plugins, "chaos")
+	}
+	return startHostIn(t, dir, body)
+}
+
+func startHostIn(t *testing.T, dir, body string) *harness {
+	t.Helper()
+	src := fmt.Sprintf("system_id = \"test\"\nhost {\n  name = \"test-host\"\n  plugin_dir = \"plugins\"\n  state_dir = \"var\"\n}\n%s\n", body)
+	cfgPath := filepath.Join(dir, "host.hcl")
+	if err := os.WriteFile(cfgPath, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, dir: dir, events: make(chan supervise.Event, 10000), runErr: make(chan error, 1), pids: map[int]bool{}}
+	logs := &logBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("host log:\n%s", logs.String())
+		}
+	})
+	logger := hclog.New(&hclog.LoggerOptions{Name: "test", Level: hclog.Debug, Output: logs})
+	d, err := Load(context.Background(), Options{
+		ConfigPath: cfgPath,
+		Logger:     logger,
+		EventHook: func(ev supervise.Event) {
+			if e, ok := ev.(supervise.ChildStarted); ok {
+				if p, ok := e.Instance.(*pluginproc.Process); ok {
+					h.mu.Lock()
+					h.pids[p.Pid()] = true
+					h.mu.Unlock()
+				}
+			}
+			select {
+			case h.events <- ev:
+			default:
+				t.Errorf("event channel full; dropped %s", ev)
+			}
+		},
+	})
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	h.d = d
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	go func() { h.runErr <- d.Run(ctx) }()
+	t.Cleanup(h.stop)
+	return h
+}
+
+// stop stops the host and checks that no plugin process it started is left.
+func (h *harness) stop() {
+	h.cancel()
+	select {
+	case err := <-h.runErr:
+		if err != nil {
+			h.t.Errorf("Run: %v", err)
+		}
+	case <-time.After(waitTimeout):
+		h.t.Errorf("Run did not return within %s of cancel", waitTimeout)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for pid := range h.pids {
+		waitGone(h.t, pid, 5*time.Second)
+	}
+}
+
+// waitEvent returns the first event (after those already consumed) that
+// matches pred, failing the test after waitTimeout.
+func (h *harness) waitEvent(what string, pred func(supervise.Event) bool) supervise.Event {
+	h.t.Helper()
+	deadline := time.After(waitTimeout)
+	for {
+		select {
+		case ev := <-h.events:
+			if pred(ev) {
+				return ev
+			}
+		case <-deadline:
+			h.t.Fatalf("no %s within %s; workers: %+v", what, waitTimeout, h.d.Workers())
+		}
+	}
+}
+
+func (h *harness) waitStarted(worker string) int {
+	h.t.Helper()
+	ev := h.waitEvent(worker+" started", func(ev supervise.Event) bool {
+		e, ok := ev.(supervise.ChildStarted)
+		return ok && e.Child == worker
+	})
+	return ev.(supervise.ChildStarted).Instance.(*pluginproc.Process).Pid()
+}
+
+func (h *harness) pid(worker string) int {
+	h.t.Helper()
+	ws, ok := h.d.Worker(worker)
+	if !ok {
+		h.t.Fatalf("no worker %q", worker)
+	}
+	return ws.Pid
+}
+
+// alive reports whether pid is a live (not zombie) process.
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}
+
+// waitGone fails the test if pid is still alive after d.
+func waitGone(t *testing.T, pid int, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			t.Errorf("plugin process %d still alive %s later", pid, d)
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			return
+		}
+		time.Sleep(10 * time.Millisecond) // polling /proc with a deadline
+	}
+}
+
+// logBuffer keeps the host's log; it is printed when the test fails.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func fmtSscan(s string, args ...any) (int, error) { return fmt.Sscan(s, args...) }

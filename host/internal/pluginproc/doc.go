@@ -1,0 +1,30 @@
+// Package pluginproc runs one worker in one plugin process: it launches the
+// plugin binary with hashicorp/go-plugin (gRPC protocol only), calls the
+// Worker service's Start, checks its health on a timer, and stops or kills it.
+//
+// Every Start makes a new go-plugin client and a new process; a Process is
+// never restarted (the supervisor asks for a fresh one). The life of a
+// Process:
+//
+//	Start  launch, handshake and the Start RPC, within StartTimeout; on any
+//	       error the process is killed and reaped before Start returns
+//	run    a health check every HealthInterval; HealthFailures failed checks
+//	       in a row kill the process; Health and Status may be called at will
+//	end    Stop (Stop RPC, then go-plugin's graceful shutdown, SIGKILL of the
+//	       process group when Stop's deadline passes), Kill, or the process
+//	       exits by itself; Done is closed once it is gone and reaped, and
+//	       ExitErr says why it ended
+//
+// Every call into the plugin carries a deadline, so a plugin that blocks can
+// never block the host beyond it.
+//
+// Processes are launched in a process group of their own with Pdeathsig set,
+// so they die with the host; the SDK's watchdog (sdk.EnvParentPID) covers the
+// rest. On Linux the exit of a plugin is noticed through a pidfd watched by
+// the runtime poller, not by polling, and whatever the plugin left behind in
+// its process group is killed when it exits.
+//
+// A binary is run only if its sha256 still matches the one the catalog
+// recorded when it described it (go-plugin's SecureConfig), so a binary
+// swapped after the scan is refused with ErrBinaryChanged.
+package pluginproc

@@ -1,0 +1,307 @@
+package pluginproc
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+
+	"github.com/dynworkers/dynworkers/sdk"
+	"github.com/dynworkers/dynworkers/sdk/proto"
+)
+
+// Phases of a process, for the race between a start deadline and success.
+const (
+	phaseLaunching int32 = iota // the start deadline still applies
+	phaseRunning                // started: the start deadline no longer kills it
+	phaseCancelled              // the start deadline (or cancellation) killed it
+)
+
+// launchConfig says what to launch; ctx's deadline bounds the launch.
+type launchConfig struct {
+	path     string
+	checksum []byte // nil: not checked (Describe)
+	logger   hclog.Logger
+	env      []string
+	timeout  string // how the deadline is called in errors, e.g. "start_timeout (30s)"
+}
+
+// launch starts the plugin binary, completes the go-plugin handshake and
+// dispenses the Worker client. If ctx is done before the caller calls
+// markRunning, the process is killed (exec.Cmd's Cancel). On error nothing is
+// left running: the process is killed and reaped before launch returns.
+func launch(ctx context.Context, lc launchConfig) (*Process, error) {
+	p := &Process{
+		path:     lc.path,
+		logger:   lc.logger,
+		tail:     newStderrTail(),
+		done:     make(chan struct{}),
+		stopping: make(chan struct{}),
+	}
+	cmd := exec.CommandContext(ctx, lc.path)
+	cmd.SysProcAttr = sysProcAttr()
+	// exec calls Cancel from its own goroutine, which it starts after
+	// setting cmd.Process, when ctx is done before the process is reaped.
+	cmd.Cancel = func() error {
+		if !p.phase.CompareAndSwap(phaseLaunching, phaseCancelled) {
+			return os.ErrProcessDone // running: ctx no longer applies
+		}
+		return killProcess(cmd.Process)
+	}
+	cmd.Env = lc.env
+	p.cmd = cmd
+
+	var secure *plugin.SecureConfig
+	if lc.checksum != nil {
+		secure = &plugin.SecureConfig{Checksum: lc.checksum, Hash: sha256.New()}
+	}
+	handshake := time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		handshake = max(time.Until(dl), time.Millisecond)
+	}
+	p.client = plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  sdk.Handshake,
+		VersionedPlugins: withDoneContext(sdk.VersionedPlugins()),
+		Cmd:              cmd,
+		SecureConfig:     secure,
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		StartTimeout:     handshake,
+		Stderr:           p.tail,
+		Logger:           lc.logger,
+		SkipHostEnv:      true, // lc.env has it, so that our variables win
+	})
+	if _, err := p.client.Start(); err != nil {
+		// go-plugin has killed the process (if it started); Kill waits
+		// until it is reaped and go-plugin's goroutines are done.
+		if cmd.Process != nil {
+			_ = killProcess(cmd.Process)
+		}
+		p.client.Kill()
+		return nil, p.handshakeError(ctx, err, lc)
+	}
+	p.pid = cmd.Process.Pid
+	p.watch = newExitWatch(cmd.Process)
+
+	d, err := p.dispense()
+	if err != nil {
+		_ = killProcess(cmd.Process)
+		p.client.Kill()
+		p.watch.close()
+		if ctx.Err() != nil {
+			return nil, deadlineError(ctx, lc, "connecting to it")
+		}
+		return nil, fmt.Errorf("plugin %s: connecting to it: %w", lc.path, err)
+	}
+	go p.watchExit(d.done)
+	return p, nil
+}
+
+// dispensed is what the plugins wrapped by withDoneContext dispense.
+type dispensed struct {
+	client any
+	// done is go-plugin's context for the process: cancelled once the
+	// process has exited and cmd.Wait has returned.
+	done context.Context
+}
+
+// doneCapture wraps a plugin so that dispensing it also returns the context
+// go-plugin passes to GRPCClient, which "will be canceled by go-plugin in the
+// event of the plugin process exiting" (plugin.GRPCPlugin). go-plugin cancels
+// it after cmd.Wait returned and after marking the client exited, so once it
+// is done reading cmd.ProcessState is race-free.
+type doneCapture struct {
+	plugin.NetRPCUnsupportedPlugin
+	plugin.GRPCPlugin
+}
+
+func (d doneCapture) GRPCClient(ctx context.Context, b *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
+	raw, err := d.GRPCPlugin.GRPCClient(ctx, b, c)
+	if err != nil {
+		return nil, err
+	}
+	return &dispensed{client: raw, done: ctx}, nil
+}
+
+func withDoneContext(sets map[int]plugin.PluginSet) map[int]plugin.PluginSet {
+	out := make(map[int]plugin.PluginSet, len(sets))
+	for v, set := range sets {
+		out[v] = plugin.PluginSet{}
+		for name, pl := range set {
+			if gp, ok := pl.(plugin.GRPCPlugin); ok {
+				out[v][name] = doneCapture{GRPCPlugin: gp}
+			} else {
+				out[v][name] = pl
+			}
+		}
+	}
+	return out
+}
+
+func (p *Process) dispense() (*dispensed, error) {
+	rpc, err := p.client.Client()
+	if err != nil {
+		return nil, err
+	}
+	raw, err := rpc.Dispense(sdk.PluginName)
+	if err != nil {
+		return nil, err
+	}
+	d, ok := raw.(*dispensed)
+	if !ok {
+		return nil, fmt.Errorf("dispensed %T, want a gRPC plugin", raw)
+	}
+	w, ok := d.client.(proto.WorkerClient)
+	if !ok {
+		return nil, fmt.Errorf("dispensed %T, want a proto.WorkerClient", d.client)
+	}
+	p.worker = w
+	return d, nil
+}
+
+// markRunning ends the launch phase: from now on the launch context no
+// longer kills the process. It returns false if that context already did.
+func (p *Process) markRunning() bool {
+	return p.phase.CompareAndSwap(phaseLaunching, phaseRunning)
+}
+
+// watchExit waits for the process to end, then records how it ended and
+// closes done. It is the only goroutine that closes done.
+func (p *Process) watchExit(goPluginDone context.Context) {
+	if p.watch != nil {
+		p.watch.wait()
+		// The leader has terminated but go-plugin reaps it only once its
+		// stdout and stderr are closed: kill what it left in its group,
+		// which may hold them open. (Unless go-plugin has reaped it
+		// already, and the group might be gone.)
+		if goPluginDone.Err() == nil {
+			killGroup(p.pid)
+		}
+	}
+	<-goPluginDone.Done()
+	// Release go-plugin's connection and goroutines; with the process gone
+	// this returns at once.
+	p.killMu.Lock()
+	p.client.Kill()
+	p.killMu.Unlock()
+	p.watch.close()
+
+	p.mu.Lock()
+	// cmd.ProcessState was set by cmd.Wait before goPluginDone was
+	// cancelled (and before client.Kill's wait group let go).
+	p.final = newExitError(p.cmd.ProcessState, p.killReason, p.tail)
+	p.mu.Unlock()
+	close(p.done)
+}
+
+// signalKill sends SIGKILL to the process and its process group, unless
+// the process is known to be gone.
+func (p *Process) signalKill() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = killProcess(p.cmd.Process)
+}
+
+// killProcess kills proc and its process group. os.Process signals through
+// its own pidfd and knows when the process has been reaped, so the group is
+// signalled only while its leader's pid is still ours.
+func killProcess(proc *os.Process) error {
+	if err := proc.Signal(syscall.SIGKILL); err != nil {
+		return err
+	}
+	killGroup(proc.Pid)
+	return nil
+}
+
+// handshakeError turns an error of client.Start into one that names the
+// binary and says what went wrong in words an operator can act on.
+func (p *Process) handshakeError(ctx context.Context, err error, lc launchConfig) error {
+	path := lc.path
+	if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
+		return fmt.Errorf("plugin %s: %w (its sha256 no longer matches the one recorded by the catalog); rescan the plugin directory", path, ErrBinaryChanged)
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		switch {
+		case errors.Is(pe.Err, fs.ErrPermission):
+			return fmt.Errorf("plugin %s cannot be executed: %w (is it executable?)", path, pe.Err)
+		case errors.Is(pe.Err, syscall.ENOEXEC):
+			return fmt.Errorf("plugin %s cannot be executed: %w (not a program for this system)", path, pe.Err)
+		}
+		return fmt.Errorf("plugin %s cannot be executed: %w", path, pe.Err)
+	}
+	if ctx.Err() != nil {
+		return deadlineError(ctx, lc, "waiting for the go-plugin handshake")
+	}
+	msg := err.Error()
+	exited := func() error {
+		e := newExitError(p.cmd.ProcessState, "", p.tail)
+		if e == nil {
+			return fmt.Errorf("plugin %s exited with status 0 before the go-plugin handshake (not a dynworkers plugin?)", path)
+		}
+		return fmt.Errorf("plugin %s exited before the go-plugin handshake: %w", path, e)
+	}
+	switch {
+	case strings.HasPrefix(msg, "Unrecognized remote plugin message: "):
+		line, _, _ := strings.Cut(strings.TrimPrefix(msg, "Unrecognized remote plugin message: "), "\n")
+		if line == "" {
+			return exited()
+		}
+		return fmt.Errorf("plugin %s printed %q to stdout instead of the go-plugin handshake: it is not a dynworkers plugin, or it writes to stdout before sdk.Serve", path, truncate(line, 200))
+	case strings.Contains(msg, "plugin exited before we could connect"):
+		return exited()
+	case strings.Contains(msg, "timeout while waiting for plugin to start"):
+		return fmt.Errorf("plugin %s: no go-plugin handshake within %s", path, lc.timeout)
+	}
+	return fmt.Errorf("plugin %s: %w", path, err)
+}
+
+// deadlineError is the error for a launch whose ctx ended during what.
+func deadlineError(ctx context.Context, lc launchConfig, what string) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("plugin %s: %s exceeded while %s: %w", lc.path, lc.timeout, what, context.DeadlineExceeded)
+	}
+	return fmt.Errorf("plugin %s: cancelled while %s: %w", lc.path, what, context.Cause(ctx))
+}
+
+// rpcMessage is the plugin's message of a gRPC error.
+func rpcMessage(err error) string {
+	if s, ok := status.FromError(err); ok {
+		return s.Message()
+	}
+	return err.Error()
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// pluginEnv is the plugin's environment: the host's, the log level, the
+// caller's extra variables, and the parent pid for the SDK's watchdog.
+// Later entries win (exec.Cmd drops earlier duplicates).
+func pluginEnv(logger hclog.Logger, extra []string) []string {
+	env := os.Environ()
+	switch lvl := logger.GetLevel(); lvl {
+	case hclog.NoLevel:
+	default:
+		env = append(env, sdk.EnvLogLevel+"="+lvl.String())
+	}
+	env = append(env, extra...)
+	return append(env, fmt.Sprintf("%s=%d", sdk.EnvParentPID, os.Getpid()))
+}

@@ -1,0 +1,411 @@
+package pluginproc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os/exec"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/dynworkers/dynworkers/sdk"
+	"github.com/dynworkers/dynworkers/sdk/proto"
+)
+
+// Defaults for the zero values of Options.
+const (
+	DefaultStartTimeout   = 30 * time.Second
+	DefaultHealthInterval = 5 * time.Second
+	DefaultHealthTimeout  = 2 * time.Second
+	DefaultHealthFailures = 3
+	// StatusTimeout bounds a Status call.
+	StatusTimeout = 5 * time.Second
+)
+
+// Options says which worker to start in which binary. Zero durations and
+// counts mean the defaults above.
+type Options struct {
+	// Path is the plugin binary.
+	Path string
+	// Checksum is the binary's sha256 as recorded by the catalog. Required:
+	// a binary whose content changed since is not run (ErrBinaryChanged).
+	Checksum []byte
+
+	WorkerName, Class string
+	// ConfigJSON is the worker's config, validated and decoded by the host.
+	ConfigJSON         []byte
+	SystemID, HostName string
+
+	// StartTimeout bounds launch, handshake and the Start RPC together.
+	StartTimeout time.Duration
+	// HealthInterval is the time between two health checks.
+	HealthInterval time.Duration
+	// HealthTimeout bounds one health check.
+	HealthTimeout time.Duration
+	// HealthFailures failed checks in a row kill the process.
+	HealthFailures int
+
+	// Logger receives the plugin's stderr (hclog JSON, levels kept) under a
+	// sub-logger named after the worker; its level is passed to the plugin
+	// (sdk.EnvLogLevel). Nil discards.
+	Logger hclog.Logger
+	// Env holds extra "KEY=value" entries for the plugin's environment, on
+	// top of the host's.
+	Env []string
+}
+
+func (o Options) withDefaults() Options {
+	if o.StartTimeout <= 0 {
+		o.StartTimeout = DefaultStartTimeout
+	}
+	if o.HealthInterval <= 0 {
+		o.HealthInterval = DefaultHealthInterval
+	}
+	if o.HealthTimeout <= 0 {
+		o.HealthTimeout = DefaultHealthTimeout
+	}
+	if o.HealthFailures <= 0 {
+		o.HealthFailures = DefaultHealthFailures
+	}
+	if o.Logger == nil {
+		o.Logger = hclog.NewNullLogger()
+	}
+	return o
+}
+
+// Process is one running plugin process serving one worker. Its methods are
+// safe for concurrent use.
+type Process struct {
+	path   string
+	logger hclog.Logger
+	client *plugin.Client
+	cmd    *exec.Cmd
+	pid    int
+	watch  *exitWatch
+	worker proto.WorkerClient
+	tail   *stderrTail
+	phase  atomic.Int32
+
+	healthInterval time.Duration
+	healthTimeout  time.Duration
+	healthFailures int
+
+	done     chan struct{} // closed by watchExit once the process is reaped
+	stopping chan struct{} // closed when Stop begins; ends the health loop
+	killMu   sync.Mutex    // serialises client.Kill
+
+	mu            sync.Mutex
+	killReason    string     // why the host killed the process; first one wins
+	stopStarted   bool       // Stop was called
+	stopRequested bool       // Stop was called while the process ran
+	stopKilled    bool       // a Stop deadline passed and killed the process
+	stopRPCErr    error      // the Stop RPC's error
+	final         *ExitError // how it ended; set before done is closed
+}
+
+// Start launches a fresh plugin process for the worker and returns once the
+// worker's Start RPC has returned OK. It gives up when ctx is done or after
+// o.StartTimeout, whichever comes first. On any error the process is killed
+// and reaped before Start returns, and the error is a *StartError, permanent
+// when the plugin rejected the config.
+func Start(ctx context.Context, o Options) (*Process, error) {
+	o = o.withDefaults()
+	switch {
+	case o.Path == "":
+		return nil, &StartError{Permanent: true, Err: errors.New("no plugin binary given")}
+	case len(o.Checksum) == 0:
+		return nil, &StartError{Permanent: true, Err: fmt.Errorf("plugin %s: no checksum given (the catalog records one)", o.Path)}
+	case o.Class == "":
+		return nil, &StartError{Permanent: true, Err: errors.New("no class given")}
+	}
+	startCtx, cancel := context.WithTimeout(ctx, o.StartTimeout)
+	defer cancel()
+	budget := o.StartTimeout
+	if dl, ok := startCtx.Deadline(); ok {
+		budget = time.Until(dl)
+	}
+	lc := launchConfig{
+		path:     o.Path,
+		checksum: o.Checksum,
+		logger:   workerLogger(o.Logger, o.WorkerName),
+		env:      pluginEnv(o.Logger, o.Env),
+		timeout:  fmt.Sprintf("start_timeout (%s)", budget.Round(time.Millisecond)),
+	}
+	p, err := launch(startCtx, lc)
+	if err != nil {
+		return nil, &StartError{Err: err}
+	}
+	p.healthInterval = o.HealthInterval
+	p.healthTimeout = o.HealthTimeout
+	p.healthFailures = o.HealthFailures
+
+	_, err = p.worker.Start(startCtx, &proto.StartRequest{
+		WorkerName: o.WorkerName,
+		Class:      o.Class,
+		ConfigJson: o.ConfigJSON,
+		SystemId:   o.SystemID,
+		HostName:   o.HostName,
+	})
+	if err == nil && !p.markRunning() {
+		err = startCtx.Err() // the deadline passed just as Start returned
+	}
+	if err != nil {
+		p.signalKill()
+		<-p.done
+		return nil, p.startError(startCtx, lc, err)
+	}
+	go p.healthLoop()
+	return p, nil
+}
+
+// startError explains a failed Start RPC; the process is gone.
+func (p *Process) startError(ctx context.Context, lc launchConfig, err error) error {
+	if ctx.Err() != nil {
+		return &StartError{Err: deadlineError(ctx, lc, "waiting for the worker's Start to return")}
+	}
+	msg := rpcMessage(err)
+	switch status.Code(err) {
+	case codes.InvalidArgument:
+		return &StartError{Permanent: true, Err: fmt.Errorf("%w: %s", sdk.ErrInvalidConfig, trimPrefix(msg, sdk.ErrInvalidConfig.Error()+": "))}
+	case codes.Unavailable, codes.Canceled:
+		p.mu.Lock()
+		final := p.final
+		p.mu.Unlock()
+		if final != nil {
+			return &StartError{Err: fmt.Errorf("plugin %s exited during Start: %w", p.path, final)}
+		}
+	}
+	return &StartError{Err: fmt.Errorf("start: %s", msg)}
+}
+
+// workerLogger is the logger the plugin's stderr is re-logged under.
+func workerLogger(l hclog.Logger, worker string) hclog.Logger {
+	if worker == "" {
+		return l
+	}
+	return l.Named(worker)
+}
+
+func trimPrefix(s, prefix string) string {
+	if len(s) > len(prefix) && s[:len(prefix)] == prefix {
+		return s[len(prefix):]
+	}
+	return s
+}
+
+// Pid returns the plugin process's pid.
+func (p *Process) Pid() int { return p.pid }
+
+// Done returns a channel that is closed once the process has ended and been
+// reaped, for whatever reason.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// ExitErr tells why the process ended. It is nil while the process runs,
+// when it exited with status 0, and after a Stop (Stop itself returns what
+// went wrong while stopping). Otherwise it is an *ExitError.
+func (p *Process) ExitErr() error {
+	select {
+	case <-p.done:
+	default:
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopRequested || p.final == nil {
+		return nil
+	}
+	return p.final
+}
+
+// Kill kills the process and its process group with SIGKILL and returns
+// without waiting; Done is closed once the process is gone. The first
+// reason given becomes ExitError.Reason.
+func (p *Process) Kill(reason string) {
+	if reason == "" {
+		reason = "killed by the host"
+	}
+	p.mu.Lock()
+	if p.killReason == "" {
+		p.killReason = reason
+	}
+	p.mu.Unlock()
+	p.signalKill()
+}
+
+// Stop stops the worker and returns once the process is gone. It calls the
+// worker's Stop with ctx's remaining time as its timeout, then lets go-plugin
+// shut the plugin down gracefully; if ctx is done first, the process group
+// is killed with SIGKILL. Give ctx a deadline (the shutdown_timeout).
+//
+// Stop returns nil when the process ended normally, an *ExitError whose
+// Reason says so when it had to be killed or when it exited abnormally, or
+// the error of the worker's Stop. Stop may be called several times and
+// concurrently; every call returns once the process is gone, and a caller
+// whose ctx ends first kills it.
+func (p *Process) Stop(ctx context.Context) error {
+	dl, hasDeadline := ctx.Deadline()
+	budget := time.Until(dl)
+	p.mu.Lock()
+	first := !p.stopStarted
+	p.stopStarted = true
+	running := !isClosed(p.done)
+	if first {
+		p.stopRequested = running
+		close(p.stopping)
+	}
+	p.mu.Unlock()
+	if !running {
+		return nil
+	}
+	if first {
+		go p.shutdown(ctx, true)
+	}
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		reason := "stop was cancelled"
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			reason = "did not stop in time"
+			if hasDeadline {
+				reason = fmt.Sprintf("did not stop within shutdown_timeout (%s)", budget.Round(time.Millisecond))
+			}
+		}
+		p.mu.Lock()
+		p.stopKilled = true
+		p.mu.Unlock()
+		p.Kill(reason)
+		<-p.done
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.final != nil:
+		return p.final
+	case p.stopRPCErr != nil:
+		return fmt.Errorf("stop: %s", rpcMessage(p.stopRPCErr))
+	}
+	return nil
+}
+
+// shutdown asks the worker to stop (if rpc) and then lets go-plugin end the
+// process: it closes the connection and asks the plugin's server to stop,
+// after which sdk.Serve returns and the process exits (go-plugin kills it if
+// that takes more than 2s). When ctx ends first, the caller kills it.
+func (p *Process) shutdown(ctx context.Context, rpc bool) {
+	if rpc {
+		req := &proto.StopRequest{}
+		if dl, ok := ctx.Deadline(); ok {
+			req.TimeoutMs = max(time.Until(dl).Milliseconds(), 1)
+		}
+		_, err := p.worker.Stop(ctx, req)
+		// A process that exits while stopping drops the connection; its
+		// exit status says more than the RPC error. A ctx that ended is
+		// the caller's to report.
+		if c := status.Code(err); err != nil && ctx.Err() == nil && c != codes.Unavailable && c != codes.Canceled {
+			p.mu.Lock()
+			p.stopRPCErr = err
+			p.mu.Unlock()
+		}
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	p.killMu.Lock()
+	p.client.Kill()
+	p.killMu.Unlock()
+}
+
+// Health asks the worker whether it is healthy, within HealthTimeout (or
+// ctx's deadline if sooner). An unhealthy answer or no answer is an error.
+func (p *Process) Health(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, p.healthTimeout)
+	defer cancel()
+	resp, err := p.worker.Health(ctx, &proto.HealthRequest{})
+	if err != nil {
+		if status.Code(err) == codes.DeadlineExceeded {
+			return fmt.Errorf("no answer within health_timeout (%s)", p.healthTimeout)
+		}
+		return fmt.Errorf("health check: %s", rpcMessage(err))
+	}
+	if !resp.GetHealthy() {
+		msg := resp.GetMessage()
+		if msg == "" {
+			msg = "no reason given"
+		}
+		return fmt.Errorf("unhealthy: %s", msg)
+	}
+	return nil
+}
+
+// Status returns the worker's status details, a JSON object ("{}" when the
+// worker reports none), within StatusTimeout (or ctx's deadline if sooner).
+func (p *Process) Status(ctx context.Context) (json.RawMessage, error) {
+	ctx, cancel := context.WithTimeout(ctx, StatusTimeout)
+	defer cancel()
+	resp, err := p.worker.Status(ctx, &proto.StatusRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("status: %s", rpcMessage(err))
+	}
+	b := resp.GetDetailsJson()
+	if len(b) == 0 {
+		return json.RawMessage("{}"), nil
+	}
+	if !json.Valid(b) {
+		return nil, fmt.Errorf("status: the plugin sent invalid JSON")
+	}
+	return json.RawMessage(b), nil
+}
+
+// healthLoop checks the worker's health every healthInterval until the
+// process ends or Stop begins, and kills it after healthFailures failed
+// checks in a row.
+func (p *Process) healthLoop() {
+	t := time.NewTimer(p.healthInterval)
+	defer t.Stop()
+	failures := 0
+	for {
+		select {
+		case <-p.done:
+			return
+		case <-p.stopping:
+			return
+		case <-t.C:
+		}
+		err := p.Health(context.Background())
+		select {
+		case <-p.done:
+			return
+		case <-p.stopping:
+			return // the answer of a stopping worker means nothing
+		default:
+		}
+		if err == nil {
+			failures = 0
+		} else {
+			failures++
+			p.logger.Warn("health check failed", "failures", failures, "limit", p.healthFailures, "error", err)
+			if failures >= p.healthFailures {
+				p.logger.Error("killing unhealthy plugin process", "pid", p.pid)
+				p.Kill(fmt.Sprintf("health check failed %d times in a row (last: %v)", failures, err))
+				return
+			}
+		}
+		t.Reset(p.healthInterval)
+	}
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}

@@ -1,0 +1,171 @@
+// Command chaos is a test-only worker plugin whose workers misbehave on
+// request, so the host's process handling can be tested against real plugin
+// processes. It offers one class, "chaos"; the worker's config picks the
+// misbehaviour (see config).
+//
+// Some misbehaviour has to happen before the host could send any config (the
+// catalog launches a binary just to call Describe), so it is chosen by the
+// binary's file name instead: tests copy the built binary under a name that
+// contains
+//
+//	stdout  print a line to stdout before the go-plugin handshake
+//	crash   panic before serving
+//	hang    block forever before serving
+//
+// Mode "orphan" starts a child process (this binary again, with CHAOS_CHILD=1,
+// which just blocks) that inherits the plugin's stderr, then exits after
+// delay with status 1: the child keeps go-plugin's stderr pipe open, as a
+// leaked helper process of a real plugin would.
+//
+// When the environment variable CHAOS_LAUNCH_LOG names a file, every process
+// appends "<pid> <file name>" to it as its first action, so a test can count
+// launches and find the pids of processes it never got a handle on.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dynworkers/dynworkers/sdk"
+)
+
+// EnvLaunchLog names the file each process appends its pid and name to.
+const EnvLaunchLog = "CHAOS_LAUNCH_LOG"
+
+// config selects the worker's misbehaviour.
+type config struct {
+	Mode      string        `config:"mode" default:"run" help:"run, panic, exit, exit_clean, ignore_stop, hang_health, slow_start or start_error"`
+	Delay     time.Duration `config:"delay" default:"0s" help:"how long to wait before misbehaving"`
+	Code      int           `config:"code" default:"1" help:"exit code for mode exit"`
+	Permanent bool          `config:"permanent" default:"false" help:"start_error: fail with an invalid-config error"`
+	Message   string        `config:"message" default:"boom" help:"panic and error message"`
+}
+
+var modes = []string{"run", "panic", "exit", "exit_clean", "ignore_stop", "hang_health", "slow_start", "start_error", "orphan"}
+
+func main() {
+	name := filepath.Base(os.Args[0])
+	if path := os.Getenv(EnvLaunchLog); path != "" {
+		if f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644); err == nil {
+			fmt.Fprintf(f, "%d %s\n", os.Getpid(), name)
+			f.Close()
+		}
+	}
+	switch {
+	case os.Getenv("CHAOS_CHILD") == "1":
+		select {}
+	case strings.Contains(name, "stdout"):
+		fmt.Println("chaos: hello on stdout, which breaks the handshake")
+	case strings.Contains(name, "crash"):
+		panic("chaos: crashing before serving, as my file name asks")
+	case strings.Contains(name, "hang"):
+		select {}
+	}
+	sdk.Serve(sdk.Class{
+		Name:        "chaos",
+		Description: "A worker that misbehaves on request (tests only).",
+		Version:     "1.0.0",
+		New: sdk.Construct(func(cfg config) (sdk.Worker, error) {
+			for _, m := range modes {
+				if cfg.Mode == m {
+					return &worker{cfg: cfg}, nil
+				}
+			}
+			return nil, sdk.InvalidConfig("mode %q is not one of %s", cfg.Mode, strings.Join(modes, ", "))
+		}),
+	})
+}
+
+type worker struct {
+	cfg     config
+	started time.Time
+
+	mu  sync.Mutex
+	env sdk.Env
+}
+
+var (
+	_ sdk.Worker         = (*worker)(nil)
+	_ sdk.HealthChecker  = (*worker)(nil)
+	_ sdk.StatusReporter = (*worker)(nil)
+)
+
+func (w *worker) Start(ctx context.Context, env sdk.Env) error {
+	w.mu.Lock()
+	w.env = env
+	w.started = time.Now()
+	w.mu.Unlock()
+	log := env.Logger()
+	log.Info("chaos worker starting", "mode", w.cfg.Mode, "delay", w.cfg.Delay.String(), "pid", os.Getpid())
+	later := func(f func()) {
+		go func() {
+			time.Sleep(w.cfg.Delay)
+			f()
+		}()
+	}
+	switch w.cfg.Mode {
+	case "panic":
+		later(func() { panic("chaos: " + w.cfg.Message) })
+	case "exit":
+		later(func() {
+			log.Error("chaos: exiting as asked", "code", w.cfg.Code)
+			os.Exit(w.cfg.Code)
+		})
+	case "exit_clean":
+		later(func() { env.Exit(nil) })
+	case "orphan":
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		child := exec.Command(exe)
+		child.Env = append(os.Environ(), "CHAOS_CHILD=1")
+		child.Stderr = os.NewFile(2, "stderr") // the host's pipe; go-plugin replaced os.Stderr
+		if err := child.Start(); err != nil {
+			return err
+		}
+		log.Info("started a child that holds stderr", "child_pid", child.Process.Pid)
+		later(func() { os.Exit(1) })
+	case "slow_start":
+		time.Sleep(w.cfg.Delay) // deliberately ignores ctx
+	case "start_error":
+		if w.cfg.Permanent {
+			return sdk.InvalidConfig("chaos: %s", w.cfg.Message)
+		}
+		return errors.New("chaos: " + w.cfg.Message)
+	}
+	return nil
+}
+
+func (w *worker) Stop(ctx context.Context) error {
+	w.mu.Lock()
+	env := w.env
+	w.mu.Unlock()
+	if w.cfg.Mode == "ignore_stop" {
+		env.Logger().Info("chaos worker ignoring stop")
+		select {}
+	}
+	env.Logger().Info("chaos worker stopping")
+	return nil
+}
+
+func (w *worker) Health(ctx context.Context) error {
+	w.mu.Lock()
+	started := w.started
+	w.mu.Unlock()
+	if w.cfg.Mode == "hang_health" && time.Since(started) >= w.cfg.Delay {
+		select {} // never answers, whatever the deadline says
+	}
+	return nil
+}
+
+func (w *worker) Status(ctx context.Context) (map[string]any, error) {
+	return map[string]any{"mode": w.cfg.Mode, "pid": os.Getpid()}, nil
+}
