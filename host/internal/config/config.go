@@ -10,22 +10,23 @@ import (
 
 // Defaults applied when the configuration does not set a value.
 const (
-	DefaultSystemID        = "global"
-	DefaultPluginDir       = "./bin/plugins"
-	DefaultStateDir        = "./var"
-	DefaultHTTPAddr        = "127.0.0.1:7780"
-	DefaultLogLevel        = "info"
-	DefaultStrategy        = StrategyOneForOne
-	DefaultIntensity       = 5
-	DefaultPeriod          = 30 * time.Second
-	DefaultRestart         = RestartPermanent
-	DefaultStartTimeout    = 30 * time.Second
-	DefaultShutdownTimeout = 5 * time.Second
-	DefaultHealthInterval  = 5 * time.Second
-	DefaultHealthTimeout   = 2 * time.Second
-	DefaultBackoffInitial  = 10 * time.Millisecond
-	DefaultBackoffMax      = 30 * time.Second
-	DefaultBackoffReset    = 10 * time.Second
+	DefaultSystemID         = "global"
+	DefaultPluginDir        = "./bin/plugins"
+	DefaultStateDir         = "./var"
+	DefaultHTTPAddr         = "127.0.0.1:7780"
+	DefaultLogLevel         = "info"
+	DefaultStartConcurrency = 4
+	DefaultStrategy         = StrategyOneForOne
+	DefaultIntensity        = 5
+	DefaultPeriod           = 30 * time.Second
+	DefaultRestart          = RestartPermanent
+	DefaultStartTimeout     = 30 * time.Second
+	DefaultShutdownTimeout  = 5 * time.Second
+	DefaultHealthInterval   = 5 * time.Second
+	DefaultHealthTimeout    = 2 * time.Second
+	DefaultBackoffInitial   = 10 * time.Millisecond
+	DefaultBackoffMax       = 30 * time.Second
+	DefaultBackoffReset     = 10 * time.Second
 )
 
 // RootName is the name, and the path, of the host's root supervisor.
@@ -90,6 +91,10 @@ type HostConfig struct {
 	StateDir  string
 	HTTPAddr  string
 	LogLevel  string
+	// StartConcurrency is how many worker starts may be in flight at once
+	// when the host starts (workers are still started in declared order);
+	// 1 starts each worker only once the previous one runs.
+	StartConcurrency int
 }
 
 // Supervisor is one supervisor of the tree.

@@ -52,11 +52,12 @@ func Parse(path string) (*File, hcl.Diagnostics) {
 	f := &File{
 		SystemID: DefaultSystemID,
 		Host: HostConfig{
-			Name:      defaultHostName(),
-			PluginDir: filepath.Join(baseDir, DefaultPluginDir),
-			StateDir:  filepath.Join(baseDir, DefaultStateDir),
-			HTTPAddr:  DefaultHTTPAddr,
-			LogLevel:  DefaultLogLevel,
+			Name:             defaultHostName(),
+			PluginDir:        filepath.Join(baseDir, DefaultPluginDir),
+			StateDir:         filepath.Join(baseDir, DefaultStateDir),
+			HTTPAddr:         DefaultHTTPAddr,
+			LogLevel:         DefaultLogLevel,
+			StartConcurrency: DefaultStartConcurrency,
 		},
 		Files: names,
 	}

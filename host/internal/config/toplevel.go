@@ -16,6 +16,7 @@ var hostSchema = &hcl.BodySchema{
 		{Name: "state_dir"},
 		{Name: "http_addr"},
 		{Name: "log_level"},
+		{Name: "start_concurrency"},
 	},
 }
 
@@ -65,7 +66,19 @@ func (m *merger) decodeHost(sc *scope, b *hcl.Block) {
 		}
 	}
 	sc.enum(attrs["log_level"], "log level", LogLevels, &h.LogLevel)
+	if attr := attrs["start_concurrency"]; attr != nil {
+		n := h.StartConcurrency
+		sc.wholeNumber(attr, &n)
+		if n < 1 || n > maxStartConcurrency {
+			sc.errorf(attr.Expr.Range(), "Invalid value", "The argument \"start_concurrency\" must be a whole number from 1 to %d.", maxStartConcurrency)
+		} else {
+			h.StartConcurrency = n
+		}
+	}
 }
+
+// maxStartConcurrency bounds host.start_concurrency.
+const maxStartConcurrency = 256
 
 // resolvePath joins a relative path to dir, the directory of the file that
 // sets it.

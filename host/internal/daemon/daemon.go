@@ -161,7 +161,8 @@ func (d *Daemon) build(s *config.Supervisor) error {
 	return nil
 }
 
-// Run starts the configured workers in declared order and supervises them
+// Run starts the configured workers in declared order (up to
+// host.start_concurrency starts in flight at once) and supervises them
 // until ctx is done; then it stops them all in reverse order, each within
 // its shutdown timeout, and returns. Start failures do not end Run: the
 // supervisor retries or marks the worker failed.
@@ -180,26 +181,50 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.logger.Error("plugin file is unusable", "path", p.Path, "error", p.Err)
 	}
 	started := time.Now()
+	n := d.startAll(ctx)
+	d.logger.Info("host running", "workers", n, "startup", time.Since(started).Round(time.Millisecond).String())
+	<-ctx.Done()
+	return d.shutdown()
+}
+
+// startAll adds every configured worker to its supervisor in declared
+// order, depth first, and returns once each first start attempt has ended.
+// Starts overlap up to host.start_concurrency: starting a plugin process is
+// mostly waiting (exec, handshake) and checksumming, so overlapping them
+// brings a host with many workers up several times faster than one by one.
+func (d *Daemon) startAll(ctx context.Context) int {
+	sem := make(chan struct{}, max(d.cfg.Host.StartConcurrency, 1))
+	var wg sync.WaitGroup
 	n := 0
 	for _, sn := range d.sups {
 		for _, c := range sn.cfg.Children {
 			if c.Worker == nil {
 				continue
 			}
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+			}
 			if ctx.Err() != nil {
 				break
 			}
-			n++
-			if err := sn.sup.Add(ctx, d.childSpec(c.Worker)); err != nil && !errors.Is(err, context.Canceled) {
-				// The supervisor keeps the worker and retries or marks
-				// it failed; the event hook has logged why.
-				d.logger.Debug("first start of worker failed", "worker", c.Worker.Name, "error", err)
+			result, err := sn.sup.AddAsync(ctx, d.childSpec(c.Worker))
+			if err != nil {
+				<-sem
+				d.logger.Error("adding worker", "worker", c.Worker.Name, "error", err)
+				continue
 			}
+			n++
+			wg.Go(func() {
+				// A failed first start is logged by the event hook; the
+				// supervisor retries or marks the worker failed.
+				<-result
+				<-sem
+			})
 		}
 	}
-	d.logger.Info("host running", "workers", n, "startup", time.Since(started).Round(time.Millisecond).String())
-	<-ctx.Done()
-	return d.shutdown()
+	wg.Wait()
+	return n
 }
 
 func (d *Daemon) brokerDescription() string {

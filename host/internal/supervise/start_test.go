@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -278,4 +279,40 @@ func TestAddCtxBoundsOnlyTheWait(t *testing.T) {
 	open()
 	next[supervise.ChildStarted](t, h.rec, "w")
 	h.wantState("w", supervise.StateRunning)
+}
+
+// AddAsync registers children in call order and lets their first starts
+// overlap; each result arrives on its own channel.
+func TestAddAsyncOverlapsStartsAndKeepsOrder(t *testing.T) {
+	h := newHarness(t, supervise.Spec{})
+	release, open := gate(t)
+	slow := newFakeService("a", h.log, startPlan{block: release})
+	fast := newFakeService("b", h.log)
+	ra, err := h.sup.AddAsync(testCtx(t), supervise.ChildSpec{Name: "a", Service: slow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err := h.sup.AddAsync(testCtx(t), supervise.ChildSpec{Name: "b", Service: fast})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// b runs while a's start is still blocked.
+	if err := wait(t, async(func() error { return <-rb })); err != nil {
+		t.Fatalf("b: %v", err)
+	}
+	h.wantState("a", supervise.StateStarting)
+	open()
+	if err := wait(t, async(func() error { return <-ra })); err != nil {
+		t.Fatalf("a: %v", err)
+	}
+	var names []string
+	for _, st := range h.sup.Status() {
+		names = append(names, st.Name)
+	}
+	if strings.Join(names, ",") != "a,b" {
+		t.Fatalf("order = %v, want a,b", names)
+	}
+	if _, err := h.sup.AddAsync(testCtx(t), supervise.ChildSpec{Name: "a", Service: slow}); !errors.Is(err, supervise.ErrDuplicate) {
+		t.Fatalf("duplicate AddAsync = %v, want ErrDuplicate", err)
+	}
 }

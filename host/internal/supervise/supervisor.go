@@ -100,6 +100,36 @@ func (s *Supervisor) Add(ctx context.Context, cs ChildSpec) error {
 	return s.call(ctx, func(reply chan<- error) { s.doAdd(cs, reply) })
 }
 
+// AddAsync adds a child and starts it like Add, but returns as soon as the
+// child is registered, so that a caller can add many children in declared
+// order and let their first starts overlap. The outcome of the first start
+// attempt (what Add would return) arrives on the returned channel, which
+// receives exactly one value. Registration errors (ErrDuplicate,
+// ErrInvalidSpec, ErrStopped, ctx's error) are returned directly.
+func (s *Supervisor) AddAsync(ctx context.Context, cs ChildSpec) (<-chan error, error) {
+	cs, err := cs.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	result := make(chan error, 1)
+	err = s.call(ctx, func(reply chan<- error) {
+		if s.shuttingDown {
+			s.reply(reply, ErrStopped)
+			return
+		}
+		if _, dup := s.children[cs.Name]; dup {
+			s.reply(reply, fmt.Errorf("adding %q: %w", cs.Name, ErrDuplicate))
+			return
+		}
+		s.doAdd(cs, result)
+		s.reply(reply, nil)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return result, nil
+}
+
 // StopChild stops the named child and keeps it in StateStopped, without
 // restarts, until RestartChild. If a start is in progress it waits for it to
 // finish (or time out) and then stops the new instance. It returns the error

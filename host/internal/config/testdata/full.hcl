@@ -6,6 +6,7 @@ host {
   state_dir  = "./var"
   http_addr  = "127.0.0.1:7780"
   log_level  = "debug"
+  start_concurrency = 8
 }
 amqp {
   url = env("AMQP_URL")

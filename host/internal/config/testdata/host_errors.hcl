@@ -3,6 +3,7 @@ host {
   name       = "all"
   http_addr  = "7780"
   plugin_dir = ""
+  start_concurrency = 0
 }
 host {
   name = "again"
