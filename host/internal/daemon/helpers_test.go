@@ -47,8 +47,11 @@ type harness struct {
 	cancel context.CancelFunc
 	runErr chan error
 
-	mu   sync.Mutex
-	pids map[int]bool // every plugin pid seen, checked for leaks at the end
+	mu      sync.Mutex
+	pids    map[int]bool     // every plugin pid seen, checked for leaks at the end
+	started map[string][]int // pids of each worker's started events, in order
+	seen    map[string]int   // how many of started[w] waitStarted has returned
+	changed chan struct{}    // closed and replaced when started changes
 }
 
 // linkPlugin puts the chaos binary into dir under name.
@@ -81,7 +84,8 @@ func startHostIn(t *testing.T, dir, body string) *harness {
 	if err := os.WriteFile(cfgPath, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, dir: dir, events: make(chan supervise.Event, 10000), runErr: make(chan error, 1), pids: map[int]bool{}}
+	h := &harness{t: t, dir: dir, events: make(chan supervise.Event, 10000), runErr: make(chan error, 1), pids: map[int]bool{},
+		started: map[string][]int{}, seen: map[string]int{}, changed: make(chan struct{})}
 	logs := &logBuffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -97,6 +101,9 @@ func startHostIn(t *testing.T, dir, body string) *harness {
 				if p, ok := e.Instance.(*pluginproc.Process); ok {
 					h.mu.Lock()
 					h.pids[p.Pid()] = true
+					h.started[e.Child] = append(h.started[e.Child], p.Pid())
+					close(h.changed)
+					h.changed = make(chan struct{})
 					h.mu.Unlock()
 				}
 			}
@@ -153,13 +160,27 @@ func (h *harness) waitEvent(what string, pred func(supervise.Event) bool) superv
 	}
 }
 
+// waitStarted returns the pid of the worker's next start (the first call
+// returns its first start, the next call its second, and so on), whatever
+// order the workers start in.
 func (h *harness) waitStarted(worker string) int {
 	h.t.Helper()
-	ev := h.waitEvent(worker+" started", func(ev supervise.Event) bool {
-		e, ok := ev.(supervise.ChildStarted)
-		return ok && e.Child == worker
-	})
-	return ev.(supervise.ChildStarted).Instance.(*pluginproc.Process).Pid()
+	deadline := time.After(waitTimeout)
+	for {
+		h.mu.Lock()
+		pids, n, changed := h.started[worker], h.seen[worker], h.changed
+		if len(pids) > n {
+			h.seen[worker] = n + 1
+			h.mu.Unlock()
+			return pids[n]
+		}
+		h.mu.Unlock()
+		select {
+		case <-changed:
+		case <-deadline:
+			h.t.Fatalf("%s did not start (again) within %s; workers: %+v", worker, waitTimeout, h.d.Workers())
+		}
+	}
 }
 
 func (h *harness) pid(worker string) int {
