@@ -8,6 +8,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/hashicorp/hcl/v2"
+
+	"github.com/dynworkers/dynworkers/host/internal/suggest"
 )
 
 // maxNameLen bounds worker and supervisor names: they end up in routing
@@ -56,48 +58,12 @@ func validateIdent(what, s string) error {
 	return nil
 }
 
-// suggest returns the candidate closest to s, or "" when none is close
-// enough to be a likely typo.
-func suggest(s string, candidates []string) string {
-	best, bestDist := "", -1
-	ls := strings.ToLower(s)
-	for _, c := range candidates {
-		d := levenshtein(ls, strings.ToLower(c))
-		limit := max(2, len([]rune(c))/4)
-		if d <= limit && (bestDist < 0 || d < bestDist) {
-			best, bestDist = c, d
-		}
-	}
-	return best
-}
-
 // didYouMean formats a suggestion as a sentence to append to a detail.
 func didYouMean(s string, candidates []string) string {
-	if m := suggest(s, candidates); m != "" {
+	if m := suggest.Closest(s, candidates); m != "" {
 		return fmt.Sprintf(" Did you mean %q?", m)
 	}
 	return ""
-}
-
-func levenshtein(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	prev := make([]int, len(rb)+1)
-	cur := make([]int, len(rb)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		cur[0] = i
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(rb)]
 }
 
 // quotedList formats ["a", "b", "c"] as `"a", "b" or "c"`.
