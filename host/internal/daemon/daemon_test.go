@@ -318,3 +318,24 @@ func TestLoadReportsConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// Strategies the configuration accepts but this version cannot run are a
+// diagnostic at the supervisor's position, not a failure at start.
+func TestLoadRejectsUnsupportedStrategy(t *testing.T) {
+	dir := t.TempDir()
+	linkPlugin(t, filepath.Join(dir, "plugins"), "chaos")
+	cfg := filepath.Join(dir, "host.hcl")
+	src := "host {\n  plugin_dir = \"plugins\"\n  state_dir = \"var\"\n}\nsupervisor \"root\" {\n  supervisor \"campaign\" {\n    strategy = \"rest_for_one\"\n    worker \"w\" {\n      class = \"chaos\"\n    }\n  }\n}\n"
+	if err := os.WriteFile(cfg, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(context.Background(), Options{ConfigPath: cfg})
+	var ce *ConfigError
+	if !errors.As(err, &ce) || len(ce.Diags) != 1 {
+		t.Fatalf("Load: %v, want one diagnostic", err)
+	}
+	d := ce.Diags[0]
+	if d.Subject == nil || d.Subject.Start.Line != 6 || !strings.Contains(d.Detail, `"rest_for_one"`) {
+		t.Errorf("diagnostic %v at %v", d, d.Subject)
+	}
+}
