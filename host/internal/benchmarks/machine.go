@@ -1,0 +1,147 @@
+package benchmarks
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Machine describes where the benchmarks ran.
+type Machine struct {
+	NProc     int    `json:"nproc"`
+	CPU       string `json:"cpu"`
+	GoVersion string `json:"go_version"`
+	Kernel    string `json:"kernel"`
+	MemTotal  string `json:"mem_total"`
+	// LoadAvg is /proc/loadavg when the run began: a busy machine makes
+	// every figure worse.
+	LoadAvg string `json:"loadavg_at_start"`
+}
+
+// ReadMachine describes this machine. NProc is the number of CPUs this
+// process may run on, as nproc(1) reports it.
+func ReadMachine() Machine {
+	m := Machine{
+		NProc:     runtime.NumCPU(),
+		GoVersion: runtime.Version(),
+		Kernel:    readTrim("/proc/sys/kernel/osrelease"),
+		LoadAvg:   readTrim("/proc/loadavg"),
+		CPU:       procField("/proc/cpuinfo", "model name"),
+		MemTotal:  procField("/proc/meminfo", "MemTotal"),
+	}
+	if m.CPU == "" {
+		m.CPU = "unknown"
+	}
+	return m
+}
+
+func readTrim(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// procField returns the value of the first "key: value" line of a /proc file.
+func procField(path, key string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if ok && strings.TrimSpace(k) == key {
+			return strings.Join(strings.Fields(v), " ")
+		}
+	}
+	return ""
+}
+
+// clockTicks is USER_HZ, the unit of /proc/stat; 100 on every Linux
+// architecture Go supports.
+const clockTicks = 100
+
+// CPUSample is the machine's CPU time so far and this process's own,
+// children included (the hosts and plugins it ran and reaped).
+type CPUSample struct {
+	At    time.Time
+	Busy  time.Duration // all CPUs: user, nice, system, irq, softirq
+	Steal time.Duration // taken by the hypervisor
+	Own   time.Duration // this process and its reaped children
+}
+
+// ReadCPU samples the CPU times.
+func ReadCPU() CPUSample {
+	s := CPUSample{At: time.Now()}
+	line := procLine("/proc/stat", "cpu")
+	f := strings.Fields(line)
+	tick := func(i int) time.Duration {
+		if i >= len(f) {
+			return 0
+		}
+		n, _ := strconv.ParseInt(f[i], 10, 64)
+		return time.Duration(n) * time.Second / clockTicks
+	}
+	// cpu user nice system idle iowait irq softirq steal guest guest_nice;
+	// guest time is already counted in user.
+	s.Busy = tick(0) + tick(1) + tick(2) + tick(5) + tick(6)
+	s.Steal = tick(7)
+	for _, who := range []int{syscall.RUSAGE_SELF, syscall.RUSAGE_CHILDREN} {
+		var ru syscall.Rusage
+		if syscall.Getrusage(who, &ru) == nil {
+			s.Own += time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		}
+	}
+	return s
+}
+
+// Background is what else the machine did while the benchmarks ran.
+type Background struct {
+	Elapsed time.Duration
+	// Other is CPU time used by processes other than the harness and what
+	// it started (as counted by the kernel in 10 ms ticks).
+	Other time.Duration
+	Steal time.Duration
+}
+
+// MarshalJSON writes the durations in milliseconds.
+func (b Background) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Elapsed int64 `json:"elapsed_ms"`
+		Other   int64 `json:"other_processes_cpu_ms"`
+		Steal   int64 `json:"steal_ms"`
+	}{b.Elapsed.Milliseconds(), b.Other.Milliseconds(), b.Steal.Milliseconds()})
+}
+
+// BackgroundSince compares two samples.
+func BackgroundSince(start, end CPUSample) Background {
+	return Background{
+		Elapsed: end.At.Sub(start.At),
+		Other:   max((end.Busy-start.Busy)-(end.Own-start.Own), 0),
+		Steal:   end.Steal - start.Steal,
+	}
+}
+
+// procLine returns the first line of a file whose first field is key.
+func procLine(path, key string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, rest, ok := strings.Cut(sc.Text(), " "); ok && k == key {
+			return rest
+		}
+	}
+	return ""
+}

@@ -1,0 +1,102 @@
+package benchmarks
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+)
+
+// These tests check the harness's own helpers; unlike the benchmarks they
+// always run, and quickly.
+
+func TestSummarize(t *testing.T) {
+	var ds []time.Duration
+	for i := 100; i >= 1; i-- { // 1..100 ms, unsorted
+		ds = append(ds, time.Duration(i)*time.Millisecond)
+	}
+	s := Summarize(ds)
+	want := Summary{N: 100, Min: time.Millisecond, P50: 50 * time.Millisecond, P90: 90 * time.Millisecond,
+		P99: 99 * time.Millisecond, Max: 100 * time.Millisecond, Mean: 50500 * time.Microsecond}
+	if s != want {
+		t.Errorf("Summarize = %+v, want %+v", s, want)
+	}
+	if ds[0] != 100*time.Millisecond {
+		t.Error("Summarize sorted its argument")
+	}
+	if got := Summarize(nil); got != (Summary{}) {
+		t.Errorf("Summarize(nil) = %+v", got)
+	}
+	if got := Median([]int64{5, 1, 3, 2}); got != 2 {
+		t.Errorf("Median of 4 = %d, want the lower middle 2", got)
+	}
+	if got := Median([]time.Duration{3, 1, 2, 5, 4}); got != 3 {
+		t.Errorf("Median of 5 = %d, want 3", got)
+	}
+}
+
+func TestParseStat(t *testing.T) {
+	line := "4242 (a (weird) name) S 17 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 8 0 987654 1000 10 ...\n"
+	st, err := parseStat([]byte(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != 'S' || st.PPid != 17 || st.StartTime != 987654 {
+		t.Errorf("parseStat = %+v", st)
+	}
+}
+
+func TestParseKiB(t *testing.T) {
+	in := "55d1a0000000-7ffd2b5fe000 ---p 00000000 00:00 0 [rollup]\nRss:               14828 kB\nPss:                2343 kB\nPss_Anon:           1500 kB\n"
+	m, err := parseKiB(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m["Rss"] != 14828 || m["Pss"] != 2343 || m["Pss_Anon"] != 1500 || len(m) != 3 {
+		t.Errorf("parseKiB = %v", m)
+	}
+}
+
+func TestRenderMarkdown(t *testing.T) {
+	ms := func(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
+	samples := []time.Duration{ms(17), ms(18), ms(22)}
+	r := &Results{
+		Date: time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC), Command: benchCommand, GoTest: goTestLine,
+		Machine: Machine{NProc: 2, CPU: "test CPU", MemTotal: "2097152 kB"}, HostVersion: "dynworkers test",
+		Background: Background{Elapsed: 30 * time.Second, Other: 1500 * time.Millisecond},
+		Binary: &BinaryResult{PluginBytes: 13e6, HostBytes: 22e6, Checksum: Summarize([]time.Duration{ms(9)}),
+			ExecToHandshake: Summarize([]time.Duration{ms(5)}), ChecksumUS: []int64{9000}},
+		Restart: &RestartResult{Crashes: 3, Total: Summarize(samples), Detect: Summarize([]time.Duration{ms(1)}),
+			Start: Summarize([]time.Duration{ms(16)}), Health: Summarize([]time.Duration{ms(0.4)}), TotalUS: Micros(samples)},
+		Startup: []StartupResult{
+			{Workers: 1, Runs: []StartupRun{{ExecToRunning: ms(30), HostStartup: ms(16), Shutdown: ms(3)}}},
+			{Workers: 100, Runs: []StartupRun{{ExecToRunning: ms(900), HostStartup: ms(880), Shutdown: ms(160)}}},
+			{Workers: 100, StartConcurrency: 1, Runs: []StartupRun{{ExecToRunning: ms(1660), HostStartup: ms(1640), Shutdown: ms(160)}}},
+		},
+		Memory: &MemoryResult{Workers: 2, Idle: 5 * time.Second, HostVmRSS: 37000, PluginBytes: 13e6,
+			Plugins: []Mem{{Pid: 1, RSS: 14800, PSS: 2300, PSSAnon: 1500, PSSFile: 800}, {Pid: 2, RSS: 14900, PSS: 2400}}},
+	}
+	var b bytes.Buffer
+	if err := RenderMarkdown(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		"| crash-to-running restart, p50 of 3 crashes | ≤ 10 ms | 18.0 ms | **no** |",
+		"| start-up of 100 workers, median of 1 runs | ≤ 1.5 s | 0.90 s | yes |",
+		`"kill_to_healthy_us": [17000,18000,22000]`,
+		"The target is missed",
+		"| memory | 2.0 GiB |",
+		"**Note:** other processes used 5 % of one core",
+		"| 1.50 s in 30.00 s (5.0 % of one core); hypervisor steal 0.00 s |",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+	for _, bad := range []string{"%!", "<nil>"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("report contains %q:\n%s", bad, out)
+		}
+	}
+}
