@@ -1,0 +1,112 @@
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+)
+
+// Operations a control message can ask for (payload.operation).
+const (
+	OpStartWorker   = "vumi_worker" // the Blinkenlights name; "start_worker" is an alias
+	OpStartAlias    = "start_worker"
+	OpStopWorker    = "stop_worker"
+	OpRestartWorker = "restart_worker"
+	OpStatus        = "status"
+	OpListClasses   = "list_classes"
+	OpReload        = "reload"
+)
+
+// Code is the machine-readable kind of a control error (DESIGN §5).
+type Code string
+
+// The error codes of the control protocol.
+const (
+	CodeMalformed        Code = "malformed"         // not JSON, not an object, or a field of the wrong type
+	CodeUnknownOperation Code = "unknown_operation" // operation missing or not one of the Op* names
+	CodeUnknownClass     Code = "unknown_class"     // no plugin offers worker_class
+	CodeInvalidConfig    Code = "invalid_config"    // worker_config, a name or another field fails validation
+	CodeConflict         Code = "conflict"          // the name is taken by a different spec or by an HCL worker
+	CodeNotFound         Code = "not_found"         // no such worker
+	CodeUnauthorized     Code = "unauthorized"      // missing or wrong bearer token (HTTP)
+	CodeInternal         Code = "internal"          // anything else; the host logs the cause
+)
+
+// Request is a decoded control payload. The same shape is accepted bare or
+// as the payload of a Blinkenlights envelope.
+type Request struct {
+	Operation    string          `json:"operation"`
+	WorkerName   string          `json:"worker_name,omitempty"`
+	WorkerClass  string          `json:"worker_class,omitempty"`
+	WorkerConfig json.RawMessage `json:"worker_config,omitempty"`
+	// Supervisor is the path of the target supervisor; "" means the root.
+	Supervisor string `json:"supervisor,omitempty"`
+	// Replace lets a start replace a running worker of the same name whose
+	// spec differs (otherwise that is a conflict).
+	Replace   bool   `json:"replace,omitempty"`
+	RequestID string `json:"request_id,omitempty"`
+}
+
+// Reply is the answer to a request, as sent to reply_to or returned over
+// HTTP: {"ok": true, "result": ...} or {"ok": false, "error": {...}}.
+type Reply struct {
+	OK        bool   `json:"ok"`
+	Result    any    `json:"result,omitempty"`
+	Error     *Error `json:"error,omitempty"`
+	RequestID string `json:"request_id,omitempty"`
+}
+
+// Error is a control error. It never contains a sensitive config value.
+type Error struct {
+	Code    Code     `json:"code"`
+	Message string   `json:"message"`
+	Details []Detail `json:"details,omitempty"`
+}
+
+// Detail is one diagnostic behind an error, e.g. one bad config attribute.
+type Detail struct {
+	// Attribute names the config attribute or request field at fault, if any.
+	Attribute string `json:"attribute,omitempty"`
+	Summary   string `json:"summary"`
+	Detail    string `json:"detail,omitempty"`
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message) }
+
+// Errorf returns an *Error with the given code.
+func Errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// WorkerSpec is what a start request asks for, before validation.
+type WorkerSpec struct {
+	Name       string
+	Class      string
+	Config     json.RawMessage // a JSON object; nil or null means {}
+	Supervisor string          // "" means the root
+	Replace    bool
+}
+
+// StartResult says what a start did.
+type StartResult struct {
+	Worker string `json:"worker"`
+	// Action is "started", "unchanged" (same name and spec: a no-op) or
+	// "replaced".
+	Action string `json:"action"`
+	Pid    int    `json:"pid,omitempty"`
+	State  string `json:"state"`
+}
+
+// Host is what the dispatcher drives; the daemon implements it. Every
+// method returns only once its effect is durable (persisted), so that a
+// transport may ack or answer right after. Errors that callers should see
+// are *Error values with the right code; any other error is reported as
+// CodeInternal with a generic message and logged.
+type Host interface {
+	StartWorker(ctx context.Context, spec WorkerSpec) (StartResult, error)
+	StopWorker(ctx context.Context, name string) error
+	RestartWorker(ctx context.Context, name string) error
+	Status(ctx context.Context) (any, error)
+	Classes(ctx context.Context) (any, error)
+	Reload(ctx context.Context) (any, error)
+}
