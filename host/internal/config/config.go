@@ -91,6 +91,10 @@ type HostConfig struct {
 	StateDir  string
 	HTTPAddr  string
 	LogLevel  string
+	// HTTPToken is the bearer token the HTTP API requires for calls that
+	// change anything. Required when HTTPAddr is not a loopback address.
+	// Sensitive: never printed.
+	HTTPToken string
 	// StartConcurrency is how many worker starts may be in flight at once
 	// when the host starts (workers are still started in declared order);
 	// 1 starts each worker only once the previous one runs.

@@ -17,6 +17,7 @@ var hostSchema = &hcl.BodySchema{
 		{Name: "http_addr"},
 		{Name: "log_level"},
 		{Name: "start_concurrency"},
+		{Name: "http_token"},
 	},
 }
 
@@ -66,6 +67,26 @@ func (m *merger) decodeHost(sc *scope, b *hcl.Block) {
 		}
 	}
 	sc.enum(attrs["log_level"], "log level", LogLevels, &h.LogLevel)
+	if attr := attrs["http_token"]; attr != nil {
+		// The token is a secret: no diagnostic repeats it.
+		m.secretScopes = append(m.secretScopes, secretScope{attrs: []*hcl.Attribute{attr}, ctx: sc.ctx})
+		var tok string
+		if sc.str(attr, &tok) {
+			if len(tok) < minTokenLen {
+				sc.errorf(attr.Expr.Range(), "Invalid HTTP token", "The http_token must be at least %d characters long.", minTokenLen)
+			} else {
+				h.HTTPToken = tok
+			}
+		}
+	}
+	if attrs["http_token"] == nil && !loopbackAddr(h.HTTPAddr) {
+		r := b.DefRange
+		if attr := attrs["http_addr"]; attr != nil {
+			r = attr.Expr.Range()
+		}
+		sc.errorf(r, "HTTP token required",
+			"The HTTP API listens on %s, beyond the loopback interface: set http_token (for example http_token = env(\"DYNWORKERS_HTTP_TOKEN\")) so that calls that change anything need it.", h.HTTPAddr)
+	}
 	if attr := attrs["start_concurrency"]; attr != nil {
 		n := h.StartConcurrency
 		sc.wholeNumber(attr, &n)
@@ -75,6 +96,23 @@ func (m *merger) decodeHost(sc *scope, b *hcl.Block) {
 			h.StartConcurrency = n
 		}
 	}
+}
+
+// minTokenLen is the shortest http_token accepted.
+const minTokenLen = 16
+
+// loopbackAddr reports whether a listen address is on the loopback
+// interface only ("127.0.0.1:7780", "[::1]:7780", "localhost:7780").
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // maxStartConcurrency bounds host.start_concurrency.

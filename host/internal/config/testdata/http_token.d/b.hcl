@@ -1,0 +1,3 @@
+worker "w" {
+  class = "echo"
+}
