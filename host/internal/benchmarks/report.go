@@ -342,3 +342,7 @@ func scalarItem(t string, keyed bool) bool {
 	_, err := strconv.ParseFloat(t, 64)
 	return err == nil
 }
+
+// startupRuns is how many measured runs each start-up configuration gets
+// (after one unmeasured warm-up run).
+const startupRuns = 5

@@ -16,7 +16,6 @@ import (
 )
 
 const (
-	startupRuns = 5
 	memoryIdle  = 5 * time.Second
 	// hostTimeout bounds a host's start-up and, separately, its shutdown.
 	hostTimeout = 2 * time.Minute
