@@ -16,7 +16,7 @@ import (
 )
 
 const (
-	memoryIdle  = 5 * time.Second
+	memoryIdle = 5 * time.Second
 	// hostTimeout bounds a host's start-up and, separately, its shutdown.
 	hostTimeout = 2 * time.Minute
 )
