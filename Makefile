@@ -60,6 +60,7 @@ lint: ## gofmt check and go vet
 	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './bin/*' -not -path './var/*')); \
 		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) build ./...
 
 clean: ## remove bin/ and var/
 	rm -rf $(BIN) var

@@ -44,50 +44,10 @@ func runClasses(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-type classJSON struct {
-	Name        string          `json:"name"`
-	Aliases     []string        `json:"aliases,omitempty"`
-	Description string          `json:"description,omitempty"`
-	Version     string          `json:"version,omitempty"`
-	Binary      string          `json:"binary"`
-	SHA256      string          `json:"sha256"`
-	Schema      []attributeJSON `json:"schema"`
-}
-
-type attributeJSON struct {
-	Name        string `json:"name"`
-	Type        string `json:"type"`
-	Required    bool   `json:"required,omitempty"`
-	Default     any    `json:"default,omitempty"`
-	Sensitive   bool   `json:"sensitive,omitempty"`
-	Description string `json:"description,omitempty"`
-}
-
-type brokenJSON struct {
-	Path  string `json:"path"`
-	Error string `json:"error"`
-}
-
 func printClassesJSON(stdout, stderr io.Writer, cat *catalog.Catalog) int {
-	out := struct {
-		Classes []classJSON  `json:"classes"`
-		Broken  []brokenJSON `json:"broken"`
-	}{Classes: []classJSON{}, Broken: []brokenJSON{}}
-	for _, c := range cat.Classes() {
-		cj := classJSON{Name: c.Name, Aliases: c.Aliases, Description: c.Description, Version: c.Version,
-			Binary: c.Binary.Path, SHA256: fmt.Sprintf("%x", c.Binary.SHA256), Schema: []attributeJSON{}}
-		for _, a := range c.Schema {
-			cj.Schema = append(cj.Schema, attributeJSON{Name: a.Name, Type: string(a.Type), Required: a.Required,
-				Default: a.Default, Sensitive: a.Sensitive, Description: a.Description})
-		}
-		out.Classes = append(out.Classes, cj)
-	}
-	for _, p := range cat.Problems() {
-		out.Broken = append(out.Broken, brokenJSON{Path: p.Path, Error: p.Err.Error()})
-	}
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
-	if err := enc.Encode(out); err != nil {
+	if err := enc.Encode(daemon.ClassesReport(cat)); err != nil {
 		fmt.Fprintf(stderr, "dynworkers classes: %v\n", err)
 		return 1
 	}

@@ -8,6 +8,8 @@ import (
 
 	"github.com/zclconf/go-cty/cty"
 	ctyjson "github.com/zclconf/go-cty/cty/json"
+
+	"github.com/dynworkers/dynworkers/sdk"
 )
 
 // ConfigJSON returns the worker's config as the JSON object sent to the
@@ -116,4 +118,28 @@ func (w *Worker) SpecHash() string {
 	})
 	sum := sha256.Sum256(append([]byte("dynworkers.worker.v1\n"), b...))
 	return hex.EncodeToString(sum[:])
+}
+
+// NewWorker returns a worker with the default restart policy, timeouts and
+// backoff, for workers that do not come from HCL (started by a control
+// message). cfg is the config as decoded by DecodeWorkerConfigJSON with
+// schema; supervisorPath is the path of the supervisor it joins.
+func NewWorker(name, supervisorPath, class string, schema sdk.Schema, cfg cty.Value) *Worker {
+	return &Worker{
+		Name:            name,
+		Path:            supervisorPath + "/" + name,
+		Class:           class,
+		Restart:         DefaultRestart,
+		StartTimeout:    DefaultStartTimeout,
+		ShutdownTimeout: DefaultShutdownTimeout,
+		HealthInterval:  DefaultHealthInterval,
+		HealthTimeout:   DefaultHealthTimeout,
+		Backoff: Backoff{
+			Initial:    DefaultBackoffInitial,
+			Max:        DefaultBackoffMax,
+			ResetAfter: DefaultBackoffReset,
+		},
+		Config: cfg,
+		Schema: schema,
+	}
 }

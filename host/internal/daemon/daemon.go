@@ -23,6 +23,7 @@ import (
 
 	"github.com/dynworkers/dynworkers/host/internal/catalog"
 	"github.com/dynworkers/dynworkers/host/internal/config"
+	"github.com/dynworkers/dynworkers/host/internal/state"
 	"github.com/dynworkers/dynworkers/host/internal/supervise"
 )
 
@@ -52,6 +53,9 @@ type Daemon struct {
 	sups []*supNode
 
 	events *eventLog
+	reg    registry
+	// started is when Run began.
+	started time.Time
 
 	mu      sync.Mutex
 	running bool
@@ -107,6 +111,10 @@ func Load(ctx context.Context, opts Options) (*Daemon, error) {
 	}
 	d := &Daemon{opts: opts, logger: logger, cfg: cfg, catalog: cat, events: newEventLog(100)}
 	if err := d.build(cfg.Root); err != nil {
+		return nil, err
+	}
+	if err := d.openState(); err != nil {
+		d.stopSupervisors()
 		return nil, err
 	}
 	return d, nil
@@ -180,8 +188,12 @@ func (d *Daemon) build(s *config.Supervisor) error {
 	if err != nil {
 		return fmt.Errorf("supervisor %q: %w", s.Path, err)
 	}
-	d.sups = append(d.sups, &supNode{cfg: s, sup: sup})
+	sn := &supNode{cfg: s, sup: sup}
+	d.sups = append(d.sups, sn)
 	for _, n := range s.Children {
+		if n.Worker != nil {
+			d.reg.put(n.Worker.Name, &entry{cfg: n.Worker, source: SourceHCL, sup: sn})
+		}
 		if n.Supervisor != nil {
 			if err := d.build(n.Supervisor); err != nil {
 				return err
@@ -211,7 +223,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.logger.Error("plugin file is unusable", "path", p.Path, "error", p.Err)
 	}
 	started := time.Now()
+	d.started = started
 	n := d.startAll(ctx)
+	n += d.restoreDynamic(ctx)
 	d.logger.Info("host running", "workers", n, "startup", time.Since(started).Round(time.Millisecond).String())
 	<-ctx.Done()
 	return d.shutdown()
@@ -283,6 +297,36 @@ func (d *Daemon) shutdown() error {
 	return errors.Join(errs...)
 }
 
+// openState opens the state directory and loads the dynamic workers
+// persisted by earlier control messages. A corrupt state file has been
+// kept aside by the store; the host starts without it and says so loudly.
+func (d *Daemon) openState() error {
+	store, err := state.Open(d.cfg.Host.StateDir, d.logger.Named("state"))
+	if err != nil {
+		return fmt.Errorf("opening state_dir: %w", err)
+	}
+	st, err := store.Load()
+	if err != nil {
+		if !errors.Is(err, state.ErrCorrupt) {
+			return fmt.Errorf("loading persisted workers: %w", err)
+		}
+		d.logger.Error("persisted dynamic workers could not be read; starting without them", "error", err)
+	}
+	d.reg.store = store
+	if st != nil {
+		d.reg.dynamic = st.Workers
+	}
+	return nil
+}
+
+// stopSupervisors ends the supervisors' goroutines of a daemon that will
+// not run.
+func (d *Daemon) stopSupervisors() {
+	for _, sn := range d.sups {
+		_ = sn.sup.Stop(context.Background())
+	}
+}
+
 // Workers returns the status of every worker, in tree order.
 func (d *Daemon) Workers() []WorkerStatus {
 	var out []WorkerStatus
@@ -302,37 +346,4 @@ func (d *Daemon) Worker(name string) (WorkerStatus, bool) {
 		}
 	}
 	return WorkerStatus{}, false
-}
-
-// supervisorOf returns the supervisor that owns the named worker.
-func (d *Daemon) supervisorOf(name string) (*supervise.Supervisor, bool) {
-	for _, sn := range d.sups {
-		if _, ok := sn.sup.Child(name); ok {
-			return sn.sup, true
-		}
-	}
-	return nil, false
-}
-
-// ErrUnknownWorker is returned for a worker name the host does not have.
-var ErrUnknownWorker = errors.New("unknown worker")
-
-// StopWorker stops the named worker within its shutdown timeout; it stays
-// stopped until RestartWorker.
-func (d *Daemon) StopWorker(ctx context.Context, name string) error {
-	sup, ok := d.supervisorOf(name)
-	if !ok {
-		return fmt.Errorf("stopping worker %q: %w", name, ErrUnknownWorker)
-	}
-	return sup.StopChild(ctx, name)
-}
-
-// RestartWorker restarts the named worker by hand from any state (running,
-// stopped, exited or failed) with a fresh restart budget.
-func (d *Daemon) RestartWorker(ctx context.Context, name string) error {
-	sup, ok := d.supervisorOf(name)
-	if !ok {
-		return fmt.Errorf("restarting worker %q: %w", name, ErrUnknownWorker)
-	}
-	return sup.RestartChild(ctx, name)
 }

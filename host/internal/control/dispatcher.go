@@ -1,0 +1,341 @@
+package control
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/dynworkers/dynworkers/host/internal/config"
+)
+
+// internalMessage is all a client learns about an error that is not an
+// *Error: the cause may hold paths, config values or other details that
+// belong in the host's log only.
+const internalMessage = "internal error (see the host's log)"
+
+// maxClassLen bounds worker_class, which is only looked up, never used as a
+// path, but still ends up in logs and messages.
+const maxClassLen = 200
+
+// Dispatcher checks control requests and carries them out on a Host. Both
+// transports use it: AMQP hands it message bodies (Handle), the HTTP API
+// builds Requests itself (Do). It is safe for concurrent use; it serialises
+// nothing, so the Host must cope with concurrent calls.
+//
+// It never logs or returns a worker_config, which may hold secrets: logs
+// carry only the operation, worker name, class and request_id.
+type Dispatcher struct {
+	host   Host
+	logger hclog.Logger
+
+	mu    sync.Mutex
+	stats Stats
+}
+
+// Stats counts the requests a Dispatcher answered since it was created.
+type Stats struct {
+	// Handled counts every request answered, failed ones included.
+	Handled uint64
+	// Failed counts the requests answered with an error.
+	Failed uint64
+	// Errors counts the failed requests by error code.
+	Errors map[Code]uint64
+}
+
+// WorkerResult is the result of stop_worker and restart_worker.
+type WorkerResult struct {
+	Worker string `json:"worker"`
+	// Action is "stopped" or "restarted".
+	Action string `json:"action"`
+}
+
+// NewDispatcher returns a Dispatcher that drives host and logs to logger
+// (nil means no logging).
+func NewDispatcher(host Host, logger hclog.Logger) *Dispatcher {
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	return &Dispatcher{host: host, logger: logger}
+}
+
+// Handle decodes a message body (see Decode) and carries it out (see Do).
+// A body that cannot be decoded is answered with its error; the request_id
+// is echoed whenever it could be read.
+func (d *Dispatcher) Handle(ctx context.Context, body []byte) Reply {
+	req, err := decode(body)
+	if err != nil {
+		return d.fail(req, err)
+	}
+	return d.Do(ctx, req)
+}
+
+// Do checks req and carries it out on the Host, which makes the effect
+// durable before it returns.
+//
+// Checks per operation, before the Host is called: a start needs a
+// worker_name that config.ValidateName accepts and a worker_class
+// (CodeInvalidConfig naming the field), a worker_config that is a JSON
+// object, null or absent (CodeMalformed), and a supervisor path whose
+// segments are valid names; stop and restart need a valid worker_name;
+// status, list_classes and reload need nothing. The alias "start_worker" is
+// accepted; an unknown operation is CodeUnknownOperation.
+//
+// Host errors that are (or wrap) an *Error are returned as they are; any
+// other error, or a panic, becomes CodeInternal with a generic message and
+// is logged with the operation and worker name. The reply echoes
+// req.RequestID.
+func (d *Dispatcher) Do(ctx context.Context, req *Request) Reply {
+	if req == nil {
+		return d.fail(&Request{}, Errorf(CodeMalformed, "no request"))
+	}
+	r := *req
+	op, err := normalizeOperation(r.Operation)
+	if err != nil {
+		return d.fail(&r, err)
+	}
+	r.Operation = op
+	if err := validate(&r); err != nil {
+		return d.fail(&r, err)
+	}
+	result, herr := d.call(ctx, &r)
+	if herr != nil {
+		var ce *Error
+		if errors.As(herr, &ce) && ce == nil {
+			// Calling Error on it would panic, in the logger too.
+			herr = fmt.Errorf("the host returned a nil %T as an error", ce)
+		}
+		if ce == nil {
+			d.logger.Error("control request failed", append(logArgs(&r), "error", herr)...)
+			d.count(Errorf(CodeInternal, internalMessage))
+			return Reply{OK: false, Error: Errorf(CodeInternal, internalMessage), RequestID: r.RequestID}
+		}
+		return d.fail(&r, ce)
+	}
+	d.count(nil)
+	level := hclog.Info
+	if r.Operation == OpStatus || r.Operation == OpListClasses {
+		level = hclog.Debug // read-only and possibly frequent (monitoring)
+	}
+	d.logger.Log(level, "control request done", logArgs(&r)...)
+	return Reply{OK: true, Result: result, RequestID: r.RequestID}
+}
+
+// Stats returns a copy of the counters.
+func (d *Dispatcher) Stats() Stats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := d.stats
+	s.Errors = make(map[Code]uint64, len(d.stats.Errors))
+	for c, n := range d.stats.Errors {
+		s.Errors[c] = n
+	}
+	return s
+}
+
+// call runs the Host method for r, turning a panic into an error so that a
+// bug behind one request does not take down a transport.
+func (d *Dispatcher) call(ctx context.Context, r *Request) (result any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic: %v\n%s", p, debug.Stack())
+		}
+	}()
+	switch r.Operation {
+	case OpStartWorker:
+		return d.host.StartWorker(ctx, WorkerSpec{
+			Name:       r.WorkerName,
+			Class:      r.WorkerClass,
+			Config:     r.WorkerConfig,
+			Supervisor: r.Supervisor,
+			Replace:    r.Replace,
+		})
+	case OpStopWorker:
+		if err := d.host.StopWorker(ctx, r.WorkerName); err != nil {
+			return nil, err
+		}
+		return WorkerResult{Worker: r.WorkerName, Action: "stopped"}, nil
+	case OpRestartWorker:
+		if err := d.host.RestartWorker(ctx, r.WorkerName); err != nil {
+			return nil, err
+		}
+		return WorkerResult{Worker: r.WorkerName, Action: "restarted"}, nil
+	case OpStatus:
+		return d.host.Status(ctx)
+	case OpListClasses:
+		return d.host.Classes(ctx)
+	case OpReload:
+		return d.host.Reload(ctx)
+	}
+	// normalizeOperation let through an operation this switch lacks.
+	return nil, fmt.Errorf("operation %q has no handler", r.Operation)
+}
+
+// fail counts and logs a request that failed with err, and returns its
+// reply. Bad requests are logged at info level: they come from clients and
+// change nothing; internal errors at error level.
+func (d *Dispatcher) fail(r *Request, err *Error) Reply {
+	d.count(err)
+	level := hclog.Info
+	if err.Code == CodeInternal {
+		level = hclog.Error
+	}
+	d.logger.Log(level, "control request failed", append(logArgs(r), "code", string(err.Code), "error", err.Message)...)
+	return Reply{OK: false, Error: err, RequestID: r.RequestID}
+}
+
+func (d *Dispatcher) count(err *Error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.stats.Handled++
+	if err == nil {
+		return
+	}
+	d.stats.Failed++
+	if d.stats.Errors == nil {
+		d.stats.Errors = map[Code]uint64{}
+	}
+	d.stats.Errors[err.Code]++
+}
+
+// logArgs lists what may be logged about a request: never its
+// worker_config. Values come from the network, so they are cut short.
+func logArgs(r *Request) []any {
+	args := []any{"operation", short(r.Operation)}
+	if r.WorkerName != "" {
+		args = append(args, "worker", short(r.WorkerName))
+	}
+	if r.WorkerClass != "" {
+		args = append(args, "class", short(r.WorkerClass))
+	}
+	if r.Supervisor != "" {
+		args = append(args, "supervisor", short(r.Supervisor))
+	}
+	if r.RequestID != "" {
+		args = append(args, "request_id", short(r.RequestID))
+	}
+	return args
+}
+
+// short makes s fit for a log line: control characters escaped (as in Go
+// string literals) and cut to a sane length.
+func short(s string) string {
+	c := cut(s, maxClassLen)
+	truncated := len(c) < len(s)
+	if strings.IndexFunc(c, unicode.IsControl) >= 0 || !utf8.ValidString(c) {
+		q := strconv.Quote(c)
+		c = q[1 : len(q)-1]
+	}
+	if truncated {
+		c += "..."
+	}
+	return c
+}
+
+// validate checks the fields r.Operation needs.
+func validate(r *Request) *Error {
+	switch r.Operation {
+	case OpStartWorker:
+		if err := checkName("worker_name", r.WorkerName); err != nil {
+			return err
+		}
+		if err := checkClass(r.WorkerClass); err != nil {
+			return err
+		}
+		if err := checkConfig(r.WorkerConfig); err != nil {
+			return err
+		}
+		return checkSupervisor(r.Supervisor)
+	case OpStopWorker, OpRestartWorker:
+		return checkName("worker_name", r.WorkerName)
+	}
+	return nil
+}
+
+func invalid(field, format string, args ...any) *Error {
+	e := Errorf(CodeInvalidConfig, format, args...)
+	e.Details = []Detail{{Attribute: field, Summary: e.Message}}
+	return e
+}
+
+func checkName(field, name string) *Error {
+	if name == "" {
+		return invalid(field, "%s is missing: name the worker", field)
+	}
+	if err := config.ValidateName(name); err != nil {
+		return invalid(field, "%s %s is not a valid name: %v", field, quoteShort(name), err)
+	}
+	return nil
+}
+
+func checkClass(class string) *Error {
+	switch {
+	case class == "":
+		return invalid("worker_class", "worker_class is missing: name the worker's class, e.g. as listed by list_classes")
+	case len(class) > maxClassLen || !utf8.ValidString(class) || strings.IndexFunc(class, unicode.IsControl) >= 0:
+		return invalid("worker_class", "worker_class %s is not a class name", quoteShort(class))
+	}
+	return nil
+}
+
+// checkConfig accepts a JSON object, null or nothing. The schema check is
+// the Host's: it knows the class.
+func checkConfig(raw json.RawMessage) *Error {
+	t := bytes.TrimSpace(raw)
+	if len(t) == 0 || string(t) == "null" {
+		return nil
+	}
+	if !json.Valid(t) {
+		return malformed("worker_config", "worker_config is not valid JSON")
+	}
+	if k := kind(t); k != "an object" {
+		return malformed("worker_config", "%q must be an object, not %s", "worker_config", k)
+	}
+	return nil
+}
+
+// checkSupervisor accepts "" (the root) or a path such as "root/campaign-a"
+// (or "campaign-a", or with a leading or trailing "/") whose segments are
+// valid names. Whether the supervisor exists is the Host's to say.
+func checkSupervisor(path string) *Error {
+	trimmed := strings.Trim(path, "/")
+	if trimmed == "" {
+		return nil
+	}
+	for seg := range strings.SplitSeq(trimmed, "/") {
+		if err := config.ValidateName(seg); err != nil {
+			return invalid("supervisor", "supervisor %s is not a supervisor path such as %q: %v", quoteShort(path), config.RootName+"/name", err)
+		}
+	}
+	return nil
+}
+
+// HTTPStatus returns the HTTP status code the HTTP API answers an error of
+// code c with: 400 for malformed and unknown_operation, 422 for
+// invalid_config and unknown_class, 409 for conflict, 404 for not_found,
+// 401 for unauthorized and 500 for internal and unknown codes.
+func (c Code) HTTPStatus() int {
+	switch c {
+	case CodeMalformed, CodeUnknownOperation:
+		return http.StatusBadRequest
+	case CodeUnknownClass, CodeInvalidConfig:
+		return http.StatusUnprocessableEntity
+	case CodeConflict:
+		return http.StatusConflict
+	case CodeNotFound:
+		return http.StatusNotFound
+	case CodeUnauthorized:
+		return http.StatusUnauthorized
+	}
+	return http.StatusInternalServerError
+}

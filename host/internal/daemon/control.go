@@ -1,0 +1,392 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+
+	"github.com/dynworkers/dynworkers/host/internal/catalog"
+	"github.com/dynworkers/dynworkers/host/internal/config"
+	"github.com/dynworkers/dynworkers/host/internal/control"
+	"github.com/dynworkers/dynworkers/host/internal/state"
+	"github.com/dynworkers/dynworkers/host/internal/supervise"
+)
+
+// Sources of a worker, as shown by status.
+const (
+	SourceHCL     = "hcl"
+	SourceControl = "control"
+)
+
+// registry knows every worker of the host: where it came from, its spec and
+// its supervisor. Control operations are serialised by opMu so that a
+// persisted state always matches what runs.
+type registry struct {
+	opMu sync.Mutex // held for the whole of a mutating control operation
+
+	mu      sync.RWMutex
+	workers map[string]*entry
+	store   *state.Store
+	dynamic []state.Worker // persisted dynamic workers, in start order
+}
+
+type entry struct {
+	cfg    *config.Worker
+	source string
+	sup    *supNode
+}
+
+var _ control.Host = (*Daemon)(nil)
+
+func (r *registry) get(name string) (*entry, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	e, ok := r.workers[name]
+	return e, ok
+}
+
+func (r *registry) put(name string, e *entry) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.workers == nil {
+		r.workers = map[string]*entry{}
+	}
+	if e == nil {
+		delete(r.workers, name)
+		return
+	}
+	r.workers[name] = e
+}
+
+// supervisorByPath finds a supervisor by its path ("root/campaign-a"), by
+// its path without the root ("campaign-a"), or "" for the root.
+func (d *Daemon) supervisorByPath(path string) (*supNode, bool) {
+	path = strings.Trim(path, "/")
+	if path == "" {
+		return d.sups[0], true
+	}
+	for _, sn := range d.sups {
+		if sn.cfg.Path == path || sn.cfg.Path == config.RootName+"/"+path {
+			return sn, true
+		}
+	}
+	return nil, false
+}
+
+// resolveWorker validates a start request's class and config with the same
+// code path as HCL (the class's schema through hcldec), and builds the
+// worker it describes.
+func (d *Daemon) resolveWorker(spec control.WorkerSpec, sn *supNode) (*config.Worker, *control.Error) {
+	class, err := d.catalog.Lookup(spec.Class)
+	if err != nil {
+		code := control.CodeUnknownClass
+		if errors.Is(err, catalog.ErrClassConflict) {
+			code = control.CodeConflict
+		}
+		return nil, &control.Error{Code: code, Message: err.Error()}
+	}
+	val, diags := config.DecodeWorkerConfigJSON(class.Schema, spec.Config, "worker_config")
+	if diags.HasErrors() {
+		return nil, configError(spec.Name, class.Name, diags)
+	}
+	return config.NewWorker(spec.Name, sn.cfg.Path, class.Name, class.Schema, val), nil
+}
+
+var quotedName = regexp.MustCompile(`"([a-z_][a-z0-9_]*)"`)
+
+// configError turns config diagnostics into an invalid_config error whose
+// details name the attribute at fault. The diagnostics never hold sensitive
+// values (the config package scrubs them).
+func configError(worker, class string, diags hcl.Diagnostics) *control.Error {
+	e := &control.Error{Code: control.CodeInvalidConfig}
+	var names []string
+	for _, d := range diags.Errs() {
+		var hd *hcl.Diagnostic
+		if !errors.As(d, &hd) {
+			continue
+		}
+		det := control.Detail{Summary: hd.Summary, Detail: hd.Detail}
+		if m := quotedName.FindStringSubmatch(hd.Detail); m != nil {
+			det.Attribute = m[1]
+			names = append(names, m[1])
+		}
+		e.Details = append(e.Details, det)
+	}
+	e.Message = fmt.Sprintf("worker_config of worker %q (class %s) is invalid", worker, class)
+	if len(names) > 0 {
+		e.Message += ": " + strings.Join(slices.Compact(names), ", ")
+	}
+	return e
+}
+
+// StartWorker starts a worker asked for by a control message. It is
+// idempotent: the same name and spec is a no-op. A different spec under a
+// taken name is a conflict unless spec.Replace. The worker is persisted
+// before it is started, so a start that was answered survives a crash of
+// the host.
+func (d *Daemon) StartWorker(ctx context.Context, spec control.WorkerSpec) (control.StartResult, error) {
+	d.reg.opMu.Lock()
+	defer d.reg.opMu.Unlock()
+
+	if err := config.ValidateName(spec.Name); err != nil {
+		return control.StartResult{}, &control.Error{Code: control.CodeInvalidConfig, Message: fmt.Sprintf("worker_name: %v", err)}
+	}
+	sn, ok := d.supervisorByPath(spec.Supervisor)
+	if !ok {
+		return control.StartResult{}, control.Errorf(control.CodeNotFound, "supervisor %q not found", spec.Supervisor)
+	}
+	w, cerr := d.resolveWorker(spec, sn)
+	if cerr != nil {
+		return control.StartResult{}, cerr
+	}
+	action := "started"
+	if old, ok := d.reg.get(spec.Name); ok {
+		switch {
+		case old.source == SourceHCL:
+			return control.StartResult{}, control.Errorf(control.CodeConflict,
+				"worker %q is configured in HCL (%s); a control message cannot start another worker under its name", spec.Name, old.cfg.Range)
+		case old.cfg.SpecHash() == w.SpecHash() && old.sup == sn:
+			return d.startResult(spec.Name, "unchanged"), nil
+		case !spec.Replace:
+			return control.StartResult{}, control.Errorf(control.CodeConflict,
+				"worker %q already runs with a different spec; send \"replace\": true to replace it", spec.Name)
+		}
+		action = "replaced"
+	}
+	cfgJSON, err := w.ConfigJSON()
+	if err != nil {
+		return control.StartResult{}, fmt.Errorf("encoding config of %q: %w", spec.Name, err)
+	}
+	rec := state.Worker{Name: spec.Name, Class: w.Class, Supervisor: sn.cfg.Path, Config: cfgJSON, CreatedAt: time.Now().UTC()}
+	next := slices.DeleteFunc(slices.Clone(d.reg.dynamic), func(x state.Worker) bool { return x.Name == spec.Name })
+	next = append(next, rec)
+	if err := d.persist(next); err != nil {
+		return control.StartResult{}, err
+	}
+	if action == "replaced" {
+		old, _ := d.reg.get(spec.Name)
+		if err := old.sup.sup.Remove(ctx, spec.Name); err != nil && !errors.Is(err, supervise.ErrNotFound) {
+			d.logger.Error("removing the replaced worker", "worker", spec.Name, "error", err)
+		}
+	}
+	d.reg.put(spec.Name, &entry{cfg: w, source: SourceControl, sup: sn})
+	result, err := sn.sup.AddAsync(ctx, d.childSpec(w))
+	if err != nil {
+		return control.StartResult{}, fmt.Errorf("adding worker %q: %w", spec.Name, err)
+	}
+	select {
+	case <-result: // the outcome shows in the state reported below
+	case <-ctx.Done():
+	}
+	return d.startResult(spec.Name, action), nil
+}
+
+// persist saves the dynamic workers and, once that succeeded, makes them
+// the registry's.
+func (d *Daemon) persist(workers []state.Worker) error {
+	if d.reg.store == nil {
+		return errors.New("no state store")
+	}
+	if err := d.reg.store.Save(&state.State{Version: 1, Workers: workers}); err != nil {
+		return fmt.Errorf("persisting dynamic workers: %w", err)
+	}
+	d.reg.dynamic = workers
+	return nil
+}
+
+func (d *Daemon) startResult(name, action string) control.StartResult {
+	r := control.StartResult{Worker: name, Action: action}
+	if ws, ok := d.Worker(name); ok {
+		r.Pid = ws.Pid
+		r.State = ws.State
+	}
+	return r
+}
+
+// StopWorker stops a worker by control message. A dynamic worker is
+// stopped and forgotten (removed from the persisted state first). A worker
+// from HCL is stopped until the next reload or host restart.
+func (d *Daemon) StopWorker(ctx context.Context, name string) error {
+	d.reg.opMu.Lock()
+	defer d.reg.opMu.Unlock()
+	e, ok := d.reg.get(name)
+	if !ok {
+		return control.Errorf(control.CodeNotFound, "no worker named %q", name)
+	}
+	if e.source == SourceHCL {
+		return e.sup.sup.StopChild(ctx, name)
+	}
+	next := slices.DeleteFunc(slices.Clone(d.reg.dynamic), func(x state.Worker) bool { return x.Name == name })
+	if err := d.persist(next); err != nil {
+		return err
+	}
+	d.reg.put(name, nil)
+	if err := e.sup.sup.Remove(ctx, name); err != nil && !errors.Is(err, supervise.ErrNotFound) {
+		return fmt.Errorf("stopping worker %q: %w", name, err)
+	}
+	return nil
+}
+
+// RestartWorker restarts a worker by hand, from any state, with a fresh
+// restart budget.
+func (d *Daemon) RestartWorker(ctx context.Context, name string) error {
+	e, ok := d.reg.get(name)
+	if !ok {
+		return control.Errorf(control.CodeNotFound, "no worker named %q", name)
+	}
+	err := e.sup.sup.RestartChild(ctx, name)
+	if errors.Is(err, supervise.ErrNotFound) {
+		return control.Errorf(control.CodeNotFound, "no worker named %q", name)
+	}
+	if err != nil {
+		// The worker is supervised and retried; say how its start went.
+		return &control.Error{Code: control.CodeInternal, Message: fmt.Sprintf("worker %q restarted but its start failed: %v", name, err)}
+	}
+	return nil
+}
+
+// StatusReport is the result of the status operation.
+type StatusReport struct {
+	SystemID string         `json:"system_id"`
+	Host     string         `json:"host"`
+	Broker   string         `json:"broker"`
+	Started  time.Time      `json:"started"`
+	Workers  []WorkerReport `json:"workers"`
+}
+
+// WorkerReport is one worker in a StatusReport: its status, where it came
+// from and its config with sensitive values redacted.
+type WorkerReport struct {
+	WorkerStatus
+	Source string         `json:"source"`
+	Config map[string]any `json:"config"`
+}
+
+// Status reports every worker, in tree order.
+func (d *Daemon) Status(context.Context) (any, error) {
+	rep := StatusReport{SystemID: d.cfg.SystemID, Host: d.cfg.Host.Name, Broker: d.brokerDescription(),
+		Started: d.started, Workers: []WorkerReport{}}
+	for _, ws := range d.Workers() {
+		wr := WorkerReport{WorkerStatus: ws}
+		if e, ok := d.reg.get(ws.Name); ok {
+			wr.Source = e.source
+			wr.Config = e.cfg.RedactedConfig()
+		}
+		rep.Workers = append(rep.Workers, wr)
+	}
+	return rep, nil
+}
+
+// Classes reports the plugin catalog.
+func (d *Daemon) Classes(context.Context) (any, error) {
+	return ClassesReport(d.catalog), nil
+}
+
+// Reload is not implemented yet: live reload comes with the supervision
+// tree (re-read HCL, apply the difference).
+func (d *Daemon) Reload(context.Context) (any, error) {
+	return nil, control.Errorf(control.CodeInternal, "reload is not implemented yet: restart the host to apply HCL changes")
+}
+
+// restoreDynamic starts the workers persisted by earlier control messages,
+// in the order they were started. A worker that cannot be restored (its
+// class is gone, its config no longer fits the schema, or HCL now uses its
+// name) is logged and kept in the state file: nothing a client was told
+// succeeded is dropped silently.
+func (d *Daemon) restoreDynamic(ctx context.Context) int {
+	// Control operations wait until the persisted workers are back, so a
+	// start for a name being restored sees it.
+	d.reg.opMu.Lock()
+	defer d.reg.opMu.Unlock()
+	n := 0
+	for _, rec := range d.reg.dynamic {
+		if ctx.Err() != nil {
+			break
+		}
+		if e, ok := d.reg.get(rec.Name); ok && e.source == SourceHCL {
+			d.logger.Error("not restoring dynamic worker: HCL now configures a worker of that name", "worker", rec.Name)
+			continue
+		}
+		sn, ok := d.supervisorByPath(rec.Supervisor)
+		if !ok {
+			d.logger.Error("not restoring dynamic worker: its supervisor is gone; it stays in the state file", "worker", rec.Name, "supervisor", rec.Supervisor)
+			continue
+		}
+		w, cerr := d.resolveWorker(control.WorkerSpec{Name: rec.Name, Class: rec.Class, Config: rec.Config}, sn)
+		if cerr != nil {
+			d.logger.Error("not restoring dynamic worker; it stays in the state file", "worker", rec.Name, "error", cerr.Message)
+			continue
+		}
+		d.reg.put(rec.Name, &entry{cfg: w, source: SourceControl, sup: sn})
+		result, err := sn.sup.AddAsync(ctx, d.childSpec(w))
+		if err != nil {
+			d.logger.Error("restoring dynamic worker", "worker", rec.Name, "error", err)
+			continue
+		}
+		n++
+		select {
+		case <-result:
+		case <-ctx.Done():
+		}
+	}
+	return n
+}
+
+// ClassesReport is the list_classes result: every class and every broken
+// plugin file.
+func ClassesReport(cat *catalog.Catalog) ClassList {
+	out := ClassList{Classes: []ClassInfo{}, Broken: []BrokenFile{}}
+	for _, c := range cat.Classes() {
+		ci := ClassInfo{Name: c.Name, Aliases: c.Aliases, Description: c.Description, Version: c.Version,
+			Binary: c.Binary.Path, SHA256: fmt.Sprintf("%x", c.Binary.SHA256), Schema: []AttributeInfo{}}
+		for _, a := range c.Schema {
+			ci.Schema = append(ci.Schema, AttributeInfo{Name: a.Name, Type: string(a.Type), Required: a.Required,
+				Default: a.Default, Sensitive: a.Sensitive, Description: a.Description})
+		}
+		out.Classes = append(out.Classes, ci)
+	}
+	for _, p := range cat.Problems() {
+		out.Broken = append(out.Broken, BrokenFile{Path: p.Path, Error: p.Err.Error()})
+	}
+	return out
+}
+
+// ClassList is the list_classes result.
+type ClassList struct {
+	Classes []ClassInfo  `json:"classes"`
+	Broken  []BrokenFile `json:"broken"`
+}
+
+// ClassInfo describes one class of the catalog.
+type ClassInfo struct {
+	Name        string          `json:"name"`
+	Aliases     []string        `json:"aliases,omitempty"`
+	Description string          `json:"description,omitempty"`
+	Version     string          `json:"version,omitempty"`
+	Binary      string          `json:"binary"`
+	SHA256      string          `json:"sha256"`
+	Schema      []AttributeInfo `json:"schema"`
+}
+
+// AttributeInfo describes one config attribute of a class.
+type AttributeInfo struct {
+	Name        string `json:"name"`
+	Type        string `json:"type"`
+	Required    bool   `json:"required,omitempty"`
+	Default     any    `json:"default,omitempty"`
+	Sensitive   bool   `json:"sensitive,omitempty"`
+	Description string `json:"description,omitempty"`
+}
+
+// BrokenFile is a plugin file the catalog could not use.
+type BrokenFile struct {
+	Path  string `json:"path"`
+	Error string `json:"error"`
+}
