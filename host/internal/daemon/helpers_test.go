@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/dynworkers/dynworkers/host/internal/pluginproc"
+	"github.com/dynworkers/dynworkers/host/internal/state"
 	"github.com/dynworkers/dynworkers/host/internal/supervise"
 	"github.com/dynworkers/dynworkers/host/internal/testplugins"
 )
@@ -23,15 +24,16 @@ import (
 // machine running -race does not flake.
 const waitTimeout = 60 * time.Second
 
-var chaosBin string
+var chaosBin, smppBin string
 
 func TestMain(m *testing.M) {
-	dir, err := testplugins.BuildDir("chaos")
+	dir, err := testplugins.BuildDir("chaos", "smpp")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	chaosBin = filepath.Join(dir, "chaos")
+	smppBin = filepath.Join(dir, "smpp")
 	code := m.Run()
 	testplugins.Cleanup()
 	os.Exit(code)
@@ -46,6 +48,7 @@ type harness struct {
 	events chan supervise.Event
 	cancel context.CancelFunc
 	runErr chan error
+	once   sync.Once
 
 	mu      sync.Mutex
 	pids    map[int]bool     // every plugin pid seen, checked for leaks at the end
@@ -60,7 +63,11 @@ func linkPlugin(t *testing.T, dir, name string) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Link(chaosBin, filepath.Join(dir, name)); err != nil {
+	src := chaosBin
+	if name == "smpp" {
+		src = smppBin
+	}
+	if err := os.Link(src, filepath.Join(dir, name)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -71,9 +78,8 @@ func startHost(t *testing.T, body string) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	plugins := filepath.Join(dir, "plugins")
-	if _, err := os.Stat(plugins); err != nil {
-		linkPlugin(t, plugins, "chaos")
-	}
+	linkPlugin(t, plugins, "chaos")
+	linkPlugin(t, plugins, "smpp")
 	return startHostIn(t, dir, body)
 }
 
@@ -126,7 +132,10 @@ func startHostIn(t *testing.T, dir, body string) *harness {
 }
 
 // stop stops the host and checks that no plugin process it started is left.
-func (h *harness) stop() {
+// It may be called more than once.
+func (h *harness) stop() { h.once.Do(h.doStop) }
+
+func (h *harness) doStop() {
 	h.cancel()
 	select {
 	case err := <-h.runErr:
@@ -236,3 +245,31 @@ func (b *logBuffer) String() string {
 }
 
 func fmtSscan(s string, args ...any) (int, error) { return fmt.Sscan(s, args...) }
+
+// processOf returns the running plugin process of a worker.
+func (h *harness) processOf(worker string) *pluginproc.Process {
+	h.t.Helper()
+	for _, sn := range h.d.sups {
+		if cs, ok := sn.sup.Child(worker); ok {
+			if p, ok := cs.Instance.(*pluginproc.Process); ok {
+				return p
+			}
+		}
+	}
+	h.t.Fatalf("worker %q has no running process", worker)
+	return nil
+}
+
+// loadState reads the persisted dynamic workers.
+func (h *harness) loadState() *state.State {
+	h.t.Helper()
+	st, err := state.Open(filepath.Join(h.dir, "var"), nil)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	s, err := st.Load()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return s
+}
