@@ -35,6 +35,7 @@ host {
   name       = "bench"
   plugin_dir = %q
   state_dir  = "var"
+  http_addr  = "127.0.0.1:0"
 }
 supervisor "root" {
   strategy  = "one_for_one"

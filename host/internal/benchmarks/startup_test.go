@@ -27,7 +27,7 @@ const (
 func writeHostConfig(t *testing.T, dir, pluginDir string, n, concurrency int) string {
 	t.Helper()
 	var b strings.Builder
-	fmt.Fprintf(&b, "system_id = \"bench\"\nhost {\n  name       = \"bench\"\n  plugin_dir = %q\n  state_dir  = \"var\"\n", pluginDir)
+	fmt.Fprintf(&b, "system_id = \"bench\"\nhost {\n  name       = \"bench\"\n  plugin_dir = %q\n  state_dir  = \"var\"\n  http_addr  = \"127.0.0.1:0\"\n", pluginDir)
 	if concurrency > 0 {
 		fmt.Fprintf(&b, "  start_concurrency = %d\n", concurrency)
 	}

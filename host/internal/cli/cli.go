@@ -1,5 +1,12 @@
 // Package cli implements the dynworkers command line: serve, validate,
-// classes and version. The main package is a thin wrapper around Main.
+// classes and version, and the client commands start, stop, restart,
+// status and send, which ask a running host over its HTTP API (default) or
+// over AMQP (-amqp). The main package is a thin wrapper around Main.
+//
+// The client commands exit with 0 when every answer is ok, 1 when a host
+// answered with an error (printed to stderr with its code and details), 2
+// for a usage error, and 3 when no host could be reached or none answered
+// in time.
 package cli
 
 import (
@@ -32,7 +39,12 @@ func commands() []command {
 	return []command{
 		{"serve", "run the host: load config and plugins, start and supervise the workers", runServe},
 		{"validate", "check a configuration (and the plugins it uses) without starting anything", runValidate},
-		{"classes", "list the worker classes in the plugin directory, their binaries and schemas", runClasses},
+		{"classes", "list the worker classes in the plugin directory (-remote: of the running host)", runClassesCmd},
+		{"start", "start a worker on a running host: start NAME -class C [-set k=v ...]", runStart},
+		{"stop", "stop a worker on a running host: stop NAME", runStop},
+		{"restart", "restart a worker on a running host: restart NAME", runRestart},
+		{"status", "show a running host's workers: supervisor, state, pid, uptime, restarts", runStatus},
+		{"send", "send a raw control message (a file, or - for stdin) and print the replies", runSend},
 		{"version", "print the version", runVersion},
 	}
 }
@@ -65,6 +77,11 @@ func usage(w io.Writer) {
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "The client commands (start, stop, restart, status, send, classes -remote) ask the host")
+	fmt.Fprintln(w, "at host.http_addr of -config (default "+DefaultConfig+"), or -http URL; with")
+	fmt.Fprintln(w, "-amqp URL and -host NAME, -all or -any they send a control message over AMQP instead.")
+	fmt.Fprintln(w, "Exit status: 0 ok, 1 the host answered an error, 2 usage error, 3 no host reached.")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run `dynworkers <command> -h` for a command's flags.")
 }

@@ -51,7 +51,7 @@ func writeConfig(t *testing.T, body string) string {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "host.hcl")
-	src := "system_id = \"test\"\nhost {\n  name = \"cli-test\"\n  plugin_dir = \"plugins\"\n  state_dir = \"var\"\n}\n" + body
+	src := "system_id = \"test\"\nhost {\n  name = \"cli-test\"\n  plugin_dir = \"plugins\"\n  state_dir = \"var\"\n  http_addr = \"127.0.0.1:0\"\n}\n" + body
 	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -300,7 +300,7 @@ worker "a" {
 	if rc != 1 {
 		t.Errorf("validate bad: rc=%d, want 1", rc)
 	}
-	for _, want := range []string{"host.hcl:11:5", `Did you mean "mode"?`, "Duplicate worker name", `unknown class "nope"`, "host.hcl:16:22: error: Invalid duration"} {
+	for _, want := range []string{"host.hcl:12:5", `Did you mean "mode"?`, "Duplicate worker name", `unknown class "nope"`, "host.hcl:17:22: error: Invalid duration"} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("validate output lacks %q:\n%s", want, errOut)
 		}

@@ -91,8 +91,8 @@ type HostConfig struct {
 	StateDir  string
 	HTTPAddr  string
 	LogLevel  string
-	// HTTPToken is the bearer token the HTTP API requires for calls that
-	// change anything. Required when HTTPAddr is not a loopback address.
+	// HTTPToken is the bearer token the HTTP API then requires on every
+	// route but /healthz. Required when HTTPAddr is not a loopback address.
 	// Sensitive: never printed.
 	HTTPToken string
 	// StartConcurrency is how many worker starts may be in flight at once

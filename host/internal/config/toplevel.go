@@ -85,7 +85,7 @@ func (m *merger) decodeHost(sc *scope, b *hcl.Block) {
 			r = attr.Expr.Range()
 		}
 		sc.errorf(r, "HTTP token required",
-			"The HTTP API listens on %s, beyond the loopback interface: set http_token (for example http_token = env(\"DYNWORKERS_HTTP_TOKEN\")) so that calls that change anything need it.", h.HTTPAddr)
+			"The HTTP API listens on %s, beyond the loopback interface: set http_token (for example http_token = env(\"DYNWORKERS_HTTP_TOKEN\")) which every call but /healthz must then present.", h.HTTPAddr)
 	}
 	if attr := attrs["start_concurrency"]; attr != nil {
 		n := h.StartConcurrency

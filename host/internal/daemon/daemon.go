@@ -54,6 +54,7 @@ type Daemon struct {
 
 	events *eventLog
 	reg    registry
+	tr     transports
 	// started is when Run began.
 	started time.Time
 
@@ -224,6 +225,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	started := time.Now()
 	d.started = started
+	if err := d.startHTTP(ctx); err != nil {
+		return errors.Join(err, d.shutdown())
+	}
 	n := d.startAll(ctx)
 	n += d.restoreDynamic(ctx)
 	d.logger.Info("host running", "workers", n, "startup", time.Since(started).Round(time.Millisecond).String())
@@ -282,6 +286,7 @@ func (d *Daemon) brokerDescription() string {
 // reverse declared order within their own shutdown timeouts.
 func (d *Daemon) shutdown() error {
 	d.logger.Info("host stopping")
+	d.stopTransports()
 	var errs []error
 	for i := len(d.sups) - 1; i >= 0; i-- {
 		sn := d.sups[i]

@@ -85,7 +85,7 @@ func startHost(t *testing.T, body string) *harness {
 
 func startHostIn(t *testing.T, dir, body string) *harness {
 	t.Helper()
-	src := fmt.Sprintf("system_id = \"test\"\nhost {\n  name = \"test-host\"\n  plugin_dir = \"plugins\"\n  state_dir = \"var\"\n}\n%s\n", body)
+	src := fmt.Sprintf("system_id = \"test\"\nhost {\n  name = \"test-host\"\n  plugin_dir = \"plugins\"\n  state_dir = \"var\"\n  http_addr = \"127.0.0.1:0\"\n}\n%s\n", body)
 	cfgPath := filepath.Join(dir, "host.hcl")
 	if err := os.WriteFile(cfgPath, []byte(src), 0o644); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,216 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/dynworkers/dynworkers/host/internal/config"
+	"github.com/dynworkers/dynworkers/host/internal/control"
+)
+
+// ControlExchange is the topic exchange control messages are published to
+// (DESIGN §5).
+const ControlExchange = "vumi.control"
+
+// amqpDialTimeout bounds connecting to the broker, apart from -timeout.
+const amqpDialTimeout = 10 * time.Second
+
+// routingKey is the key the flags address: <system_id>.<host>, .all or
+// .any. A missing system id is taken from -config, else the default.
+func (o *clientOptions) routingKey(stderr io.Writer) string {
+	sys := o.systemID
+	if sys == "" {
+		if f, reason := o.config(); f != nil {
+			sys = f.SystemID
+		} else {
+			sys = config.DefaultSystemID
+			fmt.Fprintf(stderr, "dynworkers %s: note: %s %s; using system_id %q (set -system-id or -config)\n", o.cmd, o.configPath, reason, sys)
+		}
+	}
+	switch {
+	case o.all:
+		return sys + ".all"
+	case o.any:
+		return sys + ".any"
+	}
+	return sys + "." + o.host
+}
+
+// redactURL hides the password of an AMQP URL.
+func redactURL(u string) string {
+	uri, err := amqp.ParseURI(u)
+	if err != nil {
+		return "(invalid amqp url)"
+	}
+	if uri.Password != "" {
+		uri.Password = "xxxxx"
+	}
+	return uri.String()
+}
+
+// doAMQP publishes body as a control message to the exchange with the key
+// the flags name, with reply_to set to an exclusive, auto-deleted,
+// server-named queue and a random correlation_id, and returns the replies:
+// the first one, or with -all every one that comes within the timeout.
+func (o *clientOptions) doAMQP(body []byte, stderr io.Writer) ([]answer, error) {
+	key := o.routingKey(stderr)
+	where := redactURL(o.amqpURL)
+	conn, err := amqp.DialConfig(o.amqpURL, amqp.Config{
+		Properties: amqp.Table{"connection_name": "dynworkers " + o.cmd},
+		Dial:       amqp.DefaultDial(amqpDialTimeout),
+	})
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) || errors.Is(err, amqp.ErrCredentials) || errors.Is(err, amqp.ErrVhost) {
+			return nil, fmt.Errorf("cannot reach the broker at %s: %w", where, err)
+		}
+		return nil, fmt.Errorf("connecting to the broker at %s: %w", where, err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return nil, fmt.Errorf("opening a channel: %w", err)
+	}
+	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		return nil, fmt.Errorf("declaring the reply queue: %w", err)
+	}
+	deliveries, err := ch.Consume(q.Name, "", true, true, false, false, nil)
+	if err != nil {
+		return nil, fmt.Errorf("consuming the reply queue: %w", err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		return nil, fmt.Errorf("enabling publisher confirms: %w", err)
+	}
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 1))
+	// The broker returns a mandatory message no queue is bound for before
+	// it confirms it, and the library hands both over in that order.
+	returns := ch.NotifyReturn(make(chan amqp.Return, 1))
+
+	corrID := randomID()
+	ctx, cancel := context.WithTimeout(context.Background(), o.wait())
+	defer cancel()
+	err = ch.PublishWithContext(ctx, ControlExchange, key, true, false, amqp.Publishing{
+		ContentType:   "application/json",
+		DeliveryMode:  amqp.Persistent,
+		CorrelationId: corrID,
+		MessageId:     corrID,
+		ReplyTo:       q.Name,
+		Timestamp:     time.Now(),
+		AppId:         "dynworkers-cli",
+		Body:          body,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("publishing to exchange %s: %w", ControlExchange, err)
+	}
+	select {
+	case c, ok := <-confirms:
+		if !ok {
+			return nil, channelError(closed, key)
+		}
+		if !c.Ack {
+			return nil, fmt.Errorf("the broker refused the message (nack) for %s", key)
+		}
+	case <-ctx.Done():
+		return nil, fmt.Errorf("the broker at %s did not confirm the message within %s", where, o.wait())
+	}
+	select {
+	case <-returns:
+		return nil, fmt.Errorf("no host listens on %s: no queue is bound to exchange %s with key %q (is a host with that system_id%s connected to %s?)",
+			key, ControlExchange, key, hostHint(o.host), where)
+	default:
+	}
+	return o.gather(ctx, deliveries, closed, corrID, key, body)
+}
+
+func hostHint(host string) string {
+	if host == "" {
+		return ""
+	}
+	return fmt.Sprintf(" and host name %q", host)
+}
+
+// gather collects the replies carrying corrID until the first one (or, for
+// -all, until ctx ends).
+func (o *clientOptions) gather(ctx context.Context, deliveries <-chan amqp.Delivery, closed <-chan *amqp.Error,
+	corrID, key string, body []byte) ([]answer, error) {
+	var answers []answer
+	for {
+		select {
+		case d, ok := <-deliveries:
+			if !ok {
+				return nil, channelError(closed, key)
+			}
+			if d.CorrelationId != corrID {
+				continue // not a reply to this request
+			}
+			rep, ok := parseReply(d.Body)
+			if !ok {
+				rep = clientReply{Error: control.Errorf(control.CodeInternal, "unreadable reply: the body is not a control reply")}
+			}
+			answers = append(answers, answer{host: replyHost(d, rep), reply: rep, raw: d.Body})
+			if !o.all {
+				return answers, nil
+			}
+		case <-ctx.Done():
+			if len(answers) > 0 {
+				return answers, nil
+			}
+			msg := fmt.Sprintf("no reply on %s within %s", key, o.wait())
+			if !o.all {
+				msg += " (the message waits in the host's queue: a host will still carry it out when it consumes it)"
+			}
+			if !json.Valid(body) {
+				msg += "; the body is not valid JSON, which hosts dead-letter without a reply"
+			}
+			return nil, errors.New(msg)
+		}
+	}
+}
+
+// replyHost returns the replying host when the reply says: a status result
+// carries "host"; a transport may also set a "host" header.
+func replyHost(d amqp.Delivery, rep clientReply) string {
+	var res struct {
+		Host string `json:"host"`
+	}
+	if len(rep.Result) > 0 && json.Unmarshal(rep.Result, &res) == nil && res.Host != "" {
+		return res.Host
+	}
+	if h, ok := d.Headers["host"].(string); ok {
+		return h
+	}
+	return ""
+}
+
+// channelError explains a closed channel, such as NOT_FOUND for a missing
+// exchange.
+func channelError(closed <-chan *amqp.Error, key string) error {
+	select {
+	case e := <-closed:
+		if e != nil && e.Code == amqp.NotFound {
+			return fmt.Errorf("exchange %s does not exist on the broker: no host has connected to it yet (%s)", ControlExchange, e.Reason)
+		}
+		if e != nil {
+			return fmt.Errorf("the broker closed the channel while sending to %s: %w", key, e)
+		}
+	case <-time.After(time.Second):
+	}
+	return fmt.Errorf("the connection to the broker was lost while sending to %s", key)
+}
+
+func randomID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,60 @@
+// Package httpapi is the host's HTTP control API: the same operations as
+// the AMQP control channel (DESIGN §5), for operators, scripts and the
+// dynworkers CLI on the host's own machine.
+//
+// # Routes
+//
+//	POST   /v1/control                 a control message body, exactly as on AMQP
+//	GET    /v1/status                  operation status
+//	GET    /v1/classes                 operation list_classes
+//	POST   /v1/workers                 operation vumi_worker (start)
+//	DELETE /v1/workers/{name}          operation stop_worker
+//	POST   /v1/workers/{name}/restart  operation restart_worker
+//	GET    /healthz                    {"ok":true}: the host process answers
+//
+// POST /v1/control takes a Blinkenlights envelope or its bare payload and
+// hands it to the Doer's Handle when it has one (control.Dispatcher does:
+// see BodyHandler), else decodes it with control.Decode and calls Do, so
+// that a message means the same over HTTP as over AMQP. POST /v1/workers
+// takes
+//
+//	{"name": "w1", "class": "hello", "config": {"greeting": "hi"},
+//	 "supervisor": "root", "replace": false, "request_id": "..."}
+//
+// where only name and class are required. Unknown members are rejected
+// (code malformed), so that a typo such as "confg" is not silently a start
+// with the default config.
+//
+// Every answer, errors included, is a control.Reply in JSON:
+// {"ok": true, "result": ...} or {"ok": false, "error": {"code", "message",
+// "details"}}. The HTTP status follows the error code (control.Code's
+// HTTPStatus): 200 ok; 400 malformed and unknown_operation; 422
+// invalid_config and unknown_class (the request is well formed but names a
+// class no plugin offers: 404 is kept for a missing worker or route); 409
+// conflict; 404 not_found; 401 unauthorized; 500 internal. Two statuses come
+// from HTTP itself, both with code malformed: 405 for a method a route does
+// not take (with an Allow header) and 413 for a body over MaxBodyBytes. An
+// unknown path is 404 with code not_found.
+//
+// # Authentication
+//
+// When Options.Token is set, every route but /healthz needs the header
+// "Authorization: Bearer <token>", reads included: status shows the worker
+// tree, classes and (redacted) configs, which is topology an unauthenticated
+// caller on a non-loopback address should not learn. /healthz stays open so
+// that load balancers and probes need no secret. The token is compared in
+// constant time. A missing or wrong token is answered 401 with code
+// unauthorized before the body is read. An empty Token means no
+// authentication; the configuration allows that only on a loopback address,
+// and ListenAndServe refuses a non-loopback address without a token as well.
+//
+// # Robustness
+//
+// Request headers must arrive within 10s and a body within 30s; a reply must
+// be written within 30s. The operation itself has no deadline (a start waits
+// for the worker's start_timeout), and it is not cancelled when the client
+// goes away: like a control message that was received, a request that
+// reached the host is carried out to the end. Each request is logged at
+// debug level with method, path, status and duration; bodies, which may hold
+// secrets, never are.
+package httpapi
