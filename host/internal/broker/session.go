@@ -1,0 +1,71 @@
+package broker
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// session is one connection to the broker, from its setup to its loss.
+type session struct {
+	conn   *amqp.Connection
+	notify chan *amqp.Error // the connection's NotifyClose
+	lost   chan struct{}    // closed by the manager once the session is retired
+
+	mu  sync.Mutex
+	pub *pubChannel // the confirm-mode channel for publishing; reopened when closed
+}
+
+// pubChannel is a confirm-mode channel and why it was closed.
+type pubChannel struct {
+	ch     *amqp.Channel
+	closed chan struct{} // closed once the channel is closed; err is then set
+	err    *amqp.Error   // nil for a graceful close
+}
+
+// publisher returns the session's confirm-mode channel, opening a new one if
+// the last one was closed by a channel error (such as a publish to an
+// exchange that does not exist) while the connection stayed up.
+func (s *session) publisher() (*pubChannel, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pub != nil && !s.pub.ch.IsClosed() {
+		return s.pub, nil
+	}
+	ch, err := s.conn.Channel()
+	if err != nil {
+		return nil, fmt.Errorf("opening the publishing channel: %w", err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		_ = ch.Close()
+		return nil, fmt.Errorf("putting the publishing channel in confirm mode: %w", err)
+	}
+	p := &pubChannel{ch: ch, closed: make(chan struct{})}
+	notify := ch.NotifyClose(make(chan *amqp.Error, 1))
+	// The library closes notify when the channel closes, before it fails
+	// the pending confirmations, so this goroutine ends with the channel.
+	go func() {
+		p.err = <-notify
+		close(p.closed)
+	}()
+	s.pub = p
+	return p, nil
+}
+
+// backoff returns the delay before reconnection attempt n (n >= 1): it
+// doubles from min up to max and is drawn uniformly from [d/2, d] so that
+// hosts that lost the broker together do not come back in lockstep.
+func backoff(min, max time.Duration, n int) time.Duration {
+	d := min
+	for i := 1; i < n && d < max; i++ {
+		d *= 2
+	}
+	if d > max {
+		d = max
+	}
+	half := d / 2
+	return half + rand.N(d-half+1)
+}
