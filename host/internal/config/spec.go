@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/dynworkers/dynworkers/sdk"
 	"github.com/hashicorp/hcl/v2"
@@ -38,7 +39,11 @@ func attrSpec(a sdk.Attribute) hcldec.Spec {
 	return s
 }
 
-// validator checks what the type system cannot: a duration's text.
+// validator checks what the type system cannot: a duration's text. Any
+// duration time.ParseDuration accepts is valid here, zero and negative
+// ones included: what a class's duration means (and whether "0s" makes
+// sense) is the class's business, as in the SDK. The host's own timing
+// attributes are stricter (parseDuration).
 // ValidateSpec fills in the subject: the attribute's expression.
 func validator(a sdk.Attribute) func(cty.Value) hcl.Diagnostics {
 	if a.Type != sdk.TypeDuration {
@@ -47,7 +52,7 @@ func validator(a sdk.Attribute) func(cty.Value) hcl.Diagnostics {
 	return func(v cty.Value) hcl.Diagnostics {
 		if !v.IsNull() && v.IsKnown() {
 			text := v.AsString()
-			if _, err := parseDuration(text); err != nil {
+			if _, err := time.ParseDuration(text); err != nil {
 				d := durationDiag(a.Name, text, err, hcl.Range{}, a.Sensitive)
 				d.Subject = nil
 				return hcl.Diagnostics{d}
