@@ -192,9 +192,10 @@ func repoRoot() (string, error) {
 }
 
 // socketDir gives the plugins started by the rest of the test a unix socket
-// directory of their own (go-plugin's PLUGIN_UNIX_SOCKET_DIR; the host
-// passes its environment on), so that the sockets of SIGKILLed plugins do
-// not pile up in $TMPDIR.
+// directory of their own, so that whatever they leave behind can be counted
+// and does not pile up in the real $TMPDIR: as TMPDIR, in which the host
+// makes a socket directory per plugin process, and as go-plugin's
+// PLUGIN_UNIX_SOCKET_DIR, for a host that passes its environment on.
 func socketDir(t *testing.T) string {
 	t.Helper()
 	d := filepath.Join(t.TempDir(), "sockets")
@@ -202,6 +203,7 @@ func socketDir(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Setenv("PLUGIN_UNIX_SOCKET_DIR", d)
+	t.Setenv("TMPDIR", d)
 	return d
 }
 

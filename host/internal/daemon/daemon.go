@@ -23,9 +23,16 @@ import (
 
 	"github.com/dynworkers/dynworkers/host/internal/catalog"
 	"github.com/dynworkers/dynworkers/host/internal/config"
+	"github.com/dynworkers/dynworkers/host/internal/pluginproc"
 	"github.com/dynworkers/dynworkers/host/internal/state"
 	"github.com/dynworkers/dynworkers/host/internal/supervise"
 )
+
+// warmSpares is how many warm spare plugin processes the host keeps per
+// plugin binary once a worker of it has failed (see pluginproc.Spares).
+//
+// TODO: make it a host attribute (host.warm_spares, 0 to disable).
+const warmSpares = 1
 
 // Options configure a Daemon.
 type Options struct {
@@ -53,6 +60,8 @@ type Daemon struct {
 	sups []*supNode
 
 	events *eventLog
+	// spares holds warm spare plugin processes; Run's shutdown closes it.
+	spares *pluginproc.Spares
 	reg    registry
 	tr     transports
 	// started is when Run began.
@@ -110,7 +119,14 @@ func Load(ctx context.Context, opts Options) (*Daemon, error) {
 	if diags.HasErrors() || cfg == nil {
 		return nil, &ConfigError{Diags: diags}
 	}
-	d := &Daemon{opts: opts, logger: logger, cfg: cfg, catalog: cat, events: newEventLog(100)}
+	d := &Daemon{opts: opts, logger: logger, cfg: cfg, catalog: cat, events: newEventLog(100),
+		spares: pluginproc.NewSpares(warmSpares, logger.Named("spares"))}
+	if cfg.AMQP != nil {
+		// Created before any supervisor can emit an event; the publisher
+		// starts with the AMQP transport and drains what queued meanwhile.
+		d.tr.events = make(chan supervise.Event, eventQueue)
+		d.tr.connSet = make(chan struct{})
+	}
 	if err := d.build(cfg.Root); err != nil {
 		return nil, err
 	}
@@ -230,6 +246,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	n := d.startAll(ctx)
 	n += d.restoreDynamic(ctx)
+	// Control messages are taken once the persisted workers are back, so
+	// that a message about one of them finds it.
+	if err := d.startAMQP(); err != nil {
+		return errors.Join(fmt.Errorf("connecting to the broker: %w", err), d.shutdown())
+	}
 	d.logger.Info("host running", "workers", n, "startup", time.Since(started).Round(time.Millisecond).String())
 	<-ctx.Done()
 	return d.shutdown()
@@ -298,6 +319,8 @@ func (d *Daemon) shutdown() error {
 		}
 		cancel()
 	}
+	// Kill and reap the warm spares; none is launched after this.
+	d.spares.Close()
 	d.logger.Info("host stopped")
 	return errors.Join(errs...)
 }

@@ -18,6 +18,7 @@ import (
 func (d *Daemon) onEvent(ev supervise.Event) {
 	d.logger.Log(eventLevel(ev), string(ev.Type()), eventArgs(ev)...)
 	d.events.add(ev)
+	d.queueEvent(ev)
 	if d.opts.EventHook != nil {
 		d.opts.EventHook(ev)
 	}

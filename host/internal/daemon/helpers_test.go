@@ -49,6 +49,7 @@ type harness struct {
 	cancel context.CancelFunc
 	runErr chan error
 	once   sync.Once
+	logs   *logBuffer
 
 	mu      sync.Mutex
 	pids    map[int]bool     // every plugin pid seen, checked for leaks at the end
@@ -86,13 +87,29 @@ func startHost(t *testing.T, body string) *harness {
 func startHostIn(t *testing.T, dir, body string) *harness {
 	t.Helper()
 	src := fmt.Sprintf("system_id = \"test\"\nhost {\n  name = \"test-host\"\n  plugin_dir = \"plugins\"\n  state_dir = \"var\"\n  http_addr = \"127.0.0.1:0\"\n}\n%s\n", body)
+	return startConfig(t, dir, src)
+}
+
+// startAMQPHost runs a host with an amqp block on the test broker.
+func startAMQPHost(t *testing.T, dir, systemID, hostName, amqpURL, body string) *harness {
+	t.Helper()
+	src := fmt.Sprintf("system_id = %q\nhost {\n  name = %q\n  plugin_dir = \"plugins\"\n  state_dir = \"var\"\n  http_addr = \"127.0.0.1:0\"\n  log_level = \"debug\"\n}\namqp {\n  url = %q\n}\n%s\n",
+		systemID, hostName, amqpURL, body)
+	return startConfig(t, dir, src)
+}
+
+// startConfig writes src as dir/host.hcl, loads it and runs the host.
+func startConfig(t *testing.T, dir, src string) *harness {
+	t.Helper()
+	var h *harness
 	cfgPath := filepath.Join(dir, "host.hcl")
 	if err := os.WriteFile(cfgPath, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, dir: dir, events: make(chan supervise.Event, 10000), runErr: make(chan error, 1), pids: map[int]bool{},
+	h = &harness{t: t, dir: dir, events: make(chan supervise.Event, 10000), runErr: make(chan error, 1), pids: map[int]bool{},
 		started: map[string][]int{}, seen: map[string]int{}, changed: make(chan struct{})}
 	logs := &logBuffer{}
+	h.logs = logs
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("host log:\n%s", logs.String())

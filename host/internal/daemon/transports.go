@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/dynworkers/dynworkers/host/internal/broker"
 	"github.com/dynworkers/dynworkers/host/internal/control"
 	"github.com/dynworkers/dynworkers/host/internal/httpapi"
+	"github.com/dynworkers/dynworkers/host/internal/pluginproc"
+	"github.com/dynworkers/dynworkers/host/internal/supervise"
 )
 
 // transports are the ways control requests reach the host: the local HTTP
@@ -18,7 +21,19 @@ type transports struct {
 	http       *httpapi.Server
 	httpErr    chan error
 	cancel     context.CancelFunc
+	ctx        context.Context // ends when the transports stop
+
+	conn    *broker.Conn
+	connSet chan struct{} // closed once conn is set (made by Load when AMQP is configured)
+	amqp    *control.AMQPTransport
+	amqpErr chan error
+	events  chan supervise.Event // to be published on vumi.events
+	evDone  chan struct{}
 }
+
+// eventQueue bounds the events waiting to be published; beyond it events
+// are dropped (and counted in the log) rather than slowing the supervisor.
+const eventQueue = 1024
 
 // startHTTP starts the HTTP API and returns once it listens, or with the
 // listen error (an address in use stops the host from starting: a host
@@ -26,6 +41,7 @@ type transports struct {
 func (d *Daemon) startHTTP(ctx context.Context) error {
 	tctx, cancel := context.WithCancel(context.Background())
 	d.tr.cancel = cancel
+	d.tr.ctx = tctx
 	d.tr.dispatcher = control.NewDispatcher(d, d.logger.Named("control"))
 	d.tr.http = httpapi.New(httpapi.Options{
 		Addr:   d.cfg.Host.HTTPAddr,
@@ -41,11 +57,99 @@ func (d *Daemon) startHTTP(ctx context.Context) error {
 		return nil
 	case err := <-d.tr.httpErr:
 		cancel()
+		d.tr.httpErr = nil // consumed: stopTransports must not wait for it
 		return fmt.Errorf("HTTP API on %s: %w", d.cfg.Host.HTTPAddr, err)
 	case <-ctx.Done():
 		cancel()
 		<-d.tr.httpErr
+		d.tr.httpErr = nil
 		return ctx.Err()
+	}
+}
+
+// startAMQP connects to the broker and starts consuming control messages.
+// It returns at once: the connection is made (and remade after a loss) in
+// the background, and messages published meanwhile wait in the durable
+// queues.
+func (d *Daemon) startAMQP() error {
+	if d.cfg.AMQP == nil {
+		return nil
+	}
+	sys, host := d.cfg.SystemID, d.cfg.Host.Name
+	conn, err := broker.Dial(d.tr.ctx, broker.Options{
+		URL:            d.cfg.AMQP.URL,
+		ConnectionName: fmt.Sprintf("dynworkers %s/%s", sys, host),
+		Logger:         d.logger.Named("amqp"),
+		Setup:          control.Topology(sys, host),
+	})
+	if err != nil {
+		return err
+	}
+	d.tr.conn = conn
+	close(d.tr.connSet)
+	d.tr.amqp = control.NewAMQPTransport(control.AMQPOptions{
+		SystemID: sys, HostName: host, Conn: conn,
+		Handler: d.tr.dispatcher,
+		Logger:  d.logger.Named("amqp"),
+	})
+	d.tr.amqpErr = make(chan error, 1)
+	go func() { d.tr.amqpErr <- d.tr.amqp.Run(d.tr.ctx) }()
+	d.tr.evDone = make(chan struct{})
+	go d.publishEvents()
+	return nil
+}
+
+// WaitBroker waits until the host is connected to the broker with its
+// topology declared, so that control messages published from then on are
+// queued for it. It fails at once when no amqp block is configured.
+func (d *Daemon) WaitBroker(ctx context.Context) error {
+	if d.tr.connSet == nil {
+		return errors.New("no amqp block configured")
+	}
+	select {
+	case <-d.tr.connSet:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return d.tr.conn.WaitConnected(ctx)
+}
+
+// queueEvent hands an event to the publisher without blocking the
+// supervisor that emitted it.
+func (d *Daemon) queueEvent(ev supervise.Event) {
+	if d.tr.events == nil {
+		return
+	}
+	select {
+	case d.tr.events <- ev:
+	default:
+		d.logger.Warn("event queue full: event not published", "event", ev.Type(), "worker", ev.Map()["worker"])
+	}
+}
+
+// publishEvents publishes queued events to vumi.events until the
+// transports stop. An event that cannot be published while the broker is
+// away waits for the reconnection (Publish waits), so events are delayed,
+// not lost, unless the queue overflows.
+func (d *Daemon) publishEvents() {
+	defer close(d.tr.evDone)
+	for {
+		select {
+		case <-d.tr.ctx.Done():
+			return
+		case ev := <-d.tr.events:
+			body := ev.Map()
+			body["system_id"] = d.cfg.SystemID
+			body["host"] = d.cfg.Host.Name
+			if e, ok := ev.(supervise.ChildStarted); ok {
+				if p, ok := e.Instance.(*pluginproc.Process); ok {
+					body["pid"] = p.Pid()
+				}
+			}
+			if err := d.tr.amqp.PublishEvent(d.tr.ctx, string(ev.Type()), body); err != nil && d.tr.ctx.Err() == nil {
+				d.logger.Warn("publishing event", "event", ev.Type(), "error", err)
+			}
+		}
 	}
 }
 
@@ -70,6 +174,17 @@ func (d *Daemon) stopTransports() {
 		return
 	}
 	d.tr.cancel()
+	if d.tr.amqpErr != nil {
+		if err := <-d.tr.amqpErr; err != nil {
+			d.logger.Warn("AMQP control transport stopped with an error", "error", err)
+		}
+		if d.tr.evDone != nil {
+			<-d.tr.evDone
+		}
+		if err := d.tr.conn.Close(); err != nil {
+			d.logger.Debug("closing the AMQP connection", "error", err)
+		}
+	}
 	if d.tr.httpErr != nil {
 		select {
 		case err := <-d.tr.httpErr:

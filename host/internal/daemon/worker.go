@@ -14,14 +14,16 @@ import (
 )
 
 // pluginService starts a worker in a fresh plugin process for every
-// (re)start. It resolves its class in the catalog at each start, so the
-// binary and checksum used are the ones recorded at that moment.
+// (re)start, taken from the host's warm spares when they hold one of the
+// binary. It resolves its class in the catalog at each start, so the binary
+// and checksum used are the ones recorded at that moment.
 type pluginService struct {
 	w        *config.Worker
 	catalog  *catalog.Catalog
 	systemID string
 	hostName string
 	logger   hclog.Logger
+	spares   *pluginproc.Spares
 }
 
 var _ supervise.Service = (*pluginService)(nil)
@@ -47,6 +49,7 @@ func (s *pluginService) Start(ctx context.Context) (supervise.Instance, error) {
 		HealthInterval: s.w.HealthInterval,
 		HealthTimeout:  s.w.HealthTimeout,
 		Logger:         s.logger,
+		Spares:         s.spares,
 	})
 	if err != nil {
 		if pluginproc.IsPermanent(err) {
@@ -70,6 +73,7 @@ func (d *Daemon) childSpec(w *config.Worker) supervise.ChildSpec {
 			systemID: d.cfg.SystemID,
 			hostName: d.cfg.Host.Name,
 			logger:   d.logger.Named("worker"),
+			spares:   d.spares,
 		},
 		Restart:         rt,
 		StartTimeout:    w.StartTimeout,

@@ -3,11 +3,15 @@
 // Worker service's Start, checks its health on a timer, and stops or kills it.
 //
 // Every Start makes a new go-plugin client and a new process; a Process is
-// never restarted (the supervisor asks for a fresh one). The life of a
-// Process:
+// never restarted (the supervisor asks for a fresh one). With a pool of
+// warm spares (Spares, Options.Spares) the process may have been launched
+// ahead of the Start, checksum and handshake included; it still serves this
+// one worker only, and behaves in every way as one launched by the Start.
+// The life of a Process:
 //
-//	Start  launch, handshake and the Start RPC, within StartTimeout; on any
-//	       error the process is killed and reaped before Start returns
+//	Start  launch (or take a spare), handshake and the Start RPC, within
+//	       StartTimeout; on any error the process is killed and reaped
+//	       before Start returns
 //	run    a health check every HealthInterval; HealthFailures failed checks
 //	       in a row kill the process; Health and Status may be called at will
 //	end    Stop (Stop RPC, then go-plugin's graceful shutdown, SIGKILL of the
@@ -24,7 +28,13 @@
 // the runtime poller, not by polling, and whatever the plugin left behind in
 // its process group is killed when it exits.
 //
+// Each process gets a unix socket directory of its own (go-plugin's
+// PLUGIN_UNIX_SOCKET_DIR, "dynworkers-plugin-*" in os.TempDir()), removed
+// once the process is gone, so that the socket files of killed plugins do
+// not pile up in $TMPDIR.
+//
 // A binary is run only if its sha256 still matches the one the catalog
 // recorded when it described it (go-plugin's SecureConfig), so a binary
-// swapped after the scan is refused with ErrBinaryChanged.
+// swapped after the scan is refused with ErrBinaryChanged. A warm spare was
+// checked when it was launched.
 package pluginproc

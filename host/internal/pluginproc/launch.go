@@ -35,19 +35,41 @@ type launchConfig struct {
 	logger   hclog.Logger
 	env      []string
 	timeout  string // how the deadline is called in errors, e.g. "start_timeout (30s)"
+	// handshake bounds go-plugin's wait for the handshake; zero: the time
+	// left until ctx's deadline.
+	handshake time.Duration
+	// cancel, if set, cancels ctx; it is called once the process is gone.
+	cancel context.CancelFunc
 }
+
+// socketDirPattern names the directory each plugin process gets for its
+// go-plugin unix socket (os.MkdirTemp in os.TempDir()).
+const socketDirPattern = "dynworkers-plugin-*"
 
 // launch starts the plugin binary, completes the go-plugin handshake and
 // dispenses the Worker client. If ctx is done before the caller calls
 // markRunning, the process is killed (exec.Cmd's Cancel). On error nothing is
-// left running: the process is killed and reaped before launch returns.
+// left running: the process is killed and reaped, and its socket directory
+// removed, before launch returns.
+//
+// Each process gets a socket directory of its own (go-plugin's
+// EnvUnixSocketDir), removed once the process is gone: a plugin removes its
+// socket file only when it exits cleanly, so a SIGKILLed one would otherwise
+// leave it behind in $TMPDIR.
 func launch(ctx context.Context, lc launchConfig) (*Process, error) {
+	sockDir, err := os.MkdirTemp("", socketDirPattern)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %s: creating its socket directory: %w", lc.path, err)
+	}
 	p := &Process{
-		path:     lc.path,
-		logger:   lc.logger,
-		tail:     newStderrTail(),
-		done:     make(chan struct{}),
-		stopping: make(chan struct{}),
+		sockDir:    sockDir,
+		cancelExec: lc.cancel,
+		path:       lc.path,
+		logger:     lc.logger,
+		baseLogger: lc.logger,
+		tail:       newStderrTail(),
+		done:       make(chan struct{}),
+		stopping:   make(chan struct{}),
 	}
 	cmd := exec.CommandContext(ctx, lc.path)
 	cmd.SysProcAttr = sysProcAttr()
@@ -59,16 +81,20 @@ func launch(ctx context.Context, lc launchConfig) (*Process, error) {
 		}
 		return killProcess(cmd.Process)
 	}
-	cmd.Env = lc.env
+	// Later entries win: the socket directory overrides the host's.
+	cmd.Env = append(lc.env[:len(lc.env):len(lc.env)], plugin.EnvUnixSocketDir+"="+sockDir)
 	p.cmd = cmd
 
 	var secure *plugin.SecureConfig
 	if lc.checksum != nil {
 		secure = &plugin.SecureConfig{Checksum: lc.checksum, Hash: sha256.New()}
 	}
-	handshake := time.Second
-	if dl, ok := ctx.Deadline(); ok {
+	handshake := lc.handshake
+	if dl, ok := ctx.Deadline(); ok && handshake <= 0 {
 		handshake = max(time.Until(dl), time.Millisecond)
+	}
+	if handshake <= 0 {
+		handshake = time.Second
 	}
 	p.client = plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake,
@@ -88,6 +114,7 @@ func launch(ctx context.Context, lc launchConfig) (*Process, error) {
 			_ = killProcess(cmd.Process)
 		}
 		p.client.Kill()
+		p.removeSocketDir()
 		return nil, p.handshakeError(ctx, err, lc)
 	}
 	p.pid = cmd.Process.Pid
@@ -98,6 +125,7 @@ func launch(ctx context.Context, lc launchConfig) (*Process, error) {
 		_ = killProcess(cmd.Process)
 		p.client.Kill()
 		p.watch.close()
+		p.removeSocketDir()
 		if ctx.Err() != nil {
 			return nil, deadlineError(ctx, lc, "connecting to it")
 		}
@@ -195,6 +223,10 @@ func (p *Process) watchExit(goPluginDone context.Context) {
 	p.client.Kill()
 	p.killMu.Unlock()
 	p.watch.close()
+	p.removeSocketDir()
+	if p.cancelExec != nil {
+		p.cancelExec() // cmd.Wait has returned: this kills nothing
+	}
 
 	p.mu.Lock()
 	// cmd.ProcessState was set by cmd.Wait before goPluginDone was
@@ -202,6 +234,16 @@ func (p *Process) watchExit(goPluginDone context.Context) {
 	p.final = newExitError(p.cmd.ProcessState, p.killReason, p.tail)
 	p.mu.Unlock()
 	close(p.done)
+}
+
+// removeSocketDir removes the process's socket directory, with whatever
+// socket file the plugin left in it. Call it once the process is gone.
+func (p *Process) removeSocketDir() {
+	if p.sockDir != "" {
+		if err := os.RemoveAll(p.sockDir); err != nil {
+			p.baseLogger.Warn("removing the plugin's socket directory", "dir", p.sockDir, "error", err)
+		}
+	}
 }
 
 // signalKill sends SIGKILL to the process and its process group, unless
@@ -296,10 +338,13 @@ func truncate(s string, n int) string {
 // caller's extra variables, and the parent pid for the SDK's watchdog.
 // Later entries win (exec.Cmd drops earlier duplicates).
 func pluginEnv(logger hclog.Logger, extra []string) []string {
+	return pluginEnvLevel(logger.GetLevel(), extra)
+}
+
+// pluginEnvLevel is pluginEnv for a log level.
+func pluginEnvLevel(lvl hclog.Level, extra []string) []string {
 	env := os.Environ()
-	switch lvl := logger.GetLevel(); lvl {
-	case hclog.NoLevel:
-	default:
+	if lvl != hclog.NoLevel {
 		env = append(env, sdk.EnvLogLevel+"="+lvl.String())
 	}
 	env = append(env, extra...)

@@ -62,7 +62,15 @@ func TestPluginDiesWithHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	host := exec.Command(exe)
-	host.Env = append(os.Environ(), envFakeHost+"="+chaosPath())
+	// The plugin dies with the fake host, which cannot remove its socket
+	// directory: keep that out of the directory TestMain checks. (Not in
+	// t.TempDir(): its long name would make the socket path too long.)
+	tmp, err := os.MkdirTemp("", "fh-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+	host.Env = append(os.Environ(), envFakeHost+"="+chaosPath(), "TMPDIR="+tmp)
 	host.Stderr = os.Stderr
 	out, err := host.StdoutPipe()
 	if err != nil {

@@ -25,6 +25,15 @@ func TestMain(m *testing.M) {
 		fakeHost()
 		return
 	}
+	// Plugins get their socket directories in os.TempDir(): give this test
+	// binary one of its own, so that other test binaries running at the
+	// same time cannot confuse the check for leftovers below.
+	tmp, err := os.MkdirTemp("", "pluginproc-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Setenv("TMPDIR", tmp)
 	dir, err := testplugins.BuildDir("chaos", "other")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -33,6 +42,11 @@ func TestMain(m *testing.M) {
 	pluginDir = dir
 	code := m.Run()
 	testplugins.Cleanup()
+	if left, _ := filepath.Glob(filepath.Join(tmp, "dynworkers-plugin-*")); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "FAIL: %d plugin socket directories left behind: %v\n", len(left), left)
+		code = 1
+	}
+	os.RemoveAll(tmp)
 	os.Exit(code)
 }
 

@@ -59,6 +59,12 @@ type Options struct {
 	// Env holds extra "KEY=value" entries for the plugin's environment, on
 	// top of the host's.
 	Env []string
+
+	// Spares, if set, is the pool of warm spares Start takes the process
+	// from when it holds one for this Path, Checksum and the Logger's level
+	// (see Spares). Nil launches a process for every Start. Not used when
+	// Env is set: a spare's environment is fixed when it is launched.
+	Spares *Spares
 }
 
 func (o Options) withDefaults() Options {
@@ -84,14 +90,18 @@ func (o Options) withDefaults() Options {
 // safe for concurrent use.
 type Process struct {
 	path   string
-	logger hclog.Logger
-	client *plugin.Client
-	cmd    *exec.Cmd
-	pid    int
-	watch  *exitWatch
-	worker proto.WorkerClient
-	tail   *stderrTail
-	phase  atomic.Int32
+	logger hclog.Logger // the worker's logger; set before Start returns
+	// baseLogger is go-plugin's client logger (fixed at launch).
+	baseLogger hclog.Logger
+	sockDir    string             // the plugin's socket directory
+	cancelExec context.CancelFunc // cancels exec.Cmd's context; may be nil
+	client     *plugin.Client
+	cmd        *exec.Cmd
+	pid        int
+	watch      *exitWatch
+	worker     proto.WorkerClient
+	tail       *stderrTail
+	phase      atomic.Int32
 
 	healthInterval time.Duration
 	healthTimeout  time.Duration
@@ -110,11 +120,13 @@ type Process struct {
 	final         *ExitError // how it ended; set before done is closed
 }
 
-// Start launches a fresh plugin process for the worker and returns once the
-// worker's Start RPC has returned OK. It gives up when ctx is done or after
-// o.StartTimeout, whichever comes first. On any error the process is killed
-// and reaped before Start returns, and the error is a *StartError, permanent
-// when the plugin rejected the config.
+// Start launches a fresh plugin process for the worker, or takes a warm
+// spare from o.Spares, and returns once the worker's Start RPC has returned
+// OK. It gives up when ctx is done or after o.StartTimeout, whichever comes
+// first. On any error the process is killed and reaped before Start returns,
+// and the error is a *StartError, permanent when the plugin rejected the
+// config. A Process taken from a spare behaves in every way like one
+// launched for this Start.
 func Start(ctx context.Context, o Options) (*Process, error) {
 	o = o.withDefaults()
 	switch {
@@ -131,22 +143,45 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 	if dl, ok := startCtx.Deadline(); ok {
 		budget = time.Until(dl)
 	}
+	logger := workerLogger(o.Logger, o.WorkerName)
 	lc := launchConfig{
 		path:     o.Path,
 		checksum: o.Checksum,
-		logger:   workerLogger(o.Logger, o.WorkerName),
-		env:      pluginEnv(o.Logger, o.Env),
+		logger:   logger,
 		timeout:  fmt.Sprintf("start_timeout (%s)", budget.Round(time.Millisecond)),
 	}
-	p, err := launch(startCtx, lc)
-	if err != nil {
-		return nil, &StartError{Err: err}
+	spares := o.Spares
+	if len(o.Env) > 0 {
+		spares = nil // a spare's environment cannot be changed
 	}
+	key := newSpareKey(o.Path, o.Checksum, o.Logger.GetLevel())
+	p, launching := spares.take(key, logger)
+	if launching != nil {
+		// A spare being launched is ready sooner than a process launched now.
+		p = spares.await(startCtx, launching, logger)
+		if p == nil && startCtx.Err() != nil {
+			return nil, &StartError{Err: deadlineError(startCtx, lc, "waiting for a warm spare to be launched")}
+		}
+	}
+	fromSpare := p != nil
+	if fromSpare {
+		// The start deadline applies to the spare from now on, as it does
+		// to a process launched for this Start (exec.Cmd's Cancel).
+		stop := context.AfterFunc(startCtx, p.cancelExec)
+		defer stop()
+	} else {
+		lc.env = pluginEnv(o.Logger, o.Env)
+		var err error
+		if p, err = launch(startCtx, lc); err != nil {
+			return nil, &StartError{Err: err}
+		}
+	}
+	p.logger = logger
 	p.healthInterval = o.HealthInterval
 	p.healthTimeout = o.HealthTimeout
 	p.healthFailures = o.HealthFailures
 
-	_, err = p.worker.Start(startCtx, &proto.StartRequest{
+	_, err := p.worker.Start(startCtx, &proto.StartRequest{
 		WorkerName: o.WorkerName,
 		Class:      o.Class,
 		ConfigJson: o.ConfigJSON,
@@ -159,7 +194,12 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 	if err != nil {
 		p.signalKill()
 		<-p.done
+		spares.started(key, fromSpare, false)
 		return nil, p.startError(startCtx, lc, err)
+	}
+	spares.started(key, fromSpare, true)
+	if spares != nil {
+		go spares.watchWorker(key, o.Checksum, p)
 	}
 	go p.healthLoop()
 	return p, nil

@@ -1,0 +1,427 @@
+package pluginproc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dynworkers/dynworkers/host/internal/testplugins"
+)
+
+// newSpares returns a pool that is closed at the end of the test (before
+// launchLog's check, if launchLog was called first), and its log.
+func newSpares(t *testing.T, size int) (*Spares, *logSink) {
+	t.Helper()
+	logger, sink := testLogger(t)
+	s := NewSpares(size, logger.Named("spares"))
+	t.Cleanup(s.Close)
+	return s, sink
+}
+
+// waitPool waits until cond, called with the pool locked and the state of
+// o's key (nil if the pool has none), returns true; it returns the key's
+// idle spares then.
+func waitPool(t *testing.T, s *Spares, o Options, what string, cond func(set *spareSet) bool) []*Process {
+	t.Helper()
+	key := newSpareKey(o.Path, o.Checksum, o.withDefaults().Logger.GetLevel())
+	deadline := time.After(20 * time.Second)
+	for {
+		s.mu.Lock()
+		set := s.keys[key]
+		ok := cond(set)
+		var idle []*Process
+		if set != nil {
+			for _, sp := range set.idle {
+				idle = append(idle, sp.p)
+			}
+		}
+		changed := s.changed
+		s.mu.Unlock()
+		if ok {
+			return idle
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatalf("the pool did not get to %s within 20s", what)
+		}
+	}
+}
+
+// idleSpares waits until the pool holds n idle spares of o's binary and no
+// launch of it is under way, and returns them.
+func idleSpares(t *testing.T, s *Spares, o Options, n int) []*Process {
+	t.Helper()
+	return waitPool(t, s, o, fmt.Sprintf("%d idle spares", n), func(set *spareSet) bool {
+		return set != nil && len(set.idle) == n && set.inflight == nil
+	})
+}
+
+// prime starts a worker with o in pool s and SIGKILLs it, which makes the
+// pool keep spares of its binary; it returns the first spare once ready.
+func prime(t *testing.T, s *Spares, o Options) *Process {
+	t.Helper()
+	o.Spares = s
+	p := start(t, o)
+	if err := syscall.Kill(p.Pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, p, 10*time.Second)
+	return waitPool(t, s, o, "a spare", func(set *spareSet) bool { return set != nil && len(set.idle) > 0 })[0]
+}
+
+func TestStartTakesSpareAndPoolRefills(t *testing.T) {
+	pids := launchLog(t)
+	s, _ := newSpares(t, 1)
+	o := chaosOptions(t, map[string]any{})
+	o.Spares = s
+	sp := prime(t, s, o)
+	if n := len(pids()); n != 2 {
+		t.Fatalf("%d launches, want the crashed worker's and the spare's", n)
+	}
+	if isClosed(sp.Done()) {
+		t.Fatal("the spare is not alive")
+	}
+
+	logger, sink := testLogger(t)
+	o.Logger = logger
+	o.WorkerName = "from-spare"
+	logged := sink.seen(fmt.Sprintf("pid=%d", sp.Pid()))
+	p := start(t, o)
+	if p != sp || p.Pid() != sp.Pid() {
+		t.Fatalf("Start launched pid %d, want the spare %d", p.Pid(), sp.Pid())
+	}
+	// The spare's logs now appear under the worker's name.
+	select {
+	case <-logged:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the worker's start log line did not reach its logger")
+	}
+	for _, line := range strings.Split(sink.String(), "\n") {
+		if strings.Contains(line, "chaos worker starting") && !strings.Contains(line, "test.from-spare.chaos") {
+			t.Errorf("plugin log line not under the worker's name: %s", line)
+		}
+	}
+	if err := p.Health(context.Background()); err != nil {
+		t.Errorf("Health: %v", err)
+	}
+
+	// The pool launches a replacement.
+	next := idleSpares(t, s, o, 1)[0]
+	if next.Pid() == p.Pid() {
+		t.Fatal("the taken spare is still in the pool")
+	}
+	if n := len(pids()); n != 3 {
+		t.Errorf("%d launches, want 3", n)
+	}
+
+	// A Process from a spare stops like any other.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Stop(ctx); err != nil {
+		t.Errorf("Stop: %v", err)
+	}
+	if err := p.ExitErr(); err != nil {
+		t.Errorf("ExitErr after Stop = %v", err)
+	}
+	assertGone(t, p.Pid())
+}
+
+func TestSpareWorkerKilledFromOutside(t *testing.T) {
+	launchLog(t)
+	s, _ := newSpares(t, 1)
+	o := chaosOptions(t, map[string]any{})
+	o.Spares = s
+	sp := prime(t, s, o)
+	p := start(t, o)
+	if p != sp {
+		t.Fatalf("Start launched pid %d, want the spare %d", p.Pid(), sp.Pid())
+	}
+	dir := p.sockDir
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("socket directory: %v", err)
+	}
+	if err := syscall.Kill(p.Pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, p, 10*time.Second)
+	ee := exitError(t, p)
+	if ee.Code != -1 || ee.Signal != "SIGKILL" || ee.Reason != "" || ee.Error() != "killed by SIGKILL" {
+		t.Errorf("ExitError = %+v, want signal SIGKILL, code -1, no reason", ee)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("socket directory %s after Done: %v, want it removed", dir, err)
+	}
+	// Its crash keeps the pool going: a new spare, not the dead one.
+	if next := idleSpares(t, s, o, 1)[0]; next == p {
+		t.Error("the dead worker's process is back in the pool")
+	}
+}
+
+func TestSocketDirRemovedAfterSIGKILL(t *testing.T) {
+	p := start(t, chaosOptions(t, map[string]any{}))
+	dir := p.sockDir
+	if !strings.HasPrefix(filepath.Base(dir), "dynworkers-plugin-") || filepath.Dir(dir) != filepath.Clean(os.TempDir()) {
+		t.Errorf("socket directory %s, want dynworkers-plugin-* in %s", dir, os.TempDir())
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil || len(ents) != 1 {
+		t.Fatalf("socket directory %s holds %v (%v), want the plugin's socket", dir, ents, err)
+	}
+	if err := syscall.Kill(p.Pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, p, 10*time.Second)
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("socket directory %s after Done: %v, want it removed", dir, err)
+	}
+}
+
+func TestDeadSpareIsReplaced(t *testing.T) {
+	launchLog(t)
+	s, sink := newSpares(t, 1)
+	o := chaosOptions(t, map[string]any{})
+	o.Spares = s
+	sp := prime(t, s, o)
+	if err := syscall.Kill(sp.Pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, sp, 10*time.Second)
+	next := waitPool(t, s, o, "a new spare", func(set *spareSet) bool {
+		return set != nil && len(set.idle) == 1 && set.idle[0].p != sp
+	})[0]
+	if !strings.Contains(sink.String(), "warm spare died while idle") {
+		t.Error("the spare's death was not logged")
+	}
+	p := start(t, o)
+	if p != next {
+		t.Errorf("Start launched pid %d, want the new spare %d", p.Pid(), next.Pid())
+	}
+}
+
+func TestSparesClose(t *testing.T) {
+	pids := launchLog(t)
+	s, sink := newSpares(t, 2)
+	o := chaosOptions(t, map[string]any{})
+	o.Spares = s
+	prime(t, s, o)
+	spares := idleSpares(t, s, o, 2)
+	s.Close()
+	for _, sp := range spares {
+		if !isClosed(sp.Done()) {
+			t.Errorf("spare %d not reaped when Close returned", sp.Pid())
+		}
+		assertGone(t, sp.Pid())
+	}
+	if n := len(pids()); n != 3 {
+		t.Errorf("%d launches, want the crashed worker's and 2 spares", n)
+	}
+	if strings.Contains(sink.String(), "plugin process exited") {
+		t.Errorf("the spares' deaths were logged:\n%s", sink.String())
+	}
+	s.Close() // again: a no-op
+
+	// Start still works, the slow way, and a crash launches no spare.
+	p := start(t, o)
+	if slices.Contains(spares, p) {
+		t.Fatal("Start used a spare of a closed pool")
+	}
+	if err := syscall.Kill(p.Pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, p, 10*time.Second)
+	if n := len(pids()); n != 4 {
+		t.Errorf("%d launches after Close, want 4", n)
+	}
+}
+
+func TestSparesCloseDuringLaunch(t *testing.T) {
+	pids := launchLog(t)
+	s, _ := newSpares(t, 1)
+	o := chaosOptions(t, map[string]any{})
+	o.Spares = s
+	p := start(t, o)
+	if err := syscall.Kill(p.Pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, p, 10*time.Second)
+	waitPool(t, s, o, "a launch under way", func(set *spareSet) bool { return set != nil && set.inflight != nil })
+	s.Close()
+	for _, pid := range pids() {
+		assertGone(t, pid)
+	}
+}
+
+func TestSpareOfOtherChecksumIsNotUsed(t *testing.T) {
+	launchLog(t)
+	s, _ := newSpares(t, 1)
+	o := chaosOptions(t, map[string]any{})
+	o.Spares = s
+	sp := prime(t, s, o)
+
+	// Another path with the same content is another key.
+	other := o
+	other.Path = testplugins.Copy(t, chaosPath(), filepath.Join(t.TempDir(), "chaos"))
+	if p := start(t, other); p == sp {
+		t.Fatal("a spare of another path was used")
+	}
+	if isClosed(sp.Done()) {
+		t.Fatal("the spare of the first path is gone")
+	}
+
+	// Another checksum for the path (a rescanned binary) is refused by
+	// SecureConfig, and the old checksum's spare is dropped, not used.
+	changed := o
+	changed.Checksum = sha(t, filepath.Join(pluginDir, "other"))
+	if _, err := Start(context.Background(), changed); !errors.Is(err, ErrBinaryChanged) {
+		t.Errorf("Start with another checksum = %v, want ErrBinaryChanged", err)
+	}
+	waitDone(t, sp, 10*time.Second)
+	assertGone(t, sp.Pid())
+}
+
+func TestNoSpareWithEnv(t *testing.T) {
+	launchLog(t)
+	s, _ := newSpares(t, 1)
+	o := chaosOptions(t, map[string]any{})
+	o.Spares = s
+	sp := prime(t, s, o)
+	o.Env = []string{"CHAOS_EXTRA=1"}
+	if p := start(t, o); p == sp {
+		t.Fatal("Start with Env used a spare")
+	}
+	if idle := idleSpares(t, s, o, 1); idle[0] != sp {
+		t.Error("the spare left the pool")
+	}
+}
+
+func TestFailedSpareLaunchStopsRefilling(t *testing.T) {
+	pids := launchLog(t)
+	s, sink := newSpares(t, 1)
+	dir := t.TempDir()
+	path := testplugins.Copy(t, chaosPath(), filepath.Join(dir, "chaos"))
+	o := chaosOptions(t, map[string]any{})
+	o.Path, o.Checksum, o.Spares = path, sha(t, path), s
+	p := start(t, o)
+	// Replace the binary (by rename: the running one is busy) and crash
+	// the worker: the spare's launch fails the checksum check.
+	replace := func(src string) {
+		tmp := testplugins.Copy(t, src, filepath.Join(dir, "next"))
+		if err := os.Rename(tmp, path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	replace(filepath.Join(pluginDir, "other"))
+	if err := syscall.Kill(p.Pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, p, 10*time.Second)
+	waitPool(t, s, o, "a paused key", func(set *spareSet) bool { return set != nil && set.paused && set.inflight == nil })
+	if !strings.Contains(sink.String(), "launching a warm spare failed") {
+		t.Error("the failed launch was not logged")
+	}
+	if n := len(pids()); n != 1 {
+		t.Errorf("%d launches, want 1: the changed binary must not run", n)
+	}
+	if _, err := Start(context.Background(), o); !errors.Is(err, ErrBinaryChanged) {
+		t.Errorf("Start = %v, want ErrBinaryChanged", err)
+	}
+	waitPool(t, s, o, "still paused", func(set *spareSet) bool { return set != nil && set.paused && set.inflight == nil })
+
+	// Once a Start succeeds the slow way, spares come back.
+	replace(chaosPath())
+	start(t, o)
+	idleSpares(t, s, o, 1)
+}
+
+func TestStartTimeoutAppliesToSpare(t *testing.T) {
+	launchLog(t)
+	s, _ := newSpares(t, 1)
+	o := chaosOptions(t, map[string]any{})
+	o.Spares = s
+	sp := prime(t, s, o)
+	slow := chaosOptions(t, map[string]any{"mode": "slow_start", "delay": "1h"})
+	slow.Spares = s
+	slow.StartTimeout = 300 * time.Millisecond
+	_, err := Start(context.Background(), slow)
+	if err == nil || !strings.Contains(err.Error(), "start_timeout") || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Start = %v, want start_timeout exceeded", err)
+	}
+	if !isClosed(sp.Done()) {
+		t.Fatal("the spare that timed out is still running")
+	}
+	assertGone(t, sp.Pid())
+}
+
+func TestUnusedSparesExpire(t *testing.T) {
+	launchLog(t)
+	s, _ := newSpares(t, 1)
+	o := chaosOptions(t, map[string]any{})
+	o.Spares = s
+	sp := prime(t, s, o)
+	s.mu.Lock()
+	s.expiry = time.Millisecond
+	for _, set := range s.keys {
+		set.expire.Reset(time.Millisecond)
+	}
+	s.mu.Unlock()
+	waitDone(t, sp, 10*time.Second)
+	waitPool(t, s, o, "no key", func(set *spareSet) bool { return set == nil })
+}
+
+func TestStartWaitsForSpareBeingLaunched(t *testing.T) {
+	pids := launchLog(t)
+	s, _ := newSpares(t, 1)
+	o := chaosOptions(t, map[string]any{})
+	o.Spares = s
+	p := start(t, o)
+	if err := syscall.Kill(p.Pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, p, 10*time.Second)
+	waitPool(t, s, o, "a spare being launched", func(set *spareSet) bool {
+		return set != nil && (len(set.idle) > 0 || set.inflight != nil && set.inflight.started)
+	})
+	q := start(t, o)
+	if got := pids(); len(got) < 2 || q.Pid() != got[1] {
+		t.Errorf("Start got pid %d, want the spare's (launches %v)", q.Pid(), got)
+	}
+}
+
+func TestStartTimeoutWhileWaitingForSpare(t *testing.T) {
+	launchLog(t)
+	s, _ := newSpares(t, 1)
+	o := chaosOptions(t, map[string]any{})
+	o.Spares = s
+	p := start(t, o)
+	// Spares launched from now on never complete the handshake (the chaos
+	// plugin just blocks when it thinks it is a child).
+	t.Setenv("CHAOS_CHILD", "1")
+	if err := syscall.Kill(p.Pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, p, 10*time.Second)
+	waitPool(t, s, o, "a spare being launched", func(set *spareSet) bool {
+		return set != nil && set.inflight != nil && set.inflight.started
+	})
+	o.StartTimeout = 300 * time.Millisecond
+	begin := time.Now()
+	_, err := Start(context.Background(), o)
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "waiting for a warm spare") {
+		t.Errorf("Start = %v, want start_timeout exceeded while waiting for the spare", err)
+	}
+	if took := time.Since(begin); took > 5*time.Second {
+		t.Errorf("Start took %s with a 300ms start_timeout", took)
+	}
+	// The launch is no longer claimed: another Start may wait for it.
+	waitPool(t, s, o, "an unclaimed launch", func(set *spareSet) bool {
+		return set != nil && set.inflight != nil && !set.inflight.claimed
+	})
+}
