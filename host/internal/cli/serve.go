@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/dynworkers/dynworkers/host/internal/config"
+	"github.com/dynworkers/dynworkers/host/internal/control"
 	"github.com/dynworkers/dynworkers/host/internal/daemon"
 )
 
@@ -51,6 +52,31 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "dynworkers serve: %v\n", err)
 		return 1
 	}
+	// SIGHUP reloads the configuration, as the reload operation does.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				logger.Info("SIGHUP received: reloading the configuration")
+				if _, err := d.Reload(ctx); err != nil {
+					var ce *control.Error
+					if errors.As(err, &ce) {
+						logger.Error("reload refused; nothing was changed", "error", ce.Message)
+						for _, det := range ce.Details {
+							logger.Error("  "+det.Summary, "detail", det.Detail)
+						}
+						continue
+					}
+					logger.Error("reload", "error", err)
+				}
+			}
+		}
+	}()
 	if err := d.Run(ctx); err != nil {
 		logger.Error("shutdown was not clean", "error", err)
 		return 1

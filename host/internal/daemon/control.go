@@ -84,7 +84,7 @@ func (d *Daemon) supervisorByPath(path string) (*supNode, bool) {
 // code path as HCL (the class's schema through hcldec), and builds the
 // worker it describes.
 func (d *Daemon) resolveWorker(spec control.WorkerSpec, sn *supNode) (*config.Worker, *control.Error) {
-	class, err := d.catalog.Lookup(spec.Class)
+	class, err := d.Catalog().Lookup(spec.Class)
 	if err != nil {
 		code := control.CodeUnknownClass
 		if errors.Is(err, catalog.ErrClassConflict) {
@@ -286,13 +286,7 @@ func (d *Daemon) Status(context.Context) (any, error) {
 
 // Classes reports the plugin catalog.
 func (d *Daemon) Classes(context.Context) (any, error) {
-	return ClassesReport(d.catalog), nil
-}
-
-// Reload is not implemented yet: live reload comes with the supervision
-// tree (re-read HCL, apply the difference).
-func (d *Daemon) Reload(context.Context) (any, error) {
-	return nil, control.Errorf(control.CodeInternal, "reload is not implemented yet: restart the host to apply HCL changes")
+	return ClassesReport(d.Catalog()), nil
 }
 
 // restoreDynamic starts the workers persisted by earlier control messages,

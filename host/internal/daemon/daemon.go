@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -50,10 +51,12 @@ type Options struct {
 
 // Daemon is one host process's worth of supervised workers.
 type Daemon struct {
-	opts    Options
-	logger  hclog.Logger
-	cfg     *config.Config
-	catalog *catalog.Catalog
+	opts   Options
+	logger hclog.Logger
+	cfg    *config.Config
+	// catalog is the plugin catalog; a reload replaces it (read it with
+	// Catalog).
+	catalog atomic.Pointer[catalog.Catalog]
 
 	// sups holds one supervisor per supervisor block, depth first in
 	// declared order: started in that order, stopped in reverse.
@@ -119,8 +122,9 @@ func Load(ctx context.Context, opts Options) (*Daemon, error) {
 	if diags.HasErrors() || cfg == nil {
 		return nil, &ConfigError{Diags: diags}
 	}
-	d := &Daemon{opts: opts, logger: logger, cfg: cfg, catalog: cat, events: newEventLog(100),
+	d := &Daemon{opts: opts, logger: logger, cfg: cfg, events: newEventLog(100),
 		spares: pluginproc.NewSpares(warmSpares, logger.Named("spares"))}
+	d.catalog.Store(cat)
 	if cfg.AMQP != nil {
 		// Created before any supervisor can emit an event; the publisher
 		// starts with the AMQP transport and drains what queued meanwhile.
@@ -189,7 +193,7 @@ func ScanCatalog(ctx context.Context, h config.HostConfig, logger hclog.Logger) 
 func (d *Daemon) Config() *config.Config { return d.cfg }
 
 // Catalog returns the plugin catalog.
-func (d *Daemon) Catalog() *catalog.Catalog { return d.catalog }
+func (d *Daemon) Catalog() *catalog.Catalog { return d.catalog.Load() }
 
 // Events returns the most recent supervision events, oldest first.
 func (d *Daemon) Events() []supervise.Event { return d.events.list() }
@@ -235,8 +239,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.mu.Unlock()
 
 	d.logger.Info("host starting", "system_id", d.cfg.SystemID, "host", d.cfg.Host.Name,
-		"plugin_dir", d.cfg.Host.PluginDir, "classes", len(d.catalog.Classes()), "broker", d.brokerDescription())
-	for _, p := range d.catalog.Problems() {
+		"plugin_dir", d.cfg.Host.PluginDir, "classes", len(d.Catalog().Classes()), "broker", d.brokerDescription())
+	for _, p := range d.Catalog().Problems() {
 		d.logger.Error("plugin file is unusable", "path", p.Path, "error", p.Err)
 	}
 	started := time.Now()

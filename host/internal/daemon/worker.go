@@ -19,7 +19,7 @@ import (
 // and checksum used are the ones recorded at that moment.
 type pluginService struct {
 	w        *config.Worker
-	catalog  *catalog.Catalog
+	catalog  func() *catalog.Catalog // the daemon's current catalog
 	systemID string
 	hostName string
 	logger   hclog.Logger
@@ -29,7 +29,7 @@ type pluginService struct {
 var _ supervise.Service = (*pluginService)(nil)
 
 func (s *pluginService) Start(ctx context.Context) (supervise.Instance, error) {
-	class, err := s.catalog.Lookup(s.w.Class)
+	class, err := s.catalog().Lookup(s.w.Class)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", supervise.ErrPermanent, err)
 	}
@@ -69,7 +69,7 @@ func (d *Daemon) childSpec(w *config.Worker) supervise.ChildSpec {
 		Name: w.Name,
 		Service: &pluginService{
 			w:        w,
-			catalog:  d.catalog,
+			catalog:  d.Catalog,
 			systemID: d.cfg.SystemID,
 			hostName: d.cfg.Host.Name,
 			logger:   d.logger.Named("worker"),
