@@ -110,6 +110,9 @@ func Load(ctx context.Context, opts Options) (*Daemon, error) {
 	if lvl := hclog.LevelFromString(file.Host.LogLevel); lvl != hclog.NoLevel && !opts.KeepLogLevel {
 		logger.SetLevel(lvl)
 	}
+	if n := pluginproc.CleanStaleSocketDirs(); n > 0 {
+		logger.Info("removed plugin socket directories left by hosts that died", "count", n)
+	}
 	cat, err := ScanCatalog(ctx, file.Host, logger)
 	if err != nil {
 		return nil, err

@@ -29,9 +29,11 @@
 // its process group is killed when it exits.
 //
 // Each process gets a unix socket directory of its own (go-plugin's
-// PLUGIN_UNIX_SOCKET_DIR, "dynworkers-plugin-*" in os.TempDir()), removed
-// once the process is gone, so that the socket files of killed plugins do
-// not pile up in $TMPDIR.
+// PLUGIN_UNIX_SOCKET_DIR, "dynworkers-plugin-<host pid>-*" in
+// os.TempDir()), removed once the process is gone, so that the socket files
+// of killed plugins do not pile up in $TMPDIR; the directories of a host
+// that was itself killed are removed by the next host that starts
+// (CleanStaleSocketDirs).
 //
 // A binary is run only if its sha256 still matches the one the catalog
 // recorded when it described it (go-plugin's SecureConfig), so a binary

@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -42,9 +44,39 @@ type launchConfig struct {
 	cancel context.CancelFunc
 }
 
-// socketDirPattern names the directory each plugin process gets for its
-// go-plugin unix socket (os.MkdirTemp in os.TempDir()).
-const socketDirPattern = "dynworkers-plugin-*"
+// socketDirPrefix starts the name of the directory each plugin process
+// gets for its go-plugin unix socket (os.MkdirTemp in os.TempDir()); the
+// host's pid follows, so that CleanStaleSocketDirs can tell the directories
+// of a host that died from those of hosts still running.
+const socketDirPrefix = "dynworkers-plugin-"
+
+// socketDirPattern is the os.MkdirTemp pattern of this host's socket
+// directories: "dynworkers-plugin-<host pid>-*".
+var socketDirPattern = fmt.Sprintf("%s%d-*", socketDirPrefix, os.Getpid())
+
+// CleanStaleSocketDirs removes the socket directories left in os.TempDir()
+// by hosts that are no longer running (killed with SIGKILL, say, before
+// they could remove them) and returns how many it removed. Directories of
+// running hosts are left alone.
+func CleanStaleSocketDirs() int {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), socketDirPrefix+"*"))
+	n := 0
+	for _, dir := range dirs {
+		rest := strings.TrimPrefix(filepath.Base(dir), socketDirPrefix)
+		pidText, _, ok := strings.Cut(rest, "-")
+		pid, err := strconv.Atoi(pidText)
+		if !ok || err != nil || pid <= 0 || pid == os.Getpid() {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); err == nil || errors.Is(err, syscall.EPERM) {
+			continue // that host (or a process reusing its pid) runs
+		}
+		if os.RemoveAll(dir) == nil {
+			n++
+		}
+	}
+	return n
+}
 
 // launch starts the plugin binary, completes the go-plugin handshake and
 // dispenses the Worker client. If ctx is done before the caller calls
