@@ -1,8 +1,15 @@
 // Package benchmarks is the benchmark harness of the host: crash-to-running
-// restart latency, start-up time, memory per worker, and the cost of the
-// plugin binary's checksum. It lives under host/internal because it drives
-// the daemon in-process and reads the supervision events, which only the
-// host's internal packages offer.
+// restart latency (crashes spaced so that the warm spare is ready, and back
+// to back), start-up time, memory per worker, the cost of the plugin
+// binary's checksum, and the control channel (status round trips over AMQP
+// and HTTP, start+stop cycles, publish of a start to a healthy worker). It
+// lives under host/internal because it drives the daemon in-process and
+// reads the supervision events, which only the host's internal packages
+// offer.
+//
+// The control benchmarks need a RabbitMQ broker (AMQP_URL, default
+// amqp://guest:guest@127.0.0.1:5672/); without one they are reported as not
+// run and the rest of the harness runs as usual.
 //
 // The benchmarks are ordinary Go tests that skip unless DYNWORKERS_BENCH=1,
 // so `make test` does not run them. `make bench` (scripts/bench.sh) builds

@@ -76,11 +76,21 @@ type CPUSample struct {
 	Busy  time.Duration // all CPUs: user, nice, system, irq, softirq
 	Steal time.Duration // taken by the hypervisor
 	Own   time.Duration // this process and its reaped children
+	// Broker is the CPU time of a RabbitMQ broker running on this machine
+	// (its Erlang processes), which the control benchmarks keep busy.
+	Broker time.Duration
 }
+
+// brokerComms are the command names of a local RabbitMQ broker's processes.
+var brokerComms = []string{"beam.smp", "epmd", "erl_child_setup", "inet_gethost"}
+
+// BrokerCPU returns the CPU time used so far by a local RabbitMQ broker; 0
+// when none runs on this machine.
+func BrokerCPU() time.Duration { return ProcsCPU(brokerComms...) }
 
 // ReadCPU samples the CPU times.
 func ReadCPU() CPUSample {
-	s := CPUSample{At: time.Now()}
+	s := CPUSample{At: time.Now(), Broker: BrokerCPU()}
 	line := procLine("/proc/stat", "cpu")
 	f := strings.Fields(line)
 	tick := func(i int) time.Duration {
@@ -106,10 +116,14 @@ func ReadCPU() CPUSample {
 // Background is what else the machine did while the benchmarks ran.
 type Background struct {
 	Elapsed time.Duration
-	// Other is CPU time used by processes other than the harness and what
-	// it started (as counted by the kernel in 10 ms ticks).
+	// Other is CPU time used by processes other than the harness, what it
+	// started and the local broker (as counted by the kernel in 10 ms
+	// ticks).
 	Other time.Duration
-	Steal time.Duration
+	// Broker is the CPU time of the local RabbitMQ broker, which the
+	// control benchmarks use (0 with a remote broker or none).
+	Broker time.Duration
+	Steal  time.Duration
 }
 
 // MarshalJSON writes the durations in milliseconds.
@@ -117,15 +131,18 @@ func (b Background) MarshalJSON() ([]byte, error) {
 	return json.Marshal(struct {
 		Elapsed int64 `json:"elapsed_ms"`
 		Other   int64 `json:"other_processes_cpu_ms"`
+		Broker  int64 `json:"local_broker_cpu_ms"`
 		Steal   int64 `json:"steal_ms"`
-	}{b.Elapsed.Milliseconds(), b.Other.Milliseconds(), b.Steal.Milliseconds()})
+	}{b.Elapsed.Milliseconds(), b.Other.Milliseconds(), b.Broker.Milliseconds(), b.Steal.Milliseconds()})
 }
 
 // BackgroundSince compares two samples.
 func BackgroundSince(start, end CPUSample) Background {
+	broker := max(end.Broker-start.Broker, 0)
 	return Background{
 		Elapsed: end.At.Sub(start.At),
-		Other:   max((end.Busy-start.Busy)-(end.Own-start.Own), 0),
+		Other:   max((end.Busy-start.Busy)-(end.Own-start.Own)-broker, 0),
+		Broker:  broker,
 		Steal:   end.Steal - start.Steal,
 	}
 }

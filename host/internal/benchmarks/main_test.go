@@ -67,7 +67,7 @@ func writeReport() error {
 		return nil
 	}
 	r := results
-	if r.Binary == nil || r.Restart == nil || len(r.Startup) == 0 || r.Memory == nil {
+	if r.Binary == nil || r.Restart == nil || r.RestartSpaced == nil || len(r.Startup) == 0 || r.Memory == nil || r.Control == nil {
 		fmt.Fprintf(os.Stderr, "benchmarks: not every benchmark ran; %s not written\n", out)
 		return nil
 	}

@@ -16,8 +16,11 @@ import (
 
 // ProcStat is what the harness reads from /proc/<pid>/stat.
 type ProcStat struct {
+	Comm      string // the command name, without the parentheses
 	State     byte   // R, S, D, Z, ...
 	PPid      int    // parent pid
+	UTime     uint64 // user CPU time, in clock ticks
+	STime     uint64 // system CPU time, in clock ticks
 	StartTime uint64 // in clock ticks since boot; tells a recycled pid apart
 }
 
@@ -34,7 +37,8 @@ func parseStat(b []byte) (ProcStat, error) {
 	// The command name, field 2, is in parentheses and may hold spaces and
 	// parentheses: the fields after it start after the last ')'.
 	i := bytes.LastIndexByte(b, ')')
-	if i < 0 || i+2 >= len(b) {
+	o := bytes.IndexByte(b, '(')
+	if i < 0 || o < 0 || o > i || i+2 >= len(b) {
 		return ProcStat{}, errors.New("malformed stat")
 	}
 	f := strings.Fields(string(b[i+2:]))
@@ -46,11 +50,13 @@ func parseStat(b []byte) (ProcStat, error) {
 	if err != nil {
 		return ProcStat{}, fmt.Errorf("stat ppid: %w", err)
 	}
-	start, err := strconv.ParseUint(f[19], 10, 64)
-	if err != nil {
-		return ProcStat{}, fmt.Errorf("stat starttime: %w", err)
+	var ticks [3]uint64 // utime (field 14), stime (15), starttime (22)
+	for j, k := range []int{14, 15, 22} {
+		if ticks[j], err = strconv.ParseUint(f[k-3], 10, 64); err != nil {
+			return ProcStat{}, fmt.Errorf("stat field %d: %w", k, err)
+		}
 	}
-	return ProcStat{State: f[0][0], PPid: ppid, StartTime: start}, nil
+	return ProcStat{Comm: string(b[o+1 : i]), State: f[0][0], PPid: ppid, UTime: ticks[0], STime: ticks[1], StartTime: ticks[2]}, nil
 }
 
 // Proc identifies one process across pid reuse.
@@ -130,6 +136,52 @@ func ChildrenOf(ppid int) []Proc {
 		out = append(out, Proc{Pid: pid, StartTime: st.StartTime})
 	}
 	return out
+}
+
+// SocketCount returns how many of pid's open file descriptors are
+// sockets. A plugin process that has finished its go-plugin handshake and
+// been connected to by the host has two: its listener and the host's gRPC
+// connection (its stdio are pipes).
+func SocketCount(pid int) (int, error) {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range ents {
+		if l, err := os.Readlink(dir + "/" + e.Name()); err == nil && strings.HasPrefix(l, "socket:") {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// ProcsCPU returns the CPU time (user + system) used so far by every live
+// process whose command name is one of comms.
+func ProcsCPU(comms ...string) time.Duration {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	var ticks uint64
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		st, err := ReadStat(pid)
+		if err != nil {
+			continue
+		}
+		for _, c := range comms {
+			if st.Comm == c {
+				ticks += st.UTime + st.STime
+				break
+			}
+		}
+	}
+	return time.Duration(ticks) * time.Second / clockTicks
 }
 
 // Mem is a process's memory use, in KiB.

@@ -25,6 +25,10 @@ const (
 	restartResetAfter = time.Millisecond
 	// eventTimeout bounds every wait for an event.
 	eventTimeout = 30 * time.Second
+	// spareMargin is how long the spaced run waits, after it saw the warm
+	// spare connected, before the kill: the host hands the spare to its
+	// pool right after connecting to it (dispensing the gRPC client).
+	spareMargin = 2 * time.Millisecond
 )
 
 // restartConfig runs one hello worker that never logs a greeting, restarts
@@ -64,9 +68,71 @@ type stamped struct {
 // TestRestartLatency SIGKILLs the plugin process of one worker 200 times
 // and measures each time from just before the kill until the replacement
 // answers Health, with the daemon in-process and its events as the clock's
-// checkpoints.
+// checkpoints. Each new instance is killed as soon as it has been up for
+// longer than reset_after (about 1 ms): back-to-back crashes, a crash loop,
+// which come sooner than the host's next warm spare is ready.
 func TestRestartLatency(t *testing.T) {
 	f := setup(t)
+	if res := measureRestarts(t, f, SpacingBackToBack); res != nil {
+		record(func(r *Results) { r.Restart = res })
+	}
+}
+
+// TestRestartLatencySpaced is TestRestartLatency with each kill held back
+// until the host's warm spare of the binary is ready again (see
+// waitSpareReady): the restart of a worker that crashes now and then.
+func TestRestartLatencySpaced(t *testing.T) {
+	f := setup(t)
+	if res := measureRestarts(t, f, SpacingSpareReady); res != nil {
+		record(func(r *Results) { r.RestartSpaced = res })
+	}
+}
+
+// waitSpareReady waits until the host (this process) has a plugin process
+// of f.plugin other than the worker's that is connected: a warm spare past
+// its go-plugin handshake, with its listener and the host's gRPC connection
+// open (two sockets in /proc/<pid>/fd). It returns the spare's pid.
+func waitSpareReady(f *fixture, worker int, timeout time.Duration) (int, error) {
+	deadline := time.Now().Add(timeout)
+	spare := 0
+	for time.Now().Before(deadline) {
+		if spare == 0 {
+			for _, c := range ChildrenOf(os.Getpid()) {
+				if c.Pid == worker {
+					continue
+				}
+				// A child between fork and exec still shows this binary.
+				if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", c.Pid)); exe == f.plugin {
+					spare = c.Pid
+					break
+				}
+			}
+		}
+		if spare != 0 {
+			n, err := SocketCount(spare)
+			switch {
+			case err != nil:
+				spare = 0 // gone
+			case n >= 2:
+				return spare, nil
+			}
+		}
+		// Scanning /proc for the spare costs more than reading its fds:
+		// the first is polled less often (the launch begins with the
+		// binary's checksum, some 8 ms, before the exec anyway).
+		if spare == 0 {
+			time.Sleep(2 * time.Millisecond)
+		} else {
+			time.Sleep(250 * time.Microsecond)
+		}
+	}
+	return 0, fmt.Errorf("no connected warm spare of %s within %v", f.plugin, timeout)
+}
+
+// measureRestarts runs the restart benchmark with the given crash spacing
+// and returns its result, or nil if the test failed.
+func measureRestarts(t *testing.T, f *fixture, spacing string) *RestartResult {
+	t.Helper()
 	dir := t.TempDir()
 	sockets := socketDir(t)
 	cfg := filepath.Join(dir, "host.hcl")
@@ -176,12 +242,28 @@ func TestRestartLatency(t *testing.T) {
 	proc := started(cur)
 	identify(proc)
 
-	var total, detect, start, health []time.Duration
+	var total, detect, start, health, spareWait []time.Duration
+	fromSpare := 0
+	var healthyAt time.Time // when the current instance answered Health
 	for i := range restartWarmup + restartCrashes {
 		// Keep the instance up for longer than reset_after, so that its
 		// crash counts as the first and is restarted at once. (A wait for
 		// a point in time, not for something to happen.)
 		time.Sleep(time.Until(cur.ev.(supervise.ChildStarted).Time.Add(restartResetAfter + time.Millisecond)))
+		// Spaced: wait for the warm spare, which the host launches once
+		// a worker of the binary has failed (so not before the first
+		// kill), and once the Start that took the previous one returned.
+		spare := 0
+		if spacing == SpacingSpareReady && i > 0 {
+			var err error
+			if spare, err = waitSpareReady(f, proc.Pid(), eventTimeout); err != nil {
+				t.Fatalf("crash %d: %v", i, err)
+			}
+			if i >= restartWarmup {
+				spareWait = append(spareWait, time.Since(healthyAt))
+			}
+			time.Sleep(spareMargin)
+		}
 
 		old := proc.Pid()
 		t0 := time.Now()
@@ -209,8 +291,12 @@ func TestRestartLatency(t *testing.T) {
 			t.Fatalf("crash %d: the new instance has the old pid %d", i, old)
 		}
 		identify(proc)
+		healthyAt = t1
 		if i < restartWarmup {
 			continue
+		}
+		if spare != 0 && proc.Pid() == spare {
+			fromSpare++
 		}
 		total = append(total, t1.Sub(t0))
 		detect = append(detect, exited.at.Sub(t0))
@@ -219,19 +305,26 @@ func TestRestartLatency(t *testing.T) {
 	}
 	stop()
 	if t.Failed() {
-		return
+		return nil
 	}
 	stale, _ := os.ReadDir(sockets)
 
 	res := &RestartResult{
-		Crashes: restartCrashes, Warmup: restartWarmup,
+		Spacing: spacing, Crashes: restartCrashes, Warmup: restartWarmup,
 		Total: Summarize(total), Detect: Summarize(detect), Start: Summarize(start), Health: Summarize(health),
 		TotalUS: Micros(total), DetectUS: Micros(detect), StartUS: Micros(start), HealthUS: Micros(health),
 		StaleSockets: len(stale),
 	}
-	t.Logf("kill→healthy p50 %v p90 %v p99 %v max %v", res.Total.P50, res.Total.P90, res.Total.P99, res.Total.Max)
+	if spacing == SpacingSpareReady {
+		res.SpareWait, res.SpareWaitUS, res.SpareMargin, res.FromSpare = Summarize(spareWait), Micros(spareWait), spareMargin, fromSpare
+	}
+	t.Logf("%s: kill→healthy p50 %v p90 %v p99 %v max %v", spacing, res.Total.P50, res.Total.P90, res.Total.P99, res.Total.Max)
 	t.Logf("  kill→exited p50 %v p99 %v; exited→started p50 %v p99 %v; started→healthy p50 %v p99 %v",
 		res.Detect.P50, res.Detect.P99, res.Start.P50, res.Start.P99, res.Health.P50, res.Health.P99)
+	if spacing == SpacingSpareReady {
+		t.Logf("  healthy→spare ready p50 %v p99 %v (+%v margin); %d of %d restarts went into the spare seen ready",
+			res.SpareWait.P50, res.SpareWait.P99, spareMargin, res.FromSpare, restartCrashes)
+	}
 	t.Logf("  %d socket files left behind by %d killed plugins", res.StaleSockets, restartWarmup+restartCrashes)
-	record(func(r *Results) { r.Restart = res })
+	return res
 }

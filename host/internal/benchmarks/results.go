@@ -8,6 +8,9 @@ const (
 	TargetRestartP50 = 10 * time.Millisecond
 	// TargetStartup100 bounds the median start-up time of 100 workers.
 	TargetStartup100 = 1500 * time.Millisecond
+	// TargetControlStartP50 bounds the median time from the publication of
+	// a start over AMQP to the new worker answering Health.
+	TargetControlStartP50 = 20 * time.Millisecond
 )
 
 // Results is everything one run of the harness measured; it is rendered to
@@ -23,10 +26,18 @@ type Results struct {
 	CPUStart   CPUSample  `json:"-"`
 	Background Background `json:"background"`
 
-	Binary  *BinaryResult   `json:"binary"`
-	Restart *RestartResult  `json:"restart"`
-	Startup []StartupResult `json:"startup"`
-	Memory  *MemoryResult   `json:"memory"`
+	Binary *BinaryResult `json:"binary"`
+	// Restart kills each new instance about 1 ms after it started: back to
+	// back crashes, a crash loop.
+	Restart *RestartResult `json:"restart"`
+	// RestartSpaced kills each instance only once the host's warm spare of
+	// the binary is ready again.
+	RestartSpaced *RestartResult  `json:"restart_spaced"`
+	Startup       []StartupResult `json:"startup"`
+	Memory        *MemoryResult   `json:"memory"`
+	// Control is the control channel over AMQP and HTTP; NotRun says why
+	// it was not measured (no broker).
+	Control *ControlResult `json:"control"`
 }
 
 // BinaryResult is the plugin binary's size, the time its sha256 takes (what
@@ -43,11 +54,24 @@ type BinaryResult struct {
 	ExecToHandshakeUS []int64 `json:"exec_to_handshake_us"`
 }
 
+// Crash spacings of the restart benchmark.
+const (
+	// SpacingBackToBack kills each new instance as soon as it has been up
+	// longer than reset_after (1 ms).
+	SpacingBackToBack = "back_to_back"
+	// SpacingSpareReady kills each instance once the host's next warm spare
+	// of the binary is ready (seen in /proc), plus SpareMargin.
+	SpacingSpareReady = "spare_ready"
+)
+
 // RestartResult is the crash-to-running latency of one worker that is
 // SIGKILLed again and again, split at the supervision events.
 type RestartResult struct {
-	Crashes int `json:"crashes"`
-	Warmup  int `json:"warmup_crashes"`
+	// Spacing says when each kill comes: SpacingBackToBack or
+	// SpacingSpareReady.
+	Spacing string `json:"spacing"`
+	Crashes int    `json:"crashes"`
+	Warmup  int    `json:"warmup_crashes"`
 
 	// Total: kill → the new instance answered Health.
 	Total Summary `json:"kill_to_healthy"`
@@ -63,9 +87,111 @@ type RestartResult struct {
 	StartUS  []int64 `json:"exited_to_started_us"`
 	HealthUS []int64 `json:"started_to_healthy_us"`
 
+	// SpareWait (spaced crashes only): the new instance answered Health →
+	// the next warm spare was seen ready in /proc. The kill came
+	// SpareMargin after that.
+	SpareWait   Summary       `json:"health_to_spare_ready"`
+	SpareWaitUS []int64       `json:"health_to_spare_ready_us,omitempty"`
+	SpareMargin time.Duration `json:"-"`
+	// FromSpare (spaced crashes only) counts the measured restarts whose
+	// new instance is the spare the harness saw ready.
+	FromSpare int `json:"restarts_into_the_ready_spare"`
+
 	// StaleSockets counts the unix socket files the killed plugins left
 	// behind in their socket directory.
 	StaleSockets int `json:"stale_sockets"`
+}
+
+// ControlResult is the control channel: round trips of the status
+// operation over AMQP and HTTP, start+stop cycles over AMQP, and the time
+// from the publication of a start to the worker answering Health.
+type ControlResult struct {
+	// NotRun, if set, says why the control benchmarks did not run.
+	NotRun string `json:"not_run,omitempty"`
+
+	// Broker is the broker's URL with the password hidden.
+	Broker string `json:"broker,omitempty"`
+	// Status: status round trips, over AMQP and over HTTP, one and several
+	// in flight.
+	Status []RoundTrips `json:"status,omitempty"`
+	// Cycles: start then stop of a fresh worker, each waiting for its reply.
+	Cycles *Cycles `json:"start_stop_cycles,omitempty"`
+	// StartHealth: publish of a start → the new worker answered Health.
+	StartHealth *StartHealth `json:"start_to_healthy,omitempty"`
+	// Elapsed is how long the control benchmarks ran; BrokerCPU is the CPU
+	// time a broker on this machine used meanwhile (0 if it runs elsewhere).
+	Elapsed     time.Duration `json:"-"`
+	BrokerCPU   time.Duration `json:"-"`
+	ElapsedMS   int64         `json:"elapsed_ms,omitempty"`
+	BrokerCPUMS int64         `json:"local_broker_cpu_ms,omitempty"`
+	// SparesLaunched counts plugin processes other than workers seen at
+	// the end: warm spares (none expected, since no worker failed).
+	SparesLaunched int `json:"spares_at_end"`
+}
+
+// RoundTrips is N requests over one transport with InFlight outstanding at
+// any time (each of InFlight clients sends its next request once it has the
+// reply to the previous one).
+type RoundTrips struct {
+	Transport string        `json:"transport"` // "amqp" or "http"
+	Request   string        `json:"request"`
+	N         int           `json:"n"`
+	Warmup    int           `json:"warmup"`
+	InFlight  int           `json:"in_flight"`
+	Elapsed   time.Duration `json:"-"`
+	ElapsedUS int64         `json:"elapsed_us"`
+	Latency   Summary       `json:"latency"`
+	LatencyUS []int64       `json:"latency_us"`
+}
+
+// PerSecond is the throughput: requests answered per second of the run.
+func (r RoundTrips) PerSecond() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.N) / r.Elapsed.Seconds()
+}
+
+// Cycles is start+stop cycles of a fresh worker over AMQP.
+type Cycles struct {
+	N         int           `json:"n"`
+	Elapsed   time.Duration `json:"-"`
+	ElapsedUS int64         `json:"elapsed_us"`
+	// Cycle: publish of the start → reply to the stop received.
+	Cycle   Summary `json:"cycle"`
+	Start   Summary `json:"start_reply"`
+	Stop    Summary `json:"stop_reply"`
+	CycleUS []int64 `json:"cycle_us"`
+	StartUS []int64 `json:"start_reply_us"`
+	StopUS  []int64 `json:"stop_reply_us"`
+}
+
+// PerSecond is the number of cycles per second of the run.
+func (c Cycles) PerSecond() float64 {
+	if c.Elapsed <= 0 {
+		return 0
+	}
+	return float64(c.N) / c.Elapsed.Seconds()
+}
+
+// StartHealth is the time from the publication of a start to the new worker
+// answering Health, split at the supervision events.
+type StartHealth struct {
+	N int `json:"n"`
+	// Total: publish → Health OK.
+	Total Summary `json:"publish_to_healthy"`
+	// Dispatch: publish → worker_starting (delivery, decoding, validation
+	// with the class's schema, the state file written and synced).
+	Dispatch Summary `json:"publish_to_starting"`
+	// Start: worker_starting → worker_started (the plugin process launched
+	// and its Start RPC answered).
+	Start Summary `json:"starting_to_started"`
+	// Health: worker_started → Health OK.
+	Health     Summary `json:"started_to_healthy"`
+	TotalUS    []int64 `json:"publish_to_healthy_us"`
+	DispatchUS []int64 `json:"publish_to_starting_us"`
+	StartUS    []int64 `json:"starting_to_started_us"`
+	HealthUS   []int64 `json:"started_to_healthy_us"`
 }
 
 // StartupResult is one start-up configuration, measured over several runs.
