@@ -15,6 +15,7 @@ import (
 	"github.com/dynworkers/dynworkers/host/internal/catalog"
 	"github.com/dynworkers/dynworkers/host/internal/config"
 	"github.com/dynworkers/dynworkers/host/internal/control"
+	"github.com/dynworkers/dynworkers/host/internal/pluginproc"
 	"github.com/dynworkers/dynworkers/host/internal/state"
 	"github.com/dynworkers/dynworkers/host/internal/supervise"
 )
@@ -184,6 +185,11 @@ func (d *Daemon) StartWorker(ctx context.Context, spec control.WorkerSpec) (cont
 	select {
 	case <-result: // the outcome shows in the state reported below
 	case <-ctx.Done():
+	}
+	// Clients wait for control starts: keep a warm spare of this binary so
+	// that the next start of it (or a restart) only costs a Start RPC.
+	if class, err := d.Catalog().Lookup(w.Class); err == nil {
+		d.spares.Warm(pluginproc.Options{Path: class.Binary.Path, Checksum: class.Binary.SHA256, Logger: d.logger.Named("worker")})
 	}
 	return d.startResult(spec.Name, action), nil
 }

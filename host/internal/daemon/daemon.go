@@ -30,7 +30,8 @@ import (
 )
 
 // warmSpares is how many warm spare plugin processes the host keeps per
-// plugin binary once a worker of it has failed (see pluginproc.Spares).
+// plugin binary once a worker of it has failed or a control message has
+// started one (see pluginproc.Spares).
 //
 // TODO: make it a host attribute (host.warm_spares, 0 to disable).
 const warmSpares = 1

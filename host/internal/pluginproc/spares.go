@@ -267,6 +267,20 @@ func (s *Spares) started(key spareKey, fromSpare, ok bool) {
 	s.fillLocked(set, deathBackoff(set.deaths))
 }
 
+// Warm gives the binary of o (its Path, Checksum and Logger's level, as
+// Start would use them) spares now, as a failure of one of its workers
+// would: for binaries whose next start is likely soon, such as those of
+// workers started by control messages, where a client waits for the start.
+func (s *Spares) Warm(o Options) {
+	if s == nil || len(o.Checksum) == 0 {
+		return
+	}
+	o = o.withDefaults()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.warmLocked(newSpareKey(o.Path, o.Checksum, o.Logger.GetLevel()), o.Checksum, "keeping warm spares for a binary started by control messages")
+}
+
 // watchWorker waits for the end of p, started from key, and gives the key
 // spares if p ended other than by Stop: a restart is likely to follow.
 func (s *Spares) watchWorker(key spareKey, checksum []byte, p *Process) {
@@ -279,6 +293,11 @@ func (s *Spares) watchWorker(key spareKey, checksum []byte, p *Process) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.warmLocked(key, checksum, "keeping warm spares for a binary whose worker ended")
+}
+
+// warmLocked makes sure key has a set and starts filling it.
+func (s *Spares) warmLocked(key spareKey, checksum []byte, why string) {
 	if s.closed {
 		return
 	}
@@ -287,7 +306,7 @@ func (s *Spares) watchWorker(key spareKey, checksum []byte, p *Process) {
 		set = &spareSet{key: key, checksum: checksum}
 		s.keys[key] = set
 		set.expire = time.AfterFunc(s.expiry, func() { s.expireSet(set) })
-		s.logger.Debug("keeping warm spares for a binary whose worker ended", "path", key.path, "size", s.size)
+		s.logger.Debug(why, "path", key.path, "size", s.size)
 		s.notifyLocked()
 	}
 	set.used = time.Now()

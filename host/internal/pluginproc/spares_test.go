@@ -425,3 +425,21 @@ func TestStartTimeoutWhileWaitingForSpare(t *testing.T) {
 		return set != nil && set.inflight != nil && !set.inflight.claimed
 	})
 }
+
+// Warm gives a binary spares before any worker of it failed, and the next
+// Start takes one.
+func TestWarmGivesSparesBeforeAFailure(t *testing.T) {
+	pids := launchLog(t)
+	s, _ := newSpares(t, 1)
+	o := chaosOptions(t, map[string]any{})
+	o.Spares = s
+	s.Warm(o)
+	sp := idleSpares(t, s, o, 1)[0]
+	if n := len(pids()); n != 1 {
+		t.Fatalf("%d launches, want the spare's only", n)
+	}
+	p := start(t, o)
+	if p != sp {
+		t.Fatalf("Start launched pid %d, want the spare %d", p.Pid(), sp.Pid())
+	}
+}
