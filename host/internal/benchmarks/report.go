@@ -507,9 +507,15 @@ func renderControl(p func(string, ...any), ctl *ControlResult, bin *BinaryResult
 		}
 		p("Getting the message to the host and making it durable takes %s; the bulk, %s, is the start of the plugin: ",
 			ms(sh.Dispatch.P50), share(sh.Start.P50, sh.Total.P50))
-		p("%s, of which the checksum of the binary is %s and exec to handshake %s", ms(sh.Start.P50), ms(bin.Checksum.P50), ms(bin.ExecToHandshake.P50))
+		p("%s", ms(sh.Start.P50))
 		if ctl.SparesLaunched == 0 {
-			p(", paid at every start because the host keeps warm spares only for binaries whose workers have failed, and none has here")
+			p(", of which the checksum of the binary is %s and exec to handshake %s, paid at every start because no warm spare was launched",
+				ms(bin.Checksum.P50), ms(bin.ExecToHandshake.P50))
+		} else {
+			p(". After a control start the host keeps a warm spare of the binary, so a start takes a spare instead of launching "+
+				"(checksum %s, exec to handshake %s); here each start comes right after the previous one was stopped, "+
+				"so it often waits for the rest of the launch of the spare that replaces the one the previous start took",
+				ms(bin.Checksum.P50), ms(bin.ExecToHandshake.P50))
 		}
 		if coldStart > 0 {
 			p(" (for comparison, starting the one worker at host start-up takes %s, section 3)", ms(coldStart))
