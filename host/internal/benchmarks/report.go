@@ -468,14 +468,10 @@ func renderControl(p func(string, ...any), ctl *ControlResult, bin *BinaryResult
 		row("start published → its reply", c.Start)
 		row("stop published → its reply", c.Stop)
 		p("\nThe host does %s start+stop cycles a second. ", trimFloat(c.PerSecond(), 1))
-		p("Most of a cycle is the start (%s of the median), which launches a new plugin process: ", share(c.Start.P50, c.Cycle.P50))
-		if ctl.SparesLaunched == 0 {
-			p("no worker of this host failed, so it keeps no warm spares (none was running at the end) and each start pays ")
-		} else {
-			p("%d plugin process(es) other than the resident worker were running at the end, so warm spares may have served some ", ctl.SparesLaunched)
-			p("starts; a start without one pays ")
-		}
-		p("the checksum of the binary (%s) and exec to handshake (%s), plus two fsyncs of the state file per cycle.\n\n",
+		p("Most of a cycle is the start (%s of the median). ", share(c.Start.P50, c.Cycle.P50))
+		p("After a control start the host keeps a warm spare of the binary; a start that finds it ready only sends `Start`, ")
+		p("one that comes while the replacement is still launching waits for the rest of that launch, and a launch costs ")
+		p("the checksum of the binary (%s) and exec to handshake (%s). Each cycle also writes and fsyncs the state file twice.\n\n",
 			ms(bin.Checksum.P50), ms(bin.ExecToHandshake.P50))
 	}
 
@@ -507,16 +503,10 @@ func renderControl(p func(string, ...any), ctl *ControlResult, bin *BinaryResult
 		}
 		p("Getting the message to the host and making it durable takes %s; the bulk, %s, is the start of the plugin: ",
 			ms(sh.Dispatch.P50), share(sh.Start.P50, sh.Total.P50))
-		p("%s", ms(sh.Start.P50))
-		if ctl.SparesLaunched == 0 {
-			p(", of which the checksum of the binary is %s and exec to handshake %s, paid at every start because no warm spare was launched",
-				ms(bin.Checksum.P50), ms(bin.ExecToHandshake.P50))
-		} else {
-			p(". After a control start the host keeps a warm spare of the binary, so a start takes a spare instead of launching "+
-				"(checksum %s, exec to handshake %s); here each start comes right after the previous one was stopped, "+
-				"so it often waits for the rest of the launch of the spare that replaces the one the previous start took",
-				ms(bin.Checksum.P50), ms(bin.ExecToHandshake.P50))
-		}
+		p("%s. After a control start the host keeps a warm spare of the binary, so a start takes a spare instead of launching "+
+			"(checksum %s, exec to handshake %s); here each start comes right after the previous one was stopped, "+
+			"so it often waits for the rest of the launch of the spare that replaces the one the previous start took",
+			ms(sh.Start.P50), ms(bin.Checksum.P50), ms(bin.ExecToHandshake.P50))
 		if coldStart > 0 {
 			p(" (for comparison, starting the one worker at host start-up takes %s, section 3)", ms(coldStart))
 		}
