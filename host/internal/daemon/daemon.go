@@ -250,6 +250,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	started := time.Now()
 	d.started = started
 	if err := d.startHTTP(ctx); err != nil {
+		if ctx.Err() != nil {
+			return d.shutdown() // told to stop while starting: a clean stop
+		}
 		return errors.Join(err, d.shutdown())
 	}
 	n := d.startAll(ctx)
