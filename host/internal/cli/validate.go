@@ -34,9 +34,6 @@ func runValidate(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg, more := file.Decode(cat)
 	diags = append(diags, more...)
-	if cfg != nil {
-		diags = append(diags, daemon.Check(cfg)...)
-	}
 	if len(diags) > 0 {
 		config.FormatDiagnostics(stderr, diags, file.Sources())
 	}

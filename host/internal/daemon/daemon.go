@@ -120,9 +120,6 @@ func Load(ctx context.Context, opts Options) (*Daemon, error) {
 	}
 	cfg, more := file.Decode(cat)
 	diags = append(diags, more...)
-	if cfg != nil {
-		diags = append(diags, Check(cfg)...)
-	}
 	if diags.HasErrors() || cfg == nil {
 		return nil, &ConfigError{Diags: diags}
 	}
@@ -143,33 +140,6 @@ func Load(ctx context.Context, opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	return d, nil
-}
-
-// Check reports what a decoded configuration asks for that this host
-// cannot do yet: today, the one_for_all and rest_for_one strategies, which
-// the configuration language accepts for the supervision tree to come.
-func Check(cfg *config.Config) hcl.Diagnostics {
-	var diags hcl.Diagnostics
-	var walk func(s *config.Supervisor)
-	walk = func(s *config.Supervisor) {
-		if supervise.Strategy(s.Strategy) != supervise.StrategyOneForOne {
-			r := s.Range
-			diags = append(diags, &hcl.Diagnostic{
-				Severity: hcl.DiagError,
-				Summary:  "Unsupported strategy",
-				Detail: fmt.Sprintf("Supervisor %q asks for strategy %q; this version runs one_for_one only "+
-					"(one_for_all and rest_for_one come with the supervision tree).", s.Path, s.Strategy),
-				Subject: &r,
-			})
-		}
-		for _, n := range s.Children {
-			if n.Supervisor != nil {
-				walk(n.Supervisor)
-			}
-		}
-	}
-	walk(cfg.Root)
-	return diags
 }
 
 // ScanCatalog scans the plugin directory of a host block, with the describe

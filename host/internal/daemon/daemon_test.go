@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -319,23 +320,51 @@ func TestLoadReportsConfigErrors(t *testing.T) {
 	}
 }
 
-// Strategies the configuration accepts but this version cannot run are a
-// diagnostic at the supervisor's position, not a failure at start.
-func TestLoadRejectsUnsupportedStrategy(t *testing.T) {
-	dir := t.TempDir()
-	linkPlugin(t, filepath.Join(dir, "plugins"), "chaos")
-	cfg := filepath.Join(dir, "host.hcl")
-	src := "host {\n  plugin_dir = \"plugins\"\n  state_dir = \"var\"\n}\nsupervisor \"root\" {\n  supervisor \"campaign\" {\n    strategy = \"rest_for_one\"\n    worker \"w\" {\n      class = \"chaos\"\n    }\n  }\n}\n"
-	if err := os.WriteFile(cfg, []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	_, err := Load(context.Background(), Options{ConfigPath: cfg})
-	var ce *ConfigError
-	if !errors.As(err, &ce) || len(ce.Diags) != 1 {
-		t.Fatalf("Load: %v, want one diagnostic", err)
-	}
-	d := ce.Diags[0]
-	if d.Subject == nil || d.Subject.Start.Line != 6 || !strings.Contains(d.Detail, `"rest_for_one"`) {
-		t.Errorf("diagnostic %v at %v", d, d.Subject)
+// Each strategy with real plugin processes: crash b of a, b, c and see who
+// gets a new process.
+func TestStrategiesWithRealProcesses(t *testing.T) {
+	for _, tt := range []struct {
+		strategy   string
+		newProcess map[string]bool
+	}{
+		{"one_for_one", map[string]bool{"a": false, "b": true, "c": false}},
+		{"one_for_all", map[string]bool{"a": true, "b": true, "c": true}},
+		{"rest_for_one", map[string]bool{"a": false, "b": true, "c": true}},
+	} {
+		t.Run(tt.strategy, func(t *testing.T) {
+			h := startHost(t, fmt.Sprintf(`
+supervisor "root" {
+  strategy = %q
+  worker "a" {
+    class = "chaos"
+  }
+  worker "b" {
+    class = "chaos"
+  }
+  worker "c" {
+    class = "chaos"
+  }
+}
+`, tt.strategy))
+			before := map[string]int{}
+			for _, w := range []string{"a", "b", "c"} {
+				before[w] = h.waitStarted(w)
+			}
+			if err := syscall.Kill(before["b"], syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range []string{"a", "b", "c"} {
+				if tt.newProcess[w] {
+					if again := h.waitStarted(w); again == before[w] {
+						t.Errorf("%s kept pid %d", w, again)
+					}
+				}
+			}
+			for _, w := range []string{"a", "b", "c"} {
+				if !tt.newProcess[w] && h.pid(w) != before[w] {
+					t.Errorf("%s was restarted (pid %d -> %d), want it untouched", w, before[w], h.pid(w))
+				}
+			}
+		})
 	}
 }

@@ -49,9 +49,6 @@ func (d *Daemon) Reload(ctx context.Context) (any, error) {
 	}
 	cfg, more := file.Decode(cat)
 	diags = append(diags, more...)
-	if cfg != nil {
-		diags = append(diags, Check(cfg)...)
-	}
 	if diags.HasErrors() || cfg == nil {
 		return nil, reloadError(diags)
 	}

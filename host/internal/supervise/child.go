@@ -52,6 +52,15 @@ type child struct {
 
 	removed   bool
 	shutBegun bool // the supervisor's Stop has reached this child
+
+	// held marks a member of the group restart in progress (one_for_all,
+	// rest_for_one): it is to be stopped, if up, and then started by the
+	// group (see group.go). heldReason says which child's exit caused it.
+	held       bool
+	heldReason string
+	// stopReason labels the ChildStopping and ChildStopped events of a
+	// stop made by a group restart.
+	stopReason string
 }
 
 // busy reports whether a start or stop is in progress, so the child cannot
@@ -134,6 +143,10 @@ func (s *Supervisor) onStartDone(c *child, gen uint64, inst Instance, err error)
 			s.fail(c, ReasonPermanentError, err)
 		case c.spec.Restart == Temporary:
 			s.fail(c, ReasonStartFailed, err)
+		case c.held:
+			// A group restart was going to stop it anyway; it waits for
+			// the group to start it again.
+			s.setState(c, StateBackoff)
 		default:
 			s.restartOrFail(c, err)
 		}
@@ -166,6 +179,12 @@ func (s *Supervisor) onExit(c *child, gen uint64, inst Instance, err error) {
 	c.lastExit, c.lastExitAt = err, now
 	s.setState(c, StateExited)
 	s.emit(ChildExited{EventInfo: s.info(c), Err: err, Uptime: uptime})
+	if c.held {
+		// It went down before the group restart got to stop it: the group
+		// restarts it (unless it is temporary), as if it had stopped it.
+		s.groupDown(c)
+		return
+	}
 	if uptime >= c.spec.Backoff.ResetAfter {
 		c.failures = 0 // it was healthy: restart at once, as after a first crash
 	}
@@ -192,6 +211,10 @@ func (s *Supervisor) restartOrFail(c *child, err error) {
 	delay := c.spec.Backoff.delay(c.failures, s.rand)
 	c.failures++
 	ev := ChildRestarting{EventInfo: s.info(c), Delay: delay, Attempt: c.failures + 1, Restarts: c.restarts, Err: err}
+	if s.strategy != StrategyOneForOne {
+		s.restartGroup(c, delay, ev)
+		return
+	}
 	if delay <= 0 {
 		s.emit(ev)
 		s.startChild(c)
@@ -212,6 +235,10 @@ func (s *Supervisor) onTimer(c *child, t *backoffTimer) {
 		s.heldDown(c)
 		return
 	}
+	if c.held {
+		c.next = time.Time{} // the group restart starts it in turn
+		return
+	}
 	s.startChild(c)
 }
 
@@ -223,6 +250,7 @@ func (s *Supervisor) heldDown(c *child) {
 }
 
 func (s *Supervisor) fail(c *child, reason FailReason, err error) {
+	c.held = false
 	s.setState(c, StateFailed)
 	s.emit(ChildFailed{EventInfo: s.info(c), Reason: reason, Err: err, Restarts: c.restarts})
 }
@@ -237,7 +265,7 @@ func (s *Supervisor) stopInstance(c *child) {
 	s.wg.Add(1)
 	go s.runStop(c, c.gen, c.inst, ctx, cancel)
 	if announce {
-		s.emit(ChildStopping{EventInfo: s.info(c)})
+		s.emit(ChildStopping{EventInfo: s.info(c), Reason: c.stopReason})
 	}
 }
 
@@ -265,7 +293,7 @@ func (s *Supervisor) bringDown(c *child) {
 	case c.busy():
 		if c.state != StateStopping {
 			s.setState(c, StateStopping)
-			s.emit(ChildStopping{EventInfo: s.info(c)})
+			s.emit(ChildStopping{EventInfo: s.info(c), Reason: c.stopReason})
 		}
 	case c.state == StateRunning:
 		s.stopInstance(c)
@@ -278,21 +306,30 @@ func (s *Supervisor) bringDown(c *child) {
 // settle finishes a child that has nothing in progress any more, as its
 // target says. stopErr is the error of the Instance.Stop just done, if any.
 func (s *Supervisor) settle(c *child, stopErr error) {
+	reason := c.stopReason
+	c.stopReason = ""
 	switch c.target {
 	case targetRemove:
 		if c.state == StateStopping {
-			s.emit(ChildStopped{EventInfo: s.info(c), Err: stopErr})
+			s.emit(ChildStopped{EventInfo: s.info(c), Err: stopErr, Reason: reason})
 		}
 		s.removeChild(c, stopErr)
 	case targetStop:
+		c.held = false // a stop request takes the child out of a group restart
 		s.setState(c, StateStopped)
-		s.emit(ChildStopped{EventInfo: s.info(c), Err: stopErr})
+		s.emit(ChildStopped{EventInfo: s.info(c), Err: stopErr, Reason: reason})
 		s.answer(&c.stopWaiters, stopErr)
 		s.answer(&c.startWaiters, fmt.Errorf("child %q: %w", c.spec.Name, ErrInterrupted))
 	case targetRun:
-		// The stop half of a RestartChild.
+		if c.held {
+			// Stopped by a group restart, which starts it again in turn.
+			s.groupStopped(c, stopErr, reason)
+			return
+		}
+		// The stop half of a RestartChild (or of a group restart cut
+		// short by the supervisor's Stop).
 		s.setState(c, StateStopped)
-		s.emit(ChildStopped{EventInfo: s.info(c), Err: stopErr})
+		s.emit(ChildStopped{EventInfo: s.info(c), Err: stopErr, Reason: reason})
 		s.answer(&c.stopWaiters, stopErr)
 		if s.shuttingDown {
 			s.answer(&c.startWaiters, ErrStopped)
@@ -304,6 +341,7 @@ func (s *Supervisor) settle(c *child, stopErr error) {
 
 func (s *Supervisor) removeChild(c *child, stopErr error) {
 	c.removed = true
+	c.held = false
 	delete(s.children, c.spec.Name)
 	s.order = slices.DeleteFunc(s.order, func(o *child) bool { return o == c })
 	s.emit(ChildRemoved{EventInfo: s.info(c)})

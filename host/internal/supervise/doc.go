@@ -55,7 +55,8 @@
 //	state     meaning                               leaves by
 //	starting  Service.Start runs                    success, error, StartTimeout, stop request
 //	running   an instance runs                      exit, stop request, RestartChild
-//	backoff   waiting for the next start            delay over, stop request, RestartChild
+//	backoff   waiting for the next start (or for    delay over, stop request, RestartChild
+//	          a group restart to start it)
 //	stopping  stopping the instance (or the start)  Instance.Stop returned
 //	stopped   stopped on request                    RestartChild, Remove
 //	exited    exited, restart type says stay down   RestartChild, StopChild, Remove
@@ -99,14 +100,69 @@
 // error wrapping ErrPermanent fails the child at once, without retries.
 //
 // For now the budget is per child: the child, not the supervisor, is
-// marked failed, and the other children carry on. A later change adds
-// supervisor-level intensity as in OTP: when a supervisor's children restart
-// too often in total, the supervisor itself fails and escalates to its
-// parent supervisor. The strategies one_for_all (restart all children when
-// one exits) and rest_for_one (restart the ones declared after it) come with
-// it; New rejects them until then. The design leaves room for both: the
-// loop goroutine already sees every exit and decides every restart, and a
-// Supervisor can be wrapped as a Service to become the child of another.
+// marked failed, and the other children carry on - under every strategy,
+// so a child of a one_for_all supervisor that exceeds it fails alone and
+// the others keep running, untouched. A later change adds supervisor-level
+// intensity as in OTP: when a supervisor's children restart too often in
+// total, the supervisor itself fails and escalates to its parent
+// supervisor. The design leaves room for it: the loop goroutine already
+// sees every exit and decides every restart, and a Supervisor can be
+// wrapped as a Service to become the child of another.
+//
+// # Strategies
+//
+// Spec.Strategy says which children are restarted when one exits and its
+// restart type says to restart it (a Permanent child always, a Transient one
+// after an abnormal exit or failed start). An exit that is not to be
+// restarted (a normal exit of a Transient child, any exit of a Temporary
+// one) restarts nothing under any strategy.
+//
+// one_for_one (the default) restarts just that child.
+//
+// one_for_all stops all other children that are up (starting, running or in
+// backoff), one at a time in reverse declared order, each within its
+// ShutdownTimeout, and then starts all of them, the exited child included,
+// one at a time in declared order (each start waits for the previous one
+// to finish). With children a, b, c and b crashing:
+//
+//	stop c, stop a, (b's backoff delay), start a, start b, start c
+//
+// rest_for_one does the same for the exited child and the children declared
+// after it only. With a, b, c and b crashing:
+//
+//	stop c, (b's backoff delay), start b, start c    - a runs on untouched
+//
+// Details, which follow OTP where it has an answer:
+//   - Children in StateStopped, StateExited or StateFailed are left as they
+//     are: a group restart neither stops nor starts them.
+//   - Temporary children are stopped but not restarted (OTP drops them);
+//     here they stay in StateExited until RestartChild.
+//   - A group restart is one restart of the child that triggered it: it
+//     counts against that child's intensity budget and uses its backoff
+//     (first restart immediate, then Backoff.Initial, doubling). The delay
+//     runs from the decision, concurrently with the stops; the starts begin
+//     once both are over. The other children's budgets, backoff and
+//     Restarts counts are not touched.
+//   - Events: the trigger gets ChildExited and ChildRestarting as under
+//     one_for_one. Each child the group stops gets ChildStopping and
+//     ChildStopped with Reason set, e.g. `restart of "b" (one_for_all)`,
+//     and waits in StateBackoff; each start gives the usual ChildStarting
+//     and ChildStarted.
+//   - A member that exits by itself before the group stops it gets
+//     ChildExited and is restarted with the group. A start of the group
+//     that fails, or another child that exits meanwhile and is to be
+//     restarted, merges into the group restart in progress: its group is
+//     added, children already started again are stopped again (in reverse
+//     order) and the starts begin anew. So at most one group restart runs
+//     at a time.
+//   - StopChild and Remove on a member take it out of the group and act at
+//     once (a running member waiting for its turn is stopped right away);
+//     the group carries on without it. RestartChild on a member skips its
+//     backoff delay, resets its budget and returns once the group has
+//     started it. On a child outside the group, and for Add, requests act
+//     at once as under one_for_one.
+//   - The supervisor's Stop cancels a group restart in progress: nothing
+//     more is started, and Stop takes every child down as usual.
 //
 // # Events
 //
@@ -123,7 +179,9 @@
 // calls Status sees at least the state the event reports.
 //
 // A crash of a running child gives ChildExited, ChildRestarting (with the
-// delay), then after the delay ChildStarting and ChildStarted.
+// delay), then after the delay ChildStarting and ChildStarted. Under
+// one_for_all and rest_for_one the stops of the group (ChildStopping and
+// ChildStopped with a Reason) come between ChildRestarting and the starts.
 //
 // # Example
 //

@@ -272,39 +272,62 @@ func (e ChildFailed) Map() map[string]any {
 
 // ChildStopping is emitted when a stop was requested (StopChild, Remove,
 // RestartChild or the supervisor's Stop) for a child that is starting or
-// running. A ChildStopped follows.
+// running, or when a group restart (one_for_all, rest_for_one) stops it
+// because another child exited. A ChildStopped follows.
 type ChildStopping struct {
 	EventInfo
+	// Reason is empty for a stop on request. For a stop by a group restart
+	// it names the cause, e.g. `restart of "b" (one_for_all)`.
+	Reason string
 }
 
 // Type returns EventChildStopping.
 func (e ChildStopping) Type() EventType { return EventChildStopping }
 
 // String describes the event for logs.
-func (e ChildStopping) String() string { return e.describe("stopping") }
+func (e ChildStopping) String() string { return e.describe(withReason("stopping", e.Reason)) }
 
-// Map returns the event as a JSON-friendly map.
-func (e ChildStopping) Map() map[string]any { return e.toMap(e.Type()) }
+// Map returns the event as a JSON-friendly map. The "reason" key is an
+// empty string for a stop on request.
+func (e ChildStopping) Map() map[string]any {
+	m := e.toMap(e.Type())
+	m["reason"] = e.Reason
+	return m
+}
 
-// ChildStopped is emitted when a child reached StateStopped on request, or
-// was taken down on its way to removal or a manual restart.
+// ChildStopped is emitted when a child reached StateStopped on request, was
+// taken down on its way to removal or a manual restart, or was stopped by a
+// group restart (then Reason is set and the child waits in StateBackoff for
+// the group to start it again, or stays StateExited if it is Temporary).
 type ChildStopped struct {
 	EventInfo
 	// Err is what Instance.Stop returned, e.g. that it had to kill.
 	Err error
+	// Reason is as in ChildStopping.
+	Reason string
 }
 
 // Type returns EventChildStopped.
 func (e ChildStopped) Type() EventType { return EventChildStopped }
 
 // String describes the event for logs.
-func (e ChildStopped) String() string { return e.describe(withErr("stopped", e.Err)) }
+func (e ChildStopped) String() string {
+	return e.describe(withErr(withReason("stopped", e.Reason), e.Err))
+}
 
 // Map returns the event as a JSON-friendly map.
 func (e ChildStopped) Map() map[string]any {
 	m := e.toMap(e.Type())
 	m["error"] = errValue(e.Err)
+	m["reason"] = e.Reason
 	return m
+}
+
+func withReason(s, reason string) string {
+	if reason == "" {
+		return s
+	}
+	return s + " (" + reason + ")"
 }
 
 // ChildRemoved is emitted when a child was forgotten by Remove.

@@ -85,17 +85,18 @@ const (
 	// StrategyOneForOne restarts only the child that exited. It is the
 	// default.
 	StrategyOneForOne Strategy = "one_for_one"
-	// StrategyOneForAll restarts all children when one exits. Not
-	// implemented yet: New rejects it with errors.ErrUnsupported.
+	// StrategyOneForAll restarts all children when one exits and is to be
+	// restarted: the others are stopped in reverse declared order, then all
+	// are started again in declared order. See the package documentation.
 	StrategyOneForAll Strategy = "one_for_all"
 	// StrategyRestForOne restarts the child that exited and the children
-	// declared after it. Not implemented yet: New rejects it with
-	// errors.ErrUnsupported.
+	// declared after it: those are stopped in reverse declared order, then
+	// the child and they are started again in declared order.
 	StrategyRestForOne Strategy = "rest_for_one"
 )
 
-// ParseStrategy parses a strategy name as written in configuration files. It
-// accepts all three strategies, including those New does not run yet.
+// ParseStrategy parses a strategy name as written in configuration files:
+// one_for_one, one_for_all or rest_for_one.
 func ParseStrategy(s string) (Strategy, error) {
 	switch st := Strategy(strings.ToLower(strings.TrimSpace(s))); st {
 	case StrategyOneForOne, StrategyOneForAll, StrategyRestForOne:
@@ -112,7 +113,8 @@ type Spec struct {
 	Strategy Strategy
 	// Intensity and Period bound restarts: a child that would be restarted
 	// for the (Intensity+1)-th time within Period goes to StateFailed
-	// instead. Default 5 restarts in 30s. A negative Intensity allows no
+	// instead. A group restart (one_for_all, rest_for_one) counts as one
+	// restart of the child that triggered it. Default 5 restarts in 30s. A negative Intensity allows no
 	// automatic restart at all.
 	Intensity int
 	Period    time.Duration
@@ -137,9 +139,7 @@ func (sp Spec) withDefaults() (Spec, error) {
 	switch sp.Strategy {
 	case "":
 		sp.Strategy = StrategyOneForOne
-	case StrategyOneForOne:
-	case StrategyOneForAll, StrategyRestForOne:
-		errs = append(errs, fmt.Errorf("supervisor %q: strategy %s: %w", sp.Name, sp.Strategy, errors.ErrUnsupported))
+	case StrategyOneForOne, StrategyOneForAll, StrategyRestForOne:
 	default:
 		errs = append(errs, fmt.Errorf("%w: supervisor %q: unknown strategy %q", ErrInvalidSpec, sp.Name, sp.Strategy))
 	}

@@ -59,10 +59,15 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
-func TestNewRejectsUnimplementedStrategies(t *testing.T) {
-	for _, st := range []Strategy{StrategyOneForAll, StrategyRestForOne} {
-		if _, err := New(Spec{Strategy: st}); !errors.Is(err, errors.ErrUnsupported) {
-			t.Errorf("New(%s) = %v, want ErrUnsupported", st, err)
+func TestNewStrategies(t *testing.T) {
+	for _, st := range []Strategy{StrategyOneForOne, StrategyOneForAll, StrategyRestForOne} {
+		sup, err := New(Spec{Strategy: st})
+		if err != nil {
+			t.Errorf("New(%s) = %v", st, err)
+			continue
+		}
+		if err := sup.Stop(context.Background()); err != nil {
+			t.Errorf("Stop: %v", err)
 		}
 	}
 	if _, err := New(Spec{Strategy: "one_for_none"}); !errors.Is(err, ErrInvalidSpec) {

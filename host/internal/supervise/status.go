@@ -15,7 +15,8 @@ const (
 	StateStarting State = "starting"
 	// StateRunning: an instance runs.
 	StateRunning State = "running"
-	// StateBackoff: the child went down and waits for its next start.
+	// StateBackoff: the child went down and waits for its next start, or
+	// (one_for_all, rest_for_one) waits for a group restart to start it.
 	StateBackoff State = "backoff"
 	// StateStopping: a stop was requested and the instance (or the start in
 	// progress) is being brought down.

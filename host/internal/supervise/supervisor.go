@@ -20,6 +20,7 @@ import (
 // or its goroutine stays behind.
 type Supervisor struct {
 	name      string
+	strategy  Strategy
 	intensity int
 	period    time.Duration
 	clock     Clock
@@ -47,6 +48,10 @@ type Supervisor struct {
 	shutErrs     []error
 	finished     bool
 	replies      []pendingReply // to deliver after the next publish
+	// grouping is set while a group restart (one_for_all, rest_for_one)
+	// is in progress; groupStarting is the member it is starting.
+	grouping      bool
+	groupStarting *child
 
 	// The last published snapshot, for Status and Child.
 	mu      sync.RWMutex
@@ -63,6 +68,7 @@ func New(spec Spec) (*Supervisor, error) {
 	}
 	s := &Supervisor{
 		name:      sp.Name,
+		strategy:  sp.Strategy,
 		intensity: sp.Intensity,
 		period:    sp.Period,
 		clock:     sp.Clock,
@@ -248,6 +254,8 @@ func (s *Supervisor) run() {
 		f()
 		if s.shuttingDown {
 			s.advanceShutdown()
+		} else if s.grouping {
+			s.advanceGroup()
 		}
 		s.publish()
 		s.flushReplies()
@@ -332,6 +340,10 @@ func (s *Supervisor) doRestartChild(name string, reply chan<- error) {
 	c.target = targetRun
 	c.startWaiters = append(c.startWaiters, reply)
 	switch {
+	case c.held:
+		// A group restart is about to start it: RestartChild just skips
+		// its backoff delay and returns once the group has started it.
+		s.cancelTimer(c)
 	case c.starting:
 		// The start in progress is the restart. A stop requested during
 		// it no longer applies.
@@ -356,6 +368,7 @@ func (s *Supervisor) beginShutdown() {
 		return
 	}
 	s.shuttingDown = true
+	s.cancelGroup()
 	s.shutQueue = slices.Clone(s.order)
 	slices.Reverse(s.shutQueue)
 }
