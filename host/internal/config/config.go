@@ -16,6 +16,7 @@ const (
 	DefaultHTTPAddr         = "127.0.0.1:7780"
 	DefaultLogLevel         = "info"
 	DefaultStartConcurrency = 4
+	DefaultWarmSpares       = 1
 	DefaultStrategy         = StrategyOneForOne
 	DefaultIntensity        = 5
 	DefaultPeriod           = 30 * time.Second
@@ -95,6 +96,10 @@ type HostConfig struct {
 	// route but /healthz. Required when HTTPAddr is not a loopback address.
 	// Sensitive: never printed.
 	HTTPToken string
+	// WarmSpares is how many warm spare plugin processes the host keeps
+	// per plugin binary once a worker of it failed or was started by a
+	// control message; 0 keeps none.
+	WarmSpares int
 	// StartConcurrency is how many worker starts may be in flight at once
 	// when the host starts (workers are still started in declared order);
 	// 1 starts each worker only once the previous one runs.

@@ -84,8 +84,8 @@ func dumpConfig(b *bytes.Buffer, c *Config) {
 	fmt.Fprintf(b, "files: %s\n", strings.Join(c.Files, " "))
 	fmt.Fprintf(b, "system_id: %s\n", c.SystemID)
 	h := c.Host
-	fmt.Fprintf(b, "host: name=%s plugin_dir=%s state_dir=%s http_addr=%s log_level=%s start_concurrency=%d\n",
-		h.Name, h.PluginDir, h.StateDir, h.HTTPAddr, h.LogLevel, h.StartConcurrency)
+	fmt.Fprintf(b, "host: name=%s plugin_dir=%s state_dir=%s http_addr=%s log_level=%s start_concurrency=%d warm_spares=%d\n",
+		h.Name, h.PluginDir, h.StateDir, h.HTTPAddr, h.LogLevel, h.StartConcurrency, h.WarmSpares)
 	if c.AMQP != nil {
 		fmt.Fprintf(b, "amqp: %s\n", c.AMQP)
 	} else {

@@ -58,6 +58,7 @@ func Parse(path string) (*File, hcl.Diagnostics) {
 			HTTPAddr:         DefaultHTTPAddr,
 			LogLevel:         DefaultLogLevel,
 			StartConcurrency: DefaultStartConcurrency,
+			WarmSpares:       DefaultWarmSpares,
 		},
 		Files: names,
 	}

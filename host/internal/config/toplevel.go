@@ -18,6 +18,7 @@ var hostSchema = &hcl.BodySchema{
 		{Name: "log_level"},
 		{Name: "start_concurrency"},
 		{Name: "http_token"},
+		{Name: "warm_spares"},
 	},
 }
 
@@ -87,6 +88,15 @@ func (m *merger) decodeHost(sc *scope, b *hcl.Block) {
 		sc.errorf(r, "HTTP token required",
 			"The HTTP API listens on %s, beyond the loopback interface: set http_token (for example http_token = env(\"DYNWORKERS_HTTP_TOKEN\")) which every call but /healthz must then present.", h.HTTPAddr)
 	}
+	if attr := attrs["warm_spares"]; attr != nil {
+		n := h.WarmSpares
+		sc.wholeNumber(attr, &n)
+		if n > maxWarmSpares {
+			sc.errorf(attr.Expr.Range(), "Invalid value", "The argument \"warm_spares\" must be a whole number from 0 to %d.", maxWarmSpares)
+		} else {
+			h.WarmSpares = n
+		}
+	}
 	if attr := attrs["start_concurrency"]; attr != nil {
 		n := h.StartConcurrency
 		sc.wholeNumber(attr, &n)
@@ -114,6 +124,9 @@ func loopbackAddr(addr string) bool {
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
 }
+
+// maxWarmSpares bounds host.warm_spares.
+const maxWarmSpares = 16
 
 // maxStartConcurrency bounds host.start_concurrency.
 const maxStartConcurrency = 256

@@ -29,13 +29,6 @@ import (
 	"github.com/dynworkers/dynworkers/host/internal/supervise"
 )
 
-// warmSpares is how many warm spare plugin processes the host keeps per
-// plugin binary once a worker of it has failed or a control message has
-// started one (see pluginproc.Spares).
-//
-// TODO: make it a host attribute (host.warm_spares, 0 to disable).
-const warmSpares = 1
-
 // Options configure a Daemon.
 type Options struct {
 	// ConfigPath is an HCL file or a directory of them.
@@ -123,8 +116,13 @@ func Load(ctx context.Context, opts Options) (*Daemon, error) {
 	if diags.HasErrors() || cfg == nil {
 		return nil, &ConfigError{Diags: diags}
 	}
-	d := &Daemon{opts: opts, logger: logger, cfg: cfg, events: newEventLog(100),
-		spares: pluginproc.NewSpares(warmSpares, logger.Named("spares"))}
+	d := &Daemon{opts: opts, logger: logger, cfg: cfg, events: newEventLog(100)}
+	if n := cfg.Host.WarmSpares; n > 0 {
+		// Warm spares of a binary, once a worker of it failed or was
+		// started by a control message (see pluginproc.Spares); nil
+		// keeps none.
+		d.spares = pluginproc.NewSpares(n, logger.Named("spares"))
+	}
 	d.catalog.Store(cat)
 	if cfg.AMQP != nil {
 		// Created before any supervisor can emit an event; the publisher

@@ -7,6 +7,7 @@ host {
   http_addr  = "127.0.0.1:7780"
   log_level  = "debug"
   start_concurrency = 8
+  warm_spares = 2
 }
 amqp {
   url = env("AMQP_URL")

@@ -4,6 +4,7 @@ host {
   http_addr  = "7780"
   plugin_dir = ""
   start_concurrency = 0
+  warm_spares = 99
 }
 host {
   name = "again"
