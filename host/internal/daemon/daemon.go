@@ -38,6 +38,10 @@ type Options struct {
 	// KeepLogLevel keeps the Logger's level instead of applying the
 	// config's log_level (set when the level came from the command line).
 	KeepLogLevel bool
+	// PluginWatchInterval is how often plugin_dir is checked for changes;
+	// 0 means DefaultPluginWatchInterval, a negative value turns the watch
+	// off.
+	PluginWatchInterval time.Duration
 	// EventHook, if set, is called for every supervision event after the
 	// daemon has logged and recorded it.
 	EventHook func(supervise.Event)
@@ -61,6 +65,8 @@ type Daemon struct {
 	spares *pluginproc.Spares
 	reg    registry
 	tr     transports
+	// pluginSig is plugin_dir's listing when the catalog was scanned.
+	pluginSig string
 	// started is when Run began.
 	started time.Time
 
@@ -107,6 +113,9 @@ func Load(ctx context.Context, opts Options) (*Daemon, error) {
 	if n := pluginproc.CleanStaleSocketDirs(); n > 0 {
 		logger.Info("removed plugin socket directories left by hosts that died", "count", n)
 	}
+	// The listing is read before the scan, so that a change during the
+	// scan is noticed by the watch (watchPlugins) and scanned again.
+	pluginSig := listingSignature(file.Host.PluginDir)
 	cat, err := ScanCatalog(ctx, file.Host, logger)
 	if err != nil {
 		return nil, err
@@ -116,7 +125,7 @@ func Load(ctx context.Context, opts Options) (*Daemon, error) {
 	if diags.HasErrors() || cfg == nil {
 		return nil, &ConfigError{Diags: diags}
 	}
-	d := &Daemon{opts: opts, logger: logger, cfg: cfg, events: newEventLog(100)}
+	d := &Daemon{opts: opts, logger: logger, cfg: cfg, events: newEventLog(100), pluginSig: pluginSig}
 	if n := cfg.Host.WarmSpares; n > 0 {
 		// Warm spares of a binary, once a worker of it failed or was
 		// started by a control message (see pluginproc.Spares); nil
@@ -231,7 +240,18 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return errors.Join(fmt.Errorf("connecting to the broker: %w", err), d.shutdown())
 	}
 	d.logger.Info("host running", "workers", n, "startup", time.Since(started).Round(time.Millisecond).String())
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		if every := d.opts.PluginWatchInterval; every >= 0 {
+			if every == 0 {
+				every = DefaultPluginWatchInterval
+			}
+			d.watchPlugins(ctx, every)
+		}
+	}()
 	<-ctx.Done()
+	<-watchDone
 	return d.shutdown()
 }
 

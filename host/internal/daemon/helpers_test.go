@@ -117,8 +117,9 @@ func startConfig(t *testing.T, dir, src string) *harness {
 	})
 	logger := hclog.New(&hclog.LoggerOptions{Name: "test", Level: hclog.Debug, Output: logs})
 	d, err := Load(context.Background(), Options{
-		ConfigPath: cfgPath,
-		Logger:     logger,
+		ConfigPath:          cfgPath,
+		Logger:              logger,
+		PluginWatchInterval: 50 * time.Millisecond,
 		EventHook: func(ev supervise.Event) {
 			if e, ok := ev.(supervise.ChildStarted); ok {
 				if p, ok := e.Instance.(*pluginproc.Process); ok {
