@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -22,6 +21,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/dynworkers/dynworkers/host/internal/broker"
 	"github.com/dynworkers/dynworkers/host/internal/broker/brokertest"
 	"github.com/dynworkers/dynworkers/host/internal/control"
 	"github.com/dynworkers/dynworkers/host/internal/daemon"
@@ -65,31 +65,6 @@ func brokerURL() string {
 		return u
 	}
 	return brokertest.DefaultURL
-}
-
-// probeBroker connects to url and closes the connection, within a few
-// seconds.
-func probeBroker(url string) error {
-	conn, err := amqp.DialConfig(url, amqp.Config{
-		Dial: func(network, addr string) (net.Conn, error) {
-			c, err := net.DialTimeout(network, addr, 3*time.Second)
-			if err != nil {
-				return nil, err
-			}
-			return c, c.SetDeadline(time.Now().Add(5 * time.Second))
-		},
-	})
-	if err != nil {
-		return err
-	}
-	return conn.Close()
-}
-
-func redactURL(u string) string {
-	if uri, err := amqp.ParseURI(u); err == nil && uri.Password != "" {
-		return strings.Replace(u, ":"+uri.Password+"@", ":xxxxx@", 1)
-	}
-	return u
 }
 
 // benchID is a system_id unique to this run: "bench-" and 12 hex digits.
@@ -271,8 +246,8 @@ func (p *startProbe) event(ev supervise.Event, at time.Time) {
 func TestControl(t *testing.T) {
 	f := setup(t)
 	url := brokerURL()
-	if err := probeBroker(url); err != nil {
-		reason := fmt.Sprintf("no RabbitMQ broker answered at %s (%v)", redactURL(url), err)
+	if err := brokertest.Probe(url); err != nil {
+		reason := fmt.Sprintf("no RabbitMQ broker answered at %s (%v)", broker.RedactURL(url), err)
 		record(func(r *Results) { r.Control = &ControlResult{NotRun: reason} })
 		t.Skip(reason)
 	}
@@ -359,7 +334,7 @@ func TestControl(t *testing.T) {
 	}
 
 	brokerCPU0, t0 := BrokerCPU(), time.Now()
-	res := &ControlResult{Broker: redactURL(url)}
+	res := &ControlResult{Broker: broker.RedactURL(url)}
 
 	// Status round trips.
 	amqpStatus := func() error { _, err := cli.call(statusBody); return err }

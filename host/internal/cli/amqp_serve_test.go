@@ -11,6 +11,7 @@ import (
 
 	"github.com/dynworkers/dynworkers/host/internal/broker/brokertest"
 	"github.com/dynworkers/dynworkers/host/internal/control"
+	"github.com/dynworkers/dynworkers/host/internal/testplugins"
 )
 
 // kill -9 of the host after a start was acked, then a new serve: the worker
@@ -37,14 +38,14 @@ func TestKill9AfterAckedStartAndStartWhileDown(t *testing.T) {
 	if err := json.Unmarshal(d.Body, &rep); err != nil || !rep.OK {
 		t.Fatalf("start reply %s: %v", d.Body, err)
 	}
-	kids := children(h.cmd.Process.Pid)
+	kids := testplugins.Children(h.cmd.Process.Pid)
 	if err := h.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	h.wait()
 	for _, pid := range kids {
 		deadline := time.Now().Add(5 * time.Second)
-		for alive(pid) && time.Now().Before(deadline) {
+		for testplugins.Alive(pid) && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond) // polling /proc with a deadline
 		}
 	}

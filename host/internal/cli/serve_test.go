@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -144,39 +143,6 @@ func (h *hostProc) wait() int {
 	return -1
 }
 
-// children returns the pids of the live processes whose parent is pid.
-func children(pid int) []int {
-	var out []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		cpid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		f := strings.Fields(s[i+1:])
-		if len(f) > 1 && f[0] != "Z" && f[1] == strconv.Itoa(pid) {
-			out = append(out, cpid)
-		}
-	}
-	return out
-}
-
-func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i+2 < len(s) && s[i+2] != 'Z'
-}
-
 const threeWorkers = `
 worker "a" {
   class = "chaos"
@@ -194,7 +160,7 @@ worker "c" {
 func TestKill9OfHostLeavesNoPluginProcess(t *testing.T) {
 	h := startServe(t, "-config", writeConfig(t, threeWorkers))
 	h.waitLine("host running")
-	kids := children(h.cmd.Process.Pid)
+	kids := testplugins.Children(h.cmd.Process.Pid)
 	if len(kids) != 3 {
 		t.Fatalf("host has %d child processes %v, want 3 plugin processes", len(kids), kids)
 	}
@@ -204,7 +170,7 @@ func TestKill9OfHostLeavesNoPluginProcess(t *testing.T) {
 	killed := time.Now()
 	h.wait()
 	for _, pid := range kids {
-		for alive(pid) {
+		for testplugins.Alive(pid) {
 			if time.Since(killed) > 2*time.Second {
 				t.Fatalf("plugin process %d still alive 2s after the host was killed", pid)
 			}
@@ -217,7 +183,7 @@ func TestKill9OfHostLeavesNoPluginProcess(t *testing.T) {
 func TestSIGTERMStopsWorkersInReverseOrder(t *testing.T) {
 	h := startServe(t, "-config", writeConfig(t, threeWorkers))
 	h.waitLine("host running")
-	kids := children(h.cmd.Process.Pid)
+	kids := testplugins.Children(h.cmd.Process.Pid)
 	if err := h.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +202,7 @@ func TestSIGTERMStopsWorkersInReverseOrder(t *testing.T) {
 		t.Errorf("stop order %v, want c,b,a", order)
 	}
 	for _, pid := range kids {
-		if alive(pid) {
+		if testplugins.Alive(pid) {
 			t.Errorf("plugin process %d alive after a clean exit", pid)
 		}
 	}
@@ -254,7 +220,7 @@ worker "stubborn" {
 }
 `))
 	h.waitLine("host running")
-	kids := children(h.cmd.Process.Pid)
+	kids := testplugins.Children(h.cmd.Process.Pid)
 	_ = h.cmd.Process.Signal(syscall.SIGTERM)
 	h.waitLine("chaos worker ignoring stop")
 	sent := time.Now()
@@ -263,7 +229,7 @@ worker "stubborn" {
 		t.Errorf("exit status %d, want 1", rc)
 	}
 	for _, pid := range kids {
-		for alive(pid) {
+		for testplugins.Alive(pid) {
 			if time.Since(sent) > 5*time.Second {
 				t.Fatalf("plugin process %d alive after the host exited", pid)
 			}

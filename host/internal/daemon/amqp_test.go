@@ -14,6 +14,7 @@ import (
 	"github.com/dynworkers/dynworkers/host/internal/broker/brokertest"
 	"github.com/dynworkers/dynworkers/host/internal/control"
 	"github.com/dynworkers/dynworkers/host/internal/supervise"
+	"github.com/dynworkers/dynworkers/host/internal/testplugins"
 )
 
 // amqpHost runs a host on the test broker with a fresh system id.
@@ -188,7 +189,7 @@ worker "steady" {
 	admin.Publish(control.ControlExchange, sys+".h1", amqp.Publishing{
 		Body: []byte(`{"operation": "vumi_worker", "worker_name": "during-outage", "worker_class": "chaos"}`)})
 	h.waitStarted("during-outage")
-	if h.pid("steady") != pid || !alive(pid) {
+	if h.pid("steady") != pid || !testplugins.Alive(pid) {
 		t.Errorf("the steady worker was disturbed by the outage")
 	}
 }

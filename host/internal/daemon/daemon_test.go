@@ -13,6 +13,7 @@ import (
 
 	"github.com/dynworkers/dynworkers/host/internal/pluginproc"
 	"github.com/dynworkers/dynworkers/host/internal/supervise"
+	"github.com/dynworkers/dynworkers/host/internal/testplugins"
 )
 
 func exitedEvent(worker string) func(supervise.Event) bool {
@@ -94,7 +95,7 @@ worker "steady-2" {
 		if got := h.pid(w); got != first[w] {
 			t.Errorf("%s: pid changed from %d to %d", w, first[w], got)
 		}
-		if !alive(first[w]) {
+		if !testplugins.Alive(first[w]) {
 			t.Errorf("%s: process %d is gone", w, first[w])
 		}
 	}
@@ -120,7 +121,7 @@ worker "stubborn" {
 	if took < 300*time.Millisecond {
 		t.Errorf("stop took %s: it cannot have waited for the shutdown_timeout", took)
 	}
-	if alive(pid) {
+	if testplugins.Alive(pid) {
 		t.Errorf("process %d still alive after StopWorker returned", pid)
 	}
 	ws, _ := h.d.Worker("stubborn")
@@ -232,7 +233,7 @@ supervisor "root" {
 	if len(ws) != 2 {
 		t.Errorf("status lists %d workers, want 2", len(ws))
 	}
-	if h.pid("steady") != steady || !alive(steady) {
+	if h.pid("steady") != steady || !testplugins.Alive(steady) {
 		t.Errorf("the steady worker of the other supervisor was disturbed")
 	}
 	// Every process launched for the hung start is gone once it was cut off.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -219,22 +218,11 @@ func (h *harness) pid(worker string) int {
 	return ws.Pid
 }
 
-// alive reports whether pid is a live (not zombie) process.
-func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
-}
-
 // waitGone fails the test if pid is still alive after d.
 func waitGone(t *testing.T, pid int, d time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(d)
-	for alive(pid) {
+	for testplugins.Alive(pid) {
 		if time.Now().After(deadline) {
 			t.Errorf("plugin process %d still alive %s later", pid, d)
 			_ = syscall.Kill(pid, syscall.SIGKILL)

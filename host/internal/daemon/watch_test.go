@@ -12,6 +12,7 @@ import (
 
 	"github.com/dynworkers/dynworkers/host/internal/catalog"
 	"github.com/dynworkers/dynworkers/host/internal/control"
+	"github.com/dynworkers/dynworkers/host/internal/testplugins"
 )
 
 // waitCatalog waits until cond holds for the daemon's current catalog.
@@ -79,7 +80,7 @@ worker "w" {
 		t.Fatal(err)
 	}
 	h.waitCatalog("no smpp class", func(c *catalog.Catalog) bool { _, err := c.Lookup("smpp"); return err != nil })
-	if h.pid("s") != smppPid || !alive(smppPid) {
+	if h.pid("s") != smppPid || !testplugins.Alive(smppPid) {
 		t.Errorf("the smpp worker did not keep running after its binary was removed")
 	}
 	_, err = h.d.StartWorker(ctx, control.WorkerSpec{Name: "s2", Class: "smpp", Config: []byte(`{"host":"h"}`)})

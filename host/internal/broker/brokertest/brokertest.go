@@ -19,6 +19,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/dynworkers/dynworkers/host/internal/broker"
 )
 
 // DefaultURL is the broker used when AMQP_URL is not set.
@@ -44,9 +46,9 @@ func URL(t testing.TB) string {
 	}
 	v, _ := probeOnce.LoadOrStore(u, &probeResult{})
 	r := v.(*probeResult)
-	r.once.Do(func() { r.err = probe(u) })
+	r.once.Do(func() { r.err = Probe(u) })
 	if r.err != nil {
-		msg := fmt.Sprintf("no RabbitMQ broker at %s (set AMQP_URL, or start one: see README): %v", redact(u), r.err)
+		msg := fmt.Sprintf("no RabbitMQ broker at %s (set AMQP_URL, or start one: see README): %v", broker.RedactURL(u), r.err)
 		if os.Getenv("CI") != "" {
 			t.Fatal(msg)
 		}
@@ -55,7 +57,9 @@ func URL(t testing.TB) string {
 	return u
 }
 
-func probe(u string) error {
+// Probe connects to the broker at u and closes the connection, within a
+// few seconds; it tells whether a broker answers.
+func Probe(u string) error {
 	conn, err := amqp.DialConfig(u, amqp.Config{
 		Dial: func(network, addr string) (net.Conn, error) {
 			c, err := net.DialTimeout(network, addr, 3*time.Second)
@@ -69,13 +73,6 @@ func probe(u string) error {
 		return err
 	}
 	return conn.Close()
-}
-
-func redact(u string) string {
-	if uri, err := amqp.ParseURI(u); err == nil && uri.Password != "" {
-		return strings.Replace(u, ":"+uri.Password+"@", ":xxxxx@", 1)
-	}
-	return u
 }
 
 // ID returns a name unique to this test run, "test-" and 12 hex digits, to
