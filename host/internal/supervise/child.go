@@ -40,9 +40,8 @@ type child struct {
 	timer    *backoffTimer // during StateBackoff
 	next     time.Time     // when timer fires
 
-	failures int         // restarts in the current backoff sequence
-	window   []time.Time // restart times within the intensity period
-	restarts int         // automatic restarts since Add or RestartChild
+	failures int // restarts in the current backoff sequence
+	restarts int // automatic restarts since Add or RestartChild
 
 	lastExit   error
 	lastExitAt time.Time
@@ -52,6 +51,9 @@ type child struct {
 
 	removed   bool
 	shutBegun bool // the supervisor's Stop has reached this child
+	downBegun bool // the take-down in progress has reached this child
+	// adminStop marks a child stopped by StopChild: Up leaves it stopped.
+	adminStop bool
 
 	// held marks a member of the group restart in progress (one_for_all,
 	// rest_for_one): it is to be stopped, if up, and then started by the
@@ -68,7 +70,7 @@ type child struct {
 func (c *child) busy() bool { return c.starting || c.stopping }
 
 func (c *child) resetBudget() {
-	c.failures, c.window, c.restarts = 0, nil, 0
+	c.failures, c.restarts = 0, 0
 }
 
 // shouldRestart applies the restart type to an exit.
@@ -196,17 +198,17 @@ func (s *Supervisor) onExit(c *child, gen uint64, inst Instance, err error) {
 // restartOrFail restarts a child that went down, after its backoff delay,
 // unless that would exceed the restart intensity.
 func (s *Supervisor) restartOrFail(c *child, err error) {
-	if s.shuttingDown {
+	if s.shuttingDown || s.sstate != SupervisorRunning {
 		s.heldDown(c)
 		return
 	}
 	now := s.clock.Now()
-	c.window = slices.DeleteFunc(c.window, func(t time.Time) bool { return now.Sub(t) >= s.period })
-	if len(c.window) >= s.intensity {
-		s.fail(c, ReasonIntensity, err)
+	s.window = slices.DeleteFunc(s.window, func(t time.Time) bool { return now.Sub(t) >= s.period })
+	if len(s.window) >= s.intensity {
+		s.escalate(c, err)
 		return
 	}
-	c.window = append(c.window, now)
+	s.window = append(s.window, now)
 	c.restarts++
 	delay := c.spec.Backoff.delay(c.failures, s.rand)
 	c.failures++
@@ -231,7 +233,7 @@ func (s *Supervisor) onTimer(c *child, t *backoffTimer) {
 		return // cancelled meanwhile
 	}
 	c.timer = nil
-	if s.shuttingDown {
+	if s.shuttingDown || s.sstate != SupervisorRunning {
 		s.heldDown(c)
 		return
 	}
@@ -333,6 +335,10 @@ func (s *Supervisor) settle(c *child, stopErr error) {
 		s.answer(&c.stopWaiters, stopErr)
 		if s.shuttingDown {
 			s.answer(&c.startWaiters, ErrStopped)
+			return
+		}
+		if s.sstate != SupervisorRunning {
+			s.answer(&c.startWaiters, fmt.Errorf("supervisor %q is %s: %w", s.name, s.sstate, ErrSupervisorDown))
 			return
 		}
 		s.startChild(c)

@@ -93,22 +93,30 @@
 //
 // # Intensity
 //
-// Backoff slows a crash loop down; intensity ends it. When a child would be
-// restarted for the (Intensity+1)-th time within Period (by default: a sixth
-// restart within 30s), it goes to StateFailed with a ChildFailed event and
-// stays down until RestartChild, which gives it a fresh budget. A start
-// error wrapping ErrPermanent fails the child at once, without retries.
+// Backoff slows a crash loop down; intensity ends it. As in Erlang/OTP the
+// budget is the supervisor's: when a restart of any of its children would
+// be the (Intensity+1)-th within Period (by default: a sixth restart within
+// 30s), that child goes to StateFailed (ChildFailed, reason
+// intensity_exceeded) and the supervisor fails: it stops its other
+// children in reverse declared order (ChildStopping/ChildStopped with
+// reason `supervisor "x" failed`), goes to SupervisorFailed and emits
+// SupervisorEscalated. A failed supervisor keeps answering Status, refuses
+// Add and RestartChild with ErrSupervisorDown, and starts again with Up,
+// which starts every child (but those stopped by StopChild) in declared
+// order with fresh budgets. A start error wrapping ErrPermanent fails the
+// child at once, without retries and without using the budget.
 //
-// For now the budget is per child: the child, not the supervisor, is
-// marked failed, and the other children carry on - under every strategy,
-// so a child of a one_for_all supervisor that exceeds it fails alone and
-// the others keep running, untouched. A later change adds supervisor-level
-// intensity as in OTP: when a supervisor's children restart too often in
-// total, the supervisor itself fails and escalates to its parent
-// supervisor. The design leaves room for it: the loop goroutine already
-// sees every exit and decides every restart, and a Supervisor can be
-// wrapped as a Service to become the child of another.
+// # Nesting and escalation
 //
+// AsChild makes a supervisor the child of another: the parent's start of
+// it is Up, its stop is Down, and its failure is an exit with an error
+// wrapping ErrEscalated. The parent applies its own strategy and intensity
+// to that exit like to any crash, so a failure climbs the tree exactly as
+// far as the intensities say: a parent with budget left restarts the
+// failed sub-supervisor (and, under one_for_all or rest_for_one, its
+// siblings); a parent without fails in turn. Nothing is above the root: a
+// failed root stays failed, its whole tree down, until Up. See tree.go.
+
 // # Strategies
 //
 // Spec.Strategy says which children are restarted when one exits and its
@@ -138,11 +146,12 @@
 //   - Temporary children are stopped but not restarted (OTP drops them);
 //     here they stay in StateExited until RestartChild.
 //   - A group restart is one restart of the child that triggered it: it
-//     counts against that child's intensity budget and uses its backoff
+//     counts once against the supervisor's intensity budget and uses the
+//     triggering child's backoff
 //     (first restart immediate, then Backoff.Initial, doubling). The delay
 //     runs from the decision, concurrently with the stops; the starts begin
-//     once both are over. The other children's budgets, backoff and
-//     Restarts counts are not touched.
+//     once both are over. The other children's backoff and Restarts counts
+//     are not touched.
 //   - Events: the trigger gets ChildExited and ChildRestarting as under
 //     one_for_one. Each child the group stops gets ChildStopping and
 //     ChildStopped with Reason set, e.g. `restart of "b" (one_for_all)`,
@@ -158,7 +167,7 @@
 //   - StopChild and Remove on a member take it out of the group and act at
 //     once (a running member waiting for its turn is stopped right away);
 //     the group carries on without it. RestartChild on a member skips its
-//     backoff delay, resets its budget and returns once the group has
+//     backoff delay, resets its backoff and returns once the group has
 //     started it. On a child outside the group, and for Add, requests act
 //     at once as under one_for_one.
 //   - The supervisor's Stop cancels a group restart in progress: nothing

@@ -22,6 +22,8 @@ const (
 	EventChildStopping    EventType = "worker_stopping"
 	EventChildStopped     EventType = "worker_stopped"
 	EventChildRemoved     EventType = "worker_removed"
+	// EventSupervisorEscalated is about a supervisor, not a child.
+	EventSupervisorEscalated EventType = "supervisor_escalated"
 )
 
 // Event is something that happened to a child. The concrete types are the
@@ -234,8 +236,8 @@ const (
 	// ReasonPermanentError: Service.Start returned an error wrapping
 	// ErrPermanent.
 	ReasonPermanentError FailReason = "permanent_error"
-	// ReasonIntensity: the child crashed more than Intensity times within
-	// Period.
+	// ReasonIntensity: restarting the child would have exceeded its
+	// supervisor's restart intensity; the supervisor fails too.
 	ReasonIntensity FailReason = "intensity_exceeded"
 	// ReasonStartFailed: the start of a Temporary child failed; temporary
 	// children are never retried.
@@ -356,3 +358,34 @@ var (
 	_ Event = ChildStopped{}
 	_ Event = ChildRemoved{}
 )
+
+// SupervisorEscalated is emitted when a supervisor failed: a restart would
+// have exceeded its restart intensity, so it stopped all its children and is
+// now SupervisorFailed. Its parent, if any, sees it exit and applies its own
+// strategy. EventInfo.Child names the child whose restart was one too many;
+// Meta is empty.
+type SupervisorEscalated struct {
+	EventInfo
+	// Err says why; it wraps ErrEscalated.
+	Err       error
+	Intensity int
+	Period    time.Duration
+}
+
+// Type returns EventSupervisorEscalated.
+func (e SupervisorEscalated) Type() EventType { return EventSupervisorEscalated }
+
+// String describes the event for logs.
+func (e SupervisorEscalated) String() string {
+	return withErr(fmt.Sprintf("supervisor %q failed and escalates", e.Supervisor), e.Err)
+}
+
+// Map returns the event as a JSON-friendly map; "worker" names the child
+// whose restart was one too many.
+func (e SupervisorEscalated) Map() map[string]any {
+	m := e.toMap(e.Type())
+	m["error"] = errValue(e.Err)
+	m["intensity"] = e.Intensity
+	m["period"] = e.Period.Seconds()
+	return m
+}

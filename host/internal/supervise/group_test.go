@@ -213,7 +213,7 @@ func TestGroupRestartWaitsForBackoff(t *testing.T) {
 	}
 }
 
-func TestGroupIntensityFailsOnlyTrigger(t *testing.T) {
+func TestGroupIntensityEscalates(t *testing.T) {
 	for _, st := range []supervise.Strategy{supervise.StrategyOneForAll, supervise.StrategyRestForOne} {
 		t.Run(string(st), func(t *testing.T) {
 			h := newHarness(t, supervise.Spec{Strategy: st, Intensity: 1, Period: time.Hour})
@@ -224,26 +224,25 @@ func TestGroupIntensityFailsOnlyTrigger(t *testing.T) {
 			st0.Instance.(*fakeInstance).Exit(errCrash)
 			inst := next[supervise.ChildStarted](t, h.rec, "b").Instance.(*fakeInstance)
 			next[supervise.ChildStarted](t, h.rec, "c")
-			running := map[string]supervise.Instance{}
-			for _, s := range h.sup.Status() {
-				running[s.Name] = s.Instance
-			}
 
 			mark := len(h.log.all())
 			inst.Exit(errCrash)
 			if f := next[supervise.ChildFailed](t, h.rec, "b"); f.Reason != supervise.ReasonIntensity {
 				t.Fatalf("failed = %+v", f)
 			}
-			roundTrip(t, h)
+			next[supervise.SupervisorEscalated](t, h.rec, "b")
 			h.wantState("b", supervise.StateFailed)
 			for _, name := range []string{"a", "c"} {
-				h.wantState(name, supervise.StateRunning)
-				if s, _ := h.sup.Child(name); s.Instance != running[name] {
-					t.Errorf("%s was restarted", name)
-				}
+				h.wantState(name, supervise.StateStopped)
 			}
-			if got := stopsAndStarts(h.log, mark); len(got) != 0 {
-				t.Fatalf("log = %v, want no stops or starts", got)
+			// The others are stopped in reverse declared order; nothing
+			// is started.
+			want := []string{"stop c#2", "stop a#1"}
+			if st == supervise.StrategyOneForAll {
+				want = []string{"stop c#2", "stop a#2"}
+			}
+			if got := stopsAndStarts(h.log, mark); !slices.Equal(got, want) {
+				t.Fatalf("log = %v, want %v", got, want)
 			}
 		})
 	}

@@ -111,11 +111,13 @@ type Spec struct {
 	Name string
 	// Strategy is the restart strategy. Default StrategyOneForOne.
 	Strategy Strategy
-	// Intensity and Period bound restarts: a child that would be restarted
-	// for the (Intensity+1)-th time within Period goes to StateFailed
-	// instead. A group restart (one_for_all, rest_for_one) counts as one
-	// restart of the child that triggered it. Default 5 restarts in 30s. A negative Intensity allows no
-	// automatic restart at all.
+	// Intensity and Period bound restarts, counted over all children as in
+	// Erlang/OTP: when a restart would be the (Intensity+1)-th within
+	// Period, the child goes to StateFailed instead and the supervisor
+	// fails: it stops its other children and goes SupervisorFailed (see
+	// tree.go; its parent, if any, sees it exit). A group restart
+	// (one_for_all, rest_for_one) counts as one restart. Default 5 restarts
+	// in 30s. A negative Intensity allows no automatic restart at all.
 	Intensity int
 	Period    time.Duration
 	// Clock tells time and makes timers. Default RealClock(); tests inject a
@@ -129,6 +131,10 @@ type Spec struct {
 	// Rand returns numbers in [0, 1) for the backoff jitter. Default
 	// math/rand/v2's Float64.
 	Rand func() float64
+	// Stopped makes New return a supervisor that is down
+	// (SupervisorStopped): children are added with Register and started by
+	// Up, e.g. when the supervisor is the child of another (AsChild).
+	Stopped bool
 }
 
 func (sp Spec) withDefaults() (Spec, error) {

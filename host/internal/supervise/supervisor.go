@@ -53,10 +53,21 @@ type Supervisor struct {
 	grouping      bool
 	groupStarting *child
 
+	// The supervisor's own state (tree.go).
+	sstate      SupervisorState
+	sstateSince time.Time
+	window      []time.Time // restart times, for the intensity
+	epoch       *epoch      // while up
+	down        *downOp     // a take-down in progress
+	upWaiters   []chan<- error
+	failure     error
+	failedAt    time.Time
+
 	// The last published snapshot, for Status and Child.
 	mu      sync.RWMutex
 	snap    []ChildStatus
 	snapIdx map[string]int
+	info0   SupervisorStatus
 }
 
 // New validates spec, fills in its defaults and starts the supervisor's
@@ -78,6 +89,13 @@ func New(spec Spec) (*Supervisor, error) {
 		loopDone:  make(chan struct{}),
 		children:  map[string]*child{},
 	}
+	if sp.Stopped {
+		s.setSupState(SupervisorStopped)
+	} else {
+		s.setSupState(SupervisorRunning)
+		s.epoch = &epoch{done: make(chan struct{})}
+	}
+	s.publish()
 	go s.run()
 	return s, nil
 }
@@ -119,12 +137,8 @@ func (s *Supervisor) AddAsync(ctx context.Context, cs ChildSpec) (<-chan error, 
 	}
 	result := make(chan error, 1)
 	err = s.call(ctx, func(reply chan<- error) {
-		if s.shuttingDown {
-			s.reply(reply, ErrStopped)
-			return
-		}
-		if _, dup := s.children[cs.Name]; dup {
-			s.reply(reply, fmt.Errorf("adding %q: %w", cs.Name, ErrDuplicate))
+		if err := s.addable(cs.Name); err != nil {
+			s.reply(reply, err)
 			return
 		}
 		s.doAdd(cs, result)
@@ -252,15 +266,22 @@ func (s *Supervisor) run() {
 	for !s.finished {
 		f := <-s.inbox
 		f()
-		if s.shuttingDown {
+		switch {
+		case s.shuttingDown:
 			s.advanceShutdown()
-		} else if s.grouping {
+		case s.down != nil:
+			s.advanceDown()
+		case s.grouping:
 			s.advanceGroup()
+		}
+		if !s.grouping && len(s.upWaiters) > 0 && s.sstate == SupervisorRunning {
+			s.answer(&s.upWaiters, nil) // Up's start phase is over
 		}
 		s.publish()
 		s.flushReplies()
 	}
 	s.stopErr = errors.Join(s.shutErrs...)
+	s.endEpoch()
 	for _, c := range s.order {
 		s.answer(&c.startWaiters, ErrStopped)
 		s.answer(&c.stopWaiters, nil)
@@ -269,13 +290,23 @@ func (s *Supervisor) run() {
 	close(s.loopDone)
 }
 
-func (s *Supervisor) doAdd(cs ChildSpec, reply chan<- error) {
+// addable tells whether a child named name can be added now.
+func (s *Supervisor) addable(name string) error {
 	if s.shuttingDown {
-		s.reply(reply, ErrStopped)
-		return
+		return ErrStopped
 	}
-	if _, dup := s.children[cs.Name]; dup {
-		s.reply(reply, fmt.Errorf("adding %q: %w", cs.Name, ErrDuplicate))
+	if _, dup := s.children[name]; dup {
+		return fmt.Errorf("adding %q: %w", name, ErrDuplicate)
+	}
+	if s.sstate != SupervisorRunning {
+		return fmt.Errorf("adding %q: supervisor %q is %s: %w", name, s.name, s.sstate, ErrSupervisorDown)
+	}
+	return nil
+}
+
+func (s *Supervisor) doAdd(cs ChildSpec, reply chan<- error) {
+	if err := s.addable(cs.Name); err != nil {
+		s.reply(reply, err)
 		return
 	}
 	c := &child{spec: cs, target: targetRun}
@@ -283,6 +314,33 @@ func (s *Supervisor) doAdd(cs ChildSpec, reply chan<- error) {
 	s.order = append(s.order, c)
 	c.startWaiters = append(c.startWaiters, reply)
 	s.startChild(c)
+}
+
+// Register adds a child without starting it: it is StateStopped and starts
+// with the supervisor's next Up. It is meant for building a supervisor that
+// is down (Spec.Stopped); on a running supervisor the child stays stopped
+// until RestartChild. It fails with ErrDuplicate, ErrInvalidSpec or
+// ErrStopped.
+func (s *Supervisor) Register(ctx context.Context, cs ChildSpec) error {
+	cs, err := cs.withDefaults()
+	if err != nil {
+		return err
+	}
+	return s.call(ctx, func(reply chan<- error) {
+		if s.shuttingDown {
+			s.reply(reply, ErrStopped)
+			return
+		}
+		if _, dup := s.children[cs.Name]; dup {
+			s.reply(reply, fmt.Errorf("adding %q: %w", cs.Name, ErrDuplicate))
+			return
+		}
+		c := &child{spec: cs, target: targetStop}
+		s.setState(c, StateStopped)
+		s.children[cs.Name] = c
+		s.order = append(s.order, c)
+		s.reply(reply, nil)
+	})
 }
 
 func (s *Supervisor) lookup(name string, reply chan<- error) *child {
@@ -298,6 +356,7 @@ func (s *Supervisor) doStopChild(name string, reply chan<- error) {
 	if c == nil {
 		return
 	}
+	c.adminStop = true
 	if c.state == StateStopped && !c.busy() {
 		s.reply(reply, nil)
 		return
@@ -336,6 +395,11 @@ func (s *Supervisor) doRestartChild(name string, reply chan<- error) {
 		s.reply(reply, fmt.Errorf("child %q is being removed: %w", name, ErrNotFound))
 		return
 	}
+	if s.sstate != SupervisorRunning {
+		s.reply(reply, fmt.Errorf("restarting %q: supervisor %q is %s: %w", name, s.name, s.sstate, ErrSupervisorDown))
+		return
+	}
+	c.adminStop = false
 	c.resetBudget()
 	c.target = targetRun
 	c.startWaiters = append(c.startWaiters, reply)
@@ -407,8 +471,9 @@ func (s *Supervisor) publish() {
 		snap[i] = c.status()
 		idx[c.spec.Name] = i
 	}
+	info := s.supStatus()
 	s.mu.Lock()
-	s.snap, s.snapIdx = snap, idx
+	s.snap, s.snapIdx, s.info0 = snap, idx, info
 	s.mu.Unlock()
 }
 

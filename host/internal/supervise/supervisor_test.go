@@ -186,10 +186,14 @@ func TestRestartTypes(t *testing.T) {
 	}
 }
 
-func TestIntensityExceededFailsChildUntilRestartChild(t *testing.T) {
+func TestIntensityExceededFailsSupervisorUntilUp(t *testing.T) {
 	h := newHarness(t, supervise.Spec{Intensity: 3, Period: time.Minute})
 	svc, inst := h.add(supervise.ChildSpec{Name: "w", Backoff: noJitter})
-	other, otherInst := h.add(supervise.ChildSpec{Name: "other"})
+	other, _ := h.add(supervise.ChildSpec{Name: "other"})
+	kept, _ := h.add(supervise.ChildSpec{Name: "kept"})
+	if err := h.sup.StopChild(testCtx(t), "kept"); err != nil {
+		t.Fatal(err)
+	}
 
 	for i := range 3 {
 		inst.Exit(errCrash)
@@ -200,36 +204,68 @@ func TestIntensityExceededFailsChildUntilRestartChild(t *testing.T) {
 			t.Fatalf("restarts = %d, want %d", r.Restarts, i+1)
 		}
 	}
+	if info := h.sup.Info(); info.RestartsInPeriod != 3 || info.State != supervise.SupervisorRunning {
+		t.Fatalf("info = %+v", info)
+	}
+	mark := len(h.log.all())
 	inst.Exit(fmt.Errorf("fourth: %w", errCrash))
 	f := next[supervise.ChildFailed](t, h.rec, "w")
 	if f.Reason != supervise.ReasonIntensity || !errors.Is(f.Err, errCrash) || f.Restarts != 3 {
 		t.Fatalf("failed = %+v", f)
 	}
+	// The supervisor fails: it stops its other children and escalates.
+	esc := next[supervise.SupervisorEscalated](t, h.rec, "w")
+	if !errors.Is(esc.Err, supervise.ErrEscalated) || !errors.Is(esc.Err, errCrash) || esc.Supervisor != "root" {
+		t.Fatalf("escalated = %+v", esc)
+	}
+	if stop := next[supervise.ChildStopping](t, h.rec, "other"); stop.Reason != `supervisor "root" failed` {
+		t.Fatalf("stopping = %+v", stop)
+	}
+	if got, want := stopsAndStarts(h.log, mark), []string{"stop other#1"}; !slices.Equal(got, want) {
+		t.Fatalf("log = %v, want %v", got, want)
+	}
+	info := h.sup.Info()
+	if info.State != supervise.SupervisorFailed || !errors.Is(info.Failure, supervise.ErrEscalated) || info.RestartsInPeriod != 0 {
+		t.Fatalf("info = %+v", info)
+	}
 	h.wantState("w", supervise.StateFailed)
-	h.wantPending() // no restart is scheduled
+	h.wantState("other", supervise.StateStopped)
+	h.wantState("kept", supervise.StateStopped)
+	h.wantPending() // nothing is scheduled
 	h.clk.Advance(time.Hour)
 	h.wantState("w", supervise.StateFailed)
-	if svc.starts() != 4 {
-		t.Fatalf("starts = %d, want 4", svc.starts())
+
+	// A failed supervisor refuses new children and restarts, and changes
+	// nothing doing so.
+	if err := h.sup.Add(testCtx(t), supervise.ChildSpec{Name: "new", Service: newFakeService("new", h.log)}); !errors.Is(err, supervise.ErrSupervisorDown) {
+		t.Fatalf("Add = %v", err)
 	}
-	// The budget is per child: the other child is untouched.
-	h.wantState("other", supervise.StateRunning)
-	if other.starts() != 1 || h.sup.Status()[1].Instance != otherInst {
-		t.Fatalf("other child disturbed")
+	if err := h.sup.RestartChild(testCtx(t), "w"); !errors.Is(err, supervise.ErrSupervisorDown) {
+		t.Fatalf("RestartChild = %v", err)
+	}
+	if _, ok := h.sup.Child("new"); ok || svc.starts() != 4 {
+		t.Fatalf("a refused request changed something")
 	}
 
-	// RestartChild revives it with a fresh budget and backoff.
-	if err := h.sup.RestartChild(testCtx(t), "w"); err != nil {
-		t.Fatalf("RestartChild: %v", err)
+	// Up revives it: all children but the one stopped by hand start again in
+	// declared order, with fresh budgets.
+	mark = len(h.log.all())
+	if err := h.sup.Up(testCtx(t)); err != nil {
+		t.Fatalf("Up: %v", err)
+	}
+	if got, want := stopsAndStarts(h.log, mark), []string{"start w#5", "start other#2"}; !slices.Equal(got, want) {
+		t.Fatalf("log = %v, want %v", got, want)
 	}
 	st, _ := h.sup.Child("w")
-	if st.State != supervise.StateRunning || st.Restarts != 0 {
-		t.Fatalf("after RestartChild: %+v", st)
+	if st.State != supervise.StateRunning || st.Restarts != 0 || h.sup.Info().State != supervise.SupervisorRunning {
+		t.Fatalf("after Up: %+v %+v", st, h.sup.Info())
 	}
-	if ev := next[supervise.ChildStarted](t, h.rec, "w"); ev.Attempt != 1 {
-		t.Fatalf("attempt = %d, want 1", ev.Attempt)
+	h.wantState("kept", supervise.StateStopped)
+	if other.starts() != 2 || kept.starts() != 1 {
+		t.Fatalf("starts: other %d, kept %d", other.starts(), kept.starts())
 	}
 	inst = st.Instance.(*fakeInstance)
+	next[supervise.ChildStarted](t, h.rec, "w")
 	for range 3 {
 		inst.Exit(errCrash)
 		r := next[supervise.ChildRestarting](t, h.rec, "w")
@@ -237,7 +273,7 @@ func TestIntensityExceededFailsChildUntilRestartChild(t *testing.T) {
 		inst = next[supervise.ChildStarted](t, h.rec, "w").Instance.(*fakeInstance)
 	}
 	inst.Exit(errCrash)
-	next[supervise.ChildFailed](t, h.rec, "w")
+	next[supervise.SupervisorEscalated](t, h.rec, "w")
 }
 
 func TestIntensityCountsOnlyRestartsWithinPeriod(t *testing.T) {
@@ -253,6 +289,7 @@ func TestIntensityCountsOnlyRestartsWithinPeriod(t *testing.T) {
 	inst.Exit(errCrash) // a second restart within 10s: too many
 	next[supervise.ChildFailed](t, h.rec, "w")
 	h.wantState("w", supervise.StateFailed)
+	next[supervise.SupervisorEscalated](t, h.rec, "w")
 }
 
 func TestStopChildKeepsStoppedUntilRestartChild(t *testing.T) {
