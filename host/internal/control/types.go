@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 )
 
 // Operations a control message can ask for (payload.operation).
@@ -15,6 +16,10 @@ const (
 	OpStatus        = "status"
 	OpListClasses   = "list_classes"
 	OpReload        = "reload"
+	// OpStartSupervisor starts a supervisor under a parent supervisor.
+	OpStartSupervisor = "start_supervisor"
+	// OpStopSupervisor stops a supervisor and its subtree.
+	OpStopSupervisor = "stop_supervisor"
 )
 
 // Code is the machine-readable kind of a control error (DESIGN §5).
@@ -27,7 +32,7 @@ const (
 	CodeUnknownClass     Code = "unknown_class"     // no plugin offers worker_class
 	CodeInvalidConfig    Code = "invalid_config"    // worker_config, a name or another field fails validation
 	CodeConflict         Code = "conflict"          // the name is taken by a different spec or by an HCL worker
-	CodeNotFound         Code = "not_found"         // no such worker
+	CodeNotFound         Code = "not_found"         // no such worker or supervisor
 	CodeUnauthorized     Code = "unauthorized"      // missing or wrong bearer token (HTTP)
 	CodeInternal         Code = "internal"          // anything else; the host logs the cause
 )
@@ -39,12 +44,29 @@ type Request struct {
 	WorkerName   string          `json:"worker_name,omitempty"`
 	WorkerClass  string          `json:"worker_class,omitempty"`
 	WorkerConfig json.RawMessage `json:"worker_config,omitempty"`
-	// Supervisor is the path of the target supervisor; "" means the root.
+	// Supervisor is the path of the target supervisor: the one to start a
+	// worker under (vumi_worker) or a supervisor under (start_supervisor),
+	// where "" means the root; the one to stop (stop_supervisor), where it
+	// is required.
 	Supervisor string `json:"supervisor,omitempty"`
 	// Replace lets a start replace a running worker of the same name whose
 	// spec differs (otherwise that is a conflict).
-	Replace   bool   `json:"replace,omitempty"`
-	RequestID string `json:"request_id,omitempty"`
+	Replace bool `json:"replace,omitempty"`
+	// SupervisorName names the supervisor start_supervisor starts.
+	SupervisorName string `json:"supervisor_name,omitempty"`
+	// Strategy is start_supervisor's restart strategy: one_for_one (the
+	// default when ""), one_for_all or rest_for_one.
+	Strategy string `json:"strategy,omitempty"`
+	// Intensity is start_supervisor's restart intensity, a JSON integer
+	// from 0 to 1000000 (0: no automatic restart); empty or null means the
+	// default. It is kept as JSON so that Dispatcher.Do checks it whoever
+	// built the Request.
+	Intensity json.RawMessage `json:"intensity,omitempty"`
+	// Period is start_supervisor's intensity period: a duration string
+	// such as "30s" or a JSON number of seconds, greater than zero; empty
+	// or null means the default.
+	Period    json.RawMessage `json:"period,omitempty"`
+	RequestID string          `json:"request_id,omitempty"`
 }
 
 // Reply is the answer to a request, as sent to reply_to or returned over
@@ -109,4 +131,31 @@ type Host interface {
 	Status(ctx context.Context) (any, error)
 	Classes(ctx context.Context) (any, error)
 	Reload(ctx context.Context) (any, error)
+	StartSupervisor(ctx context.Context, spec SupervisorSpec) (SupervisorResult, error)
+	StopSupervisor(ctx context.Context, path string) (SupervisorResult, error)
+}
+
+// SupervisorSpec is what a start_supervisor request asks for, before
+// validation by the host.
+type SupervisorSpec struct {
+	Name      string        // the new supervisor's name, unique in the host
+	Parent    string        // path of the parent supervisor; "" means the root
+	Strategy  string        // "" means one_for_one
+	Intensity int           // 0 means the default (5); negative allows no restart
+	Period    time.Duration // 0 means the default (30s)
+}
+
+// SupervisorResult says what start_supervisor or stop_supervisor did.
+type SupervisorResult struct {
+	// Supervisor is the supervisor's path, e.g. "root/campaign-a".
+	Supervisor string `json:"supervisor"`
+	// Action is "started", "unchanged" (it runs with that spec already),
+	// "revived" (it was failed or stopped and runs again), "stopped" (a
+	// supervisor from HCL, until the next reload or host restart) or
+	// "removed" (a supervisor started by a control message, forgotten
+	// with its subtree).
+	Action string `json:"action"`
+	State  string `json:"state"`
+	// Removed lists the workers and supervisors a stop removed with it.
+	Removed []string `json:"removed,omitempty"`
 }

@@ -35,7 +35,8 @@ type registry struct {
 	mu      sync.RWMutex
 	workers map[string]*entry
 	store   *state.Store
-	dynamic []state.Worker // persisted dynamic workers, in start order
+	dynamic []state.Worker     // persisted dynamic workers, in start order
+	dynSups []state.Supervisor // persisted dynamic supervisors, in start order
 }
 
 type entry struct {
@@ -64,21 +65,6 @@ func (r *registry) put(name string, e *entry) {
 		return
 	}
 	r.workers[name] = e
-}
-
-// supervisorByPath finds a supervisor by its path ("root/campaign-a"), by
-// its path without the root ("campaign-a"), or "" for the root.
-func (d *Daemon) supervisorByPath(path string) (*supNode, bool) {
-	path = strings.Trim(path, "/")
-	if path == "" {
-		return d.sups[0], true
-	}
-	for _, sn := range d.sups {
-		if sn.cfg.Path == path || sn.cfg.Path == config.RootName+"/"+path {
-			return sn, true
-		}
-	}
-	return nil, false
 }
 
 // resolveWorker validates a start request's class and config with the same
@@ -147,6 +133,10 @@ func (d *Daemon) StartWorker(ctx context.Context, spec control.WorkerSpec) (cont
 	if cerr != nil {
 		return control.StartResult{}, cerr
 	}
+	if st := sn.sup.Info().State; st != supervise.SupervisorRunning {
+		return control.StartResult{}, control.Errorf(control.CodeConflict,
+			"supervisor %q is %s; start it again first (start_supervisor, or restart_worker on one of its workers)", sn.cfg.Path, st)
+	}
 	action := "started"
 	if old, ok := d.reg.get(spec.Name); ok {
 		switch {
@@ -168,7 +158,7 @@ func (d *Daemon) StartWorker(ctx context.Context, spec control.WorkerSpec) (cont
 	rec := state.Worker{Name: spec.Name, Class: w.Class, Supervisor: sn.cfg.Path, Config: cfgJSON, CreatedAt: time.Now().UTC()}
 	next := slices.DeleteFunc(slices.Clone(d.reg.dynamic), func(x state.Worker) bool { return x.Name == spec.Name })
 	next = append(next, rec)
-	if err := d.persist(next); err != nil {
+	if err := d.persist(next, d.reg.dynSups); err != nil {
 		return control.StartResult{}, err
 	}
 	if action == "replaced" {
@@ -194,16 +184,16 @@ func (d *Daemon) StartWorker(ctx context.Context, spec control.WorkerSpec) (cont
 	return d.startResult(spec.Name, action), nil
 }
 
-// persist saves the dynamic workers and, once that succeeded, makes them
-// the registry's.
-func (d *Daemon) persist(workers []state.Worker) error {
+// persist saves the dynamic workers and supervisors and, once that
+// succeeded, makes them the registry's.
+func (d *Daemon) persist(workers []state.Worker, sups []state.Supervisor) error {
 	if d.reg.store == nil {
 		return errors.New("no state store")
 	}
-	if err := d.reg.store.Save(&state.State{Version: 1, Workers: workers}); err != nil {
+	if err := d.reg.store.Save(&state.State{Version: state.Version, Workers: workers, Supervisors: sups}); err != nil {
 		return fmt.Errorf("persisting dynamic workers: %w", err)
 	}
-	d.reg.dynamic = workers
+	d.reg.dynamic, d.reg.dynSups = workers, sups
 	return nil
 }
 
@@ -230,7 +220,7 @@ func (d *Daemon) StopWorker(ctx context.Context, name string) error {
 		return e.sup.sup.StopChild(ctx, name)
 	}
 	next := slices.DeleteFunc(slices.Clone(d.reg.dynamic), func(x state.Worker) bool { return x.Name == name })
-	if err := d.persist(next); err != nil {
+	if err := d.persist(next, d.reg.dynSups); err != nil {
 		return err
 	}
 	d.reg.put(name, nil)
@@ -241,13 +231,22 @@ func (d *Daemon) StopWorker(ctx context.Context, name string) error {
 }
 
 // RestartWorker restarts a worker by hand, from any state, with a fresh
-// restart budget.
+// restart budget. If its supervisor or one above it is down (failed, or
+// stopped), the first of them that is down is started again with its whole
+// subtree, which starts the worker afresh.
 func (d *Daemon) RestartWorker(ctx context.Context, name string) error {
 	e, ok := d.reg.get(name)
 	if !ok {
 		return control.Errorf(control.CodeNotFound, "no worker named %q", name)
 	}
-	err := e.sup.sup.RestartChild(ctx, name)
+	revived, err := d.revive(ctx, e.sup)
+	if err != nil {
+		return &control.Error{Code: control.CodeInternal, Message: err.Error()}
+	}
+	if cs, ok := e.sup.sup.Child(name); revived && ok && cs.State == supervise.StateRunning {
+		return nil
+	}
+	err = e.sup.sup.RestartChild(ctx, name)
 	if errors.Is(err, supervise.ErrNotFound) {
 		return control.Errorf(control.CodeNotFound, "no worker named %q", name)
 	}
@@ -260,11 +259,12 @@ func (d *Daemon) RestartWorker(ctx context.Context, name string) error {
 
 // StatusReport is the result of the status operation.
 type StatusReport struct {
-	SystemID string         `json:"system_id"`
-	Host     string         `json:"host"`
-	Broker   string         `json:"broker"`
-	Started  time.Time      `json:"started"`
-	Workers  []WorkerReport `json:"workers"`
+	SystemID    string             `json:"system_id"`
+	Host        string             `json:"host"`
+	Broker      string             `json:"broker"`
+	Started     time.Time          `json:"started"`
+	Supervisors []SupervisorStatus `json:"supervisors"`
+	Workers     []WorkerReport     `json:"workers"`
 }
 
 // WorkerReport is one worker in a StatusReport: its status, where it came
@@ -278,7 +278,7 @@ type WorkerReport struct {
 // Status reports every worker, in tree order.
 func (d *Daemon) Status(context.Context) (any, error) {
 	rep := StatusReport{SystemID: d.cfg.SystemID, Host: d.cfg.Host.Name, Broker: d.brokerDescription(),
-		Started: d.started, Workers: []WorkerReport{}}
+		Started: d.started, Supervisors: d.Supervisors(), Workers: []WorkerReport{}}
 	for _, ws := range d.Workers() {
 		wr := WorkerReport{WorkerStatus: ws}
 		if e, ok := d.reg.get(ws.Name); ok {
@@ -305,6 +305,7 @@ func (d *Daemon) restoreDynamic(ctx context.Context) int {
 	// start for a name being restored sees it.
 	d.reg.opMu.Lock()
 	defer d.reg.opMu.Unlock()
+	d.restoreSupervisors(ctx)
 	n := 0
 	for _, rec := range d.reg.dynamic {
 		if ctx.Err() != nil {

@@ -56,9 +56,11 @@ type Daemon struct {
 	// Catalog).
 	catalog atomic.Pointer[catalog.Catalog]
 
-	// sups holds one supervisor per supervisor block, depth first in
-	// declared order: started in that order, stopped in reverse.
-	sups []*supNode
+	// sups holds every supervisor, depth first in declared order, then
+	// those started by control messages; sups[0] is the root. Guarded by
+	// supMu (start_supervisor and stop_supervisor change it).
+	supMu sync.RWMutex
+	sups  []*supNode
 
 	events *eventLog
 	// spares holds warm spare plugin processes; Run's shutdown closes it.
@@ -72,11 +74,6 @@ type Daemon struct {
 
 	mu      sync.Mutex
 	running bool
-}
-
-type supNode struct {
-	cfg *config.Supervisor
-	sup *supervise.Supervisor
 }
 
 // ConfigError is returned by Load when the configuration has errors; it
@@ -139,7 +136,7 @@ func Load(ctx context.Context, opts Options) (*Daemon, error) {
 		d.tr.events = make(chan supervise.Event, eventQueue)
 		d.tr.connSet = make(chan struct{})
 	}
-	if err := d.build(cfg.Root); err != nil {
+	if err := d.build(cfg.Root, nil); err != nil {
 		return nil, err
 	}
 	if err := d.openState(); err != nil {
@@ -178,32 +175,6 @@ func (d *Daemon) Catalog() *catalog.Catalog { return d.catalog.Load() }
 
 // Events returns the most recent supervision events, oldest first.
 func (d *Daemon) Events() []supervise.Event { return d.events.list() }
-
-func (d *Daemon) build(s *config.Supervisor) error {
-	sup, err := supervise.New(supervise.Spec{
-		Name:      s.Path,
-		Strategy:  supervise.Strategy(s.Strategy),
-		Intensity: s.Intensity,
-		Period:    s.Period,
-		EventHook: d.onEvent,
-	})
-	if err != nil {
-		return fmt.Errorf("supervisor %q: %w", s.Path, err)
-	}
-	sn := &supNode{cfg: s, sup: sup}
-	d.sups = append(d.sups, sn)
-	for _, n := range s.Children {
-		if n.Worker != nil {
-			d.reg.put(n.Worker.Name, &entry{cfg: n.Worker, source: SourceHCL, sup: sn})
-		}
-		if n.Supervisor != nil {
-			if err := d.build(n.Supervisor); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
 
 // Run starts the configured workers in declared order (up to
 // host.start_concurrency starts in flight at once) and supervises them
@@ -264,9 +235,16 @@ func (d *Daemon) startAll(ctx context.Context) int {
 	sem := make(chan struct{}, max(d.cfg.Host.StartConcurrency, 1))
 	var wg sync.WaitGroup
 	n := 0
-	for _, sn := range d.sups {
+	for _, sn := range d.supNodes() {
 		for _, c := range sn.cfg.Children {
-			if c.Worker == nil {
+			if c.Supervisor != nil {
+				// Its children are added when the loop reaches it; it
+				// runs already, so its start here returns at once.
+				if sub, ok := d.supervisorByPath(c.Supervisor.Path); ok {
+					if err := sn.sup.Add(ctx, supChildSpec(sub)); err != nil && ctx.Err() == nil {
+						d.logger.Error("adding supervisor", "supervisor", sub.cfg.Path, "error", err)
+					}
+				}
 				continue
 			}
 			select {
@@ -302,14 +280,15 @@ func (d *Daemon) brokerDescription() string {
 	return "amqp " + d.cfg.AMQP.Redacted()
 }
 
-// shutdown stops supervisors in reverse order; each stops its workers in
-// reverse declared order within their own shutdown timeouts.
+// shutdown stops the root supervisor, which stops its children in reverse
+// declared order, each within its own shutdown timeout; a sub-supervisor
+// stops its own children likewise before its parent goes on. Then the
+// goroutines of the (stopped) sub-supervisors end.
 func (d *Daemon) shutdown() error {
 	d.logger.Info("host stopping")
 	d.stopTransports()
 	var errs []error
-	for i := len(d.sups) - 1; i >= 0; i-- {
-		sn := d.sups[i]
+	for _, sn := range d.supNodes() {
 		// Stop bounds each worker by its own shutdown timeout, so the
 		// context here only guards against a bug.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -342,6 +321,7 @@ func (d *Daemon) openState() error {
 	d.reg.store = store
 	if st != nil {
 		d.reg.dynamic = st.Workers
+		d.reg.dynSups = st.Supervisors
 	}
 	return nil
 }
@@ -349,7 +329,7 @@ func (d *Daemon) openState() error {
 // stopSupervisors ends the supervisors' goroutines of a daemon that will
 // not run.
 func (d *Daemon) stopSupervisors() {
-	for _, sn := range d.sups {
+	for _, sn := range d.supNodes() {
 		_ = sn.sup.Stop(context.Background())
 	}
 }
@@ -357,9 +337,11 @@ func (d *Daemon) stopSupervisors() {
 // Workers returns the status of every worker, in tree order.
 func (d *Daemon) Workers() []WorkerStatus {
 	var out []WorkerStatus
-	for _, sn := range d.sups {
+	for _, sn := range d.supNodes() {
 		for _, cs := range sn.sup.Status() {
-			out = append(out, workerStatus(sn.cfg.Path, cs))
+			if !isSupervisorChild(cs) {
+				out = append(out, workerStatus(sn.cfg.Path, cs))
+			}
 		}
 	}
 	return out
@@ -367,8 +349,8 @@ func (d *Daemon) Workers() []WorkerStatus {
 
 // Worker returns the status of the named worker.
 func (d *Daemon) Worker(name string) (WorkerStatus, bool) {
-	for _, sn := range d.sups {
-		if cs, ok := sn.sup.Child(name); ok {
+	for _, sn := range d.supNodes() {
+		if cs, ok := sn.sup.Child(name); ok && !isSupervisorChild(cs) {
 			return workerStatus(sn.cfg.Path, cs), true
 		}
 	}

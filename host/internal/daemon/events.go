@@ -3,6 +3,7 @@ package daemon
 import (
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
@@ -16,7 +17,8 @@ import (
 // must stay quick and must not call back into the supervisor's mutating
 // methods.
 func (d *Daemon) onEvent(ev supervise.Event) {
-	d.logger.Log(eventLevel(ev), string(ev.Type()), eventArgs(ev)...)
+	name, _ := eventBody(ev)
+	d.logger.Log(eventLevel(ev), name, eventArgs(ev)...)
 	d.events.add(ev)
 	d.queueEvent(ev)
 	if d.opts.EventHook != nil {
@@ -34,16 +36,41 @@ func eventLevel(ev supervise.Event) hclog.Level {
 		}
 	case supervise.ChildRestarting:
 		return hclog.Warn
+	case supervise.SupervisorEscalated:
+		return hclog.Error
 	}
 	return hclog.Info
+}
+
+// eventBody returns an event's name and body as the host logs and
+// publishes it. Events about a child that is a supervisor are named
+// supervisor_* instead of worker_* (supervisor_started,
+// supervisor_restarting, ...) and carry the child's path as "child"
+// instead of "worker"; "supervisor" is always the supervisor that emitted
+// the event.
+func eventBody(ev supervise.Event) (string, map[string]any) {
+	m := ev.Map()
+	name := string(ev.Type())
+	if meta, ok := m["meta"].(map[string]string); ok && meta[metaKind] == kindSupervisor {
+		name = "supervisor_" + strings.TrimPrefix(name, "worker_")
+		m["event"] = name
+		m["child"] = meta["path"]
+		delete(m, "worker")
+	}
+	return name, m
 }
 
 // eventArgs flattens an event into log key/value pairs: the worker first,
 // then the event's own fields in a stable order. The event name is the
 // message and the time is the log line's own, so both are left out.
 func eventArgs(ev supervise.Event) []any {
-	m := ev.Map()
-	args := []any{"worker", m["worker"], "supervisor", m["supervisor"]}
+	_, m := eventBody(ev)
+	var args []any
+	if c, ok := m["child"]; ok {
+		args = []any{"child", c, "supervisor", m["supervisor"]}
+	} else {
+		args = []any{"worker", m["worker"], "supervisor", m["supervisor"]}
+	}
 	if meta, ok := m["meta"].(map[string]string); ok && meta["class"] != "" {
 		args = append(args, "class", meta["class"])
 	}
@@ -54,7 +81,7 @@ func eventArgs(ev supervise.Event) []any {
 	}
 	for _, k := range slices.Sorted(maps.Keys(m)) {
 		switch k {
-		case "worker", "supervisor", "meta", "event", "time":
+		case "worker", "child", "supervisor", "meta", "event", "time":
 			continue
 		}
 		if m[k] == nil {

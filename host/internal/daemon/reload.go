@@ -64,7 +64,10 @@ func (d *Daemon) Reload(ctx context.Context) (any, error) {
 	}
 	wanted := map[string]change{}
 	var order []string
-	for _, sn := range d.sups {
+	for _, sn := range d.supNodes() {
+		if sn.source != SourceHCL {
+			continue
+		}
 		nsup := findSupervisor(cfg.Root, sn.cfg.Path)
 		for _, n := range nsup.Children {
 			if n.Worker != nil {
@@ -126,7 +129,7 @@ func (d *Daemon) Reload(ctx context.Context) (any, error) {
 			continue
 		}
 		d.reg.put(c.w.Name, &entry{cfg: c.w, source: SourceHCL, sup: c.sn})
-		if err := c.sn.sup.Add(ctx, d.childSpec(c.w)); err != nil {
+		if err := d.addWorker(ctx, c.sn, c.w); err != nil {
 			d.logger.Warn("restarted worker's first start failed", "worker", c.w.Name, "error", err)
 		}
 		res.Restarted = append(res.Restarted, c.w.Name)
@@ -140,7 +143,7 @@ func (d *Daemon) Reload(ctx context.Context) (any, error) {
 	}
 	for _, c := range add {
 		d.reg.put(c.w.Name, &entry{cfg: c.w, source: SourceHCL, sup: c.sn})
-		if err := c.sn.sup.Add(ctx, d.childSpec(c.w)); err != nil {
+		if err := d.addWorker(ctx, c.sn, c.w); err != nil {
 			d.logger.Warn("added worker's first start failed", "worker", c.w.Name, "error", err)
 		}
 		res.Added = append(res.Added, c.w.Name)
@@ -224,4 +227,15 @@ func ignoredChanges(a, b *config.Config) []string {
 		out = append(out, "amqp")
 	}
 	return out
+}
+
+// addWorker adds an HCL worker to its supervisor and starts it; if the
+// supervisor is down (failed or stopped) the worker is only registered, and
+// starts when the supervisor does.
+func (d *Daemon) addWorker(ctx context.Context, sn *supNode, w *config.Worker) error {
+	err := sn.sup.Add(ctx, d.childSpec(w))
+	if errors.Is(err, supervise.ErrSupervisorDown) {
+		return sn.sup.Register(ctx, d.childSpec(w))
+	}
+	return err
 }

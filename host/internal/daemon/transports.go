@@ -138,7 +138,7 @@ func (d *Daemon) publishEvents() {
 		case <-d.tr.ctx.Done():
 			return
 		case ev := <-d.tr.events:
-			body := ev.Map()
+			name, body := eventBody(ev)
 			body["system_id"] = d.cfg.SystemID
 			body["host"] = d.cfg.Host.Name
 			if e, ok := ev.(supervise.ChildStarted); ok {
@@ -146,7 +146,7 @@ func (d *Daemon) publishEvents() {
 					body["pid"] = p.Pid()
 				}
 			}
-			if err := d.tr.amqp.PublishEvent(d.tr.ctx, string(ev.Type()), body); err != nil && d.tr.ctx.Err() == nil {
+			if err := d.tr.amqp.PublishEvent(d.tr.ctx, name, body); err != nil && d.tr.ctx.Err() == nil {
 				d.logger.Warn("publishing event", "event", ev.Type(), "error", err)
 			}
 		}

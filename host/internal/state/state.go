@@ -36,6 +36,26 @@ type State struct {
 	// is the order in which the host restores them. A replaced worker keeps
 	// its place.
 	Workers []Worker `json:"workers"`
+	// Supervisors are the supervisors started by control messages
+	// (start_supervisor), in the order they were started, which puts every
+	// parent before its children. The host restores them before the
+	// workers. Absent in files written before supervisors could be started
+	// at run time.
+	Supervisors []Supervisor `json:"supervisors,omitempty"`
+}
+
+// Supervisor is one supervisor started by a control message.
+type Supervisor struct {
+	// Name is the supervisor's name, unique in the host among workers and
+	// supervisors.
+	Name string `json:"name"`
+	// Parent is the path of its parent supervisor, e.g. "root".
+	Parent    string `json:"parent"`
+	Strategy  string `json:"strategy"`
+	Intensity int    `json:"intensity"`
+	// Period is a Go duration string, e.g. "30s".
+	Period    string    `json:"period"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // Worker is one dynamic worker, as a start request described it.
@@ -91,7 +111,7 @@ func (st *State) Remove(name string) bool {
 // Clone returns a deep copy, e.g. to change and Save a new state while the
 // old one stays in use until the save succeeded.
 func (st *State) Clone() *State {
-	c := &State{Version: st.Version, Workers: make([]Worker, len(st.Workers))}
+	c := &State{Version: st.Version, Workers: make([]Worker, len(st.Workers)), Supervisors: slices.Clone(st.Supervisors)}
 	for i, w := range st.Workers {
 		w.Config = slices.Clone(w.Config)
 		c.Workers[i] = w
@@ -123,6 +143,20 @@ func (st *State) check() error {
 			return fmt.Errorf("the config of worker %q is not a JSON object", w.Name)
 		}
 		seen[w.Name] = true
+	}
+	for i, sv := range st.Supervisors {
+		switch {
+		case sv.Name == "":
+			return fmt.Errorf("supervisor %d has no name", i+1)
+		case sv.Parent == "":
+			return fmt.Errorf("supervisor %q has no parent", sv.Name)
+		case seen[sv.Name]:
+			return fmt.Errorf("the name %q is listed twice", sv.Name)
+		}
+		if _, err := time.ParseDuration(sv.Period); err != nil {
+			return fmt.Errorf("supervisor %q: period: %v", sv.Name, err)
+		}
+		seen[sv.Name] = true
 	}
 	return nil
 }

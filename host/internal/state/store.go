@@ -167,7 +167,7 @@ func (s *Store) moveAside() (string, error) {
 // is intact and the temp file removed; an error from the directory's fsync
 // means the new content is in place but may not survive a crash.
 func (s *Store) Save(st *State) error {
-	out := State{Version: Version, Workers: st.Workers}
+	out := State{Version: Version, Workers: st.Workers, Supervisors: st.Supervisors}
 	if out.Workers == nil {
 		out.Workers = []Worker{}
 	}
