@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/hashicorp/hcl/v2"
 
@@ -15,6 +16,12 @@ import (
 
 // ReloadResult says what a reload changed.
 type ReloadResult struct {
+	// Supervisors added, removed (with their subtree) and reconfigured
+	// (strategy, intensity or period changed; their children keep running).
+	SupervisorsAdded        []string `json:"supervisors_added,omitempty"`
+	SupervisorsRemoved      []string `json:"supervisors_removed,omitempty"`
+	SupervisorsReconfigured []string `json:"supervisors_reconfigured,omitempty"`
+
 	Added     []string `json:"added"`     // HCL workers new in the configuration, started
 	Removed   []string `json:"removed"`   // HCL workers gone from it, stopped
 	Restarted []string `json:"restarted"` // HCL workers whose spec changed, restarted with the new one
@@ -32,9 +39,12 @@ type ReloadResult struct {
 // are started again. Dynamic workers are not touched. A configuration with
 // errors changes nothing: the error carries every diagnostic.
 //
-// This version cannot change the supervisor tree while running (adding,
-// removing or reconfiguring supervisors): such a reload is refused, and a
-// restart of the host applies it.
+// Supervisors are diffed by path: a new one is started (after its parent's
+// existing children: a reload appends), a removed one is stopped with its
+// subtree, and one whose strategy, intensity or period changed is
+// reconfigured in place without restarting its children. A reload that
+// would remove a supervisor holding workers or supervisors started by
+// control messages is refused.
 func (d *Daemon) Reload(ctx context.Context) (any, error) {
 	d.reg.opMu.Lock()
 	defer d.reg.opMu.Unlock()
@@ -52,30 +62,67 @@ func (d *Daemon) Reload(ctx context.Context) (any, error) {
 	if diags.HasErrors() || cfg == nil {
 		return nil, reloadError(diags)
 	}
-	if err := sameSupervisors(d.cfg.Root, cfg.Root); err != nil {
-		return nil, &control.Error{Code: control.CodeInvalidConfig,
-			Message: fmt.Sprintf("reload: %v; restart the host to change supervisors", err)}
+	// Plan everything before changing anything. Supervisors by path: the
+	// existing node, or a new one for a path the host does not have.
+	nodes := map[string]*supNode{}
+	var newSups []*supNode
+	var reconfigure []*supNode
+	for _, sn := range d.supNodes() {
+		nodes[sn.cfg.Path] = sn
+	}
+	var planErr error
+	walkSupervisors(cfg.Root, func(s *config.Supervisor) {
+		if sn, ok := nodes[s.Path]; ok {
+			if sn.source != SourceHCL && planErr == nil {
+				planErr = control.Errorf(control.CodeConflict,
+					"reload: the configuration adds supervisor %q, but one of that path was started by a control message; stop it first", s.Path)
+			}
+			if !sameSettings(sn, s) {
+				reconfigure = append(reconfigure, &supNode{cfg: s, sup: sn.sup, parent: sn.parent, source: SourceHCL})
+			}
+			return
+		}
+		parentPath := s.Path[:strings.LastIndex(s.Path, "/")]
+		sn := &supNode{cfg: s, parent: nodes[parentPath], source: SourceHCL}
+		nodes[s.Path] = sn
+		newSups = append(newSups, sn)
+	})
+	if planErr != nil {
+		return nil, planErr
+	}
+	var goneSups []*supNode // deepest first
+	for _, sn := range slices.Backward(d.supNodes()) {
+		if sn.source == SourceHCL && findSupervisor(cfg.Root, sn.cfg.Path) == nil {
+			for _, x := range d.subtree(sn) {
+				if x.source != SourceHCL {
+					return nil, control.Errorf(control.CodeConflict,
+						"reload: supervisor %q is gone from the configuration, but supervisor %q started by a control message runs under it; stop it first", sn.cfg.Path, x.cfg.Path)
+				}
+			}
+			for _, w := range d.reg.dynamic {
+				if x, ok := d.supervisorByPath(w.Supervisor); ok && slices.Contains(d.subtree(sn), x) {
+					return nil, control.Errorf(control.CodeConflict,
+						"reload: supervisor %q is gone from the configuration, but worker %q started by a control message runs under it; stop it first", sn.cfg.Path, w.Name)
+				}
+			}
+			goneSups = append(goneSups, sn)
+		}
 	}
 
-	// Plan everything before changing anything.
 	type change struct {
 		w  *config.Worker
 		sn *supNode
 	}
 	wanted := map[string]change{}
 	var order []string
-	for _, sn := range d.supNodes() {
-		if sn.source != SourceHCL {
-			continue
-		}
-		nsup := findSupervisor(cfg.Root, sn.cfg.Path)
-		for _, n := range nsup.Children {
+	walkSupervisors(cfg.Root, func(s *config.Supervisor) {
+		for _, n := range s.Children {
 			if n.Worker != nil {
-				wanted[n.Worker.Name] = change{n.Worker, sn}
+				wanted[n.Worker.Name] = change{n.Worker, nodes[s.Path]}
 				order = append(order, n.Worker.Name)
 			}
 		}
-	}
+	})
 	res := ReloadResult{Added: []string{}, Removed: []string{}, Restarted: []string{}, Resumed: []string{}}
 	var add, restart []change
 	var remove, resume []string
@@ -93,7 +140,7 @@ func (d *Daemon) Reload(ctx context.Context) (any, error) {
 		case old.cfg.SpecHash() != c.w.SpecHash() || old.sup != c.sn:
 			restart = append(restart, c)
 		default:
-			if cs, ok := c.sn.sup.Child(name); ok && cs.State == supervise.StateStopped {
+			if cs, ok := c.sn.sup.Child(name); ok && cs.State == supervise.StateStopped && c.sn.sup.Info().State == supervise.SupervisorRunning {
 				resume = append(resume, name)
 			} else {
 				res.Unchanged++
@@ -110,8 +157,9 @@ func (d *Daemon) Reload(ctx context.Context) (any, error) {
 	res.Ignored = ignoredChanges(d.cfg, cfg)
 
 	// Apply: the new catalog first, so that new starts use rescanned
-	// binaries; then removals (in reverse of the old declared order would
-	// be nicer; by name is deterministic), restarts, resumptions, additions.
+	// binaries; then removals of workers (by name: deterministic) and of
+	// supervisors (deepest first), reconfigurations, new supervisors
+	// (parents first), restarts, resumptions, additions.
 	d.catalog.Store(cat)
 	var errs []error
 	for _, name := range remove {
@@ -122,9 +170,47 @@ func (d *Daemon) Reload(ctx context.Context) (any, error) {
 		d.reg.put(name, nil)
 		res.Removed = append(res.Removed, name)
 	}
+	for _, sn := range goneSups {
+		if err := sn.parent.sup.Remove(ctx, sn.cfg.Name); err != nil && !errors.Is(err, supervise.ErrNotFound) {
+			errs = append(errs, fmt.Errorf("removing supervisor %q: %w", sn.cfg.Path, err))
+		}
+		d.dropSupervisor(sn)
+		res.SupervisorsRemoved = append(res.SupervisorsRemoved, sn.cfg.Path)
+	}
+	for _, r := range reconfigure {
+		if err := r.sup.Reconfigure(ctx, supervise.Strategy(r.cfg.Strategy), r.cfg.Intensity, r.cfg.Period); err != nil {
+			errs = append(errs, fmt.Errorf("reconfiguring supervisor %q: %w", r.cfg.Path, err))
+			continue
+		}
+		res.SupervisorsReconfigured = append(res.SupervisorsReconfigured, r.cfg.Path)
+	}
+	for _, sn := range newSups {
+		made, err := d.newSupervisor(sn.cfg, sn.parent, SourceHCL)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		sn.sup = made.sup
+		d.supMu.Lock()
+		d.sups = append(d.sups, sn)
+		d.supMu.Unlock()
+		err = sn.parent.sup.Add(ctx, supChildSpec(sn))
+		if errors.Is(err, supervise.ErrSupervisorDown) {
+			// Its parent is down: it starts with it. A supervisor is
+			// made running, so take it down to match.
+			if err = sn.sup.Down(ctx); err == nil {
+				err = sn.parent.sup.Register(ctx, supChildSpec(sn))
+			}
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("adding supervisor %q: %w", sn.cfg.Path, err))
+		}
+		res.SupervisorsAdded = append(res.SupervisorsAdded, sn.cfg.Path)
+	}
 	for _, c := range restart {
 		old, _ := d.reg.get(c.w.Name)
-		if err := old.sup.sup.Remove(ctx, c.w.Name); err != nil && !errors.Is(err, supervise.ErrNotFound) {
+		// (ErrStopped: its old supervisor was removed above, and it with it.)
+		if err := old.sup.sup.Remove(ctx, c.w.Name); err != nil && !errors.Is(err, supervise.ErrNotFound) && !errors.Is(err, supervise.ErrStopped) {
 			errs = append(errs, fmt.Errorf("stopping %q for its new spec: %w", c.w.Name, err))
 			continue
 		}
@@ -148,7 +234,9 @@ func (d *Daemon) Reload(ctx context.Context) (any, error) {
 		}
 		res.Added = append(res.Added, c.w.Name)
 	}
-	d.logger.Info("configuration reloaded", "added", res.Added, "removed", res.Removed,
+	d.logger.Info("configuration reloaded", "supervisors_added", res.SupervisorsAdded,
+		"supervisors_removed", res.SupervisorsRemoved, "supervisors_reconfigured", res.SupervisorsReconfigured,
+		"added", res.Added, "removed", res.Removed,
 		"restarted", res.Restarted, "resumed", res.Resumed, "unchanged", res.Unchanged, "ignored", res.Ignored)
 	if len(errs) > 0 {
 		return res, fmt.Errorf("reload: %w", errors.Join(errs...))
@@ -173,25 +261,17 @@ func reloadError(diags hcl.Diagnostics) *control.Error {
 	return e
 }
 
-// sameSupervisors reports how the supervisor tree b differs from a, if it
-// does: the same paths in the same order with the same settings.
-func sameSupervisors(a, b *config.Supervisor) error {
-	var pa, pb []*config.Supervisor
-	walkSupervisors(a, func(s *config.Supervisor) { pa = append(pa, s) })
-	walkSupervisors(b, func(s *config.Supervisor) { pb = append(pb, s) })
-	if len(pa) != len(pb) {
-		return fmt.Errorf("the configuration has %d supervisors instead of %d", len(pb), len(pa))
+// sameSettings reports whether sn runs with the settings of s.
+func sameSettings(sn *supNode, s *config.Supervisor) bool {
+	info := sn.sup.Info()
+	intensity, period := s.Intensity, s.Period
+	if intensity == 0 {
+		intensity = supervise.DefaultIntensity
 	}
-	for i := range pa {
-		x, y := pa[i], pb[i]
-		if x.Path != y.Path {
-			return fmt.Errorf("supervisor %q became %q", x.Path, y.Path)
-		}
-		if x.Strategy != y.Strategy || x.Intensity != y.Intensity || x.Period != y.Period {
-			return fmt.Errorf("supervisor %q changed its strategy, intensity or period", x.Path)
-		}
+	if period == 0 {
+		period = supervise.DefaultPeriod
 	}
-	return nil
+	return string(info.Strategy) == s.Strategy && info.Intensity == max(intensity, 0) && info.Period == period
 }
 
 func walkSupervisors(s *config.Supervisor, fn func(*config.Supervisor)) {

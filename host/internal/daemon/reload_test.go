@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dynworkers/dynworkers/host/internal/control"
 )
@@ -115,4 +116,80 @@ func pidsOf(ws []WorkerStatus) map[string]int {
 		m[w.Name] = w.Pid
 	}
 	return m
+}
+
+// Reload diffs the supervisors too: added ones start, removed ones stop
+// with their subtree, reconfigured ones keep their children running.
+func TestReloadSupervisors(t *testing.T) {
+	h := startHost(t, `
+supervisor "root" {
+  worker "top" {
+    class = "chaos"
+  }
+  supervisor "a" {
+    worker "a1" {
+      class = "chaos"
+    }
+  }
+  supervisor "b" {
+    worker "b1" {
+      class = "chaos"
+    }
+    supervisor "b2" {
+      worker "b21" {
+        class = "chaos"
+      }
+    }
+  }
+}
+`)
+	top, a1, b1, b21 := h.waitStarted("top"), h.waitStarted("a1"), h.waitStarted("b1"), h.waitStarted("b21")
+	h.rewrite(`
+supervisor "root" {
+  worker "top" {
+    class = "chaos"
+  }
+  supervisor "a" {
+    strategy  = "one_for_all"
+    intensity = 9
+    worker "a1" {
+      class = "chaos"
+    }
+  }
+  supervisor "c" {
+    worker "c1" {
+      class = "chaos"
+    }
+  }
+}
+`)
+	out, err := h.d.Reload(context.Background())
+	if err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	res := out.(ReloadResult)
+	if fmt.Sprint(res.SupervisorsAdded, res.SupervisorsRemoved, res.SupervisorsReconfigured, res.Added, res.Removed, res.Unchanged) !=
+		"[root/c] [root/b/b2 root/b] [root/a] [c1] [b1 b21] 2" {
+		t.Fatalf("result = %+v", res)
+	}
+	h.waitStarted("c1")
+	for _, p := range []int{b1, b21} {
+		waitGone(t, p, 5*time.Second)
+	}
+	if h.pid("top") != top || h.pid("a1") != a1 {
+		t.Fatal("an unchanged worker was restarted")
+	}
+	if s := h.supervisor("root/a"); s.Strategy != "one_for_all" || s.Intensity != 9 {
+		t.Fatalf("a = %+v", s)
+	}
+	var paths []string
+	for _, s := range h.d.Supervisors() {
+		paths = append(paths, s.Path)
+	}
+	if fmt.Sprint(paths) != "[root root/a root/c]" {
+		t.Fatalf("supervisors = %v", paths)
+	}
+	if ws, _ := h.d.Worker("c1"); ws.Supervisor != "root/c" || ws.State != "running" {
+		t.Fatalf("c1 = %+v", ws)
+	}
 }

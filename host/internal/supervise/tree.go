@@ -354,3 +354,22 @@ func (s *Supervisor) supStatus() SupervisorStatus {
 		FailedAt:         s.failedAt,
 	}
 }
+
+// Reconfigure changes the strategy and restart intensity of a running (or
+// down) supervisor without touching its children: the strategy applies
+// from the next exit, the intensity and period from the next restart. Zero
+// values mean the defaults, as in Spec.
+func (s *Supervisor) Reconfigure(ctx context.Context, strategy Strategy, intensity int, period time.Duration) error {
+	sp, err := Spec{Name: s.name, Strategy: strategy, Intensity: intensity, Period: period}.withDefaults()
+	if err != nil {
+		return err
+	}
+	return s.call(ctx, func(reply chan<- error) {
+		if s.shuttingDown {
+			s.reply(reply, ErrStopped)
+			return
+		}
+		s.strategy, s.intensity, s.period = sp.Strategy, sp.Intensity, sp.Period
+		s.reply(reply, nil)
+	})
+}

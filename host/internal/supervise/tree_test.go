@@ -240,3 +240,27 @@ func TestSubSupervisorInOneForAllParent(t *testing.T) {
 		t.Fatalf("s3 = %+v", st)
 	}
 }
+
+func TestReconfigureKeepsChildren(t *testing.T) {
+	h := newHarness(t, supervise.Spec{Intensity: 1, Period: time.Hour})
+	_, inst := h.add(supervise.ChildSpec{Name: "w", Backoff: noJitter})
+	if err := h.sup.Reconfigure(testCtx(t), supervise.StrategyOneForAll, 3, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if info := h.sup.Info(); info.Strategy != supervise.StrategyOneForAll || info.Intensity != 3 || info.Period != time.Minute {
+		t.Fatalf("info = %+v", info)
+	}
+	if st, _ := h.sup.Child("w"); st.Instance != supervise.Instance(inst) {
+		t.Fatal("w was restarted")
+	}
+	// Two crashes no longer exceed the budget.
+	for range 2 {
+		inst.Exit(errCrash)
+		r := next[supervise.ChildRestarting](t, h.rec, "w")
+		h.clk.Advance(r.Delay)
+		inst = next[supervise.ChildStarted](t, h.rec, "w").Instance.(*fakeInstance)
+	}
+	if err := h.sup.Reconfigure(testCtx(t), "bogus", 0, 0); !errors.Is(err, supervise.ErrInvalidSpec) {
+		t.Fatalf("bogus strategy = %v", err)
+	}
+}
