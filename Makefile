@@ -17,6 +17,7 @@ PLUGIN_FLAGS  := -trimpath -ldflags "-s -w"
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
 TOOLS := $(abspath $(BIN)/tools)
+PROTOS := $(sort $(wildcard sdk/proto/*.proto))
 
 .PHONY: all build run test test-short bench generate lint help clean tools
 
@@ -49,7 +50,7 @@ bench: build ## run the benchmarks and write docs/benchmarks.md
 
 generate: tools ## regenerate protobuf code (protoc + pinned protoc-gen-go/-grpc)
 	PATH="$(TOOLS):$$PATH" protoc --go_out=. --go_opt=paths=source_relative \
-		--go-grpc_out=. --go-grpc_opt=paths=source_relative sdk/proto/worker.proto
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative $(PROTOS)
 
 tools:
 	@command -v protoc >/dev/null || { echo "protoc not found: apt-get install protobuf-compiler" >&2; exit 1; }

@@ -66,6 +66,13 @@
 // Anything else written to stderr (a panic, say) is kept too, and the last
 // lines before a crash appear in the host's exit event.
 //
+// Hybrid workers start child workers of their own through Env.Children: the
+// host runs each child in a plugin process of its own and supervises it,
+// and stops a hybrid's children when the hybrid ends. The calls go to the
+// host's Host service over a connection brokered by go-plugin
+// (StartRequest.host_broker_id), which the SDK picks up when the worker
+// receives Start.
+//
 // Testing a class needs no host: Class.NewWorker builds a worker from a
 // config JSON object exactly as the plugin process does.
 package sdk

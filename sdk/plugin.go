@@ -40,8 +40,13 @@ type GRPCWorkerPlugin struct {
 
 var _ plugin.GRPCPlugin = (*GRPCWorkerPlugin)(nil)
 
-// GRPCServer registers the Worker service in the plugin process.
-func (p *GRPCWorkerPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+// GRPCServer registers the Worker service in the plugin process. The
+// SDK's own implementation keeps the broker, through which a worker reaches
+// the host's Host service (StartRequest.host_broker_id).
+func (p *GRPCWorkerPlugin) GRPCServer(broker *plugin.GRPCBroker, s *grpc.Server) error {
+	if srv, ok := p.Impl.(*server); ok {
+		srv.setBroker(broker)
+	}
 	proto.RegisterWorkerServer(s, p.Impl)
 	return nil
 }

@@ -61,6 +61,11 @@ type Env interface {
 	// exit (a transient worker is not restarted), an error an abnormal one.
 	// Exit does not return.
 	Exit(err error)
+	// Children lets a hybrid worker start, stop and list child workers
+	// that the host runs and supervises (see Children). It is never nil;
+	// when the host offers no Host service its methods fail with
+	// ErrNoHostService.
+	Children() Children
 }
 
 // ErrInvalidConfig marks an error as a problem with the worker's config. A

@@ -116,8 +116,16 @@ type server struct {
 	logger  hclog.Logger
 
 	mu     sync.Mutex
+	broker *plugin.GRPCBroker // go-plugin's, for the host's Host service
+	host   *hostConn          // the worker's connection to it; nil if none
 	worker Worker
 	state  string // "", "starting", "running", "stopping", "stopped"
+}
+
+func (s *server) setBroker(b *plugin.GRPCBroker) {
+	s.mu.Lock()
+	s.broker = b
+	s.mu.Unlock()
 }
 
 func newServer(classes []Class, logger hclog.Logger) *server {
@@ -170,6 +178,7 @@ func (s *server) Start(ctx context.Context, req *proto.StartRequest) (*proto.Sta
 		return nil, status.Error(codes.FailedPrecondition, "this plugin process already runs a worker")
 	}
 	s.state = "starting"
+	broker := s.broker
 	s.mu.Unlock()
 
 	c, ok := s.byName[req.GetClass()]
@@ -186,11 +195,21 @@ func (s *server) Start(ctx context.Context, req *proto.StartRequest) (*proto.Sta
 		systemID: req.GetSystemId(),
 		hostName: req.GetHostName(),
 		logger:   s.logger.With("worker", req.GetWorkerName()),
+		children: noChildren{},
+	}
+	var host *hostConn
+	if id := req.GetHostBrokerId(); id != 0 {
+		host = dialHost(broker, id, env.logger)
+		env.children = hostChildren{h: host}
 	}
 	if err := w.Start(ctx, env); err != nil {
+		if host != nil {
+			host.close()
+		}
 		return nil, startError(err)
 	}
 	s.mu.Lock()
+	s.host = host
 	s.worker = w
 	s.state = "running"
 	s.mu.Unlock()
@@ -234,7 +253,11 @@ func (s *server) Stop(ctx context.Context, req *proto.StopRequest) (*proto.StopR
 	err := w.Stop(ctx)
 	s.mu.Lock()
 	s.state = "stopped"
+	host := s.host
 	s.mu.Unlock()
+	if host != nil {
+		host.close() // the worker may use it until its Stop returns
+	}
 	if err != nil {
 		return nil, status.Error(codes.Unknown, err.Error())
 	}
@@ -275,6 +298,7 @@ func (s *server) Status(ctx context.Context, _ *proto.StatusRequest) (*proto.Sta
 type processEnv struct {
 	name, class, systemID, hostName string
 	logger                          hclog.Logger
+	children                        Children
 }
 
 func (e *processEnv) WorkerName() string   { return e.name }
@@ -282,6 +306,7 @@ func (e *processEnv) ClassName() string    { return e.class }
 func (e *processEnv) SystemID() string     { return e.systemID }
 func (e *processEnv) HostName() string     { return e.hostName }
 func (e *processEnv) Logger() hclog.Logger { return e.logger }
+func (e *processEnv) Children() Children   { return e.children }
 
 func (e *processEnv) Exit(err error) {
 	if err != nil {

@@ -14,12 +14,13 @@ import (
 // testEnv is a minimal sdk.Env for running the class in-process.
 type testEnv struct{ logger hclog.Logger }
 
-func (e testEnv) WorkerName() string   { return "test" }
-func (e testEnv) ClassName() string    { return "hello" }
-func (e testEnv) SystemID() string     { return "test" }
-func (e testEnv) HostName() string     { return "localhost" }
-func (e testEnv) Logger() hclog.Logger { return e.logger }
-func (e testEnv) Exit(error)           { panic("Exit is not expected here") }
+func (e testEnv) WorkerName() string     { return "test" }
+func (e testEnv) ClassName() string      { return "hello" }
+func (e testEnv) SystemID() string       { return "test" }
+func (e testEnv) HostName() string       { return "localhost" }
+func (e testEnv) Logger() hclog.Logger   { return e.logger }
+func (e testEnv) Exit(error)             { panic("Exit is not expected here") }
+func (e testEnv) Children() sdk.Children { return sdk.NoChildren() }
 
 func TestHelloGreets(t *testing.T) {
 	w, err := Class.NewWorker([]byte(`{"name":"tests","interval":"10ms"}`))

@@ -292,7 +292,9 @@ type StartRequest struct {
 	ConfigJson []byte `protobuf:"bytes,3,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"`
 	SystemId   string `protobuf:"bytes,4,opt,name=system_id,json=systemId,proto3" json:"system_id,omitempty"`
 	// host_broker_id is the go-plugin GRPCBroker id on which the host serves
-	// its Host service; 0 when the host offers none.
+	// its Host service (host.proto); 0 when the host offers none. The plugin
+	// must dial it within 5 s of receiving Start: go-plugin's broker forgets
+	// the connection info after that.
 	HostBrokerId  uint32 `protobuf:"varint,5,opt,name=host_broker_id,json=hostBrokerId,proto3" json:"host_broker_id,omitempty"`
 	HostName      string `protobuf:"bytes,6,opt,name=host_name,json=hostName,proto3" json:"host_name,omitempty"`
 	unknownFields protoimpl.UnknownFields

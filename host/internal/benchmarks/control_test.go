@@ -227,7 +227,7 @@ func (p *startProbe) event(ev supervise.Event, at time.Time) {
 			}
 		case supervise.ChildStarted:
 			p.started = at
-			if p.inst, _ = e.Instance.(*pluginproc.Process); p.inst == nil {
+			if p.inst = daemon.ProcessOf(e.Instance); p.inst == nil {
 				p.err = fmt.Errorf("instance is %T, want *pluginproc.Process", e.Instance)
 			}
 			close(p.ready)

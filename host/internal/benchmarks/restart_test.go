@@ -222,7 +222,8 @@ func measureRestarts(t *testing.T, f *fixture, spacing string) *RestartResult {
 	}
 	started := func(s stamped) *pluginproc.Process {
 		t.Helper()
-		p, ok := s.ev.(supervise.ChildStarted).Instance.(*pluginproc.Process)
+		p := daemon.ProcessOf(s.ev.(supervise.ChildStarted).Instance)
+		ok := p != nil
 		if !ok {
 			t.Fatalf("instance is %T, want *pluginproc.Process", s.ev.(supervise.ChildStarted).Instance)
 		}

@@ -1,7 +1,8 @@
 // Package cli implements the dynworkers command line: serve, validate,
 // classes and version, and the client commands start, stop, restart,
-// status and send, which ask a running host over its HTTP API (default) or
-// over AMQP (-amqp). The main package is a thin wrapper around Main.
+// start-supervisor, stop-supervisor, status and send, which ask a running
+// host over its HTTP API (default) or over AMQP (-amqp). The main package
+// is a thin wrapper around Main.
 //
 // The client commands exit with 0 when every answer is ok, 1 when a host
 // answered with an error (printed to stderr with its code and details), 2
@@ -43,6 +44,8 @@ func commands() []command {
 		{"start", "start a worker on a running host: start NAME -class C [-set k=v ...]", runStart},
 		{"stop", "stop a worker on a running host: stop NAME", runStop},
 		{"restart", "restart a worker on a running host: restart NAME", runRestart},
+		{"start-supervisor", "start a supervisor on a running host: start-supervisor NAME [-parent PATH]", runStartSupervisor},
+		{"stop-supervisor", "stop a supervisor and its subtree on a running host: stop-supervisor PATH", runStopSupervisor},
 		{"status", "show a running host's workers: supervisor, state, pid, uptime, restarts", runStatus},
 		{"send", "send a raw control message (a file, or - for stdin) and print the replies", runSend},
 		{"version", "print the version", runVersion},
@@ -75,12 +78,13 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Commands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-16s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "The client commands (start, stop, restart, status, send, classes -remote) ask the host")
-	fmt.Fprintln(w, "at host.http_addr of -config (default "+DefaultConfig+"), or -http URL; with")
-	fmt.Fprintln(w, "-amqp URL and -host NAME, -all or -any they send a control message over AMQP instead.")
+	fmt.Fprintln(w, "The client commands (start, stop, restart, start-supervisor, stop-supervisor, status, send,")
+	fmt.Fprintln(w, "classes -remote) ask the host at host.http_addr of -config (default "+DefaultConfig+"),")
+	fmt.Fprintln(w, "or -http URL; with -amqp URL and -host NAME, -all or -any they send a control message over")
+	fmt.Fprintln(w, "AMQP instead.")
 	fmt.Fprintln(w, "Exit status: 0 ok, 1 the host answered an error, 2 usage error, 3 no host reached.")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run `dynworkers <command> -h` for a command's flags.")

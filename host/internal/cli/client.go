@@ -22,8 +22,8 @@ import (
 	"github.com/dynworkers/dynworkers/host/internal/control"
 )
 
-// Exit statuses of the client commands (start, stop, restart, status, send,
-// classes -remote).
+// Exit statuses of the client commands (start, stop, restart,
+// start-supervisor, stop-supervisor, status, send, classes -remote).
 const (
 	exitOK          = 0
 	exitHostError   = 1 // the host answered with an error

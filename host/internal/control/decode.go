@@ -11,7 +11,8 @@ import (
 
 // operations lists the operation names a request may carry, canonical names
 // first and then the aliases, for messages and suggestions.
-var operations = []string{OpStartWorker, OpStopWorker, OpRestartWorker, OpStatus, OpListClasses, OpReload, OpStartAlias}
+var operations = []string{OpStartWorker, OpStopWorker, OpRestartWorker, OpStatus, OpListClasses, OpReload,
+	OpStartSupervisor, OpStopSupervisor, OpStartAlias}
 
 // Decode parses a control message body. The body is either a Blinkenlights
 // envelope
@@ -28,10 +29,12 @@ var operations = []string{OpStartWorker, OpStopWorker, OpRestartWorker, OpStatus
 //
 // Errors have CodeMalformed when the body is not JSON, not an object, the
 // payload is not an object, or a member has the wrong JSON type (the
-// Detail's Attribute names it); CodeUnknownOperation when the operation is
-// missing or unknown. The alias "start_worker" is normalised to
-// "vumi_worker". On success the Request's operation is a known one, but
-// nothing else is validated yet: Dispatcher.Do does that.
+// Detail's Attribute names it): worker_config must be an object, replace a
+// boolean, intensity a number, period a string or a number, the others
+// strings; CodeUnknownOperation when the operation is missing or unknown.
+// The alias "start_worker" is normalised to "vumi_worker". On success the
+// Request's operation is a known one, but nothing else is validated yet:
+// Dispatcher.Do does that.
 //
 // Error messages never quote the body, which may hold secrets.
 func Decode(body []byte) (*Request, *Error) {
@@ -71,6 +74,8 @@ func decode(body []byte) (*Request, *Error) {
 	str("worker_name", &req.WorkerName)
 	str("worker_class", &req.WorkerClass)
 	str("supervisor", &req.Supervisor)
+	str("supervisor_name", &req.SupervisorName)
+	str("strategy", &req.Strategy)
 	if raw, ok := members["replace"]; ok && !isNull(raw) {
 		if err := json.Unmarshal(raw, &req.Replace); err != nil {
 			errs = append(errs, wrongType("replace", "true or false", raw))
@@ -81,6 +86,20 @@ func decode(body []byte) (*Request, *Error) {
 			errs = append(errs, wrongType("worker_config", "an object", raw))
 		} else {
 			req.WorkerConfig = raw
+		}
+	}
+	if raw, ok := members["intensity"]; ok && !isNull(raw) {
+		if kind(raw) != "a number" {
+			errs = append(errs, wrongType("intensity", "a whole number", raw))
+		} else {
+			req.Intensity = raw
+		}
+	}
+	if raw, ok := members["period"]; ok && !isNull(raw) {
+		if k := kind(raw); k != "a string" && k != "a number" {
+			errs = append(errs, wrongType("period", `a duration string such as "30s" or a number of seconds`, raw))
+		} else {
+			req.Period = raw
 		}
 	}
 	if len(errs) > 0 {
@@ -111,7 +130,8 @@ func normalizeOperation(op string) (string, *Error) {
 		}
 	case OpStartAlias:
 		return OpStartWorker, nil
-	case OpStartWorker, OpStopWorker, OpRestartWorker, OpStatus, OpListClasses, OpReload:
+	case OpStartWorker, OpStopWorker, OpRestartWorker, OpStatus, OpListClasses, OpReload,
+		OpStartSupervisor, OpStopSupervisor:
 		return op, nil
 	}
 	msg := fmt.Sprintf("unknown operation %s: use one of %s", quoteShort(op), opList())
@@ -191,7 +211,7 @@ func malformed(field, format string, args ...any) *Error {
 }
 
 func opList() string {
-	return `"vumi_worker" (alias "start_worker"), "stop_worker", "restart_worker", "status", "list_classes" or "reload"`
+	return `"vumi_worker" (alias "start_worker"), "stop_worker", "restart_worker", "status", "list_classes", "reload", "start_supervisor" or "stop_supervisor"`
 }
 
 // quoteShort quotes s for a message or a log, cut to a sane length: the

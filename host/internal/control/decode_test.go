@@ -56,6 +56,16 @@ func TestDecode(t *testing.T) {
 		{name: "restart", body: `{"operation": "restart_worker", "worker_name": "a"}`,
 			want: &Request{Operation: OpRestartWorker, WorkerName: "a"}},
 		{name: "reload", body: `{"operation": "reload"}`, want: &Request{Operation: OpReload}},
+		{name: "start_supervisor", body: `{"operation": "start_supervisor", "supervisor_name": "campaign-a", "supervisor": "root",
+			"strategy": "one_for_all", "intensity": 3, "period": "1m30s", "request_id": "r-2"}`,
+			want: &Request{Operation: OpStartSupervisor, SupervisorName: "campaign-a", Supervisor: "root", Strategy: "one_for_all",
+				Intensity: json.RawMessage(`3`), Period: json.RawMessage(`"1m30s"`), RequestID: "r-2"}},
+		{name: "start_supervisor period in seconds", body: `{"operation": "start_supervisor", "supervisor_name": "s", "period": 90}`,
+			want: &Request{Operation: OpStartSupervisor, SupervisorName: "s", Period: json.RawMessage(`90`)}},
+		{name: "start_supervisor nulls", body: `{"operation": "start_supervisor", "supervisor_name": "s", "strategy": null, "intensity": null, "period": null}`,
+			want: &Request{Operation: OpStartSupervisor, SupervisorName: "s"}},
+		{name: "stop_supervisor", body: `{"operation": "stop_supervisor", "supervisor": "root/campaign-a"}`,
+			want: &Request{Operation: OpStopSupervisor, Supervisor: "root/campaign-a"}},
 
 		{name: "not JSON", body: `{"operation": "status"`, code: CodeMalformed, msg: "not valid JSON"},
 		{name: "empty body", body: ``, code: CodeMalformed, msg: "not valid JSON"},
@@ -71,7 +81,13 @@ func TestDecode(t *testing.T) {
 		{name: "operation missing in envelope", body: envelope(`{}`), code: CodeUnknownOperation, field: "operation"},
 		{name: "operation unknown", body: `{"operation": "launch_missiles"}`, code: CodeUnknownOperation, field: "operation", msg: `"launch_missiles"`},
 		{name: "operation misspelt", body: `{"operation": "stop_wroker"}`, code: CodeUnknownOperation, msg: `did you mean "stop_worker"?`},
-		{name: "supervisor ops not yet", body: `{"operation": "start_supervisor"}`, code: CodeUnknownOperation},
+		{name: "operation misspelt supervisor", body: `{"operation": "stop_supervisr"}`, code: CodeUnknownOperation, msg: `did you mean "stop_supervisor"?`},
+		{name: "supervisor_name number", body: `{"operation": "start_supervisor", "supervisor_name": 7}`, code: CodeMalformed, field: "supervisor_name", msg: `"supervisor_name" must be a string, not a number`},
+		{name: "strategy array", body: `{"operation": "start_supervisor", "supervisor_name": "s", "strategy": ["one_for_all"]}`, code: CodeMalformed, field: "strategy"},
+		{name: "intensity string", body: `{"operation": "start_supervisor", "supervisor_name": "s", "intensity": "5"}`, code: CodeMalformed, field: "intensity", msg: `"intensity" must be a whole number, not a string`},
+		{name: "intensity bool", body: `{"operation": "start_supervisor", "supervisor_name": "s", "intensity": true}`, code: CodeMalformed, field: "intensity"},
+		{name: "period bool", body: `{"operation": "start_supervisor", "supervisor_name": "s", "period": false}`, code: CodeMalformed, field: "period", msg: `"period" must be a duration string such as "30s" or a number of seconds, not a boolean`},
+		{name: "period object", body: `{"operation": "start_supervisor", "supervisor_name": "s", "period": {"s": 30}}`, code: CodeMalformed, field: "period"},
 		{name: "operation number", body: `{"operation": 1}`, code: CodeMalformed, field: "operation", msg: `"operation" must be a string, not a number`},
 		{name: "worker_name object", body: `{"operation": "stop_worker", "worker_name": {"a": 1}}`, code: CodeMalformed, field: "worker_name", msg: "not an object"},
 		{name: "worker_class array", body: `{"operation": "vumi_worker", "worker_name": "a", "worker_class": ["c"]}`, code: CodeMalformed, field: "worker_class"},
@@ -94,6 +110,15 @@ func TestDecode(t *testing.T) {
 				gotCfg, wantCfg := got.WorkerConfig, tt.want.WorkerConfig
 				g, w := *got, *tt.want
 				g.WorkerConfig, w.WorkerConfig = nil, nil
+				for _, f := range []struct {
+					name      string
+					got, want *json.RawMessage
+				}{{"intensity", &g.Intensity, &w.Intensity}, {"period", &g.Period, &w.Period}} {
+					if !jsonEqual(t, *f.got, *f.want) {
+						t.Errorf("%s = %s, want %s", f.name, *f.got, *f.want)
+					}
+					*f.got, *f.want = nil, nil
+				}
 				if !reflect.DeepEqual(g, w) {
 					t.Errorf("Decode = %+v, want %+v", g, w)
 				}

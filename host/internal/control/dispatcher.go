@@ -88,8 +88,16 @@ func (d *Dispatcher) Handle(ctx context.Context, body []byte) Reply {
 // (CodeInvalidConfig naming the field), a worker_config that is a JSON
 // object, null or absent (CodeMalformed), and a supervisor path whose
 // segments are valid names; stop and restart need a valid worker_name;
-// status, list_classes and reload need nothing. The alias "start_worker" is
-// accepted; an unknown operation is CodeUnknownOperation.
+// start_supervisor needs a valid supervisor_name, and takes a parent
+// supervisor path, a strategy of config.Strategies, an intensity (a whole
+// number from 0 to 1000000) and a period (a duration string or a number of
+// seconds, greater than zero), each optional (CodeInvalidConfig for a bad
+// value, CodeMalformed for a wrong JSON type; an intensity of 0 reaches
+// the Host as -1, no automatic restart, as a SupervisorSpec's 0 means the
+// default); stop_supervisor needs a supervisor path, passed on as it is;
+// status, list_classes and reload need nothing. The
+// alias "start_worker" is accepted; an unknown operation is
+// CodeUnknownOperation.
 //
 // Host errors that are (or wrap) an *Error are returned as they are; any
 // other error, or a panic, becomes CodeInternal with a generic message and
@@ -176,6 +184,14 @@ func (d *Dispatcher) call(ctx context.Context, r *Request) (result any, err erro
 		return d.host.Classes(ctx)
 	case OpReload:
 		return d.host.Reload(ctx)
+	case OpStartSupervisor:
+		spec, err := supervisorSpec(r)
+		if err != nil {
+			return nil, err // validate checked it already
+		}
+		return d.host.StartSupervisor(ctx, spec)
+	case OpStopSupervisor:
+		return d.host.StopSupervisor(ctx, r.Supervisor)
 	}
 	// normalizeOperation let through an operation this switch lacks.
 	return nil, fmt.Errorf("operation %q has no handler", r.Operation)
@@ -218,6 +234,9 @@ func logArgs(r *Request) []any {
 	if r.WorkerClass != "" {
 		args = append(args, "class", short(r.WorkerClass))
 	}
+	if r.SupervisorName != "" {
+		args = append(args, "supervisor_name", short(r.SupervisorName))
+	}
 	if r.Supervisor != "" {
 		args = append(args, "supervisor", short(r.Supervisor))
 	}
@@ -258,6 +277,11 @@ func validate(r *Request) *Error {
 		return checkSupervisor(r.Supervisor)
 	case OpStopWorker, OpRestartWorker:
 		return checkName("worker_name", r.WorkerName)
+	case OpStartSupervisor:
+		_, err := supervisorSpec(r)
+		return err
+	case OpStopSupervisor:
+		return checkStopSupervisor(r.Supervisor)
 	}
 	return nil
 }
@@ -268,9 +292,10 @@ func invalid(field, format string, args ...any) *Error {
 	return e
 }
 
+// checkName checks a worker_name or a supervisor_name.
 func checkName(field, name string) *Error {
 	if name == "" {
-		return invalid(field, "%s is missing: name the worker", field)
+		return invalid(field, "%s is missing: name the %s", field, strings.TrimSuffix(field, "_name"))
 	}
 	if err := config.ValidateName(name); err != nil {
 		return invalid(field, "%s %s is not a valid name: %v", field, quoteShort(name), err)

@@ -17,11 +17,12 @@ import (
 // fakeHost records the calls it gets and answers with err (if set) or
 // canned results.
 type fakeHost struct {
-	mu    sync.Mutex
-	calls []string
-	specs []WorkerSpec
-	err   error
-	panic bool
+	mu       sync.Mutex
+	calls    []string
+	specs    []WorkerSpec
+	supSpecs []SupervisorSpec
+	err      error
+	panic    bool
 }
 
 var _ Host = (*fakeHost)(nil)
@@ -61,6 +62,23 @@ func (h *fakeHost) Classes(context.Context) (any, error) {
 
 func (h *fakeHost) Reload(context.Context) (any, error) {
 	return map[string]any{"reloaded": true}, h.record("reload")
+}
+
+func (h *fakeHost) StartSupervisor(_ context.Context, spec SupervisorSpec) (SupervisorResult, error) {
+	h.mu.Lock()
+	h.supSpecs = append(h.supSpecs, spec)
+	h.mu.Unlock()
+	if err := h.record("start_supervisor " + spec.Name); err != nil {
+		return SupervisorResult{}, err
+	}
+	return SupervisorResult{Supervisor: "root/" + spec.Name, Action: "started", State: "running"}, nil
+}
+
+func (h *fakeHost) StopSupervisor(_ context.Context, path string) (SupervisorResult, error) {
+	if err := h.record("stop_supervisor " + path); err != nil {
+		return SupervisorResult{}, err
+	}
+	return SupervisorResult{Supervisor: path, Action: "removed", State: "stopped", Removed: []string{"w1", path + "/sub"}}, nil
 }
 
 func (h *fakeHost) Calls() []string {
@@ -110,6 +128,10 @@ func TestDispatcherRoutes(t *testing.T) {
 		{`{"operation": "status"}`, "status", `{"workers":[]}`},
 		{`{"operation": "list_classes"}`, "classes", `{"classes":[]}`},
 		{`{"operation": "reload"}`, "reload", `{"reloaded":true}`},
+		{`{"operation": "start_supervisor", "supervisor_name": "campaign-a"}`, "start_supervisor campaign-a",
+			`{"supervisor":"root/campaign-a","action":"started","state":"running"}`},
+		{envelope(`{"operation": "stop_supervisor", "supervisor": "root/campaign-a"}`), "stop_supervisor root/campaign-a",
+			`{"supervisor":"root/campaign-a","action":"removed","state":"stopped","removed":["w1","root/campaign-a/sub"]}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.call, func(t *testing.T) {

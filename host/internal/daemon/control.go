@@ -133,6 +133,10 @@ func (d *Daemon) StartWorker(ctx context.Context, spec control.WorkerSpec) (cont
 	if cerr != nil {
 		return control.StartResult{}, cerr
 	}
+	if sn.source == SourceHybrid {
+		return control.StartResult{}, control.Errorf(control.CodeConflict,
+			"supervisor %q holds the children of hybrid worker %q, which manages them itself", sn.cfg.Path, sn.cfg.Name)
+	}
 	if st := sn.sup.Info().State; st != supervise.SupervisorRunning {
 		return control.StartResult{}, control.Errorf(control.CodeConflict,
 			"supervisor %q is %s; start it again first (start_supervisor, or restart_worker on one of its workers)", sn.cfg.Path, st)
@@ -216,8 +220,12 @@ func (d *Daemon) StopWorker(ctx context.Context, name string) error {
 	if !ok {
 		return control.Errorf(control.CodeNotFound, "no worker named %q", name)
 	}
-	if e.source == SourceHCL {
+	switch e.source {
+	case SourceHCL:
 		return e.sup.sup.StopChild(ctx, name)
+	case SourceHybrid:
+		return control.Errorf(control.CodeConflict,
+			"worker %q is a child of hybrid worker %q, which manages it; stop %q instead", name, e.sup.cfg.Name, e.sup.cfg.Name)
 	}
 	next := slices.DeleteFunc(slices.Clone(d.reg.dynamic), func(x state.Worker) bool { return x.Name == name })
 	if err := d.persist(next, d.reg.dynSups); err != nil {

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dynworkers/dynworkers/host/internal/pluginproc"
 	"github.com/dynworkers/dynworkers/host/internal/supervise"
 	"github.com/dynworkers/dynworkers/host/internal/testplugins"
 )
@@ -78,7 +77,7 @@ worker "steady-2" {
 		case supervise.ChildStarted:
 			if _, seen := reasons[e.Child]; seen {
 				if _, ok := restarted[e.Child]; !ok {
-					restarted[e.Child] = e.Instance.(*pluginproc.Process).Pid()
+					restarted[e.Child] = ProcessOf(e.Instance).Pid()
 				}
 			}
 		}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/dynworkers/dynworkers/host/internal/pluginproc"
 	"github.com/dynworkers/dynworkers/host/internal/supervise"
 )
 
@@ -75,7 +74,7 @@ func eventArgs(ev supervise.Event) []any {
 		args = append(args, "class", meta["class"])
 	}
 	if e, ok := ev.(supervise.ChildStarted); ok {
-		if p, ok := e.Instance.(*pluginproc.Process); ok {
+		if p := ProcessOf(e.Instance); p != nil {
 			args = append(args, "pid", p.Pid())
 		}
 	}

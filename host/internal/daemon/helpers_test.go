@@ -23,16 +23,17 @@ import (
 // machine running -race does not flake.
 const waitTimeout = 60 * time.Second
 
-var chaosBin, smppBin string
+var chaosBin, smppBin, poolBin string
 
 func TestMain(m *testing.M) {
-	dir, err := testplugins.BuildDir("chaos", "smpp")
+	dir, err := testplugins.BuildDir("chaos", "smpp", "plugins/pool")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	chaosBin = filepath.Join(dir, "chaos")
 	smppBin = filepath.Join(dir, "smpp")
+	poolBin = filepath.Join(dir, "pool")
 	code := m.Run()
 	testplugins.Cleanup()
 	os.Exit(code)
@@ -57,15 +58,19 @@ type harness struct {
 	changed chan struct{}    // closed and replaced when started changes
 }
 
-// linkPlugin puts the chaos binary into dir under name.
+// linkPlugin puts the chaos binary into dir under name (the smpp and pool
+// binaries for those names).
 func linkPlugin(t *testing.T, dir, name string) {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	src := chaosBin
-	if name == "smpp" {
+	switch name {
+	case "smpp":
 		src = smppBin
+	case "pool":
+		src = poolBin
 	}
 	if err := os.Link(src, filepath.Join(dir, name)); err != nil {
 		t.Fatal(err)
@@ -121,7 +126,7 @@ func startConfig(t *testing.T, dir, src string) *harness {
 		PluginWatchInterval: 50 * time.Millisecond,
 		EventHook: func(ev supervise.Event) {
 			if e, ok := ev.(supervise.ChildStarted); ok {
-				if p, ok := e.Instance.(*pluginproc.Process); ok {
+				if p := ProcessOf(e.Instance); p != nil {
 					h.mu.Lock()
 					h.pids[p.Pid()] = true
 					h.started[e.Child] = append(h.started[e.Child], p.Pid())
@@ -257,7 +262,7 @@ func (h *harness) processOf(worker string) *pluginproc.Process {
 	h.t.Helper()
 	for _, sn := range h.d.sups {
 		if cs, ok := sn.sup.Child(worker); ok {
-			if p, ok := cs.Instance.(*pluginproc.Process); ok {
+			if p := ProcessOf(cs.Instance); p != nil {
 				return p
 			}
 		}

@@ -21,6 +21,9 @@ type ReloadResult struct {
 	SupervisorsAdded        []string `json:"supervisors_added,omitempty"`
 	SupervisorsRemoved      []string `json:"supervisors_removed,omitempty"`
 	SupervisorsReconfigured []string `json:"supervisors_reconfigured,omitempty"`
+	// SupervisorsResumed lists supervisors from HCL that a stop_supervisor
+	// had stopped, started again.
+	SupervisorsResumed []string `json:"supervisors_resumed,omitempty"`
 
 	Added     []string `json:"added"`     // HCL workers new in the configuration, started
 	Removed   []string `json:"removed"`   // HCL workers gone from it, stopped
@@ -67,6 +70,7 @@ func (d *Daemon) Reload(ctx context.Context) (any, error) {
 	nodes := map[string]*supNode{}
 	var newSups []*supNode
 	var reconfigure []*supNode
+	var resumeSups []*supNode // stopped by stop_supervisor, parents first
 	for _, sn := range d.supNodes() {
 		nodes[sn.cfg.Path] = sn
 	}
@@ -79,6 +83,9 @@ func (d *Daemon) Reload(ctx context.Context) (any, error) {
 			}
 			if !sameSettings(sn, s) {
 				reconfigure = append(reconfigure, &supNode{cfg: s, sup: sn.sup, parent: sn.parent, source: SourceHCL})
+			}
+			if stoppedByRequest(sn) {
+				resumeSups = append(resumeSups, sn)
 			}
 			return
 		}
@@ -178,11 +185,24 @@ func (d *Daemon) Reload(ctx context.Context) (any, error) {
 		res.SupervisorsRemoved = append(res.SupervisorsRemoved, sn.cfg.Path)
 	}
 	for _, r := range reconfigure {
-		if err := r.sup.Reconfigure(ctx, supervise.Strategy(r.cfg.Strategy), r.cfg.Intensity, r.cfg.Period); err != nil {
+		if err := r.sup.Reconfigure(ctx, supervise.Strategy(r.cfg.Strategy), supIntensity(r.cfg.Intensity), r.cfg.Period); err != nil {
 			errs = append(errs, fmt.Errorf("reconfiguring supervisor %q: %w", r.cfg.Path, err))
 			continue
 		}
 		res.SupervisorsReconfigured = append(res.SupervisorsReconfigured, r.cfg.Path)
+	}
+	for _, sn := range resumeSups {
+		var err error
+		if sn.parent == nil {
+			err = sn.sup.Up(ctx)
+		} else {
+			err = sn.parent.sup.RestartChild(ctx, sn.cfg.Name)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("starting supervisor %q again: %w", sn.cfg.Path, err))
+			continue
+		}
+		res.SupervisorsResumed = append(res.SupervisorsResumed, sn.cfg.Path)
 	}
 	for _, sn := range newSups {
 		made, err := d.newSupervisor(sn.cfg, sn.parent, SourceHCL)
@@ -234,7 +254,7 @@ func (d *Daemon) Reload(ctx context.Context) (any, error) {
 		}
 		res.Added = append(res.Added, c.w.Name)
 	}
-	d.logger.Info("configuration reloaded", "supervisors_added", res.SupervisorsAdded,
+	d.logger.Info("configuration reloaded", "supervisors_added", res.SupervisorsAdded, "supervisors_resumed", res.SupervisorsResumed,
 		"supervisors_removed", res.SupervisorsRemoved, "supervisors_reconfigured", res.SupervisorsReconfigured,
 		"added", res.Added, "removed", res.Removed,
 		"restarted", res.Restarted, "resumed", res.Resumed, "unchanged", res.Unchanged, "ignored", res.Ignored)
@@ -261,17 +281,20 @@ func reloadError(diags hcl.Diagnostics) *control.Error {
 	return e
 }
 
+// stoppedByRequest reports whether sn was stopped by stop_supervisor: the
+// root is down but not failed, or another is stopped in its running parent.
+func stoppedByRequest(sn *supNode) bool {
+	if sn.parent == nil {
+		return sn.sup.Info().State == supervise.SupervisorStopped
+	}
+	cs, ok := sn.parent.sup.Child(sn.cfg.Name)
+	return ok && cs.State == supervise.StateStopped && sn.parent.sup.Info().State == supervise.SupervisorRunning
+}
+
 // sameSettings reports whether sn runs with the settings of s.
 func sameSettings(sn *supNode, s *config.Supervisor) bool {
 	info := sn.sup.Info()
-	intensity, period := s.Intensity, s.Period
-	if intensity == 0 {
-		intensity = supervise.DefaultIntensity
-	}
-	if period == 0 {
-		period = supervise.DefaultPeriod
-	}
-	return string(info.Strategy) == s.Strategy && info.Intensity == max(intensity, 0) && info.Period == period
+	return string(info.Strategy) == s.Strategy && info.Intensity == s.Intensity && info.Period == s.Period
 }
 
 func walkSupervisors(s *config.Supervisor, fn func(*config.Supervisor)) {

@@ -144,6 +144,12 @@ supervisor "root" {
 }
 `)
 	top, a1, b1, b21 := h.waitStarted("top"), h.waitStarted("a1"), h.waitStarted("b1"), h.waitStarted("b21")
+	// A supervisor from HCL stopped by request is started again by the
+	// reload, like a worker.
+	if _, err := h.d.StopSupervisor(context.Background(), "a"); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, a1, 5*time.Second)
 	h.rewrite(`
 supervisor "root" {
   worker "top" {
@@ -168,11 +174,12 @@ supervisor "root" {
 		t.Fatalf("Reload: %v", err)
 	}
 	res := out.(ReloadResult)
-	if fmt.Sprint(res.SupervisorsAdded, res.SupervisorsRemoved, res.SupervisorsReconfigured, res.Added, res.Removed, res.Unchanged) !=
-		"[root/c] [root/b/b2 root/b] [root/a] [c1] [b1 b21] 2" {
+	if fmt.Sprint(res.SupervisorsAdded, res.SupervisorsRemoved, res.SupervisorsReconfigured, res.SupervisorsResumed, res.Added, res.Removed, res.Unchanged) !=
+		"[root/c] [root/b/b2 root/b] [root/a] [root/a] [c1] [b1 b21] 2" {
 		t.Fatalf("result = %+v", res)
 	}
 	h.waitStarted("c1")
+	a1 = h.waitStarted("a1")
 	for _, p := range []int{b1, b21} {
 		waitGone(t, p, 5*time.Second)
 	}

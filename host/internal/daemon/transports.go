@@ -9,7 +9,6 @@ import (
 	"github.com/dynworkers/dynworkers/host/internal/broker"
 	"github.com/dynworkers/dynworkers/host/internal/control"
 	"github.com/dynworkers/dynworkers/host/internal/httpapi"
-	"github.com/dynworkers/dynworkers/host/internal/pluginproc"
 	"github.com/dynworkers/dynworkers/host/internal/supervise"
 )
 
@@ -142,7 +141,7 @@ func (d *Daemon) publishEvents() {
 			body["system_id"] = d.cfg.SystemID
 			body["host"] = d.cfg.Host.Name
 			if e, ok := ev.(supervise.ChildStarted); ok {
-				if p, ok := e.Instance.(*pluginproc.Process); ok {
+				if p := ProcessOf(e.Instance); p != nil {
 					body["pid"] = p.Pid()
 				}
 			}

@@ -76,11 +76,20 @@ func (d *Daemon) supervisorByPath(path string) (*supNode, bool) {
 	return nil, false
 }
 
+// supIntensity converts a configured intensity, where 0 means that no
+// restart is allowed, to supervise's, where 0 means the default.
+func supIntensity(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
 func (d *Daemon) newSupervisor(s *config.Supervisor, parent *supNode, source string) (*supNode, error) {
 	sup, err := supervise.New(supervise.Spec{
 		Name:      s.Path,
 		Strategy:  supervise.Strategy(s.Strategy),
-		Intensity: s.Intensity,
+		Intensity: supIntensity(s.Intensity),
 		Period:    s.Period,
 		EventHook: d.onEvent,
 	})
@@ -221,21 +230,17 @@ func (d *Daemon) StartSupervisor(ctx context.Context, spec control.SupervisorSpe
 	if !ok {
 		return control.SupervisorResult{}, control.Errorf(control.CodeNotFound, "parent supervisor %q not found", spec.Parent)
 	}
+	if parent.source == SourceHybrid {
+		return control.SupervisorResult{}, control.Errorf(control.CodeConflict,
+			"supervisor %q holds the children of hybrid worker %q, which manages them itself", parent.cfg.Path, parent.cfg.Name)
+	}
 	cfg, cerr := supervisorConfig(spec, parent)
 	if cerr != nil {
 		return control.SupervisorResult{}, cerr
 	}
 	if old, ok := d.supervisorByPath(cfg.Path); ok {
 		info := old.sup.Info()
-		intensity, period := cfg.Intensity, cfg.Period
-		if intensity == 0 {
-			intensity = supervise.DefaultIntensity
-		}
-		if period == 0 {
-			period = supervise.DefaultPeriod
-		}
-		if old.parent != parent || info.Strategy != supervise.Strategy(cfg.Strategy) ||
-			info.Intensity != max(intensity, 0) || info.Period != period {
+		if old.parent != parent || !sameSettings(old, cfg) {
 			return control.SupervisorResult{}, control.Errorf(control.CodeConflict,
 				"supervisor %q exists with different settings (strategy %s, intensity %d, period %v)",
 				old.cfg.Path, info.Strategy, info.Intensity, info.Period)
@@ -288,8 +293,20 @@ func supervisorConfig(spec control.SupervisorSpec, parent *supNode) (*config.Sup
 	if spec.Period < 0 {
 		return nil, &control.Error{Code: control.CodeInvalidConfig, Message: fmt.Sprintf("period: must be positive, not %v", spec.Period)}
 	}
+	// As in HCL, the config holds explicit values: intensity 0 allows no
+	// restart.
+	intensity, period := spec.Intensity, spec.Period
+	switch {
+	case intensity == 0:
+		intensity = config.DefaultIntensity
+	case intensity < 0:
+		intensity = 0
+	}
+	if period == 0 {
+		period = config.DefaultPeriod
+	}
 	return &config.Supervisor{Name: spec.Name, Path: parent.cfg.Path + "/" + spec.Name, Strategy: string(st),
-		Intensity: spec.Intensity, Period: spec.Period}, nil
+		Intensity: intensity, Period: period}, nil
 }
 
 // addSupervisor makes a supervisor started at run time and adds it to its
@@ -343,6 +360,10 @@ func (d *Daemon) StopSupervisor(ctx context.Context, path string) (control.Super
 	sn, ok := d.supervisorByPath(path)
 	if !ok || path == "" {
 		return control.SupervisorResult{}, control.Errorf(control.CodeNotFound, "supervisor %q not found", path)
+	}
+	if sn.source == SourceHybrid {
+		return control.SupervisorResult{}, control.Errorf(control.CodeConflict,
+			"supervisor %q holds the children of hybrid worker %q; stop the worker instead", sn.cfg.Path, sn.cfg.Name)
 	}
 	if sn.source == SourceHCL {
 		var err error
@@ -412,7 +433,11 @@ func (d *Daemon) restoreSupervisors(ctx context.Context) {
 			continue
 		}
 		period, _ := time.ParseDuration(rec.Period) // checked by the state store
-		cfg, cerr := supervisorConfig(control.SupervisorSpec{Name: rec.Name, Strategy: rec.Strategy, Intensity: rec.Intensity, Period: period}, parent)
+		intensity := rec.Intensity                  // explicit: 0 allows no restart
+		if intensity == 0 {
+			intensity = -1
+		}
+		cfg, cerr := supervisorConfig(control.SupervisorSpec{Name: rec.Name, Strategy: rec.Strategy, Intensity: intensity, Period: period}, parent)
 		if cerr != nil {
 			d.logger.Error("not restoring supervisor; it stays in the state file", "supervisor", rec.Name, "error", cerr.Message)
 			continue

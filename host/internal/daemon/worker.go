@@ -24,6 +24,7 @@ type pluginService struct {
 	hostName string
 	logger   hclog.Logger
 	spares   *pluginproc.Spares
+	d        *Daemon
 }
 
 var _ supervise.Service = (*pluginService)(nil)
@@ -37,7 +38,11 @@ func (s *pluginService) Start(ctx context.Context) (supervise.Instance, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: encoding config: %w", supervise.ErrPermanent, err)
 	}
-	p, err := pluginproc.Start(ctx, pluginproc.Options{
+	var children *childHost
+	if e, ok := s.d.reg.get(s.w.Name); ok {
+		children = newChildHost(s.d, s.w, e.sup)
+	}
+	opts := pluginproc.Options{
 		Path:           class.Binary.Path,
 		Checksum:       class.Binary.SHA256,
 		WorkerName:     s.w.Name,
@@ -50,14 +55,25 @@ func (s *pluginService) Start(ctx context.Context) (supervise.Instance, error) {
 		HealthTimeout:  s.w.HealthTimeout,
 		Logger:         s.logger,
 		Spares:         s.spares,
-	})
+	}
+	if children != nil {
+		opts.ChildHost = children
+	}
+	p, err := pluginproc.Start(ctx, opts)
 	if err != nil {
+		if children != nil {
+			children.close() // children started during a failed Start
+		}
 		if pluginproc.IsPermanent(err) {
 			return nil, fmt.Errorf("%w: %w", supervise.ErrPermanent, err)
 		}
 		return nil, err
 	}
-	return p, nil
+	if children == nil {
+		return p, nil
+	}
+	children.started(p)
+	return newWorkerInstance(p, children), nil
 }
 
 func (d *Daemon) childSpec(w *config.Worker) supervise.ChildSpec {
@@ -74,6 +90,7 @@ func (d *Daemon) childSpec(w *config.Worker) supervise.ChildSpec {
 			hostName: d.cfg.Host.Name,
 			logger:   d.logger.Named("worker"),
 			spares:   d.spares,
+			d:        d,
 		},
 		Restart:         rt,
 		StartTimeout:    w.StartTimeout,
@@ -112,7 +129,7 @@ func workerStatus(sup string, cs supervise.ChildStatus) WorkerStatus {
 		Restarts:   cs.Restarts,
 		LastExitAt: cs.LastExitAt,
 	}
-	if p, ok := cs.Instance.(*pluginproc.Process); ok {
+	if p := ProcessOf(cs.Instance); p != nil {
 		ws.Pid = p.Pid()
 	}
 	if cs.LastExit != nil {

@@ -10,6 +10,8 @@
 //	POST   /v1/workers                 operation vumi_worker (start)
 //	DELETE /v1/workers/{name}          operation stop_worker
 //	POST   /v1/workers/{name}/restart  operation restart_worker
+//	POST   /v1/supervisors             operation start_supervisor
+//	DELETE /v1/supervisors/{path...}   operation stop_supervisor
 //	GET    /healthz                    {"ok":true}: the host process answers
 //
 // POST /v1/control takes a Blinkenlights envelope or its bare payload and
@@ -21,9 +23,18 @@
 //	{"name": "w1", "class": "hello", "config": {"greeting": "hi"},
 //	 "supervisor": "root", "replace": false, "request_id": "..."}
 //
-// where only name and class are required. Unknown members are rejected
-// (code malformed), so that a typo such as "confg" is not silently a start
-// with the default config.
+// where only name and class are required. POST /v1/supervisors takes the
+// members of a start_supervisor payload but the operation:
+//
+//	{"supervisor_name": "campaign-a", "supervisor": "root",
+//	 "strategy": "one_for_all", "intensity": 5, "period": "30s",
+//	 "request_id": "..."}
+//
+// where only supervisor_name is required (period may also be a number of
+// seconds). DELETE /v1/supervisors/{path...} takes the supervisor's path
+// or name, slashes included: /v1/supervisors/root/campaign-a. In both
+// bodies unknown members are rejected (code malformed), so that a typo
+// such as "confg" is not silently a start with the default config.
 //
 // Every answer, errors included, is a control.Reply in JSON:
 // {"ok": true, "result": ...} or {"ok": false, "error": {"code", "message",

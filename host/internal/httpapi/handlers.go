@@ -34,6 +34,8 @@ func (s *Server) routes() http.Handler {
 	route(http.MethodPost, "/v1/workers", s.handleStart)
 	route(http.MethodDelete, "/v1/workers/{name}", s.handleWorkerOp(control.OpStopWorker))
 	route(http.MethodPost, "/v1/workers/{name}/restart", s.handleWorkerOp(control.OpRestartWorker))
+	route(http.MethodPost, "/v1/supervisors", s.handleStartSupervisor)
+	route(http.MethodDelete, "/v1/supervisors/{path...}", s.handleStopSupervisor)
 	route(http.MethodGet, healthzPath, func(w http.ResponseWriter, r *http.Request) {
 		s.writeReply(w, control.Reply{OK: true})
 	})
@@ -109,8 +111,8 @@ func (s *Server) handleStart(w http.ResponseWriter, r *http.Request) {
 		s.writeReplyStatus(w, fail(cerr), status)
 		return
 	}
-	sb, cerr := decodeStart(body)
-	if cerr != nil {
+	var sb startBody
+	if cerr := decodeStrict(body, &sb, "a start", startFields); cerr != nil {
 		s.writeReply(w, fail(cerr))
 		return
 	}
@@ -125,15 +127,71 @@ func (s *Server) handleStart(w http.ResponseWriter, r *http.Request) {
 	}))
 }
 
-// decodeStart decodes a start body strictly. Messages never quote a value:
-// the config may hold secrets.
-func decodeStart(body []byte) (*startBody, *control.Error) {
+// supervisorBody is the body of POST /v1/supervisors: the members of a
+// start_supervisor payload but the operation.
+type supervisorBody struct {
+	SupervisorName string          `json:"supervisor_name"`
+	Supervisor     string          `json:"supervisor"`
+	Strategy       string          `json:"strategy"`
+	Intensity      json.RawMessage `json:"intensity"`
+	Period         json.RawMessage `json:"period"`
+	RequestID      string          `json:"request_id"`
+}
+
+// supervisorFields lists supervisorBody's members for error messages.
+const supervisorFields = `"supervisor_name", "supervisor", "strategy", "intensity", "period" and "request_id"`
+
+// handleStartSupervisor answers POST /v1/supervisors. The intensity and
+// period are handed on as JSON: the Dispatcher checks their types and
+// values, as for a control message.
+func (s *Server) handleStartSupervisor(w http.ResponseWriter, r *http.Request) {
+	body, status, cerr := readBody(w, r)
+	if cerr != nil {
+		s.writeReplyStatus(w, fail(cerr), status)
+		return
+	}
+	var sb supervisorBody
+	if cerr := decodeStrict(body, &sb, "start_supervisor", supervisorFields); cerr != nil {
+		s.writeReply(w, fail(cerr))
+		return
+	}
+	s.writeReply(w, s.do(r, &control.Request{
+		Operation:      control.OpStartSupervisor,
+		SupervisorName: sb.SupervisorName,
+		Supervisor:     sb.Supervisor,
+		Strategy:       sb.Strategy,
+		Intensity:      nonNull(sb.Intensity),
+		Period:         nonNull(sb.Period),
+		RequestID:      sb.RequestID,
+	}))
+}
+
+// handleStopSupervisor answers DELETE /v1/supervisors/{path...}: the rest
+// of the path, slashes included, is the supervisor's path or name.
+func (s *Server) handleStopSupervisor(w http.ResponseWriter, r *http.Request) {
+	s.writeReply(w, s.do(r, &control.Request{Operation: control.OpStopSupervisor, Supervisor: r.PathValue("path")}))
+}
+
+// nonNull returns raw, or nil for a JSON null: absent and null mean the
+// same.
+func nonNull(raw json.RawMessage) json.RawMessage {
+	if t := bytes.TrimSpace(raw); len(t) == 0 || string(t) == "null" {
+		return nil
+	}
+	return raw
+}
+
+// decodeStrict decodes a JSON object body into dst, a pointer to a struct,
+// rejecting unknown members; what names the request in messages ("a
+// start") and fields lists dst's members. Messages never quote a value: a
+// config may hold secrets.
+func decodeStrict(body []byte, dst any, what, fields string) *control.Error {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 {
-		return nil, malformed("", "the body is empty: send a JSON object with "+startFields)
+		return malformed("", "the body is empty: send a JSON object with "+fields)
 	}
 	if trimmed[0] != '{' {
-		return nil, malformed("", "the body must be a JSON object with "+startFields)
+		return malformed("", "the body must be a JSON object with "+fields)
 	}
 	if !json.Valid(trimmed) {
 		msg := "the body is not valid JSON"
@@ -143,27 +201,26 @@ func decodeStart(body []byte) (*startBody, *control.Error) {
 			// A SyntaxError quotes at most one character of the body.
 			msg = fmt.Sprintf("%s: %v (at byte %d)", msg, se, se.Offset)
 		}
-		return nil, malformed("", msg)
+		return malformed("", msg)
 	}
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	dec.DisallowUnknownFields()
-	var sb startBody
-	if err := dec.Decode(&sb); err != nil {
+	if err := dec.Decode(dst); err != nil {
 		var te *json.UnmarshalTypeError
 		switch {
 		case errors.As(err, &te):
-			return nil, malformed(te.Field, fmt.Sprintf("%q must be %s, not a JSON %s", te.Field, jsonKind(te.Type.Kind().String()), te.Value))
+			return malformed(te.Field, fmt.Sprintf("%q must be %s, not a JSON %s", te.Field, jsonKind(te.Type.Kind().String()), te.Value))
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
 			field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-			msg := fmt.Sprintf("unknown member %q: a start takes %s", field, startFields)
+			msg := fmt.Sprintf("unknown member %q: %s takes %s", field, what, fields)
 			if strings.HasPrefix(field, "worker_") || field == "operation" {
 				msg += " (a control message goes to POST /v1/control)"
 			}
-			return nil, malformed(field, msg)
+			return malformed(field, msg)
 		}
-		return nil, malformed("", "the body is not a valid JSON object")
+		return malformed("", "the body is not a valid JSON object")
 	}
-	return &sb, nil
+	return nil
 }
 
 // jsonKind names the JSON type a Go kind decodes from.

@@ -82,6 +82,27 @@ func TestRoutesMapToRequests(t *testing.T) {
 			`{"operation":"vumi_worker","worker_name":"w2","worker_class":"c","worker_config":{"a":"1"},"request_id":"x"}`,
 			control.Request{Operation: control.OpStartWorker, WorkerName: "w2", WorkerClass: "c",
 				WorkerConfig: json.RawMessage(`{"a":"1"}`), RequestID: "x"}},
+		{"start supervisor", "POST", "/v1/supervisors",
+			`{"supervisor_name":"campaign-a","supervisor":"root","strategy":"one_for_all","intensity":3,"period":"1m30s","request_id":"r2"}`,
+			control.Request{Operation: control.OpStartSupervisor, SupervisorName: "campaign-a", Supervisor: "root",
+				Strategy: "one_for_all", Intensity: json.RawMessage(`3`), Period: json.RawMessage(`"1m30s"`), RequestID: "r2"}},
+		{"start supervisor minimal", "POST", "/v1/supervisors", `{"supervisor_name":"campaign-a"}`,
+			control.Request{Operation: control.OpStartSupervisor, SupervisorName: "campaign-a"}},
+		{"start supervisor period in seconds", "POST", "/v1/supervisors", `{"supervisor_name":"b","period":90}`,
+			control.Request{Operation: control.OpStartSupervisor, SupervisorName: "b", Period: json.RawMessage(`90`)}},
+		{"start supervisor nulls", "POST", "/v1/supervisors", `{"supervisor_name":"b","supervisor":null,"strategy":null,"intensity":null,"period":null}`,
+			control.Request{Operation: control.OpStartSupervisor, SupervisorName: "b"}},
+		{"stop supervisor by name", "DELETE", "/v1/supervisors/campaign-a", "",
+			control.Request{Operation: control.OpStopSupervisor, Supervisor: "campaign-a"}},
+		{"stop supervisor by path", "DELETE", "/v1/supervisors/root/campaign-a", "",
+			control.Request{Operation: control.OpStopSupervisor, Supervisor: "root/campaign-a"}},
+		{"stop supervisor escaped", "DELETE", "/v1/supervisors/root/SMPP%20campaigns%2Fa", "",
+			control.Request{Operation: control.OpStopSupervisor, Supervisor: "root/SMPP campaigns/a"}},
+		{"stop supervisor empty", "DELETE", "/v1/supervisors/", "",
+			control.Request{Operation: control.OpStopSupervisor}},
+		{"control start supervisor", "POST", "/v1/control",
+			`{"operation":"start_supervisor","supervisor_name":"c","intensity":0}`,
+			control.Request{Operation: control.OpStartSupervisor, SupervisorName: "c", Intensity: json.RawMessage(`0`)}},
 		{"control envelope", "POST", "/v1/control",
 			`{"message_version":"20110707","message_type":"control","source_name":"t","source_id":"t","timestamp":[2024,1,2,3,4,5],"payload":{"operation":"stop_worker","worker_name":"w3"}}`,
 			control.Request{Operation: control.OpStopWorker, WorkerName: "w3"}},
@@ -148,6 +169,8 @@ func TestAuthentication(t *testing.T) {
 		{"POST", "/v1/workers", `{"name":"w","class":"c"}`},
 		{"DELETE", "/v1/workers/w", ""},
 		{"POST", "/v1/workers/w/restart", ""},
+		{"POST", "/v1/supervisors", `{"supervisor_name":"s"}`},
+		{"DELETE", "/v1/supervisors/root/s", ""},
 		{"GET", "/nowhere", ""},
 	}
 	for _, r := range routes {
@@ -168,14 +191,14 @@ func TestAuthentication(t *testing.T) {
 	if n := len(d.requests()); n != 0 {
 		t.Fatalf("the Doer got %d unauthenticated requests", n)
 	}
-	for _, r := range routes[:6] {
+	for _, r := range routes[:len(routes)-1] {
 		w, _ := serve(t, s, r.method, r.path, r.body, "Authorization", "bearer  "+token)
 		if w.Code != 200 {
 			t.Errorf("%s %s with the token: %d %s", r.method, r.path, w.Code, w.Body)
 		}
 	}
-	if n := len(d.requests()); n != 6 {
-		t.Errorf("the Doer got %d requests, want 6", n)
+	if n := len(d.requests()); n != len(routes)-1 {
+		t.Errorf("the Doer got %d requests, want %d", n, len(routes)-1)
 	}
 	w, rep := serve(t, s, "GET", "/healthz", "")
 	if w.Code != 200 || !rep.OK {
@@ -198,7 +221,7 @@ func TestBodyLimit(t *testing.T) {
 	d := &fakeDoer{}
 	s := New(Options{Doer: d})
 	pad := strings.Repeat(" ", MaxBodyBytes)
-	for _, path := range []string{"/v1/control", "/v1/workers"} {
+	for _, path := range []string{"/v1/control", "/v1/workers", "/v1/supervisors"} {
 		w, rep := serve(t, s, "POST", path, `{"operation":"status"}`+pad)
 		if w.Code != http.StatusRequestEntityTooLarge || rep.Error == nil || rep.Error.Code != control.CodeMalformed ||
 			!strings.Contains(rep.Error.Message, "larger than") {
@@ -234,6 +257,15 @@ func TestMalformedBodies(t *testing.T) {
 		{"start unknown member", "/v1/workers", `{"name":"w","class":"c","confg":{}}`, control.CodeMalformed, 400, "confg", `unknown member "confg"`},
 		{"start control shape", "/v1/workers", `{"worker_name":"w"}`, control.CodeMalformed, 400, "worker_name", "POST /v1/control"},
 		{"start two values", "/v1/workers", `{"name":"w","class":"c"} {}`, control.CodeMalformed, 400, "", "after top-level value"},
+		{"supervisor empty", "/v1/supervisors", ``, control.CodeMalformed, 400, "", `send a JSON object with "supervisor_name"`},
+		{"supervisor not JSON", "/v1/supervisors", `{"supervisor_name":`, control.CodeMalformed, 400, "", "not valid JSON"},
+		{"supervisor array", "/v1/supervisors", `["s"]`, control.CodeMalformed, 400, "", "JSON object"},
+		{"supervisor name type", "/v1/supervisors", `{"supervisor_name":1}`, control.CodeMalformed, 400, "supervisor_name", `"supervisor_name" must be a string`},
+		{"supervisor strategy type", "/v1/supervisors", `{"supervisor_name":"s","strategy":true}`, control.CodeMalformed, 400, "strategy", `"strategy" must be a string`},
+		{"supervisor unknown member", "/v1/supervisors", `{"supervisor_name":"s","intensty":3}`, control.CodeMalformed, 400, "intensty",
+			`unknown member "intensty": start_supervisor takes "supervisor_name", "supervisor", "strategy", "intensity", "period" and "request_id"`},
+		{"supervisor worker shape", "/v1/supervisors", `{"name":"s"}`, control.CodeMalformed, 400, "name", `unknown member "name"`},
+		{"supervisor control shape", "/v1/supervisors", `{"operation":"start_supervisor","supervisor_name":"s"}`, control.CodeMalformed, 400, "operation", "POST /v1/control"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -264,6 +296,10 @@ func TestMethodNotAllowedAndUnknownPaths(t *testing.T) {
 		{"PUT", "/v1/workers/w", "DELETE"},
 		{"GET", "/v1/workers/w/restart", "POST"},
 		{"POST", "/healthz", "GET"},
+		{"GET", "/v1/supervisors", "POST"},
+		{"DELETE", "/v1/supervisors", "POST"},
+		{"GET", "/v1/supervisors/root/a", "DELETE"},
+		{"POST", "/v1/supervisors/a", "DELETE"},
 	}
 	d := &fakeDoer{}
 	s := New(Options{Doer: d})
@@ -311,6 +347,20 @@ func (fakeHost) StopWorker(_ context.Context, name string) error {
 	return control.Errorf(control.CodeNotFound, "no worker %q", name)
 }
 
+func (fakeHost) StartSupervisor(_ context.Context, spec control.SupervisorSpec) (control.SupervisorResult, error) {
+	if spec.Name == "taken" {
+		return control.SupervisorResult{}, control.Errorf(control.CodeConflict, "supervisor %q exists with different settings", "root/taken")
+	}
+	return control.SupervisorResult{Supervisor: "root/" + spec.Name, Action: "started", State: "running"}, nil
+}
+
+func (fakeHost) StopSupervisor(_ context.Context, path string) (control.SupervisorResult, error) {
+	if path != "root/campaign-a" {
+		return control.SupervisorResult{}, control.Errorf(control.CodeNotFound, "supervisor %q not found", path)
+	}
+	return control.SupervisorResult{Supervisor: path, Action: "removed", State: "stopped", Removed: []string{"a1", path}}, nil
+}
+
 func TestThroughTheDispatcher(t *testing.T) {
 	s := New(Options{Doer: control.NewDispatcher(fakeHost{}, nil)})
 	w, rep := serve(t, s, "POST", "/v1/control", `{"payload":{"operation":"stop_worker","worker_name":"w","request_id":"r1"}}`)
@@ -343,5 +393,39 @@ func TestRequestsAreLoggedWithoutBodies(t *testing.T) {
 		if strings.Contains(out, secret) {
 			t.Errorf("log holds %q:\n%s", secret, out)
 		}
+	}
+}
+
+func TestSupervisorsThroughTheDispatcher(t *testing.T) {
+	s := New(Options{Doer: control.NewDispatcher(fakeHost{}, nil)})
+	tests := []struct {
+		name, method, path, body string
+		status                   int
+		want                     string // the answer, or part of it
+	}{
+		{"start", "POST", "/v1/supervisors", `{"supervisor_name":"campaign-a","strategy":"one_for_all","intensity":3,"period":30,"request_id":"r1"}`,
+			200, `{"ok":true,"result":{"supervisor":"root/campaign-a","action":"started","state":"running"},"request_id":"r1"}`},
+		{"conflict", "POST", "/v1/supervisors", `{"supervisor_name":"taken"}`, 409, `"code":"conflict"`},
+		{"no name", "POST", "/v1/supervisors", `{"strategy":"one_for_one","request_id":"r2"}`, 422,
+			`"code":"invalid_config","message":"supervisor_name is missing: name the supervisor","details":[{"attribute":"supervisor_name"`},
+		{"bad strategy", "POST", "/v1/supervisors", `{"supervisor_name":"s","strategy":"all"}`, 422, `"attribute":"strategy"`},
+		{"intensity string", "POST", "/v1/supervisors", `{"supervisor_name":"s","intensity":"5"}`, 400,
+			`"code":"malformed","message":"\"intensity\" must be a whole number, not a string"`},
+		{"intensity fraction", "POST", "/v1/supervisors", `{"supervisor_name":"s","intensity":1.5}`, 422, `"attribute":"intensity"`},
+		{"period bool", "POST", "/v1/supervisors", `{"supervisor_name":"s","period":true}`, 400, `"attribute":"period"`},
+		{"period zero", "POST", "/v1/supervisors", `{"supervisor_name":"s","period":"0s"}`, 422, `period must be greater than zero`},
+		{"stop", "DELETE", "/v1/supervisors/root/campaign-a", "", 200,
+			`{"ok":true,"result":{"supervisor":"root/campaign-a","action":"removed","state":"stopped","removed":["a1","root/campaign-a"]}}`},
+		{"stop unknown", "DELETE", "/v1/supervisors/ghost", "", 404, `supervisor \"ghost\" not found`},
+		{"stop nothing", "DELETE", "/v1/supervisors/", "", 422, `"attribute":"supervisor"`},
+		{"stop traversal", "DELETE", "/v1/supervisors/root/%2E%2E/x", "", 422, `not a supervisor path`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w, _ := serve(t, s, tt.method, tt.path, tt.body)
+			if w.Code != tt.status || !strings.Contains(w.Body.String(), tt.want) {
+				t.Errorf("got %d %s\nwant %d with %s", w.Code, w.Body, tt.status, tt.want)
+			}
+		})
 	}
 }

@@ -22,6 +22,14 @@
 // Every call into the plugin carries a deadline, so a plugin that blocks can
 // never block the host beyond it.
 //
+// The host serves the Host service (sdk/proto/host.proto) to every worker
+// it starts, on a connection brokered by go-plugin's GRPCBroker whose id it
+// passes in the Start RPC. The calls of a hybrid worker (StartChild,
+// StopChild, ListChildren) go to Options.ChildHost; each is bounded by
+// Options.HostCallTimeout, and those under way when the process ends are
+// cancelled. The service is set up by Start, not at launch, so that warm
+// spares get it too (see serveHost).
+//
 // Processes are launched in a process group of their own with Pdeathsig set,
 // so they die with the host; the SDK's watchdog (sdk.EnvParentPID) covers the
 // rest. On Linux the exit of a plugin is noticed through a pidfd watched by

@@ -170,6 +170,9 @@ func launch(ctx context.Context, lc launchConfig) (*Process, error) {
 // dispensed is what the plugins wrapped by withDoneContext dispense.
 type dispensed struct {
 	client any
+	// broker is go-plugin's broker of the process's connection, on which
+	// the host serves its Host service.
+	broker *plugin.GRPCBroker
 	// done is go-plugin's context for the process: cancelled once the
 	// process has exited and cmd.Wait has returned.
 	done context.Context
@@ -190,7 +193,7 @@ func (d doneCapture) GRPCClient(ctx context.Context, b *plugin.GRPCBroker, c *gr
 	if err != nil {
 		return nil, err
 	}
-	return &dispensed{client: raw, done: ctx}, nil
+	return &dispensed{client: raw, broker: b, done: ctx}, nil
 }
 
 func withDoneContext(sets map[int]plugin.PluginSet) map[int]plugin.PluginSet {
@@ -226,6 +229,7 @@ func (p *Process) dispense() (*dispensed, error) {
 		return nil, fmt.Errorf("dispensed %T, want a proto.WorkerClient", d.client)
 	}
 	p.worker = w
+	p.broker = d.broker
 	return d, nil
 }
 
@@ -249,6 +253,8 @@ func (p *Process) watchExit(goPluginDone context.Context) {
 		}
 	}
 	<-goPluginDone.Done()
+	// End the Host service's calls under way: their worker is gone.
+	p.stopHost()
 	// Release go-plugin's connection and goroutines; with the process gone
 	// this returns at once.
 	p.killMu.Lock()

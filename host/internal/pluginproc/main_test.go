@@ -34,7 +34,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	os.Setenv("TMPDIR", tmp)
-	dir, err := testplugins.BuildDir("chaos", "other")
+	dir, err := testplugins.BuildDir("chaos", "other", "hybrid")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -44,6 +44,12 @@ func TestMain(m *testing.M) {
 	testplugins.Cleanup()
 	if left, _ := filepath.Glob(filepath.Join(tmp, "dynworkers-plugin-*")); len(left) > 0 {
 		fmt.Fprintf(os.Stderr, "FAIL: %d plugin socket directories left behind: %v\n", len(left), left)
+		code = 1
+	}
+	// The host side's sockets (the Host service, go-plugin's broker)
+	// are created directly in $TMPDIR.
+	if left, _ := filepath.Glob(filepath.Join(tmp, "plugin*")); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "FAIL: %d host socket files left behind: %v\n", len(left), left)
 		code = 1
 	}
 	os.RemoveAll(tmp)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -60,6 +61,14 @@ type Options struct {
 	// top of the host's.
 	Env []string
 
+	// ChildHost answers the worker's calls to start, stop and list child
+	// workers (the Host service of a hybrid worker); nil refuses them. It
+	// may be called before Start returns. See ChildHost.
+	ChildHost ChildHost
+	// HostCallTimeout bounds each call of the worker to the Host service;
+	// zero means DefaultHostCallTimeout.
+	HostCallTimeout time.Duration
+
 	// Spares, if set, is the pool of warm spares Start takes the process
 	// from when it holds one for this Path, Checksum and the Logger's level
 	// (see Spares). Nil launches a process for every Start. Not used when
@@ -83,6 +92,9 @@ func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
 	}
+	if o.HostCallTimeout <= 0 {
+		o.HostCallTimeout = DefaultHostCallTimeout
+	}
 	return o
 }
 
@@ -100,6 +112,7 @@ type Process struct {
 	pid        int
 	watch      *exitWatch
 	worker     proto.WorkerClient
+	broker     *plugin.GRPCBroker // go-plugin's, for the Host service
 	tail       *stderrTail
 	phase      atomic.Int32
 
@@ -112,12 +125,14 @@ type Process struct {
 	killMu   sync.Mutex    // serialises client.Kill
 
 	mu            sync.Mutex
-	killReason    string     // why the host killed the process; first one wins
-	stopStarted   bool       // Stop was called
-	stopRequested bool       // Stop was called while the process ran
-	stopKilled    bool       // a Stop deadline passed and killed the process
-	stopRPCErr    error      // the Stop RPC's error
-	final         *ExitError // how it ended; set before done is closed
+	killReason    string       // why the host killed the process; first one wins
+	stopStarted   bool         // Stop was called
+	stopRequested bool         // Stop was called while the process ran
+	stopKilled    bool         // a Stop deadline passed and killed the process
+	stopRPCErr    error        // the Stop RPC's error
+	final         *ExitError   // how it ended; set before done is closed
+	hostSrv       *grpc.Server // serves the Host service; set by Start
+	hostStopped   bool         // the process is gone: no Host service any more
 }
 
 // Start launches a fresh plugin process for the worker, or takes a warm
@@ -181,12 +196,30 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 	p.healthTimeout = o.HealthTimeout
 	p.healthFailures = o.HealthFailures
 
-	_, err := p.worker.Start(startCtx, &proto.StartRequest{
-		WorkerName: o.WorkerName,
-		Class:      o.Class,
-		ConfigJson: o.ConfigJSON,
-		SystemId:   o.SystemID,
-		HostName:   o.HostName,
+	// The Host service is served from now on, whether the process was
+	// launched for this Start or taken from the spares (see serveHost).
+	hostID, err := p.serveHost(startCtx, &hostServer{
+		worker:   o.WorkerName,
+		children: o.ChildHost,
+		timeout:  o.HostCallTimeout,
+		logger:   logger,
+	})
+	if err != nil {
+		p.signalKill()
+		<-p.done
+		spares.started(key, fromSpare, false)
+		if startCtx.Err() != nil {
+			return nil, &StartError{Err: deadlineError(startCtx, lc, "serving the Host service")}
+		}
+		return nil, &StartError{Err: hostError(o.Path, err)}
+	}
+	_, err = p.worker.Start(startCtx, &proto.StartRequest{
+		WorkerName:   o.WorkerName,
+		Class:        o.Class,
+		ConfigJson:   o.ConfigJSON,
+		SystemId:     o.SystemID,
+		HostBrokerId: hostID,
+		HostName:     o.HostName,
 	})
 	if err == nil && !p.markRunning() {
 		err = startCtx.Err() // the deadline passed just as Start returned

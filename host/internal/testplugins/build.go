@@ -36,8 +36,9 @@ var (
 )
 
 // BuildDir builds the named test plugins (subdirectories of this package,
-// e.g. "chaos") into one temporary directory and returns it; the binaries are
-// named after their packages. Builds are cached for the life of the process:
+// e.g. "chaos", or first-party plugins as "plugins/pool") into one temporary
+// directory and returns it; the binaries are named after their packages
+// ("pool" for "plugins/pool"). Builds are cached for the life of the process:
 // asking again for a plugin already built costs nothing. The go tool is
 // found on PATH or in runtime.GOROOT(), and the module root from the current
 // directory (a test runs in its package's directory).
@@ -53,8 +54,9 @@ func BuildDir(names ...string) (string, error) {
 	}
 	var todo []string
 	for _, n := range names {
-		if strings.ContainsAny(n, `/\.`) || n == "" {
-			return "", fmt.Errorf("test plugin name %q: want a subdirectory name of host/internal/testplugins", n)
+		base := strings.TrimPrefix(n, "plugins/")
+		if strings.ContainsAny(base, `/\.`) || base == "" {
+			return "", fmt.Errorf("test plugin name %q: want a subdirectory name of host/internal/testplugins, or plugins/NAME for a first-party plugin", n)
 		}
 		if !built[n] {
 			todo = append(todo, n)
@@ -74,7 +76,11 @@ func BuildDir(names ...string) (string, error) {
 	// One go build per plugin: -o into a directory needs several packages of
 	// distinct names, and per-plugin builds give per-plugin errors.
 	for _, n := range todo {
-		cmd := exec.Command(goTool, "build", "-o", filepath.Join(dir, n), "./host/internal/testplugins/"+n)
+		pkg, out := "./host/internal/testplugins/"+n, n
+		if base, ok := strings.CutPrefix(n, "plugins/"); ok {
+			pkg, out = "./plugins/"+base, base
+		}
+		cmd := exec.Command(goTool, "build", "-o", filepath.Join(dir, out), pkg)
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return "", fmt.Errorf("building test plugin %s: %v\n%s", n, err, out)
