@@ -10,24 +10,26 @@ import (
 
 // Defaults applied when the configuration does not set a value.
 const (
-	DefaultSystemID         = "global"
-	DefaultPluginDir        = "./bin/plugins"
-	DefaultStateDir         = "./var"
-	DefaultHTTPAddr         = "127.0.0.1:7780"
-	DefaultLogLevel         = "info"
-	DefaultStartConcurrency = 4
-	DefaultWarmSpares       = 1
-	DefaultStrategy         = StrategyOneForOne
-	DefaultIntensity        = 5
-	DefaultPeriod           = 30 * time.Second
-	DefaultRestart          = RestartPermanent
-	DefaultStartTimeout     = 30 * time.Second
-	DefaultShutdownTimeout  = 5 * time.Second
-	DefaultHealthInterval   = 5 * time.Second
-	DefaultHealthTimeout    = 2 * time.Second
-	DefaultBackoffInitial   = 10 * time.Millisecond
-	DefaultBackoffMax       = 30 * time.Second
-	DefaultBackoffReset     = 10 * time.Second
+	DefaultSystemID          = "global"
+	DefaultPluginDir         = "./bin/plugins"
+	DefaultStateDir          = "./var"
+	DefaultHTTPAddr          = "127.0.0.1:7780"
+	DefaultLogLevel          = "info"
+	DefaultStartConcurrency  = 4
+	DefaultWarmSpares        = 1
+	DefaultMetricsInterval   = 5 * time.Second
+	DefaultHeartbeatInterval = 10 * time.Second
+	DefaultStrategy          = StrategyOneForOne
+	DefaultIntensity         = 5
+	DefaultPeriod            = 30 * time.Second
+	DefaultRestart           = RestartPermanent
+	DefaultStartTimeout      = 30 * time.Second
+	DefaultShutdownTimeout   = 5 * time.Second
+	DefaultHealthInterval    = 5 * time.Second
+	DefaultHealthTimeout     = 2 * time.Second
+	DefaultBackoffInitial    = 10 * time.Millisecond
+	DefaultBackoffMax        = 30 * time.Second
+	DefaultBackoffReset      = 10 * time.Second
 )
 
 // RootName is the name, and the path, of the host's root supervisor.
@@ -104,6 +106,11 @@ type HostConfig struct {
 	// when the host starts (workers are still started in declared order);
 	// 1 starts each worker only once the previous one runs.
 	StartConcurrency int
+	// MetricsInterval is how often the host samples its processes and
+	// publishes Vumi metrics; HeartbeatInterval how often it publishes a
+	// Vumi heartbeat for each healthy worker.
+	MetricsInterval   time.Duration
+	HeartbeatInterval time.Duration
 }
 
 // Supervisor is one supervisor of the tree.

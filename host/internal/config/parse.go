@@ -52,13 +52,15 @@ func Parse(path string) (*File, hcl.Diagnostics) {
 	f := &File{
 		SystemID: DefaultSystemID,
 		Host: HostConfig{
-			Name:             defaultHostName(),
-			PluginDir:        filepath.Join(baseDir, DefaultPluginDir),
-			StateDir:         filepath.Join(baseDir, DefaultStateDir),
-			HTTPAddr:         DefaultHTTPAddr,
-			LogLevel:         DefaultLogLevel,
-			StartConcurrency: DefaultStartConcurrency,
-			WarmSpares:       DefaultWarmSpares,
+			Name:              defaultHostName(),
+			PluginDir:         filepath.Join(baseDir, DefaultPluginDir),
+			StateDir:          filepath.Join(baseDir, DefaultStateDir),
+			HTTPAddr:          DefaultHTTPAddr,
+			LogLevel:          DefaultLogLevel,
+			StartConcurrency:  DefaultStartConcurrency,
+			WarmSpares:        DefaultWarmSpares,
+			MetricsInterval:   DefaultMetricsInterval,
+			HeartbeatInterval: DefaultHeartbeatInterval,
 		},
 		Files: names,
 	}

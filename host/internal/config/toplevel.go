@@ -19,6 +19,8 @@ var hostSchema = &hcl.BodySchema{
 		{Name: "start_concurrency"},
 		{Name: "http_token"},
 		{Name: "warm_spares"},
+		{Name: "metrics_interval"},
+		{Name: "heartbeat_interval"},
 	},
 }
 
@@ -97,6 +99,8 @@ func (m *merger) decodeHost(sc *scope, b *hcl.Block) {
 			h.WarmSpares = n
 		}
 	}
+	sc.duration(attrs["metrics_interval"], &h.MetricsInterval)
+	sc.duration(attrs["heartbeat_interval"], &h.HeartbeatInterval)
 	if attr := attrs["start_concurrency"]; attr != nil {
 		n := h.StartConcurrency
 		sc.wholeNumber(attr, &n)

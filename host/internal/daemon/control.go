@@ -271,6 +271,7 @@ type StatusReport struct {
 	Host        string             `json:"host"`
 	Broker      string             `json:"broker"`
 	Started     time.Time          `json:"started"`
+	Process     ProcessReport      `json:"process"`
 	Supervisors []SupervisorStatus `json:"supervisors"`
 	Workers     []WorkerReport     `json:"workers"`
 }
@@ -281,14 +282,24 @@ type WorkerReport struct {
 	WorkerStatus
 	Source string         `json:"source"`
 	Config map[string]any `json:"config"`
+	// Metrics are the process figures of the last sample, absent when no
+	// process runs.
+	Metrics *WorkerMetrics `json:"metrics,omitempty"`
 }
 
 // Status reports every worker, in tree order.
 func (d *Daemon) Status(context.Context) (any, error) {
+	snap := d.Snapshot()
 	rep := StatusReport{SystemID: d.cfg.SystemID, Host: d.cfg.Host.Name, Broker: d.brokerDescription(),
-		Started: d.started, Supervisors: d.Supervisors(), Workers: []WorkerReport{}}
+		Started: d.started, Process: processReport(snap), Supervisors: d.Supervisors(), Workers: []WorkerReport{}}
+	for i := range rep.Supervisors {
+		rep.Supervisors[i].Totals = supervisorTotals(snap, rep.Supervisors[i].Path)
+	}
 	for _, ws := range d.Workers() {
 		wr := WorkerReport{WorkerStatus: ws}
+		if ws.Pid != 0 {
+			wr.Metrics = workerMetrics(snap, ws.Name, ws.Pid)
+		}
 		if e, ok := d.reg.get(ws.Name); ok {
 			wr.Source = e.source
 			wr.Config = e.cfg.RedactedConfig()

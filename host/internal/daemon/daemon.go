@@ -24,6 +24,7 @@ import (
 
 	"github.com/dynworkers/dynworkers/host/internal/catalog"
 	"github.com/dynworkers/dynworkers/host/internal/config"
+	"github.com/dynworkers/dynworkers/host/internal/monitor"
 	"github.com/dynworkers/dynworkers/host/internal/pluginproc"
 	"github.com/dynworkers/dynworkers/host/internal/state"
 	"github.com/dynworkers/dynworkers/host/internal/supervise"
@@ -71,6 +72,12 @@ type Daemon struct {
 	pluginSig string
 	// started is when Run began.
 	started time.Time
+
+	// Monitoring (monitor.go, vumimetrics.go). lastHeartbeat is only
+	// used by the monitor goroutine.
+	mon           sampler
+	workerMetrics *monitor.Registry
+	lastHeartbeat time.Time
 
 	mu      sync.Mutex
 	running bool
@@ -122,7 +129,8 @@ func Load(ctx context.Context, opts Options) (*Daemon, error) {
 	if diags.HasErrors() || cfg == nil {
 		return nil, &ConfigError{Diags: diags}
 	}
-	d := &Daemon{opts: opts, logger: logger, cfg: cfg, events: newEventLog(100), pluginSig: pluginSig}
+	d := &Daemon{opts: opts, logger: logger, cfg: cfg, events: newEventLog(100), pluginSig: pluginSig,
+		workerMetrics: monitor.NewRegistry(0)}
 	if n := cfg.Host.WarmSpares; n > 0 {
 		// Warm spares of a binary, once a worker of it failed or was
 		// started by a control message (see pluginproc.Spares); nil
@@ -211,6 +219,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return errors.Join(fmt.Errorf("connecting to the broker: %w", err), d.shutdown())
 	}
 	d.logger.Info("host running", "workers", n, "startup", time.Since(started).Round(time.Millisecond).String())
+	monDone := make(chan struct{})
+	go func() {
+		defer close(monDone)
+		d.runMonitor(ctx)
+	}()
 	watchDone := make(chan struct{})
 	go func() {
 		defer close(watchDone)
@@ -223,6 +236,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}()
 	<-ctx.Done()
 	<-watchDone
+	<-monDone
 	return d.shutdown()
 }
 

@@ -79,7 +79,7 @@ func (d *Daemon) startAMQP() error {
 		URL:            d.cfg.AMQP.URL,
 		ConnectionName: fmt.Sprintf("dynworkers %s/%s", sys, host),
 		Logger:         d.logger.Named("amqp"),
-		Setup:          control.Topology(sys, host),
+		Setup:          topology(sys, host),
 	})
 	if err != nil {
 		return err

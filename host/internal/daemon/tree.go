@@ -154,6 +154,8 @@ type SupervisorStatus struct {
 	FailedAt         time.Time `json:"failed_at,omitzero"`
 	// Restarts counts its own restarts by its parent (0 for the root).
 	Restarts int `json:"restarts"`
+	// Totals are those of its subtree in the last sample (status only).
+	Totals *SupervisorTotals `json:"totals,omitempty"`
 }
 
 // Supervisors returns the status of every supervisor, in tree order.

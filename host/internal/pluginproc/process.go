@@ -115,6 +115,8 @@ type Process struct {
 	broker     *plugin.GRPCBroker // go-plugin's, for the Host service
 	tail       *stderrTail
 	phase      atomic.Int32
+	// unhealthy is set while the last health check failed.
+	unhealthy atomic.Bool
 
 	healthInterval time.Duration
 	healthTimeout  time.Duration
@@ -459,6 +461,7 @@ func (p *Process) healthLoop() {
 			return // the answer of a stopping worker means nothing
 		default:
 		}
+		p.unhealthy.Store(err != nil)
 		if err == nil {
 			failures = 0
 		} else {
@@ -472,6 +475,13 @@ func (p *Process) healthLoop() {
 		}
 		t.Reset(p.healthInterval)
 	}
+}
+
+// Healthy reports whether the worker runs and its last health check (if
+// any was made yet) passed. A worker whose Start returned counts as healthy
+// until a health check says otherwise.
+func (p *Process) Healthy() bool {
+	return !isClosed(p.done) && !isClosed(p.stopping) && !p.unhealthy.Load()
 }
 
 func isClosed(c <-chan struct{}) bool {
