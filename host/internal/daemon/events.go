@@ -119,3 +119,21 @@ func (l *eventLog) list() []supervise.Event {
 	}
 	return append(append([]supervise.Event(nil), l.buf[l.next:]...), l.buf[:l.next]...)
 }
+
+// eventMaps returns the recent events as published on vumi.events, oldest
+// first, for GET /v1/events and the dashboard.
+func (d *Daemon) eventMaps() []map[string]any {
+	evs := d.Events()
+	out := make([]map[string]any, 0, len(evs))
+	for _, ev := range evs {
+		_, m := eventBody(ev)
+		m["system_id"], m["host"] = d.cfg.SystemID, d.cfg.Host.Name
+		if e, ok := ev.(supervise.ChildStarted); ok {
+			if p := ProcessOf(e.Instance); p != nil {
+				m["pid"] = p.Pid()
+			}
+		}
+		out = append(out, m)
+	}
+	return out
+}

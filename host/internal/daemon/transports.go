@@ -47,6 +47,7 @@ func (d *Daemon) startHTTP(ctx context.Context) error {
 		Token:  d.cfg.Host.HTTPToken,
 		Doer:   d.tr.dispatcher,
 		Logger: d.logger.Named("http"),
+		Events: d.eventMaps,
 	})
 	d.tr.httpErr = make(chan error, 1)
 	go func() { d.tr.httpErr <- d.tr.http.ListenAndServe(tctx) }()

@@ -36,6 +36,18 @@ func (s *Server) routes() http.Handler {
 	route(http.MethodPost, "/v1/workers/{name}/restart", s.handleWorkerOp(control.OpRestartWorker))
 	route(http.MethodPost, "/v1/supervisors", s.handleStartSupervisor)
 	route(http.MethodDelete, "/v1/supervisors/{path...}", s.handleStopSupervisor)
+	if s.opts.Events != nil {
+		route(http.MethodGet, "/v1/events", func(w http.ResponseWriter, r *http.Request) {
+			events := s.opts.Events()
+			if events == nil {
+				events = []map[string]any{}
+			}
+			s.writeReply(w, control.Reply{OK: true, Result: map[string]any{"events": events}})
+		})
+	}
+	if s.opts.Metrics != nil {
+		route(http.MethodGet, "/metrics", s.opts.Metrics.ServeHTTP)
+	}
 	route(http.MethodGet, healthzPath, func(w http.ResponseWriter, r *http.Request) {
 		s.writeReply(w, control.Reply{OK: true})
 	})

@@ -34,6 +34,12 @@ type Options struct {
 	Doer Doer
 	// Logger receives one debug line per request; nil means no logging.
 	Logger hclog.Logger
+	// Events, if set, returns the most recent lifecycle events, oldest
+	// first, as the JSON-friendly maps published on vumi.events; it backs
+	// GET /v1/events.
+	Events func() []map[string]any
+	// Metrics, if set, serves GET /metrics (the Prometheus exposition).
+	Metrics http.Handler
 }
 
 // Timeouts of the HTTP server, see the package documentation.
