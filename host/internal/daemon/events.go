@@ -126,14 +126,21 @@ func (d *Daemon) eventMaps() []map[string]any {
 	evs := d.Events()
 	out := make([]map[string]any, 0, len(evs))
 	for _, ev := range evs {
-		_, m := eventBody(ev)
-		m["system_id"], m["host"] = d.cfg.SystemID, d.cfg.Host.Name
-		if e, ok := ev.(supervise.ChildStarted); ok {
-			if p := ProcessOf(e.Instance); p != nil {
-				m["pid"] = p.Pid()
-			}
-		}
+		_, m := d.publishedEvent(ev)
 		out = append(out, m)
 	}
 	return out
+}
+
+// publishedEvent is an event as published on vumi.events: eventBody plus
+// the host's system_id and name, and the pid of a started worker.
+func (d *Daemon) publishedEvent(ev supervise.Event) (string, map[string]any) {
+	name, m := eventBody(ev)
+	m["system_id"], m["host"] = d.cfg.SystemID, d.cfg.Host.Name
+	if e, ok := ev.(supervise.ChildStarted); ok {
+		if p := ProcessOf(e.Instance); p != nil {
+			m["pid"] = p.Pid()
+		}
+	}
+	return name, m
 }

@@ -138,14 +138,7 @@ func (d *Daemon) publishEvents() {
 		case <-d.tr.ctx.Done():
 			return
 		case ev := <-d.tr.events:
-			name, body := eventBody(ev)
-			body["system_id"] = d.cfg.SystemID
-			body["host"] = d.cfg.Host.Name
-			if e, ok := ev.(supervise.ChildStarted); ok {
-				if p := ProcessOf(e.Instance); p != nil {
-					body["pid"] = p.Pid()
-				}
-			}
+			name, body := d.publishedEvent(ev)
 			if err := d.tr.amqp.PublishEvent(d.tr.ctx, name, body); err != nil && d.tr.ctx.Err() == nil {
 				d.logger.Warn("publishing event", "event", ev.Type(), "error", err)
 			}

@@ -1,0 +1,238 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dynworkers/dynworkers/host/internal/broker/brokertest"
+	"github.com/dynworkers/dynworkers/host/internal/control"
+	"github.com/dynworkers/dynworkers/host/internal/monitor"
+)
+
+// monitoredHost runs a host on the test broker that samples every 200ms
+// and sends heartbeats every 400ms.
+func monitoredHost(t *testing.T, sys, body string) *harness {
+	t.Helper()
+	url := brokertest.URL(t)
+	dir := t.TempDir()
+	linkPlugin(t, filepath.Join(dir, "plugins"), "chaos")
+	admin := brokertest.NewAdmin(t)
+	admin.DeleteAtCleanup([]string{control.HostQueue(sys, "h1"), control.AnyQueue(sys)}, nil)
+	src := fmt.Sprintf(`system_id = %q
+host {
+  name               = "h1"
+  plugin_dir         = "plugins"
+  state_dir          = "var"
+  http_addr          = "127.0.0.1:0"
+  metrics_interval   = "200ms"
+  heartbeat_interval = "400ms"
+}
+amqp {
+  url = %q
+}
+%s
+`, sys, url, body)
+	h := startConfig(t, dir, src)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := h.d.WaitBroker(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// rawDatapoints decodes a vumi.metrics body by hand, checking Vumi's shape
+// exactly: {"datapoints": [[name, [aggregator, ...], [[timestamp, value],
+// ...]], ...]}.
+func rawDatapoints(t *testing.T, body []byte) map[string]float64 {
+	t.Helper()
+	var msg map[string][][]json.RawMessage
+	if err := json.Unmarshal(body, &msg); err != nil || len(msg) != 1 || msg["datapoints"] == nil {
+		t.Fatalf("not a Vumi metrics message: %v: %s", err, body)
+	}
+	out := map[string]float64{}
+	for _, dp := range msg["datapoints"] {
+		var name string
+		var aggs []string
+		var points [][]float64
+		if len(dp) != 3 || json.Unmarshal(dp[0], &name) != nil || json.Unmarshal(dp[1], &aggs) != nil ||
+			json.Unmarshal(dp[2], &points) != nil || len(aggs) == 0 || len(points) == 0 || len(points[0]) != 2 {
+			t.Fatalf("datapoint not in Vumi's shape: %s", dp)
+		}
+		out[name] = points[len(points)-1][1]
+	}
+	return out
+}
+
+// Datapoints reach a consumer bound to vumi.metrics in Vumi's shape; a
+// worker's restarts rise by one when it is killed; its rss_bytes is its
+// plugin process's.
+func TestVumiMetricsOverAMQP(t *testing.T) {
+	sys := brokertest.ID(t)
+	admin := brokertest.NewAdmin(t)
+	_, deliveries := admin.TempQueue(monitor.MetricsExchange, monitor.MetricsRoutingKey)
+	h := monitoredHost(t, sys, `
+worker "steady" {
+  class = "chaos"
+}
+`)
+	pid := h.waitStarted("steady")
+	wp := monitor.WorkerPrefix(sys, "h1", "steady")
+	hp := monitor.HostPrefix(sys, "h1")
+	// next returns the next datapoints of this host that satisfy pred.
+	next := func(what string, pred func(map[string]float64) bool) map[string]float64 {
+		t.Helper()
+		deadline := time.After(waitTimeout)
+		for {
+			select {
+			case d := <-deliveries:
+				if !strings.Contains(string(d.Body), hp+".") {
+					continue // another test's host
+				}
+				if d.ContentType != "application/json" {
+					t.Fatalf("content type %q", d.ContentType)
+				}
+				if dps := rawDatapoints(t, d.Body); pred(dps) {
+					return dps
+				}
+			case <-deadline:
+				t.Fatalf("no metrics with %s within %s", what, waitTimeout)
+			}
+		}
+	}
+	dps := next("the worker's process", func(m map[string]float64) bool { _, ok := m[wp+".rss_bytes"]; return ok })
+	st, err := monitor.ReadProc(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, err := monitor.ReadProc(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rss := dps[wp+".rss_bytes"]
+	if rss < float64(st.RSSBytes)/2 || rss > float64(st.RSSBytes)*2 || rss == dps[hp+".host.rss_bytes"] {
+		t.Fatalf("rss_bytes %v; plugin %d, host %d (%v published)", rss, st.RSSBytes, self.RSSBytes, dps[hp+".host.rss_bytes"])
+	}
+	if dps[wp+".restarts"] != 0 || dps[wp+".up"] != 1 || dps[hp+".host.workers.running"] != 1 {
+		t.Fatalf("datapoints: restarts %v up %v running %v", dps[wp+".restarts"], dps[wp+".up"], dps[hp+".host.workers.running"])
+	}
+	if _, ok := dps[hp+".supervisor.root.rss_bytes"]; !ok {
+		t.Fatalf("no supervisor totals in %v", dps)
+	}
+
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	h.waitStarted("steady")
+	next("restarts = 1", func(m map[string]float64) bool { return m[wp+".restarts"] == 1 })
+}
+
+// Heartbeats carry every field Vumi's heartbeat monitor requires, for
+// every healthy worker; a hung worker and a stopped one stop heartbeating.
+func TestVumiHeartbeatsOverAMQP(t *testing.T) {
+	sys := brokertest.ID(t)
+	admin := brokertest.NewAdmin(t)
+	_, deliveries := admin.TempQueue(monitor.HeartbeatExchange, monitor.HeartbeatRoutingKey)
+	h := monitoredHost(t, sys, `
+worker "steady" {
+  class = "chaos"
+}
+worker "hung" {
+  class           = "chaos"
+  health_interval = "1s"
+  health_timeout  = "1s"
+  config {
+    mode  = "hang_health"
+    delay = "1500ms"
+  }
+}
+worker "stopped" {
+  class = "chaos"
+}
+`)
+	pids := map[string]int{}
+	for _, w := range []string{"steady", "hung", "stopped"} {
+		pids[w] = h.waitStarted(w)
+	}
+	// beats collects the heartbeats of this host until pred holds.
+	seen := map[string]int{}
+	var after map[string]time.Time // count only heartbeats sent after these times
+	beats := func(what string, pred func() bool) {
+		t.Helper()
+		deadline := time.After(waitTimeout)
+		for !pred() {
+			select {
+			case d := <-deliveries:
+				var raw map[string]any
+				if err := json.Unmarshal(d.Body, &raw); err != nil {
+					t.Fatal(err)
+				}
+				if raw["system_id"] != sys {
+					continue
+				}
+				for _, k := range []string{"version", "system_id", "worker_id", "worker_name", "hostname", "timestamp", "pid"} {
+					if _, ok := raw[k]; !ok {
+						t.Fatalf("heartbeat without %q: %s", k, d.Body)
+					}
+				}
+				name, _ := raw["worker_name"].(string)
+				ts, _ := raw["timestamp"].(float64)
+				if at, ok := after[name]; ok && ts < float64(at.UnixNano())/1e9 {
+					continue // decided before the change
+				}
+				if raw["version"] != "20130319" || raw["worker_id"] != sys+":"+name || raw["hostname"] != "h1" ||
+					raw["pid"] != float64(pids[name]) {
+					t.Fatalf("heartbeat %s (pids %v)", d.Body, pids)
+				}
+				seen[name]++
+			case <-deadline:
+				t.Fatalf("waiting for %s: heartbeats so far %v", what, seen)
+			}
+		}
+	}
+	beats("every worker", func() bool { return seen["steady"] > 0 && seen["hung"] > 0 && seen["stopped"] > 0 })
+
+	if err := h.d.StopWorker(context.Background(), "stopped"); err != nil {
+		t.Fatal(err)
+	}
+	stoppedAt := time.Now()
+	// Wait until the hung worker has failed a health check.
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		if w := findWorker(h.d.Snapshot(), "hung"); w != nil && !w.Healthy && w.Pid == pids["hung"] {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the hung worker never showed as unhealthy")
+		}
+		time.Sleep(20 * time.Millisecond) // polling a snapshot, not waiting for time to pass
+	}
+	// Watch three more rounds; heartbeats decided before the change (a
+	// sample is up to one interval old) do not count.
+	margin := 300 * time.Millisecond
+	after = map[string]time.Time{"stopped": stoppedAt.Add(margin), "hung": time.Now().Add(margin)}
+	clear(seen)
+	beats("three more rounds", func() bool { return seen["steady"] >= 3 })
+	if seen["stopped"] != 0 {
+		t.Errorf("a stopped worker sent %d heartbeats", seen["stopped"])
+	}
+	if w := findWorker(h.d.Snapshot(), "hung"); w != nil && w.Pid == pids["hung"] && seen["hung"] != 0 {
+		t.Errorf("a hung worker sent %d heartbeats", seen["hung"])
+	}
+}
+
+func findWorker(s *monitor.Snapshot, name string) *monitor.WorkerStats {
+	for i := range s.Workers {
+		if s.Workers[i].Name == name {
+			return &s.Workers[i]
+		}
+	}
+	return nil
+}
