@@ -232,6 +232,9 @@ func (d *Daemon) StartSupervisor(ctx context.Context, spec control.SupervisorSpe
 	if !ok {
 		return control.SupervisorResult{}, control.Errorf(control.CodeNotFound, "parent supervisor %q not found", spec.Parent)
 	}
+	if old := d.supervisorNamed(spec.Name); old != nil {
+		return d.startExisting(ctx, old, spec, parent)
+	}
 	if parent.source == SourceHybrid {
 		return control.SupervisorResult{}, control.Errorf(control.CodeConflict,
 			"supervisor %q holds the children of hybrid worker %q, which manages them itself", parent.cfg.Path, parent.cfg.Name)
@@ -239,23 +242,6 @@ func (d *Daemon) StartSupervisor(ctx context.Context, spec control.SupervisorSpe
 	cfg, cerr := supervisorConfig(spec, parent)
 	if cerr != nil {
 		return control.SupervisorResult{}, cerr
-	}
-	if old, ok := d.supervisorByPath(cfg.Path); ok {
-		info := old.sup.Info()
-		if old.parent != parent || !sameSettings(old, cfg) {
-			return control.SupervisorResult{}, control.Errorf(control.CodeConflict,
-				"supervisor %q exists with different settings (strategy %s, intensity %d, period %v)",
-				old.cfg.Path, info.Strategy, info.Intensity, info.Period)
-		}
-		revived, err := d.revive(ctx, old)
-		if err != nil {
-			return control.SupervisorResult{}, &control.Error{Code: control.CodeInternal, Message: err.Error()}
-		}
-		action := "unchanged"
-		if revived {
-			action = "revived"
-		}
-		return control.SupervisorResult{Supervisor: old.cfg.Path, Action: action, State: supervisorStatus(old).State}, nil
 	}
 	if _, taken := d.reg.get(spec.Name); taken {
 		return control.SupervisorResult{}, control.Errorf(control.CodeConflict, "the name %q is taken by a worker", spec.Name)
@@ -277,6 +263,62 @@ func (d *Daemon) StartSupervisor(ctx context.Context, spec control.SupervisorSpe
 		return control.SupervisorResult{}, err
 	}
 	return control.SupervisorResult{Supervisor: sn.cfg.Path, Action: "started", State: supervisorStatus(sn).State}, nil
+}
+
+// supervisorNamed returns the supervisor of that name (names are unique in
+// the host), or nil.
+func (d *Daemon) supervisorNamed(name string) *supNode {
+	for _, sn := range d.supNodes() {
+		if sn.cfg.Name == name {
+			return sn
+		}
+	}
+	return nil
+}
+
+// startExisting answers a start_supervisor of a supervisor that exists:
+// the settings the request gives (and its parent, if given) must be the
+// supervisor's; then a supervisor that is down is started again, with
+// everything that is down above it, and one that runs is left alone.
+func (d *Daemon) startExisting(ctx context.Context, old *supNode, spec control.SupervisorSpec, parent *supNode) (control.SupervisorResult, error) {
+	info := old.sup.Info()
+	var diffs []string
+	if spec.Parent != "" && old.parent != parent {
+		diffs = append(diffs, fmt.Sprintf("it runs under %q", old.parentPath()))
+	}
+	if spec.Strategy != "" && spec.Strategy != string(info.Strategy) {
+		diffs = append(diffs, fmt.Sprintf("its strategy is %s", info.Strategy))
+	}
+	if spec.Intensity != 0 && max(spec.Intensity, 0) != info.Intensity {
+		diffs = append(diffs, fmt.Sprintf("its intensity is %d", info.Intensity))
+	}
+	if spec.Period != 0 && spec.Period != info.Period {
+		diffs = append(diffs, fmt.Sprintf("its period is %v", info.Period))
+	}
+	if len(diffs) > 0 {
+		return control.SupervisorResult{}, control.Errorf(control.CodeConflict,
+			"supervisor %q exists with other settings: %s", old.cfg.Path, strings.Join(diffs, ", "))
+	}
+	if old.source == SourceHybrid {
+		return control.SupervisorResult{}, control.Errorf(control.CodeConflict,
+			"supervisor %q holds the children of hybrid worker %q, which manages them itself", old.cfg.Path, old.cfg.Name)
+	}
+	revived, err := d.revive(ctx, old)
+	if err != nil {
+		return control.SupervisorResult{}, &control.Error{Code: control.CodeInternal, Message: err.Error()}
+	}
+	action := "unchanged"
+	if revived {
+		action = "revived"
+	}
+	return control.SupervisorResult{Supervisor: old.cfg.Path, Action: action, State: supervisorStatus(old).State}, nil
+}
+
+func (sn *supNode) parentPath() string {
+	if sn.parent == nil {
+		return ""
+	}
+	return sn.parent.cfg.Path
 }
 
 // supervisorConfig validates a start_supervisor request.

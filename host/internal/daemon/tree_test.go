@@ -188,7 +188,8 @@ supervisor "root" {
 		t.Fatal("the refused start left a worker behind")
 	}
 
-	// restart_worker of any worker revives the root and its whole tree.
+	// restart_worker of any worker revives the root and its whole tree
+	// (start_supervisor "root" does too, see TestStartSupervisorRevivesRoot).
 	if err := h.d.RestartWorker(context.Background(), "a"); err != nil {
 		t.Fatal(err)
 	}
@@ -228,8 +229,11 @@ worker "base" {
 		t.Fatalf("again = %+v, %v", res, err)
 	}
 	var cerr *control.Error
-	if _, err := h.d.StartSupervisor(ctx, control.SupervisorSpec{Name: "camp"}); !errors.As(err, &cerr) || cerr.Code != control.CodeConflict {
+	if _, err := h.d.StartSupervisor(ctx, control.SupervisorSpec{Name: "camp", Strategy: "rest_for_one"}); !errors.As(err, &cerr) || cerr.Code != control.CodeConflict {
 		t.Fatalf("different settings = %v", err)
+	}
+	if res, err := h.d.StartSupervisor(ctx, control.SupervisorSpec{Name: "camp"}); err != nil || res.Action != "unchanged" {
+		t.Fatalf("no settings given = %+v, %v", res, err)
 	}
 	if _, err := h.d.StartSupervisor(ctx, control.SupervisorSpec{Name: "base"}); !errors.As(err, &cerr) || cerr.Code != control.CodeConflict {
 		t.Fatalf("a worker's name = %v", err)
@@ -290,5 +294,30 @@ worker "base" {
 	}
 	if !testplugins.Alive(h.pid("base")) {
 		t.Fatal("base is gone")
+	}
+}
+
+func TestStartSupervisorRevivesRoot(t *testing.T) {
+	h := startHost(t, `
+supervisor "root" {
+  intensity = 1
+  period    = "1h"
+  worker "a" {
+    class = "chaos"
+  }
+}
+`)
+	pid := h.waitStarted("a")
+	pid = h.kill("a", pid)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	h.escalated("root")
+	res, err := h.d.StartSupervisor(context.Background(), control.SupervisorSpec{Name: "root"})
+	if err != nil || res.Action != "revived" || res.Supervisor != "root" || res.State != "running" {
+		t.Fatalf("StartSupervisor(root) = %+v, %v", res, err)
+	}
+	if ws, _ := h.d.Worker("a"); ws.State != "running" {
+		t.Fatalf("a = %+v", ws)
 	}
 }
