@@ -61,12 +61,38 @@ func redactURL(u string) string {
 // the flags name, with reply_to set to an exclusive, auto-deleted,
 // server-named queue and a random correlation_id, and returns the replies:
 // the first one, or with -all every one that comes within the timeout.
-func (o *clientOptions) doAMQP(body []byte, stderr io.Writer) ([]answer, error) {
+func (o *clientOptions) doAMQP(ctx context.Context, body []byte, stderr io.Writer) ([]answer, error) {
 	key := o.routingKey(stderr)
+	s, err := o.dialAMQP(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	return s.request(ctx, key, body)
+}
+
+// amqpSession is a connection to the broker with a channel in confirm
+// mode and a reply queue, ready to send requests one after another.
+// After a failed request it must be closed: a late confirm or return of
+// the failed message would be taken for the next one's.
+type amqpSession struct {
+	o          *clientOptions
+	where      string // the broker URL, password hidden
+	conn       *amqp.Connection
+	ch         *amqp.Channel
+	closed     chan *amqp.Error
+	queue      string
+	deliveries <-chan amqp.Delivery
+	confirms   chan amqp.Confirmation
+	returns    chan amqp.Return
+}
+
+// dialAMQP connects to the broker of -amqp and sets up a session.
+func (o *clientOptions) dialAMQP(ctx context.Context) (*amqpSession, error) {
 	where := redactURL(o.amqpURL)
 	conn, err := amqp.DialConfig(o.amqpURL, amqp.Config{
 		Properties: amqp.Table{"connection_name": "dynworkers " + o.cmd},
-		Dial:       amqp.DefaultDial(amqpDialTimeout),
+		Dial:       dialContext(ctx, amqpDialTimeout),
 	})
 	if err != nil {
 		var ne net.Error
@@ -75,37 +101,71 @@ func (o *clientOptions) doAMQP(body []byte, stderr io.Writer) ([]answer, error) 
 		}
 		return nil, fmt.Errorf("connecting to the broker at %s: %w", where, err)
 	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		return nil, fmt.Errorf("opening a channel: %w", err)
+	s := &amqpSession{o: o, where: where, conn: conn}
+	if err := s.setup(); err != nil {
+		conn.Close()
+		return nil, err
 	}
-	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+	return s, nil
+}
+
+func (s *amqpSession) setup() error {
+	ch, err := s.conn.Channel()
+	if err != nil {
+		return fmt.Errorf("opening a channel: %w", err)
+	}
+	s.ch = ch
+	s.closed = ch.NotifyClose(make(chan *amqp.Error, 1))
 	q, err := ch.QueueDeclare("", false, true, true, false, nil)
 	if err != nil {
-		return nil, fmt.Errorf("declaring the reply queue: %w", err)
+		return fmt.Errorf("declaring the reply queue: %w", err)
 	}
-	deliveries, err := ch.Consume(q.Name, "", true, true, false, false, nil)
-	if err != nil {
-		return nil, fmt.Errorf("consuming the reply queue: %w", err)
+	s.queue = q.Name
+	if s.deliveries, err = ch.Consume(q.Name, "", true, true, false, false, nil); err != nil {
+		return fmt.Errorf("consuming the reply queue: %w", err)
 	}
 	if err := ch.Confirm(false); err != nil {
-		return nil, fmt.Errorf("enabling publisher confirms: %w", err)
+		return fmt.Errorf("enabling publisher confirms: %w", err)
 	}
-	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 1))
+	s.confirms = ch.NotifyPublish(make(chan amqp.Confirmation, 1))
 	// The broker returns a mandatory message no queue is bound for before
 	// it confirms it, and the library hands both over in that order.
-	returns := ch.NotifyReturn(make(chan amqp.Return, 1))
+	s.returns = ch.NotifyReturn(make(chan amqp.Return, 1))
+	return nil
+}
 
+func (s *amqpSession) close() { s.conn.Close() }
+
+// dialContext is amqp.DefaultDial that also gives up when ctx ends.
+func dialContext(ctx context.Context, timeout time.Duration) func(network, addr string) (net.Conn, error) {
+	return func(network, addr string) (net.Conn, error) {
+		d := net.Dialer{Timeout: timeout}
+		conn, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		// As in amqp.DefaultDial: a deadline for the AMQP handshake, which
+		// the library clears once the connection is open.
+		if err := conn.SetDeadline(time.Now().Add(timeout)); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		return conn, nil
+	}
+}
+
+// request publishes body with key and gathers the replies.
+func (s *amqpSession) request(ctx context.Context, key string, body []byte) ([]answer, error) {
+	o := s.o
 	corrID := randomID()
-	ctx, cancel := context.WithTimeout(context.Background(), o.wait())
+	ctx, cancel := context.WithTimeout(ctx, o.wait())
 	defer cancel()
-	err = ch.PublishWithContext(ctx, ControlExchange, key, true, false, amqp.Publishing{
+	err := s.ch.PublishWithContext(ctx, ControlExchange, key, true, false, amqp.Publishing{
 		ContentType:   "application/json",
 		DeliveryMode:  amqp.Persistent,
 		CorrelationId: corrID,
 		MessageId:     corrID,
-		ReplyTo:       q.Name,
+		ReplyTo:       s.queue,
 		Timestamp:     time.Now(),
 		AppId:         "dynworkers-cli",
 		Body:          body,
@@ -114,23 +174,23 @@ func (o *clientOptions) doAMQP(body []byte, stderr io.Writer) ([]answer, error) 
 		return nil, fmt.Errorf("publishing to exchange %s: %w", ControlExchange, err)
 	}
 	select {
-	case c, ok := <-confirms:
+	case c, ok := <-s.confirms:
 		if !ok {
-			return nil, channelError(closed, key)
+			return nil, channelError(s.closed, key)
 		}
 		if !c.Ack {
 			return nil, fmt.Errorf("the broker refused the message (nack) for %s", key)
 		}
 	case <-ctx.Done():
-		return nil, fmt.Errorf("the broker at %s did not confirm the message within %s", where, o.wait())
+		return nil, fmt.Errorf("the broker at %s did not confirm the message within %s", s.where, o.wait())
 	}
 	select {
-	case <-returns:
+	case <-s.returns:
 		return nil, fmt.Errorf("no host listens on %s: no queue is bound to exchange %s with key %q (is a host with that system_id%s connected to %s?)",
-			key, ControlExchange, key, hostHint(o.host), where)
+			key, ControlExchange, key, hostHint(o.host), s.where)
 	default:
 	}
-	return o.gather(ctx, deliveries, closed, corrID, key, body)
+	return o.gather(ctx, s.deliveries, s.closed, corrID, key, body)
 }
 
 func hostHint(host string) string {

@@ -121,7 +121,7 @@ func TestAMQPHost(t *testing.T) {
 	got := fakeAMQPHost(t, url, []string{sys + ".h1", sys + ".all"}, statusOf("h1"))
 
 	stdout, stderr, rc := runCLI(t, "status", "--amqp", url, "--host", "h1", "--system-id", sys)
-	if rc != 0 || !strings.Contains(stdout, "host h1, system_id t") || !strings.Contains(stdout, "w-h1") {
+	if rc != 0 || !strings.Contains(stdout, "host t/h1 · ") || !strings.Contains(stdout, "w-h1") {
 		t.Fatalf("status: rc %d\nstdout:\n%s\nstderr:\n%s", rc, stdout, stderr)
 	}
 	m := <-got
@@ -162,8 +162,8 @@ func TestAMQPAllAndAny(t *testing.T) {
 
 	start := time.Now()
 	stdout, stderr, rc := runCLI(t, "status", "--amqp", url, "--all", "--system-id", sys, "--timeout", "1s")
-	if rc != 0 || !strings.Contains(stdout, "host h1") || !strings.Contains(stdout, "host h2") ||
-		strings.Index(stdout, "host h1") > strings.Index(stdout, "host h2") {
+	if rc != 0 || !strings.Contains(stdout, "host t/h1 · ") || !strings.Contains(stdout, "host t/h2 · ") ||
+		strings.Index(stdout, "host t/h1") > strings.Index(stdout, "host t/h2") {
 		t.Fatalf("status --all: rc %d\nstdout:\n%s\nstderr:\n%s", rc, stdout, stderr)
 	}
 	if d := time.Since(start); d < time.Second {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/dynworkers/dynworkers/host/internal/control"
 )
@@ -137,5 +138,34 @@ func printRemoteClasses(w io.Writer, list *remoteClassList) {
 		for _, p := range list.Broken {
 			fmt.Fprintf(w, "  %s: %s\n", p.Path, p.Error)
 		}
+	}
+}
+
+// writeTable prints rows in columns two spaces apart, padded by the width
+// of their text; decorate may wrap a padded cell (in colour codes, which
+// must not count in widths).
+func writeTable(w io.Writer, rows [][]string, decorate func(row, col int, cell string) string) {
+	var widths []int
+	for _, r := range rows {
+		for i, c := range r {
+			if i >= len(widths) {
+				widths = append(widths, 0)
+			}
+			widths[i] = max(widths[i], utf8.RuneCountInString(c))
+		}
+	}
+	for ri, r := range rows {
+		var b strings.Builder
+		for i, c := range r {
+			cell := c
+			if i < len(r)-1 {
+				cell += strings.Repeat(" ", widths[i]-utf8.RuneCountInString(c))
+			}
+			b.WriteString(decorate(ri, i, cell))
+			if i < len(r)-1 {
+				b.WriteString("  ")
+			}
+		}
+		fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
 	}
 }

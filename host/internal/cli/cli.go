@@ -46,7 +46,7 @@ func commands() []command {
 		{"restart", "restart a worker on a running host: restart NAME", runRestart},
 		{"start-supervisor", "start a supervisor on a running host: start-supervisor NAME [-parent PATH]", runStartSupervisor},
 		{"stop-supervisor", "stop a supervisor and its subtree on a running host: stop-supervisor PATH", runStopSupervisor},
-		{"status", "show a running host's workers: supervisor, state, pid, uptime, restarts", runStatus},
+		{"status", "show a running host's supervision tree and its workers (-watch: keep refreshing)", runStatus},
 		{"send", "send a raw control message (a file, or - for stdin) and print the replies", runSend},
 		{"version", "print the version", runVersion},
 	}

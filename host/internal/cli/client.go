@@ -160,21 +160,32 @@ type answer struct {
 // do sends c to the target the flags name and returns the answers. When no
 // host answers it prints why to stderr and returns exitUnreachable.
 func (o *clientOptions) do(c call, stderr io.Writer) ([]answer, int) {
-	var answers []answer
-	var err error
-	if o.amqpURL != "" {
-		answers, err = o.doAMQP(c.message, stderr)
-	} else {
-		var a answer
-		a, err = o.doHTTP(c, stderr)
-		answers = []answer{a}
-	}
+	answers, err := o.fetch(context.Background(), c, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "dynworkers %s: %v\n", o.cmd, err)
 		return nil, exitUnreachable
 	}
-	sort.SliceStable(answers, func(i, j int) bool { return answers[i].host < answers[j].host })
 	return answers, exitOK
+}
+
+// fetch sends c to the target the flags name and returns the answers,
+// sorted by host, or why none came. Notes (such as a -config that cannot
+// be read) go to notes.
+func (o *clientOptions) fetch(ctx context.Context, c call, notes io.Writer) ([]answer, error) {
+	var answers []answer
+	var err error
+	if o.amqpURL != "" {
+		answers, err = o.doAMQP(ctx, c.message, notes)
+	} else {
+		var a answer
+		a, err = o.doHTTP(ctx, c, notes)
+		answers = []answer{a}
+	}
+	if err != nil {
+		return nil, err
+	}
+	sort.SliceStable(answers, func(i, j int) bool { return answers[i].host < answers[j].host })
+	return answers, nil
 }
 
 // httpTarget returns the API's base URL and a note on where it comes from.
@@ -239,12 +250,12 @@ func baseURL(s string) (string, error) {
 	return strings.TrimSuffix(u.String(), "/"), nil
 }
 
-func (o *clientOptions) doHTTP(c call, stderr io.Writer) (answer, error) {
+func (o *clientOptions) doHTTP(ctx context.Context, c call, stderr io.Writer) (answer, error) {
 	base, from, err := o.httpTarget(stderr)
 	if err != nil {
 		return answer{}, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), o.wait())
+	ctx, cancel := context.WithTimeout(ctx, o.wait())
 	defer cancel()
 	var body io.Reader
 	if c.body != nil {

@@ -1,50 +1,126 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"strconv"
-	"strings"
+	"os/signal"
+	"syscall"
 	"time"
-	"unicode/utf8"
 
 	"github.com/mattn/go-isatty"
 
 	"github.com/dynworkers/dynworkers/host/internal/control"
 )
 
-// now is the clock uptimes are computed with; tests set it.
+// now is the clock uptimes and refresh times are computed with; tests set
+// it.
 var now = time.Now
 
-// statusReport is the status result as the CLI reads it. Every field may
-// be missing: an older or newer host still gets a table.
+// Defaults of status -watch.
+const (
+	defaultWatchInterval = 2 * time.Second
+	minWatchInterval     = 100 * time.Millisecond
+	// defaultWatchTimeout bounds each poll when -timeout is not given, so
+	// that a host that does not answer shows up within a few frames.
+	defaultWatchTimeout = 10 * time.Second
+)
+
+// statusReport is the status result as the CLI reads it (daemon.StatusReport
+// on the host). Every field may be missing: an older host without
+// supervisors, process figures or metrics still gets a tree.
 type statusReport struct {
-	SystemID string         `json:"system_id"`
-	Host     string         `json:"host"`
-	Broker   string         `json:"broker"`
-	Started  time.Time      `json:"started"`
-	Workers  []workerReport `json:"workers"`
+	SystemID    string             `json:"system_id"`
+	Host        string             `json:"host"`
+	Broker      string             `json:"broker"`
+	Started     time.Time          `json:"started"`
+	Process     *processReport     `json:"process"`
+	Supervisors []supervisorReport `json:"supervisors"`
+	Workers     []workerReport     `json:"workers"`
 }
 
+// processReport is the host process (daemon.ProcessReport).
+type processReport struct {
+	Pid            int            `json:"pid"`
+	RSSBytes       uint64         `json:"rss_bytes"`
+	CPUSeconds     float64        `json:"cpu_seconds"`
+	UptimeSeconds  float64        `json:"uptime_seconds"`
+	WorkersByState map[string]int `json:"workers_by_state"`
+	ControlHandled uint64         `json:"control_handled"`
+	ControlFailed  uint64         `json:"control_failed"`
+	SampledAt      time.Time      `json:"sampled_at"`
+}
+
+// supervisorReport is one supervisor (daemon.SupervisorStatus).
+type supervisorReport struct {
+	Name             string            `json:"name"`
+	Path             string            `json:"path"`
+	Parent           string            `json:"parent"`
+	Source           string            `json:"source"`
+	Strategy         string            `json:"strategy"`
+	Intensity        int               `json:"intensity"`
+	Period           float64           `json:"period"` // seconds
+	State            string            `json:"state"`
+	RestartsInPeriod int               `json:"restarts_in_period"`
+	Since            time.Time         `json:"since"`
+	Failure          string            `json:"failure"`
+	FailedAt         time.Time         `json:"failed_at"`
+	Restarts         int               `json:"restarts"`
+	Totals           *supervisorTotals `json:"totals"`
+}
+
+// supervisorTotals are the figures of a supervisor's subtree
+// (daemon.SupervisorTotals).
+type supervisorTotals struct {
+	Workers    int     `json:"workers"`
+	Running    int     `json:"running"`
+	RSSBytes   uint64  `json:"rss_bytes"`
+	CPUSeconds float64 `json:"cpu_seconds"`
+}
+
+// workerReport is one worker (daemon.WorkerReport).
 type workerReport struct {
-	Name       string    `json:"name"`
-	Supervisor string    `json:"supervisor"`
-	Class      string    `json:"class"`
-	State      string    `json:"state"`
-	Pid        int       `json:"pid"`
-	Since      time.Time `json:"since"`
-	StartedAt  time.Time `json:"started_at"`
-	Restarts   int       `json:"restarts"`
-	LastExit   string    `json:"last_exit"`
-	Source     string    `json:"source"`
+	Name       string         `json:"name"`
+	Supervisor string         `json:"supervisor"`
+	Class      string         `json:"class"`
+	State      string         `json:"state"`
+	Pid        int            `json:"pid"`
+	Since      time.Time      `json:"since"`
+	StartedAt  time.Time      `json:"started_at"`
+	Restarts   int            `json:"restarts"`
+	LastExit   string         `json:"last_exit"`
+	LastExitAt time.Time      `json:"last_exit_at"`
+	Source     string         `json:"source"`
+	Metrics    *workerMetrics `json:"metrics"`
+}
+
+// workerMetrics are a worker's process figures (daemon.WorkerMetrics).
+type workerMetrics struct {
+	RSSBytes      uint64  `json:"rss_bytes"`
+	CPUSeconds    float64 `json:"cpu_seconds"`
+	CPUPercent    float64 `json:"cpu_percent"`
+	UptimeSeconds float64 `json:"uptime_seconds"`
+}
+
+// statusFlags are the flags of the status command besides the client ones.
+type statusFlags struct {
+	json     bool
+	watch    bool
+	interval time.Duration
+	noColor  bool
 }
 
 func runStatus(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("status", "[-json] "+clientFlagsUsage, stderr)
-	asJSON := fs.Bool("json", false, "print the status result as JSON")
+	fs := newFlagSet("status", "[-json] [-no-color] [-watch [-interval D]] "+clientFlagsUsage, stderr)
+	var sf statusFlags
+	fs.BoolVar(&sf.json, "json", false, "print the status result as JSON")
+	fs.BoolVar(&sf.watch, "watch", false, "refresh the status every -interval until interrupted (Ctrl-C), in place on a terminal; each poll waits at most -timeout (default 10s)")
+	fs.DurationVar(&sf.interval, "interval", defaultWatchInterval, "with -watch: the time between two refreshes")
+	fs.BoolVar(&sf.noColor, "no-color", false, "no colours, even on a terminal (colours are also off when $NO_COLOR is set or TERM=dumb)")
 	co := addClientFlags(fs)
 	if _, rc := parseArgs(fs, args, "", 0, 0); rc >= 0 {
 		return rc
@@ -52,165 +128,74 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	if msg := co.check(); msg != "" {
 		return usageError(stderr, "status", "%s", msg)
 	}
-	message, _ := json.Marshal(control.Request{Operation: control.OpStatus})
-	answers, rc := co.do(call{method: http.MethodGet, path: "/v1/status", message: message}, stderr)
+	intervalSet := false
+	fs.Visit(func(f *flag.Flag) { intervalSet = intervalSet || f.Name == "interval" })
+	switch {
+	case intervalSet && !sf.watch:
+		return usageError(stderr, "status", "-interval goes with -watch")
+	case sf.watch && sf.interval < minWatchInterval:
+		return usageError(stderr, "status", "-interval must be at least %s", minWatchInterval)
+	case sf.watch && (co.all || co.any):
+		return usageError(stderr, "status", "-watch asks one host: use -amqp with -host NAME, not -all or -any")
+	}
+	term := isTerminal(stdout)
+	color := term && !sf.noColor && os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb"
+	st := statusCall()
+	if sf.watch {
+		if co.timeout == 0 {
+			co.timeout = defaultWatchTimeout
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return co.watchStatus(ctx, stdout, stderr, watchOptions{
+			interval: sf.interval, json: sf.json, color: color,
+			// Clearing the screen needs a terminal that knows how.
+			terminal: term && os.Getenv("TERM") != "dumb",
+		})
+	}
+	answers, rc := co.do(st, stderr)
 	if rc != exitOK {
 		return rc
 	}
-	color := colorOutput(stdout)
 	first := true
 	return co.report(answers, stdout, stderr, func(w io.Writer, _ string, a answer) {
-		if *asJSON {
-			printJSON(w, a.reply.Result)
-			return
-		}
-		if !first {
+		if !first && !sf.json {
 			fmt.Fprintln(w)
 		}
 		first = false
-		var rep statusReport
-		if err := json.Unmarshal(a.reply.Result, &rep); err != nil {
-			fmt.Fprintf(w, "(the status result has an unexpected shape: %v)\n", err)
-			printJSON(w, a.reply.Result)
-			return
-		}
-		printStatus(w, &rep, color)
+		printResult(w, a.reply.Result, sf.json, color)
 	}, nil)
 }
 
-// colorOutput reports whether w is a terminal that wants colours.
-func colorOutput(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	return ok && isatty.IsTerminal(f.Fd()) && os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb"
+// statusCall is the status request, for either transport.
+func statusCall() call {
+	message, _ := json.Marshal(control.Request{Operation: control.OpStatus})
+	return call{method: http.MethodGet, path: "/v1/status", message: message}
 }
 
-// printStatus prints a host's header line and one table row per worker.
-func printStatus(w io.Writer, rep *statusReport, color bool) {
-	var head []string
-	if rep.Host != "" {
-		head = append(head, "host "+rep.Host)
-	}
-	if rep.SystemID != "" {
-		head = append(head, "system_id "+rep.SystemID)
-	}
-	if rep.Broker != "" {
-		head = append(head, "broker "+rep.Broker)
-	}
-	if !rep.Started.IsZero() {
-		head = append(head, "up "+age(rep.Started))
-	}
-	if len(head) > 0 {
-		fmt.Fprintln(w, strings.Join(head, ", "))
-	}
-	if len(rep.Workers) == 0 {
-		fmt.Fprintln(w, "no workers")
+// printResult prints one host's status result: as JSON, or as a tree when
+// it has the shape of one.
+func printResult(w io.Writer, result json.RawMessage, asJSON, color bool) {
+	if asJSON {
+		printJSON(w, result)
 		return
 	}
-	rows := [][]string{{"SUPERVISOR", "WORKER", "CLASS", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT"}}
-	for _, wr := range rep.Workers {
-		rows = append(rows, []string{
-			orDash(wr.Supervisor), orDash(wr.Name), orDash(wr.Class), orDash(wr.State),
-			pidText(wr.Pid), uptime(wr), strconv.Itoa(wr.Restarts), orDash(wr.LastExit),
-		})
+	var rep statusReport
+	if err := json.Unmarshal(result, &rep); err != nil {
+		fmt.Fprintf(w, "(the status result has an unexpected shape: %v)\n", err)
+		printJSON(w, result)
+		return
 	}
-	const stateCol = 3
-	paint := func(col int, cell string) string {
-		if !color || col != stateCol {
-			return cell
-		}
-		if c := stateColor(strings.TrimSpace(cell)); c != "" {
-			return c + cell + "\x1b[0m"
-		}
-		return cell
-	}
-	writeTable(w, rows, func(row, col int, cell string) string {
-		if row == 0 {
-			return cell
-		}
-		return paint(col, cell)
-	})
+	printStatus(w, &rep, color)
 }
 
-// writeTable prints rows in columns two spaces apart, padded by the width
-// of their text; decorate may wrap a padded cell (in colour codes, which
-// must not count in widths).
-func writeTable(w io.Writer, rows [][]string, decorate func(row, col int, cell string) string) {
-	var widths []int
-	for _, r := range rows {
-		for i, c := range r {
-			if i >= len(widths) {
-				widths = append(widths, 0)
-			}
-			widths[i] = max(widths[i], utf8.RuneCountInString(c))
-		}
+// isTerminal reports whether w is a terminal: a character device (not a
+// file or a pipe) that is a tty (not /dev/null).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
 	}
-	for ri, r := range rows {
-		var b strings.Builder
-		for i, c := range r {
-			cell := c
-			if i < len(r)-1 {
-				cell += strings.Repeat(" ", widths[i]-utf8.RuneCountInString(c))
-			}
-			b.WriteString(decorate(ri, i, cell))
-			if i < len(r)-1 {
-				b.WriteString("  ")
-			}
-		}
-		fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
-	}
-}
-
-// stateColor returns the ANSI colour of a worker state, or "".
-func stateColor(state string) string {
-	switch state {
-	case "running":
-		return "\x1b[32m" // green
-	case "starting", "backoff", "stopping":
-		return "\x1b[33m" // yellow
-	case "failed", "exited":
-		return "\x1b[31m" // red
-	case "stopped":
-		return "\x1b[90m" // grey
-	}
-	return ""
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-func pidText(pid int) string {
-	if pid == 0 {
-		return "-"
-	}
-	return strconv.Itoa(pid)
-}
-
-// uptime is how long a running worker has run, from its started_at.
-func uptime(wr workerReport) string {
-	if wr.StartedAt.IsZero() || (wr.State != "running" && wr.State != "stopping") {
-		return "-"
-	}
-	return age(wr.StartedAt)
-}
-
-// age formats the time since t the way people read uptimes: 42s, 3m12s,
-// 5h03m, 2d04h.
-func age(t time.Time) string {
-	d := now().Sub(t)
-	if d < 0 {
-		d = 0
-	}
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
-	case d < 24*time.Hour:
-		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
-	}
-	return fmt.Sprintf("%dd%02dh", int(d.Hours())/24, int(d.Hours())%24)
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0 && isatty.IsTerminal(f.Fd())
 }

@@ -4,12 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/dynworkers/dynworkers/host/internal/broker/brokertest"
 	"github.com/dynworkers/dynworkers/host/internal/control"
@@ -235,4 +240,84 @@ func findWorker(s *monitor.Snapshot, name string) *monitor.WorkerStats {
 		}
 	}
 	return nil
+}
+
+// GET /metrics serves the snapshot in the Prometheus text format, behind
+// the token; no secret shows in metrics, status or events.
+func TestMetricsEndpointShowsNoSecret(t *testing.T) {
+	const secret = "Zx9-metrics-secret-value"
+	const token = "a-token-of-sixteen-chars"
+	dir := t.TempDir()
+	linkPlugin(t, filepath.Join(dir, "plugins"), "smpp")
+	h := startConfig(t, dir, fmt.Sprintf(`system_id = "test"
+host {
+  name       = "test-host"
+  plugin_dir = "plugins"
+  state_dir  = "var"
+  http_addr  = "127.0.0.1:0"
+  http_token = %q
+}
+worker "smsc a" {
+  class = "smpp"
+  config {
+    host     = "smpp.example.com"
+    password = %q
+  }
+}
+`, token, secret))
+	pid := h.waitStarted("smsc a")
+	get := func(path string, auth bool) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, "http://"+h.d.HTTPAddr()+path, nil)
+		if auth {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := get("/metrics", false); code != http.StatusUnauthorized {
+		t.Fatalf("/metrics without the token: %d", code)
+	}
+	code, body := get("/metrics", true)
+	if code != http.StatusOK {
+		t.Fatalf("/metrics: %d %s", code, body)
+	}
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("parsing /metrics: %v", err)
+	}
+	st, err := monitor.ReadProc(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rss float64
+	for _, m := range families["dynworkers_worker_rss_bytes"].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "worker" && l.GetValue() == "smsc a" {
+				rss = m.GetGauge().GetValue()
+			}
+		}
+	}
+	if rss < float64(st.RSSBytes)/2 || rss > float64(st.RSSBytes)*2 {
+		t.Fatalf("rss %v for a plugin of %d", rss, st.RSSBytes)
+	}
+	for _, f := range []string{"go_goroutines", "process_resident_memory_bytes", "dynworkers_host_workers", "dynworkers_supervisor_up"} {
+		if families[f] == nil {
+			t.Errorf("no %s", f)
+		}
+	}
+	for _, path := range []string{"/metrics", "/v1/status", "/v1/events", "/v1/classes"} {
+		if _, body := get(path, true); strings.Contains(body, secret) {
+			t.Errorf("%s shows the secret", path)
+		}
+	}
+	if strings.Contains(h.logs.String(), secret) {
+		t.Error("the log shows the secret")
+	}
 }

@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/dynworkers/dynworkers/host/internal/broker"
 	"github.com/dynworkers/dynworkers/host/internal/control"
 	"github.com/dynworkers/dynworkers/host/internal/httpapi"
+	"github.com/dynworkers/dynworkers/host/internal/promexport"
 	"github.com/dynworkers/dynworkers/host/internal/supervise"
 )
 
@@ -48,6 +51,8 @@ func (d *Daemon) startHTTP(ctx context.Context) error {
 		Doer:   d.tr.dispatcher,
 		Logger: d.logger.Named("http"),
 		Events: d.eventMaps,
+		Metrics: promexport.NewHandler(d.Snapshot,
+			promexport.WithErrorLog(d.logger.Named("metrics").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}))),
 	})
 	d.tr.httpErr = make(chan error, 1)
 	go func() { d.tr.httpErr <- d.tr.http.ListenAndServe(tctx) }()
