@@ -37,9 +37,10 @@ build: ## build the host to bin/dynworkers and every plugin and example plugin t
 run: build ## build everything and run the host with configs/dynworkers.hcl (embedded default)
 	$(BIN)/dynworkers serve -config $(CONFIG)
 
-test: ## gofmt + vet, then all tests with -race (ensures a RabbitMQ broker first)
+test: ## gofmt + vet, then all tests with -race (ensures a RabbitMQ broker and Chromium first)
 	@$(MAKE) --no-print-directory lint
 	@scripts/ensure-rabbitmq.sh
+	@scripts/ensure-chromium.sh
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 test-short: ## tests without the race detector, for a quick loop

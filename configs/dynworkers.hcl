@@ -1,5 +1,11 @@
 # The configuration `make run` uses: a host on the embedded default (no
-# amqp block), running a few hello workers from examples/hello-worker.
+# amqp block, so the workers' messages go through the in-process bus),
+# running a telnet transport with the echo application, and a few hello
+# workers from examples/hello-worker. After `make run`:
+#
+#   nc 127.0.0.1 2323        # every line you type comes back
+#   open http://127.0.0.1:7780/ for the dashboard
+#
 # Paths are relative to this file's directory.
 
 system_id = "dev"
@@ -17,6 +23,24 @@ supervisor "root" {
   strategy  = "one_for_one"
   intensity = 5
   period    = "30s"
+
+  # A Vumi transport and an application on the same transport_name: the
+  # telnet worker publishes each line to chat.inbound, echo replies on
+  # chat.outbound, and telnet writes the reply to the connection.
+  worker "telnet" {
+    class = "telnet"
+    config {
+      transport_name = "chat"
+      port           = 2323
+    }
+  }
+
+  worker "echo" {
+    class = "echo"
+    config {
+      transport_name = "chat"
+    }
+  }
 
   worker "greeter" {
     class = "hello"

@@ -92,9 +92,10 @@ const (
 )
 
 var (
-	// ErrNoHostService is the error of every Children method when the host
-	// offered no Host service to the worker (StartRequest.host_broker_id
-	// 0), or does not implement the call.
+	// ErrNoHostService is the error of every Children method, and of
+	// Env.Publish, Env.Consume and Env.Metric, when the host offered no
+	// Host service to the worker (StartRequest.host_broker_id 0), or does
+	// not implement the call.
 	ErrNoHostService = errors.New("the host offers no Host service")
 	// ErrChildNotFound matches a *HostError with code NotFound: the worker
 	// has no child of that name.
@@ -106,13 +107,20 @@ var (
 
 // HostError is an error the host returned for a Host service call. It
 // keeps the host's message and its gRPC code. errors.Is matches it with
-// ErrInvalidConfig (InvalidArgument), ErrChildNotFound (NotFound),
-// ErrChildExists (AlreadyExists), ErrNoHostService (Unimplemented),
-// context.DeadlineExceeded and context.Canceled.
+// ErrInvalidConfig (InvalidArgument, and PermissionDenied for a reserved
+// bus name), ErrChildNotFound (NotFound), ErrChildExists (AlreadyExists),
+// ErrNoHostService (Unimplemented), context.DeadlineExceeded and
+// context.Canceled; for Publish, Consume, Ack and Nack with ErrNoBus
+// (FailedPrecondition, Unimplemented), ErrReservedName (PermissionDenied)
+// and ErrInvalidName (InvalidArgument); for Metric with ErrNoMetrics
+// (FailedPrecondition, Unimplemented) and ErrInvalidMetric
+// (InvalidArgument).
 type HostError struct {
-	// Call is the Host service method: StartChild, StopChild, ListChildren.
+	// Call is the Host service method: StartChild, StopChild, ListChildren,
+	// Publish, Consume, Ack, Nack or Metric.
 	Call string
-	// Name is the child the call was about, if any.
+	// Name is what the call was about, if anything: the child, the routing
+	// key, the queue, the metric.
 	Name string
 	// Code is the gRPC code of the host's answer.
 	Code codes.Code
@@ -121,24 +129,31 @@ type HostError struct {
 }
 
 func (e *HostError) Error() string {
-	call := e.Call
-	if e.Name != "" {
-		call = fmt.Sprintf("%s %q", e.Call, e.Name)
-	}
-	return fmt.Sprintf("%s: %s (%s)", call, e.Message, e.Code)
+	return fmt.Sprintf("%s: %s (%s)", callName(e.Call, e.Name), e.Message, e.Code)
 }
 
 // Is reports whether the host's code means target (see HostError).
 func (e *HostError) Is(target error) bool {
+	bus := e.Call == "Publish" || e.Call == "Consume" || e.Call == "Ack" || e.Call == "Nack"
 	switch target {
 	case ErrInvalidConfig:
-		return e.Code == codes.InvalidArgument
+		return e.Code == codes.InvalidArgument || (bus && e.Code == codes.PermissionDenied)
 	case ErrChildNotFound:
-		return e.Code == codes.NotFound
+		return e.Code == codes.NotFound && !bus
 	case ErrChildExists:
 		return e.Code == codes.AlreadyExists
 	case ErrNoHostService:
 		return e.Code == codes.Unimplemented
+	case ErrNoBus:
+		return bus && (e.Code == codes.FailedPrecondition || e.Code == codes.Unimplemented)
+	case ErrReservedName:
+		return bus && e.Code == codes.PermissionDenied
+	case ErrInvalidName:
+		return bus && e.Code == codes.InvalidArgument
+	case ErrNoMetrics:
+		return e.Call == "Metric" && (e.Code == codes.FailedPrecondition || e.Code == codes.Unimplemented)
+	case ErrInvalidMetric:
+		return e.Call == "Metric" && e.Code == codes.InvalidArgument
 	case context.DeadlineExceeded:
 		return e.Code == codes.DeadlineExceeded
 	case context.Canceled:

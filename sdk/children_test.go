@@ -91,6 +91,14 @@ var childClass = Class{
 // host is nil, and returns the worker's Env.
 func startWithHost(t *testing.T, host proto.HostServer) Env {
 	t.Helper()
+	env, _, _ := startWithHostServer(t, host)
+	return env
+}
+
+// startWithHostServer is startWithHost that also returns the worker's
+// client and server.
+func startWithHostServer(t *testing.T, host proto.HostServer) (Env, proto.WorkerClient, *server) {
+	t.Helper()
 	srv := newServer([]Class{childClass}, hclog.NewNullLogger())
 	bp := &brokerPlugin{GRPCWorkerPlugin: GRPCWorkerPlugin{Impl: srv}, broker: make(chan *plugin.GRPCBroker, 2)}
 	client, _ := plugin.TestPluginGRPCConn(t, false, map[string]plugin.Plugin{PluginName: bp})
@@ -116,7 +124,7 @@ func startWithHost(t *testing.T, host proto.HostServer) Env {
 	if _, err := wc.Start(ctx(t), &proto.StartRequest{WorkerName: "h1", Class: "hybrid", ConfigJson: []byte(`{}`), HostBrokerId: id}); err != nil {
 		t.Fatal(err)
 	}
-	return srv.running().(*echoWorker).env
+	return srv.running().(*echoWorker).env, wc, srv
 }
 
 func TestChildrenRoundTrip(t *testing.T) {

@@ -73,6 +73,45 @@
 // (StartRequest.host_broker_id), which the SDK picks up when the worker
 // receives Start.
 //
+// # Messages
+//
+// A worker moves messages through the host, never through a broker
+// connection of its own (Env.Publish, Env.Consume): the host uses RabbitMQ
+// when it is configured with an amqp block and its embedded in-process bus
+// otherwise, so the same plugin runs unchanged on a laptop and in
+// production. Messages go through the "vumi" exchange with Vumi's routing
+// keys (<transport_name>.inbound, .outbound, .event); package sdk/vumi has
+// the message types and typed helpers (vumi.ConsumeUserMessages,
+// vumi.PublishUserMessage).
+//
+//	err := env.Consume("smpp.outbound", func(ctx context.Context, m sdk.Message) error {
+//		if err := send(ctx, m.Body); err != nil {
+//			return err // nacked and requeued
+//		}
+//		return nil // acked
+//	}, sdk.WithPrefetch(10))
+//
+// A consumer's handler gets one message at a time, in order; its result
+// acks the message (nil), requeues it (an error) or drops it (an error
+// wrapping ErrDrop). The host delivers at most the prefetch ahead of the
+// handler, so a slow worker slows delivery down. The SDK stops a worker's
+// consumers before it calls Worker.Stop, and the host requeues whatever a
+// worker had not acked when its process ends, so a crash loses nothing.
+//
+// A worker may not publish to or consume from the host's own exchanges and
+// queues: names starting with "vumi.control", "vumi.metrics",
+// "vumi.health", "vumi.events" or "amq." are refused (ErrReservedName; see
+// CheckBusName).
+//
+// Env.Metric reports a worker's own figures, which the host aggregates
+// (sum, avg, min, max, last) and publishes with its metrics under the
+// worker's name.
+//
+// # Testing
+//
 // Testing a class needs no host: Class.NewWorker builds a worker from a
-// config JSON object exactly as the plugin process does.
+// config JSON object exactly as the plugin process does, and package
+// sdk/sdktest runs it with a recording Env (the messages it publishes, its
+// metrics and logs, deliveries to its consumers) or builds the plugin and
+// runs it under a real host for acceptance tests.
 package sdk

@@ -66,6 +66,43 @@ type Env interface {
 	// when the host offers no Host service its methods fail with
 	// ErrNoHostService.
 	Children() Children
+
+	// Publish publishes body on the "vumi" exchange with routingKey (e.g.
+	// "smpp.inbound") and AMQP headers (nil for none), through the host's
+	// bus: RabbitMQ when the host is configured with it, its embedded
+	// in-process bus otherwise. It returns once the bus has taken the
+	// message (with RabbitMQ, once the broker confirmed it), or with
+	// ctx's error. Routing keys of the host's own are refused (see
+	// CheckBusName): errors.Is(err, ErrReservedName). Without a bus the
+	// error matches ErrNoBus.
+	Publish(ctx context.Context, routingKey string, body []byte, headers map[string]string) error
+	// Consume consumes the queue named queue in the background and calls
+	// handler for each of its messages, one at a time; the handler's
+	// result acks or nacks the message (see Handler). The host declares
+	// the queue durable and binds it to the "vumi" exchange with the
+	// queue's own name as routing key (WithBindings to change that), and
+	// delivers at most WithPrefetch messages ahead of the handler.
+	//
+	// Consume returns once the host consumes the queue for the worker, or
+	// with the error that kept it from doing so: a reserved or invalid
+	// name (errors.Is(err, ErrReservedName), ErrInvalidName; both match
+	// ErrInvalidConfig, so a Start that returns them fails for good), no
+	// bus (ErrNoBus). The consumer then runs until the worker stops (or
+	// the context given WithContext ends): the SDK stops its consumers
+	// before it calls Worker.Stop, waiting for the handlers under way
+	// (their context ends), and the messages delivered ahead are requeued.
+	// If the host's consumer fails meanwhile, the SDK subscribes again
+	// with backoff; if that takes longer than 15 s the worker's health
+	// checks fail, and the host restarts it.
+	Consume(queue string, handler Handler, opts ...ConsumeOption) error
+	// Metric reports one value of a metric of the worker's own, e.g.
+	// Metric("messages_sent", 1, AggSum). The host aggregates the values
+	// of each metrics interval with the given aggregators (AggSum, AggAvg,
+	// AggMin, AggMax, AggLast; AggAvg when none are given) and publishes
+	// them with its own metrics, named
+	// dynworkers.<system_id>.<host>.worker.<worker>.<name>. Errors:
+	// ErrInvalidMetric, ErrNoMetrics when the host collects none.
+	Metric(name string, value float64, aggregators ...string) error
 }
 
 // ErrInvalidConfig marks an error as a problem with the worker's config. A

@@ -118,6 +118,7 @@ type server struct {
 	mu     sync.Mutex
 	broker *plugin.GRPCBroker // go-plugin's, for the host's Host service
 	host   *hostConn          // the worker's connection to it; nil if none
+	env    *processEnv
 	worker Worker
 	state  string // "", "starting", "running", "stopping", "stopped"
 }
@@ -202,7 +203,9 @@ func (s *server) Start(ctx context.Context, req *proto.StartRequest) (*proto.Sta
 		host = dialHost(broker, id, env.logger)
 		env.children = hostChildren{h: host}
 	}
+	env.bus = newBus(host, env.logger)
 	if err := w.Start(ctx, env); err != nil {
+		env.bus.stopAll(ctx)
 		if host != nil {
 			host.close()
 		}
@@ -210,6 +213,7 @@ func (s *server) Start(ctx context.Context, req *proto.StartRequest) (*proto.Sta
 	}
 	s.mu.Lock()
 	s.host = host
+	s.env = env
 	s.worker = w
 	s.state = "running"
 	s.mu.Unlock()
@@ -244,12 +248,16 @@ func (s *server) Stop(ctx context.Context, req *proto.StopRequest) (*proto.StopR
 		return &proto.StopResponse{}, nil
 	}
 	s.state = "stopping"
+	env := s.env
 	s.mu.Unlock()
 	if ms := req.GetTimeoutMs(); ms > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(ms)*time.Millisecond)
 		defer cancel()
 	}
+	// Consumers stop first, so that no handler runs while the worker
+	// stops; what they were delivered ahead is requeued.
+	env.bus.stopAll(ctx)
 	err := w.Stop(ctx)
 	s.mu.Lock()
 	s.state = "stopped"
@@ -268,6 +276,12 @@ func (s *server) Health(ctx context.Context, _ *proto.HealthRequest) (*proto.Hea
 	w := s.running()
 	if w == nil {
 		return &proto.HealthResponse{Healthy: false, Message: "worker is not running"}, nil
+	}
+	s.mu.Lock()
+	env := s.env
+	s.mu.Unlock()
+	if err := env.bus.health(); err != nil {
+		return &proto.HealthResponse{Healthy: false, Message: err.Error()}, nil
 	}
 	if hc, ok := w.(HealthChecker); ok {
 		if err := hc.Health(ctx); err != nil {
@@ -299,6 +313,7 @@ type processEnv struct {
 	name, class, systemID, hostName string
 	logger                          hclog.Logger
 	children                        Children
+	bus                             *bus
 }
 
 func (e *processEnv) WorkerName() string   { return e.name }
@@ -307,6 +322,18 @@ func (e *processEnv) SystemID() string     { return e.systemID }
 func (e *processEnv) HostName() string     { return e.hostName }
 func (e *processEnv) Logger() hclog.Logger { return e.logger }
 func (e *processEnv) Children() Children   { return e.children }
+
+func (e *processEnv) Publish(ctx context.Context, routingKey string, body []byte, headers map[string]string) error {
+	return e.bus.publish(ctx, routingKey, body, headers)
+}
+
+func (e *processEnv) Consume(queue string, handler Handler, opts ...ConsumeOption) error {
+	return e.bus.consume(queue, handler, opts...)
+}
+
+func (e *processEnv) Metric(name string, value float64, aggregators ...string) error {
+	return e.bus.metric(name, value, aggregators)
+}
 
 func (e *processEnv) Exit(err error) {
 	if err != nil {

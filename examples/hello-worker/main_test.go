@@ -6,44 +6,28 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-
 	"github.com/dynworkers/dynworkers/sdk"
+	"github.com/dynworkers/dynworkers/sdk/sdktest"
 )
 
-// testEnv is a minimal sdk.Env for running the class in-process.
-type testEnv struct{ logger hclog.Logger }
-
-func (e testEnv) WorkerName() string     { return "test" }
-func (e testEnv) ClassName() string      { return "hello" }
-func (e testEnv) SystemID() string       { return "test" }
-func (e testEnv) HostName() string       { return "localhost" }
-func (e testEnv) Logger() hclog.Logger   { return e.logger }
-func (e testEnv) Exit(error)             { panic("Exit is not expected here") }
-func (e testEnv) Children() sdk.Children { return sdk.NoChildren() }
-
+// A unit test: the class runs in the test's process with a recording Env
+// (sdktest.Run), no host and no plugin process.
 func TestHelloGreets(t *testing.T) {
-	w, err := Class.NewWorker([]byte(`{"name":"tests","interval":"10ms"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := w.(*Hello)
+	w := sdktest.Run(t, Class, `{"name":"tests","interval":"10ms","publish_to":"greetings"}`)
+	h := w.Impl.(*Hello)
 	if h.cfg.Greeting != "hello" || h.cfg.Name != "tests" || h.cfg.Interval != 10*time.Millisecond {
 		t.Fatalf("decoded config = %+v", h.cfg)
 	}
-	if err := w.Start(context.Background(), testEnv{hclog.NewNullLogger()}); err != nil {
-		t.Fatal(err)
+	got := w.Env.WaitPublished("greetings", 2)
+	if string(got[0].Body) != "hello, tests!" || got[0].Headers["count"] != "1" || got[1].Headers["count"] != "2" {
+		t.Errorf("published %+v", got)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		st, _ := h.Status(context.Background())
-		if st["greetings"].(int) >= 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no greetings after 10s: %v", st)
-		}
-		time.Sleep(5 * time.Millisecond) // polling with a deadline
+	if m := w.Env.WaitMetric("greetings"); m[0].Value != 1 || m[0].Aggregators[0] != sdk.AggSum {
+		t.Errorf("metrics %+v", m)
+	}
+	w.Env.WaitLog("hello, tests!")
+	if st := w.Status(context.Background()); st["greetings"].(float64) < 2 {
+		t.Errorf("status %v", st)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -53,14 +37,42 @@ func TestHelloGreets(t *testing.T) {
 }
 
 func TestHelloRejectsBadConfig(t *testing.T) {
-	if _, err := Class.NewWorker([]byte(`{"interval":"soon"}`)); !errors.Is(err, sdk.ErrInvalidConfig) {
-		t.Fatalf("err = %v, want ErrInvalidConfig", err)
+	for _, cfg := range []string{
+		`{"interval":"soon"}`,              // not a duration: the constructor fails
+		`{"interval":"-1s"}`,               // Start fails
+		`{"publish_to":"vumi.control.x"}`,  // a routing key of the host's
+		`{"greeting":"hi","colour":"red"}`, // no such attribute
+	} {
+		if _, err := sdktest.Start(t, Class, cfg); !errors.Is(err, sdk.ErrInvalidConfig) {
+			t.Errorf("config %s: err = %v, want ErrInvalidConfig", cfg, err)
+		}
 	}
-	w, err := Class.NewWorker([]byte(`{"interval":"-1s"}`))
-	if err != nil {
-		t.Fatal(err)
+}
+
+// An acceptance test: the plugin binary runs under a real host (built
+// from this module), which the test talks to through its HTTP API.
+func TestHelloUnderHost(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the host and the plugin")
 	}
-	if err := w.Start(context.Background(), testEnv{hclog.NewNullLogger()}); !errors.Is(err, sdk.ErrInvalidConfig) {
-		t.Fatalf("Start err = %v, want ErrInvalidConfig", err)
+	h := sdktest.StartHost(t, sdktest.HostOptions{
+		Plugins: []string{sdktest.BuildPlugin(t, ".")},
+		Config: `
+worker "greeter" {
+  class = "examples.hello"
+  config {
+    name     = "acceptance"
+    interval = "100ms"
+  }
+}`,
+	})
+	h.WaitLog("hello, acceptance!")
+	st := h.Status()
+	w, ok := st.Worker("greeter")
+	if !ok || w.State != "running" || w.Class != "hello" || w.Pid == 0 {
+		t.Errorf("status of greeter: %+v (listed: %v)", w, ok)
+	}
+	if err := h.Stop(); err != nil {
+		t.Errorf("the host exited with %v", err)
 	}
 }

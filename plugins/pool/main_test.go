@@ -227,6 +227,13 @@ func (e testEnv) Logger() hclog.Logger   { return hclog.NewNullLogger() }
 func (e testEnv) Exit(error)             { panic("unexpected Exit") }
 func (e testEnv) Children() sdk.Children { return e.c }
 
+// The pool moves no messages.
+func (e testEnv) Publish(context.Context, string, []byte, map[string]string) error {
+	return sdk.ErrNoBus
+}
+func (e testEnv) Consume(string, sdk.Handler, ...sdk.ConsumeOption) error { return sdk.ErrNoBus }
+func (e testEnv) Metric(string, float64, ...string) error                 { return sdk.ErrNoMetrics }
+
 func TestStartAndStatus(t *testing.T) {
 	w, err := Class.NewWorker([]byte(`{"class":"echo","size":2,"config":{"interval":"1h"}}`))
 	if err != nil {

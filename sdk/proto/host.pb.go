@@ -6,17 +6,33 @@
 // plugin dials it when it receives Start (go-plugin's broker drops the
 // connection info after 5 s) and uses it while the worker runs.
 //
-// Today the service carries the calls of hybrid workers, which start child
-// workers of their own: each child runs in its own plugin process under the
-// host's supervision, and the host stops a hybrid's children when the hybrid
-// exits. The messaging calls of DESIGN §7 (Publish, Consume, Ack, Nack,
-// Metric) are to be added to this same service, with messages of their own;
-// nothing here needs renumbering for them.
+// Messaging (DESIGN §7). A worker opens no broker connection of its own: it
+// publishes and consumes through the host, which uses its AMQP connection
+// when one is configured and its embedded in-process bus otherwise. Publish
+// sends a message to the "vumi" exchange; Consume declares a durable queue,
+// binds it and streams its messages, each to be settled with Ack or Nack.
+// Metric records a figure of the worker's own, which the host publishes
+// with its metrics under the worker's prefix.
+//
+// Names: a worker may not publish to, consume from or bind to anything of
+// the host's own (its control, metrics, health and events exchanges and
+// queues): routing keys, queue names and bindings that start with
+// "vumi.control", "vumi.metrics", "vumi.health", "vumi.events" or "amq.",
+// and empty ones, are refused with PermissionDenied (reserved) or
+// InvalidArgument (empty, longer than 255 bytes, not UTF-8).
+//
+// Hybrid workers start child workers of their own (StartChild, StopChild,
+// ListChildren): each child runs in its own plugin process under the host's
+// supervision, and the host stops a hybrid's children when the hybrid
+// exits.
 //
 // Errors are gRPC statuses whose message is meant for people: NotFound (no
-// child of that name), InvalidArgument (bad name, unknown class, invalid
-// config or restart), AlreadyExists (the name is taken by another worker),
-// FailedPrecondition (this worker may not start children), DeadlineExceeded.
+// child of that name, no such consumer or delivery), InvalidArgument (bad
+// name, unknown class, invalid config or restart, bad prefetch or metric),
+// PermissionDenied (a reserved bus name), AlreadyExists (the name is taken
+// by another worker), FailedPrecondition (this worker may not start
+// children; the host offers no message bus or metrics to it),
+// DeadlineExceeded, Unavailable (the bus failed; try again).
 //
 // Regenerate with `make generate`; the generated code is committed.
 
@@ -417,6 +433,552 @@ func (x *ChildInfo) GetRestarts() int32 {
 	return 0
 }
 
+type PublishRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// routing_key is the message's routing key on the "vumi" exchange, e.g.
+	// "smpp.inbound".
+	RoutingKey string `protobuf:"bytes,1,opt,name=routing_key,json=routingKey,proto3" json:"routing_key,omitempty"`
+	// body is the message, e.g. a Vumi message as JSON.
+	Body []byte `protobuf:"bytes,2,opt,name=body,proto3" json:"body,omitempty"`
+	// headers are the message's AMQP headers (string values only).
+	Headers       map[string]string `protobuf:"bytes,3,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishRequest) Reset() {
+	*x = PublishRequest{}
+	mi := &file_sdk_proto_host_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishRequest) ProtoMessage() {}
+
+func (x *PublishRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_host_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishRequest.ProtoReflect.Descriptor instead.
+func (*PublishRequest) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_host_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *PublishRequest) GetRoutingKey() string {
+	if x != nil {
+		return x.RoutingKey
+	}
+	return ""
+}
+
+func (x *PublishRequest) GetBody() []byte {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+func (x *PublishRequest) GetHeaders() map[string]string {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
+type PublishResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishResponse) Reset() {
+	*x = PublishResponse{}
+	mi := &file_sdk_proto_host_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishResponse) ProtoMessage() {}
+
+func (x *PublishResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_host_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishResponse.ProtoReflect.Descriptor instead.
+func (*PublishResponse) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_host_proto_rawDescGZIP(), []int{8}
+}
+
+type ConsumeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// queue is the queue to consume, declared durable if it does not exist.
+	Queue string `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	// bindings are the routing keys the queue is bound with on the "vumi"
+	// exchange; empty means [queue], Vumi's convention (the queue of
+	// "smpp.outbound" is bound with "smpp.outbound").
+	Bindings []string `protobuf:"bytes,2,rep,name=bindings,proto3" json:"bindings,omitempty"`
+	// prefetch is how many deliveries may be unsettled at a time, 1 to
+	// 10000; 0 means the host's default (20).
+	Prefetch      int32 `protobuf:"varint,3,opt,name=prefetch,proto3" json:"prefetch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsumeRequest) Reset() {
+	*x = ConsumeRequest{}
+	mi := &file_sdk_proto_host_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsumeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsumeRequest) ProtoMessage() {}
+
+func (x *ConsumeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_host_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsumeRequest.ProtoReflect.Descriptor instead.
+func (*ConsumeRequest) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_host_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ConsumeRequest) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *ConsumeRequest) GetBindings() []string {
+	if x != nil {
+		return x.Bindings
+	}
+	return nil
+}
+
+func (x *ConsumeRequest) GetPrefetch() int32 {
+	if x != nil {
+		return x.Prefetch
+	}
+	return 0
+}
+
+// Delivery is one message of a Consume stream, or, as the stream's first
+// message, the announcement that the consumer is ready (delivery_tag 0).
+type Delivery struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// delivery_tag names the delivery in Ack and Nack, with consumer_id.
+	// Tags count from 1 in every stream; 0 is the ready announcement.
+	DeliveryTag uint64 `protobuf:"varint,1,opt,name=delivery_tag,json=deliveryTag,proto3" json:"delivery_tag,omitempty"`
+	// routing_key is the key the message was published with.
+	RoutingKey string            `protobuf:"bytes,2,opt,name=routing_key,json=routingKey,proto3" json:"routing_key,omitempty"`
+	Body       []byte            `protobuf:"bytes,3,opt,name=body,proto3" json:"body,omitempty"`
+	Headers    map[string]string `protobuf:"bytes,4,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// redelivered is set when the message was delivered before (to this or
+	// another consumer) and not acked.
+	Redelivered bool `protobuf:"varint,5,opt,name=redelivered,proto3" json:"redelivered,omitempty"`
+	// consumer_id names this stream's consumer in Ack and Nack; unique
+	// among the consumers of the process.
+	ConsumerId    uint64 `protobuf:"varint,6,opt,name=consumer_id,json=consumerId,proto3" json:"consumer_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Delivery) Reset() {
+	*x = Delivery{}
+	mi := &file_sdk_proto_host_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Delivery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Delivery) ProtoMessage() {}
+
+func (x *Delivery) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_host_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
+func (*Delivery) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_host_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Delivery) GetDeliveryTag() uint64 {
+	if x != nil {
+		return x.DeliveryTag
+	}
+	return 0
+}
+
+func (x *Delivery) GetRoutingKey() string {
+	if x != nil {
+		return x.RoutingKey
+	}
+	return ""
+}
+
+func (x *Delivery) GetBody() []byte {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+func (x *Delivery) GetHeaders() map[string]string {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
+func (x *Delivery) GetRedelivered() bool {
+	if x != nil {
+		return x.Redelivered
+	}
+	return false
+}
+
+func (x *Delivery) GetConsumerId() uint64 {
+	if x != nil {
+		return x.ConsumerId
+	}
+	return 0
+}
+
+type AckRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ConsumerId    uint64                 `protobuf:"varint,1,opt,name=consumer_id,json=consumerId,proto3" json:"consumer_id,omitempty"`
+	DeliveryTag   uint64                 `protobuf:"varint,2,opt,name=delivery_tag,json=deliveryTag,proto3" json:"delivery_tag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckRequest) Reset() {
+	*x = AckRequest{}
+	mi := &file_sdk_proto_host_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckRequest) ProtoMessage() {}
+
+func (x *AckRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_host_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
+func (*AckRequest) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_host_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *AckRequest) GetConsumerId() uint64 {
+	if x != nil {
+		return x.ConsumerId
+	}
+	return 0
+}
+
+func (x *AckRequest) GetDeliveryTag() uint64 {
+	if x != nil {
+		return x.DeliveryTag
+	}
+	return 0
+}
+
+type AckResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckResponse) Reset() {
+	*x = AckResponse{}
+	mi := &file_sdk_proto_host_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckResponse) ProtoMessage() {}
+
+func (x *AckResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_host_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
+func (*AckResponse) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_host_proto_rawDescGZIP(), []int{12}
+}
+
+type NackRequest struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	ConsumerId  uint64                 `protobuf:"varint,1,opt,name=consumer_id,json=consumerId,proto3" json:"consumer_id,omitempty"`
+	DeliveryTag uint64                 `protobuf:"varint,2,opt,name=delivery_tag,json=deliveryTag,proto3" json:"delivery_tag,omitempty"`
+	// requeue puts the message back on its queue; false drops it (to the
+	// queue's dead-letter exchange, if any).
+	Requeue       bool `protobuf:"varint,3,opt,name=requeue,proto3" json:"requeue,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NackRequest) Reset() {
+	*x = NackRequest{}
+	mi := &file_sdk_proto_host_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NackRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NackRequest) ProtoMessage() {}
+
+func (x *NackRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_host_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NackRequest.ProtoReflect.Descriptor instead.
+func (*NackRequest) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_host_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *NackRequest) GetConsumerId() uint64 {
+	if x != nil {
+		return x.ConsumerId
+	}
+	return 0
+}
+
+func (x *NackRequest) GetDeliveryTag() uint64 {
+	if x != nil {
+		return x.DeliveryTag
+	}
+	return 0
+}
+
+func (x *NackRequest) GetRequeue() bool {
+	if x != nil {
+		return x.Requeue
+	}
+	return false
+}
+
+type NackResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NackResponse) Reset() {
+	*x = NackResponse{}
+	mi := &file_sdk_proto_host_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NackResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NackResponse) ProtoMessage() {}
+
+func (x *NackResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_host_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NackResponse.ProtoReflect.Descriptor instead.
+func (*NackResponse) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_host_proto_rawDescGZIP(), []int{14}
+}
+
+type MetricRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the metric's name below the worker's prefix, e.g.
+	// "messages_sent"; the host sanitises it to [a-z0-9_.].
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// value must be finite.
+	Value float64 `protobuf:"fixed64,2,opt,name=value,proto3" json:"value,omitempty"`
+	// aggregators are how the host combines the values of one interval:
+	// "sum", "avg", "min", "max", "last"; empty means ["avg"].
+	Aggregators   []string `protobuf:"bytes,3,rep,name=aggregators,proto3" json:"aggregators,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MetricRequest) Reset() {
+	*x = MetricRequest{}
+	mi := &file_sdk_proto_host_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MetricRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MetricRequest) ProtoMessage() {}
+
+func (x *MetricRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_host_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MetricRequest.ProtoReflect.Descriptor instead.
+func (*MetricRequest) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_host_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *MetricRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *MetricRequest) GetValue() float64 {
+	if x != nil {
+		return x.Value
+	}
+	return 0
+}
+
+func (x *MetricRequest) GetAggregators() []string {
+	if x != nil {
+		return x.Aggregators
+	}
+	return nil
+}
+
+type MetricResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MetricResponse) Reset() {
+	*x = MetricResponse{}
+	mi := &file_sdk_proto_host_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MetricResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MetricResponse) ProtoMessage() {}
+
+func (x *MetricResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_host_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MetricResponse.ProtoReflect.Descriptor instead.
+func (*MetricResponse) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_host_proto_rawDescGZIP(), []int{16}
+}
+
 var File_sdk_proto_host_proto protoreflect.FileDescriptor
 
 const file_sdk_proto_host_proto_rawDesc = "" +
@@ -442,12 +1004,59 @@ const file_sdk_proto_host_proto_rawDesc = "" +
 	"\x05class\x18\x02 \x01(\tR\x05class\x12\x14\n" +
 	"\x05state\x18\x03 \x01(\tR\x05state\x12\x10\n" +
 	"\x03pid\x18\x04 \x01(\x03R\x03pid\x12\x1a\n" +
-	"\brestarts\x18\x05 \x01(\x05R\brestarts2\xac\x02\n" +
+	"\brestarts\x18\x05 \x01(\x05R\brestarts\"\xce\x01\n" +
+	"\x0ePublishRequest\x12\x1f\n" +
+	"\vrouting_key\x18\x01 \x01(\tR\n" +
+	"routingKey\x12\x12\n" +
+	"\x04body\x18\x02 \x01(\fR\x04body\x12K\n" +
+	"\aheaders\x18\x03 \x03(\v21.dynworkers.worker.v1.PublishRequest.HeadersEntryR\aheaders\x1a:\n" +
+	"\fHeadersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x11\n" +
+	"\x0fPublishResponse\"^\n" +
+	"\x0eConsumeRequest\x12\x14\n" +
+	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x1a\n" +
+	"\bbindings\x18\x02 \x03(\tR\bbindings\x12\x1a\n" +
+	"\bprefetch\x18\x03 \x01(\x05R\bprefetch\"\xa8\x02\n" +
+	"\bDelivery\x12!\n" +
+	"\fdelivery_tag\x18\x01 \x01(\x04R\vdeliveryTag\x12\x1f\n" +
+	"\vrouting_key\x18\x02 \x01(\tR\n" +
+	"routingKey\x12\x12\n" +
+	"\x04body\x18\x03 \x01(\fR\x04body\x12E\n" +
+	"\aheaders\x18\x04 \x03(\v2+.dynworkers.worker.v1.Delivery.HeadersEntryR\aheaders\x12 \n" +
+	"\vredelivered\x18\x05 \x01(\bR\vredelivered\x12\x1f\n" +
+	"\vconsumer_id\x18\x06 \x01(\x04R\n" +
+	"consumerId\x1a:\n" +
+	"\fHeadersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"P\n" +
+	"\n" +
+	"AckRequest\x12\x1f\n" +
+	"\vconsumer_id\x18\x01 \x01(\x04R\n" +
+	"consumerId\x12!\n" +
+	"\fdelivery_tag\x18\x02 \x01(\x04R\vdeliveryTag\"\r\n" +
+	"\vAckResponse\"k\n" +
+	"\vNackRequest\x12\x1f\n" +
+	"\vconsumer_id\x18\x01 \x01(\x04R\n" +
+	"consumerId\x12!\n" +
+	"\fdelivery_tag\x18\x02 \x01(\x04R\vdeliveryTag\x12\x18\n" +
+	"\arequeue\x18\x03 \x01(\bR\arequeue\"\x0e\n" +
+	"\fNackResponse\"[\n" +
+	"\rMetricRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value\x12 \n" +
+	"\vaggregators\x18\x03 \x03(\tR\vaggregators\"\x10\n" +
+	"\x0eMetricResponse2\xc7\x05\n" +
 	"\x04Host\x12_\n" +
 	"\n" +
 	"StartChild\x12'.dynworkers.worker.v1.StartChildRequest\x1a(.dynworkers.worker.v1.StartChildResponse\x12\\\n" +
 	"\tStopChild\x12&.dynworkers.worker.v1.StopChildRequest\x1a'.dynworkers.worker.v1.StopChildResponse\x12e\n" +
-	"\fListChildren\x12).dynworkers.worker.v1.ListChildrenRequest\x1a*.dynworkers.worker.v1.ListChildrenResponseB,Z*github.com/dynworkers/dynworkers/sdk/protob\x06proto3"
+	"\fListChildren\x12).dynworkers.worker.v1.ListChildrenRequest\x1a*.dynworkers.worker.v1.ListChildrenResponse\x12V\n" +
+	"\aPublish\x12$.dynworkers.worker.v1.PublishRequest\x1a%.dynworkers.worker.v1.PublishResponse\x12Q\n" +
+	"\aConsume\x12$.dynworkers.worker.v1.ConsumeRequest\x1a\x1e.dynworkers.worker.v1.Delivery0\x01\x12J\n" +
+	"\x03Ack\x12 .dynworkers.worker.v1.AckRequest\x1a!.dynworkers.worker.v1.AckResponse\x12M\n" +
+	"\x04Nack\x12!.dynworkers.worker.v1.NackRequest\x1a\".dynworkers.worker.v1.NackResponse\x12S\n" +
+	"\x06Metric\x12#.dynworkers.worker.v1.MetricRequest\x1a$.dynworkers.worker.v1.MetricResponseB,Z*github.com/dynworkers/dynworkers/sdk/protob\x06proto3"
 
 var (
 	file_sdk_proto_host_proto_rawDescOnce sync.Once
@@ -461,7 +1070,7 @@ func file_sdk_proto_host_proto_rawDescGZIP() []byte {
 	return file_sdk_proto_host_proto_rawDescData
 }
 
-var file_sdk_proto_host_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_sdk_proto_host_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_sdk_proto_host_proto_goTypes = []any{
 	(*StartChildRequest)(nil),    // 0: dynworkers.worker.v1.StartChildRequest
 	(*StartChildResponse)(nil),   // 1: dynworkers.worker.v1.StartChildResponse
@@ -470,21 +1079,45 @@ var file_sdk_proto_host_proto_goTypes = []any{
 	(*ListChildrenRequest)(nil),  // 4: dynworkers.worker.v1.ListChildrenRequest
 	(*ListChildrenResponse)(nil), // 5: dynworkers.worker.v1.ListChildrenResponse
 	(*ChildInfo)(nil),            // 6: dynworkers.worker.v1.ChildInfo
+	(*PublishRequest)(nil),       // 7: dynworkers.worker.v1.PublishRequest
+	(*PublishResponse)(nil),      // 8: dynworkers.worker.v1.PublishResponse
+	(*ConsumeRequest)(nil),       // 9: dynworkers.worker.v1.ConsumeRequest
+	(*Delivery)(nil),             // 10: dynworkers.worker.v1.Delivery
+	(*AckRequest)(nil),           // 11: dynworkers.worker.v1.AckRequest
+	(*AckResponse)(nil),          // 12: dynworkers.worker.v1.AckResponse
+	(*NackRequest)(nil),          // 13: dynworkers.worker.v1.NackRequest
+	(*NackResponse)(nil),         // 14: dynworkers.worker.v1.NackResponse
+	(*MetricRequest)(nil),        // 15: dynworkers.worker.v1.MetricRequest
+	(*MetricResponse)(nil),       // 16: dynworkers.worker.v1.MetricResponse
+	nil,                          // 17: dynworkers.worker.v1.PublishRequest.HeadersEntry
+	nil,                          // 18: dynworkers.worker.v1.Delivery.HeadersEntry
 }
 var file_sdk_proto_host_proto_depIdxs = []int32{
-	6, // 0: dynworkers.worker.v1.StartChildResponse.child:type_name -> dynworkers.worker.v1.ChildInfo
-	6, // 1: dynworkers.worker.v1.ListChildrenResponse.children:type_name -> dynworkers.worker.v1.ChildInfo
-	0, // 2: dynworkers.worker.v1.Host.StartChild:input_type -> dynworkers.worker.v1.StartChildRequest
-	2, // 3: dynworkers.worker.v1.Host.StopChild:input_type -> dynworkers.worker.v1.StopChildRequest
-	4, // 4: dynworkers.worker.v1.Host.ListChildren:input_type -> dynworkers.worker.v1.ListChildrenRequest
-	1, // 5: dynworkers.worker.v1.Host.StartChild:output_type -> dynworkers.worker.v1.StartChildResponse
-	3, // 6: dynworkers.worker.v1.Host.StopChild:output_type -> dynworkers.worker.v1.StopChildResponse
-	5, // 7: dynworkers.worker.v1.Host.ListChildren:output_type -> dynworkers.worker.v1.ListChildrenResponse
-	5, // [5:8] is the sub-list for method output_type
-	2, // [2:5] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	6,  // 0: dynworkers.worker.v1.StartChildResponse.child:type_name -> dynworkers.worker.v1.ChildInfo
+	6,  // 1: dynworkers.worker.v1.ListChildrenResponse.children:type_name -> dynworkers.worker.v1.ChildInfo
+	17, // 2: dynworkers.worker.v1.PublishRequest.headers:type_name -> dynworkers.worker.v1.PublishRequest.HeadersEntry
+	18, // 3: dynworkers.worker.v1.Delivery.headers:type_name -> dynworkers.worker.v1.Delivery.HeadersEntry
+	0,  // 4: dynworkers.worker.v1.Host.StartChild:input_type -> dynworkers.worker.v1.StartChildRequest
+	2,  // 5: dynworkers.worker.v1.Host.StopChild:input_type -> dynworkers.worker.v1.StopChildRequest
+	4,  // 6: dynworkers.worker.v1.Host.ListChildren:input_type -> dynworkers.worker.v1.ListChildrenRequest
+	7,  // 7: dynworkers.worker.v1.Host.Publish:input_type -> dynworkers.worker.v1.PublishRequest
+	9,  // 8: dynworkers.worker.v1.Host.Consume:input_type -> dynworkers.worker.v1.ConsumeRequest
+	11, // 9: dynworkers.worker.v1.Host.Ack:input_type -> dynworkers.worker.v1.AckRequest
+	13, // 10: dynworkers.worker.v1.Host.Nack:input_type -> dynworkers.worker.v1.NackRequest
+	15, // 11: dynworkers.worker.v1.Host.Metric:input_type -> dynworkers.worker.v1.MetricRequest
+	1,  // 12: dynworkers.worker.v1.Host.StartChild:output_type -> dynworkers.worker.v1.StartChildResponse
+	3,  // 13: dynworkers.worker.v1.Host.StopChild:output_type -> dynworkers.worker.v1.StopChildResponse
+	5,  // 14: dynworkers.worker.v1.Host.ListChildren:output_type -> dynworkers.worker.v1.ListChildrenResponse
+	8,  // 15: dynworkers.worker.v1.Host.Publish:output_type -> dynworkers.worker.v1.PublishResponse
+	10, // 16: dynworkers.worker.v1.Host.Consume:output_type -> dynworkers.worker.v1.Delivery
+	12, // 17: dynworkers.worker.v1.Host.Ack:output_type -> dynworkers.worker.v1.AckResponse
+	14, // 18: dynworkers.worker.v1.Host.Nack:output_type -> dynworkers.worker.v1.NackResponse
+	16, // 19: dynworkers.worker.v1.Host.Metric:output_type -> dynworkers.worker.v1.MetricResponse
+	12, // [12:20] is the sub-list for method output_type
+	4,  // [4:12] is the sub-list for method input_type
+	4,  // [4:4] is the sub-list for extension type_name
+	4,  // [4:4] is the sub-list for extension extendee
+	0,  // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_sdk_proto_host_proto_init() }
@@ -498,7 +1131,7 @@ func file_sdk_proto_host_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sdk_proto_host_proto_rawDesc), len(file_sdk_proto_host_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

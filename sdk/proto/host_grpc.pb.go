@@ -6,17 +6,33 @@
 // plugin dials it when it receives Start (go-plugin's broker drops the
 // connection info after 5 s) and uses it while the worker runs.
 //
-// Today the service carries the calls of hybrid workers, which start child
-// workers of their own: each child runs in its own plugin process under the
-// host's supervision, and the host stops a hybrid's children when the hybrid
-// exits. The messaging calls of DESIGN §7 (Publish, Consume, Ack, Nack,
-// Metric) are to be added to this same service, with messages of their own;
-// nothing here needs renumbering for them.
+// Messaging (DESIGN §7). A worker opens no broker connection of its own: it
+// publishes and consumes through the host, which uses its AMQP connection
+// when one is configured and its embedded in-process bus otherwise. Publish
+// sends a message to the "vumi" exchange; Consume declares a durable queue,
+// binds it and streams its messages, each to be settled with Ack or Nack.
+// Metric records a figure of the worker's own, which the host publishes
+// with its metrics under the worker's prefix.
+//
+// Names: a worker may not publish to, consume from or bind to anything of
+// the host's own (its control, metrics, health and events exchanges and
+// queues): routing keys, queue names and bindings that start with
+// "vumi.control", "vumi.metrics", "vumi.health", "vumi.events" or "amq.",
+// and empty ones, are refused with PermissionDenied (reserved) or
+// InvalidArgument (empty, longer than 255 bytes, not UTF-8).
+//
+// Hybrid workers start child workers of their own (StartChild, StopChild,
+// ListChildren): each child runs in its own plugin process under the host's
+// supervision, and the host stops a hybrid's children when the hybrid
+// exits.
 //
 // Errors are gRPC statuses whose message is meant for people: NotFound (no
-// child of that name), InvalidArgument (bad name, unknown class, invalid
-// config or restart), AlreadyExists (the name is taken by another worker),
-// FailedPrecondition (this worker may not start children), DeadlineExceeded.
+// child of that name, no such consumer or delivery), InvalidArgument (bad
+// name, unknown class, invalid config or restart, bad prefetch or metric),
+// PermissionDenied (a reserved bus name), AlreadyExists (the name is taken
+// by another worker), FailedPrecondition (this worker may not start
+// children; the host offers no message bus or metrics to it),
+// DeadlineExceeded, Unavailable (the bus failed; try again).
 //
 // Regenerate with `make generate`; the generated code is committed.
 
@@ -44,6 +60,11 @@ const (
 	Host_StartChild_FullMethodName   = "/dynworkers.worker.v1.Host/StartChild"
 	Host_StopChild_FullMethodName    = "/dynworkers.worker.v1.Host/StopChild"
 	Host_ListChildren_FullMethodName = "/dynworkers.worker.v1.Host/ListChildren"
+	Host_Publish_FullMethodName      = "/dynworkers.worker.v1.Host/Publish"
+	Host_Consume_FullMethodName      = "/dynworkers.worker.v1.Host/Consume"
+	Host_Ack_FullMethodName          = "/dynworkers.worker.v1.Host/Ack"
+	Host_Nack_FullMethodName         = "/dynworkers.worker.v1.Host/Nack"
+	Host_Metric_FullMethodName       = "/dynworkers.worker.v1.Host/Metric"
 )
 
 // HostClient is the client API for Host service.
@@ -61,6 +82,37 @@ type HostClient interface {
 	StopChild(ctx context.Context, in *StopChildRequest, opts ...grpc.CallOption) (*StopChildResponse, error)
 	// ListChildren lists the children of the calling worker, by name.
 	ListChildren(ctx context.Context, in *ListChildrenRequest, opts ...grpc.CallOption) (*ListChildrenResponse, error)
+	// Publish publishes a message on the "vumi" exchange with the given
+	// routing key. It returns once the bus has taken the message (with
+	// RabbitMQ: once the broker confirmed it).
+	Publish(ctx context.Context, in *PublishRequest, opts ...grpc.CallOption) (*PublishResponse, error)
+	// Consume consumes a queue: the host declares it (durable), binds it to
+	// the "vumi" exchange and streams its messages until the plugin cancels
+	// the call or the process ends; then the messages not yet acked are
+	// requeued.
+	//
+	// The first message of the stream has delivery_tag 0 and only
+	// consumer_id set: the queue is declared and bound and the consumer is
+	// ready. Errors in setting it up end the stream before that message.
+	// Every later message is one delivery, to be settled with Ack or Nack
+	// naming its consumer_id and delivery_tag.
+	//
+	// Flow control: the host sends a delivery only while fewer than
+	// prefetch deliveries of this stream are unsettled, so a worker that
+	// handles its messages slowly slows their delivery down, and neither the
+	// host nor the plugin buffers more than prefetch messages per consumer.
+	Consume(ctx context.Context, in *ConsumeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Delivery], error)
+	// Ack settles a delivery as handled: the bus forgets the message.
+	Ack(ctx context.Context, in *AckRequest, opts ...grpc.CallOption) (*AckResponse, error)
+	// Nack settles a delivery as not handled: the bus requeues the message
+	// (requeue true) or drops it, to a dead-letter exchange where one is
+	// configured (requeue false).
+	Nack(ctx context.Context, in *NackRequest, opts ...grpc.CallOption) (*NackResponse, error)
+	// Metric records one value of a metric of the worker's own. The host
+	// aggregates the values it receives over its metrics interval with each
+	// of the aggregators and publishes them under the worker's prefix
+	// (dynworkers.<system_id>.<host>.worker.<worker>.<name>).
+	Metric(ctx context.Context, in *MetricRequest, opts ...grpc.CallOption) (*MetricResponse, error)
 }
 
 type hostClient struct {
@@ -101,6 +153,65 @@ func (c *hostClient) ListChildren(ctx context.Context, in *ListChildrenRequest, 
 	return out, nil
 }
 
+func (c *hostClient) Publish(ctx context.Context, in *PublishRequest, opts ...grpc.CallOption) (*PublishResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PublishResponse)
+	err := c.cc.Invoke(ctx, Host_Publish_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *hostClient) Consume(ctx context.Context, in *ConsumeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Delivery], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Host_ServiceDesc.Streams[0], Host_Consume_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ConsumeRequest, Delivery]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Host_ConsumeClient = grpc.ServerStreamingClient[Delivery]
+
+func (c *hostClient) Ack(ctx context.Context, in *AckRequest, opts ...grpc.CallOption) (*AckResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AckResponse)
+	err := c.cc.Invoke(ctx, Host_Ack_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *hostClient) Nack(ctx context.Context, in *NackRequest, opts ...grpc.CallOption) (*NackResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NackResponse)
+	err := c.cc.Invoke(ctx, Host_Nack_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *hostClient) Metric(ctx context.Context, in *MetricRequest, opts ...grpc.CallOption) (*MetricResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MetricResponse)
+	err := c.cc.Invoke(ctx, Host_Metric_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // HostServer is the server API for Host service.
 // All implementations must embed UnimplementedHostServer
 // for forward compatibility.
@@ -116,6 +227,37 @@ type HostServer interface {
 	StopChild(context.Context, *StopChildRequest) (*StopChildResponse, error)
 	// ListChildren lists the children of the calling worker, by name.
 	ListChildren(context.Context, *ListChildrenRequest) (*ListChildrenResponse, error)
+	// Publish publishes a message on the "vumi" exchange with the given
+	// routing key. It returns once the bus has taken the message (with
+	// RabbitMQ: once the broker confirmed it).
+	Publish(context.Context, *PublishRequest) (*PublishResponse, error)
+	// Consume consumes a queue: the host declares it (durable), binds it to
+	// the "vumi" exchange and streams its messages until the plugin cancels
+	// the call or the process ends; then the messages not yet acked are
+	// requeued.
+	//
+	// The first message of the stream has delivery_tag 0 and only
+	// consumer_id set: the queue is declared and bound and the consumer is
+	// ready. Errors in setting it up end the stream before that message.
+	// Every later message is one delivery, to be settled with Ack or Nack
+	// naming its consumer_id and delivery_tag.
+	//
+	// Flow control: the host sends a delivery only while fewer than
+	// prefetch deliveries of this stream are unsettled, so a worker that
+	// handles its messages slowly slows their delivery down, and neither the
+	// host nor the plugin buffers more than prefetch messages per consumer.
+	Consume(*ConsumeRequest, grpc.ServerStreamingServer[Delivery]) error
+	// Ack settles a delivery as handled: the bus forgets the message.
+	Ack(context.Context, *AckRequest) (*AckResponse, error)
+	// Nack settles a delivery as not handled: the bus requeues the message
+	// (requeue true) or drops it, to a dead-letter exchange where one is
+	// configured (requeue false).
+	Nack(context.Context, *NackRequest) (*NackResponse, error)
+	// Metric records one value of a metric of the worker's own. The host
+	// aggregates the values it receives over its metrics interval with each
+	// of the aggregators and publishes them under the worker's prefix
+	// (dynworkers.<system_id>.<host>.worker.<worker>.<name>).
+	Metric(context.Context, *MetricRequest) (*MetricResponse, error)
 	mustEmbedUnimplementedHostServer()
 }
 
@@ -134,6 +276,21 @@ func (UnimplementedHostServer) StopChild(context.Context, *StopChildRequest) (*S
 }
 func (UnimplementedHostServer) ListChildren(context.Context, *ListChildrenRequest) (*ListChildrenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListChildren not implemented")
+}
+func (UnimplementedHostServer) Publish(context.Context, *PublishRequest) (*PublishResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Publish not implemented")
+}
+func (UnimplementedHostServer) Consume(*ConsumeRequest, grpc.ServerStreamingServer[Delivery]) error {
+	return status.Error(codes.Unimplemented, "method Consume not implemented")
+}
+func (UnimplementedHostServer) Ack(context.Context, *AckRequest) (*AckResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Ack not implemented")
+}
+func (UnimplementedHostServer) Nack(context.Context, *NackRequest) (*NackResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Nack not implemented")
+}
+func (UnimplementedHostServer) Metric(context.Context, *MetricRequest) (*MetricResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Metric not implemented")
 }
 func (UnimplementedHostServer) mustEmbedUnimplementedHostServer() {}
 func (UnimplementedHostServer) testEmbeddedByValue()              {}
@@ -210,6 +367,89 @@ func _Host_ListChildren_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Host_Publish_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PublishRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HostServer).Publish(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Host_Publish_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HostServer).Publish(ctx, req.(*PublishRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Host_Consume_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ConsumeRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(HostServer).Consume(m, &grpc.GenericServerStream[ConsumeRequest, Delivery]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Host_ConsumeServer = grpc.ServerStreamingServer[Delivery]
+
+func _Host_Ack_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AckRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HostServer).Ack(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Host_Ack_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HostServer).Ack(ctx, req.(*AckRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Host_Nack_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NackRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HostServer).Nack(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Host_Nack_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HostServer).Nack(ctx, req.(*NackRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Host_Metric_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MetricRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HostServer).Metric(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Host_Metric_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HostServer).Metric(ctx, req.(*MetricRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Host_ServiceDesc is the grpc.ServiceDesc for Host service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -229,7 +469,29 @@ var Host_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "ListChildren",
 			Handler:    _Host_ListChildren_Handler,
 		},
+		{
+			MethodName: "Publish",
+			Handler:    _Host_Publish_Handler,
+		},
+		{
+			MethodName: "Ack",
+			Handler:    _Host_Ack_Handler,
+		},
+		{
+			MethodName: "Nack",
+			Handler:    _Host_Nack_Handler,
+		},
+		{
+			MethodName: "Metric",
+			Handler:    _Host_Metric_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Consume",
+			Handler:       _Host_Consume_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "sdk/proto/host.proto",
 }

@@ -1,6 +1,8 @@
 // Package broker keeps one AMQP 0-9-1 connection to RabbitMQ alive for the
 // host and lets the rest of the host publish and consume through it without
-// caring whether the broker is up at the moment.
+// caring whether the broker is up at the moment. It also offers the bus
+// that carries the workers' messages (DESIGN §7): Bus, on RabbitMQ
+// (AMQPBus, over a Conn) or in process (EmbeddedBus).
 //
 // # Lifecycle
 //
@@ -31,6 +33,23 @@
 // the connection is lost it waits for the next connection and consumes
 // again; unacked deliveries of the lost connection are redelivered by the
 // broker. It returns when its context ends or the Conn is closed.
+//
+// # The workers' bus
+//
+// Bus is Vumi's routing: exchange "vumi" (direct, durable), durable queues
+// named after the routing key they are bound with, manual acks, prefetch,
+// and redelivery of whatever a consumer did not ack. Its documentation
+// lists the guarantees; a conformance suite (bus_conformance_test.go) checks
+// them against both implementations, so a plugin behaves the same with or
+// without a broker. The host makes one bus:
+//
+//	bus := broker.NewAMQPBus(conn, broker.AMQPBusOptions{}) // amqp block
+//	bus := broker.NewEmbeddedBus()                          // no amqp block
+//
+// and closes it before the Conn. An AMQPBus uses channels of its own on
+// the Conn's connection (one for publishing, one per consumer), follows
+// the Conn across reconnections, and re-declares each consumer's queue
+// and bindings on the new connection before it consumes again.
 //
 // # Not the library's recovery
 //

@@ -22,6 +22,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2"
 
+	"github.com/dynworkers/dynworkers/host/internal/broker"
 	"github.com/dynworkers/dynworkers/host/internal/catalog"
 	"github.com/dynworkers/dynworkers/host/internal/config"
 	"github.com/dynworkers/dynworkers/host/internal/monitor"
@@ -75,7 +76,10 @@ type Daemon struct {
 
 	// Monitoring (monitor.go, vumimetrics.go). lastHeartbeat is only
 	// used by the monitor goroutine.
-	mon           sampler
+	mon sampler
+	// bus carries the workers' messages (bus.go); set by Run.
+	busMu         sync.Mutex
+	bus           broker.Bus
 	workerMetrics *monitor.Registry
 	lastHeartbeat time.Time
 
@@ -205,6 +209,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	started := time.Now()
 	d.started = started
+	// The broker connection (if any) and the bus come before anything that
+	// can start a worker (the HTTP API included): workers use the bus from
+	// their Start on.
+	d.initTransports()
+	if err := d.dialBroker(); err != nil {
+		return errors.Join(fmt.Errorf("connecting to the broker: %w", err), d.shutdown())
+	}
+	d.openBus()
 	if err := d.startHTTP(ctx); err != nil {
 		if ctx.Err() != nil {
 			return d.shutdown() // told to stop while starting: a clean stop
@@ -216,7 +228,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// Control messages are taken once the persisted workers are back, so
 	// that a message about one of them finds it.
 	if err := d.startAMQP(); err != nil {
-		return errors.Join(fmt.Errorf("connecting to the broker: %w", err), d.shutdown())
+		return errors.Join(fmt.Errorf("starting the control channel: %w", err), d.shutdown())
 	}
 	d.logger.Info("host running", "workers", n, "startup", time.Since(started).Round(time.Millisecond).String())
 	monDone := make(chan struct{})
@@ -311,6 +323,10 @@ func (d *Daemon) shutdown() error {
 		}
 		cancel()
 	}
+	// The workers are down: their consumers' unacked messages go back to
+	// their queues.
+	d.closeBus()
+	d.closeBroker()
 	// Kill and reap the warm spares; none is launched after this.
 	d.spares.Close()
 	d.logger.Info("host stopped")

@@ -23,17 +23,21 @@ import (
 // machine running -race does not flake.
 const waitTimeout = 60 * time.Second
 
-var chaosBin, smppBin, poolBin string
+var chaosBin string
+
+// pluginBins are the built plugin binaries by name, for linkPlugin.
+var pluginBins = map[string]string{}
 
 func TestMain(m *testing.M) {
-	dir, err := testplugins.BuildDir("chaos", "smpp", "plugins/pool")
+	dir, err := testplugins.BuildDir("chaos", "smpp", "plugins/pool", "plugins/echo", "plugins/telnet")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	chaosBin = filepath.Join(dir, "chaos")
-	smppBin = filepath.Join(dir, "smpp")
-	poolBin = filepath.Join(dir, "pool")
+	for _, n := range []string{"chaos", "smpp", "pool", "echo", "telnet"} {
+		pluginBins[n] = filepath.Join(dir, n)
+	}
 	code := m.Run()
 	testplugins.Cleanup()
 	os.Exit(code)
@@ -58,19 +62,16 @@ type harness struct {
 	changed chan struct{}    // closed and replaced when started changes
 }
 
-// linkPlugin puts the chaos binary into dir under name (the smpp and pool
-// binaries for those names).
+// linkPlugin puts the chaos binary into dir under name (the smpp, pool,
+// echo and telnet binaries for those names).
 func linkPlugin(t *testing.T, dir, name string) {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	src := chaosBin
-	switch name {
-	case "smpp":
-		src = smppBin
-	case "pool":
-		src = poolBin
+	src, ok := pluginBins[name]
+	if !ok {
+		src = chaosBin // the chaos plugin under another name
 	}
 	if err := os.Link(src, filepath.Join(dir, name)); err != nil {
 		t.Fatal(err)

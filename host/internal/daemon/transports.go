@@ -13,6 +13,7 @@ import (
 	"github.com/dynworkers/dynworkers/host/internal/httpapi"
 	"github.com/dynworkers/dynworkers/host/internal/promexport"
 	"github.com/dynworkers/dynworkers/host/internal/supervise"
+	"github.com/dynworkers/dynworkers/host/internal/web"
 )
 
 // transports are the ways control requests reach the host: the local HTTP
@@ -23,7 +24,8 @@ type transports struct {
 	http       *httpapi.Server
 	httpErr    chan error
 	cancel     context.CancelFunc
-	ctx        context.Context // ends when the transports stop
+	httpCancel context.CancelFunc // stops the HTTP API alone
+	ctx        context.Context    // ends when the transports stop
 
 	conn    *broker.Conn
 	connSet chan struct{} // closed once conn is set (made by Load when AMQP is configured)
@@ -41,9 +43,6 @@ const eventQueue = 1024
 // listen error (an address in use stops the host from starting: a host
 // that cannot be reached is not what the operator asked for).
 func (d *Daemon) startHTTP(ctx context.Context) error {
-	tctx, cancel := context.WithCancel(context.Background())
-	d.tr.cancel = cancel
-	d.tr.ctx = tctx
 	d.tr.dispatcher = control.NewDispatcher(d, d.logger.Named("control"))
 	d.tr.http = httpapi.New(httpapi.Options{
 		Addr:   d.cfg.Host.HTTPAddr,
@@ -51,11 +50,14 @@ func (d *Daemon) startHTTP(ctx context.Context) error {
 		Doer:   d.tr.dispatcher,
 		Logger: d.logger.Named("http"),
 		Events: d.eventMaps,
+		UI:     web.Handler(),
 		Metrics: promexport.NewHandler(d.Snapshot,
 			promexport.WithErrorLog(d.logger.Named("metrics").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}))),
 	})
+	hctx, cancel := context.WithCancel(d.tr.ctx)
+	d.tr.httpCancel = cancel // stopTransports cancels d.tr.ctx, and hctx with it
 	d.tr.httpErr = make(chan error, 1)
-	go func() { d.tr.httpErr <- d.tr.http.ListenAndServe(tctx) }()
+	go func() { d.tr.httpErr <- d.tr.http.ListenAndServe(hctx) }()
 	select {
 	case <-d.tr.http.Listening():
 		d.logger.Info("HTTP API listening", "addr", d.tr.http.Addr(), "auth", d.cfg.Host.HTTPToken != "")
@@ -72,11 +74,17 @@ func (d *Daemon) startHTTP(ctx context.Context) error {
 	}
 }
 
-// startAMQP connects to the broker and starts consuming control messages.
-// It returns at once: the connection is made (and remade after a loss) in
-// the background, and messages published meanwhile wait in the durable
-// queues.
-func (d *Daemon) startAMQP() error {
+// initTransports makes the context of the transports, which
+// stopTransports cancels.
+func (d *Daemon) initTransports() {
+	d.tr.ctx, d.tr.cancel = context.WithCancel(context.Background())
+}
+
+// dialBroker connects to the broker, when an amqp block is configured. It
+// returns at once: the connection is made (and remade after a loss) in the
+// background. Run dials before starting workers, so that the bus they use
+// exists, and takes control messages later (startAMQP).
+func (d *Daemon) dialBroker() error {
 	if d.cfg.AMQP == nil {
 		return nil
 	}
@@ -92,8 +100,18 @@ func (d *Daemon) startAMQP() error {
 	}
 	d.tr.conn = conn
 	close(d.tr.connSet)
+	return nil
+}
+
+// startAMQP starts consuming control messages and publishing events; the
+// messages published meanwhile waited in the durable queues.
+func (d *Daemon) startAMQP() error {
+	if d.tr.conn == nil {
+		return nil
+	}
+	sys, host := d.cfg.SystemID, d.cfg.Host.Name
 	d.tr.amqp = control.NewAMQPTransport(control.AMQPOptions{
-		SystemID: sys, HostName: host, Conn: conn,
+		SystemID: sys, HostName: host, Conn: d.tr.conn,
 		Handler: d.tr.dispatcher,
 		Logger:  d.logger.Named("amqp"),
 	})
@@ -166,7 +184,8 @@ func (d *Daemon) HTTPAddr() string {
 }
 
 // stopTransports stops taking control requests; requests in flight finish
-// first (the HTTP server shuts down gracefully).
+// first (the HTTP server shuts down gracefully). The broker connection
+// stays open for the workers' bus until closeBroker.
 func (d *Daemon) stopTransports() {
 	if d.tr.cancel == nil {
 		return
@@ -179,9 +198,6 @@ func (d *Daemon) stopTransports() {
 		if d.tr.evDone != nil {
 			<-d.tr.evDone
 		}
-		if err := d.tr.conn.Close(); err != nil {
-			d.logger.Debug("closing the AMQP connection", "error", err)
-		}
 	}
 	if d.tr.httpErr != nil {
 		select {
@@ -192,5 +208,16 @@ func (d *Daemon) stopTransports() {
 		case <-time.After(10 * time.Second):
 			d.logger.Warn("HTTP API did not stop within 10s")
 		}
+	}
+}
+
+// closeBroker closes the broker connection, once the workers are stopped
+// and the bus is closed.
+func (d *Daemon) closeBroker() {
+	if d.tr.conn == nil {
+		return
+	}
+	if err := d.tr.conn.Close(); err != nil {
+		d.logger.Debug("closing the AMQP connection", "error", err)
 	}
 }

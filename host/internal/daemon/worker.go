@@ -9,6 +9,7 @@ import (
 
 	"github.com/dynworkers/dynworkers/host/internal/catalog"
 	"github.com/dynworkers/dynworkers/host/internal/config"
+	"github.com/dynworkers/dynworkers/host/internal/monitor"
 	"github.com/dynworkers/dynworkers/host/internal/pluginproc"
 	"github.com/dynworkers/dynworkers/host/internal/supervise"
 )
@@ -59,6 +60,10 @@ func (s *pluginService) Start(ctx context.Context) (supervise.Instance, error) {
 	if children != nil {
 		opts.ChildHost = children
 	}
+	if bus := s.d.currentBus(); bus != nil {
+		opts.BusHost = busHost{bus: bus}
+	}
+	opts.MetricSink = metricSink{reg: s.d.workerMetrics, prefix: monitor.WorkerPrefix(s.systemID, s.hostName, s.w.Name)}
 	p, err := pluginproc.Start(ctx, opts)
 	if err != nil {
 		if children != nil {

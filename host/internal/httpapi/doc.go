@@ -13,6 +13,7 @@
 //	POST   /v1/supervisors             operation start_supervisor
 //	DELETE /v1/supervisors/{path...}   operation stop_supervisor
 //	GET    /healthz                    {"ok":true}: the host process answers
+//	GET    /  and  /ui/...             the web dashboard, when Options.UI is set
 //
 // POST /v1/control takes a Blinkenlights envelope or its bare payload and
 // hands it to the Doer's Handle when it has one (control.Dispatcher does:
@@ -58,6 +59,15 @@
 // unauthorized before the body is read. An empty Token means no
 // authentication; the configuration allows that only on a loopback address,
 // and ListenAndServe refuses a non-loopback address without a token as well.
+//
+// The web dashboard (Options.UI) is open too: a browser cannot send a
+// bearer token when it navigates to a page, so the page at / and its static
+// files under /ui/ are served without the token. They hold no data; the
+// page asks the operator for the token, keeps it in the tab's
+// sessionStorage and sends it on every /v1 call, which is checked as any
+// other. Only GET and HEAD reach the UI handler, and its paths never reach
+// the API's routes. Without a UI, / and /ui/ are unknown paths behind the
+// token like the rest.
 //
 // # Robustness
 //

@@ -16,7 +16,8 @@ import (
 	"github.com/dynworkers/dynworkers/host/internal/control"
 )
 
-// healthzPath is the one route open without the token.
+// healthzPath is the one API route open without the token (the dashboard's
+// static files are open too: see withUI).
 const healthzPath = "/healthz"
 
 // routes builds the handler: logging around authentication around the
@@ -54,7 +55,41 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeReply(w, fail(control.Errorf(control.CodeNotFound, "no route %s %s: see the routes under /v1/", r.Method, r.URL.Path)))
 	})
-	return s.logRequests(s.authenticate(mux))
+	return s.logRequests(s.withUI(s.authenticate(mux)))
+}
+
+// uiPrefix is the path of the dashboard's static files.
+const uiPrefix = "/ui/"
+
+// isUIPath reports whether a path is the dashboard's: the page at / and its
+// files under /ui/.
+func isUIPath(p string) bool { return p == "/" || strings.HasPrefix(p, uiPrefix) }
+
+// withUI sends the dashboard's paths to Options.UI, in front of
+// authentication, and everything else to api. A browser cannot send the
+// bearer token when it navigates to a page, so the page and its files are
+// served without it; they are static and hold no data, and the page then
+// asks for the token and sends it on every /v1 call. The open paths go
+// straight to the UI handler and never reach the API's routes, so no path
+// under / or /ui/ (such as /ui/../v1/status) can get to data without the
+// token. Without a UI, / and /ui/ are unknown paths of the API, behind the
+// token like the rest.
+func (s *Server) withUI(api http.Handler) http.Handler {
+	ui := s.opts.UI
+	if ui == nil {
+		return api
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !isUIPath(r.URL.Path) {
+			api.ServeHTTP(w, r)
+			return
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			s.methodNotAllowed(http.MethodGet)(w, r)
+			return
+		}
+		ui.ServeHTTP(w, r)
+	})
 }
 
 // handleControl answers POST /v1/control: a control message body, decoded

@@ -40,6 +40,11 @@ type Options struct {
 	Events func() []map[string]any
 	// Metrics, if set, serves GET /metrics (the Prometheus exposition).
 	Metrics http.Handler
+	// UI, if set, serves the web dashboard: GET / and GET /ui/..., without
+	// the token (see the package documentation). It must serve only static
+	// files that hold no data: the page reads everything through /v1 with
+	// the token.
+	UI http.Handler
 }
 
 // Timeouts of the HTTP server, see the package documentation.

@@ -25,10 +25,22 @@
 // The host serves the Host service (sdk/proto/host.proto) to every worker
 // it starts, on a connection brokered by go-plugin's GRPCBroker whose id it
 // passes in the Start RPC. The calls of a hybrid worker (StartChild,
-// StopChild, ListChildren) go to Options.ChildHost; each is bounded by
-// Options.HostCallTimeout, and those under way when the process ends are
-// cancelled. The service is set up by Start, not at launch, so that warm
-// spares get it too (see serveHost).
+// StopChild, ListChildren) go to Options.ChildHost, the worker's messages
+// (Publish, Consume, Ack, Nack) to Options.BusHost and its metrics to
+// Options.MetricSink. Each call is bounded by Options.HostCallTimeout, and
+// those under way when the process ends are cancelled. The service is set
+// up by Start, not at launch, so that warm spares get it too (see
+// serveHost).
+//
+// Messaging rules enforced here, whatever the BusHost: every routing key,
+// queue and binding a worker sends is checked with CheckBusName (the
+// host's control, metrics, health and events names are refused); a Consume
+// stream takes a delivery from its Consumer only while the worker has
+// fewer than its prefetch unsettled, so a slow worker slows delivery down
+// and no one buffers more than the prefetch; acks and nacks are checked
+// against the deliveries the worker was sent; and when the process ends
+// every Consumer it had is closed, so the bus requeues what the worker had
+// not acked.
 //
 // Processes are launched in a process group of their own with Pdeathsig set,
 // so they die with the host; the SDK's watchdog (sdk.EnvParentPID) covers the

@@ -134,9 +134,13 @@ type hostServer struct {
 	proto.UnimplementedHostServer
 
 	worker   string
-	children ChildHost // nil: the worker may not start children
+	children ChildHost  // nil: the worker may not start children
+	bus      BusHost    // nil: the host offers the worker no bus
+	metrics  MetricSink // nil: the host collects no metrics from it
 	timeout  time.Duration
 	logger   hclog.Logger
+
+	consumers busState // the worker's Consume streams
 }
 
 func (h *hostServer) StartChild(ctx context.Context, req *proto.StartChildRequest) (*proto.StartChildResponse, error) {
@@ -199,9 +203,10 @@ func (h *hostServer) noChildren(verb string) error {
 
 // hostCall runs f with the call's deadline: h.timeout, or the plugin's own
 // if sooner. It returns at that deadline even if f has not returned (f's
-// ctx is done then), so a slow ChildHost never holds the plugin longer.
-// Errors are gRPC status errors (ChildStatus).
-func hostCall[T any](ctx context.Context, h *hostServer, call string, f func(context.Context) (T, error)) (T, error) {
+// ctx is done then), so a slow ChildHost or BusHost never holds the plugin
+// longer; a result f returns after that is passed to late, if given, to be
+// released. Errors are gRPC status errors (HostStatus).
+func hostCall[T any](ctx context.Context, h *hostServer, call string, f func(context.Context) (T, error), late ...func(T)) (T, error) {
 	cctx, cancel := context.WithTimeout(ctx, h.timeout)
 	defer cancel()
 	type result struct {
@@ -217,10 +222,19 @@ func hostCall[T any](ctx context.Context, h *hostServer, call string, f func(con
 	select {
 	case r := <-ch:
 		if r.err != nil {
-			return zero, ChildStatus(r.err)
+			return zero, HostStatus(r.err)
 		}
 		return r.v, nil
 	case <-cctx.Done():
+	}
+	if len(late) > 0 {
+		go func() {
+			if r := <-ch; r.err == nil {
+				for _, l := range late {
+					l(r.v)
+				}
+			}
+		}()
 	}
 	switch {
 	case ctx.Err() == nil: // the host's own deadline
@@ -287,21 +301,26 @@ func (p *Process) serveHost(ctx context.Context, srv *hostServer) (uint32, error
 		return 0, errors.New("the process has ended")
 	}
 	p.hostSrv = gs
+	p.hostImpl = srv
 	p.mu.Unlock()
 	go func() { _ = gs.Serve(a.ln) }()
 	return id, nil
 }
 
 // stopHost stops the Host service of the process, if it has one: it closes
-// the listener and the connection and cancels the calls under way. Called
-// once the process is gone.
+// the listener and the connection, cancels the calls under way and closes
+// the worker's consumers (so the bus requeues what the worker did not
+// settle). Called once the process is gone.
 func (p *Process) stopHost() {
 	p.mu.Lock()
-	gs := p.hostSrv
+	gs, srv := p.hostSrv, p.hostImpl
 	p.hostStopped = true
 	p.mu.Unlock()
 	if gs != nil {
 		gs.Stop()
+	}
+	if srv != nil {
+		srv.consumers.closeAll()
 	}
 }
 

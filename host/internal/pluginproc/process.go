@@ -65,8 +65,17 @@ type Options struct {
 	// workers (the Host service of a hybrid worker); nil refuses them. It
 	// may be called before Start returns. See ChildHost.
 	ChildHost ChildHost
-	// HostCallTimeout bounds each call of the worker to the Host service;
-	// zero means DefaultHostCallTimeout.
+	// BusHost carries the worker's messages (the Host service's Publish,
+	// Consume, Ack and Nack); nil refuses them with FailedPrecondition. It
+	// may be called before Start returns, and the consumers it made are
+	// closed when the process is gone. See BusHost.
+	BusHost BusHost
+	// MetricSink receives the worker's own metrics (Env.Metric); nil
+	// refuses them with FailedPrecondition. See MetricSink.
+	MetricSink MetricSink
+	// HostCallTimeout bounds each call of the worker to the Host service
+	// (the setup of a Consume stream, not the stream itself); zero means
+	// DefaultHostCallTimeout.
 	HostCallTimeout time.Duration
 
 	// Spares, if set, is the pool of warm spares Start takes the process
@@ -134,6 +143,7 @@ type Process struct {
 	stopRPCErr    error        // the Stop RPC's error
 	final         *ExitError   // how it ended; set before done is closed
 	hostSrv       *grpc.Server // serves the Host service; set by Start
+	hostImpl      *hostServer  // its implementation; set with hostSrv
 	hostStopped   bool         // the process is gone: no Host service any more
 }
 
@@ -203,6 +213,8 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 	hostID, err := p.serveHost(startCtx, &hostServer{
 		worker:   o.WorkerName,
 		children: o.ChildHost,
+		bus:      o.BusHost,
+		metrics:  o.MetricSink,
 		timeout:  o.HostCallTimeout,
 		logger:   logger,
 	})

@@ -1,0 +1,462 @@
+package benchmarks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/dynworkers/dynworkers/host/internal/broker"
+)
+
+// This file is the harness of the bus benchmarks (bus_test.go), meant to be
+// reused by benchmarks of other paths through the bus (the daemon and a
+// plugin's gRPC hop): a worker under test is a BusWorker; the Measure
+// functions preload its input queue, start it, and time how long it takes
+// to move every message to its output queue.
+
+// BusWorker starts a worker under test: it consumes queue in and publishes
+// every message it takes with the routing key out (the queue out is bound
+// with it on the bus's exchange), and acks each input once its output is
+// published. It returns a function that stops the worker and reports what
+// went wrong while it ran, if anything.
+type BusWorker func(ctx context.Context, in, out string) (stop func() error, err error)
+
+// ThroughputRun is one measured run: Messages moved from the input queue
+// to the output queue in Elapsed.
+type ThroughputRun struct {
+	Worker string `json:"worker"`
+	// Mode is ModePersistent, ModeTransient or ModeEmbedded.
+	Mode      string        `json:"mode,omitempty"`
+	Messages  int           `json:"messages"`
+	Elapsed   time.Duration `json:"-"`
+	ElapsedUS int64         `json:"elapsed_us"`
+}
+
+// PerSecond is the run's throughput.
+func (r ThroughputRun) PerSecond() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.Messages) / r.Elapsed.Seconds()
+}
+
+// pollInterval is how often MeasureAMQPThroughput asks the broker how many
+// messages the output queue holds: the end of a run is known within it.
+const pollInterval = 5 * time.Millisecond
+
+// BenchBody returns a message body of size bytes: a Vumi user message in
+// JSON, its content padded, as the messages the bus carries look.
+func BenchBody(size int) []byte {
+	const head = `{"message_version": "20110921", "message_type": "user_message", "message_id": "b6a5d2f8c1e44f0b9d3e7a1c2b4f6e8d", ` +
+		`"timestamp": "2024-01-01 12:00:00.000000", "transport_name": "bench_transport", "transport_type": "sms", ` +
+		`"from_addr": "+27831234567", "to_addr": "12345", "session_event": null, "helper_metadata": {}, "transport_metadata": {}, "content": "`
+	const tail = `"}`
+	pad := max(size-len(head)-len(tail), 0)
+	return []byte(head + strings.Repeat("x", pad) + tail)
+}
+
+// MeasureAMQPThroughput measures w on the broker at url: it declares the
+// durable queues in and out, bound on exchange (direct, durable) with their
+// own names, and empties them; publishes n persistent copies of body to in
+// (confirmed); starts w and times until out holds n messages (asking the
+// broker every pollInterval); stops w; checks that in is empty (every input
+// acked) and out holds exactly n; and deletes both queues. The harness
+// uses a connection of its own.
+func MeasureAMQPThroughput(ctx context.Context, url, exchange, in, out string, n int, body []byte, name string, w BusWorker) (ThroughputRun, error) {
+	run := ThroughputRun{Worker: name, Messages: n}
+	conn, err := amqp.DialConfig(url, amqp.Config{Properties: amqp.Table{"connection_name": "dynworkers bench harness"}})
+	if err != nil {
+		return run, err
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return run, err
+	}
+	if err := ch.ExchangeDeclare(exchange, amqp.ExchangeDirect, true, false, false, false, nil); err != nil {
+		return run, err
+	}
+	for _, q := range []string{in, out} {
+		if _, err := ch.QueueDeclare(q, true, false, false, false, nil); err != nil {
+			return run, err
+		}
+		if err := ch.QueueBind(q, q, exchange, false, nil); err != nil {
+			return run, err
+		}
+		if _, err := ch.QueuePurge(q, false); err != nil {
+			return run, err
+		}
+	}
+	defer func() {
+		if ch, err := conn.Channel(); err == nil {
+			_, _ = ch.QueueDelete(in, false, false, false)
+			_, _ = ch.QueueDelete(out, false, false, false)
+			_ = ch.Close()
+		}
+	}()
+	if err := preload(ctx, conn, exchange, in, n, body); err != nil {
+		return run, fmt.Errorf("preloading %d messages: %w", n, err)
+	}
+
+	t0 := time.Now()
+	stop, err := w(ctx, in, out)
+	if err != nil {
+		return run, fmt.Errorf("starting the worker: %w", err)
+	}
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	for {
+		q, err := ch.QueueDeclarePassive(out, true, false, false, false, nil)
+		if err != nil {
+			_ = stop()
+			return run, err
+		}
+		if q.Messages >= n {
+			break
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			_ = stop()
+			return run, fmt.Errorf("%d of %d messages moved: %w", q.Messages, n, ctx.Err())
+		}
+	}
+	run.Elapsed = time.Since(t0)
+	run.ElapsedUS = run.Elapsed.Microseconds()
+	if err := stop(); err != nil {
+		return run, fmt.Errorf("worker: %w", err)
+	}
+	qi, err1 := ch.QueueDeclarePassive(in, true, false, false, false, nil)
+	qo, err2 := ch.QueueDeclarePassive(out, true, false, false, false, nil)
+	if err := errors.Join(err1, err2); err != nil {
+		return run, err
+	}
+	if qi.Messages != 0 || qo.Messages != n {
+		return run, fmt.Errorf("after the run %d messages are left in the input queue and %d in the output queue, want 0 and %d", qi.Messages, qo.Messages, n)
+	}
+	return run, nil
+}
+
+// preload publishes n persistent copies of body to key, all in flight at
+// once, and waits for every confirmation.
+func preload(ctx context.Context, conn *amqp.Connection, exchange, key string, n int, body []byte) error {
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	defer ch.Close()
+	if err := ch.Confirm(false); err != nil {
+		return err
+	}
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, n))
+	for range n {
+		if err := ch.PublishWithContext(ctx, exchange, key, false, false, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: body}); err != nil {
+			return err
+		}
+	}
+	for range n {
+		select {
+		case c := <-confirms:
+			if !c.Ack {
+				return broker.ErrNacked
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// PlainAMQPWorker is the reference: the consume → publish loop as one
+// would write it with amqp091-go alone. One connection, two channels (one
+// consuming with the prefetch and manual acks, one publishing in confirm
+// mode, as RabbitMQ advises); one goroutine publishes every delivery to
+// exchange with the key out, persistent or not as the bus does, and hands
+// the deferred confirmation to a second goroutine, which waits for the
+// confirmations in order and acks each delivery once its output is
+// confirmed. Up to prefetch messages are in flight, and their order is
+// kept.
+func PlainAMQPWorker(url, exchange string, prefetch int, persistent bool) BusWorker {
+	return func(ctx context.Context, in, out string) (func() error, error) {
+		conn, err := amqp.DialConfig(url, amqp.Config{Properties: amqp.Table{"connection_name": "dynworkers bench plain"}})
+		if err != nil {
+			return nil, err
+		}
+		fail := func(err error) (func() error, error) { _ = conn.Close(); return nil, err }
+		cch, err := conn.Channel()
+		if err != nil {
+			return fail(err)
+		}
+		pch, err := conn.Channel()
+		if err != nil {
+			return fail(err)
+		}
+		if err := pch.Confirm(false); err != nil {
+			return fail(err)
+		}
+		if err := cch.Qos(prefetch, 0, false); err != nil {
+			return fail(err)
+		}
+		const consumerTag = "bench-plain"
+		deliveries, err := cch.Consume(in, consumerTag, false, false, false, false, nil)
+		if err != nil {
+			return fail(err)
+		}
+		mode := amqp.Transient
+		if persistent {
+			mode = amqp.Persistent
+		}
+		type pending struct {
+			dc  *amqp.DeferredConfirmation
+			tag uint64
+		}
+		inflight := make(chan pending, prefetch)
+		var firstErr error
+		var errOnce sync.Once
+		setErr := func(err error) { errOnce.Do(func() { firstErr = err }) }
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			defer close(inflight)
+			for d := range deliveries {
+				dc, err := pch.PublishWithDeferredConfirm(exchange, out, false, false, amqp.Publishing{
+					DeliveryMode: mode, Headers: d.Headers, Body: d.Body,
+				})
+				if err != nil {
+					setErr(err)
+					return
+				}
+				inflight <- pending{dc, d.DeliveryTag}
+			}
+		})
+		wg.Go(func() {
+			for p := range inflight {
+				<-p.dc.Done()
+				if !p.dc.Acked() {
+					setErr(broker.ErrNacked)
+					continue
+				}
+				if err := cch.Ack(p.tag, false); err != nil {
+					setErr(err)
+				}
+			}
+		})
+		return func() error {
+			// Stop the deliveries, let the messages in flight be confirmed
+			// and acked, then close.
+			err := cch.Cancel(consumerTag, false)
+			wg.Wait()
+			return errors.Join(err, firstErr, conn.Close())
+		}, nil
+	}
+}
+
+// BusLoopOptions configure StartBusLoop.
+type BusLoopOptions struct {
+	// In is the queue consumed (bound with its own name); Out the routing
+	// key published to.
+	In, Out  string
+	Prefetch int
+	// Concurrency is how many deliveries are handled at once, each by a
+	// goroutine of its own: handler, Publish (which waits for the
+	// broker's confirm), Ack. Above 1 the outputs' order may differ from
+	// the inputs'. Default 1. Ignored with Pipeline.
+	Concurrency int
+	// Pipeline handles the deliveries in one goroutine, in order:
+	// handler, PublishAsync, and hands the confirmation to a second
+	// goroutine, which waits for the confirmations in order and acks each
+	// input once its output is confirmed (up to Prefetch in flight). It is
+	// the shape of PlainAMQPWorker, on the bus.
+	Pipeline bool
+	// Handle makes the output of a delivery; nil: the delivery's body and
+	// headers, unchanged (an echo).
+	Handle func(broker.Delivery) ([]byte, map[string]string)
+}
+
+// BusLoop is a worker on a broker.Bus: consume → handler → publish → ack.
+type BusLoop struct {
+	c       broker.Consumer
+	quit    chan struct{}
+	wg      sync.WaitGroup
+	handled atomic.Int64
+	errMu   sync.Mutex
+	err     error
+}
+
+// StartBusLoop starts the loop of o on bus; Stop ends it. This is what a
+// worker does, without the plugin process and its gRPC hop.
+func StartBusLoop(ctx context.Context, bus broker.Bus, o BusLoopOptions) (*BusLoop, error) {
+	c, err := bus.Consume(ctx, o.In, nil, o.Prefetch)
+	if err != nil {
+		return nil, err
+	}
+	handle := o.Handle
+	if handle == nil {
+		handle = func(d broker.Delivery) ([]byte, map[string]string) { return d.Body, d.Headers }
+	}
+	l := &BusLoop{c: c, quit: make(chan struct{})}
+	if o.Pipeline {
+		l.pipeline(ctx, bus, o.Out, handle, max(o.Prefetch, 1))
+		return l, nil
+	}
+	for range max(o.Concurrency, 1) {
+		l.wg.Go(func() {
+			for {
+				var d broker.Delivery
+				select {
+				case m, ok := <-c.Deliveries():
+					if !ok {
+						return
+					}
+					d = m
+				case <-l.quit:
+					return
+				}
+				body, headers := handle(d)
+				if err := bus.Publish(ctx, o.Out, body, headers); err != nil {
+					l.fail(fmt.Errorf("publishing: %w", err))
+					_ = c.Nack(d.Tag, true)
+					continue
+				}
+				if err := c.Ack(d.Tag); err != nil {
+					l.fail(fmt.Errorf("acking: %w", err))
+					continue
+				}
+				l.handled.Add(1)
+			}
+		})
+	}
+	return l, nil
+}
+
+// pipeline starts the two goroutines of BusLoopOptions.Pipeline.
+func (l *BusLoop) pipeline(ctx context.Context, bus broker.Bus, out string, handle func(broker.Delivery) ([]byte, map[string]string), inFlight int) {
+	type pending struct {
+		conf *broker.Confirmation
+		tag  uint64
+	}
+	confs := make(chan pending, inFlight)
+	l.wg.Go(func() {
+		defer close(confs)
+		for {
+			var d broker.Delivery
+			select {
+			case m, ok := <-l.c.Deliveries():
+				if !ok {
+					return
+				}
+				d = m
+			case <-l.quit:
+				return
+			}
+			body, headers := handle(d)
+			conf, err := bus.PublishAsync(ctx, out, body, headers)
+			if err != nil {
+				l.fail(fmt.Errorf("publishing: %w", err))
+				_ = l.c.Nack(d.Tag, true)
+				continue
+			}
+			confs <- pending{conf, d.Tag}
+		}
+	})
+	l.wg.Go(func() {
+		for p := range confs {
+			if err := p.conf.Err(); err != nil {
+				l.fail(fmt.Errorf("publishing: %w", err))
+				_ = l.c.Nack(p.tag, true)
+				continue
+			}
+			if err := l.c.Ack(p.tag); err != nil {
+				l.fail(fmt.Errorf("acking: %w", err))
+				continue
+			}
+			l.handled.Add(1)
+		}
+	})
+}
+
+func (l *BusLoop) fail(err error) {
+	l.errMu.Lock()
+	defer l.errMu.Unlock()
+	if l.err == nil {
+		l.err = err
+	}
+}
+
+// Handled counts the deliveries published and acked so far.
+func (l *BusLoop) Handled() int64 { return l.handled.Load() }
+
+// Stop lets the deliveries being handled finish (published and acked),
+// then closes the consumer, which returns the deliveries not taken yet to
+// the queue, and returns the first error the handlers met.
+func (l *BusLoop) Stop() error {
+	close(l.quit)
+	l.wg.Wait()
+	err := l.c.Close()
+	l.errMu.Lock()
+	defer l.errMu.Unlock()
+	return errors.Join(err, l.err)
+}
+
+// BusLoopWorker is a BusWorker running StartBusLoop on bus with o (its In
+// and Out are set by the harness).
+func BusLoopWorker(bus broker.Bus, o BusLoopOptions) BusWorker {
+	return func(ctx context.Context, in, out string) (func() error, error) {
+		o.In, o.Out = in, out
+		l, err := StartBusLoop(ctx, bus, o)
+		if err != nil {
+			return nil, err
+		}
+		return l.Stop, nil
+	}
+}
+
+// MeasureEmbeddedThroughput measures w on an embedded bus: it declares in
+// and out (bound with their own names), publishes n copies of body to in,
+// starts w and a sink that consumes out (prefetch 1000, acking each), and
+// times until the sink has received n messages.
+func MeasureEmbeddedThroughput(ctx context.Context, bus *broker.EmbeddedBus, in, out string, n int, body []byte, name string, w BusWorker) (ThroughputRun, error) {
+	run := ThroughputRun{Worker: name, Messages: n}
+	c, err := bus.Consume(ctx, in, nil, 1)
+	if err != nil {
+		return run, err
+	}
+	if err := c.Close(); err != nil {
+		return run, err
+	}
+	for range n {
+		if err := bus.Publish(ctx, in, body, nil); err != nil {
+			return run, err
+		}
+	}
+	sink, err := bus.Consume(ctx, out, nil, 1000)
+	if err != nil {
+		return run, err
+	}
+	defer sink.Close()
+	t0 := time.Now()
+	stop, err := w(ctx, in, out)
+	if err != nil {
+		return run, err
+	}
+	for got := 0; got < n; got++ {
+		select {
+		case d := <-sink.Deliveries():
+			if err := sink.Ack(d.Tag); err != nil {
+				_ = stop()
+				return run, err
+			}
+		case <-ctx.Done():
+			_ = stop()
+			return run, fmt.Errorf("%d of %d messages moved: %w", got, n, ctx.Err())
+		}
+	}
+	run.Elapsed = time.Since(t0)
+	run.ElapsedUS = run.Elapsed.Microseconds()
+	return run, stop()
+}

@@ -1,0 +1,400 @@
+package pluginproc
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/dynworkers/dynworkers/sdk"
+	"github.com/dynworkers/dynworkers/sdk/proto"
+)
+
+// BusHost carries a worker's messages: the Host service's Publish and
+// Consume (DESIGN §7). The daemon implements it on top of its bus (RabbitMQ
+// or the embedded one) and passes it in Options.BusHost, one per worker
+// (it may be shared: the calls carry no worker identity). Nil means the
+// host offers the worker no bus, and its calls fail with
+// FailedPrecondition.
+//
+// Names reach a BusHost already checked with CheckBusName: never empty,
+// never reserved. The methods are called from the Host service's gRPC
+// goroutines, concurrently, from just before the worker's Start RPC until
+// the process is gone. Errors are mapped to gRPC codes by HostStatus; an
+// error of the bus itself (a broker that is down and does not come back
+// within the call's deadline) should wrap ErrBusUnavailable.
+type BusHost interface {
+	// Publish publishes body on the "vumi" exchange with routingKey and
+	// headers (nil for none), persistent, and returns once the bus has
+	// taken it (RabbitMQ: the broker confirmed it) or ctx ends. ctx ends
+	// after Options.HostCallTimeout, when the plugin gives up, or when the
+	// process ends.
+	Publish(ctx context.Context, routingKey string, body []byte, headers map[string]string) error
+	// Consume declares queue durable, binds it to the "vumi" exchange with
+	// each of bindings (never empty: [queue] unless the worker chose
+	// others), and returns a Consumer of its messages that has at most
+	// prefetch of them unsettled at a time (1..sdk.MaxPrefetch). The
+	// Consumer runs until it is closed or ctx ends, whichever comes
+	// first; pluginproc always closes it, at the latest when the process
+	// is gone. Consume itself should return promptly: its setup is bounded
+	// by Options.HostCallTimeout.
+	Consume(ctx context.Context, queue string, bindings []string, prefetch int) (Consumer, error)
+}
+
+// Consumer is one consumer of a queue, made by BusHost.Consume for one
+// Consume stream of a worker.
+//
+// pluginproc receives from Deliveries only while the worker has fewer than
+// the consumer's prefetch deliveries unsettled, so a Consumer that buffers
+// nothing beyond what it is asked for keeps at most prefetch messages in
+// the host per consumer, however slow the worker. It settles every
+// delivery it received at most once, with Ack or Nack, and calls Close
+// exactly once.
+type Consumer interface {
+	// Deliveries delivers the queue's messages. It is closed when the
+	// consumer ends by itself (the bus gave up on it); pluginproc then
+	// ends the worker's stream with Unavailable, and the SDK subscribes
+	// again.
+	Deliveries() <-chan Delivery
+	// Ack acks the delivery with the given tag.
+	Ack(tag uint64) error
+	// Nack nacks the delivery with the given tag: requeued when requeue is
+	// set, dropped (dead-lettered where configured) otherwise.
+	Nack(tag uint64, requeue bool) error
+	// Close ends the consumer; the bus requeues the deliveries that are
+	// not settled.
+	Close() error
+}
+
+// Delivery is one message of a Consumer.
+type Delivery struct {
+	// Tag names the delivery in Ack and Nack; unique within its Consumer
+	// while it is unsettled. The worker sees a tag of pluginproc's own.
+	Tag         uint64
+	RoutingKey  string
+	Body        []byte
+	Headers     map[string]string
+	Redelivered bool
+}
+
+// MetricSink receives the values a worker reports with Env.Metric. The
+// daemon implements it, bound to the worker (it prefixes the name with the
+// worker's), and passes it in Options.MetricSink; nil means the host
+// collects no metrics from the worker, and its Metric calls fail with
+// FailedPrecondition.
+//
+// Metric is called from the Host service's gRPC goroutines, concurrently;
+// it should only record the value (the daemon aggregates and publishes on
+// its own timer), not block. The name is checked (non-empty, at most 255
+// bytes, UTF-8, but not yet sanitised), the value is finite, and the
+// aggregators are valid, without duplicates, never empty (see
+// sdk.CheckMetric).
+type MetricSink interface {
+	Metric(name string, value float64, aggregators []string) error
+}
+
+// Errors of the bus calls.
+var (
+	// ErrReservedName is the error of CheckBusName for a name of the
+	// host's own (PermissionDenied).
+	ErrReservedName = sdk.ErrReservedName
+	// ErrInvalidName is the error of CheckBusName for an empty, overlong
+	// or non-UTF-8 name (InvalidArgument).
+	ErrInvalidName = sdk.ErrInvalidName
+	// ErrBusUnavailable is for a BusHost to wrap when its bus cannot take
+	// or give messages now (Unavailable): the worker may try again.
+	ErrBusUnavailable = errors.New("the message bus is unavailable")
+)
+
+// CheckBusName checks a routing key, queue name or binding key that a
+// worker asked for (kind says which: "routing key", "queue", "binding"). It
+// returns nil or an error matching ErrInvalidName (an empty name, one longer
+// than 255 bytes or not UTF-8) or ErrReservedName (a name starting with
+// "vumi.control", "vumi.metrics", "vumi.health", "vumi.events" or "amq.":
+// the host's control, metrics, health and events exchanges and queues, and
+// AMQP's own), with a message that says why. pluginproc checks every name a
+// worker sends with it before it reaches the BusHost; the daemon may use it
+// for names from elsewhere. The rule is sdk.CheckBusName, so a worker gets
+// the same answer in its unit tests.
+func CheckBusName(kind, name string) error { return sdk.CheckBusName(kind, name) }
+
+// consumerGone is the error of an Ack or Nack naming a consumer that has
+// ended.
+func consumerGone(id uint64) error {
+	return status.Errorf(codes.NotFound, "consumer %d has ended; the messages it did not settle were requeued", id)
+}
+
+// busState is the bus part of a worker process's Host service: its
+// consumers.
+type busState struct {
+	mu     sync.Mutex
+	closed bool
+	nextID uint64
+	all    map[uint64]*streamConsumer
+}
+
+// streamConsumer is the host side of one Consume stream: the BusHost's
+// Consumer and the deliveries the worker has not settled.
+type streamConsumer struct {
+	id       uint64
+	queue    string
+	c        Consumer
+	credit   chan struct{} // one token per delivery the worker may still take
+	closeOne sync.Once
+
+	mu      sync.Mutex
+	nextTag uint64
+	pending map[uint64]uint64 // our tag -> the Consumer's tag
+}
+
+// add registers a consumer; false once the process is gone.
+func (b *busState) add(c Consumer, queue string, prefetch int) (*streamConsumer, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, false
+	}
+	if b.all == nil {
+		b.all = map[uint64]*streamConsumer{}
+	}
+	b.nextID++
+	sc := &streamConsumer{id: b.nextID, queue: queue, c: c, credit: make(chan struct{}, prefetch), pending: map[uint64]uint64{}}
+	for range prefetch {
+		sc.credit <- struct{}{}
+	}
+	b.all[sc.id] = sc
+	return sc, true
+}
+
+func (b *busState) get(id uint64) *streamConsumer {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.all[id]
+}
+
+// remove forgets the consumer and closes it.
+func (b *busState) remove(sc *streamConsumer) {
+	b.mu.Lock()
+	delete(b.all, sc.id)
+	b.mu.Unlock()
+	sc.close()
+}
+
+// closeAll closes every consumer and refuses new ones: the process is gone.
+func (b *busState) closeAll() {
+	b.mu.Lock()
+	b.closed = true
+	all := b.all
+	b.all = nil
+	b.mu.Unlock()
+	for _, sc := range all {
+		sc.close()
+	}
+}
+
+func (sc *streamConsumer) close() {
+	sc.closeOne.Do(func() { _ = sc.c.Close() })
+}
+
+// track records a delivery sent to the worker and returns its tag.
+func (sc *streamConsumer) track(busTag uint64) uint64 {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	sc.nextTag++
+	sc.pending[sc.nextTag] = busTag
+	return sc.nextTag
+}
+
+// settle forgets a delivery the worker settles and returns the Consumer's
+// tag; false if it is not pending.
+func (sc *streamConsumer) settle(tag uint64) (uint64, bool) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	busTag, ok := sc.pending[tag]
+	if ok {
+		delete(sc.pending, tag)
+	}
+	return busTag, ok
+}
+
+func (h *hostServer) noBus() error {
+	return status.Errorf(codes.FailedPrecondition, "the host offers no message bus to worker %q", h.worker)
+}
+
+func (h *hostServer) Publish(ctx context.Context, req *proto.PublishRequest) (*proto.PublishResponse, error) {
+	if err := CheckBusName("routing key", req.GetRoutingKey()); err != nil {
+		return nil, HostStatus(err)
+	}
+	if h.bus == nil {
+		return nil, h.noBus()
+	}
+	_, err := hostCall(ctx, h, "Publish", func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, h.bus.Publish(ctx, req.GetRoutingKey(), req.GetBody(), req.GetHeaders())
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &proto.PublishResponse{}, nil
+}
+
+// Consume serves one Consume stream: it sets up a Consumer, announces it,
+// and then forwards its deliveries, one only while the worker has fewer
+// than prefetch unsettled, until the worker cancels the stream, the
+// Consumer ends or the process is gone. The Consumer is closed then, so
+// the bus requeues what the worker did not settle.
+func (h *hostServer) Consume(req *proto.ConsumeRequest, stream proto.Host_ConsumeServer) error {
+	queue := req.GetQueue()
+	if err := CheckBusName("queue", queue); err != nil {
+		return HostStatus(err)
+	}
+	bindings := req.GetBindings()
+	if len(bindings) == 0 {
+		bindings = []string{queue}
+	}
+	for _, b := range bindings {
+		if err := CheckBusName("binding", b); err != nil {
+			return HostStatus(err)
+		}
+	}
+	prefetch := int(req.GetPrefetch())
+	switch {
+	case prefetch == 0:
+		prefetch = sdk.DefaultPrefetch
+	case prefetch < 0 || prefetch > sdk.MaxPrefetch:
+		return status.Errorf(codes.InvalidArgument, "prefetch %d is not within 1..%d", prefetch, sdk.MaxPrefetch)
+	}
+	if h.bus == nil {
+		return h.noBus()
+	}
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	// The Consumer lives as long as the stream (ctx), not the setup's
+	// deadline; one that comes after the deadline is closed.
+	c, err := hostCall(ctx, h, "Consume", func(context.Context) (Consumer, error) {
+		return h.bus.Consume(ctx, queue, bindings, prefetch)
+	}, func(c Consumer) { _ = c.Close() })
+	if err != nil {
+		return err
+	}
+	sc, ok := h.consumers.add(c, queue, prefetch)
+	if !ok {
+		_ = c.Close()
+		return status.Error(codes.Canceled, "the worker's process has ended")
+	}
+	defer h.consumers.remove(sc)
+	h.logger.Debug("consuming for the worker", "queue", queue, "bindings", bindings, "prefetch", prefetch, "consumer", sc.id)
+	if err := stream.Send(&proto.Delivery{ConsumerId: sc.id}); err != nil {
+		return err
+	}
+	for {
+		// Take a delivery from the bus only once the worker may have it.
+		select {
+		case <-sc.credit:
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		}
+		var d Delivery
+		select {
+		case dd, ok := <-c.Deliveries():
+			if !ok {
+				h.logger.Warn("the bus ended a consumer of the worker", "queue", queue)
+				return status.Errorf(codes.Unavailable, "the host's consumer of queue %q ended; subscribe again", queue)
+			}
+			d = dd
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		}
+		tag := sc.track(d.Tag)
+		if err := stream.Send(&proto.Delivery{
+			ConsumerId:  sc.id,
+			DeliveryTag: tag,
+			RoutingKey:  d.RoutingKey,
+			Body:        d.Body,
+			Headers:     d.Headers,
+			Redelivered: d.Redelivered,
+		}); err != nil {
+			return err // the worker is gone; closing the Consumer requeues
+		}
+	}
+}
+
+func (h *hostServer) Ack(ctx context.Context, req *proto.AckRequest) (*proto.AckResponse, error) {
+	if err := h.settle(ctx, "Ack", req.GetConsumerId(), req.GetDeliveryTag(), func(c Consumer, tag uint64) error {
+		return c.Ack(tag)
+	}); err != nil {
+		return nil, err
+	}
+	return &proto.AckResponse{}, nil
+}
+
+func (h *hostServer) Nack(ctx context.Context, req *proto.NackRequest) (*proto.NackResponse, error) {
+	requeue := req.GetRequeue()
+	if err := h.settle(ctx, "Nack", req.GetConsumerId(), req.GetDeliveryTag(), func(c Consumer, tag uint64) error {
+		return c.Nack(tag, requeue)
+	}); err != nil {
+		return nil, err
+	}
+	return &proto.NackResponse{}, nil
+}
+
+// settle settles a delivery of one of the worker's consumers and gives the
+// consumer credit for another.
+func (h *hostServer) settle(ctx context.Context, call string, id, tag uint64, f func(Consumer, uint64) error) error {
+	if h.bus == nil {
+		return h.noBus()
+	}
+	sc := h.consumers.get(id)
+	if sc == nil {
+		return consumerGone(id)
+	}
+	busTag, ok := sc.settle(tag)
+	if !ok {
+		return status.Errorf(codes.NotFound, "consumer %d (queue %q) has no unsettled delivery %d: settled already, or never sent", id, sc.queue, tag)
+	}
+	defer func() { sc.credit <- struct{}{} }()
+	_, err := hostCall(ctx, h, call, func(context.Context) (struct{}, error) {
+		return struct{}{}, f(sc.c, busTag)
+	})
+	return err
+}
+
+func (h *hostServer) Metric(_ context.Context, req *proto.MetricRequest) (*proto.MetricResponse, error) {
+	aggs, err := sdk.CheckMetric(req.GetName(), req.GetValue(), req.GetAggregators())
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if h.metrics == nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "the host collects no metrics from worker %q", h.worker)
+	}
+	if err := h.metrics.Metric(req.GetName(), req.GetValue(), aggs); err != nil {
+		return nil, HostStatus(err)
+	}
+	return &proto.MetricResponse{}, nil
+}
+
+// HostStatus returns the gRPC status error a worker gets for err, the error
+// of a ChildHost, BusHost, Consumer or MetricSink: an error that carries a
+// gRPC status (it implements GRPCStatus() *status.Status, possibly wrapped)
+// keeps it; otherwise the code is PermissionDenied for ErrReservedName,
+// InvalidArgument for ErrInvalidName, Unavailable for ErrBusUnavailable,
+// and as ChildStatus says for the rest, with err's text as the message in
+// every case. nil gives nil.
+func HostStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if s, ok := status.FromError(err); ok {
+		return s.Err()
+	}
+	switch {
+	case errors.Is(err, ErrReservedName):
+		return status.Error(codes.PermissionDenied, err.Error())
+	case errors.Is(err, ErrInvalidName):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, ErrBusUnavailable):
+		return status.Error(codes.Unavailable, err.Error())
+	}
+	return ChildStatus(err)
+}

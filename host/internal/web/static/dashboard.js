@@ -1,0 +1,632 @@
+// The dynworkers dashboard. It polls the host's HTTP API (GET /v1/status
+// and GET /v1/events) and renders the supervision tree, the host's figures
+// and the recent events; its buttons and form call the same API.
+//
+// Everything shown comes from the API and goes into the page as text
+// (textContent and DOM attributes), never as HTML: worker names may hold
+// quotes and angle brackets. The bearer token, when the host has one, is
+// asked for once and kept in sessionStorage, and sent on every call.
+"use strict";
+
+(() => {
+  const POLL_MS = 1500; // time between two polls
+  const SAMPLES = 60; // sparkline samples kept per worker
+  const MAX_EVENTS = 100; // events shown
+  const TOKEN_KEY = "dynworkers.token";
+  const SVG_NS = "http://www.w3.org/2000/svg";
+
+  const $ = (id) => document.getElementById(id);
+
+  // el makes an element. props are set as properties, except names with a
+  // dash (data-*, aria-*), which are attributes; children that are strings
+  // or numbers become text nodes, null and undefined are skipped.
+  function el(tag, props, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(props || {})) {
+      if (v === undefined || v === null) continue;
+      if (k.includes("-")) e.setAttribute(k, String(v));
+      else e[k] = v;
+    }
+    for (const c of children) {
+      if (c === undefined || c === null) continue;
+      e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return e;
+  }
+
+  function svg(tag, attrs) {
+    const e = document.createElementNS(SVG_NS, tag);
+    for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
+    return e;
+  }
+
+  // setText changes a node's text only when it differs, so that a
+  // selection or a scroll position survives the next poll.
+  function setText(node, text) {
+    const s = text === undefined || text === null ? "" : String(text);
+    if (node.textContent !== s) node.textContent = s;
+  }
+
+  // replaceIfChanged puts want as parent's children, in that order, and
+  // touches the DOM only when they differ: a button under the pointer must
+  // not be detached between the press and the release of a click.
+  function replaceIfChanged(parent, want) {
+    const have = parent.children;
+    if (have.length === want.length && want.every((n, i) => have[i] === n)) return;
+    parent.replaceChildren(...want);
+  }
+
+  // ---- formatting ------------------------------------------------------
+
+  const pad = (n, w = 2) => String(n).padStart(w, "0");
+
+  function fmtBytes(n) {
+    if (typeof n !== "number") return "—";
+    const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let i = 0;
+    while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+    return (i === 0 ? String(n) : n.toFixed(1)) + " " + units[i];
+  }
+
+  function fmtDuration(sec) {
+    if (typeof sec !== "number" || !isFinite(sec) || sec < 0) return "—";
+    sec = Math.floor(sec);
+    const d = Math.floor(sec / 86400), h = Math.floor(sec % 86400 / 3600);
+    const m = Math.floor(sec % 3600 / 60), s = sec % 60;
+    if (d > 0) return `${d}d ${h}h`;
+    if (h > 0) return `${h}h ${pad(m)}m`;
+    if (m > 0) return `${m}m ${pad(s)}s`;
+    return `${s}s`;
+  }
+
+  // fmtPeriod shows a supervisor's period: "30s", "1m", "1m30s".
+  function fmtPeriod(sec) {
+    if (typeof sec !== "number" || !isFinite(sec)) return "—";
+    const m = Math.floor(sec / 60), s = +(sec % 60).toFixed(3);
+    return (m ? m + "m" : "") + (s || !m ? s + "s" : "");
+  }
+
+  function fmtPercent(p) {
+    return typeof p === "number" ? p.toFixed(1) + " %" : "—";
+  }
+
+  function fmtCPUSeconds(s) {
+    return typeof s === "number" ? s.toFixed(2) + " s" : "—";
+  }
+
+  // fmtTime shows a timestamp as local HH:MM:SS (with milliseconds when
+  // asked); the full time is in the element's title.
+  function fmtTime(iso, ms) {
+    if (!iso) return "";
+    const t = new Date(iso);
+    if (isNaN(t)) return String(iso);
+    let s = `${pad(t.getHours())}:${pad(t.getMinutes())}:${pad(t.getSeconds())}`;
+    if (ms) s += "." + pad(t.getMilliseconds(), 3);
+    return s;
+  }
+
+  // stateClass maps a worker's or supervisor's state to its colour.
+  function stateClass(state) {
+    switch (state) {
+      case "running": return "st-ok";
+      case "starting": case "backoff": return "st-warn";
+      case "failed": return "st-bad";
+      default: return "st-idle"; // stopping, stopped, exited, unknown
+    }
+  }
+
+  function eventClass(name) {
+    if (/_(failed|start_failed)$/.test(name) || name === "supervisor_escalated") return "st-bad";
+    if (/_(exited|restarting)$/.test(name)) return "st-warn";
+    if (/_started$/.test(name)) return "st-ok";
+    return "st-idle";
+  }
+
+  // ---- the API ---------------------------------------------------------
+
+  class APIError extends Error {
+    constructor(code, message, status, details) {
+      super(message);
+      this.code = code;
+      this.status = status;
+      this.details = details || [];
+    }
+    // describe is the message with its details (attribute: summary).
+    describe() {
+      const extra = this.details
+        .filter((d) => d && d.summary && d.summary !== this.message)
+        .map((d) => (d.attribute ? d.attribute + ": " : "") + d.summary);
+      return [this.message, ...extra].join("; ");
+    }
+  }
+
+  let token = sessionStorage.getItem(TOKEN_KEY) || "";
+
+  function setToken(t) {
+    token = t;
+    if (t) sessionStorage.setItem(TOKEN_KEY, t);
+    else sessionStorage.removeItem(TOKEN_KEY);
+    $("forget-token").hidden = !t;
+  }
+
+  // api calls the host and returns the reply's result, or throws an
+  // APIError with the reply's error.
+  async function api(method, path, body) {
+    const headers = { Accept: "application/json" };
+    if (token) headers.Authorization = "Bearer " + token;
+    const init = { method, headers, cache: "no-store", credentials: "omit" };
+    if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    let resp;
+    try {
+      resp = await fetch(path, init);
+    } catch (e) {
+      throw new APIError("unreachable", "the host does not answer (" + e.message + ")", 0);
+    }
+    let rep;
+    try {
+      rep = await resp.json();
+    } catch (e) {
+      throw new APIError("malformed", `HTTP ${resp.status}: the answer is not JSON`, resp.status);
+    }
+    if (!rep || rep.ok !== true) {
+      const err = (rep && rep.error) || {};
+      throw new APIError(err.code || "internal", err.message || `HTTP ${resp.status}`, resp.status, err.details);
+    }
+    return rep.result;
+  }
+
+  // ---- polling ---------------------------------------------------------
+
+  let timer = 0;
+  let polling = false;
+  let again = false; // a refresh was asked for while a poll ran
+  let classesLoaded = false;
+
+  function schedule(ms) {
+    clearTimeout(timer);
+    timer = setTimeout(poll, ms);
+  }
+
+  // refresh polls now, or right after the poll in flight.
+  function refresh() {
+    if (polling) again = true;
+    else schedule(0);
+  }
+
+  async function poll() {
+    if (polling) { again = true; return; }
+    polling = true;
+    let next = POLL_MS; // -1: wait for the token form
+    try {
+      const [status, events] = await Promise.all([
+        api("GET", "/v1/status"),
+        // A host without an event log answers not_found: show the rest.
+        api("GET", "/v1/events").catch((e) => {
+          if (e.code === "not_found") return null;
+          throw e;
+        }),
+      ]);
+      showDashboard();
+      renderStatus(status);
+      renderEvents(events === null ? null : events.events || []);
+      setConn(true, "live · " + fmtTime(new Date().toISOString()));
+      if (!classesLoaded) loadClasses();
+    } catch (e) {
+      if (e.code === "unauthorized") {
+        // A token that was refused is dropped: the form asks again.
+        const msg = token ? e.message : "";
+        if (token) setToken("");
+        showLogin(msg);
+        next = -1;
+      } else {
+        setConn(false, e.message);
+        next = POLL_MS * 2;
+      }
+    } finally {
+      polling = false;
+    }
+    if (next < 0) { again = false; return; }
+    if (again) { again = false; next = 0; }
+    schedule(next);
+  }
+
+  async function loadClasses() {
+    classesLoaded = true;
+    try {
+      const res = await api("GET", "/v1/classes");
+      const names = new Set();
+      for (const c of res.classes || []) {
+        names.add(c.name);
+        for (const a of c.aliases || []) names.add(a);
+      }
+      $("classes").replaceChildren(...[...names].sort().map((n) => el("option", { value: n })));
+    } catch (e) {
+      classesLoaded = false; // try again at the next poll
+    }
+  }
+
+  function setConn(ok, text) {
+    const c = $("conn");
+    c.className = "conn " + (ok ? "conn-ok" : "conn-bad");
+    setText(c, text);
+  }
+
+  function showDashboard() {
+    $("login").hidden = true;
+    $("dash").hidden = false;
+  }
+
+  function showLogin(message) {
+    clearTimeout(timer);
+    const wasHidden = $("login").hidden;
+    $("dash").hidden = true;
+    $("login").hidden = false;
+    const le = $("login-error");
+    le.hidden = !message;
+    setText(le, message);
+    setConn(false, "token needed");
+    if (wasHidden) $("token").focus();
+  }
+
+  // ---- status: header --------------------------------------------------
+
+  const history = new Map(); // worker name -> {rss: [], cpu: []}
+  let lastSample = "";
+
+  function renderStatus(s) {
+    const p = s.process || {};
+    const facts = [
+      ["system", s.system_id],
+      ["host", s.host],
+      ["broker", s.broker || "none"],
+      ["uptime", fmtDuration(p.uptime_seconds)],
+      ["host pid", p.pid],
+      ["host RSS", fmtBytes(p.rss_bytes)],
+      ["host CPU", fmtCPUSeconds(p.cpu_seconds)],
+      ["threads / fds", `${p.threads ?? "—"} / ${p.open_fds ?? "—"}`],
+      ["control", `${p.control_handled ?? 0} handled, ${p.control_failed ?? 0} failed`],
+    ];
+    $("facts").replaceChildren(...facts.map(([k, v]) =>
+      el("div", { className: "fact" }, el("dt", {}, k), el("dd", {}, v ?? "—"))));
+    if (s.host) document.title = `dynworkers · ${s.host}`;
+
+    const workers = s.workers || [];
+    const byState = p.workers_by_state || {};
+    const chips = [el("span", { className: "chip" }, `${workers.length} workers`)];
+    for (const st of Object.keys(byState).sort()) {
+      if (byState[st] > 0) chips.push(el("span", { className: "chip " + stateClass(st) }, `${byState[st]} ${st}`));
+    }
+    $("by-state").replaceChildren(...chips);
+
+    // One sample per host sample: polls faster than the host samples do
+    // not repeat a point.
+    if (p.sampled_at !== lastSample) {
+      lastSample = p.sampled_at;
+      for (const w of workers) {
+        if (!w.metrics) continue;
+        let h = history.get(w.name);
+        if (!h) history.set(w.name, (h = { rss: [], cpu: [] }));
+        h.rss.push(w.metrics.rss_bytes);
+        h.cpu.push(w.metrics.cpu_percent);
+        if (h.rss.length > SAMPLES) h.rss.shift();
+        if (h.cpu.length > SAMPLES) h.cpu.shift();
+      }
+    }
+    const names = new Set(workers.map((w) => w.name));
+    for (const n of history.keys()) if (!names.has(n)) history.delete(n);
+
+    renderTree(s.supervisors || [], workers);
+
+    const paths = (s.supervisors || []).map((x) => x.path);
+    const dl = $("supervisors");
+    if (dl.dataset.paths !== paths.join("\n")) {
+      dl.dataset.paths = paths.join("\n");
+      dl.replaceChildren(...paths.map((x) => el("option", { value: x })));
+    }
+  }
+
+  // ---- status: the tree ------------------------------------------------
+
+  const supViews = new Map(); // supervisor path -> view
+  const rowViews = new Map(); // worker name -> view
+
+  function makeSupView(path) {
+    const v = {
+      path,
+      title: el("span", { className: "sup-path" }),
+      badge: el("span", { className: "badge" }),
+      meta: el("span", { className: "sup-meta" }),
+      totals: el("span", { className: "sup-totals" }),
+      failure: el("div", { className: "error sup-failure" }),
+      tbody: el("tbody"),
+      subs: el("div", { className: "subs" }),
+    };
+    v.table = el("table", { className: "workers" },
+      el("thead", {}, el("tr", {}, ...["state", "worker", "pid", "uptime", "restarts", "last exit",
+        "source", "RSS", "CPU", ""].map((h) => el("th", {}, h)))),
+      v.tbody);
+    v.root = el("section", { className: "sup", "data-supervisor": path },
+      el("div", { className: "sup-head" }, v.badge, v.title, v.meta, v.totals), v.failure, v.table, v.subs);
+    return v;
+  }
+
+  function updateSupView(v, sup) {
+    setText(v.title, sup.path);
+    v.badge.className = "badge " + stateClass(sup.state);
+    setText(v.badge, sup.state || "unknown");
+    const meta = [];
+    if (sup.strategy) meta.push(sup.strategy);
+    if (typeof sup.intensity === "number") {
+      meta.push(`restarts ${sup.restarts_in_period ?? 0}/${sup.intensity} in ${fmtPeriod(sup.period)}`);
+    }
+    if (sup.restarts) meta.push(`restarted ${sup.restarts}×`);
+    if (sup.source) meta.push(sup.source);
+    setText(v.meta, meta.join(" · "));
+    const t = sup.totals;
+    setText(v.totals, t ? `${t.running}/${t.workers} running · RSS ${fmtBytes(t.rss_bytes)} · CPU ${fmtCPUSeconds(t.cpu_seconds)}` : "");
+    v.failure.hidden = !sup.failure;
+    setText(v.failure, sup.failure ? `failed ${fmtTime(sup.failed_at)}: ${sup.failure}` : "");
+  }
+
+  function makeRowView(name) {
+    const v = {
+      name,
+      badge: el("span", { className: "badge" }),
+      nameText: el("span", { className: "w-name" }),
+      classText: el("span", { className: "w-class" }),
+      configPre: el("pre"),
+      pid: el("td", { className: "pid num" }),
+      uptime: el("td", { className: "uptime num" }),
+      restarts: el("td", { className: "restarts num" }),
+      lastExit: el("td", { className: "last-exit" }),
+      source: el("td", { className: "source" }),
+      rssText: el("span", { className: "num" }),
+      cpuText: el("span", { className: "num" }),
+      rssLine: svg("polyline"),
+      cpuLine: svg("polyline"),
+      restart: el("button", { type: "button", className: "restart", title: "restart this worker" }, "restart"),
+      stop: el("button", { type: "button", className: "stop", title: "stop this worker" }, "stop"),
+    };
+    v.config = el("details", { className: "config" }, el("summary", {}, "config"), v.configPre);
+    const spark = (line, label) => {
+      const s = svg("svg", { class: "spark", viewBox: "0 0 80 20", width: 80, height: 20, role: "img", "aria-label": label });
+      s.append(line);
+      return s;
+    };
+    v.rssSpark = spark(v.rssLine, "RSS over time");
+    v.cpuSpark = spark(v.cpuLine, "CPU over time");
+    v.restart.addEventListener("click", () => act(v, "restart"));
+    v.stop.addEventListener("click", () => act(v, "stop"));
+    v.tr = el("tr", { className: "worker", "data-worker": name },
+      el("td", { className: "state" }, v.badge),
+      el("td", { className: "name" }, v.nameText, v.classText, v.config),
+      v.pid, v.uptime, v.restarts, v.lastExit, v.source,
+      el("td", { className: "rss" }, v.rssText, v.rssSpark),
+      el("td", { className: "cpu" }, v.cpuText, v.cpuSpark),
+      el("td", { className: "actions" }, v.restart, v.stop));
+    return v;
+  }
+
+  function updateRowView(v, w) {
+    v.badge.className = "badge " + stateClass(w.state);
+    setText(v.badge, w.state);
+    setText(v.nameText, w.name);
+    setText(v.classText, w.class);
+    setText(v.pid, w.pid || "—");
+    const m = w.metrics;
+    setText(v.uptime, m ? fmtDuration(m.uptime_seconds) : "—");
+    setText(v.restarts, w.restarts ?? 0);
+    setText(v.lastExit, w.last_exit ? w.last_exit : "");
+    v.lastExit.title = w.last_exit_at ? "at " + w.last_exit_at : "";
+    setText(v.source, w.source);
+    setText(v.rssText, m ? fmtBytes(m.rss_bytes) : "—");
+    setText(v.cpuText, m ? fmtPercent(m.cpu_percent) : "—");
+    const h = history.get(w.name) || { rss: [], cpu: [] };
+    drawSpark(v.rssLine, v.rssSpark, h.rss, false, fmtBytes);
+    drawSpark(v.cpuLine, v.cpuSpark, h.cpu, true, fmtPercent);
+    v.config.hidden = !w.config;
+    if (w.config) setText(v.configPre, JSON.stringify(w.config, null, 2));
+    if (!v.busy) {
+      v.stop.disabled = w.state === "stopped" || w.state === "stopping";
+    }
+  }
+
+  // drawSpark draws the samples as a polyline, newest at the right edge.
+  // CPU (fromZero) is drawn from 0 to its largest sample (at least 1 %);
+  // RSS between its smallest and largest, so that a few pages more show
+  // (a flat line sits in the middle).
+  function drawSpark(line, box, values, fromZero, fmt) {
+    const W = 80, H = 20, step = W / (SAMPLES - 1);
+    const n = values.length;
+    const hi = Math.max(...values), lo = Math.min(...values);
+    let y;
+    if (fromZero) {
+      const top = Math.max(hi, 1);
+      y = (v) => H - 2 - (v / top) * (H - 4);
+    } else {
+      const mid = (hi + lo) / 2, span = Math.max(hi - lo, hi * 0.02, 1);
+      y = (v) => H / 2 - ((v - mid) / span) * (H - 4);
+    }
+    const pts = values.map((v, i) => `${(W - (n - 1 - i) * step).toFixed(1)},${y(v).toFixed(1)}`);
+    line.setAttribute("points", n > 1 ? pts.join(" ") : "");
+    let title = box.querySelector("title");
+    if (!title) box.prepend((title = svg("title")));
+    setText(title, n ? `last ${n} samples: min ${fmt(lo)}, max ${fmt(hi)}` : "no samples yet");
+  }
+
+  function renderTree(sups, workers) {
+    const tree = $("tree");
+    const all = sups.slice();
+    const known = new Set(all.map((x) => x.path));
+    for (const w of workers) {
+      if (!known.has(w.supervisor)) {
+        all.push({ path: w.supervisor, state: "unknown" });
+        known.add(w.supervisor);
+      }
+    }
+    const want = new Map([[tree, []]]); // container -> its children, in order
+    const add = (container, node) => {
+      if (!want.has(container)) want.set(container, []);
+      want.get(container).push(node);
+    };
+    for (const sup of all) {
+      let v = supViews.get(sup.path);
+      if (!v) supViews.set(sup.path, (v = makeSupView(sup.path)));
+      updateSupView(v, sup);
+      // Supervisors come in tree order: a parent is made before its children.
+      const parent = sup.parent && supViews.get(sup.parent);
+      add(parent && known.has(sup.parent) ? parent.subs : tree, v.root);
+    }
+    for (const w of workers) {
+      let v = rowViews.get(w.name);
+      if (!v) rowViews.set(w.name, (v = makeRowView(w.name)));
+      updateRowView(v, w);
+      add(supViews.get(w.supervisor).tbody, v.tr);
+    }
+    for (const [path, v] of supViews) {
+      if (!known.has(path)) { v.root.remove(); supViews.delete(path); continue; }
+      replaceIfChanged(v.subs, want.get(v.subs) || []);
+      replaceIfChanged(v.tbody, want.get(v.tbody) || []);
+      v.table.hidden = !want.has(v.tbody);
+    }
+    const names = new Set(workers.map((w) => w.name));
+    for (const [name, v] of rowViews) {
+      if (!names.has(name)) { v.tr.remove(); rowViews.delete(name); }
+    }
+    replaceIfChanged(tree, want.get(tree));
+  }
+
+  // ---- events ----------------------------------------------------------
+
+  let lastEvents = "";
+
+  function renderEvents(list) {
+    const empty = $("events-empty");
+    if (list === null) {
+      $("events").replaceChildren();
+      empty.hidden = false;
+      setText(empty, "This host keeps no event log.");
+      return;
+    }
+    const evs = list.slice(-MAX_EVENTS).reverse();
+    const sig = list.length + "|" + JSON.stringify(evs[0] || null);
+    if (sig === lastEvents) return;
+    lastEvents = sig;
+    empty.hidden = evs.length > 0;
+    setText(empty, "No events yet.");
+    setText($("events-count"), evs.length ? `(${evs.length}, newest first)` : "");
+    $("events").replaceChildren(...evs.map((ev) => {
+      const details = [];
+      if (ev.pid) details.push(`pid ${ev.pid}`);
+      if (ev.attempt) details.push(`attempt ${ev.attempt}`);
+      if (typeof ev.delay_seconds === "number" && ev.delay_seconds > 0) details.push(`in ${ev.delay_seconds.toFixed(2)} s`);
+      if (ev.restarts) details.push(`restarts ${ev.restarts}`);
+      if (ev.reason) details.push(String(ev.reason));
+      if (typeof ev.uptime_seconds === "number") details.push(`after ${fmtDuration(ev.uptime_seconds)}`);
+      const name = String(ev.event || "");
+      return el("tr", { className: "event", "data-event": name },
+        el("td", { className: "ev-time num", title: ev.time }, fmtTime(ev.time, true)),
+        el("td", {}, el("span", { className: "badge " + eventClass(name) }, name)),
+        el("td", { className: "ev-worker" }, ev.worker ?? ev.child ?? ""),
+        el("td", { className: "ev-supervisor" }, ev.supervisor ?? ""),
+        el("td", { className: "ev-details" }, details.join(" · "),
+          ev.error ? el("div", { className: "error" }, String(ev.error)) : null));
+    }));
+  }
+
+  // ---- actions ---------------------------------------------------------
+
+  let noticeTimer = 0;
+
+  function notice(text, ok) {
+    const n = $("notice");
+    clearTimeout(noticeTimer);
+    n.className = "notice " + (ok ? "notice-ok" : "notice-bad");
+    setText($("notice-text"), text);
+    n.hidden = false;
+    if (ok) noticeTimer = setTimeout(() => { n.hidden = true; }, 6000);
+  }
+
+  async function act(v, what) {
+    const name = v.name;
+    if (what === "stop" && !window.confirm(`Stop worker "${name}"? A worker started by a control message is forgotten.`)) return;
+    v.busy = true;
+    v.restart.disabled = v.stop.disabled = true;
+    const path = "/v1/workers/" + encodeURIComponent(name);
+    try {
+      if (what === "restart") await api("POST", path + "/restart");
+      else await api("DELETE", path);
+      notice(`${what === "restart" ? "Restarted" : "Stopped"} ${name}.`, true);
+    } catch (e) {
+      if (e.code === "unauthorized") showLogin(e.message);
+      else notice(`Could not ${what} ${name}: ${e.describe ? e.describe() : e.message}`, false);
+    } finally {
+      v.busy = false;
+      v.restart.disabled = v.stop.disabled = false;
+      refresh();
+    }
+  }
+
+  async function startWorker(ev) {
+    ev.preventDefault();
+    const errBox = $("start-error");
+    const fail = (msg) => { errBox.hidden = false; setText(errBox, msg); };
+    errBox.hidden = true;
+    const name = $("start-name").value.trim();
+    const cls = $("start-class").value.trim();
+    const text = $("start-config").value.trim();
+    let config = {};
+    if (text) {
+      try {
+        config = JSON.parse(text);
+      } catch (e) {
+        return fail("The config is not valid JSON: " + e.message);
+      }
+    }
+    if (config === null || typeof config !== "object" || Array.isArray(config)) {
+      return fail("The config must be a JSON object, such as {\"interval\": \"5s\"}.");
+    }
+    const body = { name, class: cls, config, supervisor: $("start-supervisor").value.trim() };
+    const button = $("start-submit");
+    button.disabled = true;
+    try {
+      const res = await api("POST", "/v1/workers", body);
+      // The form may hold a password: clear it once the host has it.
+      $("start-form").reset();
+      notice(`${res.worker || name}: ${res.action || "started"}${res.pid ? ", pid " + res.pid : ""}.`, true);
+    } catch (e) {
+      if (e.code === "unauthorized") showLogin(e.message);
+      else fail(`${e.code}: ${e.describe ? e.describe() : e.message}`);
+    } finally {
+      button.disabled = false;
+      refresh();
+    }
+  }
+
+  // ---- start -----------------------------------------------------------
+
+  document.addEventListener("DOMContentLoaded", () => {
+    setToken(token);
+    $("token-form").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const input = $("token");
+      const t = input.value.trim();
+      input.value = "";
+      if (!t) return;
+      setToken(t);
+      $("login-error").hidden = true;
+      classesLoaded = false;
+      schedule(0);
+    });
+    $("forget-token").addEventListener("click", () => {
+      setToken("");
+      schedule(0);
+    });
+    $("notice-close").addEventListener("click", () => { $("notice").hidden = true; });
+    $("start-form").addEventListener("submit", startWorker);
+    poll();
+  });
+})();

@@ -1,0 +1,475 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/dynworkers/dynworkers/sdk/proto"
+)
+
+func init() {
+	// Set once, before any consumer runs: the race detector would see a
+	// test changing them while another test's consumers read them.
+	consumerDownGrace = 300 * time.Millisecond
+	resubscribeMin, resubscribeMax = 10*time.Millisecond, 50*time.Millisecond
+	requeueMin, requeueMax = time.Millisecond, 5*time.Millisecond
+}
+
+// fakeStream is one Consume stream of a fakeBusHost, driven by the test.
+type fakeStream struct {
+	req  *proto.ConsumeRequest
+	id   uint64
+	send chan *proto.Delivery // the test sends deliveries
+	end  chan error           // the test ends the stream with this error
+	gone chan struct{}        // closed when the plugin ended the stream
+}
+
+func (s *fakeStream) deliver(t *testing.T, tag uint64, body string, redelivered bool) {
+	t.Helper()
+	d := &proto.Delivery{ConsumerId: s.id, DeliveryTag: tag, RoutingKey: "rk." + body, Body: []byte(body),
+		Headers: map[string]string{"h": body}, Redelivered: redelivered}
+	select {
+	case s.send <- d:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("delivery %q not sent", body)
+	}
+}
+
+func (s *fakeStream) waitGone(t *testing.T) {
+	t.Helper()
+	select {
+	case <-s.gone:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the plugin did not end the stream")
+	}
+}
+
+// fakeBusHost is a Host service with the messaging calls.
+type fakeBusHost struct {
+	proto.UnimplementedHostServer
+
+	mu         sync.Mutex
+	pubs       []*proto.PublishRequest
+	metrics    []*proto.MetricRequest
+	consumeErr error
+	pubErr     error
+	nextID     uint64
+
+	streams chan *fakeStream
+	settled chan string // "ack 7/1", "nack 7/2 requeue", "nack 7/3 drop"
+}
+
+func newFakeBusHost() *fakeBusHost {
+	return &fakeBusHost{streams: make(chan *fakeStream, 16), settled: make(chan string, 100)}
+}
+
+func (h *fakeBusHost) Publish(_ context.Context, req *proto.PublishRequest) (*proto.PublishResponse, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.pubErr != nil {
+		return nil, h.pubErr
+	}
+	h.pubs = append(h.pubs, req)
+	return &proto.PublishResponse{}, nil
+}
+
+func (h *fakeBusHost) Metric(_ context.Context, req *proto.MetricRequest) (*proto.MetricResponse, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.metrics = append(h.metrics, req)
+	return &proto.MetricResponse{}, nil
+}
+
+func (h *fakeBusHost) Consume(req *proto.ConsumeRequest, stream proto.Host_ConsumeServer) error {
+	h.mu.Lock()
+	err := h.consumeErr
+	h.nextID++
+	id := h.nextID
+	h.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	s := &fakeStream{req: req, id: id, send: make(chan *proto.Delivery), end: make(chan error, 1), gone: make(chan struct{})}
+	defer close(s.gone)
+	if err := stream.Send(&proto.Delivery{ConsumerId: id}); err != nil {
+		return err
+	}
+	h.streams <- s
+	for {
+		select {
+		case d := <-s.send:
+			if err := stream.Send(d); err != nil {
+				return err
+			}
+		case err := <-s.end:
+			return err
+		case <-stream.Context().Done():
+			return stream.Context().Err()
+		}
+	}
+}
+
+func (h *fakeBusHost) Ack(_ context.Context, req *proto.AckRequest) (*proto.AckResponse, error) {
+	h.settled <- fmt.Sprintf("ack %d/%d", req.ConsumerId, req.DeliveryTag)
+	return &proto.AckResponse{}, nil
+}
+
+func (h *fakeBusHost) Nack(_ context.Context, req *proto.NackRequest) (*proto.NackResponse, error) {
+	how := "drop"
+	if req.Requeue {
+		how = "requeue"
+	}
+	h.settled <- fmt.Sprintf("nack %d/%d %s", req.ConsumerId, req.DeliveryTag, how)
+	return &proto.NackResponse{}, nil
+}
+
+func (h *fakeBusHost) stream(t *testing.T) *fakeStream {
+	t.Helper()
+	select {
+	case s := <-h.streams:
+		return s
+	case <-time.After(10 * time.Second):
+		t.Fatal("no Consume stream")
+		return nil
+	}
+}
+
+func (h *fakeBusHost) nextSettled(t *testing.T) string {
+	t.Helper()
+	select {
+	case s := <-h.settled:
+		return s
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing settled")
+		return ""
+	}
+}
+
+func TestBusWithoutHostService(t *testing.T) {
+	env := startWithHost(t, nil)
+	err := env.Publish(ctx(t), "a.b", []byte("x"), nil)
+	if !errors.Is(err, ErrNoBus) || !errors.Is(err, ErrNoHostService) || errors.Is(err, ErrNoMetrics) {
+		t.Errorf("Publish = %v", err)
+	}
+	err = env.Consume("q", func(context.Context, Message) error { return nil })
+	if !errors.Is(err, ErrNoBus) || !errors.Is(err, ErrNoHostService) {
+		t.Errorf("Consume = %v", err)
+	}
+	err = env.Metric("m", 1)
+	if !errors.Is(err, ErrNoMetrics) || !errors.Is(err, ErrNoHostService) || errors.Is(err, ErrNoBus) {
+		t.Errorf("Metric = %v", err)
+	}
+	if !strings.Contains(err.Error(), `Metric "m"`) {
+		t.Errorf("Metric error %q does not name the metric", err)
+	}
+}
+
+// Bad names, prefetches and metrics are refused before they reach the host.
+func TestBusLocalChecks(t *testing.T) {
+	host := newFakeBusHost()
+	env := startWithHost(t, host)
+	nop := func(context.Context, Message) error { return nil }
+	for _, key := range []string{"", "vumi.control.x", "vumi.events", "amq.direct", strings.Repeat("x", 300), "\xff"} {
+		if err := env.Publish(ctx(t), key, nil, nil); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("Publish %.20q = %v", key, err)
+		}
+		if err := env.Consume(key, nop); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("Consume %.20q = %v", key, err)
+		}
+		if err := env.Consume("ok", nop, WithBindings("ok", key)); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("Consume binding %.20q = %v", key, err)
+		}
+	}
+	err := env.Publish(ctx(t), "vumi.metrics", nil, nil)
+	if !errors.Is(err, ErrReservedName) || errors.Is(err, ErrInvalidName) || !strings.Contains(err.Error(), `routing key "vumi.metrics" is reserved`) {
+		t.Errorf("Publish(vumi.metrics) = %v", err)
+	}
+	for _, n := range []int{0, -1, MaxPrefetch + 1} {
+		if err := env.Consume("q", nop, WithPrefetch(n)); !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "prefetch") {
+			t.Errorf("prefetch %d: %v", n, err)
+		}
+	}
+	if err := env.Consume("q", nil); err == nil {
+		t.Error("Consume with a nil handler")
+	}
+	for _, m := range []struct {
+		name string
+		v    float64
+		aggs []string
+	}{{"", 1, nil}, {"m", math.NaN(), nil}, {"m", math.Inf(1), nil}, {"m", 1, []string{"median"}}} {
+		if err := env.Metric(m.name, m.v, m.aggs...); !errors.Is(err, ErrInvalidMetric) {
+			t.Errorf("Metric(%q, %v, %v) = %v", m.name, m.v, m.aggs, err)
+		}
+	}
+	host.mu.Lock()
+	defer host.mu.Unlock()
+	if len(host.pubs) != 0 || len(host.metrics) != 0 || len(host.streams) != 0 {
+		t.Errorf("refused calls reached the host")
+	}
+}
+
+func TestBusPublishAndMetric(t *testing.T) {
+	host := newFakeBusHost()
+	env := startWithHost(t, host)
+	if err := env.Publish(ctx(t), "smpp.outbound", []byte(`{"a":1}`), map[string]string{"k": "v"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Metric("sent", 2.5, AggSum, AggMax, AggSum); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Metric("latency", 0.25); err != nil {
+		t.Fatal(err)
+	}
+	host.mu.Lock()
+	p, m := host.pubs, host.metrics
+	host.mu.Unlock()
+	if len(p) != 1 || p[0].RoutingKey != "smpp.outbound" || string(p[0].Body) != `{"a":1}` || p[0].Headers["k"] != "v" {
+		t.Errorf("published %v", p)
+	}
+	if len(m) != 2 || m[0].Name != "sent" || m[0].Value != 2.5 || !slices.Equal(m[0].Aggregators, []string{"sum", "max"}) ||
+		!slices.Equal(m[1].Aggregators, []string{"avg"}) {
+		t.Errorf("metrics %v", m)
+	}
+	// The host's errors keep their meaning.
+	for _, tt := range []struct {
+		err    error
+		target error
+	}{
+		{status.Error(codes.PermissionDenied, "reserved"), ErrReservedName},
+		{status.Error(codes.PermissionDenied, "reserved"), ErrInvalidConfig},
+		{status.Error(codes.InvalidArgument, "bad"), ErrInvalidName},
+		{status.Error(codes.FailedPrecondition, "no bus"), ErrNoBus},
+		{status.Error(codes.Unimplemented, "old host"), ErrNoBus},
+		{status.Error(codes.Unimplemented, "old host"), ErrNoHostService},
+	} {
+		host.mu.Lock()
+		host.pubErr = tt.err
+		host.mu.Unlock()
+		err := env.Publish(ctx(t), "k", nil, nil)
+		var he *HostError
+		if !errors.Is(err, tt.target) || !errors.As(err, &he) || he.Call != "Publish" || he.Name != "k" {
+			t.Errorf("host error %v: Publish = %v, want it to match %v", tt.err, err, tt.target)
+		}
+		if errors.Is(err, ErrChildNotFound) || errors.Is(err, ErrNoMetrics) {
+			t.Errorf("Publish = %v matches a children or metrics error", err)
+		}
+	}
+}
+
+func TestConsumeHandlerOutcomes(t *testing.T) {
+	host := newFakeBusHost()
+	env := startWithHost(t, host)
+	got := make(chan Message, 10)
+	err := env.Consume("app.inbound", func(ctx context.Context, m Message) error {
+		got <- m
+		switch string(m.Body) {
+		case "drop":
+			return Drop(errors.New("malformed"))
+		case "fail":
+			return errors.New("try later")
+		}
+		return nil
+	}, WithPrefetch(7), WithBindings("a", "b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := host.stream(t)
+	if s.req.Queue != "app.inbound" || !slices.Equal(s.req.Bindings, []string{"a", "b"}) || s.req.Prefetch != 7 {
+		t.Errorf("Consume request %v", s.req)
+	}
+	s.deliver(t, 1, "ok", false)
+	s.deliver(t, 2, "drop", false)
+	s.deliver(t, 3, "fail", true)
+	want := []string{
+		fmt.Sprintf("ack %d/1", s.id),
+		fmt.Sprintf("nack %d/2 drop", s.id),
+		fmt.Sprintf("nack %d/3 requeue", s.id),
+	}
+	for _, w := range want {
+		if g := host.nextSettled(t); g != w {
+			t.Errorf("settled %q, want %q", g, w)
+		}
+	}
+	m := <-got
+	if m.Queue != "app.inbound" || m.RoutingKey != "rk.ok" || string(m.Body) != "ok" || m.Headers["h"] != "ok" || m.Redelivered {
+		t.Errorf("message %+v", m)
+	}
+	<-got
+	if m := <-got; !m.Redelivered {
+		t.Errorf("message %+v, want redelivered", m)
+	}
+}
+
+// Stop stops the consumers before the worker's Stop: the handler under way
+// sees its context end, its message is requeued, and the stream is ended.
+func TestConsumeStoppedBeforeWorkerStop(t *testing.T) {
+	host := newFakeBusHost()
+	env, wc, srv := startWithHostServer(t, host)
+	w := srv.running().(*echoWorker)
+	entered := make(chan struct{})
+	sawStopped := make(chan bool, 1)
+	if err := env.Consume("q", func(ctx context.Context, m Message) error {
+		close(entered)
+		<-ctx.Done()
+		sawStopped <- w.stopped.Load()
+		return ctx.Err()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s := host.stream(t)
+	s.deliver(t, 1, "x", false)
+	<-entered
+	if _, err := wc.Stop(ctx(t), &proto.StopRequest{TimeoutMs: 5000}); err != nil {
+		t.Fatal(err)
+	}
+	if <-sawStopped {
+		t.Error("the worker's Stop ran before the handler returned")
+	}
+	if g := host.nextSettled(t); g != fmt.Sprintf("nack %d/1 requeue", s.id) {
+		t.Errorf("settled %q", g)
+	}
+	s.waitGone(t)
+	if !w.stopped.Load() {
+		t.Error("the worker was not stopped")
+	}
+	if err := env.Consume("q2", func(context.Context, Message) error { return nil }); !errors.Is(err, ErrConsumerStopped) {
+		t.Errorf("Consume after Stop = %v", err)
+	}
+}
+
+// A handler that ignores its context cannot hold Stop beyond its deadline.
+func TestConsumeStuckHandlerBoundedByStop(t *testing.T) {
+	host := newFakeBusHost()
+	env, wc, _ := startWithHostServer(t, host)
+	release := make(chan struct{})
+	defer close(release)
+	entered := make(chan struct{})
+	if err := env.Consume("q", func(context.Context, Message) error {
+		close(entered)
+		<-release
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s := host.stream(t)
+	s.deliver(t, 1, "x", false)
+	<-entered
+	begin := time.Now()
+	if _, err := wc.Stop(ctx(t), &proto.StopRequest{TimeoutMs: 300}); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(begin); d > 3*time.Second {
+		t.Errorf("Stop took %s with a stuck handler and a 300ms timeout", d)
+	}
+	s.waitGone(t)
+}
+
+// When the host ends a stream, the SDK subscribes again; while it cannot,
+// the worker's health checks fail after the grace period.
+func TestConsumeResubscribesAndHealth(t *testing.T) {
+	host := newFakeBusHost()
+	_, wc, srv := startWithHostServer(t, host)
+	env := srv.running().(*echoWorker).env
+	if err := env.Consume("q", func(context.Context, Message) error { return nil }, WithPrefetch(3)); err != nil {
+		t.Fatal(err)
+	}
+	s1 := host.stream(t)
+	host.mu.Lock()
+	host.consumeErr = status.Error(codes.Unavailable, "broker down")
+	host.mu.Unlock()
+	s1.end <- status.Error(codes.Unavailable, "consumer ended")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := wc.Health(ctx(t), &proto.HealthRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !resp.Healthy {
+			if !strings.Contains(resp.Message, `the consumer of queue "q" has had no stream`) || !strings.Contains(resp.Message, "broker down") {
+				t.Errorf("health message %q", resp.Message)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("still healthy 10s after losing the stream")
+		}
+		time.Sleep(20 * time.Millisecond) // polling with a deadline
+	}
+	host.mu.Lock()
+	host.consumeErr = nil
+	host.mu.Unlock()
+	s2 := host.stream(t)
+	if s2.req.Queue != "q" || s2.req.Prefetch != 3 {
+		t.Errorf("second request %v", s2.req)
+	}
+	s2.deliver(t, 1, "again", false)
+	if g := host.nextSettled(t); g != fmt.Sprintf("ack %d/1", s2.id) {
+		t.Errorf("settled %q", g)
+	}
+	if resp, err := wc.Health(ctx(t), &proto.HealthRequest{}); err != nil || !resp.Healthy {
+		t.Errorf("health after resubscribing: %v %v", resp, err)
+	}
+}
+
+func TestConsumeWithContext(t *testing.T) {
+	host := newFakeBusHost()
+	env := startWithHost(t, host)
+	cctx, cancel := context.WithCancel(context.Background())
+	if err := env.Consume("q", func(context.Context, Message) error { return nil }, WithContext(cctx)); err != nil {
+		t.Fatal(err)
+	}
+	s := host.stream(t)
+	cancel()
+	s.waitGone(t)
+}
+
+func TestConsumeSetupErrors(t *testing.T) {
+	host := newFakeBusHost()
+	env := startWithHost(t, host)
+	host.mu.Lock()
+	host.consumeErr = status.Error(codes.PermissionDenied, `queue "x" is reserved`)
+	host.mu.Unlock()
+	err := env.Consume("x", func(context.Context, Message) error { return nil })
+	var he *HostError
+	if !errors.As(err, &he) || he.Call != "Consume" || he.Name != "x" || !errors.Is(err, ErrReservedName) || !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("Consume = %v", err)
+	}
+	host.mu.Lock()
+	host.consumeErr = status.Error(codes.FailedPrecondition, "no bus for you")
+	host.mu.Unlock()
+	if err := env.Consume("x", func(context.Context, Message) error { return nil }); !errors.Is(err, ErrNoBus) || errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("Consume = %v", err)
+	}
+}
+
+func TestOutcomeOf(t *testing.T) {
+	if OutcomeOf(nil) != OutcomeAck || OutcomeOf(errors.New("x")) != OutcomeRequeue ||
+		OutcomeOf(Drop(errors.New("x"))) != OutcomeDrop || OutcomeOf(fmt.Errorf("w: %w", ErrDrop)) != OutcomeDrop ||
+		OutcomeOf(Drop(nil)) != OutcomeDrop {
+		t.Error("OutcomeOf")
+	}
+	if err := Drop(errors.New("bad json")); err.Error() != "message dropped: bad json" {
+		t.Errorf("Drop: %q", err)
+	}
+}
+
+func TestCheckMetricDefaults(t *testing.T) {
+	aggs, err := CheckMetric("m", 1, nil)
+	if err != nil || !slices.Equal(aggs, []string{AggAvg}) {
+		t.Errorf("CheckMetric = %v, %v", aggs, err)
+	}
+	aggs, err = CheckMetric("m", -3, []string{"last", "min", "last"})
+	if err != nil || !slices.Equal(aggs, []string{"last", "min"}) {
+		t.Errorf("CheckMetric = %v, %v", aggs, err)
+	}
+}
