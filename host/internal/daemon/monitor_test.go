@@ -321,3 +321,71 @@ worker "smsc a" {
 		t.Error("the log shows the secret")
 	}
 }
+
+// What a worker reports with Env.Metric reaches vumi.metrics under its
+// prefix, aggregated as it asked (echo counts its replies with sum).
+func TestWorkerMetricsReachVumi(t *testing.T) {
+	sys := brokertest.ID(t)
+	url := brokertest.URL(t)
+	admin := brokertest.NewAdmin(t)
+	_, deliveries := admin.TempQueue(monitor.MetricsExchange, monitor.MetricsRoutingKey)
+	dir := t.TempDir()
+	for _, p := range []string{"telnet", "echo"} {
+		linkPlugin(t, filepath.Join(dir, "plugins"), p)
+	}
+	tn := "chat_" + sys
+	admin.DeleteAtCleanup([]string{tn + ".inbound", tn + ".outbound", tn + ".event",
+		control.HostQueue(sys, "h1"), control.AnyQueue(sys)}, nil)
+	port := freePort(t)
+	h := startConfig(t, dir, fmt.Sprintf(`system_id = %q
+host {
+  name             = "h1"
+  plugin_dir       = "plugins"
+  state_dir        = "var"
+  http_addr        = "127.0.0.1:0"
+  metrics_interval = "200ms"
+}
+amqp {
+  url = %q
+}
+worker "telnet" {
+  class = "telnet"
+  config {
+    transport_name = %q
+    port           = %d
+  }
+}
+worker "echo" {
+  class = "echo"
+  config {
+    transport_name = %q
+  }
+}
+`, sys, url, tn, port, tn))
+	h.waitStarted("telnet")
+	h.waitStarted("echo")
+	sess := dial(t, port)
+	const n = 5
+	for i := range n {
+		fmt.Fprintf(sess.conn, "line %d\r\n", i)
+	}
+	if err := sess.expect(n, func(i int) string { return fmt.Sprintf("line %d", i) }); err != nil {
+		t.Fatal(err)
+	}
+	name := monitor.WorkerPrefix(sys, "h1", "echo") + ".echoed.sum"
+	total := 0.0
+	deadline := time.After(waitTimeout)
+	for total < n {
+		select {
+		case d := <-deliveries:
+			if v, ok := rawDatapoints(t, d.Body)[name]; ok {
+				total += v
+			}
+		case <-deadline:
+			t.Fatalf("%s summed to %v, want %d", name, total, n)
+		}
+	}
+	if total != n {
+		t.Fatalf("%s summed to %v, want %d", name, total, n)
+	}
+}
