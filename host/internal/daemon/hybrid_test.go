@@ -171,3 +171,44 @@ worker "taken" {
 	}
 	waitGone(t, info.Pid, 5*time.Second)
 }
+
+// A reload that removes the supervisor of a hybrid removes the hybrid and
+// its children with it.
+func TestReloadRemovesHybridWithItsSupervisor(t *testing.T) {
+	h := startPoolHost(t, `
+supervisor "root" {
+  supervisor "pools" {
+    worker "p" {
+      class = "dynworkers.pool"
+      config {
+        class = "chaos"
+        size  = 2
+      }
+    }
+  }
+}
+`)
+	h.waitStarted("p")
+	kids := []int{h.waitStarted("p.1"), h.waitStarted("p.2")}
+	h.rewrite(`
+worker "other" {
+  class = "chaos"
+}
+`)
+	out, err := h.d.Reload(context.Background())
+	if err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	if res := out.(ReloadResult); fmt.Sprint(res.SupervisorsRemoved, res.Removed) != "[root/pools] [p]" {
+		t.Fatalf("result = %+v", res)
+	}
+	for _, p := range kids {
+		waitGone(t, p, 5*time.Second)
+	}
+	for _, w := range []string{"p", "p.1", "p.2"} {
+		if _, ok := h.d.Worker(w); ok {
+			t.Errorf("%s still known", w)
+		}
+	}
+	h.waitStarted("other")
+}

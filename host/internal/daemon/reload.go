@@ -101,7 +101,7 @@ func (d *Daemon) Reload(ctx context.Context) (any, error) {
 	for _, sn := range slices.Backward(d.supNodes()) {
 		if sn.source == SourceHCL && findSupervisor(cfg.Root, sn.cfg.Path) == nil {
 			for _, x := range d.subtree(sn) {
-				if x.source != SourceHCL {
+				if x.source == SourceControl { // (a hybrid's children go with the hybrid)
 					return nil, control.Errorf(control.CodeConflict,
 						"reload: supervisor %q is gone from the configuration, but supervisor %q started by a control message runs under it; stop it first", sn.cfg.Path, x.cfg.Path)
 				}
