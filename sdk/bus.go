@@ -51,6 +51,12 @@ type Message struct {
 // A consumer calls its handler for one message at a time, in delivery
 // order. To handle messages of one queue in parallel, call Env.Consume
 // several times with the same queue: each consumer gets its share.
+//
+// Publishing with ctx while the handler runs is deferred (see
+// Env.Publish): the ack of the message waits, on the host, for the
+// broker's confirmation of what the handler published, and becomes a
+// requeue if one fails. The next message's handler does not wait for
+// that: settlements are sent to the host in order, without a round trip.
 type Handler func(ctx context.Context, m Message) error
 
 // ErrDrop marks a handler's error as permanent: the message is nacked

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"slices"
 	"strings"
@@ -58,28 +59,66 @@ func (s *fakeStream) waitGone(t *testing.T) {
 type fakeBusHost struct {
 	proto.UnimplementedHostServer
 
+	// noOutbox makes the host refuse the Outbox stream (Unimplemented),
+	// as an older host does: the SDK uses the unary calls.
+	noOutbox bool
+
 	mu         sync.Mutex
 	pubs       []*proto.PublishRequest
 	metrics    []*proto.MetricRequest
 	consumeErr error
 	pubErr     error
 	nextID     uint64
+	// log is every publish ("pub <key> unary|deferred|outbox") and
+	// settlement, in the order the host saw them.
+	log       []string
+	outboxes  int            // Outbox streams opened
+	endOutbox chan error     // ends the current Outbox stream, if sent to
+	metricN   map[string]int // metrics by how they came: "unary", "outbox"
+	outboxOn  chan struct{}  // signalled when an Outbox stream is served
+	unaryN    map[string]int // unary calls by name
 
 	streams chan *fakeStream
 	settled chan string // "ack 7/1", "nack 7/2 requeue", "nack 7/3 drop"
 }
 
 func newFakeBusHost() *fakeBusHost {
-	return &fakeBusHost{streams: make(chan *fakeStream, 16), settled: make(chan string, 100)}
+	return &fakeBusHost{streams: make(chan *fakeStream, 16), settled: make(chan string, 100),
+		endOutbox: make(chan error, 1), metricN: map[string]int{}, unaryN: map[string]int{}, outboxOn: make(chan struct{}, 16)}
+}
+
+// newUnaryBusHost is a fakeBusHost that serves no Outbox.
+func newUnaryBusHost() *fakeBusHost {
+	h := newFakeBusHost()
+	h.noOutbox = true
+	return h
+}
+
+func (h *fakeBusHost) record(entry string) {
+	h.mu.Lock()
+	h.log = append(h.log, entry)
+	h.mu.Unlock()
+}
+
+func (h *fakeBusHost) events() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.log)
 }
 
 func (h *fakeBusHost) Publish(_ context.Context, req *proto.PublishRequest) (*proto.PublishResponse, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.unaryN["Publish"]++
 	if h.pubErr != nil {
 		return nil, h.pubErr
 	}
 	h.pubs = append(h.pubs, req)
+	how := "unary"
+	if req.Deferred {
+		how = "deferred"
+	}
+	h.log = append(h.log, "pub "+req.RoutingKey+" "+how)
 	return &proto.PublishResponse{}, nil
 }
 
@@ -87,7 +126,92 @@ func (h *fakeBusHost) Metric(_ context.Context, req *proto.MetricRequest) (*prot
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.metrics = append(h.metrics, req)
+	h.metricN["unary"]++
 	return &proto.MetricResponse{}, nil
+}
+
+func (h *fakeBusHost) Outbox(stream proto.Host_OutboxServer) error {
+	if h.noOutbox {
+		return status.Error(codes.Unimplemented, "no outbox here")
+	}
+	h.mu.Lock()
+	h.outboxes++
+	h.mu.Unlock()
+	if err := stream.Send(&proto.OutboxReply{}); err != nil {
+		return err
+	}
+	select {
+	case h.outboxOn <- struct{}{}:
+	default:
+	}
+	reqs := make(chan *proto.OutboxRequest)
+	errs := make(chan error, 1)
+	go func() {
+		for {
+			r, err := stream.Recv()
+			if err != nil {
+				errs <- err
+				return
+			}
+			select {
+			case reqs <- r:
+			case <-stream.Context().Done():
+				return
+			}
+		}
+	}()
+	for {
+		var r *proto.OutboxRequest
+		select {
+		case r = <-reqs:
+		case err := <-errs:
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		case err := <-h.endOutbox:
+			return err
+		}
+		for _, call := range r.Calls {
+			if err := h.outboxCall(stream, call); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (h *fakeBusHost) outboxCall(stream proto.Host_OutboxServer, call *proto.OutboxCall) error {
+	switch c := call.Call.(type) {
+	case *proto.OutboxCall_Publish:
+		h.mu.Lock()
+		h.pubs = append(h.pubs, c.Publish)
+		h.log = append(h.log, "pub "+c.Publish.RoutingKey+" outbox")
+		h.mu.Unlock()
+	case *proto.OutboxCall_Ack:
+		e := fmt.Sprintf("ack %d/%d", c.Ack.ConsumerId, c.Ack.DeliveryTag)
+		h.record(e)
+		h.settled <- e
+	case *proto.OutboxCall_Nack:
+		e := nackEntry(c.Nack)
+		h.record(e)
+		h.settled <- e
+	case *proto.OutboxCall_Metric:
+		h.mu.Lock()
+		h.metrics = append(h.metrics, c.Metric)
+		h.metricN["outbox"]++
+		h.mu.Unlock()
+	case *proto.OutboxCall_Sync:
+		return stream.Send(&proto.OutboxReply{Synced: c.Sync})
+	}
+	return nil
+}
+
+func nackEntry(req *proto.NackRequest) string {
+	how := "drop"
+	if req.Requeue {
+		how = "requeue"
+	}
+	return fmt.Sprintf("nack %d/%d %s", req.ConsumerId, req.DeliveryTag, how)
 }
 
 func (h *fakeBusHost) Consume(req *proto.ConsumeRequest, stream proto.Host_ConsumeServer) error {
@@ -101,6 +225,7 @@ func (h *fakeBusHost) Consume(req *proto.ConsumeRequest, stream proto.Host_Consu
 	}
 	s := &fakeStream{req: req, id: id, send: make(chan *proto.Delivery), end: make(chan error, 1), gone: make(chan struct{})}
 	defer close(s.gone)
+	defer h.record(fmt.Sprintf("end %d", id))
 	if err := stream.Send(&proto.Delivery{ConsumerId: id}); err != nil {
 		return err
 	}
@@ -120,17 +245,35 @@ func (h *fakeBusHost) Consume(req *proto.ConsumeRequest, stream proto.Host_Consu
 }
 
 func (h *fakeBusHost) Ack(_ context.Context, req *proto.AckRequest) (*proto.AckResponse, error) {
-	h.settled <- fmt.Sprintf("ack %d/%d", req.ConsumerId, req.DeliveryTag)
+	e := fmt.Sprintf("ack %d/%d", req.ConsumerId, req.DeliveryTag)
+	h.record(e + " unary")
+	h.settled <- e
 	return &proto.AckResponse{}, nil
 }
 
 func (h *fakeBusHost) Nack(_ context.Context, req *proto.NackRequest) (*proto.NackResponse, error) {
-	how := "drop"
-	if req.Requeue {
-		how = "requeue"
-	}
-	h.settled <- fmt.Sprintf("nack %d/%d %s", req.ConsumerId, req.DeliveryTag, how)
+	e := nackEntry(req)
+	h.record(e + " unary")
+	h.settled <- e
 	return &proto.NackResponse{}, nil
+}
+
+// waitFor polls cond, under h.mu, until it holds.
+func (h *fakeBusHost) waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		h.mu.Lock()
+		ok := cond()
+		h.mu.Unlock()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(5 * time.Millisecond) // polling with a deadline
+	}
 }
 
 func (h *fakeBusHost) stream(t *testing.T) *fakeStream {
@@ -230,10 +373,16 @@ func TestBusPublishAndMetric(t *testing.T) {
 	if err := env.Metric("latency", 0.25); err != nil {
 		t.Fatal(err)
 	}
+	// The first metric is a call, which tells that the host collects
+	// them; the next ones go on the outbox, without a round trip.
+	host.waitFor(t, func() bool { return len(host.metrics) == 2 })
 	host.mu.Lock()
 	p, m := host.pubs, host.metrics
+	if host.metricN["unary"] != 1 || host.metricN["outbox"] != 1 {
+		t.Errorf("metrics came as %v, want the first unary, the second on the outbox", host.metricN)
+	}
 	host.mu.Unlock()
-	if len(p) != 1 || p[0].RoutingKey != "smpp.outbound" || string(p[0].Body) != `{"a":1}` || p[0].Headers["k"] != "v" {
+	if len(p) != 1 || p[0].RoutingKey != "smpp.outbound" || string(p[0].Body) != `{"a":1}` || p[0].Headers["k"] != "v" || p[0].Deferred {
 		t.Errorf("published %v", p)
 	}
 	if len(m) != 2 || m[0].Name != "sent" || m[0].Value != 2.5 || !slices.Equal(m[0].Aggregators, []string{"sum", "max"}) ||
@@ -339,6 +488,12 @@ func TestConsumeStoppedBeforeWorkerStop(t *testing.T) {
 		t.Errorf("settled %q", g)
 	}
 	s.waitGone(t)
+	// The settlement reached the host before the stream ended (which
+	// would have requeued the message anyway, but an ack must not come
+	// after it).
+	if ev := host.events(); slices.Index(ev, fmt.Sprintf("nack %d/1 requeue", s.id)) > slices.Index(ev, fmt.Sprintf("end %d", s.id)) {
+		t.Errorf("the stream ended before the nack: %v", ev)
+	}
 	if !w.stopped.Load() {
 		t.Error("the worker was not stopped")
 	}
@@ -471,5 +626,193 @@ func TestCheckMetricDefaults(t *testing.T) {
 	aggs, err = CheckMetric("m", -3, []string{"last", "min", "last"})
 	if err != nil || !slices.Equal(aggs, []string{"last", "min"}) {
 		t.Errorf("CheckMetric = %v, %v", aggs, err)
+	}
+}
+
+// A publish made with a handler's context, while the handler runs, is
+// deferred: on the outbox, before the delivery's ack, or, from a host
+// without an outbox, as a Publish call with deferred set. Other publishes
+// wait for the host.
+func TestHandlerPublishIsDeferred(t *testing.T) {
+	for _, mode := range []string{"outbox", "unary"} {
+		t.Run(mode, func(t *testing.T) {
+			host := newFakeBusHost()
+			if mode == "unary" {
+				host = newUnaryBusHost()
+			}
+			env := startWithHost(t, host)
+			saved := make(chan context.Context, 1)
+			errs := make(chan error, 3)
+			if err := env.Consume("q", func(ctx context.Context, m Message) error {
+				errs <- env.Publish(ctx, "out", m.Body, nil)
+				errs <- env.Publish(context.Background(), "sync", m.Body, nil)
+				dctx, cancel := context.WithTimeout(ctx, time.Minute)
+				defer cancel()
+				errs <- env.Publish(dctx, "derived", m.Body, nil)
+				saved <- ctx
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			s := host.stream(t)
+			s.deliver(t, 1, "x", false)
+			if g := host.nextSettled(t); g != fmt.Sprintf("ack %d/1", s.id) {
+				t.Fatalf("settled %q", g)
+			}
+			for range 3 {
+				if err := <-errs; err != nil {
+					t.Fatal(err)
+				}
+			}
+			// The handler has returned: its context no longer defers.
+			if err := env.Publish(<-saved, "late", []byte("y"), nil); err != nil {
+				t.Fatal(err)
+			}
+			ev := host.events()
+			deferred, ack := "outbox", fmt.Sprintf("ack %d/1", s.id)
+			if mode == "unary" {
+				deferred, ack = "deferred", ack+" unary"
+			}
+			at := func(e string) int {
+				i := slices.Index(ev, e)
+				if i < 0 {
+					t.Errorf("host saw no %q: %v", e, ev)
+				}
+				return i
+			}
+			if at("pub out "+deferred) > at(ack) || at("pub derived "+deferred) > at(ack) {
+				t.Errorf("the ack came before the handler's publishes: %v", ev)
+			}
+			// On the outbox, the handler's publishes go with its ack, in
+			// one message.
+			if i := at(ack); mode == "outbox" && (i < 2 || ev[i-2] != "pub out outbox" || ev[i-1] != "pub derived outbox") {
+				t.Errorf("the publishes do not come with the ack: %v", ev)
+			}
+			if at("pub sync unary") < 0 || at("pub late unary") < at(ack) {
+				t.Errorf("events %v", ev)
+			}
+		})
+	}
+}
+
+// The settlements of a consumer reach the host in delivery order, on the
+// outbox and without it.
+func TestSettlementsInOrder(t *testing.T) {
+	for _, mode := range []string{"outbox", "unary"} {
+		t.Run(mode, func(t *testing.T) {
+			host := newFakeBusHost()
+			if mode == "unary" {
+				host = newUnaryBusHost()
+			}
+			env := startWithHost(t, host)
+			if err := env.Consume("q", func(ctx context.Context, m Message) error {
+				if string(m.Body)[0] == 'f' {
+					return Drop(errors.New("f"))
+				}
+				return env.Publish(ctx, "out", m.Body, nil)
+			}, WithPrefetch(50)); err != nil {
+				t.Fatal(err)
+			}
+			s := host.stream(t)
+			const n = 40
+			go func() {
+				for i := 1; i <= n; i++ {
+					body := "m"
+					if i%7 == 0 {
+						body = "f"
+					}
+					s.send <- &proto.Delivery{ConsumerId: s.id, DeliveryTag: uint64(i), Body: []byte(body)}
+				}
+			}()
+			for i := 1; i <= n; i++ {
+				want := fmt.Sprintf("ack %d/%d", s.id, i)
+				if i%7 == 0 {
+					want = fmt.Sprintf("nack %d/%d drop", s.id, i)
+				}
+				if g := host.nextSettled(t); g != want {
+					t.Fatalf("settlement %d = %q, want %q", i, g, want)
+				}
+			}
+		})
+	}
+}
+
+// When the outbox stream breaks, the SDK ends the consumers' streams, so
+// the host requeues what the worker has not settled. A delivery whose
+// handler had sent publishes on it (early: it held more than
+// maxHeldCalls) is not settled at all, since they may be lost; it is
+// handled again on a new outbox.
+func TestOutboxBrokenRequeues(t *testing.T) {
+	host := newFakeBusHost()
+	env := startWithHost(t, host)
+	published := make(chan struct{}, 2)
+	release := make(chan struct{})
+	if err := env.Consume("q", func(ctx context.Context, m Message) error {
+		n := 1
+		if !m.Redelivered {
+			n = maxHeldCalls // sent before the handler returns
+		}
+		for range n {
+			if err := env.Publish(ctx, "out", m.Body, nil); err != nil {
+				return err
+			}
+		}
+		published <- struct{}{}
+		if !m.Redelivered {
+			<-release
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s1 := host.stream(t)
+	s1.deliver(t, 1, "x", false)
+	<-published
+	host.waitFor(t, func() bool { return len(host.pubs) == maxHeldCalls })
+	host.endOutbox <- status.Error(codes.Unavailable, "outbox gone")
+	s1.waitGone(t) // the SDK ends the consumer's stream
+	close(release)
+	s2 := host.stream(t) // and subscribes again
+	select {
+	case g := <-host.settled:
+		t.Fatalf("settled %q after the outbox broke", g)
+	case <-time.After(100 * time.Millisecond):
+	}
+	s2.deliver(t, 1, "x", true)
+	<-published
+	if g := host.nextSettled(t); g != fmt.Sprintf("ack %d/1", s2.id) {
+		t.Errorf("settled %q", g)
+	}
+	host.mu.Lock()
+	n := host.outboxes
+	host.mu.Unlock()
+	if n != 2 {
+		t.Errorf("%d outboxes opened, want 2", n)
+	}
+}
+
+// A deferred publish is held until the handler returns, but its caller may
+// reuse the body and headers as soon as Publish returns.
+func TestDeferredPublishCopiesItsMessage(t *testing.T) {
+	host := newFakeBusHost()
+	env := startWithHost(t, host)
+	if err := env.Consume("q", func(ctx context.Context, m Message) error {
+		body, headers := []byte("first"), map[string]string{"k": "v1"}
+		if err := env.Publish(ctx, "out", body, headers); err != nil {
+			return err
+		}
+		copy(body, "XXXXX")
+		headers["k"] = "changed"
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s := host.stream(t)
+	s.deliver(t, 1, "x", false)
+	host.nextSettled(t)
+	host.mu.Lock()
+	defer host.mu.Unlock()
+	if len(host.pubs) != 1 || string(host.pubs[0].Body) != "first" || host.pubs[0].Headers["k"] != "v1" {
+		t.Errorf("published %v", host.pubs)
 	}
 }

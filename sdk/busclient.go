@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -49,6 +52,16 @@ type bus struct {
 	mu        sync.Mutex
 	stopped   bool
 	consumers map[*consumer]struct{}
+
+	// The outbox (outbox.go): ob is the open one, if any.
+	obMu      sync.Mutex
+	ob        *outbox
+	noOutbox  bool      // the host does not serve one
+	obClosed  bool      // closed at stop: no new one
+	obRetryAt time.Time // after a failed open, not before this
+	// metricsOK is set once the host took a metric: later ones may go
+	// on the outbox, whose errors the worker does not see.
+	metricsOK atomic.Bool
 }
 
 func newBus(host *hostConn, logger hclog.Logger) *bus {
@@ -63,14 +76,141 @@ func (b *bus) publish(ctx context.Context, key string, body []byte, headers map[
 	if b.host == nil {
 		return &noHostError{call: call, name: key, also: ErrNoBus}
 	}
+	req := &proto.PublishRequest{RoutingKey: key, Body: body, Headers: headers}
+	if h := handlingOf(ctx); h != nil {
+		req.Deferred = true
+		if ob := b.getOutbox(ctx); ob != nil {
+			// Queued with the handler's call, sent with its delivery's
+			// settlement (or sooner, when many are queued): the caller
+			// may reuse body and headers.
+			held := &proto.PublishRequest{RoutingKey: key, Body: slices.Clone(body), Headers: maps.Clone(headers), Deferred: true}
+			flush, ok := h.hold(held)
+			if ok {
+				if flush == nil {
+					return nil
+				}
+				if err := h.sendEarly(ob, flush); err != nil {
+					return &HostError{Call: call, Name: key, Code: codes.Unavailable, Message: err.Error()}
+				}
+				return nil
+			}
+			// The handler has just returned: publish on its own.
+		}
+	}
 	client, err := b.host.get(ctx)
 	if err != nil {
 		return fmt.Errorf("%s: %w", callName(call, key), err)
 	}
-	if _, err := client.Publish(ctx, &proto.PublishRequest{RoutingKey: key, Body: body, Headers: headers}); err != nil {
+	if _, err := client.Publish(ctx, req); err != nil {
 		return hostError(ctx, call, key, err)
 	}
 	return nil
+}
+
+// A Publish made with the context of a Handler, while the handler runs, is
+// deferred: it is queued with the handler's call and goes on the outbox
+// (outbox.go) with the delivery's ack or nack, in one message, when the
+// handler returns (or sooner, once maxHeldCalls or maxHeldBytes are
+// queued); when the host serves no outbox it is a Publish call with
+// PublishRequest.deferred set. Either way the host sends it without
+// waiting for the broker's confirmation, and acks the handler's delivery
+// on the bus only once the message is confirmed (requeueing the delivery
+// if it is not). The delivery protects its output, so a worker that
+// publishes its output before its handler returns keeps at-least-once
+// delivery, and the publishes of consecutive deliveries are in flight
+// together. A publish without a handler's context (at Start, from a
+// goroutine of the worker's own, from a handler's goroutine after the
+// handler returned) waits for its confirmation, and a failed one is its
+// error.
+
+// Bounds of the deferred publishes a handler call holds before they are
+// sent ahead of its settlement.
+const (
+	maxHeldCalls = 64
+	maxHeldBytes = 256 << 10
+)
+
+// handlingKey is the context key of the *handling a Handler's context
+// carries.
+type handlingKey struct{}
+
+// handling is one handler call.
+type handling struct {
+	mu       sync.Mutex
+	over     bool                // the handler has returned
+	held     []*proto.OutboxCall // deferred publishes not sent yet
+	heldSize int                 // the bytes of their bodies
+	ob       *outbox             // the outbox earlier ones were sent on, if any
+	lost     bool                // they went on an outbox that broke
+}
+
+// handlingOf returns the handler call whose context ctx is (or derives
+// from), nil if none or if the handler has returned.
+func handlingOf(ctx context.Context) *handling {
+	h, _ := ctx.Value(handlingKey{}).(*handling)
+	if h == nil {
+		return nil
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.over {
+		return nil
+	}
+	return h
+}
+
+// hold queues a deferred publish of the handler; false if the handler has
+// returned meanwhile. When enough are queued, it returns them to be sent
+// at once (sendEarly).
+func (h *handling) hold(req *proto.PublishRequest) (flush []*proto.OutboxCall, ok bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.over {
+		return nil, false
+	}
+	h.held = append(h.held, &proto.OutboxCall{Call: &proto.OutboxCall_Publish{Publish: req}})
+	h.heldSize += len(req.Body)
+	if len(h.held) < maxHeldCalls && h.heldSize < maxHeldBytes {
+		return nil, true
+	}
+	flush = h.held
+	h.held, h.heldSize = nil, 0
+	return flush, true
+}
+
+// sendEarly sends held publishes ahead of the settlement, on ob; the
+// settlement must then go on the same outbox: if an earlier batch went on
+// one that has broken since, the delivery is requeued rather than acked.
+func (h *handling) sendEarly(ob *outbox, calls []*proto.OutboxCall) error {
+	h.mu.Lock()
+	if h.ob != nil && h.ob != ob {
+		h.lost = true
+	}
+	h.ob = ob
+	lost := h.lost
+	h.mu.Unlock()
+	if lost {
+		return errors.New("the host's outbox stream ended while the message was being handled; it is delivered again")
+	}
+	return ob.send(calls...)
+}
+
+// finish marks the handler as returned and returns what is to go with its
+// delivery's settlement: the publishes still held, the outbox earlier ones
+// went on (the settlement must follow them there), and whether the
+// delivery is lost: earlier publishes went on an outbox that broke, so
+// they may not have reached the host and the delivery must not be acked
+// (the host requeues it when the consumer's stream ends).
+func (h *handling) finish() (held []*proto.OutboxCall, ob *outbox, lost bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.over = true
+	if h.ob != nil && h.ob.broken() {
+		h.lost = true
+	}
+	held = h.held
+	h.held = nil
+	return held, h.ob, h.lost
 }
 
 func (b *bus) metric(name string, value float64, aggregators []string) error {
@@ -84,13 +224,22 @@ func (b *bus) metric(name string, value float64, aggregators []string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), metricTimeout)
 	defer cancel()
+	req := &proto.MetricRequest{Name: name, Value: value, Aggregators: aggs}
+	// Once the host has taken a metric, it collects them: the rest may
+	// go on the outbox, without a round trip.
+	if b.metricsOK.Load() {
+		if ob := b.getOutbox(ctx); ob != nil && ob.send(&proto.OutboxCall{Call: &proto.OutboxCall_Metric{Metric: req}}) == nil {
+			return nil
+		}
+	}
 	client, err := b.host.get(ctx)
 	if err != nil {
 		return fmt.Errorf("%s: %w", callName(call, name), err)
 	}
-	if _, err := client.Metric(ctx, &proto.MetricRequest{Name: name, Value: value, Aggregators: aggs}); err != nil {
+	if _, err := client.Metric(ctx, req); err != nil {
 		return hostError(ctx, call, name, err)
 	}
+	b.metricsOK.Store(true)
 	return nil
 }
 
@@ -154,6 +303,7 @@ func (b *bus) stopAll(ctx context.Context) {
 		wg.Go(func() { c.stop(ctx) })
 	}
 	wg.Wait()
+	b.closeOutbox(ctx)
 }
 
 // health fails when a consumer has been without its stream for longer
@@ -188,6 +338,19 @@ type consumer struct {
 	streamCancel context.CancelFunc // ends the current stream
 	downSince    time.Time          // zero while the stream is up
 	downErr      error
+	// settleQ holds the settlements the settler has yet to send;
+	// settlerUp is non-nil while a settler goroutine runs, and closed
+	// when it returns.
+	settleQ   []settlement
+	settlerUp chan struct{}
+	// lastOutbox is the outbox of the last settlement sent on one.
+	lastOutbox *outbox
+}
+
+// settlement is the Ack or Nack of one delivery.
+type settlement struct {
+	id, tag uint64
+	outcome Outcome
 }
 
 // open opens a Consume stream and waits for the host's ready message.
@@ -254,6 +417,13 @@ func (c *consumer) run(stream proto.Host_ConsumeClient, id uint64) {
 	defer close(c.done)
 	defer c.bus.remove(c)
 	defer c.cancelStream()
+	// Before the stream ends, since the host requeues then what is not
+	// settled: the settlements are sent and the outbox flushed.
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+		defer cancel()
+		c.drain(ctx)
+	}()
 	failures := 0
 	for {
 		d, err := stream.Recv()
@@ -286,7 +456,9 @@ func (c *consumer) run(stream proto.Host_ConsumeClient, id uint64) {
 			Headers:     d.GetHeaders(),
 			Redelivered: d.GetRedelivered(),
 		}
-		herr := c.handler(c.hctx, m)
+		h := &handling{}
+		herr := c.handler(context.WithValue(c.hctx, handlingKey{}, h), m)
+		held, ob, lost := h.finish()
 		outcome := OutcomeOf(herr)
 		switch outcome {
 		case OutcomeAck:
@@ -301,14 +473,121 @@ func (c *consumer) run(stream proto.Host_ConsumeClient, id uint64) {
 				pause(c.hctx, backoff(requeueMin, requeueMax, failures))
 			}
 		}
-		c.settle(id, d.GetDeliveryTag(), outcome)
-
+		c.settleDelivery(settlement{id: id, tag: d.GetDeliveryTag(), outcome: outcome}, held, ob, lost)
 		c.mu.Lock()
 		c.inHandler = false
 		stop := c.stopping
 		c.mu.Unlock()
 		if stop {
 			return
+		}
+	}
+}
+
+// settleDelivery acks or nacks a handled delivery, with the publishes its
+// handler still held: on the outbox, in one message, after the publishes
+// (on the outbox its handler's earlier publishes went on, if they went
+// early: ob), or, when the host serves no outbox, with an Ack or Nack
+// call. Neither waits for the host, so the handler of the next delivery
+// runs meanwhile. A delivery whose publishes may not have reached the host
+// (lost, or the outbox is gone) is not settled: the host requeues it when
+// the consumer's stream ends, which the outbox's end brings about.
+func (c *consumer) settleDelivery(s settlement, held []*proto.OutboxCall, ob *outbox, lost bool) {
+	notSettled := func(err error) {
+		c.logger.Warn("not settling a delivery whose handler's publishes went on an outbox stream that ended; it is delivered again",
+			"outcome", s.outcome.String(), "error", err)
+	}
+	if lost {
+		notSettled(errOutboxGone)
+		return
+	}
+	bound := ob != nil || len(held) > 0
+	if ob == nil {
+		ob = c.bus.getOutbox(context.Background())
+	}
+	if ob == nil {
+		if bound {
+			notSettled(errOutboxGone)
+			return
+		}
+		c.mu.Lock()
+		c.enqueueSettle(s)
+		c.mu.Unlock()
+		return
+	}
+	call := &proto.OutboxCall{Call: &proto.OutboxCall_Ack{Ack: &proto.AckRequest{ConsumerId: s.id, DeliveryTag: s.tag}}}
+	if s.outcome != OutcomeAck {
+		call.Call = &proto.OutboxCall_Nack{Nack: &proto.NackRequest{ConsumerId: s.id, DeliveryTag: s.tag, Requeue: s.outcome == OutcomeRequeue}}
+	}
+	if err := ob.send(append(held, call)...); err != nil {
+		if bound {
+			notSettled(err)
+			return
+		}
+		c.mu.Lock()
+		c.enqueueSettle(s)
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Lock()
+	c.lastOutbox = ob
+	c.mu.Unlock()
+}
+
+// enqueueSettle queues a settlement for the settler, starting one if none
+// runs; c.mu is held.
+//
+// Without an outbox, settlements are sent by a goroutine of their own, in
+// order, so that the handler of the next delivery runs while the Ack of
+// the previous one is on its way: the host acks on the bus only once the
+// delivery's deferred publishes are confirmed, and answers at once. The
+// queue holds at most prefetch settlements: the host sends a delivery
+// only while fewer than prefetch are unsettled.
+func (c *consumer) enqueueSettle(s settlement) {
+	c.settleQ = append(c.settleQ, s)
+	if c.settlerUp == nil {
+		up := make(chan struct{})
+		c.settlerUp = up
+		go c.settler(up)
+	}
+}
+
+// settler sends the queued settlements until none is left.
+func (c *consumer) settler(up chan struct{}) {
+	for {
+		c.mu.Lock()
+		batch := c.settleQ
+		c.settleQ = nil
+		if len(batch) == 0 {
+			c.settlerUp = nil
+			close(up)
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+		for _, s := range batch {
+			c.settle(s.id, s.tag, s.outcome)
+		}
+	}
+}
+
+// drain waits until the settlements of the handled deliveries have
+// reached the host: the settler has sent its queue, and the outbox they
+// went on is flushed. Or until ctx ends.
+func (c *consumer) drain(ctx context.Context) {
+	c.mu.Lock()
+	up, ob := c.settlerUp, c.lastOutbox
+	c.mu.Unlock()
+	if up != nil {
+		select {
+		case <-up:
+		case <-ctx.Done():
+			return
+		}
+	}
+	if ob != nil {
+		if err := ob.sync(ctx); err != nil {
+			c.logger.Debug("flushing the outbox failed; the host redelivers what it did not see settled", "error", err)
 		}
 	}
 }
@@ -389,18 +668,22 @@ func (c *consumer) health() error {
 }
 
 // stop stops the consumer: no more deliveries are handed to the handler,
-// whose context ends; once the handler under way has returned and its
-// delivery is settled, or when ctx ends, the stream is closed.
+// whose context ends; once the handler under way has returned and the
+// handled deliveries are settled, or when ctx ends, the stream is closed.
 func (c *consumer) stop(ctx context.Context) {
 	c.mu.Lock()
-	if !c.stopping {
+	first, idle := !c.stopping, !c.inHandler
+	if first {
 		c.stopping = true
 		c.hcancel()
-		if !c.inHandler && c.streamCancel != nil {
-			c.streamCancel()
-		}
 	}
 	c.mu.Unlock()
+	if first && idle {
+		// No handler runs: end the stream once what was handled is
+		// settled. (A handler under way ends it when it returns.)
+		c.drain(ctx)
+		c.cancelStream()
+	}
 	select {
 	case <-c.done:
 	case <-ctx.Done():

@@ -74,7 +74,19 @@ type Env interface {
 	// message (with RabbitMQ, once the broker confirmed it), or with
 	// ctx's error. Routing keys of the host's own are refused (see
 	// CheckBusName): errors.Is(err, ErrReservedName). Without a bus the
-	// error matches ErrNoBus.
+	// error matches ErrNoBus. body and headers may be reused once it
+	// returns.
+	//
+	// With the ctx of a Handler (or one derived from it), while the
+	// handler runs, the publish is deferred: Publish returns at once, the
+	// message goes to the host with the delivery's ack when the handler
+	// returns (sooner when it publishes many), and the delivery is acked
+	// on the bus only once the message is confirmed; if it is not, the
+	// delivery is requeued instead of acked, and comes again. A handler
+	// that publishes its output this way before returning keeps
+	// at-least-once delivery, and the outputs of consecutive deliveries
+	// are in flight together. A deferred publish's failure shows as that
+	// requeue, not as Publish's error.
 	Publish(ctx context.Context, routingKey string, body []byte, headers map[string]string) error
 	// Consume consumes the queue named queue in the background and calls
 	// handler for each of its messages, one at a time; the handler's
@@ -101,7 +113,9 @@ type Env interface {
 	// AggMin, AggMax, AggLast; AggAvg when none are given) and publishes
 	// them with its own metrics, named
 	// dynworkers.<system_id>.<host>.worker.<worker>.<name>. Errors:
-	// ErrInvalidMetric, ErrNoMetrics when the host collects none.
+	// ErrInvalidMetric, ErrNoMetrics when the host collects none. Once
+	// the host has taken one, later values are sent without waiting for
+	// it (in order with the worker's deferred publishes and acks).
 	Metric(name string, value float64, aggregators ...string) error
 }
 

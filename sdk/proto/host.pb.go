@@ -441,7 +441,17 @@ type PublishRequest struct {
 	// body is the message, e.g. a Vumi message as JSON.
 	Body []byte `protobuf:"bytes,2,opt,name=body,proto3" json:"body,omitempty"`
 	// headers are the message's AMQP headers (string values only).
-	Headers       map[string]string `protobuf:"bytes,3,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Headers map[string]string `protobuf:"bytes,3,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// deferred marks a message published while handling a delivery, which
+	// protects it: the delivery is not acked on the bus before the message
+	// is confirmed, so the host returns once the message is sent, without
+	// waiting for the broker's confirmation, and publishes of consecutive
+	// deliveries are pipelined. A failed confirmation turns the ack of the
+	// delivery into a nack with requeue (see Ack). The SDK sets it for a
+	// Publish made with the context of a Handler, while the handler runs.
+	// Not set: the host returns once the bus confirmed the message, and a
+	// failure is the call's error.
+	Deferred      bool `protobuf:"varint,4,opt,name=deferred,proto3" json:"deferred,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -495,6 +505,13 @@ func (x *PublishRequest) GetHeaders() map[string]string {
 		return x.Headers
 	}
 	return nil
+}
+
+func (x *PublishRequest) GetDeferred() bool {
+	if x != nil {
+		return x.Deferred
+	}
+	return false
 }
 
 type PublishResponse struct {
@@ -979,6 +996,236 @@ func (*MetricResponse) Descriptor() ([]byte, []int) {
 	return file_sdk_proto_host_proto_rawDescGZIP(), []int{16}
 }
 
+// OutboxRequest is one message of the Outbox stream: one or more calls,
+// handled in order (the SDK sends a delivery's deferred publishes and its
+// ack in one message).
+type OutboxRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Calls         []*OutboxCall          `protobuf:"bytes,1,rep,name=calls,proto3" json:"calls,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OutboxRequest) Reset() {
+	*x = OutboxRequest{}
+	mi := &file_sdk_proto_host_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OutboxRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OutboxRequest) ProtoMessage() {}
+
+func (x *OutboxRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_host_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OutboxRequest.ProtoReflect.Descriptor instead.
+func (*OutboxRequest) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_host_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *OutboxRequest) GetCalls() []*OutboxCall {
+	if x != nil {
+		return x.Calls
+	}
+	return nil
+}
+
+// OutboxCall is one one-way call of the Outbox stream.
+type OutboxCall struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Call:
+	//
+	//	*OutboxCall_Publish
+	//	*OutboxCall_Ack
+	//	*OutboxCall_Nack
+	//	*OutboxCall_Metric
+	//	*OutboxCall_Sync
+	Call          isOutboxCall_Call `protobuf_oneof:"call"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OutboxCall) Reset() {
+	*x = OutboxCall{}
+	mi := &file_sdk_proto_host_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OutboxCall) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OutboxCall) ProtoMessage() {}
+
+func (x *OutboxCall) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_host_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OutboxCall.ProtoReflect.Descriptor instead.
+func (*OutboxCall) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_host_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *OutboxCall) GetCall() isOutboxCall_Call {
+	if x != nil {
+		return x.Call
+	}
+	return nil
+}
+
+func (x *OutboxCall) GetPublish() *PublishRequest {
+	if x != nil {
+		if x, ok := x.Call.(*OutboxCall_Publish); ok {
+			return x.Publish
+		}
+	}
+	return nil
+}
+
+func (x *OutboxCall) GetAck() *AckRequest {
+	if x != nil {
+		if x, ok := x.Call.(*OutboxCall_Ack); ok {
+			return x.Ack
+		}
+	}
+	return nil
+}
+
+func (x *OutboxCall) GetNack() *NackRequest {
+	if x != nil {
+		if x, ok := x.Call.(*OutboxCall_Nack); ok {
+			return x.Nack
+		}
+	}
+	return nil
+}
+
+func (x *OutboxCall) GetMetric() *MetricRequest {
+	if x != nil {
+		if x, ok := x.Call.(*OutboxCall_Metric); ok {
+			return x.Metric
+		}
+	}
+	return nil
+}
+
+func (x *OutboxCall) GetSync() uint64 {
+	if x != nil {
+		if x, ok := x.Call.(*OutboxCall_Sync); ok {
+			return x.Sync
+		}
+	}
+	return 0
+}
+
+type isOutboxCall_Call interface {
+	isOutboxCall_Call()
+}
+
+type OutboxCall_Publish struct {
+	// publish is published as a deferred publish (its deferred field is
+	// ignored).
+	Publish *PublishRequest `protobuf:"bytes,1,opt,name=publish,proto3,oneof"`
+}
+
+type OutboxCall_Ack struct {
+	Ack *AckRequest `protobuf:"bytes,2,opt,name=ack,proto3,oneof"`
+}
+
+type OutboxCall_Nack struct {
+	Nack *NackRequest `protobuf:"bytes,3,opt,name=nack,proto3,oneof"`
+}
+
+type OutboxCall_Metric struct {
+	Metric *MetricRequest `protobuf:"bytes,4,opt,name=metric,proto3,oneof"`
+}
+
+type OutboxCall_Sync struct {
+	// sync asks for OutboxReply.synced with this number (1 or more) once
+	// the host has handled every call sent before it: a flush, e.g.
+	// before the worker ends a Consume stream, whose deliveries the
+	// worker settled on the outbox.
+	Sync uint64 `protobuf:"varint,5,opt,name=sync,proto3,oneof"`
+}
+
+func (*OutboxCall_Publish) isOutboxCall_Call() {}
+
+func (*OutboxCall_Ack) isOutboxCall_Call() {}
+
+func (*OutboxCall_Nack) isOutboxCall_Call() {}
+
+func (*OutboxCall_Metric) isOutboxCall_Call() {}
+
+func (*OutboxCall_Sync) isOutboxCall_Call() {}
+
+// OutboxReply answers a sync of the Outbox stream; the first one (synced
+// 0) says the host serves the stream.
+type OutboxReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Synced        uint64                 `protobuf:"varint,1,opt,name=synced,proto3" json:"synced,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OutboxReply) Reset() {
+	*x = OutboxReply{}
+	mi := &file_sdk_proto_host_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OutboxReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OutboxReply) ProtoMessage() {}
+
+func (x *OutboxReply) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_host_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OutboxReply.ProtoReflect.Descriptor instead.
+func (*OutboxReply) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_host_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *OutboxReply) GetSynced() uint64 {
+	if x != nil {
+		return x.Synced
+	}
+	return 0
+}
+
 var File_sdk_proto_host_proto protoreflect.FileDescriptor
 
 const file_sdk_proto_host_proto_rawDesc = "" +
@@ -1004,12 +1251,13 @@ const file_sdk_proto_host_proto_rawDesc = "" +
 	"\x05class\x18\x02 \x01(\tR\x05class\x12\x14\n" +
 	"\x05state\x18\x03 \x01(\tR\x05state\x12\x10\n" +
 	"\x03pid\x18\x04 \x01(\x03R\x03pid\x12\x1a\n" +
-	"\brestarts\x18\x05 \x01(\x05R\brestarts\"\xce\x01\n" +
+	"\brestarts\x18\x05 \x01(\x05R\brestarts\"\xea\x01\n" +
 	"\x0ePublishRequest\x12\x1f\n" +
 	"\vrouting_key\x18\x01 \x01(\tR\n" +
 	"routingKey\x12\x12\n" +
 	"\x04body\x18\x02 \x01(\fR\x04body\x12K\n" +
-	"\aheaders\x18\x03 \x03(\v21.dynworkers.worker.v1.PublishRequest.HeadersEntryR\aheaders\x1a:\n" +
+	"\aheaders\x18\x03 \x03(\v21.dynworkers.worker.v1.PublishRequest.HeadersEntryR\aheaders\x12\x1a\n" +
+	"\bdeferred\x18\x04 \x01(\bR\bdeferred\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x11\n" +
@@ -1046,7 +1294,19 @@ const file_sdk_proto_host_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value\x12 \n" +
 	"\vaggregators\x18\x03 \x03(\tR\vaggregators\"\x10\n" +
-	"\x0eMetricResponse2\xc7\x05\n" +
+	"\x0eMetricResponse\"G\n" +
+	"\rOutboxRequest\x126\n" +
+	"\x05calls\x18\x01 \x03(\v2 .dynworkers.worker.v1.OutboxCallR\x05calls\"\x9a\x02\n" +
+	"\n" +
+	"OutboxCall\x12@\n" +
+	"\apublish\x18\x01 \x01(\v2$.dynworkers.worker.v1.PublishRequestH\x00R\apublish\x124\n" +
+	"\x03ack\x18\x02 \x01(\v2 .dynworkers.worker.v1.AckRequestH\x00R\x03ack\x127\n" +
+	"\x04nack\x18\x03 \x01(\v2!.dynworkers.worker.v1.NackRequestH\x00R\x04nack\x12=\n" +
+	"\x06metric\x18\x04 \x01(\v2#.dynworkers.worker.v1.MetricRequestH\x00R\x06metric\x12\x14\n" +
+	"\x04sync\x18\x05 \x01(\x04H\x00R\x04syncB\x06\n" +
+	"\x04call\"%\n" +
+	"\vOutboxReply\x12\x16\n" +
+	"\x06synced\x18\x01 \x01(\x04R\x06synced2\x9d\x06\n" +
 	"\x04Host\x12_\n" +
 	"\n" +
 	"StartChild\x12'.dynworkers.worker.v1.StartChildRequest\x1a(.dynworkers.worker.v1.StartChildResponse\x12\\\n" +
@@ -1055,7 +1315,8 @@ const file_sdk_proto_host_proto_rawDesc = "" +
 	"\aPublish\x12$.dynworkers.worker.v1.PublishRequest\x1a%.dynworkers.worker.v1.PublishResponse\x12Q\n" +
 	"\aConsume\x12$.dynworkers.worker.v1.ConsumeRequest\x1a\x1e.dynworkers.worker.v1.Delivery0\x01\x12J\n" +
 	"\x03Ack\x12 .dynworkers.worker.v1.AckRequest\x1a!.dynworkers.worker.v1.AckResponse\x12M\n" +
-	"\x04Nack\x12!.dynworkers.worker.v1.NackRequest\x1a\".dynworkers.worker.v1.NackResponse\x12S\n" +
+	"\x04Nack\x12!.dynworkers.worker.v1.NackRequest\x1a\".dynworkers.worker.v1.NackResponse\x12T\n" +
+	"\x06Outbox\x12#.dynworkers.worker.v1.OutboxRequest\x1a!.dynworkers.worker.v1.OutboxReply(\x010\x01\x12S\n" +
 	"\x06Metric\x12#.dynworkers.worker.v1.MetricRequest\x1a$.dynworkers.worker.v1.MetricResponseB,Z*github.com/dynworkers/dynworkers/sdk/protob\x06proto3"
 
 var (
@@ -1070,7 +1331,7 @@ func file_sdk_proto_host_proto_rawDescGZIP() []byte {
 	return file_sdk_proto_host_proto_rawDescData
 }
 
-var file_sdk_proto_host_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_sdk_proto_host_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_sdk_proto_host_proto_goTypes = []any{
 	(*StartChildRequest)(nil),    // 0: dynworkers.worker.v1.StartChildRequest
 	(*StartChildResponse)(nil),   // 1: dynworkers.worker.v1.StartChildResponse
@@ -1089,35 +1350,45 @@ var file_sdk_proto_host_proto_goTypes = []any{
 	(*NackResponse)(nil),         // 14: dynworkers.worker.v1.NackResponse
 	(*MetricRequest)(nil),        // 15: dynworkers.worker.v1.MetricRequest
 	(*MetricResponse)(nil),       // 16: dynworkers.worker.v1.MetricResponse
-	nil,                          // 17: dynworkers.worker.v1.PublishRequest.HeadersEntry
-	nil,                          // 18: dynworkers.worker.v1.Delivery.HeadersEntry
+	(*OutboxRequest)(nil),        // 17: dynworkers.worker.v1.OutboxRequest
+	(*OutboxCall)(nil),           // 18: dynworkers.worker.v1.OutboxCall
+	(*OutboxReply)(nil),          // 19: dynworkers.worker.v1.OutboxReply
+	nil,                          // 20: dynworkers.worker.v1.PublishRequest.HeadersEntry
+	nil,                          // 21: dynworkers.worker.v1.Delivery.HeadersEntry
 }
 var file_sdk_proto_host_proto_depIdxs = []int32{
 	6,  // 0: dynworkers.worker.v1.StartChildResponse.child:type_name -> dynworkers.worker.v1.ChildInfo
 	6,  // 1: dynworkers.worker.v1.ListChildrenResponse.children:type_name -> dynworkers.worker.v1.ChildInfo
-	17, // 2: dynworkers.worker.v1.PublishRequest.headers:type_name -> dynworkers.worker.v1.PublishRequest.HeadersEntry
-	18, // 3: dynworkers.worker.v1.Delivery.headers:type_name -> dynworkers.worker.v1.Delivery.HeadersEntry
-	0,  // 4: dynworkers.worker.v1.Host.StartChild:input_type -> dynworkers.worker.v1.StartChildRequest
-	2,  // 5: dynworkers.worker.v1.Host.StopChild:input_type -> dynworkers.worker.v1.StopChildRequest
-	4,  // 6: dynworkers.worker.v1.Host.ListChildren:input_type -> dynworkers.worker.v1.ListChildrenRequest
-	7,  // 7: dynworkers.worker.v1.Host.Publish:input_type -> dynworkers.worker.v1.PublishRequest
-	9,  // 8: dynworkers.worker.v1.Host.Consume:input_type -> dynworkers.worker.v1.ConsumeRequest
-	11, // 9: dynworkers.worker.v1.Host.Ack:input_type -> dynworkers.worker.v1.AckRequest
-	13, // 10: dynworkers.worker.v1.Host.Nack:input_type -> dynworkers.worker.v1.NackRequest
-	15, // 11: dynworkers.worker.v1.Host.Metric:input_type -> dynworkers.worker.v1.MetricRequest
-	1,  // 12: dynworkers.worker.v1.Host.StartChild:output_type -> dynworkers.worker.v1.StartChildResponse
-	3,  // 13: dynworkers.worker.v1.Host.StopChild:output_type -> dynworkers.worker.v1.StopChildResponse
-	5,  // 14: dynworkers.worker.v1.Host.ListChildren:output_type -> dynworkers.worker.v1.ListChildrenResponse
-	8,  // 15: dynworkers.worker.v1.Host.Publish:output_type -> dynworkers.worker.v1.PublishResponse
-	10, // 16: dynworkers.worker.v1.Host.Consume:output_type -> dynworkers.worker.v1.Delivery
-	12, // 17: dynworkers.worker.v1.Host.Ack:output_type -> dynworkers.worker.v1.AckResponse
-	14, // 18: dynworkers.worker.v1.Host.Nack:output_type -> dynworkers.worker.v1.NackResponse
-	16, // 19: dynworkers.worker.v1.Host.Metric:output_type -> dynworkers.worker.v1.MetricResponse
-	12, // [12:20] is the sub-list for method output_type
-	4,  // [4:12] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	20, // 2: dynworkers.worker.v1.PublishRequest.headers:type_name -> dynworkers.worker.v1.PublishRequest.HeadersEntry
+	21, // 3: dynworkers.worker.v1.Delivery.headers:type_name -> dynworkers.worker.v1.Delivery.HeadersEntry
+	18, // 4: dynworkers.worker.v1.OutboxRequest.calls:type_name -> dynworkers.worker.v1.OutboxCall
+	7,  // 5: dynworkers.worker.v1.OutboxCall.publish:type_name -> dynworkers.worker.v1.PublishRequest
+	11, // 6: dynworkers.worker.v1.OutboxCall.ack:type_name -> dynworkers.worker.v1.AckRequest
+	13, // 7: dynworkers.worker.v1.OutboxCall.nack:type_name -> dynworkers.worker.v1.NackRequest
+	15, // 8: dynworkers.worker.v1.OutboxCall.metric:type_name -> dynworkers.worker.v1.MetricRequest
+	0,  // 9: dynworkers.worker.v1.Host.StartChild:input_type -> dynworkers.worker.v1.StartChildRequest
+	2,  // 10: dynworkers.worker.v1.Host.StopChild:input_type -> dynworkers.worker.v1.StopChildRequest
+	4,  // 11: dynworkers.worker.v1.Host.ListChildren:input_type -> dynworkers.worker.v1.ListChildrenRequest
+	7,  // 12: dynworkers.worker.v1.Host.Publish:input_type -> dynworkers.worker.v1.PublishRequest
+	9,  // 13: dynworkers.worker.v1.Host.Consume:input_type -> dynworkers.worker.v1.ConsumeRequest
+	11, // 14: dynworkers.worker.v1.Host.Ack:input_type -> dynworkers.worker.v1.AckRequest
+	13, // 15: dynworkers.worker.v1.Host.Nack:input_type -> dynworkers.worker.v1.NackRequest
+	17, // 16: dynworkers.worker.v1.Host.Outbox:input_type -> dynworkers.worker.v1.OutboxRequest
+	15, // 17: dynworkers.worker.v1.Host.Metric:input_type -> dynworkers.worker.v1.MetricRequest
+	1,  // 18: dynworkers.worker.v1.Host.StartChild:output_type -> dynworkers.worker.v1.StartChildResponse
+	3,  // 19: dynworkers.worker.v1.Host.StopChild:output_type -> dynworkers.worker.v1.StopChildResponse
+	5,  // 20: dynworkers.worker.v1.Host.ListChildren:output_type -> dynworkers.worker.v1.ListChildrenResponse
+	8,  // 21: dynworkers.worker.v1.Host.Publish:output_type -> dynworkers.worker.v1.PublishResponse
+	10, // 22: dynworkers.worker.v1.Host.Consume:output_type -> dynworkers.worker.v1.Delivery
+	12, // 23: dynworkers.worker.v1.Host.Ack:output_type -> dynworkers.worker.v1.AckResponse
+	14, // 24: dynworkers.worker.v1.Host.Nack:output_type -> dynworkers.worker.v1.NackResponse
+	19, // 25: dynworkers.worker.v1.Host.Outbox:output_type -> dynworkers.worker.v1.OutboxReply
+	16, // 26: dynworkers.worker.v1.Host.Metric:output_type -> dynworkers.worker.v1.MetricResponse
+	18, // [18:27] is the sub-list for method output_type
+	9,  // [9:18] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_sdk_proto_host_proto_init() }
@@ -1125,13 +1396,20 @@ func file_sdk_proto_host_proto_init() {
 	if File_sdk_proto_host_proto != nil {
 		return
 	}
+	file_sdk_proto_host_proto_msgTypes[18].OneofWrappers = []any{
+		(*OutboxCall_Publish)(nil),
+		(*OutboxCall_Ack)(nil),
+		(*OutboxCall_Nack)(nil),
+		(*OutboxCall_Metric)(nil),
+		(*OutboxCall_Sync)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sdk_proto_host_proto_rawDesc), len(file_sdk_proto_host_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

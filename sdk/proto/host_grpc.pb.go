@@ -64,6 +64,7 @@ const (
 	Host_Consume_FullMethodName      = "/dynworkers.worker.v1.Host/Consume"
 	Host_Ack_FullMethodName          = "/dynworkers.worker.v1.Host/Ack"
 	Host_Nack_FullMethodName         = "/dynworkers.worker.v1.Host/Nack"
+	Host_Outbox_FullMethodName       = "/dynworkers.worker.v1.Host/Outbox"
 	Host_Metric_FullMethodName       = "/dynworkers.worker.v1.Host/Metric"
 )
 
@@ -84,7 +85,9 @@ type HostClient interface {
 	ListChildren(ctx context.Context, in *ListChildrenRequest, opts ...grpc.CallOption) (*ListChildrenResponse, error)
 	// Publish publishes a message on the "vumi" exchange with the given
 	// routing key. It returns once the bus has taken the message (with
-	// RabbitMQ: once the broker confirmed it).
+	// RabbitMQ: once the broker confirmed it), or, for a deferred publish
+	// (PublishRequest.deferred), once the message is sent: its confirmation
+	// then holds back the acks of the worker process's deliveries (see Ack).
 	Publish(ctx context.Context, in *PublishRequest, opts ...grpc.CallOption) (*PublishResponse, error)
 	// Consume consumes a queue: the host declares it (durable), binds it to
 	// the "vumi" exchange and streams its messages until the plugin cancels
@@ -102,12 +105,39 @@ type HostClient interface {
 	// handles its messages slowly slows their delivery down, and neither the
 	// host nor the plugin buffers more than prefetch messages per consumer.
 	Consume(ctx context.Context, in *ConsumeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Delivery], error)
-	// Ack settles a delivery as handled: the bus forgets the message.
+	// Ack settles a delivery as handled: the bus forgets the message. It
+	// returns at once, and gives the stream credit for another delivery;
+	// the host acks the message on the bus once every deferred publish of
+	// the worker process made while it was being handled (since the host
+	// sent it) is confirmed. If one of them failed, the host nacks the
+	// message with requeue instead: it comes again, and its output is
+	// published again (at least once). The acks of one stream are made in
+	// the order they arrive. The bus does not deliver more than prefetch
+	// messages that are not acked on it, so acks waiting for confirmations
+	// slow deliveries down rather than pile up.
 	Ack(ctx context.Context, in *AckRequest, opts ...grpc.CallOption) (*AckResponse, error)
 	// Nack settles a delivery as not handled: the bus requeues the message
 	// (requeue true) or drops it, to a dead-letter exchange where one is
-	// configured (requeue false).
+	// configured (requeue false). Like Ack it returns at once; the host
+	// nacks once the deferred publishes made before it are confirmed, in
+	// order with the stream's acks.
 	Nack(ctx context.Context, in *NackRequest, opts ...grpc.CallOption) (*NackResponse, error)
+	// Outbox carries the worker process's one-way calls, in the order it
+	// sends them, without a round trip each: deferred publishes, acks,
+	// nacks and metrics. The SDK opens one per process, lazily, and uses it
+	// while handling deliveries: a handler's publishes and its delivery's
+	// ack cost one stream message instead of a call each. The host
+	// handles the messages one after another: a publish as Publish with
+	// deferred set (returning once the message is sent), an ack or nack as
+	// Ack or Nack, a metric as Metric. Nothing is answered but sync, with
+	// the same number once every call sent before it is handled; the first
+	// reply (synced 0) says the host is ready. Errors are the host's to log:
+	// a publish the host cannot send makes every delivery of the process
+	// that the worker has not settled yet be requeued when it is acked (as
+	// a failed confirmation does), since any of them may have made it. An
+	// ack naming a consumer that has ended is ignored: its deliveries were
+	// requeued.
+	Outbox(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[OutboxRequest, OutboxReply], error)
 	// Metric records one value of a metric of the worker's own. The host
 	// aggregates the values it receives over its metrics interval with each
 	// of the aggregators and publishes them under the worker's prefix
@@ -202,6 +232,19 @@ func (c *hostClient) Nack(ctx context.Context, in *NackRequest, opts ...grpc.Cal
 	return out, nil
 }
 
+func (c *hostClient) Outbox(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[OutboxRequest, OutboxReply], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Host_ServiceDesc.Streams[1], Host_Outbox_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[OutboxRequest, OutboxReply]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Host_OutboxClient = grpc.BidiStreamingClient[OutboxRequest, OutboxReply]
+
 func (c *hostClient) Metric(ctx context.Context, in *MetricRequest, opts ...grpc.CallOption) (*MetricResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(MetricResponse)
@@ -229,7 +272,9 @@ type HostServer interface {
 	ListChildren(context.Context, *ListChildrenRequest) (*ListChildrenResponse, error)
 	// Publish publishes a message on the "vumi" exchange with the given
 	// routing key. It returns once the bus has taken the message (with
-	// RabbitMQ: once the broker confirmed it).
+	// RabbitMQ: once the broker confirmed it), or, for a deferred publish
+	// (PublishRequest.deferred), once the message is sent: its confirmation
+	// then holds back the acks of the worker process's deliveries (see Ack).
 	Publish(context.Context, *PublishRequest) (*PublishResponse, error)
 	// Consume consumes a queue: the host declares it (durable), binds it to
 	// the "vumi" exchange and streams its messages until the plugin cancels
@@ -247,12 +292,39 @@ type HostServer interface {
 	// handles its messages slowly slows their delivery down, and neither the
 	// host nor the plugin buffers more than prefetch messages per consumer.
 	Consume(*ConsumeRequest, grpc.ServerStreamingServer[Delivery]) error
-	// Ack settles a delivery as handled: the bus forgets the message.
+	// Ack settles a delivery as handled: the bus forgets the message. It
+	// returns at once, and gives the stream credit for another delivery;
+	// the host acks the message on the bus once every deferred publish of
+	// the worker process made while it was being handled (since the host
+	// sent it) is confirmed. If one of them failed, the host nacks the
+	// message with requeue instead: it comes again, and its output is
+	// published again (at least once). The acks of one stream are made in
+	// the order they arrive. The bus does not deliver more than prefetch
+	// messages that are not acked on it, so acks waiting for confirmations
+	// slow deliveries down rather than pile up.
 	Ack(context.Context, *AckRequest) (*AckResponse, error)
 	// Nack settles a delivery as not handled: the bus requeues the message
 	// (requeue true) or drops it, to a dead-letter exchange where one is
-	// configured (requeue false).
+	// configured (requeue false). Like Ack it returns at once; the host
+	// nacks once the deferred publishes made before it are confirmed, in
+	// order with the stream's acks.
 	Nack(context.Context, *NackRequest) (*NackResponse, error)
+	// Outbox carries the worker process's one-way calls, in the order it
+	// sends them, without a round trip each: deferred publishes, acks,
+	// nacks and metrics. The SDK opens one per process, lazily, and uses it
+	// while handling deliveries: a handler's publishes and its delivery's
+	// ack cost one stream message instead of a call each. The host
+	// handles the messages one after another: a publish as Publish with
+	// deferred set (returning once the message is sent), an ack or nack as
+	// Ack or Nack, a metric as Metric. Nothing is answered but sync, with
+	// the same number once every call sent before it is handled; the first
+	// reply (synced 0) says the host is ready. Errors are the host's to log:
+	// a publish the host cannot send makes every delivery of the process
+	// that the worker has not settled yet be requeued when it is acked (as
+	// a failed confirmation does), since any of them may have made it. An
+	// ack naming a consumer that has ended is ignored: its deliveries were
+	// requeued.
+	Outbox(grpc.BidiStreamingServer[OutboxRequest, OutboxReply]) error
 	// Metric records one value of a metric of the worker's own. The host
 	// aggregates the values it receives over its metrics interval with each
 	// of the aggregators and publishes them under the worker's prefix
@@ -288,6 +360,9 @@ func (UnimplementedHostServer) Ack(context.Context, *AckRequest) (*AckResponse, 
 }
 func (UnimplementedHostServer) Nack(context.Context, *NackRequest) (*NackResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Nack not implemented")
+}
+func (UnimplementedHostServer) Outbox(grpc.BidiStreamingServer[OutboxRequest, OutboxReply]) error {
+	return status.Error(codes.Unimplemented, "method Outbox not implemented")
 }
 func (UnimplementedHostServer) Metric(context.Context, *MetricRequest) (*MetricResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Metric not implemented")
@@ -432,6 +507,13 @@ func _Host_Nack_Handler(srv interface{}, ctx context.Context, dec func(interface
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Host_Outbox_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(HostServer).Outbox(&grpc.GenericServerStream[OutboxRequest, OutboxReply]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Host_OutboxServer = grpc.BidiStreamingServer[OutboxRequest, OutboxReply]
+
 func _Host_Metric_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(MetricRequest)
 	if err := dec(in); err != nil {
@@ -491,6 +573,12 @@ var Host_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "Consume",
 			Handler:       _Host_Consume_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "Outbox",
+			Handler:       _Host_Outbox_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "sdk/proto/host.proto",

@@ -32,10 +32,18 @@ type BusWorker func(ctx context.Context, in, out string) (stop func() error, err
 type ThroughputRun struct {
 	Worker string `json:"worker"`
 	// Mode is ModePersistent, ModeTransient or ModeEmbedded.
-	Mode      string        `json:"mode,omitempty"`
-	Messages  int           `json:"messages"`
+	Mode string `json:"mode,omitempty"`
+	// Prefetch is the worker's prefetch, where runs of one worker differ
+	// in it.
+	Prefetch int `json:"prefetch,omitempty"`
+	Messages int `json:"messages"`
+	// Warmup is how many messages moved before the clock started (they
+	// are not in Messages): the worker's start and first messages.
+	Warmup    int           `json:"warmup,omitempty"`
 	Elapsed   time.Duration `json:"-"`
 	ElapsedUS int64         `json:"elapsed_us"`
+	// CPU is the CPU time the run took per message, where measured.
+	CPU *RunCPU `json:"cpu_per_message,omitempty"`
 }
 
 // PerSecond is the run's throughput.
@@ -51,11 +59,12 @@ func (r ThroughputRun) PerSecond() float64 {
 const pollInterval = 5 * time.Millisecond
 
 // BenchBody returns a message body of size bytes: a Vumi user message in
-// JSON, its content padded, as the messages the bus carries look.
+// JSON, its content padded, as the messages the bus carries look. It is a
+// valid one (sdk/vumi parses it), so the echo worker answers it.
 func BenchBody(size int) []byte {
 	const head = `{"message_version": "20110921", "message_type": "user_message", "message_id": "b6a5d2f8c1e44f0b9d3e7a1c2b4f6e8d", ` +
 		`"timestamp": "2024-01-01 12:00:00.000000", "transport_name": "bench_transport", "transport_type": "sms", ` +
-		`"from_addr": "+27831234567", "to_addr": "12345", "session_event": null, "helper_metadata": {}, "transport_metadata": {}, "content": "`
+		`"from_addr": "+27831234567", "to_addr": "12345", "in_reply_to": null, "session_event": null, "helper_metadata": {}, "transport_metadata": {}, "content": "`
 	const tail = `"}`
 	pad := max(size-len(head)-len(tail), 0)
 	return []byte(head + strings.Repeat("x", pad) + tail)
@@ -69,7 +78,16 @@ func BenchBody(size int) []byte {
 // acked) and out holds exactly n; and deletes both queues. The harness
 // uses a connection of its own.
 func MeasureAMQPThroughput(ctx context.Context, url, exchange, in, out string, n int, body []byte, name string, w BusWorker) (ThroughputRun, error) {
-	run := ThroughputRun{Worker: name, Messages: n}
+	return MeasureAMQPRate(ctx, url, exchange, in, out, 0, n, body, name, w)
+}
+
+// MeasureAMQPRate is MeasureAMQPThroughput with a warm-up: it preloads
+// warm+n messages and starts the clock only once the output queue holds
+// warm of them, so that the worker's start and its first messages are not
+// measured.
+func MeasureAMQPRate(ctx context.Context, url, exchange, in, out string, warm, n int, body []byte, name string, w BusWorker) (ThroughputRun, error) {
+	run := ThroughputRun{Worker: name, Messages: n, Warmup: warm}
+	total := warm + n
 	conn, err := amqp.DialConfig(url, amqp.Config{Properties: amqp.Table{"connection_name": "dynworkers bench harness"}})
 	if err != nil {
 		return run, err
@@ -100,8 +118,8 @@ func MeasureAMQPThroughput(ctx context.Context, url, exchange, in, out string, n
 			_ = ch.Close()
 		}
 	}()
-	if err := preload(ctx, conn, exchange, in, n, body); err != nil {
-		return run, fmt.Errorf("preloading %d messages: %w", n, err)
+	if err := preload(ctx, conn, exchange, in, total, body); err != nil {
+		return run, fmt.Errorf("preloading %d messages: %w", total, err)
 	}
 
 	t0 := time.Now()
@@ -111,20 +129,29 @@ func MeasureAMQPThroughput(ctx context.Context, url, exchange, in, out string, n
 	}
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
+	warmed := warm == 0
 	for {
 		q, err := ch.QueueDeclarePassive(out, true, false, false, false, nil)
 		if err != nil {
 			_ = stop()
 			return run, err
 		}
-		if q.Messages >= n {
+		if !warmed && q.Messages >= warm {
+			// The clock starts now; the messages beyond warm that moved
+			// since the last poll count for the warm-up too.
+			warmed = true
+			t0 = time.Now()
+			run.Warmup = q.Messages
+			run.Messages = total - q.Messages
+		}
+		if q.Messages >= total {
 			break
 		}
 		select {
 		case <-tick.C:
 		case <-ctx.Done():
 			_ = stop()
-			return run, fmt.Errorf("%d of %d messages moved: %w", q.Messages, n, ctx.Err())
+			return run, fmt.Errorf("%d of %d messages moved: %w", q.Messages, total, ctx.Err())
 		}
 	}
 	run.Elapsed = time.Since(t0)
@@ -137,8 +164,8 @@ func MeasureAMQPThroughput(ctx context.Context, url, exchange, in, out string, n
 	if err := errors.Join(err1, err2); err != nil {
 		return run, err
 	}
-	if qi.Messages != 0 || qo.Messages != n {
-		return run, fmt.Errorf("after the run %d messages are left in the input queue and %d in the output queue, want 0 and %d", qi.Messages, qo.Messages, n)
+	if qi.Messages != 0 || qo.Messages != total {
+		return run, fmt.Errorf("after the run %d messages are left in the input queue and %d in the output queue, want 0 and %d", qi.Messages, qo.Messages, total)
 	}
 	return run, nil
 }
@@ -421,7 +448,14 @@ func BusLoopWorker(bus broker.Bus, o BusLoopOptions) BusWorker {
 // starts w and a sink that consumes out (prefetch 1000, acking each), and
 // times until the sink has received n messages.
 func MeasureEmbeddedThroughput(ctx context.Context, bus *broker.EmbeddedBus, in, out string, n int, body []byte, name string, w BusWorker) (ThroughputRun, error) {
-	run := ThroughputRun{Worker: name, Messages: n}
+	return MeasureEmbeddedRate(ctx, bus, in, out, 0, n, body, name, w)
+}
+
+// MeasureEmbeddedRate is MeasureEmbeddedThroughput with a warm-up: it
+// publishes warm+n messages and starts the clock once the sink has
+// received warm of them.
+func MeasureEmbeddedRate(ctx context.Context, bus *broker.EmbeddedBus, in, out string, warm, n int, body []byte, name string, w BusWorker) (ThroughputRun, error) {
+	run := ThroughputRun{Worker: name, Messages: n, Warmup: warm}
 	c, err := bus.Consume(ctx, in, nil, 1)
 	if err != nil {
 		return run, err
@@ -429,7 +463,7 @@ func MeasureEmbeddedThroughput(ctx context.Context, bus *broker.EmbeddedBus, in,
 	if err := c.Close(); err != nil {
 		return run, err
 	}
-	for range n {
+	for range warm + n {
 		if err := bus.Publish(ctx, in, body, nil); err != nil {
 			return run, err
 		}
@@ -444,7 +478,10 @@ func MeasureEmbeddedThroughput(ctx context.Context, bus *broker.EmbeddedBus, in,
 	if err != nil {
 		return run, err
 	}
-	for got := 0; got < n; got++ {
+	for got := 0; got < warm+n; got++ {
+		if got == warm {
+			t0 = time.Now()
+		}
 		select {
 		case d := <-sink.Deliveries():
 			if err := sink.Ack(d.Tag); err != nil {
@@ -453,7 +490,7 @@ func MeasureEmbeddedThroughput(ctx context.Context, bus *broker.EmbeddedBus, in,
 			}
 		case <-ctx.Done():
 			_ = stop()
-			return run, fmt.Errorf("%d of %d messages moved: %w", got, n, ctx.Err())
+			return run, fmt.Errorf("%d of %d messages moved: %w", got, warm+n, ctx.Err())
 		}
 	}
 	run.Elapsed = time.Since(t0)

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/dynworkers/dynworkers/host/internal/testplugins"
 )
 
 // EnvBench must be "1" for the benchmarks to run; `make test` leaves it
@@ -50,6 +52,7 @@ func TestMain(m *testing.M) {
 	if fix != nil {
 		os.RemoveAll(fix.dir)
 	}
+	testplugins.Cleanup()
 	if code == 0 && os.Getenv(EnvBench) == "1" {
 		if err := writeReport(); err != nil {
 			fmt.Fprintln(os.Stderr, "benchmarks:", err)
@@ -71,6 +74,7 @@ func writeReport() error {
 		fmt.Fprintf(os.Stderr, "benchmarks: not every benchmark ran; %s not written\n", out)
 		return nil
 	}
+	r.Bus = BusResults()
 	r.Background = BackgroundSince(r.CPUStart, ReadCPU())
 	root, err := repoRoot()
 	if err != nil {
@@ -99,6 +103,10 @@ type fixture struct {
 	host      string // copy of bin/dynworkers
 	pluginDir string // holds the copy of bin/plugins/hello-worker only
 	plugin    string
+	// busPluginDir holds the plugins of the worker benchmarks of the bus:
+	// the copy of bin/plugins/echo and the test plugin forward (built by
+	// the harness).
+	busPluginDir string
 }
 
 var (
@@ -132,12 +140,16 @@ func newFixture() (*fixture, error) {
 	}
 	f := &fixture{root: root, dir: dir, host: filepath.Join(dir, "dynworkers"), pluginDir: filepath.Join(dir, "plugins")}
 	f.plugin = filepath.Join(f.pluginDir, "hello-worker")
-	if err := os.Mkdir(f.pluginDir, 0o755); err != nil {
-		return nil, err
+	f.busPluginDir = filepath.Join(dir, "bus-plugins")
+	for _, d := range []string{f.pluginDir, f.busPluginDir} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return nil, err
+		}
 	}
 	for src, dst := range map[string]string{
 		filepath.Join(root, "bin", "dynworkers"):              f.host,
 		filepath.Join(root, "bin", "plugins", "hello-worker"): f.plugin,
+		filepath.Join(root, "bin", "plugins", "echo"):         filepath.Join(f.busPluginDir, "echo"),
 	} {
 		if err := copyFile(src, dst); err != nil {
 			os.RemoveAll(dir)
@@ -146,6 +158,15 @@ func newFixture() (*fixture, error) {
 			}
 			return nil, err
 		}
+	}
+	built, err := testplugins.BuildDir("forward")
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	if err := copyFile(filepath.Join(built, "forward"), filepath.Join(f.busPluginDir, "forward")); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
 	}
 	out, err := exec.Command(f.host, "version").CombinedOutput()
 	if err != nil {

@@ -38,6 +38,9 @@ type Results struct {
 	// Control is the control channel over AMQP and HTTP; NotRun says why
 	// it was not measured (no broker).
 	Control *ControlResult `json:"control"`
+	// Bus is the workers' bus: throughput through one worker and the
+	// memory of a backlog (BusResults); nil if its benchmarks did not run.
+	Bus *BusResult `json:"bus,omitempty"`
 }
 
 // BinaryResult is the plugin binary's size, the time its sha256 takes (what

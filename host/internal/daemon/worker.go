@@ -61,7 +61,7 @@ func (s *pluginService) Start(ctx context.Context) (supervise.Instance, error) {
 		opts.ChildHost = children
 	}
 	if bus := s.d.currentBus(); bus != nil {
-		opts.BusHost = busHost{bus: bus}
+		opts.BusHost = newBusHost(bus, s.logger.With("worker", s.w.Name))
 	}
 	opts.MetricSink = metricSink{reg: s.d.workerMetrics, prefix: monitor.WorkerPrefix(s.systemID, s.hostName, s.w.Name)}
 	p, err := pluginproc.Start(ctx, opts)

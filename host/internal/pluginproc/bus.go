@@ -3,6 +3,7 @@ package pluginproc
 import (
 	"context"
 	"errors"
+	"io"
 	"sync"
 
 	"google.golang.org/grpc/codes"
@@ -31,7 +32,14 @@ type BusHost interface {
 	// taken it (RabbitMQ: the broker confirmed it) or ctx ends. ctx ends
 	// after Options.HostCallTimeout, when the plugin gives up, or when the
 	// process ends.
-	Publish(ctx context.Context, routingKey string, body []byte, headers map[string]string) error
+	//
+	// deferred is set for a publish the worker makes while handling a
+	// delivery (PublishRequest.deferred): then Publish may return once the
+	// message is sent, before its confirmation, provided the Consumers of
+	// the same process ack no delivery on the bus before the deferred
+	// publishes made while the worker had it are confirmed (and requeue it
+	// instead when one of them failed). The daemon does so.
+	Publish(ctx context.Context, routingKey string, body []byte, headers map[string]string, deferred bool) error
 	// Consume declares queue durable, binds it to the "vumi" exchange with
 	// each of bindings (never empty: [queue] unless the worker chose
 	// others), and returns a Consumer of its messages that has at most
@@ -52,6 +60,14 @@ type BusHost interface {
 // the host per consumer, however slow the worker. It settles every
 // delivery it received at most once, with Ack or Nack, and calls Close
 // exactly once.
+//
+// Ack and Nack are called from the worker's Ack and Nack calls, whose
+// answer waits for them, and pluginproc gives the stream its credit back
+// as soon as they return; they should not wait for the bus. A Consumer may
+// settle on the bus later (the daemon's waits for the confirmations of the
+// deferred publishes before it): the bus does not deliver more than
+// prefetch messages not acked on it, so deliveries slow down rather than
+// pile up while settlements wait.
 type Consumer interface {
 	// Deliveries delivers the queue's messages. It is closed when the
 	// consumer ends by itself (the bus gave up on it); pluginproc then
@@ -64,7 +80,8 @@ type Consumer interface {
 	// set, dropped (dead-lettered where configured) otherwise.
 	Nack(tag uint64, requeue bool) error
 	// Close ends the consumer; the bus requeues the deliveries that are
-	// not settled.
+	// not settled. A Consumer that settles later finishes (within a
+	// bound) what Ack and Nack were asked before Close.
 	Close() error
 }
 
@@ -146,7 +163,15 @@ type streamConsumer struct {
 
 	mu      sync.Mutex
 	nextTag uint64
-	pending map[uint64]uint64 // our tag -> the Consumer's tag
+	pending map[uint64]pendingDelivery // by our tag
+}
+
+// pendingDelivery is a delivery sent to the worker and not settled yet.
+type pendingDelivery struct {
+	busTag uint64 // the Consumer's tag
+	// requeue turns its ack into a nack with requeue: a deferred publish
+	// of the outbox failed while the worker had it.
+	requeue bool
 }
 
 // add registers a consumer; false once the process is gone.
@@ -160,12 +185,32 @@ func (b *busState) add(c Consumer, queue string, prefetch int) (*streamConsumer,
 		b.all = map[uint64]*streamConsumer{}
 	}
 	b.nextID++
-	sc := &streamConsumer{id: b.nextID, queue: queue, c: c, credit: make(chan struct{}, prefetch), pending: map[uint64]uint64{}}
+	sc := &streamConsumer{id: b.nextID, queue: queue, c: c, credit: make(chan struct{}, prefetch), pending: map[uint64]pendingDelivery{}}
 	for range prefetch {
 		sc.credit <- struct{}{}
 	}
 	b.all[sc.id] = sc
 	return sc, true
+}
+
+// poison marks every delivery the worker has not settled to be requeued
+// rather than acked: a deferred publish failed, and any of them may have
+// made it.
+func (b *busState) poison() {
+	b.mu.Lock()
+	all := make([]*streamConsumer, 0, len(b.all))
+	for _, sc := range b.all {
+		all = append(all, sc)
+	}
+	b.mu.Unlock()
+	for _, sc := range all {
+		sc.mu.Lock()
+		for tag, pd := range sc.pending {
+			pd.requeue = true
+			sc.pending[tag] = pd
+		}
+		sc.mu.Unlock()
+	}
 }
 
 func (b *busState) get(id uint64) *streamConsumer {
@@ -189,9 +234,13 @@ func (b *busState) closeAll() {
 	all := b.all
 	b.all = nil
 	b.mu.Unlock()
+	// At once: a Consumer's Close may wait (bounded) for what it settles
+	// on the bus.
+	var wg sync.WaitGroup
 	for _, sc := range all {
-		sc.close()
+		wg.Go(sc.close)
 	}
+	wg.Wait()
 }
 
 func (sc *streamConsumer) close() {
@@ -203,20 +252,20 @@ func (sc *streamConsumer) track(busTag uint64) uint64 {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	sc.nextTag++
-	sc.pending[sc.nextTag] = busTag
+	sc.pending[sc.nextTag] = pendingDelivery{busTag: busTag}
 	return sc.nextTag
 }
 
-// settle forgets a delivery the worker settles and returns the Consumer's
-// tag; false if it is not pending.
-func (sc *streamConsumer) settle(tag uint64) (uint64, bool) {
+// settle forgets a delivery the worker settles and returns it; false if
+// it is not pending.
+func (sc *streamConsumer) settle(tag uint64) (pendingDelivery, bool) {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
-	busTag, ok := sc.pending[tag]
+	pd, ok := sc.pending[tag]
 	if ok {
 		delete(sc.pending, tag)
 	}
-	return busTag, ok
+	return pd, ok
 }
 
 func (h *hostServer) noBus() error {
@@ -231,7 +280,7 @@ func (h *hostServer) Publish(ctx context.Context, req *proto.PublishRequest) (*p
 		return nil, h.noBus()
 	}
 	_, err := hostCall(ctx, h, "Publish", func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, h.bus.Publish(ctx, req.GetRoutingKey(), req.GetBody(), req.GetHeaders())
+		return struct{}{}, h.bus.Publish(ctx, req.GetRoutingKey(), req.GetBody(), req.GetHeaders(), req.GetDeferred())
 	})
 	if err != nil {
 		return nil, err
@@ -321,43 +370,136 @@ func (h *hostServer) Consume(req *proto.ConsumeRequest, stream proto.Host_Consum
 }
 
 func (h *hostServer) Ack(ctx context.Context, req *proto.AckRequest) (*proto.AckResponse, error) {
-	if err := h.settle(ctx, "Ack", req.GetConsumerId(), req.GetDeliveryTag(), func(c Consumer, tag uint64) error {
-		return c.Ack(tag)
-	}); err != nil {
+	if err := h.settle(ctx, "Ack", req.GetConsumerId(), req.GetDeliveryTag(), true, false); err != nil {
 		return nil, err
 	}
 	return &proto.AckResponse{}, nil
 }
 
 func (h *hostServer) Nack(ctx context.Context, req *proto.NackRequest) (*proto.NackResponse, error) {
-	requeue := req.GetRequeue()
-	if err := h.settle(ctx, "Nack", req.GetConsumerId(), req.GetDeliveryTag(), func(c Consumer, tag uint64) error {
-		return c.Nack(tag, requeue)
-	}); err != nil {
+	if err := h.settle(ctx, "Nack", req.GetConsumerId(), req.GetDeliveryTag(), false, req.GetRequeue()); err != nil {
 		return nil, err
 	}
 	return &proto.NackResponse{}, nil
 }
 
-// settle settles a delivery of one of the worker's consumers and gives the
-// consumer credit for another.
-func (h *hostServer) settle(ctx context.Context, call string, id, tag uint64, f func(Consumer, uint64) error) error {
+// settle settles a delivery of one of the worker's consumers (an ack, or
+// a nack with requeue or not) and gives the consumer credit for another.
+func (h *hostServer) settle(ctx context.Context, call string, id, tag uint64, ack, requeue bool) error {
+	sc, pd, err := h.take(id, tag)
+	if err != nil {
+		return err
+	}
+	defer func() { sc.credit <- struct{}{} }()
+	_, err = hostCall(ctx, h, call, func(context.Context) (struct{}, error) {
+		return struct{}{}, h.apply(sc, pd, ack, requeue)
+	})
+	return err
+}
+
+// take finds an unsettled delivery of one of the worker's consumers and
+// forgets it. The caller gives the consumer its credit back once the
+// delivery is settled.
+func (h *hostServer) take(id, tag uint64) (*streamConsumer, pendingDelivery, error) {
 	if h.bus == nil {
-		return h.noBus()
+		return nil, pendingDelivery{}, h.noBus()
 	}
 	sc := h.consumers.get(id)
 	if sc == nil {
-		return consumerGone(id)
+		return nil, pendingDelivery{}, consumerGone(id)
 	}
-	busTag, ok := sc.settle(tag)
+	pd, ok := sc.settle(tag)
 	if !ok {
-		return status.Errorf(codes.NotFound, "consumer %d (queue %q) has no unsettled delivery %d: settled already, or never sent", id, sc.queue, tag)
+		return nil, pendingDelivery{}, status.Errorf(codes.NotFound, "consumer %d (queue %q) has no unsettled delivery %d: settled already, or never sent", id, sc.queue, tag)
 	}
-	defer func() { sc.credit <- struct{}{} }()
-	_, err := hostCall(ctx, h, call, func(context.Context) (struct{}, error) {
-		return struct{}{}, f(sc.c, busTag)
-	})
-	return err
+	return sc, pd, nil
+}
+
+// apply settles a delivery taken from sc on its Consumer. An ack of a
+// delivery marked for requeue is a nack with requeue.
+func (h *hostServer) apply(sc *streamConsumer, pd pendingDelivery, ack, requeue bool) error {
+	switch {
+	case ack && pd.requeue:
+		h.logger.Warn("requeueing a delivery the worker acked: a deferred publish failed while the worker had it", "queue", sc.queue)
+		return sc.c.Nack(pd.busTag, true)
+	case ack:
+		return sc.c.Ack(pd.busTag)
+	}
+	return sc.c.Nack(pd.busTag, requeue)
+}
+
+// Outbox serves the worker's one-way calls (see host.proto), in order,
+// until the worker ends the stream or the process is gone.
+func (h *hostServer) Outbox(stream proto.Host_OutboxServer) error {
+	ctx := stream.Context()
+	if err := stream.Send(&proto.OutboxReply{}); err != nil {
+		return err
+	}
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		for _, call := range req.GetCalls() {
+			if err := h.outboxCall(ctx, stream, call); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// outboxCall handles one call of the outbox; an error ends the stream.
+func (h *hostServer) outboxCall(ctx context.Context, stream proto.Host_OutboxServer, call *proto.OutboxCall) error {
+	switch c := call.GetCall().(type) {
+	case *proto.OutboxCall_Publish:
+		h.outboxPublish(ctx, c.Publish)
+	case *proto.OutboxCall_Ack:
+		h.outboxSettle("ack", c.Ack.GetConsumerId(), c.Ack.GetDeliveryTag(), true, false)
+	case *proto.OutboxCall_Nack:
+		h.outboxSettle("nack", c.Nack.GetConsumerId(), c.Nack.GetDeliveryTag(), false, c.Nack.GetRequeue())
+	case *proto.OutboxCall_Metric:
+		if _, err := h.Metric(ctx, c.Metric); err != nil {
+			h.logger.Debug("a metric of the worker's outbox was refused", "metric", c.Metric.GetName(), "error", status.Convert(err).Message())
+		}
+	case *proto.OutboxCall_Sync:
+		return stream.Send(&proto.OutboxReply{Synced: c.Sync})
+	}
+	return nil
+}
+
+// outboxPublish publishes a deferred message of the outbox. If it cannot
+// be sent, the deliveries the worker has not settled are requeued when it
+// acks them: the message was the output of one of them.
+func (h *hostServer) outboxPublish(ctx context.Context, req *proto.PublishRequest) {
+	key := req.GetRoutingKey()
+	err := CheckBusName("routing key", key)
+	if err == nil && h.bus == nil {
+		err = h.noBus()
+	}
+	if err == nil {
+		pctx, cancel := context.WithTimeout(ctx, h.timeout)
+		err = h.bus.Publish(pctx, key, req.GetBody(), req.GetHeaders(), true)
+		cancel()
+	}
+	if err != nil {
+		h.consumers.poison()
+		h.logger.Warn("a deferred publish of the worker failed; the deliveries it has not settled will be requeued", "routing_key", key, "error", err)
+	}
+}
+
+// outboxSettle settles a delivery for the outbox; a failure is logged.
+func (h *hostServer) outboxSettle(call string, id, tag uint64, ack, requeue bool) {
+	sc, pd, err := h.take(id, tag)
+	if err == nil {
+		err = h.apply(sc, pd, ack, requeue)
+		sc.credit <- struct{}{}
+	}
+	if err != nil {
+		h.logger.Debug("settling a delivery of the worker's outbox failed; the bus delivers it again", "call", call, "error", err)
+	}
 }
 
 func (h *hostServer) Metric(_ context.Context, req *proto.MetricRequest) (*proto.MetricResponse, error) {

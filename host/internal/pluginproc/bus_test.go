@@ -25,9 +25,10 @@ import (
 
 // published is one message a fakeBus took.
 type published struct {
-	key     string
-	body    string
-	headers map[string]string
+	key      string
+	body     string
+	headers  map[string]string
+	deferred bool
 }
 
 // fakeBus is a BusHost and MetricSink that records what it is given. Its
@@ -38,17 +39,23 @@ type fakeBus struct {
 	metrics    []string // "name=value[aggs]"
 	consumers  []*fakeConsumer
 	consumeErr error
-	newCons    chan *fakeConsumer // every new consumer, if set
-	pubSignal  chan struct{}      // signalled at every publish, if set
+	// deferredErr, if set, fails the deferred publishes of this body.
+	deferredErr map[string]error
+	newCons     chan *fakeConsumer // every new consumer, if set
+	pubSignal   chan struct{}      // signalled at every publish, if set
 }
 
 func newFakeBus() *fakeBus {
 	return &fakeBus{newCons: make(chan *fakeConsumer, 16), pubSignal: make(chan struct{}, 1000)}
 }
 
-func (b *fakeBus) Publish(_ context.Context, key string, body []byte, headers map[string]string) error {
+func (b *fakeBus) Publish(_ context.Context, key string, body []byte, headers map[string]string, deferred bool) error {
 	b.mu.Lock()
-	b.pubs = append(b.pubs, published{key, string(body), headers})
+	if err := b.deferredErr[string(body)]; err != nil && deferred {
+		b.mu.Unlock()
+		return err
+	}
+	b.pubs = append(b.pubs, published{key, string(body), headers, deferred})
 	b.mu.Unlock()
 	select {
 	case b.pubSignal <- struct{}{}:
@@ -293,7 +300,7 @@ func TestBusRoundTrip(t *testing.T) {
 		t.Errorf("consumer of %q bindings %v prefetch %d", c.queue, c.bindings, c.prefetch)
 	}
 	pubs := b.published()
-	if len(pubs) != 1 || pubs[0].key != "app.event" || pubs[0].body != "hello" || pubs[0].headers["from"] != "w-TestBusRoundTrip" {
+	if len(pubs) != 1 || pubs[0].key != "app.event" || pubs[0].body != "hello" || pubs[0].headers["from"] != "w-TestBusRoundTrip" || pubs[0].deferred {
 		t.Errorf("published %+v, want only hello on app.event", pubs)
 	}
 	st := busStatusOf(t, p)
@@ -333,6 +340,37 @@ func TestBusRoundTrip(t *testing.T) {
 	for _, pb := range b.published() {
 		if pb.key == "app.outbound" && pb.headers["n"] != strings.TrimPrefix(pb.body, "got:") {
 			t.Errorf("reply %+v lost the delivery's headers", pb)
+		}
+		// Published with the handler's context: deferred (the input is
+		// acked only once the output is confirmed).
+		if pb.key == "app.outbound" && !pb.deferred {
+			t.Errorf("reply %+v published from a handler is not deferred", pb)
+		}
+	}
+}
+
+// A deferred publish the bus refuses (on the worker's outbox, where the
+// handler cannot see the error) turns the ack of every delivery the worker
+// had not settled into a nack with requeue: the input comes again rather
+// than its output being lost. Deliveries after it are acked as usual.
+func TestBusOutboxPublishFailureRequeues(t *testing.T) {
+	b := newFakeBus()
+	b.deferredErr = map[string]error{"got:poison": fmt.Errorf("%w: broker away", ErrBusUnavailable)}
+	start(t, busOptions(t, map[string]any{"queue": "in", "prefetch": 5, "reply_to": "out"}, b))
+	c := b.consumer(t)
+	c.mustPush(t, "a")
+	c.waitSettled(t, 1)
+	c.mustPush(t, "poison")
+	c.waitSettled(t, 2)
+	c.mustPush(t, "b")
+	got := c.waitSettled(t, 3)
+	if want := []string{"ack", "requeue", "ack"}; !slices.Equal(got, want) {
+		t.Errorf("settled %v, want %v", got, want)
+	}
+	b.waitPublished(t, "out", "got:b")
+	for _, p := range b.published() {
+		if !p.deferred {
+			t.Errorf("publish %+v from a handler is not deferred", p)
 		}
 	}
 }

@@ -53,7 +53,7 @@ func (q *memQueue) push(d Delivery, front bool) {
 	q.wake = make(chan struct{})
 }
 
-func (b *memBus) Publish(_ context.Context, key string, body []byte, headers map[string]string) error {
+func (b *memBus) Publish(_ context.Context, key string, body []byte, headers map[string]string, _ bool) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, name := range b.bindings[key] {
