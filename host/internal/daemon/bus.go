@@ -167,16 +167,17 @@ func busErr(err error) error {
 const maxFailures = 1024
 
 // pubTracker follows the confirmations of a worker process's deferred
-// publishes, numbered 1, 2, ... in the order they were sent. Its resolver
-// goroutine, running while confirmations are pending, takes their
-// outcomes in that order; wait tells an acker when every publish up to a
-// number has its outcome and whether one in a range failed.
+// publishes, numbered 1, 2, ... in the order they were sent. Their
+// outcomes are taken in that order by the ackers that wait for them (one
+// at a time, the others waiting for its progress): wait tells an acker
+// when every publish up to a number has its outcome and whether one in a
+// range failed.
 type pubTracker struct {
 	mu        sync.Mutex
 	issued    uint64       // the number of the last publish recorded
 	resolved  uint64       // every publish up to this one has its outcome
 	pending   []pendingPub // recorded, outcome not taken yet, in order
-	running   bool         // the resolver runs
+	resolving bool         // a waiter waits for the first pending outcome
 	failed    []uint64     // numbers of the failed publishes, ascending
 	forgotten uint64       // failures up to this number were dropped from failed
 	advanced  chan struct{}
@@ -201,10 +202,6 @@ func (t *pubTracker) add(c confirmation) {
 		return
 	}
 	t.pending = append(t.pending, pendingPub{seq: t.issued, conf: c})
-	if !t.running {
-		t.running = true
-		go t.resolve()
-	}
 }
 
 // mark returns the number of the last publish recorded: later ones have
@@ -224,33 +221,21 @@ func isDone(c confirmation) bool {
 	}
 }
 
-// resolve takes the outcomes of the pending publishes in order until none
-// is left.
-func (t *pubTracker) resolve() {
-	for {
-		t.mu.Lock()
-		if len(t.pending) == 0 {
-			t.running = false
-			t.mu.Unlock()
-			return
+// takeDone takes the outcomes of the pending publishes that have one, in
+// order, up to the first that has none; t.mu is held.
+func (t *pubTracker) takeDone() {
+	n := 0
+	for _, p := range t.pending {
+		if !isDone(p.conf) {
+			break
 		}
-		head := t.pending[0]
-		t.mu.Unlock()
-		<-head.conf.Done()
-		t.mu.Lock()
-		// Take this one and every following one already known.
-		n := 0
-		for _, p := range t.pending {
-			if n > 0 && !isDone(p.conf) {
-				break
-			}
-			t.settle(p.seq, p.conf.Err())
-			n++
-		}
+		t.settle(p.seq, p.conf.Err())
+		n++
+	}
+	if n > 0 {
 		clear(t.pending[:n])
 		t.pending = t.pending[n:]
 		t.broadcast()
-		t.mu.Unlock()
 	}
 }
 
@@ -278,14 +263,36 @@ func (t *pubTracker) broadcast() {
 
 // wait waits until every publish up to upTo has its outcome and reports
 // whether one numbered above since and up to upTo failed. It returns
-// ok false if abandon is closed first.
+// ok false if abandon is closed first. The waiter that finds no other
+// waiting for the first pending outcome waits for it itself (on the
+// bus's confirmation, with no goroutine in between) and takes it and the
+// ones that follow; the others wait for its progress.
 func (t *pubTracker) wait(since, upTo uint64, abandon <-chan struct{}) (failed, ok bool) {
+	t.mu.Lock()
 	for {
-		t.mu.Lock()
+		t.takeDone()
 		if t.resolved >= upTo {
 			failed = t.failedIn(since, upTo)
 			t.mu.Unlock()
 			return failed, true
+		}
+		if !t.resolving {
+			// resolved < upTo <= issued: something is pending.
+			t.resolving = true
+			head := t.pending[0].conf
+			t.mu.Unlock()
+			select {
+			case <-head.Done():
+			case <-abandon:
+				t.mu.Lock()
+				t.resolving = false
+				t.broadcast() // another waiter takes over
+				t.mu.Unlock()
+				return false, false
+			}
+			t.mu.Lock()
+			t.resolving = false
+			continue
 		}
 		if t.advanced == nil {
 			t.advanced = make(chan struct{})
@@ -297,6 +304,7 @@ func (t *pubTracker) wait(since, upTo uint64, abandon <-chan struct{}) (failed, 
 		case <-abandon:
 			return false, false
 		}
+		t.mu.Lock()
 	}
 }
 
@@ -324,11 +332,10 @@ type settlement struct {
 }
 
 // busConsumer hands a broker consumer's deliveries to pluginproc, one at a
-// time: it takes the next delivery only once pluginproc took the previous
-// one, so it holds at most one message beyond what the worker has. Its
-// acker goroutine settles the deliveries on the bus in the order the
-// worker settled them, each once the deferred publishes before it are
-// confirmed.
+// time, as pluginproc asks for them (Receive), so it holds none beyond
+// what the worker has. Its acker goroutine settles the deliveries on the
+// bus in the order the worker settled them, each once the deferred
+// publishes before it are confirmed.
 type busConsumer struct {
 	c      broker.Consumer
 	pubs   *pubTracker
@@ -336,8 +343,9 @@ type busConsumer struct {
 	out    chan pluginproc.Delivery
 	done   chan struct{} // closed by Close: forward stops
 
-	stopOnce sync.Once
-	closeErr error
+	stopOnce    sync.Once
+	closeErr    error
+	forwardOnce sync.Once // Deliveries starts forward
 
 	mu      sync.Mutex
 	since   map[uint64]uint64 // bus tag → the tracker's mark when handed over
@@ -358,9 +366,46 @@ func newBusConsumer(c broker.Consumer, pubs *pubTracker, logger hclog.Logger) *b
 		abandon: make(chan struct{}),
 		ackerUp: make(chan struct{}),
 	}
-	go bc.forward()
 	go bc.acker()
 	return bc
+}
+
+var _ pluginproc.Receiver = (*busConsumer)(nil)
+
+// Receive implements pluginproc.Receiver: pluginproc takes each delivery
+// in the goroutine that sends it to the worker, straight from the bus's
+// consumer.
+func (bc *busConsumer) Receive(done <-chan struct{}) (pluginproc.Delivery, bool) {
+	select {
+	case d, ok := <-bc.c.Deliveries():
+		if !ok {
+			return pluginproc.Delivery{}, false
+		}
+		return bc.handOver(d), true
+	case <-done:
+	case <-bc.done:
+	}
+	return pluginproc.Delivery{}, false
+}
+
+// handOver records a delivery about to be handed to the worker.
+func (bc *busConsumer) handOver(d broker.Delivery) pluginproc.Delivery {
+	// The mark is taken before the worker can see the delivery, so every
+	// publish of its handler comes after it (and maybe some of the
+	// deliveries before it: a failure of theirs requeues this one too).
+	bc.mu.Lock()
+	bc.since[d.Tag] = bc.pubs.mark()
+	bc.mu.Unlock()
+	return pluginproc.Delivery{Tag: d.Tag, RoutingKey: d.RoutingKey, Body: d.Body, Headers: d.Headers, Redelivered: d.Redelivered}
+}
+
+// Deliveries implements pluginproc.Consumer for a user that does not use
+// Receive: a goroutine hands the deliveries over, one at a time, taking
+// the next only once the previous one was taken, so it holds at most one
+// message beyond what the worker has.
+func (bc *busConsumer) Deliveries() <-chan pluginproc.Delivery {
+	bc.forwardOnce.Do(func() { go bc.forward() })
+	return bc.out
 }
 
 func (bc *busConsumer) forward() {
@@ -371,15 +416,8 @@ func (bc *busConsumer) forward() {
 			if !ok {
 				return
 			}
-			// The mark is taken before the worker can see the delivery,
-			// so every publish of its handler comes after it (and maybe
-			// some of the deliveries before it: a failure of theirs
-			// requeues this one too).
-			bc.mu.Lock()
-			bc.since[d.Tag] = bc.pubs.mark()
-			bc.mu.Unlock()
 			select {
-			case bc.out <- pluginproc.Delivery{Tag: d.Tag, RoutingKey: d.RoutingKey, Body: d.Body, Headers: d.Headers, Redelivered: d.Redelivered}:
+			case bc.out <- bc.handOver(d):
 			case <-bc.done:
 				return // Close requeues it with the rest
 			}
@@ -388,8 +426,6 @@ func (bc *busConsumer) forward() {
 		}
 	}
 }
-
-func (bc *busConsumer) Deliveries() <-chan pluginproc.Delivery { return bc.out }
 
 // Ack queues the ack of the delivery for the acker and returns.
 func (bc *busConsumer) Ack(tag uint64) error { return bc.enqueue(settlement{tag: tag, ack: true}) }

@@ -160,21 +160,18 @@ func newFakeHost(t *testing.T) *fakeHost {
 }
 
 // deliver hands delivery tag to the busConsumer and returns it as
-// pluginproc sees it.
+// pluginproc sees it, taken with Receive as pluginproc does.
 func (h *fakeHost) deliver(t *testing.T, tag uint64) pluginproc.Delivery {
 	t.Helper()
-	select {
-	case h.cons.ch <- broker.Delivery{Tag: tag, Body: fmt.Appendf(nil, "m%d", tag)}:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("delivery %d not taken", tag)
+	go func() { h.cons.ch <- broker.Delivery{Tag: tag, Body: fmt.Appendf(nil, "m%d", tag)} }()
+	timeout := make(chan struct{})
+	timer := time.AfterFunc(10*time.Second, func() { close(timeout) })
+	defer timer.Stop()
+	d, ok := h.c.(pluginproc.Receiver).Receive(timeout)
+	if !ok || d.Tag != tag {
+		t.Fatalf("Receive = %+v, %v; want delivery %d", d, ok, tag)
 	}
-	select {
-	case d := <-h.c.Deliveries():
-		return d
-	case <-time.After(10 * time.Second):
-		t.Fatalf("delivery %d not forwarded", tag)
-	}
-	return pluginproc.Delivery{}
+	return d
 }
 
 // publish makes a deferred publish whose confirmation is c.
@@ -470,5 +467,29 @@ func TestDeferredPublishNackedRequeuesAMQP(t *testing.T) {
 	}
 	if qi.Messages != 0 || qo.Messages != 1 {
 		t.Fatalf("input queue holds %d, output %d; want 0 and 1", qi.Messages, qo.Messages)
+	}
+}
+
+// Close ends a Receive under way; so does its done channel.
+func TestReceiveEndsWithCloseOrDone(t *testing.T) {
+	h := newFakeHost(t)
+	r := h.c.(pluginproc.Receiver)
+	done := make(chan struct{})
+	got := make(chan bool, 2)
+	go func() { _, ok := r.Receive(done); got <- ok }()
+	close(done)
+	if <-got {
+		t.Fatal("Receive returned a delivery after done was closed")
+	}
+	go func() { _, ok := r.Receive(make(chan struct{})); got <- ok }()
+	time.Sleep(10 * time.Millisecond)
+	_ = h.c.Close()
+	select {
+	case ok := <-got:
+		if ok {
+			t.Fatal("Receive returned a delivery after Close")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Receive did not return after Close")
 	}
 }

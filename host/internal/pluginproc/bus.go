@@ -85,6 +85,18 @@ type Consumer interface {
 	Close() error
 }
 
+// Receiver is an optional interface of a Consumer. pluginproc then takes
+// each delivery with Receive, in the goroutine that sends it on to the
+// worker, and does not call Deliveries: no goroutine stands between the
+// bus and the worker, and the Consumer knows when a delivery is handed
+// over.
+type Receiver interface {
+	// Receive waits for the next delivery until done is closed. It
+	// returns false when done was closed, or when the consumer has ended
+	// by itself (as when Deliveries is closed).
+	Receive(done <-chan struct{}) (Delivery, bool)
+}
+
 // Delivery is one message of a Consumer.
 type Delivery struct {
 	// Tag names the delivery in Ack and Nack; unique within its Consumer
@@ -345,15 +357,21 @@ func (h *hostServer) Consume(req *proto.ConsumeRequest, stream proto.Host_Consum
 			return status.FromContextError(ctx.Err()).Err()
 		}
 		var d Delivery
-		select {
-		case dd, ok := <-c.Deliveries():
-			if !ok {
-				h.logger.Warn("the bus ended a consumer of the worker", "queue", queue)
-				return status.Errorf(codes.Unavailable, "the host's consumer of queue %q ended; subscribe again", queue)
+		ok := false
+		if r, isR := c.(Receiver); isR {
+			d, ok = r.Receive(ctx.Done())
+		} else {
+			select {
+			case d, ok = <-c.Deliveries():
+			case <-ctx.Done():
 			}
-			d = dd
-		case <-ctx.Done():
-			return status.FromContextError(ctx.Err()).Err()
+		}
+		if !ok {
+			if ctx.Err() != nil {
+				return status.FromContextError(ctx.Err()).Err()
+			}
+			h.logger.Warn("the bus ended a consumer of the worker", "queue", queue)
+			return status.Errorf(codes.Unavailable, "the host's consumer of queue %q ended; subscribe again", queue)
 		}
 		tag := sc.track(d.Tag)
 		if err := stream.Send(&proto.Delivery{
