@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/dynworkers/dynworkers/host/internal/api"
 	"github.com/dynworkers/dynworkers/host/internal/broker"
 	"github.com/dynworkers/dynworkers/host/internal/broker/brokertest"
 	"github.com/dynworkers/dynworkers/host/internal/control"
@@ -386,7 +387,7 @@ func TestControl(t *testing.T) {
 	}
 	checkStarted := func(rep control.Reply) error {
 		b, _ := json.Marshal(rep.Result)
-		var sr control.StartResult
+		var sr api.StartResult
 		if err := json.Unmarshal(b, &sr); err != nil || sr.Action != "started" || sr.State != "running" {
 			return fmt.Errorf("start reply %s: want action started, state running", b)
 		}

@@ -12,6 +12,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/dynworkers/dynworkers/host/internal/api"
 	"github.com/dynworkers/dynworkers/host/internal/control"
 )
 
@@ -109,7 +110,7 @@ func statusOf(host string) func(control.Request) *control.Reply {
 			return &control.Reply{OK: true, Result: map[string]any{"system_id": "t", "host": host, "workers": []any{
 				map[string]any{"name": "w-" + host, "supervisor": "root", "class": "hello", "state": "running"}}}}
 		case control.OpStartWorker:
-			return &control.Reply{OK: true, Result: control.StartResult{Worker: r.WorkerName, Action: "started", State: "running", Pid: 7}}
+			return &control.Reply{OK: true, Result: api.StartResult{Worker: r.WorkerName, Action: "started", State: "running", Pid: 7}}
 		}
 		return &control.Reply{Error: control.Errorf(control.CodeNotFound, "no worker %q on %s", r.WorkerName, host)}
 	}

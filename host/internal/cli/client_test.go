@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/dynworkers/dynworkers/host/internal/api"
 	"github.com/dynworkers/dynworkers/host/internal/control"
 	"github.com/dynworkers/dynworkers/host/internal/httpapi"
 )
@@ -79,7 +80,7 @@ func TestStartBuildsTheRequest(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := &fakeDoer{reply: func(r *control.Request) control.Reply {
-				return control.Reply{OK: true, Result: control.StartResult{Worker: r.WorkerName, Action: "started", Pid: 42, State: "running"}}
+				return control.Reply{OK: true, Result: api.StartResult{Worker: r.WorkerName, Action: "started", Pid: 42, State: "running"}}
 			}}
 			url := apiServer(t, d, "")
 			args := append([]string{tt.args[0], "--http", url}, tt.args[1:]...)

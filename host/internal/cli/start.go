@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/dynworkers/dynworkers/host/internal/api"
 	"github.com/dynworkers/dynworkers/host/internal/control"
 )
 
@@ -109,7 +110,7 @@ func startConfig(configJSON string, sets *setFlag) (json.RawMessage, string) {
 }
 
 func printStarted(w io.Writer, prefix string, a answer) {
-	var res control.StartResult
+	var res api.StartResult
 	if json.Unmarshal(a.reply.Result, &res) != nil || res.Worker == "" {
 		fmt.Fprintf(w, "%sstarted\n", prefix)
 		printJSON(w, a.reply.Result)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dynworkers/dynworkers/host/internal/api"
 	"github.com/dynworkers/dynworkers/host/internal/config"
 	"github.com/dynworkers/dynworkers/host/internal/control"
 )
@@ -142,7 +143,7 @@ func runStopSupervisor(args []string, stdout, stderr io.Writer) int {
 // printSupervisorResult prints the result of start_supervisor or
 // stop_supervisor.
 func printSupervisorResult(w io.Writer, prefix string, a answer) {
-	var res control.SupervisorResult
+	var res api.SupervisorResult
 	if json.Unmarshal(a.reply.Result, &res) != nil || res.Supervisor == "" {
 		fmt.Fprintf(w, "%sdone\n", prefix)
 		printJSON(w, a.reply.Result)

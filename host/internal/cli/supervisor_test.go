@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dynworkers/dynworkers/host/internal/api"
 	"github.com/dynworkers/dynworkers/host/internal/control"
 )
 
@@ -38,7 +39,7 @@ func TestStartSupervisorBuildsTheRequest(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := &fakeDoer{reply: func(r *control.Request) control.Reply {
-				return control.Reply{OK: true, Result: control.SupervisorResult{Supervisor: "root/" + r.SupervisorName, Action: "started", State: "running"}}
+				return control.Reply{OK: true, Result: api.SupervisorResult{Supervisor: "root/" + r.SupervisorName, Action: "started", State: "running"}}
 			}}
 			url := apiServer(t, d, "")
 			stdout, stderr, rc := runCLI(t, append([]string{"start-supervisor", "--http", url}, tt.args...)...)
@@ -66,18 +67,18 @@ type specHost struct {
 	mu           sync.Mutex
 	specs        []control.SupervisorSpec
 	paths        []string
-	result       control.SupervisorResult
+	result       api.SupervisorResult
 	err          error
 }
 
-func (h *specHost) StartSupervisor(_ context.Context, spec control.SupervisorSpec) (control.SupervisorResult, error) {
+func (h *specHost) StartSupervisor(_ context.Context, spec control.SupervisorSpec) (api.SupervisorResult, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.specs = append(h.specs, spec)
 	return h.result, h.err
 }
 
-func (h *specHost) StopSupervisor(_ context.Context, path string) (control.SupervisorResult, error) {
+func (h *specHost) StopSupervisor(_ context.Context, path string) (api.SupervisorResult, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.paths = append(h.paths, path)
@@ -85,7 +86,7 @@ func (h *specHost) StopSupervisor(_ context.Context, path string) (control.Super
 }
 
 func TestStartSupervisorThroughTheDispatcher(t *testing.T) {
-	h := &specHost{result: control.SupervisorResult{Supervisor: "root/campaigns/a", Action: "unchanged", State: "running"}}
+	h := &specHost{result: api.SupervisorResult{Supervisor: "root/campaigns/a", Action: "unchanged", State: "running"}}
 	url := apiServer(t, control.NewDispatcher(h, nil), "")
 	stdout, stderr, rc := runCLI(t, "start-supervisor", "a", "-parent", "root/campaigns", "-strategy", "one_for_all",
 		"-intensity", "0", "-period", "90", "-http", url)
@@ -131,7 +132,7 @@ func TestStopSupervisor(t *testing.T) {
 	h := &specHost{}
 	url := apiServer(t, control.NewDispatcher(h, nil), "")
 
-	h.result = control.SupervisorResult{Supervisor: "root/campaign-a", Action: "removed", State: "stopped",
+	h.result = api.SupervisorResult{Supervisor: "root/campaign-a", Action: "removed", State: "stopped",
 		Removed: []string{"a1", "root/campaign-a/b", "b1", "root/campaign-a"}}
 	stdout, stderr, rc := runCLI(t, "stop-supervisor", "root/campaign-a", "-http", url)
 	if rc != 0 {
@@ -146,13 +147,13 @@ func TestStopSupervisor(t *testing.T) {
 		t.Errorf("stdout\n%s\nwant\n%s", stdout, want)
 	}
 
-	h.result = control.SupervisorResult{Supervisor: "root/SMPP campaigns", Action: "stopped", State: "stopped"}
+	h.result = api.SupervisorResult{Supervisor: "root/SMPP campaigns", Action: "stopped", State: "stopped"}
 	stdout, stderr, rc = runCLI(t, "stop-supervisor", "-http", url, "/SMPP campaigns/")
 	if rc != 0 || stdout != `stopped supervisor "root/SMPP campaigns" and its subtree until the next reload or host restart (stopped)`+"\n" {
 		t.Errorf("rc %d stdout %q stderr %q", rc, stdout, stderr)
 	}
 
-	h.result, h.err = control.SupervisorResult{}, control.Errorf(control.CodeNotFound, "supervisor %q not found", "ghost")
+	h.result, h.err = api.SupervisorResult{}, control.Errorf(control.CodeNotFound, "supervisor %q not found", "ghost")
 	_, stderr, rc = runCLI(t, "stop-supervisor", "ghost", "-http", url)
 	if rc != 1 || !strings.Contains(stderr, `dynworkers stop-supervisor: not_found: supervisor "ghost" not found`) {
 		t.Errorf("not found: rc %d\n%s", rc, stderr)
@@ -241,7 +242,7 @@ func TestSupervisorsOverAMQP(t *testing.T) {
 		return func(r control.Request) *control.Reply {
 			switch r.Operation {
 			case control.OpStartSupervisor:
-				return &control.Reply{OK: true, Result: control.SupervisorResult{Supervisor: "root/" + r.SupervisorName, Action: "started", State: "running"}}
+				return &control.Reply{OK: true, Result: api.SupervisorResult{Supervisor: "root/" + r.SupervisorName, Action: "started", State: "running"}}
 			case control.OpStopSupervisor:
 				return &control.Reply{Error: control.Errorf(control.CodeNotFound, "supervisor %q not found on %s", r.Supervisor, host)}
 			}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/dynworkers/dynworkers/host/internal/api"
 	"github.com/dynworkers/dynworkers/host/internal/config"
 )
 
@@ -51,13 +52,6 @@ type Stats struct {
 	Failed uint64
 	// Errors counts the failed requests by error code.
 	Errors map[Code]uint64
-}
-
-// WorkerResult is the result of stop_worker and restart_worker.
-type WorkerResult struct {
-	Worker string `json:"worker"`
-	// Action is "stopped" or "restarted".
-	Action string `json:"action"`
 }
 
 // NewDispatcher returns a Dispatcher that drives host and logs to logger
@@ -172,12 +166,12 @@ func (d *Dispatcher) call(ctx context.Context, r *Request) (result any, err erro
 		if err := d.host.StopWorker(ctx, r.WorkerName); err != nil {
 			return nil, err
 		}
-		return WorkerResult{Worker: r.WorkerName, Action: "stopped"}, nil
+		return api.WorkerResult{Worker: r.WorkerName, Action: "stopped"}, nil
 	case OpRestartWorker:
 		if err := d.host.RestartWorker(ctx, r.WorkerName); err != nil {
 			return nil, err
 		}
-		return WorkerResult{Worker: r.WorkerName, Action: "restarted"}, nil
+		return api.WorkerResult{Worker: r.WorkerName, Action: "restarted"}, nil
 	case OpStatus:
 		return d.host.Status(ctx)
 	case OpListClasses:

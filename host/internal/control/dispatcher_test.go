@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/dynworkers/dynworkers/host/internal/api"
 )
 
 // fakeHost records the calls it gets and answers with err (if set) or
@@ -37,14 +39,14 @@ func (h *fakeHost) record(call string) error {
 	return h.err
 }
 
-func (h *fakeHost) StartWorker(_ context.Context, spec WorkerSpec) (StartResult, error) {
+func (h *fakeHost) StartWorker(_ context.Context, spec WorkerSpec) (api.StartResult, error) {
 	h.mu.Lock()
 	h.specs = append(h.specs, spec)
 	h.mu.Unlock()
 	if err := h.record("start " + spec.Name); err != nil {
-		return StartResult{}, err
+		return api.StartResult{}, err
 	}
-	return StartResult{Worker: spec.Name, Action: "started", Pid: 42, State: "running"}, nil
+	return api.StartResult{Worker: spec.Name, Action: "started", Pid: 42, State: "running"}, nil
 }
 
 func (h *fakeHost) StopWorker(_ context.Context, name string) error { return h.record("stop " + name) }
@@ -52,33 +54,33 @@ func (h *fakeHost) RestartWorker(_ context.Context, name string) error {
 	return h.record("restart " + name)
 }
 
-func (h *fakeHost) Status(context.Context) (any, error) {
-	return map[string]any{"workers": []any{}}, h.record("status")
+func (h *fakeHost) Status(context.Context) (api.Status, error) {
+	return api.Status{Workers: []api.Worker{}}, h.record("status")
 }
 
-func (h *fakeHost) Classes(context.Context) (any, error) {
-	return map[string]any{"classes": []any{}}, h.record("classes")
+func (h *fakeHost) Classes(context.Context) (api.ClassList, error) {
+	return api.ClassList{Classes: []api.Class{}}, h.record("classes")
 }
 
-func (h *fakeHost) Reload(context.Context) (any, error) {
-	return map[string]any{"reloaded": true}, h.record("reload")
+func (h *fakeHost) Reload(context.Context) (api.ReloadResult, error) {
+	return api.ReloadResult{Unchanged: 1}, h.record("reload")
 }
 
-func (h *fakeHost) StartSupervisor(_ context.Context, spec SupervisorSpec) (SupervisorResult, error) {
+func (h *fakeHost) StartSupervisor(_ context.Context, spec SupervisorSpec) (api.SupervisorResult, error) {
 	h.mu.Lock()
 	h.supSpecs = append(h.supSpecs, spec)
 	h.mu.Unlock()
 	if err := h.record("start_supervisor " + spec.Name); err != nil {
-		return SupervisorResult{}, err
+		return api.SupervisorResult{}, err
 	}
-	return SupervisorResult{Supervisor: "root/" + spec.Name, Action: "started", State: "running"}, nil
+	return api.SupervisorResult{Supervisor: "root/" + spec.Name, Action: "started", State: "running"}, nil
 }
 
-func (h *fakeHost) StopSupervisor(_ context.Context, path string) (SupervisorResult, error) {
+func (h *fakeHost) StopSupervisor(_ context.Context, path string) (api.SupervisorResult, error) {
 	if err := h.record("stop_supervisor " + path); err != nil {
-		return SupervisorResult{}, err
+		return api.SupervisorResult{}, err
 	}
-	return SupervisorResult{Supervisor: path, Action: "removed", State: "stopped", Removed: []string{"w1", path + "/sub"}}, nil
+	return api.SupervisorResult{Supervisor: path, Action: "removed", State: "stopped", Removed: []string{"w1", path + "/sub"}}, nil
 }
 
 func (h *fakeHost) Calls() []string {
@@ -125,9 +127,9 @@ func TestDispatcherRoutes(t *testing.T) {
 			`{"worker":"a","action":"started","pid":42,"state":"running"}`},
 		{`{"operation": "stop_worker", "worker_name": "a"}`, "stop a", `{"worker":"a","action":"stopped"}`},
 		{`{"operation": "restart_worker", "worker_name": "a"}`, "restart a", `{"worker":"a","action":"restarted"}`},
-		{`{"operation": "status"}`, "status", `{"workers":[]}`},
-		{`{"operation": "list_classes"}`, "classes", `{"classes":[]}`},
-		{`{"operation": "reload"}`, "reload", `{"reloaded":true}`},
+		{`{"operation": "status"}`, "status", `{"system_id":"","host":"","broker":"","started":"0001-01-01T00:00:00Z","supervisors":null,"workers":[]}`},
+		{`{"operation": "list_classes"}`, "classes", `{"classes":[],"broken":null}`},
+		{`{"operation": "reload"}`, "reload", `{"added":null,"removed":null,"restarted":null,"resumed":null,"unchanged":1}`},
 		{`{"operation": "start_supervisor", "supervisor_name": "campaign-a"}`, "start_supervisor campaign-a",
 			`{"supervisor":"root/campaign-a","action":"started","state":"running"}`},
 		{envelope(`{"operation": "stop_supervisor", "supervisor": "root/campaign-a"}`), "stop_supervisor root/campaign-a",

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dynworkers/dynworkers/host/internal/api"
 )
 
 func TestStartSupervisorPassesTheSpec(t *testing.T) {
@@ -55,8 +57,8 @@ func TestStartSupervisorPassesTheSpec(t *testing.T) {
 			if calls := h.Calls(); len(calls) != 1 {
 				t.Errorf("calls = %q", calls)
 			}
-			if _, ok := reply.Result.(SupervisorResult); !ok {
-				t.Errorf("result = %#v, want the Host's SupervisorResult", reply.Result)
+			if _, ok := reply.Result.(api.SupervisorResult); !ok {
+				t.Errorf("result = %#v, want the Host's api.SupervisorResult", reply.Result)
 			}
 		})
 	}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/dynworkers/dynworkers/host/internal/api"
 )
 
 // Operations a control message can ask for (payload.operation).
@@ -109,30 +111,20 @@ type WorkerSpec struct {
 	Replace    bool
 }
 
-// StartResult says what a start did.
-type StartResult struct {
-	Worker string `json:"worker"`
-	// Action is "started", "unchanged" (same name and spec: a no-op) or
-	// "replaced".
-	Action string `json:"action"`
-	Pid    int    `json:"pid,omitempty"`
-	State  string `json:"state"`
-}
-
 // Host is what the dispatcher drives; the daemon implements it. Every
 // method returns only once its effect is durable (persisted), so that a
 // transport may ack or answer right after. Errors that callers should see
 // are *Error values with the right code; any other error is reported as
 // CodeInternal with a generic message and logged.
 type Host interface {
-	StartWorker(ctx context.Context, spec WorkerSpec) (StartResult, error)
+	StartWorker(ctx context.Context, spec WorkerSpec) (api.StartResult, error)
 	StopWorker(ctx context.Context, name string) error
 	RestartWorker(ctx context.Context, name string) error
-	Status(ctx context.Context) (any, error)
-	Classes(ctx context.Context) (any, error)
-	Reload(ctx context.Context) (any, error)
-	StartSupervisor(ctx context.Context, spec SupervisorSpec) (SupervisorResult, error)
-	StopSupervisor(ctx context.Context, path string) (SupervisorResult, error)
+	Status(ctx context.Context) (api.Status, error)
+	Classes(ctx context.Context) (api.ClassList, error)
+	Reload(ctx context.Context) (api.ReloadResult, error)
+	StartSupervisor(ctx context.Context, spec SupervisorSpec) (api.SupervisorResult, error)
+	StopSupervisor(ctx context.Context, path string) (api.SupervisorResult, error)
 }
 
 // SupervisorSpec is what a start_supervisor request asks for, before
@@ -143,19 +135,4 @@ type SupervisorSpec struct {
 	Strategy  string        // "" means one_for_one
 	Intensity int           // 0 means the default (5); negative allows no restart
 	Period    time.Duration // 0 means the default (30s)
-}
-
-// SupervisorResult says what start_supervisor or stop_supervisor did.
-type SupervisorResult struct {
-	// Supervisor is the supervisor's path, e.g. "root/campaign-a".
-	Supervisor string `json:"supervisor"`
-	// Action is "started", "unchanged" (it runs with that spec already),
-	// "revived" (it was failed or stopped and runs again), "stopped" (a
-	// supervisor from HCL, until the next reload or host restart) or
-	// "removed" (a supervisor started by a control message, forgotten
-	// with its subtree).
-	Action string `json:"action"`
-	State  string `json:"state"`
-	// Removed lists the workers and supervisors a stop removed with it.
-	Removed []string `json:"removed,omitempty"`
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/dynworkers/dynworkers/host/internal/api"
 	"regexp"
 	"slices"
 	"strings"
@@ -18,12 +19,6 @@ import (
 	"github.com/dynworkers/dynworkers/host/internal/pluginproc"
 	"github.com/dynworkers/dynworkers/host/internal/state"
 	"github.com/dynworkers/dynworkers/host/internal/supervise"
-)
-
-// Sources of a worker, as shown by status.
-const (
-	SourceHCL     = "hcl"
-	SourceControl = "control"
 )
 
 // registry knows every worker of the host: where it came from, its spec and
@@ -118,52 +113,52 @@ func configError(worker, class string, diags hcl.Diagnostics) *control.Error {
 // taken name is a conflict unless spec.Replace. The worker is persisted
 // before it is started, so a start that was answered survives a crash of
 // the host.
-func (d *Daemon) StartWorker(ctx context.Context, spec control.WorkerSpec) (control.StartResult, error) {
+func (d *Daemon) StartWorker(ctx context.Context, spec control.WorkerSpec) (api.StartResult, error) {
 	d.reg.opMu.Lock()
 	defer d.reg.opMu.Unlock()
 
 	if err := config.ValidateName(spec.Name); err != nil {
-		return control.StartResult{}, &control.Error{Code: control.CodeInvalidConfig, Message: fmt.Sprintf("worker_name: %v", err)}
+		return api.StartResult{}, &control.Error{Code: control.CodeInvalidConfig, Message: fmt.Sprintf("worker_name: %v", err)}
 	}
 	sn, ok := d.supervisorByPath(spec.Supervisor)
 	if !ok {
-		return control.StartResult{}, control.Errorf(control.CodeNotFound, "supervisor %q not found", spec.Supervisor)
+		return api.StartResult{}, control.Errorf(control.CodeNotFound, "supervisor %q not found", spec.Supervisor)
 	}
 	w, cerr := d.resolveWorker(spec, sn)
 	if cerr != nil {
-		return control.StartResult{}, cerr
+		return api.StartResult{}, cerr
 	}
-	if sn.source == SourceHybrid {
-		return control.StartResult{}, control.Errorf(control.CodeConflict,
+	if sn.source == api.SourceHybrid {
+		return api.StartResult{}, control.Errorf(control.CodeConflict,
 			"supervisor %q holds the children of hybrid worker %q, which manages them itself", sn.cfg.Path, sn.cfg.Name)
 	}
 	if st := sn.sup.Info().State; st != supervise.SupervisorRunning {
-		return control.StartResult{}, control.Errorf(control.CodeConflict,
+		return api.StartResult{}, control.Errorf(control.CodeConflict,
 			"supervisor %q is %s; start it again first (start_supervisor, or restart_worker on one of its workers)", sn.cfg.Path, st)
 	}
 	action := "started"
 	if old, ok := d.reg.get(spec.Name); ok {
 		switch {
-		case old.source == SourceHCL:
-			return control.StartResult{}, control.Errorf(control.CodeConflict,
+		case old.source == api.SourceHCL:
+			return api.StartResult{}, control.Errorf(control.CodeConflict,
 				"worker %q is configured in HCL (%s); a control message cannot start another worker under its name", spec.Name, old.cfg.Range)
 		case old.cfg.SpecHash() == w.SpecHash() && old.sup == sn:
 			return d.startResult(spec.Name, "unchanged"), nil
 		case !spec.Replace:
-			return control.StartResult{}, control.Errorf(control.CodeConflict,
+			return api.StartResult{}, control.Errorf(control.CodeConflict,
 				"worker %q already runs with a different spec; send \"replace\": true to replace it", spec.Name)
 		}
 		action = "replaced"
 	}
 	cfgJSON, err := w.ConfigJSON()
 	if err != nil {
-		return control.StartResult{}, fmt.Errorf("encoding config of %q: %w", spec.Name, err)
+		return api.StartResult{}, fmt.Errorf("encoding config of %q: %w", spec.Name, err)
 	}
 	rec := state.Worker{Name: spec.Name, Class: w.Class, Supervisor: sn.cfg.Path, Config: cfgJSON, CreatedAt: time.Now().UTC()}
 	next := slices.DeleteFunc(slices.Clone(d.reg.dynamic), func(x state.Worker) bool { return x.Name == spec.Name })
 	next = append(next, rec)
 	if err := d.persist(next, d.reg.dynSups); err != nil {
-		return control.StartResult{}, err
+		return api.StartResult{}, err
 	}
 	if action == "replaced" {
 		old, _ := d.reg.get(spec.Name)
@@ -171,10 +166,10 @@ func (d *Daemon) StartWorker(ctx context.Context, spec control.WorkerSpec) (cont
 			d.logger.Error("removing the replaced worker", "worker", spec.Name, "error", err)
 		}
 	}
-	d.reg.put(spec.Name, &entry{cfg: w, source: SourceControl, sup: sn})
+	d.reg.put(spec.Name, &entry{cfg: w, source: api.SourceControl, sup: sn})
 	result, err := sn.sup.AddAsync(ctx, d.childSpec(w))
 	if err != nil {
-		return control.StartResult{}, fmt.Errorf("adding worker %q: %w", spec.Name, err)
+		return api.StartResult{}, fmt.Errorf("adding worker %q: %w", spec.Name, err)
 	}
 	select {
 	case <-result: // the outcome shows in the state reported below
@@ -201,8 +196,8 @@ func (d *Daemon) persist(workers []state.Worker, sups []state.Supervisor) error 
 	return nil
 }
 
-func (d *Daemon) startResult(name, action string) control.StartResult {
-	r := control.StartResult{Worker: name, Action: action}
+func (d *Daemon) startResult(name, action string) api.StartResult {
+	r := api.StartResult{Worker: name, Action: action}
 	if ws, ok := d.Worker(name); ok {
 		r.Pid = ws.Pid
 		r.State = ws.State
@@ -221,9 +216,9 @@ func (d *Daemon) StopWorker(ctx context.Context, name string) error {
 		return control.Errorf(control.CodeNotFound, "no worker named %q", name)
 	}
 	switch e.source {
-	case SourceHCL:
+	case api.SourceHCL:
 		return e.sup.sup.StopChild(ctx, name)
-	case SourceHybrid:
+	case api.SourceHybrid:
 		return control.Errorf(control.CodeConflict,
 			"worker %q is a child of hybrid worker %q, which manages it; stop %q instead", name, e.sup.cfg.Name, e.sup.cfg.Name)
 	}
@@ -265,38 +260,16 @@ func (d *Daemon) RestartWorker(ctx context.Context, name string) error {
 	return nil
 }
 
-// StatusReport is the result of the status operation.
-type StatusReport struct {
-	SystemID    string             `json:"system_id"`
-	Host        string             `json:"host"`
-	Broker      string             `json:"broker"`
-	Started     time.Time          `json:"started"`
-	Process     ProcessReport      `json:"process"`
-	Supervisors []SupervisorStatus `json:"supervisors"`
-	Workers     []WorkerReport     `json:"workers"`
-}
-
-// WorkerReport is one worker in a StatusReport: its status, where it came
-// from and its config with sensitive values redacted.
-type WorkerReport struct {
-	WorkerStatus
-	Source string         `json:"source"`
-	Config map[string]any `json:"config"`
-	// Metrics are the process figures of the last sample, absent when no
-	// process runs.
-	Metrics *WorkerMetrics `json:"metrics,omitempty"`
-}
-
 // Status reports every worker, in tree order.
-func (d *Daemon) Status(context.Context) (any, error) {
+func (d *Daemon) Status(context.Context) (api.Status, error) {
 	snap := d.Snapshot()
-	rep := StatusReport{SystemID: d.cfg.SystemID, Host: d.cfg.Host.Name, Broker: d.brokerDescription(),
-		Started: d.started, Process: processReport(snap), Supervisors: d.Supervisors(), Workers: []WorkerReport{}}
+	rep := api.Status{SystemID: d.cfg.SystemID, Host: d.cfg.Host.Name, Broker: d.brokerDescription(),
+		Started: d.started, Process: new(processReport(snap)), Supervisors: d.Supervisors(), Workers: []api.Worker{}}
 	for i := range rep.Supervisors {
 		rep.Supervisors[i].Totals = supervisorTotals(snap, rep.Supervisors[i].Path)
 	}
 	for _, ws := range d.Workers() {
-		wr := WorkerReport{WorkerStatus: ws}
+		wr := ws
 		if ws.Pid != 0 {
 			wr.Metrics = workerMetrics(snap, ws.Name, ws.Pid)
 		}
@@ -310,7 +283,7 @@ func (d *Daemon) Status(context.Context) (any, error) {
 }
 
 // Classes reports the plugin catalog.
-func (d *Daemon) Classes(context.Context) (any, error) {
+func (d *Daemon) Classes(context.Context) (api.ClassList, error) {
 	return ClassesReport(d.Catalog()), nil
 }
 
@@ -330,7 +303,7 @@ func (d *Daemon) restoreDynamic(ctx context.Context) int {
 		if ctx.Err() != nil {
 			break
 		}
-		if e, ok := d.reg.get(rec.Name); ok && e.source == SourceHCL {
+		if e, ok := d.reg.get(rec.Name); ok && e.source == api.SourceHCL {
 			d.logger.Error("not restoring dynamic worker: HCL now configures a worker of that name", "worker", rec.Name)
 			continue
 		}
@@ -344,7 +317,7 @@ func (d *Daemon) restoreDynamic(ctx context.Context) int {
 			d.logger.Error("not restoring dynamic worker; it stays in the state file", "worker", rec.Name, "error", cerr.Message)
 			continue
 		}
-		d.reg.put(rec.Name, &entry{cfg: w, source: SourceControl, sup: sn})
+		d.reg.put(rec.Name, &entry{cfg: w, source: api.SourceControl, sup: sn})
 		result, err := sn.sup.AddAsync(ctx, d.childSpec(w))
 		if err != nil {
 			d.logger.Error("restoring dynamic worker", "worker", rec.Name, "error", err)
@@ -361,52 +334,19 @@ func (d *Daemon) restoreDynamic(ctx context.Context) int {
 
 // ClassesReport is the list_classes result: every class and every broken
 // plugin file.
-func ClassesReport(cat *catalog.Catalog) ClassList {
-	out := ClassList{Classes: []ClassInfo{}, Broken: []BrokenFile{}}
+func ClassesReport(cat *catalog.Catalog) api.ClassList {
+	out := api.ClassList{Classes: []api.Class{}, Broken: []api.BrokenFile{}}
 	for _, c := range cat.Classes() {
-		ci := ClassInfo{Name: c.Name, Aliases: c.Aliases, Description: c.Description, Version: c.Version,
-			Binary: c.Binary.Path, SHA256: fmt.Sprintf("%x", c.Binary.SHA256), Schema: []AttributeInfo{}}
+		ci := api.Class{Name: c.Name, Aliases: c.Aliases, Description: c.Description, Version: c.Version,
+			Binary: c.Binary.Path, SHA256: fmt.Sprintf("%x", c.Binary.SHA256), Schema: []api.Attribute{}}
 		for _, a := range c.Schema {
-			ci.Schema = append(ci.Schema, AttributeInfo{Name: a.Name, Type: string(a.Type), Required: a.Required,
+			ci.Schema = append(ci.Schema, api.Attribute{Name: a.Name, Type: string(a.Type), Required: a.Required,
 				Default: a.Default, Sensitive: a.Sensitive, Description: a.Description})
 		}
 		out.Classes = append(out.Classes, ci)
 	}
 	for _, p := range cat.Problems() {
-		out.Broken = append(out.Broken, BrokenFile{Path: p.Path, Error: p.Err.Error()})
+		out.Broken = append(out.Broken, api.BrokenFile{Path: p.Path, Error: p.Err.Error()})
 	}
 	return out
-}
-
-// ClassList is the list_classes result.
-type ClassList struct {
-	Classes []ClassInfo  `json:"classes"`
-	Broken  []BrokenFile `json:"broken"`
-}
-
-// ClassInfo describes one class of the catalog.
-type ClassInfo struct {
-	Name        string          `json:"name"`
-	Aliases     []string        `json:"aliases,omitempty"`
-	Description string          `json:"description,omitempty"`
-	Version     string          `json:"version,omitempty"`
-	Binary      string          `json:"binary"`
-	SHA256      string          `json:"sha256"`
-	Schema      []AttributeInfo `json:"schema"`
-}
-
-// AttributeInfo describes one config attribute of a class.
-type AttributeInfo struct {
-	Name        string `json:"name"`
-	Type        string `json:"type"`
-	Required    bool   `json:"required,omitempty"`
-	Default     any    `json:"default,omitempty"`
-	Sensitive   bool   `json:"sensitive,omitempty"`
-	Description string `json:"description,omitempty"`
-}
-
-// BrokenFile is a plugin file the catalog could not use.
-type BrokenFile struct {
-	Path  string `json:"path"`
-	Error string `json:"error"`
 }

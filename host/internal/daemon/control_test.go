@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/dynworkers/dynworkers/host/internal/api"
 	"os"
 	"path/filepath"
 	"strings"
@@ -80,7 +81,7 @@ worker "from-hcl" {
 	}
 }
 
-func errOnly(_ control.StartResult, err error) error { return err }
+func errOnly(_ api.StartResult, err error) error { return err }
 
 func TestStartWorkerErrors(t *testing.T) {
 	h := startHost(t, "")

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/dynworkers/dynworkers/host/internal/api"
 	"os"
 	"path/filepath"
 	"strings"
@@ -365,8 +366,8 @@ func (d *Daemon) stopSupervisors() {
 }
 
 // Workers returns the status of every worker, in tree order.
-func (d *Daemon) Workers() []WorkerStatus {
-	var out []WorkerStatus
+func (d *Daemon) Workers() []api.Worker {
+	var out []api.Worker
 	for _, sn := range d.supNodes() {
 		for _, cs := range sn.sup.Status() {
 			if !isSupervisorChild(cs) {
@@ -378,11 +379,11 @@ func (d *Daemon) Workers() []WorkerStatus {
 }
 
 // Worker returns the status of the named worker.
-func (d *Daemon) Worker(name string) (WorkerStatus, bool) {
+func (d *Daemon) Worker(name string) (api.Worker, bool) {
 	for _, sn := range d.supNodes() {
 		if cs, ok := sn.sup.Child(name); ok && !isSupervisorChild(cs) {
 			return workerStatus(sn.cfg.Path, cs), true
 		}
 	}
-	return WorkerStatus{}, false
+	return api.Worker{}, false
 }

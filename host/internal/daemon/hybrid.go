@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/dynworkers/dynworkers/host/internal/api"
 	"strings"
 	"sync"
 
@@ -24,9 +25,6 @@ import (
 // what it wants again. If the children's supervisor exceeds its restart
 // intensity, the hybrid is killed: its own supervisor then restarts it (or
 // escalates), as if a supervisor child had failed.
-
-// SourceHybrid marks the children of hybrid workers in status.
-const SourceHybrid = "hybrid"
 
 // childSep joins a hybrid's name and its child's short name.
 const childSep = "."
@@ -79,7 +77,7 @@ func (h *childHost) ensureNode() (*supNode, error) {
 		return nil, err
 	}
 	h.node = &supNode{cfg: &config.Supervisor{Name: h.owner.Name, Path: path, Strategy: string(supervise.StrategyOneForOne)},
-		sup: sup, parent: h.parent, source: SourceHybrid}
+		sup: sup, parent: h.parent, source: api.SourceHybrid}
 	h.d.supMu.Lock()
 	h.d.sups = append(h.d.sups, h.node)
 	h.d.supMu.Unlock()
@@ -153,7 +151,7 @@ func (h *childHost) StartChild(ctx context.Context, req pluginproc.ChildRequest)
 		}
 		outcome = pluginproc.ChildReplaced
 	}
-	h.d.reg.put(name, &entry{cfg: w, source: SourceHybrid, sup: node})
+	h.d.reg.put(name, &entry{cfg: w, source: api.SourceHybrid, sup: node})
 	if err := node.sup.Add(ctx, h.d.childSpec(w)); err != nil {
 		if errors.Is(err, supervise.ErrStopped) || errors.Is(err, supervise.ErrDuplicate) {
 			h.d.reg.put(name, nil)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/dynworkers/dynworkers/host/internal/api"
 	"path/filepath"
 	"slices"
 	"syscall"
@@ -49,7 +50,7 @@ worker "pool-a" {
 			t.Fatalf("%s = %+v", n, ws)
 		}
 	}
-	if s := h.supervisor("root/pool-a"); s.Source != SourceHybrid || s.State != "running" {
+	if s := h.supervisor("root/pool-a"); s.Source != api.SourceHybrid || s.State != "running" {
 		t.Fatalf("children's supervisor = %+v", s)
 	}
 
@@ -199,7 +200,7 @@ worker "other" {
 	if err != nil {
 		t.Fatalf("Reload: %v", err)
 	}
-	if res := out.(ReloadResult); fmt.Sprint(res.SupervisorsRemoved, res.Removed) != "[root/pools] [p]" {
+	if res := out; fmt.Sprint(res.SupervisorsRemoved, res.Removed) != "[root/pools] [p]" {
 		t.Fatalf("result = %+v", res)
 	}
 	for _, p := range kids {

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"github.com/dynworkers/dynworkers/host/internal/api"
 	"os"
 	"sync"
 	"time"
@@ -13,38 +14,6 @@ import (
 // Monitoring: every host.metrics_interval the host samples /proc for itself
 // and every plugin process into a monitor.Snapshot, which status, the
 // Prometheus exporter, the Vumi metrics and the dashboard read.
-
-// WorkerMetrics are a worker's process figures in status.
-type WorkerMetrics struct {
-	RSSBytes      uint64  `json:"rss_bytes"`
-	CPUSeconds    float64 `json:"cpu_seconds"`
-	CPUPercent    float64 `json:"cpu_percent"`
-	OpenFDs       int     `json:"open_fds"`
-	Threads       int     `json:"threads"`
-	UptimeSeconds float64 `json:"uptime_seconds"`
-}
-
-// SupervisorTotals are the totals of a supervisor's subtree in status.
-type SupervisorTotals struct {
-	Workers    int     `json:"workers"`
-	Running    int     `json:"running"`
-	RSSBytes   uint64  `json:"rss_bytes"`
-	CPUSeconds float64 `json:"cpu_seconds"`
-}
-
-// ProcessReport is the host process itself in status.
-type ProcessReport struct {
-	Pid            int            `json:"pid"`
-	RSSBytes       uint64         `json:"rss_bytes"`
-	CPUSeconds     float64        `json:"cpu_seconds"`
-	OpenFDs        int            `json:"open_fds"`
-	Threads        int            `json:"threads"`
-	UptimeSeconds  float64        `json:"uptime_seconds"`
-	WorkersByState map[string]int `json:"workers_by_state"`
-	ControlHandled uint64         `json:"control_handled"`
-	ControlFailed  uint64         `json:"control_failed"`
-	SampledAt      time.Time      `json:"sampled_at"`
-}
 
 // sampler holds the monitoring state.
 type sampler struct {
@@ -157,29 +126,29 @@ func (d *Daemon) sample() *monitor.Snapshot {
 func hasPrefix(s, prefix string) bool { return len(s) >= len(prefix) && s[:len(prefix)] == prefix }
 
 // workerMetrics returns the metrics of a worker from a snapshot.
-func workerMetrics(snap *monitor.Snapshot, name string, pid int) *WorkerMetrics {
+func workerMetrics(snap *monitor.Snapshot, name string, pid int) *api.WorkerMetrics {
 	for _, w := range snap.Workers {
 		if w.Name != name || w.Proc == nil || w.Pid != pid {
 			continue
 		}
-		return &WorkerMetrics{RSSBytes: w.Proc.RSSBytes, CPUSeconds: w.Proc.CPUSeconds, CPUPercent: w.CPUPercent,
+		return &api.WorkerMetrics{RSSBytes: w.Proc.RSSBytes, CPUSeconds: w.Proc.CPUSeconds, CPUPercent: w.CPUPercent,
 			OpenFDs: w.Proc.FDs, Threads: w.Proc.Threads, UptimeSeconds: snap.Time.Sub(w.StartedAt).Seconds()}
 	}
 	return nil
 }
 
-func supervisorTotals(snap *monitor.Snapshot, path string) *SupervisorTotals {
+func supervisorTotals(snap *monitor.Snapshot, path string) *api.SupervisorTotals {
 	for _, s := range snap.Supervisors {
 		if s.Path == path {
-			return &SupervisorTotals{Workers: s.Workers, Running: s.Running, RSSBytes: s.RSSBytes, CPUSeconds: s.CPUSeconds}
+			return &api.SupervisorTotals{Workers: s.Workers, Running: s.Running, RSSBytes: s.RSSBytes, CPUSeconds: s.CPUSeconds}
 		}
 	}
 	return nil
 }
 
-func processReport(snap *monitor.Snapshot) ProcessReport {
+func processReport(snap *monitor.Snapshot) api.Process {
 	h := snap.Host
-	return ProcessReport{Pid: h.Pid, RSSBytes: h.Proc.RSSBytes, CPUSeconds: h.Proc.CPUSeconds, OpenFDs: h.Proc.FDs,
+	return api.Process{Pid: h.Pid, RSSBytes: h.Proc.RSSBytes, CPUSeconds: h.Proc.CPUSeconds, OpenFDs: h.Proc.FDs,
 		Threads: h.Proc.Threads, UptimeSeconds: snap.Time.Sub(h.Started).Seconds(), WorkersByState: h.WorkersByState,
 		ControlHandled: h.ControlHandled, ControlFailed: h.ControlFailed, SampledAt: snap.Time}
 }

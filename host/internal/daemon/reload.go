@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/dynworkers/dynworkers/host/internal/api"
 	"slices"
 	"strings"
 
@@ -13,27 +14,6 @@ import (
 	"github.com/dynworkers/dynworkers/host/internal/control"
 	"github.com/dynworkers/dynworkers/host/internal/supervise"
 )
-
-// ReloadResult says what a reload changed.
-type ReloadResult struct {
-	// Supervisors added, removed (with their subtree) and reconfigured
-	// (strategy, intensity or period changed; their children keep running).
-	SupervisorsAdded        []string `json:"supervisors_added,omitempty"`
-	SupervisorsRemoved      []string `json:"supervisors_removed,omitempty"`
-	SupervisorsReconfigured []string `json:"supervisors_reconfigured,omitempty"`
-	// SupervisorsResumed lists supervisors from HCL that a stop_supervisor
-	// had stopped, started again.
-	SupervisorsResumed []string `json:"supervisors_resumed,omitempty"`
-
-	Added     []string `json:"added"`     // HCL workers new in the configuration, started
-	Removed   []string `json:"removed"`   // HCL workers gone from it, stopped
-	Restarted []string `json:"restarted"` // HCL workers whose spec changed, restarted with the new one
-	Resumed   []string `json:"resumed"`   // HCL workers stopped by a control message, started again
-	Unchanged int      `json:"unchanged"` // HCL workers left alone (same process)
-	// Ignored lists settings that changed but only take effect when the
-	// host restarts (host block, amqp block, system_id).
-	Ignored []string `json:"ignored,omitempty"`
-}
 
 // Reload re-reads the HCL configuration and rescans the plugin directory,
 // then applies the difference to the HCL workers: it starts what was added,
@@ -48,22 +28,22 @@ type ReloadResult struct {
 // reconfigured in place without restarting its children. A reload that
 // would remove a supervisor holding workers or supervisors started by
 // control messages is refused.
-func (d *Daemon) Reload(ctx context.Context) (any, error) {
+func (d *Daemon) Reload(ctx context.Context) (api.ReloadResult, error) {
 	d.reg.opMu.Lock()
 	defer d.reg.opMu.Unlock()
 
 	file, diags := config.Parse(d.opts.ConfigPath)
 	if file == nil {
-		return nil, reloadError(diags)
+		return api.ReloadResult{}, reloadError(diags)
 	}
 	cat, err := ScanCatalog(ctx, file.Host, d.logger)
 	if err != nil {
-		return nil, &control.Error{Code: control.CodeInvalidConfig, Message: "reload: " + err.Error()}
+		return api.ReloadResult{}, &control.Error{Code: control.CodeInvalidConfig, Message: "reload: " + err.Error()}
 	}
 	cfg, more := file.Decode(cat)
 	diags = append(diags, more...)
 	if diags.HasErrors() || cfg == nil {
-		return nil, reloadError(diags)
+		return api.ReloadResult{}, reloadError(diags)
 	}
 	// Plan everything before changing anything. Supervisors by path: the
 	// existing node, or a new one for a path the host does not have.
@@ -77,12 +57,12 @@ func (d *Daemon) Reload(ctx context.Context) (any, error) {
 	var planErr error
 	walkSupervisors(cfg.Root, func(s *config.Supervisor) {
 		if sn, ok := nodes[s.Path]; ok {
-			if sn.source != SourceHCL && planErr == nil {
+			if sn.source != api.SourceHCL && planErr == nil {
 				planErr = control.Errorf(control.CodeConflict,
 					"reload: the configuration adds supervisor %q, but one of that path was started by a control message; stop it first", s.Path)
 			}
 			if !sameSettings(sn, s) {
-				reconfigure = append(reconfigure, &supNode{cfg: s, sup: sn.sup, parent: sn.parent, source: SourceHCL})
+				reconfigure = append(reconfigure, &supNode{cfg: s, sup: sn.sup, parent: sn.parent, source: api.SourceHCL})
 			}
 			if stoppedByRequest(sn) {
 				resumeSups = append(resumeSups, sn)
@@ -90,25 +70,25 @@ func (d *Daemon) Reload(ctx context.Context) (any, error) {
 			return
 		}
 		parentPath := s.Path[:strings.LastIndex(s.Path, "/")]
-		sn := &supNode{cfg: s, parent: nodes[parentPath], source: SourceHCL}
+		sn := &supNode{cfg: s, parent: nodes[parentPath], source: api.SourceHCL}
 		nodes[s.Path] = sn
 		newSups = append(newSups, sn)
 	})
 	if planErr != nil {
-		return nil, planErr
+		return api.ReloadResult{}, planErr
 	}
 	var goneSups []*supNode // deepest first
 	for _, sn := range slices.Backward(d.supNodes()) {
-		if sn.source == SourceHCL && findSupervisor(cfg.Root, sn.cfg.Path) == nil {
+		if sn.source == api.SourceHCL && findSupervisor(cfg.Root, sn.cfg.Path) == nil {
 			for _, x := range d.subtree(sn) {
-				if x.source == SourceControl { // (a hybrid's children go with the hybrid)
-					return nil, control.Errorf(control.CodeConflict,
+				if x.source == api.SourceControl { // (a hybrid's children go with the hybrid)
+					return api.ReloadResult{}, control.Errorf(control.CodeConflict,
 						"reload: supervisor %q is gone from the configuration, but supervisor %q started by a control message runs under it; stop it first", sn.cfg.Path, x.cfg.Path)
 				}
 			}
 			for _, w := range d.reg.dynamic {
 				if x, ok := d.supervisorByPath(w.Supervisor); ok && slices.Contains(d.subtree(sn), x) {
-					return nil, control.Errorf(control.CodeConflict,
+					return api.ReloadResult{}, control.Errorf(control.CodeConflict,
 						"reload: supervisor %q is gone from the configuration, but worker %q started by a control message runs under it; stop it first", sn.cfg.Path, w.Name)
 				}
 			}
@@ -130,7 +110,7 @@ func (d *Daemon) Reload(ctx context.Context) (any, error) {
 			}
 		}
 	})
-	res := ReloadResult{Added: []string{}, Removed: []string{}, Restarted: []string{}, Resumed: []string{}}
+	res := api.ReloadResult{Added: []string{}, Removed: []string{}, Restarted: []string{}, Resumed: []string{}}
 	var add, restart []change
 	var remove, resume []string
 	d.reg.mu.RLock()
@@ -140,9 +120,9 @@ func (d *Daemon) Reload(ctx context.Context) (any, error) {
 		switch {
 		case !ok:
 			add = append(add, c)
-		case old.source != SourceHCL:
+		case old.source != api.SourceHCL:
 			d.reg.mu.RUnlock()
-			return nil, control.Errorf(control.CodeConflict,
+			return api.ReloadResult{}, control.Errorf(control.CodeConflict,
 				"reload: the configuration adds worker %q, but a worker of that name was started by a control message; stop it first", name)
 		case old.cfg.SpecHash() != c.w.SpecHash() || old.sup != c.sn:
 			restart = append(restart, c)
@@ -155,7 +135,7 @@ func (d *Daemon) Reload(ctx context.Context) (any, error) {
 		}
 	}
 	for name, e := range d.reg.workers {
-		if _, ok := wanted[name]; !ok && e.source == SourceHCL {
+		if _, ok := wanted[name]; !ok && e.source == api.SourceHCL {
 			remove = append(remove, name)
 		}
 	}
@@ -205,7 +185,7 @@ func (d *Daemon) Reload(ctx context.Context) (any, error) {
 		res.SupervisorsResumed = append(res.SupervisorsResumed, sn.cfg.Path)
 	}
 	for _, sn := range newSups {
-		made, err := d.newSupervisor(sn.cfg, sn.parent, SourceHCL)
+		made, err := d.newSupervisor(sn.cfg, sn.parent, api.SourceHCL)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -234,7 +214,7 @@ func (d *Daemon) Reload(ctx context.Context) (any, error) {
 			errs = append(errs, fmt.Errorf("stopping %q for its new spec: %w", c.w.Name, err))
 			continue
 		}
-		d.reg.put(c.w.Name, &entry{cfg: c.w, source: SourceHCL, sup: c.sn})
+		d.reg.put(c.w.Name, &entry{cfg: c.w, source: api.SourceHCL, sup: c.sn})
 		if err := d.addWorker(ctx, c.sn, c.w); err != nil {
 			d.logger.Warn("restarted worker's first start failed", "worker", c.w.Name, "error", err)
 		}
@@ -248,7 +228,7 @@ func (d *Daemon) Reload(ctx context.Context) (any, error) {
 		res.Resumed = append(res.Resumed, name)
 	}
 	for _, c := range add {
-		d.reg.put(c.w.Name, &entry{cfg: c.w, source: SourceHCL, sup: c.sn})
+		d.reg.put(c.w.Name, &entry{cfg: c.w, source: api.SourceHCL, sup: c.sn})
 		if err := d.addWorker(ctx, c.sn, c.w); err != nil {
 			d.logger.Warn("added worker's first start failed", "worker", c.w.Name, "error", err)
 		}

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"github.com/dynworkers/dynworkers/host/internal/api"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,7 +70,7 @@ worker "added" {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := out.(ReloadResult)
+	res := out
 	if fmt.Sprint(res.Added, res.Removed, res.Restarted, res.Resumed, res.Unchanged) != "[added] [removed] [changed] [paused] 1" {
 		t.Errorf("result %+v", res)
 	}
@@ -110,7 +111,7 @@ worker "same" {
 	}
 }
 
-func pidsOf(ws []WorkerStatus) map[string]int {
+func pidsOf(ws []api.Worker) map[string]int {
 	m := map[string]int{}
 	for _, w := range ws {
 		m[w.Name] = w.Pid
@@ -173,7 +174,7 @@ supervisor "root" {
 	if err != nil {
 		t.Fatalf("Reload: %v", err)
 	}
-	res := out.(ReloadResult)
+	res := out
 	if fmt.Sprint(res.SupervisorsAdded, res.SupervisorsRemoved, res.SupervisorsReconfigured, res.SupervisorsResumed, res.Added, res.Removed, res.Unchanged) !=
 		"[root/c] [root/b/b2 root/b] [root/a] [root/a] [c1] [b1 b21] 2" {
 		t.Fatalf("result = %+v", res)

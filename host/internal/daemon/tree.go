@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/dynworkers/dynworkers/host/internal/api"
 	"slices"
 	"strings"
 	"time"
@@ -24,7 +25,7 @@ type supNode struct {
 	cfg    *config.Supervisor // for a supervisor started at run time, one without children
 	sup    *supervise.Supervisor
 	parent *supNode // nil for the root
-	source string   // SourceHCL or SourceControl
+	source string   // api.SourceHCL or api.SourceControl
 }
 
 // Child-spec metadata that marks a supervisor child.
@@ -103,7 +104,7 @@ func (d *Daemon) newSupervisor(s *config.Supervisor, parent *supNode, source str
 // registers its workers. Nothing starts: startAll adds the workers and the
 // sub-supervisors to their parents.
 func (d *Daemon) build(s *config.Supervisor, parent *supNode) error {
-	sn, err := d.newSupervisor(s, parent, SourceHCL)
+	sn, err := d.newSupervisor(s, parent, api.SourceHCL)
 	if err != nil {
 		return err
 	}
@@ -112,7 +113,7 @@ func (d *Daemon) build(s *config.Supervisor, parent *supNode) error {
 	d.supMu.Unlock()
 	for _, n := range s.Children {
 		if n.Worker != nil {
-			d.reg.put(n.Worker.Name, &entry{cfg: n.Worker, source: SourceHCL, sup: sn})
+			d.reg.put(n.Worker.Name, &entry{cfg: n.Worker, source: api.SourceHCL, sup: sn})
 		}
 		if n.Supervisor != nil {
 			if err := d.build(n.Supervisor, sn); err != nil {
@@ -136,40 +137,18 @@ func supChildSpec(sub *supNode) supervise.ChildSpec {
 
 func isSupervisorChild(cs supervise.ChildStatus) bool { return cs.Meta[metaKind] == kindSupervisor }
 
-// SupervisorStatus is what the host knows about one supervisor.
-type SupervisorStatus struct {
-	Name      string  `json:"name"`
-	Path      string  `json:"path"`
-	Parent    string  `json:"parent,omitempty"`
-	Source    string  `json:"source"`
-	Strategy  string  `json:"strategy"`
-	Intensity int     `json:"intensity"`
-	Period    float64 `json:"period"` // seconds
-	State     string  `json:"state"`
-	// RestartsInPeriod is the part of the restart budget used: restarts
-	// of its children within the last period.
-	RestartsInPeriod int       `json:"restarts_in_period"`
-	Since            time.Time `json:"since"`
-	Failure          string    `json:"failure,omitempty"`
-	FailedAt         time.Time `json:"failed_at,omitzero"`
-	// Restarts counts its own restarts by its parent (0 for the root).
-	Restarts int `json:"restarts"`
-	// Totals are those of its subtree in the last sample (status only).
-	Totals *SupervisorTotals `json:"totals,omitempty"`
-}
-
 // Supervisors returns the status of every supervisor, in tree order.
-func (d *Daemon) Supervisors() []SupervisorStatus {
-	var out []SupervisorStatus
+func (d *Daemon) Supervisors() []api.Supervisor {
+	var out []api.Supervisor
 	for _, sn := range d.supNodes() {
 		out = append(out, supervisorStatus(sn))
 	}
 	return out
 }
 
-func supervisorStatus(sn *supNode) SupervisorStatus {
+func supervisorStatus(sn *supNode) api.Supervisor {
 	info := sn.sup.Info()
-	st := SupervisorStatus{
+	st := api.Supervisor{
 		Name: sn.cfg.Name, Path: sn.cfg.Path, Source: sn.source,
 		Strategy: string(info.Strategy), Intensity: info.Intensity, Period: info.Period.Seconds(),
 		State: string(info.State), RestartsInPeriod: info.RestartsInPeriod, Since: info.Since,
@@ -224,45 +203,45 @@ func (d *Daemon) revive(ctx context.Context, sn *supNode) (bool, error) {
 // child of the parent it names, and persists it. A supervisor of that path
 // with the same settings is left alone ("unchanged") or, if it is down,
 // started again ("revived"); other settings are a conflict.
-func (d *Daemon) StartSupervisor(ctx context.Context, spec control.SupervisorSpec) (control.SupervisorResult, error) {
+func (d *Daemon) StartSupervisor(ctx context.Context, spec control.SupervisorSpec) (api.SupervisorResult, error) {
 	d.reg.opMu.Lock()
 	defer d.reg.opMu.Unlock()
 
 	parent, ok := d.supervisorByPath(spec.Parent)
 	if !ok {
-		return control.SupervisorResult{}, control.Errorf(control.CodeNotFound, "parent supervisor %q not found", spec.Parent)
+		return api.SupervisorResult{}, control.Errorf(control.CodeNotFound, "parent supervisor %q not found", spec.Parent)
 	}
 	if old := d.supervisorNamed(spec.Name); old != nil {
 		return d.startExisting(ctx, old, spec, parent)
 	}
-	if parent.source == SourceHybrid {
-		return control.SupervisorResult{}, control.Errorf(control.CodeConflict,
+	if parent.source == api.SourceHybrid {
+		return api.SupervisorResult{}, control.Errorf(control.CodeConflict,
 			"supervisor %q holds the children of hybrid worker %q, which manages them itself", parent.cfg.Path, parent.cfg.Name)
 	}
 	cfg, cerr := supervisorConfig(spec, parent)
 	if cerr != nil {
-		return control.SupervisorResult{}, cerr
+		return api.SupervisorResult{}, cerr
 	}
 	if _, taken := d.reg.get(spec.Name); taken {
-		return control.SupervisorResult{}, control.Errorf(control.CodeConflict, "the name %q is taken by a worker", spec.Name)
+		return api.SupervisorResult{}, control.Errorf(control.CodeConflict, "the name %q is taken by a worker", spec.Name)
 	}
 	if _, taken := d.supervisorByPath(spec.Name); taken {
-		return control.SupervisorResult{}, control.Errorf(control.CodeConflict, "the name %q is taken by another supervisor", spec.Name)
+		return api.SupervisorResult{}, control.Errorf(control.CodeConflict, "the name %q is taken by another supervisor", spec.Name)
 	}
 	if st := parent.sup.Info().State; st != supervise.SupervisorRunning {
-		return control.SupervisorResult{}, control.Errorf(control.CodeConflict,
+		return api.SupervisorResult{}, control.Errorf(control.CodeConflict,
 			"parent supervisor %q is %s; start it again first (start_supervisor or restart_worker)", parent.cfg.Path, st)
 	}
 	rec := state.Supervisor{Name: cfg.Name, Parent: parent.cfg.Path, Strategy: cfg.Strategy, Intensity: cfg.Intensity,
 		Period: cfg.Period.String(), CreatedAt: time.Now().UTC()}
 	if err := d.persist(d.reg.dynamic, append(slices.Clone(d.reg.dynSups), rec)); err != nil {
-		return control.SupervisorResult{}, err
+		return api.SupervisorResult{}, err
 	}
 	sn, err := d.addSupervisor(ctx, cfg, parent)
 	if err != nil {
-		return control.SupervisorResult{}, err
+		return api.SupervisorResult{}, err
 	}
-	return control.SupervisorResult{Supervisor: sn.cfg.Path, Action: "started", State: supervisorStatus(sn).State}, nil
+	return api.SupervisorResult{Supervisor: sn.cfg.Path, Action: "started", State: supervisorStatus(sn).State}, nil
 }
 
 // supervisorNamed returns the supervisor of that name (names are unique in
@@ -280,7 +259,7 @@ func (d *Daemon) supervisorNamed(name string) *supNode {
 // the settings the request gives (and its parent, if given) must be the
 // supervisor's; then a supervisor that is down is started again, with
 // everything that is down above it, and one that runs is left alone.
-func (d *Daemon) startExisting(ctx context.Context, old *supNode, spec control.SupervisorSpec, parent *supNode) (control.SupervisorResult, error) {
+func (d *Daemon) startExisting(ctx context.Context, old *supNode, spec control.SupervisorSpec, parent *supNode) (api.SupervisorResult, error) {
 	info := old.sup.Info()
 	var diffs []string
 	if spec.Parent != "" && old.parent != parent {
@@ -296,22 +275,22 @@ func (d *Daemon) startExisting(ctx context.Context, old *supNode, spec control.S
 		diffs = append(diffs, fmt.Sprintf("its period is %v", info.Period))
 	}
 	if len(diffs) > 0 {
-		return control.SupervisorResult{}, control.Errorf(control.CodeConflict,
+		return api.SupervisorResult{}, control.Errorf(control.CodeConflict,
 			"supervisor %q exists with other settings: %s", old.cfg.Path, strings.Join(diffs, ", "))
 	}
-	if old.source == SourceHybrid {
-		return control.SupervisorResult{}, control.Errorf(control.CodeConflict,
+	if old.source == api.SourceHybrid {
+		return api.SupervisorResult{}, control.Errorf(control.CodeConflict,
 			"supervisor %q holds the children of hybrid worker %q, which manages them itself", old.cfg.Path, old.cfg.Name)
 	}
 	revived, err := d.revive(ctx, old)
 	if err != nil {
-		return control.SupervisorResult{}, &control.Error{Code: control.CodeInternal, Message: err.Error()}
+		return api.SupervisorResult{}, &control.Error{Code: control.CodeInternal, Message: err.Error()}
 	}
 	action := "unchanged"
 	if revived {
 		action = "revived"
 	}
-	return control.SupervisorResult{Supervisor: old.cfg.Path, Action: action, State: supervisorStatus(old).State}, nil
+	return api.SupervisorResult{Supervisor: old.cfg.Path, Action: action, State: supervisorStatus(old).State}, nil
 }
 
 func (sn *supNode) parentPath() string {
@@ -356,7 +335,7 @@ func supervisorConfig(spec control.SupervisorSpec, parent *supNode) (*config.Sup
 // addSupervisor makes a supervisor started at run time and adds it to its
 // parent.
 func (d *Daemon) addSupervisor(ctx context.Context, cfg *config.Supervisor, parent *supNode) (*supNode, error) {
-	sn, err := d.newSupervisor(cfg, parent, SourceControl)
+	sn, err := d.newSupervisor(cfg, parent, api.SourceControl)
 	if err != nil {
 		return nil, err
 	}
@@ -398,18 +377,18 @@ func (d *Daemon) subtree(sn *supNode) []*supNode {
 // too: the host then runs no worker, but keeps answering). One started by a
 // control message is removed with its subtree, its workers and
 // supervisors, from the host and from the persisted state.
-func (d *Daemon) StopSupervisor(ctx context.Context, path string) (control.SupervisorResult, error) {
+func (d *Daemon) StopSupervisor(ctx context.Context, path string) (api.SupervisorResult, error) {
 	d.reg.opMu.Lock()
 	defer d.reg.opMu.Unlock()
 	sn, ok := d.supervisorByPath(path)
 	if !ok || path == "" {
-		return control.SupervisorResult{}, control.Errorf(control.CodeNotFound, "supervisor %q not found", path)
+		return api.SupervisorResult{}, control.Errorf(control.CodeNotFound, "supervisor %q not found", path)
 	}
-	if sn.source == SourceHybrid {
-		return control.SupervisorResult{}, control.Errorf(control.CodeConflict,
+	if sn.source == api.SourceHybrid {
+		return api.SupervisorResult{}, control.Errorf(control.CodeConflict,
 			"supervisor %q holds the children of hybrid worker %q; stop the worker instead", sn.cfg.Path, sn.cfg.Name)
 	}
-	if sn.source == SourceHCL {
+	if sn.source == api.SourceHCL {
 		var err error
 		if sn.parent == nil {
 			err = sn.sup.Down(ctx)
@@ -417,14 +396,14 @@ func (d *Daemon) StopSupervisor(ctx context.Context, path string) (control.Super
 			err = sn.parent.sup.StopChild(ctx, sn.cfg.Name)
 		}
 		if err != nil {
-			return control.SupervisorResult{}, fmt.Errorf("stopping supervisor %q: %w", sn.cfg.Path, err)
+			return api.SupervisorResult{}, fmt.Errorf("stopping supervisor %q: %w", sn.cfg.Path, err)
 		}
-		return control.SupervisorResult{Supervisor: sn.cfg.Path, Action: "stopped", State: supervisorStatus(sn).State}, nil
+		return api.SupervisorResult{Supervisor: sn.cfg.Path, Action: "stopped", State: supervisorStatus(sn).State}, nil
 	}
 	tree := d.subtree(sn)
 	for _, x := range tree {
-		if x.source == SourceHCL {
-			return control.SupervisorResult{}, control.Errorf(control.CodeConflict,
+		if x.source == api.SourceHCL {
+			return api.SupervisorResult{}, control.Errorf(control.CodeConflict,
 				"supervisor %q has supervisor %q from HCL below it", sn.cfg.Path, x.cfg.Path)
 		}
 	}
@@ -447,11 +426,11 @@ func (d *Daemon) StopSupervisor(ctx context.Context, path string) (control.Super
 		return false
 	})
 	if err := d.persist(workers, sups); err != nil {
-		return control.SupervisorResult{}, err
+		return api.SupervisorResult{}, err
 	}
 	// Removing it from its parent stops the subtree, deepest first.
 	if err := sn.parent.sup.Remove(ctx, sn.cfg.Name); err != nil && !errors.Is(err, supervise.ErrNotFound) {
-		return control.SupervisorResult{}, fmt.Errorf("stopping supervisor %q: %w", sn.cfg.Path, err)
+		return api.SupervisorResult{}, fmt.Errorf("stopping supervisor %q: %w", sn.cfg.Path, err)
 	}
 	for _, x := range tree {
 		d.dropSupervisor(x)
@@ -463,7 +442,7 @@ func (d *Daemon) StopSupervisor(ctx context.Context, path string) (control.Super
 		}
 	}
 	d.reg.mu.Unlock()
-	return control.SupervisorResult{Supervisor: sn.cfg.Path, Action: "removed", State: string(supervise.SupervisorStopped), Removed: removed}, nil
+	return api.SupervisorResult{Supervisor: sn.cfg.Path, Action: "removed", State: string(supervise.SupervisorStopped), Removed: removed}, nil
 }
 
 // restoreSupervisors starts the supervisors persisted by earlier control

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"github.com/dynworkers/dynworkers/host/internal/api"
 	"slices"
 	"syscall"
 	"testing"
@@ -13,7 +14,7 @@ import (
 	"github.com/dynworkers/dynworkers/host/internal/testplugins"
 )
 
-func (h *harness) supervisor(path string) SupervisorStatus {
+func (h *harness) supervisor(path string) api.Supervisor {
 	h.t.Helper()
 	for _, s := range h.d.Supervisors() {
 		if s.Path == path {
@@ -21,7 +22,7 @@ func (h *harness) supervisor(path string) SupervisorStatus {
 		}
 	}
 	h.t.Fatalf("no supervisor %q in %+v", path, h.d.Supervisors())
-	return SupervisorStatus{}
+	return api.Supervisor{}
 }
 
 // escalated waits for the SupervisorEscalated event of the supervisor at
@@ -170,7 +171,7 @@ supervisor "root" {
 	if !rep.OK {
 		t.Fatalf("status: %+v", rep.Error)
 	}
-	st := rep.Result.(StatusReport)
+	st := rep.Result.(api.Status)
 	if st.Supervisors[0].State != "failed" {
 		t.Fatalf("status supervisors = %+v", st.Supervisors)
 	}
@@ -261,7 +262,7 @@ worker "base" {
 	waitGone(t, c2, 5*time.Second)
 	h = startHostIn(t, dir, body)
 	h.waitStarted("c2")
-	if s := h.supervisor("root/camp/inner"); s.State != "running" || s.Source != SourceControl {
+	if s := h.supervisor("root/camp/inner"); s.State != "running" || s.Source != api.SourceControl {
 		t.Fatalf("inner after restart = %+v", s)
 	}
 	if s := h.supervisor("root/camp"); s.Strategy != "one_for_all" || s.Intensity != 3 || s.Period != 60 {

@@ -3,7 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"time"
+	"github.com/dynworkers/dynworkers/host/internal/api"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -109,22 +109,8 @@ func (d *Daemon) childSpec(w *config.Worker) supervise.ChildSpec {
 	}
 }
 
-// WorkerStatus is what the host knows about one worker.
-type WorkerStatus struct {
-	Name       string    `json:"name"`
-	Supervisor string    `json:"supervisor"`
-	Class      string    `json:"class"`
-	State      string    `json:"state"`
-	Pid        int       `json:"pid,omitempty"`
-	Since      time.Time `json:"since"`
-	StartedAt  time.Time `json:"started_at,omitzero"`
-	Restarts   int       `json:"restarts"`
-	LastExit   string    `json:"last_exit,omitempty"`
-	LastExitAt time.Time `json:"last_exit_at,omitzero"`
-}
-
-func workerStatus(sup string, cs supervise.ChildStatus) WorkerStatus {
-	ws := WorkerStatus{
+func workerStatus(sup string, cs supervise.ChildStatus) api.Worker {
+	ws := api.Worker{
 		Name:       cs.Name,
 		Supervisor: sup,
 		Class:      cs.Meta["class"],

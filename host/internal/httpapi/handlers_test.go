@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/dynworkers/dynworkers/host/internal/api"
 	"github.com/dynworkers/dynworkers/host/internal/control"
 )
 
@@ -347,18 +348,18 @@ func (fakeHost) StopWorker(_ context.Context, name string) error {
 	return control.Errorf(control.CodeNotFound, "no worker %q", name)
 }
 
-func (fakeHost) StartSupervisor(_ context.Context, spec control.SupervisorSpec) (control.SupervisorResult, error) {
+func (fakeHost) StartSupervisor(_ context.Context, spec control.SupervisorSpec) (api.SupervisorResult, error) {
 	if spec.Name == "taken" {
-		return control.SupervisorResult{}, control.Errorf(control.CodeConflict, "supervisor %q exists with different settings", "root/taken")
+		return api.SupervisorResult{}, control.Errorf(control.CodeConflict, "supervisor %q exists with different settings", "root/taken")
 	}
-	return control.SupervisorResult{Supervisor: "root/" + spec.Name, Action: "started", State: "running"}, nil
+	return api.SupervisorResult{Supervisor: "root/" + spec.Name, Action: "started", State: "running"}, nil
 }
 
-func (fakeHost) StopSupervisor(_ context.Context, path string) (control.SupervisorResult, error) {
+func (fakeHost) StopSupervisor(_ context.Context, path string) (api.SupervisorResult, error) {
 	if path != "root/campaign-a" {
-		return control.SupervisorResult{}, control.Errorf(control.CodeNotFound, "supervisor %q not found", path)
+		return api.SupervisorResult{}, control.Errorf(control.CodeNotFound, "supervisor %q not found", path)
 	}
-	return control.SupervisorResult{Supervisor: path, Action: "removed", State: "stopped", Removed: []string{"a1", path}}, nil
+	return api.SupervisorResult{Supervisor: path, Action: "removed", State: "stopped", Removed: []string{"a1", path}}, nil
 }
 
 func TestThroughTheDispatcher(t *testing.T) {
