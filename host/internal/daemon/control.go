@@ -261,7 +261,7 @@ func (d *Daemon) RestartWorker(ctx context.Context, name string) error {
 }
 
 // Status reports every worker, in tree order.
-func (d *Daemon) Status(context.Context) (api.Status, error) {
+func (d *Daemon) Status(ctx context.Context) (api.Status, error) {
 	snap := d.Snapshot()
 	rep := api.Status{SystemID: d.cfg.SystemID, Host: d.cfg.Host.Name, Broker: d.brokerDescription(),
 		Started: d.started, Process: new(processReport(snap)), Supervisors: d.Supervisors(), Workers: []api.Worker{}}
@@ -276,9 +276,13 @@ func (d *Daemon) Status(context.Context) (api.Status, error) {
 		if e, ok := d.reg.get(ws.Name); ok {
 			wr.Source = e.source
 			wr.Config = e.cfg.RedactedConfig()
+			if e.source == api.SourceHybrid {
+				wr.Owner = e.sup.cfg.Name
+			}
 		}
 		rep.Workers = append(rep.Workers, wr)
 	}
+	d.fillDetails(ctx, rep.Workers)
 	return rep, nil
 }
 

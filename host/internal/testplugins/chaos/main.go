@@ -46,6 +46,8 @@ type config struct {
 	Code      int           `config:"code" default:"1" help:"exit code for mode exit"`
 	Permanent bool          `config:"permanent" default:"false" help:"start_error: fail with an invalid-config error"`
 	Message   string        `config:"message" default:"boom" help:"panic and error message"`
+	// HangStatus makes Status never answer, whatever the mode.
+	HangStatus bool `config:"hang_status" default:"false" help:"Status never answers"`
 }
 
 var modes = []string{"run", "panic", "exit", "exit_clean", "ignore_stop", "hang_health", "slow_start", "start_error", "orphan"}
@@ -167,5 +169,8 @@ func (w *worker) Health(ctx context.Context) error {
 }
 
 func (w *worker) Status(ctx context.Context) (map[string]any, error) {
+	if w.cfg.HangStatus {
+		select {} // never answers, whatever the deadline says
+	}
 	return map[string]any{"mode": w.cfg.Mode, "pid": os.Getpid()}, nil
 }

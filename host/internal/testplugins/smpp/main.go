@@ -2,8 +2,9 @@
 // its class answers to the class name of the "Dynamic Workers" design note
 // (vumi.workers.smpp.transport.SMPPTransport) and has that note's config,
 // with the password marked sensitive. It connects to nothing; it runs, and
-// reports its (non-secret) config in Status so tests can check the host
-// converted and delivered it.
+// reports its config in Status so tests can check the host converted and
+// delivered it — including, carelessly, a bind URL with the password in it,
+// as a real worker might, so tests can check the host scrubs it.
 package main
 
 import (
@@ -34,6 +35,7 @@ func (t *transport) Status(context.Context) (map[string]any, error) {
 	return map[string]any{
 		"host": t.cfg.Host, "port": t.cfg.Port, "username": t.cfg.Username,
 		"password_set": t.cfg.Password != "", "pid": os.Getpid(),
+		"bind": "smpp://" + t.cfg.Username + ":" + t.cfg.Password + "@" + t.cfg.Host,
 	}, nil
 }
 
