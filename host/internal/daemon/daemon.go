@@ -30,6 +30,7 @@ import (
 	"github.com/dynworkers/dynworkers/host/internal/pluginproc"
 	"github.com/dynworkers/dynworkers/host/internal/state"
 	"github.com/dynworkers/dynworkers/host/internal/supervise"
+	"github.com/dynworkers/dynworkers/host/internal/tree"
 )
 
 // Options configure a Daemon.
@@ -59,16 +60,13 @@ type Daemon struct {
 	// Catalog).
 	catalog atomic.Pointer[catalog.Catalog]
 
-	// sups holds every supervisor, depth first in declared order, then
-	// those started by control messages; sups[0] is the root. Guarded by
-	// supMu (start_supervisor and stop_supervisor change it).
-	supMu sync.RWMutex
-	sups  []*supNode
+	// tree owns every supervisor and worker, and what control messages
+	// persisted.
+	tree *tree.Tree
 
 	events *eventLog
 	// spares holds warm spare plugin processes; Run's shutdown closes it.
 	spares *pluginproc.Spares
-	reg    registry
 	tr     transports
 	// pluginSig is plugin_dir's listing when the catalog was scanned.
 	pluginSig string
@@ -149,11 +147,22 @@ func Load(ctx context.Context, opts Options) (*Daemon, error) {
 		d.tr.events = make(chan supervise.Event, eventQueue)
 		d.tr.connSet = make(chan struct{})
 	}
-	if err := d.build(cfg.Root, nil); err != nil {
+	store, st, err := openState(cfg.Host.StateDir, logger)
+	if err != nil {
 		return nil, err
 	}
-	if err := d.openState(); err != nil {
-		d.stopSupervisors()
+	d.tree, err = tree.New(tree.Options{
+		Logger:           logger,
+		Store:            store,
+		State:            st,
+		Launch:           d.launch,
+		Resolve:          d.resolve,
+		EventHook:        d.onEvent,
+		Forget:           d.forget,
+		ControlStarted:   d.warmSpare,
+		StartConcurrency: cfg.Host.StartConcurrency,
+	}, cfg.Root)
+	if err != nil {
 		return nil, err
 	}
 	return d, nil
@@ -224,8 +233,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 		return errors.Join(err, d.shutdown())
 	}
-	n := d.startAll(ctx)
-	n += d.restoreDynamic(ctx)
+	n := d.tree.Start(ctx)
 	// Control messages are taken once the persisted workers are back, so
 	// that a message about one of them finds it.
 	if err := d.startAMQP(); err != nil {
@@ -253,53 +261,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 	return d.shutdown()
 }
 
-// startAll adds every configured worker to its supervisor in declared
-// order, depth first, and returns once each first start attempt has ended.
-// Starts overlap up to host.start_concurrency: starting a plugin process is
-// mostly waiting (exec, handshake) and checksumming, so overlapping them
-// brings a host with many workers up several times faster than one by one.
-func (d *Daemon) startAll(ctx context.Context) int {
-	sem := make(chan struct{}, max(d.cfg.Host.StartConcurrency, 1))
-	var wg sync.WaitGroup
-	n := 0
-	for _, sn := range d.supNodes() {
-		for _, c := range sn.cfg.Children {
-			if c.Supervisor != nil {
-				// Its children are added when the loop reaches it; it
-				// runs already, so its start here returns at once.
-				if sub, ok := d.supervisorByPath(c.Supervisor.Path); ok {
-					if err := sn.sup.Add(ctx, supChildSpec(sub)); err != nil && ctx.Err() == nil {
-						d.logger.Error("adding supervisor", "supervisor", sub.cfg.Path, "error", err)
-					}
-				}
-				continue
-			}
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-			}
-			if ctx.Err() != nil {
-				break
-			}
-			result, err := sn.sup.AddAsync(ctx, d.childSpec(c.Worker))
-			if err != nil {
-				<-sem
-				d.logger.Error("adding worker", "worker", c.Worker.Name, "error", err)
-				continue
-			}
-			n++
-			wg.Go(func() {
-				// A failed first start is logged by the event hook; the
-				// supervisor retries or marks the worker failed.
-				<-result
-				<-sem
-			})
-		}
-	}
-	wg.Wait()
-	return n
-}
-
 func (d *Daemon) brokerDescription() string {
 	if d.cfg.AMQP == nil {
 		return "embedded (no amqp block)"
@@ -314,16 +275,11 @@ func (d *Daemon) brokerDescription() string {
 func (d *Daemon) shutdown() error {
 	d.logger.Info("host stopping")
 	d.stopTransports()
-	var errs []error
-	for _, sn := range d.supNodes() {
-		// Stop bounds each worker by its own shutdown timeout, so the
-		// context here only guards against a bug.
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		if err := sn.sup.Stop(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("stopping supervisor %q: %w", sn.cfg.Path, err))
-		}
-		cancel()
-	}
+	// Stop bounds each worker by its own shutdown timeout, so the context
+	// here only guards against a bug.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	err := d.tree.Stop(ctx)
+	cancel()
 	// The workers are down: their consumers' unacked messages go back to
 	// their queues.
 	d.closeBus()
@@ -331,59 +287,55 @@ func (d *Daemon) shutdown() error {
 	// Kill and reap the warm spares; none is launched after this.
 	d.spares.Close()
 	d.logger.Info("host stopped")
-	return errors.Join(errs...)
+	return err
 }
 
 // openState opens the state directory and loads the dynamic workers
 // persisted by earlier control messages. A corrupt state file has been
 // kept aside by the store; the host starts without it and says so loudly.
-func (d *Daemon) openState() error {
-	store, err := state.Open(d.cfg.Host.StateDir, d.logger.Named("state"))
+func openState(dir string, logger hclog.Logger) (*state.Store, *state.State, error) {
+	store, err := state.Open(dir, logger.Named("state"))
 	if err != nil {
-		return fmt.Errorf("opening state_dir: %w", err)
+		return nil, nil, fmt.Errorf("opening state_dir: %w", err)
 	}
 	st, err := store.Load()
 	if err != nil {
 		if !errors.Is(err, state.ErrCorrupt) {
-			return fmt.Errorf("loading persisted workers: %w", err)
+			return nil, nil, fmt.Errorf("loading persisted workers: %w", err)
 		}
-		d.logger.Error("persisted dynamic workers could not be read; starting without them", "error", err)
+		logger.Error("persisted dynamic workers could not be read; starting without them", "error", err)
 	}
-	d.reg.store = store
-	if st != nil {
-		d.reg.dynamic = st.Workers
-		d.reg.dynSups = st.Supervisors
-	}
-	return nil
+	return store, st, nil
 }
 
-// stopSupervisors ends the supervisors' goroutines of a daemon that will
-// not run.
-func (d *Daemon) stopSupervisors() {
-	for _, sn := range d.supNodes() {
-		_ = sn.sup.Stop(context.Background())
-	}
+// forget drops what the host keeps about a worker that is gone: its metric
+// series. It is the tree's Options.Forget.
+func (d *Daemon) forget(name string) {
+	d.workerMetrics.Remove(monitor.WorkerPrefix(d.cfg.SystemID, d.cfg.Host.Name, name))
 }
 
 // Workers returns the status of every worker, in tree order.
 func (d *Daemon) Workers() []api.Worker {
-	var out []api.Worker
-	for _, sn := range d.supNodes() {
-		for _, cs := range sn.sup.Status() {
-			if !isSupervisorChild(cs) {
-				out = append(out, workerStatus(sn.cfg.Path, cs))
-			}
-		}
+	infos := d.tree.Workers()
+	out := make([]api.Worker, len(infos))
+	for i, wi := range infos {
+		out[i] = wi.Worker
 	}
 	return out
 }
 
 // Worker returns the status of the named worker.
 func (d *Daemon) Worker(name string) (api.Worker, bool) {
-	for _, sn := range d.supNodes() {
-		if cs, ok := sn.sup.Child(name); ok && !isSupervisorChild(cs) {
-			return workerStatus(sn.cfg.Path, cs), true
-		}
-	}
-	return api.Worker{}, false
+	wi, ok := d.tree.Worker(name)
+	return wi.Worker, ok
 }
+
+// Supervisors returns the status of every supervisor, in tree order.
+func (d *Daemon) Supervisors() []api.Supervisor { return d.tree.Supervisors() }
+
+// Tree returns the host's supervision tree.
+func (d *Daemon) Tree() *tree.Tree { return d.tree }
+
+// ProcessOf returns the plugin process of a worker instance, as found in
+// supervise events and status, or nil if inst is none (e.g. a supervisor).
+func ProcessOf(inst supervise.Instance) *pluginproc.Process { return tree.ProcessOf(inst) }

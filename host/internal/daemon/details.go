@@ -10,6 +10,7 @@ import (
 	"github.com/dynworkers/dynworkers/host/internal/config"
 	"github.com/dynworkers/dynworkers/host/internal/pluginproc"
 	"github.com/dynworkers/dynworkers/host/internal/supervise"
+	"github.com/dynworkers/dynworkers/host/internal/tree"
 )
 
 // DetailsTimeout bounds how long status waits for the workers' own Status()
@@ -19,32 +20,21 @@ import (
 // details_error instead.
 var DetailsTimeout = 500 * time.Millisecond
 
-// fillDetails asks every running worker of ws for its Status() details,
-// in parallel and within DetailsTimeout, and sets Details (scrubbed of the
-// worker's sensitive config values) or DetailsError.
-func (d *Daemon) fillDetails(ctx context.Context, ws []api.Worker) {
-	procs := map[string]*pluginproc.Process{}
-	for _, sn := range d.supNodes() {
-		for _, cs := range sn.sup.Status() {
-			if p := ProcessOf(cs.Instance); p != nil && cs.State == supervise.StateRunning {
-				procs[cs.Name] = p
-			}
-		}
-	}
+// fillDetails asks every running worker of ws (infos are the same workers
+// as the tree listed them) for its Status() details, in parallel and within
+// DetailsTimeout, and sets Details (scrubbed of the worker's sensitive
+// config values) or DetailsError.
+func fillDetails(ctx context.Context, ws []api.Worker, infos []tree.WorkerInfo) {
 	ctx, cancel := context.WithTimeout(ctx, DetailsTimeout)
 	defer cancel()
 	var wg sync.WaitGroup
 	for i := range ws {
-		w := &ws[i]
-		p := procs[w.Name]
-		if p == nil || p.Pid() != w.Pid {
+		w, info := &ws[i], infos[i]
+		p := info.Process()
+		if p == nil || w.State != string(supervise.StateRunning) {
 			continue
 		}
-		var cfg *config.Worker
-		if e, ok := d.reg.get(w.Name); ok {
-			cfg = e.cfg
-		}
-		wg.Go(func() { w.Details, w.DetailsError = workerDetails(ctx, p, cfg) })
+		wg.Go(func() { w.Details, w.DetailsError = workerDetails(ctx, p, info.Spec) })
 	}
 	wg.Wait()
 }

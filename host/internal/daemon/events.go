@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/dynworkers/dynworkers/host/internal/supervise"
+	"github.com/dynworkers/dynworkers/host/internal/tree"
 )
 
 // onEvent logs a supervision event, keeps it for the status API and passes
@@ -50,7 +51,7 @@ func eventLevel(ev supervise.Event) hclog.Level {
 func eventBody(ev supervise.Event) (string, map[string]any) {
 	m := ev.Map()
 	name := string(ev.Type())
-	if meta, ok := m["meta"].(map[string]string); ok && meta[metaKind] == kindSupervisor {
+	if meta, ok := m["meta"].(map[string]string); ok && meta[tree.MetaKind] == tree.KindSupervisor {
 		name = "supervisor_" + strings.TrimPrefix(name, "worker_")
 		m["event"] = name
 		m["child"] = meta["path"]
@@ -74,7 +75,7 @@ func eventArgs(ev supervise.Event) []any {
 		args = append(args, "class", meta["class"])
 	}
 	if e, ok := ev.(supervise.ChildStarted); ok {
-		if p := ProcessOf(e.Instance); p != nil {
+		if p := tree.ProcessOf(e.Instance); p != nil {
 			args = append(args, "pid", p.Pid())
 		}
 	}
@@ -138,7 +139,7 @@ func (d *Daemon) publishedEvent(ev supervise.Event) (string, map[string]any) {
 	name, m := eventBody(ev)
 	m["system_id"], m["host"] = d.cfg.SystemID, d.cfg.Host.Name
 	if e, ok := ev.(supervise.ChildStarted); ok {
-		if p := ProcessOf(e.Instance); p != nil {
+		if p := tree.ProcessOf(e.Instance); p != nil {
 			m["pid"] = p.Pid()
 		}
 	}

@@ -261,12 +261,8 @@ func fmtSscan(s string, args ...any) (int, error) { return fmt.Sscan(s, args...)
 // processOf returns the running plugin process of a worker.
 func (h *harness) processOf(worker string) *pluginproc.Process {
 	h.t.Helper()
-	for _, sn := range h.d.sups {
-		if cs, ok := sn.sup.Child(worker); ok {
-			if p := ProcessOf(cs.Instance); p != nil {
-				return p
-			}
-		}
+	if wi, ok := h.d.tree.Worker(worker); ok && wi.Process() != nil {
+		return wi.Process()
 	}
 	h.t.Fatalf("worker %q has no running process", worker)
 	return nil

@@ -120,9 +120,10 @@ worker "taken" {
 `)
 	h.waitStarted("taken")
 	h.waitStarted("taken.1")
-	e, _ := h.d.reg.get("taken")
-	ch := newChildHost(h.d, e.cfg, e.sup)
-	defer ch.close()
+	ch, ok := h.d.tree.ChildHost("taken")
+	if !ok {
+		t.Fatal("no ChildHost for taken")
+	}
 	ctx := context.Background()
 	cases := []struct {
 		req  pluginproc.ChildRequest
@@ -166,9 +167,13 @@ worker "taken" {
 	if _, err := h.d.StopSupervisor(ctx, "root/taken"); !errors.As(err, &cerr) || cerr.Code != control.CodeConflict {
 		t.Fatalf("StopSupervisor(children's supervisor) = %v", err)
 	}
-	ch.close()
+	// A restart of the worker ends its incarnation, and its children
+	// with it.
+	if err := h.d.RestartWorker(ctx, "taken"); err != nil {
+		t.Fatal(err)
+	}
 	if _, ok := h.d.Worker("taken.ok"); ok {
-		t.Fatal("child still known after close")
+		t.Fatal("child still known after its owner's incarnation ended")
 	}
 	waitGone(t, info.Pid, 5*time.Second)
 }

@@ -66,44 +66,36 @@ func (d *Daemon) sample() *monitor.Snapshot {
 		h.WorkersByState[string(st)] = 0
 	}
 	seen := map[int]bool{}
-	for _, sn := range d.supNodes() {
-		for _, cs := range sn.sup.Status() {
-			if isSupervisorChild(cs) {
-				continue
-			}
-			ws := workerStatus(sn.cfg.Path, cs)
-			w := monitor.WorkerStats{Name: ws.Name, Class: ws.Class, Supervisor: ws.Supervisor, State: ws.State,
-				Pid: ws.Pid, StartedAt: ws.StartedAt, Restarts: ws.Restarts, LastExit: ws.LastExit, LastExitAt: ws.LastExitAt}
-			if e, ok := d.reg.get(ws.Name); ok {
-				w.Source = e.source
-			}
-			if p := ProcessOf(cs.Instance); p != nil {
-				w.Healthy = cs.State == supervise.StateRunning && p.Healthy()
-				if st, err := d.mon.s.Read(p.Pid()); err == nil {
-					w.Proc = &st
-					seen[st.Pid] = true
-					if prev, ok := d.mon.prevCPU[st.Pid]; ok && now.After(prev.at) {
-						w.CPUPercent = max(0, 100*(st.CPUSeconds-prev.cpu)/now.Sub(prev.at).Seconds())
-					}
-					d.mon.prevCPU[st.Pid] = cpuMark{st.CPUSeconds, now}
+	for _, wi := range d.tree.Workers() {
+		ws := wi.Worker
+		w := monitor.WorkerStats{Name: ws.Name, Class: ws.Class, Supervisor: ws.Supervisor, State: ws.State,
+			Pid: ws.Pid, StartedAt: ws.StartedAt, Restarts: ws.Restarts, LastExit: ws.LastExit, LastExitAt: ws.LastExitAt,
+			Source: ws.Source}
+		if p := wi.Process(); p != nil {
+			w.Healthy = ws.State == string(supervise.StateRunning) && p.Healthy()
+			if st, err := d.mon.s.Read(p.Pid()); err == nil {
+				w.Proc = &st
+				seen[st.Pid] = true
+				if prev, ok := d.mon.prevCPU[st.Pid]; ok && now.After(prev.at) {
+					w.CPUPercent = max(0, 100*(st.CPUSeconds-prev.cpu)/now.Sub(prev.at).Seconds())
 				}
+				d.mon.prevCPU[st.Pid] = cpuMark{st.CPUSeconds, now}
 			}
-			h.WorkersByState[w.State]++
-			snap.Workers = append(snap.Workers, w)
 		}
+		h.WorkersByState[w.State]++
+		snap.Workers = append(snap.Workers, w)
 	}
 	for pid := range d.mon.prevCPU {
 		if !seen[pid] {
 			delete(d.mon.prevCPU, pid)
 		}
 	}
-	for _, sn := range d.supNodes() {
-		info := sn.sup.Info()
-		ss := monitor.SupervisorStats{Path: sn.cfg.Path, Strategy: string(info.Strategy), State: supervisorStatus(sn).State,
-			Intensity: info.Intensity, Period: info.Period, RestartsInPeriod: info.RestartsInPeriod}
-		prefix := sn.cfg.Path + "/"
+	for _, sv := range d.tree.Supervisors() {
+		ss := monitor.SupervisorStats{Path: sv.Path, Strategy: sv.Strategy, State: sv.State,
+			Intensity: sv.Intensity, Period: time.Duration(sv.Period * float64(time.Second)), RestartsInPeriod: sv.RestartsInPeriod}
+		prefix := sv.Path + "/"
 		for _, w := range snap.Workers {
-			if w.Supervisor != sn.cfg.Path && !hasPrefix(w.Supervisor, prefix) {
+			if w.Supervisor != sv.Path && !hasPrefix(w.Supervisor, prefix) {
 				continue
 			}
 			ss.Workers++

@@ -44,11 +44,10 @@ func (d *Daemon) watchPlugins(ctx context.Context, every time.Duration) {
 	}
 }
 
-// rescan replaces the catalog with a fresh scan of plugin_dir. Control
-// operations are held meanwhile, so that a start sees one catalog.
+// rescan replaces the catalog with a fresh scan of plugin_dir. Nothing is
+// held meanwhile: a start reads the catalog once (an atomic pointer), so it
+// sees the old catalog or the new one, never a mix.
 func (d *Daemon) rescan(ctx context.Context) {
-	d.reg.opMu.Lock()
-	defer d.reg.opMu.Unlock()
 	old := d.Catalog()
 	cat, err := ScanCatalog(ctx, d.cfg.Host, d.logger)
 	if err != nil {
