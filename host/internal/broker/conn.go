@@ -12,6 +12,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/dynworkers/dynworkers/host/internal/supervise"
 )
 
 // Errors returned by Conn's methods; test them with errors.Is.
@@ -65,6 +67,7 @@ type Options struct {
 // concurrent use.
 type Conn struct {
 	o         Options
+	backoff   supervise.Backoff // the retry schedule of Options' MinBackoff and MaxBackoff
 	url       string
 	redacted  string
 	log       hclog.Logger
@@ -115,6 +118,7 @@ func Dial(ctx context.Context, o Options) (*Conn, error) {
 	}
 	c := &Conn{
 		o:        o,
+		backoff:  reconnectBackoff(o.MinBackoff, o.MaxBackoff),
 		url:      o.URL,
 		redacted: RedactURL(o.URL),
 		log:      o.Logger,
@@ -224,7 +228,7 @@ func (c *Conn) manage() {
 	defer c.wg.Done()
 	attempt := 0 // consecutive failures; the first connection is tried at once
 	for {
-		if attempt > 0 && !c.sleep(backoff(c.o.MinBackoff, c.o.MaxBackoff, attempt)) {
+		if attempt > 0 && !c.sleep(c.backoff.Delay(attempt, nil)) {
 			return
 		}
 		s, err := c.connect()
