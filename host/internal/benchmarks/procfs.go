@@ -26,6 +26,15 @@ import (
 // procFS is /proc, opened once.
 var procFS = sync.OnceValues(func() (procfs.FS, error) { return procfs.NewDefaultFS() })
 
+// proc returns procfs's handle on pid.
+func proc(pid int) (procfs.Proc, error) {
+	fs, err := procFS()
+	if err != nil {
+		return procfs.Proc{}, err
+	}
+	return fs.Proc(pid)
+}
+
 // Proc identifies one process across pid reuse.
 type Proc struct {
 	Pid int
@@ -103,11 +112,7 @@ func ChildrenOf(ppid int) []Proc {
 // been connected to by the host has two: its listener and the host's gRPC
 // connection (its stdio are pipes).
 func SocketCount(pid int) (int, error) {
-	fs, err := procFS()
-	if err != nil {
-		return 0, err
-	}
-	p, err := fs.Proc(pid)
+	p, err := proc(pid)
 	if err != nil {
 		return 0, err
 	}
@@ -177,11 +182,7 @@ func ReadMem(pid int) (Mem, error) {
 
 // ReadVmRSS returns VmRSS from /proc/<pid>/status, in KiB.
 func ReadVmRSS(pid int) (int64, error) {
-	fs, err := procFS()
-	if err != nil {
-		return 0, err
-	}
-	p, err := fs.Proc(pid)
+	p, err := proc(pid)
 	if err != nil {
 		return 0, err
 	}
