@@ -17,6 +17,7 @@ import (
 	"github.com/dynworkers/dynworkers/host/internal/broker/brokertest"
 	"github.com/dynworkers/dynworkers/host/internal/control"
 	"github.com/dynworkers/dynworkers/host/internal/daemon"
+	"github.com/dynworkers/dynworkers/host/internal/monitor"
 	"github.com/dynworkers/dynworkers/sdk"
 )
 
@@ -126,8 +127,8 @@ func pluginWorker(d *daemon.Daemon, class string, cfg func(in, out string) (map[
 			if cpu != nil {
 				*cpu = 0
 				if ws, ok := d.Worker(name); ok && ws.Pid != 0 {
-					if st, err := ReadStat(ws.Pid); err == nil {
-						*cpu = time.Duration(st.UTime+st.STime) * time.Second / clockTicks
+					if st, err := monitor.ReadProc(ws.Pid); err == nil {
+						*cpu = seconds(st.CPUSeconds)
 					}
 				}
 			}

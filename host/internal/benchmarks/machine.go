@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"os"
 	"runtime"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -65,10 +64,6 @@ func procField(path, key string) string {
 	return ""
 }
 
-// clockTicks is USER_HZ, the unit of /proc/stat; 100 on every Linux
-// architecture Go supports.
-const clockTicks = 100
-
 // CPUSample is the machine's CPU time so far and this process's own,
 // children included (the hosts and plugins it ran and reaped).
 type CPUSample struct {
@@ -91,19 +86,13 @@ func BrokerCPU() time.Duration { return ProcsCPU(brokerComms...) }
 // ReadCPU samples the CPU times.
 func ReadCPU() CPUSample {
 	s := CPUSample{At: time.Now(), Broker: BrokerCPU()}
-	line := procLine("/proc/stat", "cpu")
-	f := strings.Fields(line)
-	tick := func(i int) time.Duration {
-		if i >= len(f) {
-			return 0
+	if fs, err := procFS(); err == nil {
+		if st, err := fs.Stat(); err == nil {
+			c := st.CPUTotal // seconds; guest time is already counted in user
+			s.Busy = seconds(c.User + c.Nice + c.System + c.IRQ + c.SoftIRQ)
+			s.Steal = seconds(c.Steal)
 		}
-		n, _ := strconv.ParseInt(f[i], 10, 64)
-		return time.Duration(n) * time.Second / clockTicks
 	}
-	// cpu user nice system idle iowait irq softirq steal guest guest_nice;
-	// guest time is already counted in user.
-	s.Busy = tick(0) + tick(1) + tick(2) + tick(5) + tick(6)
-	s.Steal = tick(7)
 	for _, who := range []int{syscall.RUSAGE_SELF, syscall.RUSAGE_CHILDREN} {
 		var ru syscall.Rusage
 		if syscall.Getrusage(who, &ru) == nil {
@@ -147,18 +136,5 @@ func BackgroundSince(start, end CPUSample) Background {
 	}
 }
 
-// procLine returns the first line of a file whose first field is key.
-func procLine(path, key string) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if k, rest, ok := strings.Cut(sc.Text(), " "); ok && k == key {
-			return rest
-		}
-	}
-	return ""
-}
+// seconds converts procfs's float seconds.
+func seconds(v float64) time.Duration { return time.Duration(v * float64(time.Second)) }

@@ -2,73 +2,50 @@ package benchmarks
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/prometheus/procfs"
 	"golang.org/x/sys/unix"
+
+	"github.com/dynworkers/dynworkers/host/internal/monitor"
 )
 
-// ProcStat is what the harness reads from /proc/<pid>/stat.
-type ProcStat struct {
-	Comm      string // the command name, without the parentheses
-	State     byte   // R, S, D, Z, ...
-	PPid      int    // parent pid
-	UTime     uint64 // user CPU time, in clock ticks
-	STime     uint64 // system CPU time, in clock ticks
-	StartTime uint64 // in clock ticks since boot; tells a recycled pid apart
-}
+// The harness reads /proc through monitor, the host's reader (built on
+// github.com/prometheus/procfs), and through procfs itself for what monitor
+// does not sample: command names, descriptor targets, VmRSS. Only
+// smaps_rollup is parsed here, for the PSS split procfs does not give.
 
-// ReadStat reads /proc/<pid>/stat.
-func ReadStat(pid int) (ProcStat, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return ProcStat{}, err
-	}
-	return parseStat(b)
-}
+// procFS is /proc, opened once.
+var procFS = sync.OnceValues(func() (procfs.FS, error) { return procfs.NewDefaultFS() })
 
-func parseStat(b []byte) (ProcStat, error) {
-	// The command name, field 2, is in parentheses and may hold spaces and
-	// parentheses: the fields after it start after the last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	o := bytes.IndexByte(b, '(')
-	if i < 0 || o < 0 || o > i || i+2 >= len(b) {
-		return ProcStat{}, errors.New("malformed stat")
-	}
-	f := strings.Fields(string(b[i+2:]))
-	// f[0] is field 3 (state), so field k is f[k-3].
-	if len(f) < 20 {
-		return ProcStat{}, errors.New("short stat")
-	}
-	ppid, err := strconv.Atoi(f[1])
+// proc returns procfs's handle on pid.
+func proc(pid int) (procfs.Proc, error) {
+	fs, err := procFS()
 	if err != nil {
-		return ProcStat{}, fmt.Errorf("stat ppid: %w", err)
+		return procfs.Proc{}, err
 	}
-	var ticks [3]uint64 // utime (field 14), stime (15), starttime (22)
-	for j, k := range []int{14, 15, 22} {
-		if ticks[j], err = strconv.ParseUint(f[k-3], 10, 64); err != nil {
-			return ProcStat{}, fmt.Errorf("stat field %d: %w", k, err)
-		}
-	}
-	return ProcStat{Comm: string(b[o+1 : i]), State: f[0][0], PPid: ppid, UTime: ticks[0], STime: ticks[1], StartTime: ticks[2]}, nil
+	return fs.Proc(pid)
 }
 
 // Proc identifies one process across pid reuse.
 type Proc struct {
-	Pid       int
-	StartTime uint64
+	Pid int
+	// StartTime tells the process from a later one given the same pid.
+	StartTime time.Time
 }
 
 // Identify reads pid's start time, so that Alive and WaitGone can tell it
 // from a later process that gets the same pid.
 func Identify(pid int) (Proc, error) {
-	st, err := ReadStat(pid)
+	st, err := monitor.ReadProc(pid)
 	if err != nil {
 		return Proc{}, err
 	}
@@ -78,8 +55,8 @@ func Identify(pid int) (Proc, error) {
 // Alive reports whether p still runs: its pid exists, is the same process
 // and is not a zombie.
 func (p Proc) Alive() bool {
-	st, err := ReadStat(p.Pid)
-	return err == nil && st.StartTime == p.StartTime && st.State != 'Z'
+	st, err := monitor.ReadProc(p.Pid)
+	return err == nil && st.StartTime.Equal(p.StartTime) && st.State != 'Z'
 }
 
 // WaitGone waits until p has terminated, at most timeout, and reports
@@ -119,21 +96,13 @@ func (p Proc) WaitGone(timeout time.Duration) bool {
 
 // ChildrenOf returns the live processes whose parent is ppid.
 func ChildrenOf(ppid int) []Proc {
-	ents, err := os.ReadDir("/proc")
+	kids, err := monitor.Children(ppid)
 	if err != nil {
 		return nil
 	}
-	var out []Proc
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		st, err := ReadStat(pid)
-		if err != nil || st.PPid != ppid || st.State == 'Z' {
-			continue
-		}
-		out = append(out, Proc{Pid: pid, StartTime: st.StartTime})
+	out := make([]Proc, 0, len(kids))
+	for _, k := range kids {
+		out = append(out, Proc{Pid: k.Pid, StartTime: k.StartTime})
 	}
 	return out
 }
@@ -143,14 +112,17 @@ func ChildrenOf(ppid int) []Proc {
 // been connected to by the host has two: its listener and the host's gRPC
 // connection (its stdio are pipes).
 func SocketCount(pid int) (int, error) {
-	dir := fmt.Sprintf("/proc/%d/fd", pid)
-	ents, err := os.ReadDir(dir)
+	p, err := proc(pid)
+	if err != nil {
+		return 0, err
+	}
+	targets, err := p.FileDescriptorTargets()
 	if err != nil {
 		return 0, err
 	}
 	n := 0
-	for _, e := range ents {
-		if l, err := os.Readlink(dir + "/" + e.Name()); err == nil && strings.HasPrefix(l, "socket:") {
+	for _, l := range targets {
+		if strings.HasPrefix(l, "socket:") {
 			n++
 		}
 	}
@@ -160,28 +132,21 @@ func SocketCount(pid int) (int, error) {
 // ProcsCPU returns the CPU time (user + system) used so far by every live
 // process whose command name is one of comms.
 func ProcsCPU(comms ...string) time.Duration {
-	ents, err := os.ReadDir("/proc")
+	fs, err := procFS()
 	if err != nil {
 		return 0
 	}
-	var ticks uint64
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		st, err := ReadStat(pid)
-		if err != nil {
-			continue
-		}
-		for _, c := range comms {
-			if st.Comm == c {
-				ticks += st.UTime + st.STime
-				break
-			}
+	procs, err := fs.AllProcs()
+	if err != nil {
+		return 0
+	}
+	var secs float64
+	for _, p := range procs {
+		if st, err := p.Stat(); err == nil && slices.Contains(comms, st.Comm) {
+			secs += st.CPUTime()
 		}
 	}
-	return time.Duration(ticks) * time.Second / clockTicks
+	return seconds(secs)
 }
 
 // Mem is a process's memory use, in KiB.
@@ -195,7 +160,9 @@ type Mem struct {
 
 // ReadMem reads /proc/<pid>/smaps_rollup. Its Rss is the sum over all
 // mappings, the same as VmRSS in /proc/<pid>/status; Pss divides each
-// shared page by the number of processes mapping it.
+// shared page by the number of processes mapping it. procfs's
+// ProcSMapsRollup has no Pss_Anon and Pss_File, which the memory report
+// splits PSS into, so this file is parsed here.
 func ReadMem(pid int) (Mem, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
 	if err != nil {
@@ -215,20 +182,18 @@ func ReadMem(pid int) (Mem, error) {
 
 // ReadVmRSS returns VmRSS from /proc/<pid>/status, in KiB.
 func ReadVmRSS(pid int) (int64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	p, err := proc(pid)
 	if err != nil {
 		return 0, err
 	}
-	defer f.Close()
-	m, err := parseKiB(f)
+	st, err := p.NewStatus()
 	if err != nil {
 		return 0, err
 	}
-	v, ok := m["VmRSS"]
-	if !ok {
+	if st.VmRSS == 0 {
 		return 0, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
 	}
-	return v, nil
+	return int64(st.VmRSS / 1024), nil
 }
 
 // parseKiB reads "Key:   123 kB" lines into a map; other lines are skipped.

@@ -2,6 +2,10 @@ package benchmarks
 
 import (
 	"bytes"
+	"net"
+	"os"
+	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -35,14 +39,53 @@ func TestSummarize(t *testing.T) {
 	}
 }
 
-func TestParseStat(t *testing.T) {
-	line := "4242 (a (weird) name) S 17 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 8 0 987654 1000 10 ...\n"
-	st, err := parseStat([]byte(line))
+// The /proc helpers against real processes: a child is found, identified
+// and seen gone; this process's sockets, memory and CPU are read.
+func TestProcHelpers(t *testing.T) {
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	id, err := Identify(cmd.Process.Pid)
+	if err != nil || id.StartTime.IsZero() || !id.Alive() {
+		t.Fatalf("Identify = %+v, %v; alive %v", id, err, id.Alive())
+	}
+	if kids := ChildrenOf(os.Getpid()); !slices.Contains(kids, id) {
+		t.Errorf("ChildrenOf(this process) = %v, want %v among them", kids, id)
+	}
+	if later := (Proc{Pid: id.Pid, StartTime: id.StartTime.Add(time.Second)}); later.Alive() {
+		t.Error("a process with another start time is taken for the child")
+	}
+	before, err := SocketCount(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Comm != "a (weird) name" || st.State != 'S' || st.PPid != 17 || st.UTime != 1 || st.STime != 2 || st.StartTime != 987654 {
-		t.Errorf("parseStat = %+v", st)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if n, err := SocketCount(os.Getpid()); err != nil || n != before+1 {
+		t.Errorf("SocketCount with a listener = %d, %v; want %d", n, err, before+1)
+	}
+	if rss, err := ReadVmRSS(os.Getpid()); err != nil || rss < 1024 {
+		t.Errorf("ReadVmRSS = %d KiB, %v", rss, err)
+	}
+	if m, err := ReadMem(os.Getpid()); err != nil || m.RSS < 1024 || m.PSS <= 0 || m.PSSAnon <= 0 {
+		t.Errorf("ReadMem = %+v, %v", m, err)
+	}
+	if c := ReadCPU(); c.Busy <= 0 || c.Own <= 0 {
+		t.Errorf("ReadCPU = %+v", c)
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if !id.WaitGone(10 * time.Second) {
+		t.Fatal("the killed child is not gone within 10s")
+	}
+	if id.Alive() {
+		t.Error("a zombie is taken for alive")
 	}
 }
 

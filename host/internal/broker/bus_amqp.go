@@ -492,7 +492,7 @@ func (c *amqpConsumer) run(cc *consumeChan) {
 			}
 			failures++
 			c.b.log.Warn("bus consumer ended by the broker; resuming", "queue", c.queue, "attempt", failures)
-			if !c.sleep(backoff(c.b.conn.o.MinBackoff, c.b.conn.o.MaxBackoff, failures)) {
+			if !c.sleep(c.b.conn.backoff.Delay(failures, nil)) {
 				c.end(nil)
 				return
 			}
@@ -515,7 +515,7 @@ func (c *amqpConsumer) run(cc *consumeChan) {
 			}
 			failures++
 			c.b.log.Warn("cannot resume a bus consumer; retrying", "queue", c.queue, "attempt", failures, "error", err)
-			if !c.sleep(backoff(c.b.conn.o.MinBackoff, c.b.conn.o.MaxBackoff, failures)) {
+			if !c.sleep(c.b.conn.backoff.Delay(failures, nil)) {
 				c.end(nil)
 				return
 			}

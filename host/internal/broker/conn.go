@@ -5,13 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/dynworkers/dynworkers/host/internal/amqpurl"
+	"github.com/dynworkers/dynworkers/host/internal/supervise"
 )
 
 // Errors returned by Conn's methods; test them with errors.Is.
@@ -65,6 +66,7 @@ type Options struct {
 // concurrent use.
 type Conn struct {
 	o         Options
+	backoff   supervise.Backoff // the retry schedule of Options' MinBackoff and MaxBackoff
 	url       string
 	redacted  string
 	log       hclog.Logger
@@ -91,12 +93,12 @@ func Dial(ctx context.Context, o Options) (*Conn, error) {
 		return nil, err
 	}
 	if _, err := amqp.ParseURI(o.URL); err != nil {
-		// The parser's message quotes the URL, password included.
-		msg := err.Error()
-		if pw := password(o.URL); pw != "" {
-			msg = strings.ReplaceAll(msg, pw, "xxxxx")
-		}
-		return nil, fmt.Errorf("broker url %s: %s", RedactURL(o.URL), msg)
+		// The parser's messages quote the URL or pieces of it (the whole
+		// URL, a port, an escape), and with reserved characters left
+		// unescaped any of those may be the password: err is not wrapped.
+		return nil, fmt.Errorf("broker url %s: not a valid amqp:// or amqps:// URL "+
+			"(reserved characters such as @ : / ? # %% in the user name or password must be percent-encoded)",
+			amqpurl.Redact(o.URL))
 	}
 	if o.ConnectionName == "" {
 		o.ConnectionName = "dynworkers"
@@ -115,8 +117,9 @@ func Dial(ctx context.Context, o Options) (*Conn, error) {
 	}
 	c := &Conn{
 		o:        o,
+		backoff:  reconnectBackoff(o.MinBackoff, o.MaxBackoff),
 		url:      o.URL,
-		redacted: RedactURL(o.URL),
+		redacted: amqpurl.Redact(o.URL),
 		log:      o.Logger,
 		ready:    make(chan struct{}),
 		done:     make(chan struct{}),
@@ -128,34 +131,9 @@ func Dial(ctx context.Context, o Options) (*Conn, error) {
 }
 
 // RedactURL returns u with its password replaced by "xxxxx", for logs and
-// errors.
-func RedactURL(u string) string {
-	if p, err := url.Parse(u); err == nil {
-		return p.Redacted()
-	}
-	if pw := password(u); pw != "" {
-		return strings.Replace(u, ":"+pw+"@", ":xxxxx@", 1)
-	}
-	return u
-}
-
-// password finds the password in scheme://user:password@host... without
-// parsing the URL, which may not parse.
-func password(u string) string {
-	_, rest, ok := strings.Cut(u, "://")
-	if !ok {
-		return ""
-	}
-	at := strings.LastIndex(rest, "@")
-	if at < 0 {
-		return ""
-	}
-	_, pw, ok := strings.Cut(rest[:at], ":")
-	if !ok {
-		return ""
-	}
-	return pw
-}
+// errors, or a fixed placeholder when u cannot be taken apart safely: it is
+// amqpurl.Redact, which the host's other printers of AMQP URLs use too.
+func RedactURL(u string) string { return amqpurl.Redact(u) }
 
 // Connected reports whether a connection is up and set up right now.
 func (c *Conn) Connected() bool {
@@ -224,7 +202,7 @@ func (c *Conn) manage() {
 	defer c.wg.Done()
 	attempt := 0 // consecutive failures; the first connection is tried at once
 	for {
-		if attempt > 0 && !c.sleep(backoff(c.o.MinBackoff, c.o.MaxBackoff, attempt)) {
+		if attempt > 0 && !c.sleep(c.backoff.Delay(attempt, nil)) {
 			return
 		}
 		s, err := c.connect()

@@ -54,7 +54,7 @@ func (c *Conn) Consume(ctx context.Context, queue string, prefetch int, handle f
 		}
 		failures++
 		c.log.Warn("consuming failed; retrying", "queue", queue, "attempt", failures, "error", err)
-		t := time.NewTimer(backoff(c.o.MinBackoff, c.o.MaxBackoff, failures))
+		t := time.NewTimer(c.backoff.Delay(failures, nil))
 		select {
 		case <-t.C:
 		case <-s.lost:

@@ -2,11 +2,12 @@ package broker
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/dynworkers/dynworkers/host/internal/supervise"
 )
 
 // session is one connection to the broker, from its setup to its loss.
@@ -55,17 +56,14 @@ func (s *session) publisher() (*pubChannel, error) {
 	return p, nil
 }
 
-// backoff returns the delay before reconnection attempt n (n >= 1): it
-// doubles from min up to max and is drawn uniformly from [d/2, d] so that
-// hosts that lost the broker together do not come back in lockstep.
-func backoff(min, max time.Duration, n int) time.Duration {
-	d := min
-	for i := 1; i < n && d < max; i++ {
-		d *= 2
-	}
-	if d > max {
-		d = max
-	}
-	half := d / 2
-	return half + rand.N(d-half+1)
+// reconnectBackoff is the schedule of the broker's retries (reconnections,
+// consumers resuming) in supervise's terms. Options promise a delay that
+// doubles from lo up to hi and is drawn uniformly from [d/2, d], so that
+// hosts that lost the broker together do not come back in lockstep and hi
+// stays the longest wait. supervise.Backoff varies a delay by ±Jitter
+// around its nominal value instead: centred on 3/4·d with a jitter of 1/3
+// that is exactly [d/2, d]. Both bounds stay at least 1ns, because a zero
+// one would mean supervise's default.
+func reconnectBackoff(lo, hi time.Duration) supervise.Backoff {
+	return supervise.Backoff{Initial: max(lo*3/4, 1), Max: max(hi*3/4, 1), Jitter: 1.0 / 3}
 }

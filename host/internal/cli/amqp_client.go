@@ -13,6 +13,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/dynworkers/dynworkers/host/internal/amqpurl"
 	"github.com/dynworkers/dynworkers/host/internal/config"
 	"github.com/dynworkers/dynworkers/host/internal/control"
 )
@@ -43,18 +44,6 @@ func (o *clientOptions) routingKey(stderr io.Writer) string {
 		return sys + ".any"
 	}
 	return sys + "." + o.host
-}
-
-// redactURL hides the password of an AMQP URL.
-func redactURL(u string) string {
-	uri, err := amqp.ParseURI(u)
-	if err != nil {
-		return "(invalid amqp url)"
-	}
-	if uri.Password != "" {
-		uri.Password = "xxxxx"
-	}
-	return uri.String()
 }
 
 // doAMQP publishes body as a control message to the exchange with the key
@@ -89,7 +78,7 @@ type amqpSession struct {
 
 // dialAMQP connects to the broker of -amqp and sets up a session.
 func (o *clientOptions) dialAMQP(ctx context.Context) (*amqpSession, error) {
-	where := redactURL(o.amqpURL)
+	where := amqpurl.Redact(o.amqpURL)
 	conn, err := amqp.DialConfig(o.amqpURL, amqp.Config{
 		Properties: amqp.Table{"connection_name": "dynworkers " + o.cmd},
 		Dial:       dialContext(ctx, amqpDialTimeout),

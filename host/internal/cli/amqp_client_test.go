@@ -12,6 +12,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/dynworkers/dynworkers/host/internal/amqpurl"
 	"github.com/dynworkers/dynworkers/host/internal/api"
 	"github.com/dynworkers/dynworkers/host/internal/control"
 )
@@ -27,7 +28,7 @@ func brokerURL(t *testing.T) string {
 	}
 	conn, err := amqp.DialConfig(u, amqp.Config{Dial: amqp.DefaultDial(3 * time.Second)})
 	if err != nil {
-		msg := fmt.Sprintf("no RabbitMQ broker at %s: %v", redactURL(u), err)
+		msg := fmt.Sprintf("no RabbitMQ broker at %s: %v", amqpurl.Redact(u), err)
 		if os.Getenv("CI") != "" {
 			t.Fatal(msg)
 		}

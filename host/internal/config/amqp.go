@@ -2,7 +2,8 @@ package config
 
 import (
 	"encoding/json"
-	"net/url"
+
+	"github.com/dynworkers/dynworkers/host/internal/amqpurl"
 )
 
 // AMQPConfig is the amqp block. URL may hold a password: print it with
@@ -12,17 +13,13 @@ type AMQPConfig struct {
 }
 
 // Redacted returns the URL with its password replaced by "xxxxx", or
-// "(invalid url)" when it cannot be parsed (the raw text could hold the
-// password anywhere).
+// amqpurl.Invalid when it cannot be taken apart safely (see
+// amqpurl.Redact).
 func (a *AMQPConfig) Redacted() string {
 	if a == nil {
 		return ""
 	}
-	u, err := url.Parse(a.URL)
-	if err != nil {
-		return "(invalid url)"
-	}
-	return u.Redacted()
+	return amqpurl.Redact(a.URL)
 }
 
 // String returns the redacted URL, so that logging the config is safe.

@@ -9,6 +9,8 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
+
+	"github.com/dynworkers/dynworkers/host/internal/amqpurl"
 )
 
 func eval(t *testing.T, dir, src string) (cty.Value, hcl.Diagnostics) {
@@ -117,7 +119,7 @@ func TestAMQPRedacted(t *testing.T) {
 	if got := (&AMQPConfig{URL: "amqp://h/"}).Redacted(); got != "amqp://h/" {
 		t.Errorf("no password: %q", got)
 	}
-	if got := (&AMQPConfig{URL: "amqp://u:p%zz@h/"}).Redacted(); got != "(invalid url)" {
+	if got := (&AMQPConfig{URL: "amqp://u:p%zz@h/"}).Redacted(); got != amqpurl.Invalid {
 		t.Errorf("invalid url: %q", got)
 	}
 }

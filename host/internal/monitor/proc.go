@@ -7,6 +7,8 @@ import (
 // ProcStats is one sample of a process's resource use, read from /proc.
 type ProcStats struct {
 	Pid int
+	// PPid is the pid of the parent process.
+	PPid int
 	// State is the one-letter state from /proc/<pid>/stat, that of the
 	// main thread: R (running), S (sleeping), D (uninterruptible wait),
 	// Z (zombie: exited, not yet reaped), T (stopped) and so on.

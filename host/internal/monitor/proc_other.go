@@ -20,3 +20,8 @@ func (s *Sampler) Read(pid int) (ProcStats, error) { return ReadProc(pid) }
 func ReadProc(pid int) (ProcStats, error) {
 	return ProcStats{}, fmt.Errorf("reading process %d: %w", pid, errors.ErrUnsupported)
 }
+
+// Children reports errors.ErrUnsupported: /proc is Linux only.
+func Children(ppid int) ([]ProcStats, error) {
+	return nil, fmt.Errorf("listing the children of %d: %w", ppid, errors.ErrUnsupported)
+}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/dynworkers/dynworkers/host/internal/supervise"
 )
 
 const (
@@ -16,11 +18,14 @@ const (
 	// DefaultSpareIdleExpiry is how long a binary's spares are kept while
 	// no Start takes one of them.
 	DefaultSpareIdleExpiry = time.Hour
-	// Backoff before replacing a spare that died while idle: doubled for
-	// every spare of the binary that died in a row, up to the maximum.
-	spareDeathBackoff    = 100 * time.Millisecond
-	spareDeathBackoffMax = time.Minute
 )
+
+// spareDeathBackoff spaces out the replacements of spares that die while
+// idle: 100ms after one death, doubled for every further spare of the
+// binary that died in a row, up to a minute. It is not
+// jittered: each binary has one replacement in flight at a time, so there
+// is no crowd to spread out.
+var spareDeathBackoff = supervise.Backoff{Initial: 100 * time.Millisecond, Max: time.Minute, Jitter: -1}
 
 // Spares is a pool of warm spares: plugin processes launched ahead of need
 // (the binary checked against its checksum by go-plugin's SecureConfig, the
@@ -313,12 +318,9 @@ func (s *Spares) warmLocked(key spareKey, checksum []byte, why string) {
 	s.fillLocked(set, deathBackoff(set.deaths))
 }
 
-func deathBackoff(deaths int) time.Duration {
-	if deaths <= 0 {
-		return 0
-	}
-	return min(spareDeathBackoff<<min(deaths-1, 20), spareDeathBackoffMax)
-}
+// deathBackoff is the delay before replacing a spare after deaths spares of
+// its binary died in a row.
+func deathBackoff(deaths int) time.Duration { return spareDeathBackoff.Delay(deaths, nil) }
 
 // fillLocked starts a launch for set, after delay, unless one is under way
 // or set needs none.

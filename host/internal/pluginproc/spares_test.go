@@ -206,6 +206,22 @@ func TestDeadSpareIsReplaced(t *testing.T) {
 	}
 }
 
+// The replacement of spares that keep dying slows down: none to wait for
+// while none has died, then 100ms doubled for every death in a row, up to
+// a minute, and exact (not jittered).
+func TestDeathBackoff(t *testing.T) {
+	for deaths, want := range map[int]time.Duration{
+		-1: 0, 0: 0, 1: 100 * time.Millisecond, 2: 200 * time.Millisecond, 3: 400 * time.Millisecond,
+		10: 51200 * time.Millisecond, 11: time.Minute, 21: time.Minute, 1000: time.Minute,
+	} {
+		for range 3 {
+			if got := deathBackoff(deaths); got != want {
+				t.Errorf("deathBackoff(%d) = %v, want %v", deaths, got, want)
+			}
+		}
+	}
+}
+
 func TestSparesClose(t *testing.T) {
 	pids := launchLog(t)
 	s, sink := newSpares(t, 2)

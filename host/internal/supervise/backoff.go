@@ -2,6 +2,7 @@ package supervise
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"time"
 )
 
@@ -47,14 +48,22 @@ func (b Backoff) withDefaults() (Backoff, error) {
 	if b.Jitter > 1 {
 		return b, fmt.Errorf("backoff jitter %v above 1", b.Jitter)
 	}
+	b = b.defaulted()
+	if b.Max < b.Initial {
+		return b, fmt.Errorf("backoff max %v below initial %v", b.Max, b.Initial)
+	}
+	return b, nil
+}
+
+// defaulted replaces the zero fields by their defaults, and a negative
+// Jitter by 0, without checking the rest: the result must not be
+// defaulted again, since its Jitter 0 would then become the default.
+func (b Backoff) defaulted() Backoff {
 	if b.Initial == 0 {
 		b.Initial = DefaultBackoffInitial
 	}
 	if b.Max == 0 {
 		b.Max = DefaultBackoffMax
-	}
-	if b.Max < b.Initial {
-		return b, fmt.Errorf("backoff max %v below initial %v", b.Max, b.Initial)
 	}
 	if b.ResetAfter == 0 {
 		b.ResetAfter = DefaultBackoffResetAfter
@@ -65,17 +74,39 @@ func (b Backoff) withDefaults() (Backoff, error) {
 	case b.Jitter < 0:
 		b.Jitter = 0
 	}
-	return b, nil
+	return b
 }
 
-// delay returns how long to wait before the next restart when the child has
-// already been restarted n times in the current sequence: 0 for n == 0, then
-// Initial·2^(n-1) capped at Max, with jitter. rnd returns values in [0, 1).
+// Delay returns how long to wait after n consecutive failures, on the
+// schedule a supervisor follows between restarts: 0 for n <= 0 (the first
+// retry is immediate), then Initial·2^(n-1) capped at Max, varied by
+// ±Jitter. Zero fields mean their defaults, as in a ChildSpec; ResetAfter
+// plays no part, since the caller counts n and decides when a success
+// resets it.
+//
+// It is the one exponential backoff of the host: code outside a supervisor
+// that retries (the broker's reconnections, the replacement of dead warm
+// spares) takes its delays from here rather than doubling by hand.
+//
+// rnd returns values in [0, 1) for the jitter: nil means math/rand/v2's
+// Float64, and tests pass a fixed function for exact delays (or set a
+// negative Jitter). Delay never returns less than 0, nor, before jitter,
+// more than Max, even for a Backoff that a Spec would reject.
+func (b Backoff) Delay(n int, rnd func() float64) time.Duration {
+	if rnd == nil {
+		rnd = rand.Float64
+	}
+	return b.defaulted().delay(n, rnd)
+}
+
+// delay is Delay on a Backoff whose defaults are already in place: how
+// long to wait before the next restart when the child has already been
+// restarted n times in the current sequence. rnd returns values in [0, 1).
 func (b Backoff) delay(n int, rnd func() float64) time.Duration {
 	if n <= 0 {
 		return 0
 	}
-	d := b.Initial
+	d := min(b.Initial, b.Max) // a Spec rules Max < Initial out; Delay does not
 	for i := 1; i < n && d < b.Max; i++ {
 		if d > b.Max/2 {
 			d = b.Max // doubling would pass Max, or overflow

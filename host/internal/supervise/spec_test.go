@@ -40,6 +40,53 @@ func TestBackoffDelay(t *testing.T) {
 	}
 }
 
+// Delay is the schedule for retries outside a supervisor: it takes the
+// defaults of zero fields itself and is the same as a supervisor's.
+func TestBackoffDelayExported(t *testing.T) {
+	exact := Backoff{Initial: 10 * time.Millisecond, Max: time.Second, Jitter: -1}
+	b, err := exact.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := -1; n < 12; n++ {
+		if got, want := exact.Delay(n, nil), b.delay(n, nil); got != want {
+			t.Errorf("Delay(%d) = %v, the supervisor's delay is %v", n, got, want)
+		}
+	}
+	// The zero Backoff is the default one, jitter included.
+	half := func() float64 { return 0.5 }
+	if got := (Backoff{}).Delay(1, half); got != DefaultBackoffInitial {
+		t.Errorf("zero Backoff: Delay(1) = %v, want %v", got, DefaultBackoffInitial)
+	}
+	if got, want := (Backoff{}).Delay(1, func() float64 { return 0 }), DefaultBackoffInitial*8/10; got != want {
+		t.Errorf("zero Backoff, lowest jitter: Delay(1) = %v, want %v", got, want)
+	}
+	if got := (Backoff{}).Delay(100, half); got != DefaultBackoffMax {
+		t.Errorf("zero Backoff: Delay(100) = %v, want the default cap %v", got, DefaultBackoffMax)
+	}
+	// nil draws from math/rand/v2: every delay within ±Jitter, not all
+	// the same.
+	j := Backoff{Initial: time.Second, Jitter: 0.5}
+	seen := map[time.Duration]bool{}
+	for range 100 {
+		d := j.Delay(1, nil)
+		if d < 500*time.Millisecond || d > 1500*time.Millisecond {
+			t.Fatalf("Delay(1) = %v, want within [0.5s, 1.5s]", d)
+		}
+		seen[d] = true
+	}
+	if len(seen) < 10 {
+		t.Errorf("nil rnd: %d distinct delays in 100, want jitter", len(seen))
+	}
+	// What a Spec would reject still gives a delay in [0, Max].
+	if got := (Backoff{Initial: time.Minute, Max: time.Second, Jitter: -1}).Delay(3, nil); got != time.Second {
+		t.Errorf("Max below Initial: %v, want Max", got)
+	}
+	if got := (Backoff{Initial: -time.Second, Jitter: -1}).Delay(3, nil); got != 0 {
+		t.Errorf("negative Initial: %v, want 0", got)
+	}
+}
+
 func TestDefaults(t *testing.T) {
 	b, err := Backoff{}.withDefaults()
 	if err != nil || b != (Backoff{DefaultBackoffInitial, DefaultBackoffMax, DefaultBackoffResetAfter, DefaultBackoffJitter}) {
