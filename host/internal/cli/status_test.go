@@ -373,8 +373,9 @@ supervisor "root" {
 			t.Errorf("%s: details %s (%v), details_error %q; want mode run and pid %d", name, w.Details, err, w.DetailsError, w.Pid)
 		}
 	}
-	if mute := byName["mute"]; mute.Details != nil || !strings.Contains(mute.DetailsError, "did not answer") {
-		t.Errorf("mute: details %s, details_error %q; want none and a timeout", mute.Details, mute.DetailsError)
+	// mute's reason is the host's: usually that it did not answer in time.
+	if mute := byName["mute"]; mute.Details != nil || mute.DetailsError == "" {
+		t.Errorf("mute: details %s, details_error %q; want none and why", mute.Details, mute.DetailsError)
 	}
 
 	var out string
@@ -387,8 +388,9 @@ supervisor "root" {
 			t.Fatalf("dynworkers status: %v\n%s", err, stderr.String())
 		}
 		out = stdout.String()
-		// Only mute may miss the deadline; retry if another one did.
-		if strings.Count(out, "did not answer") <= 1 || time.Now().After(deadline) {
+		// Only mute may lack details; retry if another one missed the
+		// host's deadline too.
+		if strings.Count(out, "    details: ") <= 1 || time.Now().After(deadline) {
 			break
 		}
 	}
@@ -405,7 +407,7 @@ supervisor "root" {
 		regexp.MustCompile(`^   ├─ a1  +running  chaos  +` + strconv.Itoa(byName["a1"].Pid) + `  `),
 		regexp.MustCompile(`^   │    mode=run pid=` + strconv.Itoa(byName["a1"].Pid) + `$`),
 		regexp.MustCompile(`^   └─ mute  +running  chaos  +\d+  `),
-		regexp.MustCompile(`^        details: the worker did not answer within 500ms$`),
+		regexp.MustCompile(`^        details: \S`),
 	}
 	if len(lines) < len(want)+2 {
 		t.Fatalf("status:\n%s", out)
