@@ -8,6 +8,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/dynworkers/dynworkers/host/internal/api"
 	"github.com/dynworkers/dynworkers/host/internal/control"
 )
 
@@ -34,29 +35,6 @@ func runClassesCmd(args []string, stdout, stderr io.Writer) int {
 	return rc
 }
 
-// remoteClassList is the list_classes result as the CLI reads it.
-type remoteClassList struct {
-	Classes []struct {
-		Name        string   `json:"name"`
-		Aliases     []string `json:"aliases"`
-		Description string   `json:"description"`
-		Version     string   `json:"version"`
-		Binary      string   `json:"binary"`
-		Schema      []struct {
-			Name        string `json:"name"`
-			Type        string `json:"type"`
-			Required    bool   `json:"required"`
-			Default     any    `json:"default"`
-			Sensitive   bool   `json:"sensitive"`
-			Description string `json:"description"`
-		} `json:"schema"`
-	} `json:"classes"`
-	Broken []struct {
-		Path  string `json:"path"`
-		Error string `json:"error"`
-	} `json:"broken"`
-}
-
 func runClassesRemote(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("classes", "-remote [-json] "+clientFlagsUsage, stderr)
 	fs.Bool("remote", false, "ask the running host (list_classes) instead of scanning the plugin directory")
@@ -77,7 +55,7 @@ func runClassesRemote(args []string, stdout, stderr io.Writer) int {
 		if prefix != "" {
 			fmt.Fprintf(w, "%s\n", strings.TrimSpace(prefix))
 		}
-		var list remoteClassList
+		var list api.ClassList
 		if *asJSON || json.Unmarshal(a.reply.Result, &list) != nil {
 			printJSON(w, a.reply.Result)
 			return
@@ -88,7 +66,7 @@ func runClassesRemote(args []string, stdout, stderr io.Writer) int {
 
 // printRemoteClasses prints a list_classes result the way the local
 // classes command prints a scan.
-func printRemoteClasses(w io.Writer, list *remoteClassList) {
+func printRemoteClasses(w io.Writer, list *api.ClassList) {
 	if len(list.Classes) == 0 {
 		fmt.Fprintln(w, "no classes found")
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mattn/go-isatty"
 
+	"github.com/dynworkers/dynworkers/host/internal/api"
 	"github.com/dynworkers/dynworkers/host/internal/control"
 )
 
@@ -29,82 +30,6 @@ const (
 	// that a host that does not answer shows up within a few frames.
 	defaultWatchTimeout = 10 * time.Second
 )
-
-// statusReport is the status result as the CLI reads it (daemon.StatusReport
-// on the host). Every field may be missing: an older host without
-// supervisors, process figures or metrics still gets a tree.
-type statusReport struct {
-	SystemID    string             `json:"system_id"`
-	Host        string             `json:"host"`
-	Broker      string             `json:"broker"`
-	Started     time.Time          `json:"started"`
-	Process     *processReport     `json:"process"`
-	Supervisors []supervisorReport `json:"supervisors"`
-	Workers     []workerReport     `json:"workers"`
-}
-
-// processReport is the host process (daemon.ProcessReport).
-type processReport struct {
-	Pid            int            `json:"pid"`
-	RSSBytes       uint64         `json:"rss_bytes"`
-	CPUSeconds     float64        `json:"cpu_seconds"`
-	UptimeSeconds  float64        `json:"uptime_seconds"`
-	WorkersByState map[string]int `json:"workers_by_state"`
-	ControlHandled uint64         `json:"control_handled"`
-	ControlFailed  uint64         `json:"control_failed"`
-	SampledAt      time.Time      `json:"sampled_at"`
-}
-
-// supervisorReport is one supervisor (daemon.SupervisorStatus).
-type supervisorReport struct {
-	Name             string            `json:"name"`
-	Path             string            `json:"path"`
-	Parent           string            `json:"parent"`
-	Source           string            `json:"source"`
-	Strategy         string            `json:"strategy"`
-	Intensity        int               `json:"intensity"`
-	Period           float64           `json:"period"` // seconds
-	State            string            `json:"state"`
-	RestartsInPeriod int               `json:"restarts_in_period"`
-	Since            time.Time         `json:"since"`
-	Failure          string            `json:"failure"`
-	FailedAt         time.Time         `json:"failed_at"`
-	Restarts         int               `json:"restarts"`
-	Totals           *supervisorTotals `json:"totals"`
-}
-
-// supervisorTotals are the figures of a supervisor's subtree
-// (daemon.SupervisorTotals).
-type supervisorTotals struct {
-	Workers    int     `json:"workers"`
-	Running    int     `json:"running"`
-	RSSBytes   uint64  `json:"rss_bytes"`
-	CPUSeconds float64 `json:"cpu_seconds"`
-}
-
-// workerReport is one worker (daemon.WorkerReport).
-type workerReport struct {
-	Name       string         `json:"name"`
-	Supervisor string         `json:"supervisor"`
-	Class      string         `json:"class"`
-	State      string         `json:"state"`
-	Pid        int            `json:"pid"`
-	Since      time.Time      `json:"since"`
-	StartedAt  time.Time      `json:"started_at"`
-	Restarts   int            `json:"restarts"`
-	LastExit   string         `json:"last_exit"`
-	LastExitAt time.Time      `json:"last_exit_at"`
-	Source     string         `json:"source"`
-	Metrics    *workerMetrics `json:"metrics"`
-}
-
-// workerMetrics are a worker's process figures (daemon.WorkerMetrics).
-type workerMetrics struct {
-	RSSBytes      uint64  `json:"rss_bytes"`
-	CPUSeconds    float64 `json:"cpu_seconds"`
-	CPUPercent    float64 `json:"cpu_percent"`
-	UptimeSeconds float64 `json:"uptime_seconds"`
-}
 
 // statusFlags are the flags of the status command besides the client ones.
 type statusFlags struct {
@@ -180,7 +105,9 @@ func printResult(w io.Writer, result json.RawMessage, asJSON, color bool) {
 		printJSON(w, result)
 		return
 	}
-	var rep statusReport
+	// api.Status reads an older host's result too: what it lacks stays
+	// zero (Process, Totals and Metrics are pointers, nil when absent).
+	var rep api.Status
 	if err := json.Unmarshal(result, &rep); err != nil {
 		fmt.Fprintf(w, "(the status result has an unexpected shape: %v)\n", err)
 		printJSON(w, result)

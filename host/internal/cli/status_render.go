@@ -10,6 +10,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/dynworkers/dynworkers/host/internal/api"
 )
 
 // The status tree:
@@ -18,12 +20,14 @@ import (
 //	NAME                              STATE    CLASS  PID   UPTIME  RESTARTS       RSS   CPU
 //	root  one_for_one  running  restarts 1/5 in 30s  workers 2/3 running  rss 24.6 MiB  cpu 2.5s
 //	├─ greeter                        running  hello  4242  3m12s          2  12.3 MiB  1.5%
+//	│    mode=run pid=4242
 //	│    last exit 3m12s ago: killed by SIGKILL
 //	└─ root/campaign-a  one_for_all  running  restarts 0/3 in 10s  workers 1/2 running  ...
 //	   ├─ ...
 //
 // Supervisors are lines of their own; workers are rows whose columns line
-// up across the whole tree. Everything the host sends is shown as it is
+// up across the whole tree, each followed by its details (status_details.go)
+// and its last exit. Everything the host sends is shown as it is
 // except control characters, which are escaped (see clean).
 
 // ANSI SGR sequences.
@@ -70,7 +74,7 @@ var workerStates = []string{"running", "starting", "backoff", "stopping", "stopp
 
 // printStatus prints a host's status: a header line, then its supervision
 // tree with one row per worker.
-func printStatus(w io.Writer, rep *statusReport, color bool) {
+func printStatus(w io.Writer, rep *api.Status, color bool) {
 	p := painter(color)
 	if h := hostLine(rep, p); h != "" {
 		fmt.Fprintln(w, h)
@@ -91,7 +95,7 @@ func printStatus(w io.Writer, rep *statusReport, color bool) {
 
 // hostLine is the header: the host, its broker, uptime, process figures,
 // workers by state and control requests.
-func hostLine(rep *statusReport, p painter) string {
+func hostLine(rep *api.Status, p painter) string {
 	var parts []string
 	id := clean(rep.Host)
 	if rep.SystemID != "" {
@@ -128,7 +132,7 @@ func hostLine(rep *statusReport, p painter) string {
 
 // stateCounts is "2 running, 1 failed": the host's own counts, else those
 // of the workers listed.
-func stateCounts(rep *statusReport, p painter) string {
+func stateCounts(rep *api.Status, p painter) string {
 	counts := map[string]int{}
 	if rep.Process != nil && rep.Process.WorkersByState != nil {
 		counts = rep.Process.WorkersByState
@@ -158,9 +162,9 @@ func stateCounts(rep *statusReport, p painter) string {
 
 // treeNode is a supervisor with its workers and child supervisors.
 type treeNode struct {
-	sup       supervisorReport
+	sup       api.Supervisor
 	synthetic bool // made up from the workers' supervisor (a host without supervisors in status)
-	workers   []workerReport
+	workers   []api.Worker
 	children  []*treeNode
 }
 
@@ -169,7 +173,7 @@ type treeNode struct {
 // is not listed (a host older than supervisors in status, or one removed
 // between the two lists) goes under a node of that supervisor's name, at
 // the top level.
-func buildTree(rep *statusReport) []*treeNode {
+func buildTree(rep *api.Status) []*treeNode {
 	byPath := map[string]*treeNode{}
 	var roots []*treeNode
 	for _, s := range rep.Supervisors {
@@ -184,7 +188,7 @@ func buildTree(rep *statusReport) []*treeNode {
 	for _, wr := range rep.Workers {
 		n, ok := byPath[wr.Supervisor]
 		if !ok {
-			n = &treeNode{sup: supervisorReport{Path: wr.Supervisor}, synthetic: true}
+			n = &treeNode{sup: api.Supervisor{Path: wr.Supervisor}, synthetic: true}
 			byPath[wr.Supervisor] = n
 			roots = append(roots, n)
 		}
@@ -230,6 +234,9 @@ func (n *treeNode) appendLines(lines []statusLine, glyph, cont string, p painter
 		i++
 		g, c := branch(cont, i == k)
 		lines = append(lines, workerRow(g, wr))
+		for _, text := range detailsLines(wr, p) {
+			lines = append(lines, statusLine{prefix: c + "  ", text: text})
+		}
 		if wr.LastExit != "" {
 			text := "last exit"
 			if !wr.LastExitAt.IsZero() {
@@ -298,7 +305,7 @@ func (n *treeNode) line(p painter) string {
 
 // workerRow is a worker's row: name, state, class, pid, uptime, restarts,
 // RSS and CPU.
-func workerRow(glyph string, wr workerReport) statusLine {
+func workerRow(glyph string, wr api.Worker) statusLine {
 	rss, cpu := "-", "-"
 	if m := wr.Metrics; m != nil {
 		rss, cpu = humanBytes(m.RSSBytes), fmt.Sprintf("%.1f%%", m.CPUPercent)
@@ -371,7 +378,7 @@ func pidText(pid int) string {
 
 // workerUptime is how long a running worker has run: from its metrics,
 // else (an older host) from its started_at.
-func workerUptime(wr workerReport) string {
+func workerUptime(wr api.Worker) string {
 	switch {
 	case wr.State != "running" && wr.State != "stopping":
 		return "-"

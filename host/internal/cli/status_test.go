@@ -8,11 +8,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 	"unicode"
 
+	"github.com/dynworkers/dynworkers/host/internal/api"
 	"github.com/dynworkers/dynworkers/host/internal/control"
 )
 
@@ -308,7 +310,9 @@ func runeIndex(s, sub string) int {
 
 // The real host, asked by the real command (the re-executed test binary,
 // its stdout a pipe): the tree shows the workers running under their
-// supervisors.
+// supervisors, each with its own Status() details (chaos answers its mode
+// and pid) or, for the one whose Status hangs, why there are none; -json
+// passes the details through.
 func TestStatusOnTheRealHost(t *testing.T) {
 	h := startServe(t, "-config", writeConfig(t, `
 supervisor "root" {
@@ -319,6 +323,12 @@ supervisor "root" {
     worker "a1" {
       class = "chaos"
     }
+    worker "mute" {
+      class = "chaos"
+      config {
+        hang_status = true
+      }
+    }
   }
 }
 `))
@@ -326,51 +336,80 @@ supervisor "root" {
 	if m == nil {
 		t.Fatalf("no address in the log:\n%s", h.logText())
 	}
-	api := "http://" + m[1]
+	apiURL := "http://" + m[1]
 	h.waitLine("host running")
-	// Wait until both workers run and have been sampled.
+	// Wait until the workers run, have been sampled and (the two that
+	// answer) have details: a loaded machine may let a Status answer miss
+	// the host's deadline once.
+	const greeter = `greeter "one"`
 	deadline := time.Now().Add(waitTimeout)
+	var byName map[string]api.Worker
 	for {
-		stdout, stderr, rc := runCLI(t, "status", "-json", "-http", api)
-		var rep statusReport
+		stdout, stderr, rc := runCLI(t, "status", "-json", "-http", apiURL)
+		var rep api.Status
 		if rc != 0 || json.Unmarshal([]byte(stdout), &rep) != nil {
 			t.Fatalf("status -json: rc %d\n%s\n%s", rc, stdout, stderr)
 		}
-		running := 0
+		byName = map[string]api.Worker{}
 		for _, w := range rep.Workers {
 			if w.State == "running" && w.Metrics != nil {
-				running++
+				byName[w.Name] = w
 			}
 		}
-		if running == 2 && len(rep.Supervisors) == 2 {
+		if len(byName) == 3 && len(rep.Supervisors) == 2 && byName[greeter].Details != nil && byName["a1"].Details != nil {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the workers do not run within %s:\n%s", waitTimeout, stdout)
+			t.Fatalf("the workers do not run with their details within %s:\n%s", waitTimeout, stdout)
 		}
 		time.Sleep(20 * time.Millisecond) // polling the host with a deadline
 	}
-
-	cmd := exec.Command(os.Args[0], "status", "-http", api)
-	cmd.Env = append(os.Environ(), "DYNWORKERS_CLI_MAIN=1")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("dynworkers status: %v\n%s", err, stderr.String())
+	// -json: the details as the worker sent them.
+	for _, name := range []string{greeter, "a1"} {
+		w := byName[name]
+		var details map[string]any
+		if err := json.Unmarshal(w.Details, &details); err != nil || details["mode"] != "run" ||
+			details["pid"] != float64(w.Pid) || len(details) != 2 || w.DetailsError != "" {
+			t.Errorf("%s: details %s (%v), details_error %q; want mode run and pid %d", name, w.Details, err, w.DetailsError, w.Pid)
+		}
 	}
-	out := stdout.String()
+	// mute's reason is the host's: usually that it did not answer in time.
+	if mute := byName["mute"]; mute.Details != nil || mute.DetailsError == "" {
+		t.Errorf("mute: details %s, details_error %q; want none and why", mute.Details, mute.DetailsError)
+	}
+
+	var out string
+	for {
+		cmd := exec.Command(os.Args[0], "status", "-http", apiURL)
+		cmd.Env = append(os.Environ(), "DYNWORKERS_CLI_MAIN=1")
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("dynworkers status: %v\n%s", err, stderr.String())
+		}
+		out = stdout.String()
+		// Only mute may lack details; retry if another one missed the
+		// host's deadline too.
+		if strings.Count(out, "    details: ") <= 1 || time.Now().After(deadline) {
+			break
+		}
+	}
 	lines := strings.Split(out, "\n")
 	if !strings.HasPrefix(lines[0], "host test/cli-test · broker embedded (no amqp block) · up ") ||
-		!strings.Contains(lines[0], "workers: 2 running · control: ") || strings.Contains(out, "\x1b") {
+		!strings.Contains(lines[0], "workers: 3 running · control: ") || strings.Contains(out, "\x1b") {
 		t.Errorf("header:\n%s", out)
 	}
 	want := []*regexp.Regexp{
-		regexp.MustCompile(`^root  one_for_one  running  restarts 0/\d+ in \S+  workers 2/2 running  rss \d`),
+		regexp.MustCompile(`^root  one_for_one  running  restarts 0/\d+ in \S+  workers 3/3 running  rss \d`),
 		regexp.MustCompile(`^├─ greeter "one"  +running  chaos  +\d+  \d\S*s  +0  +\d+\.\d [KMG]iB  +\d+\.\d%$`),
-		regexp.MustCompile(`^└─ root/campaign-a  one_for_one  running  .*workers 1/1 running`),
-		regexp.MustCompile(`^   └─ a1  +running  chaos  +\d+  `),
+		regexp.MustCompile(`^│    mode=run pid=` + strconv.Itoa(byName[greeter].Pid) + `$`),
+		regexp.MustCompile(`^└─ root/campaign-a  one_for_one  running  .*workers 2/2 running`),
+		regexp.MustCompile(`^   ├─ a1  +running  chaos  +` + strconv.Itoa(byName["a1"].Pid) + `  `),
+		regexp.MustCompile(`^   │    mode=run pid=` + strconv.Itoa(byName["a1"].Pid) + `$`),
+		regexp.MustCompile(`^   └─ mute  +running  chaos  +\d+  `),
+		regexp.MustCompile(`^        details: \S`),
 	}
-	if len(lines) < 6 {
+	if len(lines) < len(want)+2 {
 		t.Fatalf("status:\n%s", out)
 	}
 	for i, re := range want {

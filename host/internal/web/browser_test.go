@@ -539,6 +539,111 @@ func TestDashboardInChromium(t *testing.T) {
 	}
 }
 
+// workerDetails is a worker's details line as the page shows it.
+type workerDetails struct {
+	Shown  bool     `json:"shown"`  // the line is displayed
+	Text   string   `json:"text"`   // its text as rendered (innerText, trimmed)
+	Pairs  []string `json:"pairs"`  // each key=value
+	Titles []string `json:"titles"` // each pair's title (a cut value whole)
+	Error  string   `json:"error"`  // the details_error line, when shown
+}
+
+// jsDetails reads a worker's details line.
+const jsDetails = `(name) => {
+	const r = [...document.querySelectorAll("tr.worker-details")].find((r) => r.dataset.detailsOf === name);
+	if (!r) return { shown: false, text: "", pairs: [], titles: [], error: "" };
+	const err = r.querySelector(".details-error");
+	const kv = [...r.querySelectorAll(".kv")];
+	return {
+		shown: !r.hidden && r.getClientRects().length > 0,
+		text: r.innerText.trim(),
+		pairs: kv.map((e) => e.textContent),
+		titles: kv.map((e) => e.title),
+		error: err && !err.hidden ? err.textContent : "",
+	};
+}`
+
+// TestDashboardShowsWorkerDetails runs a real host whose workers report
+// details (chaos: its mode and pid; smpp: its config, with markup in it)
+// or hang in Status, and checks that the page shows each worker's details
+// under its row, as text, follows a restart's new pid, shows why details
+// are missing, and holds no secret.
+func TestDashboardShowsWorkerDetails(t *testing.T) {
+	exe := chromium(t)
+	const secret = "details-secret-must-not-show"
+	const markupHost = `<img src=x onerror="document.title='pwned'">`
+	const markupUser = `<b>bold</b> & co`
+	h := startHost(t, "", `
+worker "plain" {
+  class = "chaos"
+}
+worker "mute" {
+  class = "chaos"
+  config {
+    hang_status = true
+  }
+}
+worker "markup" {
+  class = "smpp"
+  config {
+    host     = "<img src=x onerror=\"document.title='pwned'\">"
+    username = "<b>bold</b> & co"
+    password = "`+secret+`"
+  }
+}
+`)
+	pids := h.waitStarted("plain", "mute", "markup")
+	dash := h.dashboardURL()
+	b := newBrowser(t, exe)
+	b.do("opening the dashboard", chromedp.Navigate(dash))
+	waitFor[bool](b, "the page lists the workers", jsRowsRunning, []string{"plain", "mute", "markup"})
+
+	// chaos reports its mode and pid: shown on the line under its row.
+	want := []string{"mode=run", fmt.Sprintf("pid=%d", pids["plain"])}
+	waitFor[bool](b, "plain shows its details", `(n, want) => { const d = (`+jsDetails+`)(n); return d.shown && d.pairs.join(" ") === want.join(" "); }`, "plain", want)
+	if d := eval[workerDetails](b, jsDetails, "plain"); d.Text != strings.Join(want, " ") || d.Error != "" {
+		t.Errorf("plain's details line reads %q (error %q), want %q", d.Text, d.Error, strings.Join(want, " "))
+	}
+
+	// A worker whose Status hangs: why there are no details, and none. (The
+	// reason is the host's: usually that the worker did not answer in
+	// time, sometimes the cancelled call's own error.)
+	waitFor[bool](b, "mute shows why it has no details", `(n) => { const d = (`+jsDetails+`)(n); return d.shown && d.error !== ""; }`, "mute")
+	if d := eval[workerDetails](b, jsDetails, "mute"); len(d.Pairs) != 0 || !strings.HasPrefix(d.Error, "details: ") || len(d.Error) <= len("details: ") {
+		t.Errorf("mute: pairs %q, error %q", d.Pairs, d.Error)
+	}
+
+	// Markup in a worker's details is text; the password is scrubbed.
+	waitFor[bool](b, "markup shows its details", `(n) => (`+jsDetails+`)(n).pairs.length > 0`, "markup")
+	d := eval[workerDetails](b, jsDetails, "markup")
+	shown := map[string]string{}
+	for i, p := range d.Pairs {
+		k, v, _ := strings.Cut(p, "=")
+		if d.Titles[i] != "" {
+			v = d.Titles[i] // cut short on the line; whole in the title
+		}
+		shown[k] = v
+	}
+	if shown["host"] != markupHost || shown["username"] != markupUser || shown["pid"] != fmt.Sprint(pids["markup"]) ||
+		shown["bind"] != "smpp://"+markupUser+":(sensitive)@"+markupHost {
+		t.Errorf("markup's details as shown: %q", shown)
+	}
+	if n := eval[int](b, `() => document.querySelectorAll("img, tr.worker-details b").length`); n != 0 {
+		t.Errorf("a worker's details became %d elements", n)
+	}
+	if title := eval[string](b, `() => document.title`); title == "pwned" {
+		t.Error("a worker's details ran as script")
+	}
+	if html := eval[string](b, `() => document.documentElement.outerHTML`); strings.Contains(html, secret) {
+		t.Error("the page holds the password")
+	}
+
+	// A restart: the details follow the new process.
+	b.do("clicking restart", chromedp.Click(chromedp.CSS(`tr.worker[data-worker="plain"] button.restart`)))
+	newPid := waitFor[string](b, "the pid of plain changes", jsNewPid, "plain", fmt.Sprint(pids["plain"]))
+	waitFor[bool](b, "plain's details show the new pid", `(n, pid) => (`+jsDetails+`)(n).pairs.includes("pid=" + pid)`, "plain", newPid)
+}
+
 // TestDashboardAsksForTheToken runs a host with an http_token: the page
 // shows the token form and nothing else, a wrong token is refused, and
 // after the right one it lists the workers; the token stays out of the

@@ -18,7 +18,9 @@
 // httpapi.Options.UI).
 //
 // The page renders every value with textContent and DOM calls, never as
-// HTML, so a worker named `<i>"x"` shows as just that; the
+// HTML, so a worker named `<i>"x"` shows as just that, and so do the
+// details a worker reports about itself (its Status() answer, shown as
+// key=value pairs on a line under its row); the
 // Content-Security-Policy (default-src 'self') forbids inline scripts and
 // anything from elsewhere.
 package web

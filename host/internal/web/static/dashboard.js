@@ -3,8 +3,8 @@
 // and the recent events; its buttons and form call the same API.
 //
 // Everything shown comes from the API and goes into the page as text
-// (textContent and DOM attributes), never as HTML: worker names may hold
-// quotes and angle brackets. The bearer token, when the host has one, is
+// (textContent and DOM attributes), never as HTML: worker names, and the
+// details a worker reports about itself, may hold quotes and angle brackets. The bearer token, when the host has one, is
 // asked for once and kept in sessionStorage, and sent on every call.
 "use strict";
 
@@ -12,6 +12,7 @@
   const POLL_MS = 1500; // time between two polls
   const SAMPLES = 60; // sparkline samples kept per worker
   const MAX_EVENTS = 100; // events shown
+  const MAX_VALUE = 80; // characters of a details value shown; its title has it all
   const TOKEN_KEY = "dynworkers.token";
   const SVG_NS = "http://www.w3.org/2000/svg";
 
@@ -103,6 +104,30 @@
     let s = `${pad(t.getHours())}:${pad(t.getMinutes())}:${pad(t.getSeconds())}`;
     if (ms) s += "." + pad(t.getMilliseconds(), 3);
     return s;
+  }
+
+  // detailPairs turns a worker's details (its own Status() answer, a JSON
+  // object) into [key, text] pairs sorted by key: strings as they are,
+  // anything else as JSON. Something other than an object is one pair.
+  function detailPairs(d) {
+    if (d === undefined || d === null) return [];
+    if (typeof d !== "object" || Array.isArray(d)) return [["details", JSON.stringify(d)]];
+    return Object.keys(d).sort().map((k) => [k, typeof d[k] === "string" ? d[k] : JSON.stringify(d[k])]);
+  }
+
+  // kvNode shows one pair as "key=value", the value cut at MAX_VALUE
+  // characters (the title then has it whole). Both are text: a worker's
+  // details are whatever its plugin says.
+  function kvNode([k, text]) {
+    const chars = Array.from(text);
+    const cut = chars.length > MAX_VALUE ? chars.slice(0, MAX_VALUE - 1).join("") + "…" : text;
+    return el("span", { className: "kv", title: cut !== text ? text : undefined },
+      el("span", { className: "k" }, k), "=", el("span", { className: "v" }, cut));
+  }
+
+  // kvNodes shows pairs a space apart, so that copied text reads too.
+  function kvNodes(pairs) {
+    return pairs.flatMap((p, i) => (i ? [" ", kvNode(p)] : [kvNode(p)]));
   }
 
   // stateClass maps a worker's or supervisor's state to its colour.
@@ -391,6 +416,12 @@
       stop: el("button", { type: "button", className: "stop", title: "stop this worker" }, "stop"),
     };
     v.config = el("details", { className: "config" }, el("summary", {}, "config"), v.configPre);
+    // The worker's details go on a line of their own under its row, and
+    // details_error (why there are none) in the warning colour.
+    v.detailsList = el("div", { className: "kv-list" });
+    v.detailsError = el("div", { className: "details-error" });
+    v.detailsTr = el("tr", { className: "worker-details", "data-details-of": name, hidden: true },
+      el("td"), el("td", { colSpan: 9 }, v.detailsList, v.detailsError));
     const spark = (line, label) => {
       const s = svg("svg", { class: "spark", viewBox: "0 0 80 20", width: 80, height: 20, role: "img", "aria-label": label });
       s.append(line);
@@ -429,9 +460,25 @@
     drawSpark(v.cpuLine, v.cpuSpark, h.cpu, true, fmtPercent);
     v.config.hidden = !w.config;
     if (w.config) setText(v.configPre, JSON.stringify(w.config, null, 2));
+    updateDetails(v, w);
     if (!v.busy) {
       v.stop.disabled = w.state === "stopped" || w.state === "stopping";
     }
+  }
+
+  // updateDetails shows a worker's details and details_error, rebuilding
+  // the line only when they changed.
+  function updateDetails(v, w) {
+    const sig = JSON.stringify([w.details ?? null, w.details_error || ""]);
+    if (v.detailsSig === sig) return;
+    v.detailsSig = sig;
+    const pairs = detailPairs(w.details);
+    v.detailsList.replaceChildren(...kvNodes(pairs));
+    v.detailsList.hidden = pairs.length === 0;
+    v.detailsError.hidden = !w.details_error;
+    setText(v.detailsError, w.details_error ? "details: " + w.details_error : "");
+    v.detailsTr.hidden = pairs.length === 0 && !w.details_error;
+    v.tr.classList.toggle("has-details", !v.detailsTr.hidden);
   }
 
   // drawSpark draws the samples as a polyline, newest at the right edge.
@@ -485,6 +532,7 @@
       if (!v) rowViews.set(w.name, (v = makeRowView(w.name)));
       updateRowView(v, w);
       add(supViews.get(w.supervisor).tbody, v.tr);
+      add(supViews.get(w.supervisor).tbody, v.detailsTr);
     }
     for (const [path, v] of supViews) {
       if (!known.has(path)) { v.root.remove(); supViews.delete(path); continue; }
@@ -494,7 +542,7 @@
     }
     const names = new Set(workers.map((w) => w.name));
     for (const [name, v] of rowViews) {
-      if (!names.has(name)) { v.tr.remove(); rowViews.delete(name); }
+      if (!names.has(name)) { v.tr.remove(); v.detailsTr.remove(); rowViews.delete(name); }
     }
     replaceIfChanged(tree, want.get(tree));
   }
