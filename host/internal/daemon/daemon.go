@@ -3,16 +3,32 @@
 // configured workers, each in a plugin process of its own, until it is told
 // to stop.
 //
-// Lifecycle: Load (config, catalog, tree; nothing runs yet) → Run (start
-// the workers in declared order, supervise them) → cancel Run's context
-// (stop every worker in reverse order within its shutdown timeout).
+// Lifecycle: Load (config, catalog, tree; nothing runs yet) → Run (connect
+// to the broker and start the event publisher, open the bus, serve the HTTP
+// API, start the workers in declared order and restore the dynamic ones,
+// then take AMQP control messages; supervise) → cancel Run's context
+// (shut down, below).
+//
+// Shutdown order, each step finished before the next begins:
+//
+//  1. Stop taking control requests: the AMQP control consumers end and the
+//     whole HTTP server shuts down (control routes, /v1/status and
+//     /metrics alike). Requests in flight finish (HTTP waits up to 5 s); an
+//     AMQP message cut short is left for redelivery.
+//  2. Stop the supervisors: every worker stops in reverse declared order
+//     within its shutdown_timeout (killed after it), sub-supervisors
+//     before their parents go on.
+//  3. Publish the lifecycle events still queued, the worker_stopping and
+//     worker_stopped of step 2 among them, in order and confirmed by the
+//     broker, for at most 5 s; what is left then is logged as not
+//     published.
+//  4. Close the workers' bus, the broker connection and the warm spares.
 package daemon
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/dynworkers/dynworkers/host/internal/api"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,9 +39,11 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2"
 
+	"github.com/dynworkers/dynworkers/host/internal/api"
 	"github.com/dynworkers/dynworkers/host/internal/broker"
 	"github.com/dynworkers/dynworkers/host/internal/catalog"
 	"github.com/dynworkers/dynworkers/host/internal/config"
+	"github.com/dynworkers/dynworkers/host/internal/events"
 	"github.com/dynworkers/dynworkers/host/internal/monitor"
 	"github.com/dynworkers/dynworkers/host/internal/pluginproc"
 	"github.com/dynworkers/dynworkers/host/internal/state"
@@ -64,7 +82,10 @@ type Daemon struct {
 	// persisted.
 	tree *tree.Tree
 
-	events *eventLog
+	// eventLog keeps the most recent events for GET /v1/events;
+	// eventMapper gives them their wire form (events.go).
+	eventLog    *events.Ring
+	eventMapper events.Mapper
 	// spares holds warm spare plugin processes; Run's shutdown closes it.
 	spares *pluginproc.Spares
 	tr     transports
@@ -132,7 +153,8 @@ func Load(ctx context.Context, opts Options) (*Daemon, error) {
 	if diags.HasErrors() || cfg == nil {
 		return nil, &ConfigError{Diags: diags}
 	}
-	d := &Daemon{opts: opts, logger: logger, cfg: cfg, events: newEventLog(100), pluginSig: pluginSig,
+	d := &Daemon{opts: opts, logger: logger, cfg: cfg, pluginSig: pluginSig,
+		eventLog: events.NewRing(eventLogSize), eventMapper: newEventMapper(cfg),
 		workerMetrics: monitor.NewRegistry(0)}
 	if n := cfg.Host.WarmSpares; n > 0 {
 		// Warm spares of a binary, once a worker of it failed or was
@@ -142,9 +164,6 @@ func Load(ctx context.Context, opts Options) (*Daemon, error) {
 	}
 	d.catalog.Store(cat)
 	if cfg.AMQP != nil {
-		// Created before any supervisor can emit an event; the publisher
-		// starts with the AMQP transport and drains what queued meanwhile.
-		d.tr.events = make(chan supervise.Event, eventQueue)
 		d.tr.connSet = make(chan struct{})
 	}
 	store, st, err := openState(cfg.Host.StateDir, logger)
@@ -194,9 +213,6 @@ func (d *Daemon) Config() *config.Config { return d.cfg }
 
 // Catalog returns the plugin catalog.
 func (d *Daemon) Catalog() *catalog.Catalog { return d.catalog.Load() }
-
-// Events returns the most recent supervision events, oldest first.
-func (d *Daemon) Events() []supervise.Event { return d.events.list() }
 
 // Run starts the configured workers in declared order (up to
 // host.start_concurrency starts in flight at once) and supervises them
@@ -268,18 +284,29 @@ func (d *Daemon) brokerDescription() string {
 	return "amqp " + d.cfg.AMQP.Redacted()
 }
 
-// shutdown stops the root supervisor, which stops its children in reverse
-// declared order, each within its own shutdown timeout; a sub-supervisor
-// stops its own children likewise before its parent goes on. Then the
-// goroutines of the (stopped) sub-supervisors end.
+// shutdown stops the host in an order that loses nothing it can keep (see
+// the package documentation):
+//
+//  1. stop taking control requests (stopControl): a request cannot start
+//     a worker behind the shutdown's back, and no request waits on a host
+//     that is going away;
+//  2. stop the supervisors, root first: each stops its children in reverse
+//     declared order, each within its own shutdown timeout, a
+//     sub-supervisor its own children likewise before its parent goes on;
+//  3. publish the events still queued, the workers' stop events among
+//     them, within eventDrainTimeout (drainEvents): they need the broker
+//     connection, so it is still open;
+//  4. close the workers' bus, the broker connection and the warm spares.
 func (d *Daemon) shutdown() error {
 	d.logger.Info("host stopping")
-	d.stopTransports()
+	d.stopControl()
 	// Stop bounds each worker by its own shutdown timeout, so the context
 	// here only guards against a bug.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	err := d.tree.Stop(ctx)
 	cancel()
+	// No supervisor emits events anymore: what is queued is all there is.
+	d.drainEvents()
 	// The workers are down: their consumers' unacked messages go back to
 	// their queues.
 	d.closeBus()

@@ -4,58 +4,63 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/dynworkers/dynworkers/host/internal/api"
 	"github.com/dynworkers/dynworkers/host/internal/broker"
 	"github.com/dynworkers/dynworkers/host/internal/control"
+	"github.com/dynworkers/dynworkers/host/internal/events"
 	"github.com/dynworkers/dynworkers/host/internal/httpapi"
 	"github.com/dynworkers/dynworkers/host/internal/promexport"
-	"github.com/dynworkers/dynworkers/host/internal/supervise"
 	"github.com/dynworkers/dynworkers/host/internal/web"
 )
 
 // transports are the ways control requests reach the host: the local HTTP
 // API always, AMQP when an amqp block is configured. All of them go
-// through one Dispatcher.
+// through one Dispatcher. With AMQP they also carry the lifecycle events
+// out, through the event publisher.
 type transports struct {
 	dispatcher *control.Dispatcher
 	http       *httpapi.Server
 	httpErr    chan error
 	cancel     context.CancelFunc
 	httpCancel context.CancelFunc // stops the HTTP API alone
-	ctx        context.Context    // ends when the transports stop
+	ctx        context.Context    // ends when the host stops taking control requests (stopControl)
 
 	conn    *broker.Conn
 	connSet chan struct{} // closed once conn is set (made by Load when AMQP is configured)
 	amqp    *control.AMQPTransport
 	amqpErr chan error
-	events  chan supervise.Event // to be published on vumi.events
-	evDone  chan struct{}
+	// pub publishes the lifecycle events to vumi.events; set by
+	// dialBroker, read by onEvent on the supervisors' goroutines.
+	pub atomic.Pointer[events.Publisher]
 }
 
-// eventQueue bounds the events waiting to be published; beyond it events
-// are dropped (and counted in the log) rather than slowing the supervisor.
-const eventQueue = 1024
+// eventDrainTimeout bounds how long a stopping host keeps publishing the
+// events still queued (the workers' stop events among them) once its
+// workers are stopped: a broker that is away must not hold the exit for
+// long.
+const eventDrainTimeout = 5 * time.Second
 
 // startHTTP starts the HTTP API and returns once it listens, or with the
 // listen error (an address in use stops the host from starting: a host
 // that cannot be reached is not what the operator asked for).
 func (d *Daemon) startHTTP(ctx context.Context) error {
-	d.tr.dispatcher = control.NewDispatcher(d, d.logger.Named("control"))
 	d.tr.http = httpapi.New(httpapi.Options{
 		Addr:   d.cfg.Host.HTTPAddr,
 		Token:  d.cfg.Host.HTTPToken,
 		Doer:   d.tr.dispatcher,
 		Logger: d.logger.Named("http"),
-		Events: d.eventMaps,
+		Events: d.EventLog,
 		UI:     web.Handler(),
 		Metrics: promexport.NewHandler(d.Snapshot,
 			promexport.WithErrorLog(d.logger.Named("metrics").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}))),
 	})
 	hctx, cancel := context.WithCancel(d.tr.ctx)
-	d.tr.httpCancel = cancel // stopTransports cancels d.tr.ctx, and hctx with it
+	d.tr.httpCancel = cancel // stopControl cancels d.tr.ctx, and hctx with it
 	d.tr.httpErr = make(chan error, 1)
 	go func() { d.tr.httpErr <- d.tr.http.ListenAndServe(hctx) }()
 	select {
@@ -64,7 +69,7 @@ func (d *Daemon) startHTTP(ctx context.Context) error {
 		return nil
 	case err := <-d.tr.httpErr:
 		cancel()
-		d.tr.httpErr = nil // consumed: stopTransports must not wait for it
+		d.tr.httpErr = nil // consumed: stopControl must not wait for it
 		return fmt.Errorf("HTTP API on %s: %w", d.cfg.Host.HTTPAddr, err)
 	case <-ctx.Done():
 		cancel()
@@ -74,16 +79,18 @@ func (d *Daemon) startHTTP(ctx context.Context) error {
 	}
 }
 
-// initTransports makes the context of the transports, which
-// stopTransports cancels.
+// initTransports makes the dispatcher of control requests and the context
+// of the control transports, which stopControl cancels.
 func (d *Daemon) initTransports() {
 	d.tr.ctx, d.tr.cancel = context.WithCancel(context.Background())
+	d.tr.dispatcher = control.NewDispatcher(d, d.logger.Named("control"))
 }
 
-// dialBroker connects to the broker, when an amqp block is configured. It
-// returns at once: the connection is made (and remade after a loss) in the
-// background. Run dials before starting workers, so that the bus they use
-// exists, and takes control messages later (startAMQP).
+// dialBroker connects to the broker, when an amqp block is configured, and
+// starts the event publisher. It returns at once: the connection is made
+// (and remade after a loss) in the background. Run dials before starting
+// workers, so that the bus they use exists and their first events are
+// published, and takes control messages later (startAMQP).
 func (d *Daemon) dialBroker() error {
 	if d.cfg.AMQP == nil {
 		return nil
@@ -99,26 +106,31 @@ func (d *Daemon) dialBroker() error {
 		return err
 	}
 	d.tr.conn = conn
+	d.tr.amqp = control.NewAMQPTransport(control.AMQPOptions{
+		SystemID: sys, HostName: host, Conn: conn,
+		Handler: d.tr.dispatcher,
+		Logger:  d.logger.Named("amqp"),
+	})
+	// PublishEvent waits for the broker while it is away and returns once
+	// it confirmed the event, so events are delayed, not lost, and the
+	// publisher knows what reached the broker.
+	amqpT := d.tr.amqp
+	d.tr.pub.Store(events.NewPublisher(events.PublisherOptions{
+		Publish: func(ctx context.Context, ev api.Event) error { return amqpT.PublishEvent(ctx, ev.Event, ev) },
+		Logger:  d.logger.Named("events"),
+	}))
 	close(d.tr.connSet)
 	return nil
 }
 
-// startAMQP starts consuming control messages and publishing events; the
-// messages published meanwhile waited in the durable queues.
+// startAMQP starts consuming control messages; the messages published
+// meanwhile waited in the durable queues.
 func (d *Daemon) startAMQP() error {
-	if d.tr.conn == nil {
+	if d.tr.amqp == nil {
 		return nil
 	}
-	sys, host := d.cfg.SystemID, d.cfg.Host.Name
-	d.tr.amqp = control.NewAMQPTransport(control.AMQPOptions{
-		SystemID: sys, HostName: host, Conn: d.tr.conn,
-		Handler: d.tr.dispatcher,
-		Logger:  d.logger.Named("amqp"),
-	})
 	d.tr.amqpErr = make(chan error, 1)
 	go func() { d.tr.amqpErr <- d.tr.amqp.Run(d.tr.ctx) }()
-	d.tr.evDone = make(chan struct{})
-	go d.publishEvents()
 	return nil
 }
 
@@ -137,38 +149,6 @@ func (d *Daemon) WaitBroker(ctx context.Context) error {
 	return d.tr.conn.WaitConnected(ctx)
 }
 
-// queueEvent hands an event to the publisher without blocking the
-// supervisor that emitted it.
-func (d *Daemon) queueEvent(ev supervise.Event) {
-	if d.tr.events == nil {
-		return
-	}
-	select {
-	case d.tr.events <- ev:
-	default:
-		d.logger.Warn("event queue full: event not published", "event", ev.Type(), "worker", ev.Map()["worker"])
-	}
-}
-
-// publishEvents publishes queued events to vumi.events until the
-// transports stop. An event that cannot be published while the broker is
-// away waits for the reconnection (Publish waits), so events are delayed,
-// not lost, unless the queue overflows.
-func (d *Daemon) publishEvents() {
-	defer close(d.tr.evDone)
-	for {
-		select {
-		case <-d.tr.ctx.Done():
-			return
-		case ev := <-d.tr.events:
-			name, body := d.publishedEvent(ev)
-			if err := d.tr.amqp.PublishEvent(d.tr.ctx, name, body); err != nil && d.tr.ctx.Err() == nil {
-				d.logger.Warn("publishing event", "event", ev.Type(), "error", err)
-			}
-		}
-	}
-}
-
 // HTTPAddr returns the address the HTTP API listens on ("" before Run has
 // started it); with http_addr port 0 this is the port picked.
 func (d *Daemon) HTTPAddr() string {
@@ -183,10 +163,15 @@ func (d *Daemon) HTTPAddr() string {
 	}
 }
 
-// stopTransports stops taking control requests; requests in flight finish
-// first (the HTTP server shuts down gracefully). The broker connection
-// stays open for the workers' bus until closeBroker.
-func (d *Daemon) stopTransports() {
+// stopControl stops taking control requests: the AMQP consumers end and
+// the whole HTTP server shuts down, /v1/status and /metrics included, so
+// that one simple rule holds: nothing from outside reaches a stopping
+// host, and no request can start a worker behind its back. Requests in
+// flight finish first: the HTTP server shuts down gracefully, and an AMQP
+// message cut short by the stop is left for redelivery. The broker
+// connection stays open for the workers' bus and the events until
+// closeBroker.
+func (d *Daemon) stopControl() {
 	if d.tr.cancel == nil {
 		return
 	}
@@ -194,9 +179,6 @@ func (d *Daemon) stopTransports() {
 	if d.tr.amqpErr != nil {
 		if err := <-d.tr.amqpErr; err != nil {
 			d.logger.Warn("AMQP control transport stopped with an error", "error", err)
-		}
-		if d.tr.evDone != nil {
-			<-d.tr.evDone
 		}
 	}
 	if d.tr.httpErr != nil {
@@ -209,6 +191,27 @@ func (d *Daemon) stopTransports() {
 			d.logger.Warn("HTTP API did not stop within 10s")
 		}
 	}
+}
+
+// drainEvents publishes the events still queued, the stop events of the
+// workers among them, once nothing emits events anymore (the supervisors
+// are stopped), within eventDrainTimeout.
+func (d *Daemon) drainEvents() {
+	p := d.tr.pub.Load()
+	if p == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), eventDrainTimeout)
+	defer cancel()
+	err := p.Close(ctx)
+	st := p.Stats()
+	if err != nil {
+		d.logger.Warn("events not published before the host stops", "error", err, "published", st.Published)
+	}
+	if st.Dropped > 0 || st.Failed > 0 {
+		d.logger.Warn("some events were never published", "dropped", st.Dropped, "failed", st.Failed)
+	}
+	d.logger.Debug("event publisher closed", "published", st.Published)
 }
 
 // closeBroker closes the broker connection, once the workers are stopped

@@ -12,6 +12,7 @@
 //	POST   /v1/workers/{name}/restart  operation restart_worker
 //	POST   /v1/supervisors             operation start_supervisor
 //	DELETE /v1/supervisors/{path...}   operation stop_supervisor
+//	GET    /v1/events                  the most recent lifecycle events, when Options.Events is set
 //	GET    /healthz                    {"ok":true}: the host process answers
 //	GET    /  and  /ui/...             the web dashboard, when Options.UI is set
 //

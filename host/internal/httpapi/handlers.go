@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dynworkers/dynworkers/host/internal/api"
 	"github.com/dynworkers/dynworkers/host/internal/control"
 )
 
@@ -41,7 +42,7 @@ func (s *Server) routes() http.Handler {
 		route(http.MethodGet, "/v1/events", func(w http.ResponseWriter, r *http.Request) {
 			events := s.opts.Events()
 			if events == nil {
-				events = []map[string]any{}
+				events = []api.Event{} // [] in the JSON, not null
 			}
 			s.writeReply(w, control.Reply{OK: true, Result: map[string]any{"events": events}})
 		})

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/dynworkers/dynworkers/host/internal/api"
 	"github.com/dynworkers/dynworkers/host/internal/control"
 )
 
@@ -35,9 +36,8 @@ type Options struct {
 	// Logger receives one debug line per request; nil means no logging.
 	Logger hclog.Logger
 	// Events, if set, returns the most recent lifecycle events, oldest
-	// first, as the JSON-friendly maps published on vumi.events; it backs
-	// GET /v1/events.
-	Events func() []map[string]any
+	// first, as published on vumi.events; it backs GET /v1/events.
+	Events func() []api.Event
 	// Metrics, if set, serves GET /metrics (the Prometheus exposition).
 	Metrics http.Handler
 	// UI, if set, serves the web dashboard: GET / and GET /ui/..., without

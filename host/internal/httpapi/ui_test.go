@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dynworkers/dynworkers/host/internal/api"
 	"github.com/dynworkers/dynworkers/host/internal/control"
 	"github.com/dynworkers/dynworkers/host/internal/web"
 )
@@ -29,7 +30,7 @@ func TestUIIsServedWithoutTheToken(t *testing.T) {
 	}}
 	metrics := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("m 1\n")) })
 	s := New(Options{Doer: d, Token: token, UI: web.Handler(), Metrics: metrics,
-		Events: func() []map[string]any { return nil }})
+		Events: func() []api.Event { return nil }})
 	h := s.Handler()
 
 	// The page and its files: no token needed, no Doer called.

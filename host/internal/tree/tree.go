@@ -15,16 +15,10 @@ import (
 	"github.com/dynworkers/dynworkers/host/internal/api"
 	"github.com/dynworkers/dynworkers/host/internal/config"
 	"github.com/dynworkers/dynworkers/host/internal/control"
+	"github.com/dynworkers/dynworkers/host/internal/events"
 	"github.com/dynworkers/dynworkers/host/internal/pluginproc"
 	"github.com/dynworkers/dynworkers/host/internal/state"
 	"github.com/dynworkers/dynworkers/host/internal/supervise"
-)
-
-// Child-spec metadata that marks a child that is a supervisor, so that its
-// events are named supervisor_* on the wire.
-const (
-	MetaKind       = "kind"
-	KindSupervisor = "supervisor"
 )
 
 // supervisorTimeout bounds the start and the stop of a supervisor child.
@@ -260,7 +254,9 @@ func supChildSpec(n *node) supervise.ChildSpec {
 		Service:         n.run.AsChild(),
 		StartTimeout:    supervisorTimeout,
 		ShutdownTimeout: supervisorTimeout,
-		Meta:            map[string]string{MetaKind: KindSupervisor, "path": n.sup.Path},
+		// The marks by which the events package names this child's events
+		// supervisor_* on the wire.
+		Meta: map[string]string{events.MetaKind: events.KindSupervisor, events.MetaPath: n.sup.Path},
 	}
 }
 
