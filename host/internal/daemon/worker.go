@@ -63,7 +63,7 @@ func (s *pluginService) Start(ctx context.Context) (supervise.Instance, error) {
 	if bus := s.d.currentBus(); bus != nil {
 		opts.BusHost = newBusHost(bus, s.logger.With("worker", s.w.Name))
 	}
-	opts.MetricSink = metricSink{reg: s.d.workerMetrics, prefix: monitor.WorkerPrefix(s.systemID, s.hostName, s.w.Name)}
+	opts.MetricSink = newMetricSink(s.d.workerMetrics, monitor.WorkerPrefix(s.systemID, s.hostName, s.w.Name))
 	p, err := pluginproc.Start(ctx, opts)
 	if err != nil {
 		if children != nil {
