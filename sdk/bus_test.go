@@ -75,6 +75,8 @@ type fakeBusHost struct {
 	outboxes  int            // Outbox streams opened
 	endOutbox chan error     // ends the current Outbox stream, if sent to
 	metricN   map[string]int // metrics by how they came: "unary", "outbox"
+	// metricErr refuses the unary Metric calls of these names.
+	metricErr map[string]error
 	outboxOn  chan struct{}  // signalled when an Outbox stream is served
 	unaryN    map[string]int // unary calls by name
 
@@ -125,6 +127,9 @@ func (h *fakeBusHost) Publish(_ context.Context, req *proto.PublishRequest) (*pr
 func (h *fakeBusHost) Metric(_ context.Context, req *proto.MetricRequest) (*proto.MetricResponse, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if err := h.metricErr[req.Name]; err != nil {
+		return nil, err
+	}
 	h.metrics = append(h.metrics, req)
 	h.metricN["unary"]++
 	return &proto.MetricResponse{}, nil
@@ -373,20 +378,37 @@ func TestBusPublishAndMetric(t *testing.T) {
 	if err := env.Metric("latency", 0.25); err != nil {
 		t.Fatal(err)
 	}
-	// The first metric is a call, which tells that the host collects
-	// them; the next ones go on the outbox, without a round trip.
-	host.waitFor(t, func() bool { return len(host.metrics) == 2 })
+	if err := env.Metric("sent", 1, AggSum, AggMax); err != nil {
+		t.Fatal(err)
+	}
+	// The first value of each name is a call, which tells that the host
+	// takes it; the next ones go on the outbox, without a round trip.
+	host.waitFor(t, func() bool { return len(host.metrics) == 3 })
 	host.mu.Lock()
 	p, m := host.pubs, host.metrics
-	if host.metricN["unary"] != 1 || host.metricN["outbox"] != 1 {
-		t.Errorf("metrics came as %v, want the first unary, the second on the outbox", host.metricN)
+	if host.metricN["unary"] != 2 || host.metricN["outbox"] != 1 {
+		t.Errorf("metrics came as %v, want the first of each name unary, the second of sent on the outbox", host.metricN)
 	}
+	// A name the host refuses (here: as the host refuses a name that
+	// collides with sent once sanitised) gives the caller the error, each
+	// time, though other names already went on the outbox.
+	host.metricErr = map[string]error{"Sent": status.Error(codes.InvalidArgument, `metric "Sent" and "sent" are both "sent" once sanitised`)}
 	host.mu.Unlock()
+	for range 2 {
+		err := env.Metric("Sent", 1, AggSum)
+		var he *HostError
+		if !errors.Is(err, ErrInvalidMetric) || !errors.As(err, &he) || he.Call != "Metric" || he.Name != "Sent" ||
+			!strings.Contains(err.Error(), `"sent" once sanitised`) {
+			t.Errorf("Metric of a refused name = %v, want the host's ErrInvalidMetric", err)
+		}
+	}
+	host.mu.Lock()
 	if len(p) != 1 || p[0].RoutingKey != "smpp.outbound" || string(p[0].Body) != `{"a":1}` || p[0].Headers["k"] != "v" || p[0].Deferred {
 		t.Errorf("published %v", p)
 	}
-	if len(m) != 2 || m[0].Name != "sent" || m[0].Value != 2.5 || !slices.Equal(m[0].Aggregators, []string{"sum", "max"}) ||
-		!slices.Equal(m[1].Aggregators, []string{"avg"}) {
+	host.mu.Unlock()
+	if len(m) != 3 || m[0].Name != "sent" || m[0].Value != 2.5 || !slices.Equal(m[0].Aggregators, []string{"sum", "max"}) ||
+		!slices.Equal(m[1].Aggregators, []string{"avg"}) || m[2].Name != "sent" || m[2].Value != 1 {
 		t.Errorf("metrics %v", m)
 	}
 	// The host's errors keep their meaning.

@@ -7,7 +7,6 @@ import (
 	"maps"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -59,10 +58,20 @@ type bus struct {
 	noOutbox  bool      // the host does not serve one
 	obClosed  bool      // closed at stop: no new one
 	obRetryAt time.Time // after a failed open, not before this
-	// metricsOK is set once the host took a metric: later ones may go
-	// on the outbox, whose errors the worker does not see.
-	metricsOK atomic.Bool
+	// metricNames are the names of the metrics the host has taken a
+	// value of: their later values may go on the outbox, whose errors
+	// the worker does not see. The first value of a name is a round trip,
+	// because that is when the host refuses a name (one that collides
+	// with another once sanitised, one too many). At most
+	// maxKnownMetrics names are kept; the values of the others are all
+	// round trips.
+	metricMu    sync.Mutex
+	metricNames map[string]struct{}
 }
+
+// maxKnownMetrics bounds bus.metricNames; the host allows 1,000 names per
+// worker.
+const maxKnownMetrics = 1024
 
 func newBus(host *hostConn, logger hclog.Logger) *bus {
 	return &bus{host: host, logger: logger, consumers: map[*consumer]struct{}{}}
@@ -225,9 +234,9 @@ func (b *bus) metric(name string, value float64, aggregators []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), metricTimeout)
 	defer cancel()
 	req := &proto.MetricRequest{Name: name, Value: value, Aggregators: aggs}
-	// Once the host has taken a metric, it collects them: the rest may
-	// go on the outbox, without a round trip.
-	if b.metricsOK.Load() {
+	// Once the host has taken a value of this metric, it takes its other
+	// values: they may go on the outbox, without a round trip.
+	if b.knownMetric(name) {
 		if ob := b.getOutbox(ctx); ob != nil && ob.send(&proto.OutboxCall{Call: &proto.OutboxCall_Metric{Metric: req}}) == nil {
 			return nil
 		}
@@ -239,8 +248,23 @@ func (b *bus) metric(name string, value float64, aggregators []string) error {
 	if _, err := client.Metric(ctx, req); err != nil {
 		return hostError(ctx, call, name, err)
 	}
-	b.metricsOK.Store(true)
+	b.metricMu.Lock()
+	if b.metricNames == nil {
+		b.metricNames = map[string]struct{}{}
+	}
+	if len(b.metricNames) < maxKnownMetrics {
+		b.metricNames[name] = struct{}{}
+	}
+	b.metricMu.Unlock()
 	return nil
+}
+
+// knownMetric reports whether the host has taken a value of the metric.
+func (b *bus) knownMetric(name string) bool {
+	b.metricMu.Lock()
+	defer b.metricMu.Unlock()
+	_, ok := b.metricNames[name]
+	return ok
 }
 
 func (b *bus) consume(queue string, handler Handler, opts ...ConsumeOption) error {

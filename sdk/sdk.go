@@ -113,9 +113,12 @@ type Env interface {
 	// AggMin, AggMax, AggLast; AggAvg when none are given) and publishes
 	// them with its own metrics, named
 	// dynworkers.<system_id>.<host>.worker.<worker>.<name>. Errors:
-	// ErrInvalidMetric, ErrNoMetrics when the host collects none. Once
-	// the host has taken one, later values are sent without waiting for
-	// it (in order with the worker's deferred publishes and acks).
+	// ErrInvalidMetric (also for a name the host refuses: one that is
+	// another name of the worker's once sanitised, such as "Sent" after
+	// "sent", or one name too many), ErrNoMetrics when the host collects
+	// none. Once the host has taken a value of a name, later values of
+	// that name are sent without waiting for it (in order with the
+	// worker's deferred publishes and acks).
 	Metric(name string, value float64, aggregators ...string) error
 }
 

@@ -538,6 +538,16 @@ type metricSink struct {
 	prefix string
 }
 
+// newMetricSink returns the sink of a new process of a worker. The
+// registry lets the process claim the spelling of its metrics' names
+// anew: two spellings of one name collide within one process, not with a
+// spelling its predecessor used (a new version of a plugin may tidy a
+// name; the series stays the same).
+func newMetricSink(reg *monitor.Registry, prefix string) metricSink {
+	reg.Release(prefix)
+	return metricSink{reg: reg, prefix: prefix}
+}
+
 func (m metricSink) Metric(name string, value float64, aggregators []string) error {
 	return m.reg.Record(m.prefix, name, value, aggregators)
 }

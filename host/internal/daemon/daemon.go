@@ -94,14 +94,14 @@ type Daemon struct {
 	// started is when Run began.
 	started time.Time
 
-	// Monitoring (monitor.go, vumimetrics.go). lastHeartbeat is only
-	// used by the monitor goroutine.
-	mon sampler
+	// Monitoring (monitor.go, vumimetrics.go): mon is made once, by
+	// monitor(); workerMetrics holds the workers' own metrics.
+	monOnce sync.Once
+	mon     *monitor.Monitor
 	// bus carries the workers' messages (bus.go); set by Run.
 	busMu         sync.Mutex
 	bus           broker.Bus
 	workerMetrics *monitor.Registry
-	lastHeartbeat time.Time
 
 	mu      sync.Mutex
 	running bool

@@ -48,8 +48,7 @@ func (d *Daemon) launch(ctx context.Context, w *config.Worker, children pluginpr
 		Logger:         logger,
 		Spares:         d.spares,
 		ChildHost:      children,
-		MetricSink: metricSink{reg: d.workerMetrics,
-			prefix: monitor.WorkerPrefix(d.cfg.SystemID, d.cfg.Host.Name, w.Name)},
+		MetricSink:     newMetricSink(d.workerMetrics, monitor.WorkerPrefix(d.cfg.SystemID, d.cfg.Host.Name, w.Name)),
 	}
 	if bus := d.currentBus(); bus != nil {
 		opts.BusHost = newBusHost(bus, logger.With("worker", w.Name))

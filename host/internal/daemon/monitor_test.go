@@ -5,14 +5,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -372,15 +375,15 @@ worker "echo" {
 	if err := sess.expect(n, func(i int) string { return fmt.Sprintf("line %d", i) }); err != nil {
 		t.Fatal(err)
 	}
-	name := monitor.WorkerPrefix(sys, "h1", "echo") + ".echoed.sum"
+	// As a Vumi worker's MetricManager publishes a Count: the name alone,
+	// with the aggregator sum, which Vumi's aggregator appends.
+	name := monitor.WorkerPrefix(sys, "h1", "echo") + ".echoed"
 	total := 0.0
 	deadline := time.After(waitTimeout)
 	for total < n {
 		select {
 		case d := <-deliveries:
-			if v, ok := rawDatapoints(t, d.Body)[name]; ok {
-				total += v
-			}
+			total += workerMetricSum(t, d.Body, name)
 		case <-deadline:
 			t.Fatalf("%s summed to %v, want %d", name, total, n)
 		}
@@ -388,4 +391,183 @@ worker "echo" {
 	if total != n {
 		t.Fatalf("%s summed to %v, want %d", name, total, n)
 	}
+}
+
+// workerMetricSum returns the sum of the points of the datapoint name,
+// which must have the aggregator sum alone, in a vumi.metrics body; 0 if
+// it has none. No datapoint may be named name.sum, as the host once named
+// them.
+func workerMetricSum(t *testing.T, body []byte, name string) float64 {
+	t.Helper()
+	var msg map[string][][]json.RawMessage
+	if err := json.Unmarshal(body, &msg); err != nil || msg["datapoints"] == nil {
+		t.Fatalf("not a Vumi metrics message: %v: %s", err, body)
+	}
+	sum := 0.0
+	for _, dp := range msg["datapoints"] {
+		var n string
+		var aggs []string
+		var points [][]float64
+		if len(dp) != 3 || json.Unmarshal(dp[0], &n) != nil || json.Unmarshal(dp[1], &aggs) != nil ||
+			json.Unmarshal(dp[2], &points) != nil {
+			t.Fatalf("datapoint not in Vumi's shape: %s", dp)
+		}
+		switch n {
+		case name + ".sum":
+			t.Fatalf("datapoint %s: the aggregator is Vumi's to append", n)
+		case name:
+			if !slices.Equal(aggs, []string{"sum"}) || len(points) == 0 {
+				t.Fatalf("datapoint %s", dp)
+			}
+			for _, p := range points {
+				if len(p) != 2 || p[0] != math.Trunc(p[0]) {
+					t.Fatalf("point %v of %s: want [whole seconds, value]", p, n)
+				}
+				sum += p[1]
+			}
+		}
+	}
+	return sum
+}
+
+// Without an amqp block, the Vumi metrics and heartbeats go on the
+// embedded bus under their routing keys: a consumer of its vumi.metrics
+// queue gets what a worker reports with Env.Metric, which /metrics shows
+// too; once the worker is stopped (a dynamic one: forgotten), its series
+// leave the registry of worker metrics.
+func TestWorkerMetricsOnEmbeddedBus(t *testing.T) {
+	dir := t.TempDir()
+	for _, p := range []string{"telnet", "echo"} {
+		linkPlugin(t, filepath.Join(dir, "plugins"), p)
+	}
+	const tn = "chat"
+	port := freePort(t)
+	h := startConfig(t, dir, fmt.Sprintf(`system_id = "emb"
+host {
+  name               = "h1"
+  plugin_dir         = "plugins"
+  state_dir          = "var"
+  http_addr          = "127.0.0.1:0"
+  metrics_interval   = "200ms"
+  heartbeat_interval = "400ms"
+}
+worker "telnet" {
+  class = "telnet"
+  config {
+    transport_name = %q
+    port           = %d
+  }
+}
+`, tn, port))
+	h.waitStarted("telnet")
+	bus := h.d.Bus() // opened by Run before any worker started
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	metrics, err := bus.Consume(ctx, monitor.MetricsRoutingKey, nil, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer metrics.Close()
+	beats, err := bus.Consume(ctx, monitor.HeartbeatRoutingKey, nil, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer beats.Close()
+	if _, err := h.d.StartWorker(ctx, control.WorkerSpec{Name: "echo", Class: "echo",
+		Config: json.RawMessage(fmt.Sprintf(`{"transport_name": %q}`, tn))}); err != nil {
+		t.Fatal(err)
+	}
+	pid := h.waitStarted("echo")
+
+	sess := dial(t, port)
+	const n = 7
+	for i := range n {
+		fmt.Fprintf(sess.conn, "line %d\r\n", i)
+	}
+	if err := sess.expect(n, func(i int) string { return fmt.Sprintf("line %d", i) }); err != nil {
+		t.Fatal(err)
+	}
+	name := monitor.WorkerPrefix("emb", "h1", "echo") + ".echoed"
+	total := 0.0
+	beat := false
+	deadline := time.After(waitTimeout)
+	for total < n || !beat {
+		select {
+		case d := <-metrics.Deliveries():
+			total += workerMetricSum(t, d.Body, name)
+			if err := metrics.Ack(d.Tag); err != nil {
+				t.Fatal(err)
+			}
+		case d := <-beats.Deliveries():
+			var hb monitor.Heartbeat
+			if err := json.Unmarshal(d.Body, &hb); err != nil || hb.Validate() != nil {
+				t.Fatalf("heartbeat %s: %v", d.Body, err)
+			}
+			beat = beat || (hb.WorkerName == "echo" && hb.PID == pid)
+			if err := beats.Ack(d.Tag); err != nil {
+				t.Fatal(err)
+			}
+		case <-deadline:
+			t.Fatalf("on the embedded bus: %s summed to %v, want %d; echo's heartbeat seen: %v", name, total, n, beat)
+		}
+	}
+	if total != n {
+		t.Fatalf("%s summed to %v, want %d", name, total, n)
+	}
+
+	// /metrics shows the total as a counter of the worker.
+	fams := scrapeMetrics(t, h)
+	var got float64
+	found := false
+	for _, m := range fams["dynworkers_worker_metric_total"].GetMetric() {
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		if labels["worker"] == "echo" && labels["metric"] == "echoed" {
+			got, found = m.GetCounter().GetValue(), true
+		}
+	}
+	if !found || got != n {
+		t.Errorf("dynworkers_worker_metric_total{worker=\"echo\",metric=\"echoed\"} = %v (found %v), want %d", got, found, n)
+	}
+
+	// Echo's series (all sums: each has its total in Values) go with it;
+	// telnet's stay.
+	reg := h.d.workerMetrics
+	echoPrefix := monitor.WorkerPrefix("emb", "h1", "echo")
+	before := reg.Len()
+	echoSeries := len(reg.Values(echoPrefix))
+	if echoSeries == 0 || before < echoSeries {
+		t.Fatalf("the registry holds %d series, %d of echo", before, echoSeries)
+	}
+	if err := h.d.StopWorker(ctx, "echo"); err != nil {
+		t.Fatal(err)
+	}
+	for reg.Len() != before-echoSeries || reg.Values(echoPrefix) != nil {
+		if ctx.Err() != nil {
+			t.Fatalf("the registry holds %d series after echo went (%v of echo), want %d", reg.Len(), reg.Values(echoPrefix), before-echoSeries)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the registry, not waiting for time to pass
+	}
+}
+
+// scrapeMetrics GETs /metrics of a host without a token and parses it.
+func scrapeMetrics(t *testing.T, h *harness) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get("http://" + h.d.HTTPAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("/metrics: %v %d %s", err, resp.StatusCode, body)
+	}
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	fams, err := parser.TextToMetricFamilies(strings.NewReader(string(body)))
+	if err != nil {
+		t.Fatalf("parsing /metrics: %v", err)
+	}
+	return fams
 }

@@ -1,9 +1,29 @@
-// Package monitor measures worker processes and speaks Vumi's monitoring
-// formats: it reads process figures from /proc, encodes Vumi metrics
-// messages, aggregates the metrics workers report, and builds Vumi
-// heartbeats. It decides nothing about when to sample or where to publish:
-// the host's daemon calls it every 5 s (metrics) and 10 s (heartbeats) and
-// publishes what it returns (DESIGN.md §6).
+// Package monitor measures the host and its worker processes and speaks
+// Vumi's monitoring formats (DESIGN.md §6). A Monitor samples every
+// metrics interval (5 s by default): /proc for the host and every plugin
+// process, the supervision tree as the daemon lists it, and the metrics
+// workers report (Registry). It keeps the result as a Snapshot, which
+// status, the Prometheus exporter and the dashboard read, publishes it
+// as Vumi metrics, and publishes Vumi heartbeats every heartbeat interval
+// (10 s by default). It imports nothing of the host: the daemon feeds it
+// through Options (List, Publish, Control), so it is tested with a fake
+// tree and a recording publisher.
+//
+//	m := monitor.New(monitor.Options{
+//		SystemID: "prod", Host: "web-1", Started: start,
+//		List:     d.listTree,   // workers and supervisors, no figures
+//		Publish:  d.tryPublish, // vumi.metrics, vumi.health; never waits
+//		Registry: reg,          // what workers report through Env.Metric
+//	})
+//	go m.Run(ctx)
+//	snap := m.Snapshot() // at most a second old
+//
+// Each round of Run flushes the Registry, takes a Snapshot (each worker's
+// Proc, CPUPercent since the previous sample and Metrics; each
+// supervisor's subtree totals), publishes one metrics message and, when
+// due, a heartbeat per healthy worker, and then removes from the Registry
+// the metrics of workers the tree no longer lists (after their last
+// values were published). A message that cannot be published is dropped.
 //
 // # Process figures
 //
@@ -46,7 +66,9 @@
 // the values of each name into time buckets and publish, for each
 // aggregator, <name>.<aggregator> on vumi.metrics.aggregates, from which
 // Graphite collectors read. So a process figure sent as rss_bytes with
-// ["avg"] reaches Graphite as rss_bytes.avg.
+// ["avg"] reaches Graphite as rss_bytes.avg. Datapoints turns a Snapshot
+// into the figures of the host, its workers and its supervisors, each
+// with avg and one point (the list of names is on Datapoints).
 //
 // # Metrics reported by workers
 //
@@ -54,32 +76,57 @@
 // of Vumi's aggregators: sum, avg, min, max and last; none means avg, the
 // default of Vumi's Metric class (its Count class defaults to sum). A
 // Registry collects them per prefix (WorkerPrefix) and metric name
-// (sanitised by SanitizeName to [a-z0-9_.]). Unlike Vumi's MetricManager,
-// which sends every value it was given, the Registry folds values into a
-// running count, sum, min, max and last (the last in call order) as they
-// arrive, so its memory does
-// not grow with the rate at which a worker reports. A prefix may have at
-// most DefaultMaxNames (1000) distinct names, the names at most MaxNameLen
-// bytes; further names are rejected with ErrTooManyMetrics until the
-// prefix is removed, so a worker that makes up a name per message cannot
-// grow the host's memory either.
+// (sanitised by SanitizeName to [a-z0-9_.]). Two spellings of a name that
+// sanitise alike ("Messages Sent", "messages-sent") would be one series
+// downstream, silently mixed, so the second is refused
+// (ErrNameCollision) until the prefix is released, which the host does
+// when the worker's process is replaced. A prefix may have at most
+// DefaultMaxNames (1000) names, each at most MaxNameLen bytes; further
+// names are refused with ErrTooManyMetrics until the prefix is removed,
+// so that a worker that makes up a name per message cannot grow the
+// host's memory.
 //
-// Registry.Flush returns, for each metric recorded since the last flush,
-// one datapoint per aggregator, named <prefix>.<name>.<aggregator> and
-// carrying that aggregator alone, with one point: the aggregate of the
-// interval. Why not one datapoint <prefix>.<name> with all its aggregators,
-// as a Vumi worker would send? Because that form needs every raw value to
-// stay right downstream: Vumi's MetricAggregator merges everything sent
-// under one name in a bucket, so per-aggregator summaries sent under the
-// same name would be mixed together (a metric with sum and max would get
-// the max added to its sum). With one name per aggregator, and that
-// aggregator asked for, the downstream result stays right: a sum of sums,
-// a min of mins, a max of maxes and a last of lasts are exact; an average
-// of interval averages is exact when a bucket holds one flush (buckets as
-// long as the flush interval) and an unweighted approximation otherwise.
-// The price is that after Vumi's aggregator the Graphite name ends with
-// the aggregator twice (messages_sent.sum.sum); consumers of vumi.metrics
-// itself, such as a Prometheus exporter, see messages_sent.sum.
+// Registry.Flush publishes them as a Vumi worker's MetricManager does:
+// one datapoint per metric, named <prefix>.<name> without any aggregator
+// suffix, with the aggregators it was recorded with (sorted), and its
+// values as points, each at the whole second it was recorded. Vumi's
+// MetricTimeBucket and MetricAggregator then group the points of each
+// name into buckets of bucket_size seconds (by int(timestamp) /
+// bucket_size), sort each bucket's points as (timestamp, value) pairs,
+// and publish <name>.<aggregator> with the aggregator applied to their
+// values, for Graphite: "replies" recorded with sum reaches Graphite as
+// replies.sum, as from a Vumi worker.
+//
+// The rule for what is sent: points that lead Vumi's aggregators to the
+// same result as every value would. Since a bucket is a whole number of
+// seconds, the values of one second always share a bucket, and may be
+// folded:
+//
+//   - a metric recorded with sum alone gets one point per second, the sum
+//     of its values (a sum of sums is the sum);
+//   - a metric whose aggregators are among min, max and last gets at most
+//     two points per second, the second's min and max: the min and max of
+//     the bucket are among them, and Vumi's last, the value sorted last,
+//     is the greatest value of the bucket's last second, which is that
+//     second's max;
+//   - any other metric (avg, or sum with another aggregator) keeps every
+//     value, as an average needs them all: a prefix may keep at most
+//     MaxRawPoints such values per interval; beyond that, values still
+//     count in the figures the Registry shows (Values) but are left out
+//     of the datapoints and counted (Dropped), and the Monitor logs it.
+//
+// Folding is exact while a metric's aggregators stay the same; aggregators
+// asked for at different times add up, as in Vumi's MetricAggregator, and
+// a change within an interval is exact from the next interval on. Values
+// keep the time the host received them, which is within milliseconds of
+// the worker's call. Memory is bounded: a folded metric holds at most two
+// points per second of the interval, the others share MaxRawPoints.
+//
+// For the Snapshot, and so Prometheus, the Registry also keeps per metric
+// the running total of the values recorded with sum (a counter) and the
+// avg, min, max and last of the last flushed interval (gauges; last in
+// the order the values came), returned by Values and carried in each
+// WorkerStats.Metrics of a Snapshot.
 //
 // # Heartbeats
 //
@@ -97,13 +144,15 @@
 //
 // # Example
 //
+// Using the parts without a Monitor:
+//
 //	reg := monitor.NewRegistry(0)
 //	prefix := monitor.WorkerPrefix("prod", hostname, "echo")
 //	_ = reg.Record(prefix, "messages_sent", 1, []string{monitor.AggSum})
 //	...
 //	st, err := sampler.Read(pid)
 //	dps := monitor.ProcDatapoints(prefix, st, now)
-//	dps = append(dps, reg.Flush(now)...)
+//	dps = append(dps, reg.Flush()...)
 //	body, _ := json.Marshal(monitor.MetricMessage{Datapoints: dps})
 //	// publish body on MetricsExchange with MetricsRoutingKey
 package monitor

@@ -4,8 +4,8 @@ import "time"
 
 // Snapshot is what the host knows about itself at one moment: the figures
 // that status, the Prometheus exporter, the Vumi metrics and the dashboard
-// all show. The daemon makes one per sampling interval; a Snapshot is never
-// changed after it was made, so readers may share it.
+// all show. A Monitor makes one per sampling interval (and on demand); a
+// Snapshot is never changed after it was made, so readers may share it.
 type Snapshot struct {
 	// Time is when it was taken.
 	Time        time.Time
@@ -53,6 +53,10 @@ type WorkerStats struct {
 	// CPUPercent is the process's CPU use since the previous sample, in
 	// percent of one core (0 on the first sample).
 	CPUPercent float64
+	// Metrics are the worker's own metrics (Env.Metric), from the
+	// Registry: the running total of each sum, the last flushed
+	// interval's avg, min, max and last (see MetricValue).
+	Metrics []MetricValue
 }
 
 // SupervisorStats are one supervisor's figures, with the totals of its
@@ -66,8 +70,11 @@ type SupervisorStats struct {
 	Period           time.Duration
 	RestartsInPeriod int
 	// Subtree totals.
-	Workers    int     // workers in the subtree
-	Running    int     // of which running
-	RSSBytes   uint64  // sum of their processes' RSS
-	CPUSeconds float64 // sum of their processes' CPU time
+	Workers  int    // workers in the subtree
+	Running  int    // of which running
+	RSSBytes uint64 // sum of their processes' RSS
+	// CPUSeconds is the sum of the CPU times of the processes that run
+	// now: it drops when one of them exits or is replaced, so it is a
+	// gauge, not a counter.
+	CPUSeconds float64
 }

@@ -119,7 +119,9 @@ type Delivery struct {
 // its own timer), not block. The name is checked (non-empty, at most 255
 // bytes, UTF-8, but not yet sanitised), the value is finite, and the
 // aggregators are valid, without duplicates, never empty (see
-// sdk.CheckMetric).
+// sdk.CheckMetric). An error refuses the metric: the worker gets it as
+// InvalidArgument (sdk.ErrInvalidMetric), unless it carries a gRPC status
+// of its own.
 type MetricSink interface {
 	Metric(name string, value float64, aggregators []string) error
 }
@@ -529,7 +531,12 @@ func (h *hostServer) Metric(_ context.Context, req *proto.MetricRequest) (*proto
 		return nil, status.Errorf(codes.FailedPrecondition, "the host collects no metrics from worker %q", h.worker)
 	}
 	if err := h.metrics.Metric(req.GetName(), req.GetValue(), aggs); err != nil {
-		return nil, HostStatus(err)
+		// The sink refuses a metric for what it is (a name that collides
+		// with another, one too many): the worker's ErrInvalidMetric.
+		if _, ok := status.FromError(err); ok {
+			return nil, HostStatus(err)
+		}
+		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	return &proto.MetricResponse{}, nil
 }

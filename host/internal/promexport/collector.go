@@ -79,8 +79,15 @@ var (
 		"Workers in the supervisor's subtree that are in state running.", supervisorLabels...)
 	descSupervisorRSS = newDesc("dynworkers_supervisor_rss_bytes",
 		"Sum of the resident set sizes of the plugin processes in the supervisor's subtree.", supervisorLabels...)
-	descSupervisorCPU = newDesc("dynworkers_supervisor_cpu_seconds_total",
-		"Sum of the CPU times of the plugin processes now running in the supervisor's subtree.", supervisorLabels...)
+	descSupervisorCPU = newDesc("dynworkers_supervisor_cpu_seconds",
+		"CPU time used so far by the plugin processes running now in the supervisor's subtree; drops when one exits.", supervisorLabels...)
+
+	descWorkerMetricTotal = newDesc("dynworkers_worker_metric_total",
+		"Sum of the values the worker reported with Env.Metric and the sum aggregator.",
+		append(slices.Clone(workerLabels), "metric")...)
+	descWorkerMetricAggregate = newDesc("dynworkers_worker_metric_aggregate",
+		"Avg, min, max or last of the values the worker reported with Env.Metric in the last metrics interval that had any.",
+		append(slices.Clone(workerLabels), "metric", "aggregator")...)
 
 	allDescs = []*prometheus.Desc{
 		descHostInfo, descSnapshotTimestamp, descHostWorkers, descControlRequests, descControlFailed,
@@ -88,7 +95,7 @@ var (
 		descWorkerRSS, descWorkerCPU, descWorkerFDs, descWorkerThreads, descWorkerUptime,
 		descSupervisorInfo, descSupervisorUp, descSupervisorState, descSupervisorRestarts,
 		descSupervisorIntensity, descSupervisorPeriod, descSupervisorWorkers, descSupervisorRunning,
-		descSupervisorRSS, descSupervisorCPU,
+		descSupervisorRSS, descSupervisorCPU, descWorkerMetricTotal, descWorkerMetricAggregate,
 	}
 )
 
@@ -185,6 +192,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 				gauge(descWorkerUptime, up, wl...)
 			}
 		}
+		for _, m := range w.Metrics {
+			if m.Aggregator == monitor.AggSum {
+				counter(descWorkerMetricTotal, m.Value, append(wl, label(m.Name))...)
+			} else {
+				gauge(descWorkerMetricAggregate, m.Value, append(wl, label(m.Name), label(m.Aggregator))...)
+			}
+		}
 	}
 
 	// Supervisors.
@@ -202,7 +216,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descSupervisorWorkers, float64(s.Workers), path)
 		gauge(descSupervisorRunning, float64(s.Running), path)
 		gauge(descSupervisorRSS, float64(s.RSSBytes), path)
-		counter(descSupervisorCPU, s.CPUSeconds, path)
+		gauge(descSupervisorCPU, s.CPUSeconds, path)
 	}
 }
 

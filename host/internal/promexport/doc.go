@@ -104,6 +104,30 @@
 //	    Age of the plugin process, from its start time in /proc (if that
 //	    is unknown, the time since the worker became running).
 //
+// and for the metrics the worker reports itself (Env.Metric), with the
+// label metric (the name as the worker gave it, sanitised to [a-z0-9_.],
+// as in the Vumi metrics):
+//
+//	dynworkers_worker_metric_total{W, metric}               counter
+//	    Sum of the values reported with the sum aggregator, since the
+//	    worker was added (or the host started).
+//	dynworkers_worker_metric_aggregate{W, metric, aggregator}  gauge
+//	    For each other aggregator the worker asked for (avg, min, max,
+//	    last), its value over the last metrics interval in which the
+//	    metric was reported; it keeps that value through intervals
+//	    without any.
+//
+// One family for every metric of every worker, rather than a family per
+// metric name, because the names are the workers' (made up at run time,
+// with no help text, possibly clashing with the host's own families):
+// select one with the label, as in
+// rate(dynworkers_worker_metric_total{metric="messages_sent"}[5m]). A sum
+// is a counter, as Prometheus expects of a count, so rate() and increase()
+// work on it and it does not depend on the metrics interval; the other
+// aggregators describe an interval and are gauges. A worker that reports
+// negative values with sum makes its counter go down, which Prometheus
+// reads as a reset: report those with avg, min, max or last instead.
+//
 // Of each supervisor, with the label supervisor (its path; the root's is
 // root). The subtree figures cover its workers and those of all the
 // supervisors below it.
@@ -127,9 +151,9 @@
 //	    Of those, the ones in state running.
 //	dynworkers_supervisor_rss_bytes{supervisor}             gauge
 //	    Sum of the resident set sizes of the subtree's plugin processes.
-//	dynworkers_supervisor_cpu_seconds_total{supervisor}     counter
-//	    Sum of the CPU times of the subtree's plugin processes that run
-//	    now (see below).
+//	dynworkers_supervisor_cpu_seconds{supervisor}           gauge
+//	    Sum of the CPU times used so far by the subtree's plugin processes
+//	    that run now (see below).
 //
 // # Counters that reset
 //
@@ -143,12 +167,17 @@
 //     added again. Use increase(), not the raw value.
 //   - dynworkers_worker_cpu_seconds_total is the CPU time of the current
 //     process, which starts from 0 when the worker's process is restarted.
-//   - dynworkers_supervisor_cpu_seconds_total is a sum over the processes
-//     that run now, so it drops whenever one of them exits, and rate() then
-//     counts that drop as a reset and over-estimates.
+//   - dynworkers_worker_metric_total starts from 0 when the worker is
+//     removed and added again, or the host restarts.
 //
-// For the CPU use of a subtree over time, sum the rates of its workers
-// instead; for root/campaign-a and the supervisors below it:
+// dynworkers_supervisor_cpu_seconds is a sum over the processes that run
+// now, so it drops whenever one of them exits or is restarted: it is a
+// gauge, because as a counter rate() would count each drop as a reset and
+// over-estimate. A true counter of a subtree's CPU would have to add the
+// CPU time of every process that ended, which the host only knows up to
+// its last sample. For the CPU use of a subtree over time, sum the rates
+// of its workers instead; for root/campaign-a and the supervisors below
+// it:
 //
 //	sum(rate(dynworkers_worker_cpu_seconds_total{supervisor=~"root/campaign-a(/.*)?"}[5m]))
 //

@@ -23,8 +23,9 @@ var testTime = time.Date(2026, 1, 2, 3, 4, 5, 500_000_000, time.UTC)
 
 // testSnapshot returns a snapshot of a host with three supervisors nested
 // in one another and five workers: two with a process (one of whose start
-// time is unknown), one stopped, one in backoff whose name is not valid
-// UTF-8, and one in a state this package does not know.
+// time is unknown) and metrics of their own, one stopped, one in backoff
+// whose name is not valid UTF-8, and one in a state this package does not
+// know.
 func testSnapshot() *monitor.Snapshot {
 	return &monitor.Snapshot{
 		Time: testTime,
@@ -66,12 +67,18 @@ func testSnapshot() *monitor.Snapshot {
 					Pid: 201, State: 'S', RSSBytes: 20 << 20, CPUSeconds: 3.5, FDs: 12, Threads: 7,
 					StartTime: testTime.Add(-100 * time.Second),
 				},
+				Metrics: []monitor.MetricValue{
+					{Name: "echoed", Aggregator: "sum", Value: 1234},
+					{Name: "latency.submit", Aggregator: "avg", Value: 0.25},
+					{Name: "latency.submit", Aggregator: "max", Value: 1.5},
+				},
 			},
 			{
 				Name: quotedWorker, Class: "greeter", Supervisor: campaignPath, Source: "control", State: "running",
 				Pid: 202, StartedAt: testTime.Add(-30 * time.Second), Restarts: 0, Healthy: false,
 				// The start time could not be read: uptime comes from StartedAt.
-				Proc: &monitor.ProcStats{Pid: 202, State: 'R', RSSBytes: 10 << 20, CPUSeconds: 0.75, FDs: 8, Threads: 5},
+				Proc:    &monitor.ProcStats{Pid: 202, State: 'R', RSSBytes: 10 << 20, CPUSeconds: 0.75, FDs: 8, Threads: 5},
+				Metrics: []monitor.MetricValue{{Name: "queue_depth", Aggregator: "last", Value: 7}},
 			},
 			{
 				Name: "stopped one", Class: "echo", Supervisor: innerPath, Source: "hybrid", State: "stopped",

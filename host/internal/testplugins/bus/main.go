@@ -3,8 +3,9 @@
 //
 // At Start its worker publishes "hello" to each key of try_publish and
 // tries to consume each queue of try_consume, recording the errors; reports
-// the metric named metric (if set) with value 1 and aggregators "sum" and
-// "max"; then consumes queue (if set) with bindings and prefetch. Each
+// the metric named metric (if set), then each of metrics, with value 1 and
+// aggregators "sum" and "max"; then consumes queue (if set) with bindings
+// and prefetch. Each
 // message it consumes is handled by its body:
 //
 //	drop         the handler returns sdk.Drop: nacked without requeue
@@ -20,7 +21,7 @@
 //
 //	errors      []string  the errors of try_publish, try_consume and metric
 //	kinds       []string  for each error: reserved, invalid_name, no_bus,
-//	                      no_metrics, other
+//	                      no_metrics, invalid_metric, other
 //	handled     []string  the bodies handled, in order, each with the
 //	                      outcome ("hello=ack"), and "*" when redelivered
 //	in_handler  int       handlers under way
@@ -45,6 +46,7 @@ type config struct {
 	TryPublish []string `config:"try_publish" help:"keys to publish hello to at Start"`
 	TryConsume []string `config:"try_consume" help:"queues to try to consume at Start"`
 	Metric     string   `config:"metric" help:"a metric to report at Start"`
+	Metrics    []string `config:"metrics" help:"more metrics to report at Start, in order"`
 }
 
 type worker struct {
@@ -69,6 +71,9 @@ func (w *worker) Start(ctx context.Context, env sdk.Env) error {
 	}
 	if w.cfg.Metric != "" {
 		w.record(env.Metric(w.cfg.Metric, 1, sdk.AggSum, sdk.AggMax))
+	}
+	for _, m := range w.cfg.Metrics {
+		w.record(env.Metric(m, 1, sdk.AggSum, sdk.AggMax))
 	}
 	if w.cfg.Queue == "" {
 		return nil
@@ -147,6 +152,8 @@ func (w *worker) record(err error) {
 		kind = "no_bus"
 	case errors.Is(err, sdk.ErrNoMetrics):
 		kind = "no_metrics"
+	case errors.Is(err, sdk.ErrInvalidMetric):
+		kind = "invalid_metric"
 	}
 	w.mu.Lock()
 	w.errs = append(w.errs, err.Error())
