@@ -14,6 +14,7 @@ import (
 	"unicode"
 
 	"github.com/dynworkers/dynworkers/host/internal/control"
+	"github.com/dynworkers/dynworkers/sdk/sdktest"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/status/*.golden from the current output")
@@ -329,27 +330,22 @@ supervisor "root" {
 	api := "http://" + m[1]
 	h.waitLine("host running")
 	// Wait until both workers run and have been sampled.
-	deadline := time.Now().Add(waitTimeout)
-	for {
+	var last string
+	sdktest.Eventually(t, waitTimeout, func() bool {
 		stdout, stderr, rc := runCLI(t, "status", "-json", "-http", api)
 		var rep statusReport
 		if rc != 0 || json.Unmarshal([]byte(stdout), &rep) != nil {
 			t.Fatalf("status -json: rc %d\n%s\n%s", rc, stdout, stderr)
 		}
+		last = stdout
 		running := 0
 		for _, w := range rep.Workers {
 			if w.State == "running" && w.Metrics != nil {
 				running++
 			}
 		}
-		if running == 2 && len(rep.Supervisors) == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the workers do not run within %s:\n%s", waitTimeout, stdout)
-		}
-		time.Sleep(20 * time.Millisecond) // polling the host with a deadline
-	}
+		return running == 2 && len(rep.Supervisors) == 2
+	}, "the workers do not run; last status:\n%s", lazy(func() any { return last }))
 
 	cmd := exec.Command(os.Args[0], "status", "-http", api)
 	cmd.Env = append(os.Environ(), "DYNWORKERS_CLI_MAIN=1")

@@ -15,6 +15,7 @@ import (
 
 	"github.com/dynworkers/dynworkers/host/internal/testplugins"
 	"github.com/dynworkers/dynworkers/sdk"
+	"github.com/dynworkers/dynworkers/sdk/sdktest"
 )
 
 // start starts a worker and makes sure it is gone at the end of the test.
@@ -264,13 +265,24 @@ func TestHealthyWorkerIsNotKilled(t *testing.T) {
 	o.HealthInterval = 20 * time.Millisecond
 	o.HealthTimeout = time.Second
 	p := start(t, o)
-	// Let several checks happen: the status call is a synchronisation
-	// point, not a timer.
-	for range 10 {
-		if _, err := p.Status(context.Background()); err != nil {
+	// The chaos worker counts the health checks it answered. The host
+	// sends a check only once it has dealt with the answer to the one
+	// before (a failure is logged, a third in a row kills the process and
+	// ends the checks), so after five the first four answers have been
+	// judged and anything they caused is in the log.
+	sdktest.Eventually(t, 10*time.Second, func() bool {
+		raw, err := p.Status(context.Background())
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
+		var st struct {
+			HealthChecks int `json:"health_checks"`
+		}
+		if err := json.Unmarshal(raw, &st); err != nil {
+			t.Fatalf("Status %s: %v", raw, err)
+		}
+		return st.HealthChecks >= 5
+	}, "the worker did not answer 5 health checks")
 	if isClosed(p.Done()) {
 		t.Fatalf("healthy worker ended: %v", p.ExitErr())
 	}

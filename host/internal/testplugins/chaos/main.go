@@ -100,8 +100,9 @@ func main() {
 }
 
 type worker struct {
-	cfg     config
-	started time.Time
+	cfg          config
+	started      time.Time
+	healthChecks atomic.Int64 // health checks answered, shown by Status
 
 	mu  sync.Mutex
 	env sdk.Env
@@ -181,9 +182,10 @@ func (w *worker) Health(ctx context.Context) error {
 	if w.cfg.Mode == "hang_health" && time.Since(started) >= w.cfg.Delay {
 		select {} // never answers, whatever the deadline says
 	}
+	w.healthChecks.Add(1)
 	return nil
 }
 
 func (w *worker) Status(ctx context.Context) (map[string]any, error) {
-	return map[string]any{"mode": w.cfg.Mode, "pid": os.Getpid()}, nil
+	return map[string]any{"mode": w.cfg.Mode, "pid": os.Getpid(), "health_checks": w.healthChecks.Load()}, nil
 }
