@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/dynworkers/dynworkers/sdk/internal/eventually"
 	"github.com/dynworkers/dynworkers/sdk/proto"
 )
 
@@ -263,21 +264,12 @@ func (h *fakeBusHost) Nack(_ context.Context, req *proto.NackRequest) (*proto.Na
 	return &proto.NackResponse{}, nil
 }
 
-// waitFor polls cond, under h.mu, until it holds.
-func (h *fakeBusHost) waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+// locked returns cond called under h.mu, for eventually.Eventually.
+func (h *fakeBusHost) locked(cond func() bool) func() bool {
+	return func() bool {
 		h.mu.Lock()
-		ok := cond()
-		h.mu.Unlock()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(5 * time.Millisecond) // polling with a deadline
+		defer h.mu.Unlock()
+		return cond()
 	}
 }
 
@@ -383,7 +375,8 @@ func TestBusPublishAndMetric(t *testing.T) {
 	}
 	// The first value of each name is a call, which tells that the host
 	// takes it; the next ones go on the outbox, without a round trip.
-	host.waitFor(t, func() bool { return len(host.metrics) == 3 })
+	eventually.Eventually(t, 10*time.Second, host.locked(func() bool { return len(host.metrics) == 3 }),
+		"the host did not get the 3 metrics")
 	host.mu.Lock()
 	p, m := host.pubs, host.metrics
 	if host.metricN["unary"] != 2 || host.metricN["outbox"] != 1 {
@@ -565,22 +558,16 @@ func TestConsumeResubscribesAndHealth(t *testing.T) {
 	host.consumeErr = status.Error(codes.Unavailable, "broker down")
 	host.mu.Unlock()
 	s1.end <- status.Error(codes.Unavailable, "consumer ended")
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := wc.Health(ctx(t), &proto.HealthRequest{})
-		if err != nil {
+	var resp *proto.HealthResponse
+	eventually.Eventually(t, 10*time.Second, func() bool {
+		var err error
+		if resp, err = wc.Health(ctx(t), &proto.HealthRequest{}); err != nil {
 			t.Fatal(err)
 		}
-		if !resp.Healthy {
-			if !strings.Contains(resp.Message, `the consumer of queue "q" has had no stream`) || !strings.Contains(resp.Message, "broker down") {
-				t.Errorf("health message %q", resp.Message)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("still healthy 10s after losing the stream")
-		}
-		time.Sleep(20 * time.Millisecond) // polling with a deadline
+		return !resp.Healthy
+	}, "still healthy after losing the stream")
+	if !strings.Contains(resp.Message, `the consumer of queue "q" has had no stream`) || !strings.Contains(resp.Message, "broker down") {
+		t.Errorf("health message %q", resp.Message)
 	}
 	host.mu.Lock()
 	host.consumeErr = nil
@@ -766,7 +753,7 @@ func TestSettlementsInOrder(t *testing.T) {
 // handled again on a new outbox.
 func TestOutboxBrokenRequeues(t *testing.T) {
 	host := newFakeBusHost()
-	env := startWithHost(t, host)
+	env, wc, _ := startWithHostServer(t, host)
 	published := make(chan struct{}, 2)
 	release := make(chan struct{})
 	if err := env.Consume("q", func(ctx context.Context, m Message) error {
@@ -790,20 +777,28 @@ func TestOutboxBrokenRequeues(t *testing.T) {
 	s1 := host.stream(t)
 	s1.deliver(t, 1, "x", false)
 	<-published
-	host.waitFor(t, func() bool { return len(host.pubs) == maxHeldCalls })
+	eventually.Eventually(t, 10*time.Second, host.locked(func() bool { return len(host.pubs) == maxHeldCalls }),
+		"the host did not get the handler's %d publishes", maxHeldCalls)
 	host.endOutbox <- status.Error(codes.Unavailable, "outbox gone")
 	s1.waitGone(t) // the SDK ends the consumer's stream
 	close(release)
 	s2 := host.stream(t) // and subscribes again
-	select {
-	case g := <-host.settled:
-		t.Fatalf("settled %q after the outbox broke", g)
-	case <-time.After(100 * time.Millisecond):
-	}
 	s2.deliver(t, 1, "x", true)
 	<-published
 	if g := host.nextSettled(t); g != fmt.Sprintf("ack %d/1", s2.id) {
-		t.Errorf("settled %q", g)
+		t.Errorf("settled %q, want the redelivery's ack", g)
+	}
+	// Stopping the worker drains its consumer: every settlement the SDK
+	// sent has reached the host before the stream ends. So the host's log
+	// is complete once s2 is gone, and it must not settle s1's delivery.
+	if _, err := wc.Stop(ctx(t), &proto.StopRequest{TimeoutMs: 5000}); err != nil {
+		t.Fatal(err)
+	}
+	s2.waitGone(t)
+	for _, e := range host.events() {
+		if strings.HasPrefix(e, fmt.Sprintf("ack %d/", s1.id)) || strings.HasPrefix(e, fmt.Sprintf("nack %d/", s1.id)) {
+			t.Errorf("the first delivery was settled (%q) after its outbox broke", e)
+		}
 	}
 	host.mu.Lock()
 	n := host.outboxes

@@ -270,6 +270,8 @@ func TestChildrenUsedLongAfterStart(t *testing.T) {
 	t.Parallel()
 	host := &fakeHost{}
 	env := startWithHost(t, host)
+	// Time has to pass here, not an event: go-plugin's timer runs on the
+	// real clock and tells nobody when it fires.
 	time.Sleep(6 * time.Second)
 	if _, err := env.Children().ListChildren(ctx(t)); err != nil {
 		t.Fatalf("ListChildren 6s after Start: %v", err)

@@ -34,4 +34,13 @@
 // free loopback port, runs `dynworkers serve` as a child process, and waits
 // until the workers run. Without an amqp block in Config the host uses its
 // embedded bus, so workers that publish and consume work unchanged.
+//
+// Both levels wait on events, not for a while: the Wait methods, and for
+// state that nothing signals (a status, a process, a broker's queue)
+// Eventually, which polls a condition until it holds or a timeout passes:
+//
+//	sdktest.Eventually(t, 10*time.Second, func() bool {
+//		w, _ := h.Status().Worker("greeter")
+//		return w.Restarts > 0
+//	}, "greeter was not restarted")
 package sdktest

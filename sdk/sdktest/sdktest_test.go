@@ -21,9 +21,9 @@ type relayConfig struct {
 
 // relay republishes what it consumes, and says how many it relayed.
 type relay struct {
-	cfg     relayConfig
-	env     sdk.Env
-	stopped chan struct{}
+	cfg      relayConfig
+	env      sdk.Env
+	blocking chan struct{} // receives when a "block" message's handler begins
 }
 
 func (r *relay) Start(ctx context.Context, env sdk.Env) error {
@@ -43,6 +43,7 @@ func (r *relay) handle(ctx context.Context, m sdk.Message) error {
 	case "later":
 		return errors.New("not now")
 	case "block":
+		r.blocking <- struct{}{}
 		<-ctx.Done()
 		return ctx.Err()
 	}
@@ -64,7 +65,7 @@ func (r *relay) Status(context.Context) (map[string]any, error) {
 var relayClass = sdk.Class{
 	Name: "relay",
 	New: sdk.Construct(func(cfg relayConfig) (sdk.Worker, error) {
-		return &relay{cfg: cfg, stopped: make(chan struct{})}, nil
+		return &relay{cfg: cfg, blocking: make(chan struct{}, 1)}, nil
 	}),
 }
 
@@ -155,7 +156,13 @@ func TestStopStopsConsumersFirst(t *testing.T) {
 		out, _ := w.Env.Deliver("a.in", []byte("block"))
 		done <- out
 	}()
-	time.Sleep(50 * time.Millisecond) // let the handler begin
+	select {
+	case <-w.Impl.(*relay).blocking:
+	case out := <-done:
+		t.Fatalf("the blocking message was settled %v before Stop", out)
+	case <-time.After(sdktest.WaitTimeout):
+		t.Fatal("the handler did not begin")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := w.Stop(ctx); err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/dynworkers/dynworkers/host/internal/daemon"
 	"github.com/dynworkers/dynworkers/host/internal/monitor"
 	"github.com/dynworkers/dynworkers/sdk"
+	"github.com/dynworkers/dynworkers/sdk/sdktest"
 )
 
 // The worker benchmarks' parameters.
@@ -93,12 +94,7 @@ func startWorkerHost(t *testing.T, f *fixture, sys, amqpURL string) *daemon.Daem
 			t.Fatalf("host did not connect to the broker: %v", err)
 		}
 	}
-	for d.Bus() == nil {
-		if wctx.Err() != nil {
-			t.Fatal("the daemon made no bus")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	sdktest.Eventually(t, eventTimeout, func() bool { return d.Bus() != nil }, "the daemon made no bus")
 	return d
 }
 

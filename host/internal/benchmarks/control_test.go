@@ -28,6 +28,7 @@ import (
 	"github.com/dynworkers/dynworkers/host/internal/daemon"
 	"github.com/dynworkers/dynworkers/host/internal/pluginproc"
 	"github.com/dynworkers/dynworkers/host/internal/supervise"
+	"github.com/dynworkers/dynworkers/sdk/sdktest"
 )
 
 const (
@@ -314,14 +315,10 @@ func TestControl(t *testing.T) {
 		t.Fatalf("host did not connect to the broker: %v", err)
 	}
 	var httpAddr string
-	for httpAddr == "" {
-		if httpAddr = d.HTTPAddr(); httpAddr == "" {
-			if wctx.Err() != nil {
-				t.Fatal("the HTTP API did not listen")
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
+	sdktest.Eventually(t, eventTimeout, func() bool {
+		httpAddr = d.HTTPAddr()
+		return httpAddr != ""
+	}, "the HTTP API did not listen")
 	// The resident worker runs before the host takes control messages; a
 	// status over AMQP answered means the transport consumes.
 	cli := newAMQPClient(t, admin, control.HostKey(sys, controlHost))

@@ -91,7 +91,9 @@ func TestRestartLatencySpaced(t *testing.T) {
 // waitSpareReady waits until the host (this process) has a plugin process
 // of f.plugin other than the worker's that is connected: a warm spare past
 // its go-plugin handshake, with its listener and the host's gRPC connection
-// open (two sockets in /proc/<pid>/fd). It returns the spare's pid.
+// open (two sockets in /proc/<pid>/fd). It returns the spare's pid. It
+// polls on a schedule of its own, not with sdktest.Eventually, because the
+// moment it sees the spare ready is measured (spare_wait).
 func waitSpareReady(f *fixture, worker int, timeout time.Duration) (int, error) {
 	deadline := time.Now().Add(timeout)
 	spare := 0

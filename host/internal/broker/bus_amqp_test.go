@@ -10,6 +10,7 @@ import (
 
 	"github.com/dynworkers/dynworkers/host/internal/broker"
 	"github.com/dynworkers/dynworkers/host/internal/broker/brokertest"
+	"github.com/dynworkers/dynworkers/sdk/sdktest"
 )
 
 // amqpBus dials a Conn named "dynworkers <queue>" and returns a bus on it;
@@ -97,16 +98,11 @@ func TestAMQPBusConsumerResumesWhenTheBrokerCancelsIt(t *testing.T) {
 	if err := admin.Do(func(ch *amqp.Channel) error { _, err := ch.QueueDelete(q, false, false, false); return err }); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(wait)
-	for {
-		if qi, err := admin.InspectQueue(q); err == nil && qi.Consumers == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the queue was not declared and consumed again")
-		}
-		time.Sleep(5 * time.Millisecond) // polling the broker; there is no event to wait on
-	}
+	// The broker tells nobody: poll it.
+	sdktest.Eventually(t, wait, func() bool {
+		qi, err := admin.InspectQueue(q)
+		return err == nil && qi.Consumers == 1
+	}, "the queue was not declared and consumed again")
 	publish(t, b, q, "after", nil)
 	expect(t, c, "after")
 }

@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/dynworkers/dynworkers/host/internal/broker"
 	"github.com/dynworkers/dynworkers/host/internal/broker/brokertest"
+	"github.com/dynworkers/dynworkers/sdk/sdktest"
 )
 
 // testLogger logs to t until the test ends, then drops lines, so that a
@@ -48,19 +50,21 @@ func (w *testWriter) stop() {
 // in a test so that its cleanup runs last.
 func checkNoLeaks(t *testing.T) {
 	t.Cleanup(func() {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			leaked := leakedGoroutines()
-			if len(leaked) == 0 {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%d goroutines leaked:\n%s", len(leaked), strings.Join(leaked, "\n\n"))
-			}
-			time.Sleep(10 * time.Millisecond) // polling the goroutine list; there is no event to wait on
-		}
+		// Goroutines end a moment after what stops them returns, and
+		// nothing tells when: poll the goroutine list.
+		var leaked []string
+		sdktest.Eventually(t, 10*time.Second, func() bool {
+			leaked = leakedGoroutines()
+			return len(leaked) == 0
+		}, "goroutines leaked:\n%s", lazy(func() any { return strings.Join(leaked, "\n\n") }))
 	})
 }
+
+// lazy is an argument of sdktest.Eventually's message that is computed
+// when the message is: only if the wait fails, with the state at the end.
+type lazy func() any
+
+func (f lazy) String() string { return fmt.Sprint(f()) }
 
 func leakedGoroutines() []string {
 	buf := make([]byte, 1<<20)

@@ -12,6 +12,7 @@ import (
 	"github.com/dynworkers/dynworkers/host/internal/broker/brokertest"
 	"github.com/dynworkers/dynworkers/host/internal/control"
 	"github.com/dynworkers/dynworkers/host/internal/testplugins"
+	"github.com/dynworkers/dynworkers/sdk/sdktest"
 )
 
 // kill -9 of the host after a start was acked, then a new serve: the worker
@@ -44,10 +45,8 @@ func TestKill9AfterAckedStartAndStartWhileDown(t *testing.T) {
 	}
 	h.wait()
 	for _, pid := range kids {
-		deadline := time.Now().Add(5 * time.Second)
-		for testplugins.Alive(pid) && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond) // polling /proc with a deadline
-		}
+		sdktest.Eventually(t, 5*time.Second, func() bool { return !testplugins.Alive(pid) },
+			"plugin process %d alive 5s after the host was killed", pid)
 	}
 
 	// No host runs now; its durable queue keeps this start.

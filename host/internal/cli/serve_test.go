@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dynworkers/dynworkers/host/internal/testplugins"
+	"github.com/dynworkers/dynworkers/sdk/sdktest"
 )
 
 const waitTimeout = 60 * time.Second
@@ -62,6 +63,7 @@ type hostProc struct {
 	t    *testing.T
 	cmd  *exec.Cmd
 	done chan struct{} // closed once the process has exited and its log is read
+	grew chan struct{} // signalled when a line is added to log
 	rc   int
 
 	mu  sync.Mutex
@@ -79,7 +81,7 @@ func startServe(t *testing.T, args ...string) *hostProc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	h := &hostProc{t: t, cmd: cmd, done: make(chan struct{})}
+	h := &hostProc{t: t, cmd: cmd, done: make(chan struct{}), grew: make(chan struct{}, 1)}
 	go func() {
 		defer close(h.done)
 		sc := bufio.NewScanner(stderr)
@@ -87,6 +89,10 @@ func startServe(t *testing.T, args ...string) *hostProc {
 			h.mu.Lock()
 			h.log.WriteString(sc.Text() + "\n")
 			h.mu.Unlock()
+			select {
+			case h.grew <- struct{}{}:
+			default:
+			}
 		}
 		_, _ = io.Copy(io.Discard, stderr)
 		err := cmd.Wait()
@@ -114,22 +120,32 @@ func (h *hostProc) logText() string {
 // waitLine waits for a log line containing s.
 func (h *hostProc) waitLine(s string) string {
 	h.t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for time.Now().Before(deadline) {
+	deadline := time.After(waitTimeout)
+	exited := false
+	for {
 		for _, l := range strings.Split(h.logText(), "\n") {
 			if strings.Contains(l, s) {
 				return l
 			}
 		}
-		select {
-		case <-h.done:
+		if exited {
 			h.t.Fatalf("host exited (status %d) before logging %q", h.rc, s)
-		case <-time.After(20 * time.Millisecond): // polling the log with a deadline
+		}
+		select {
+		case <-h.grew:
+		case <-h.done:
+			exited = true // the log is complete: one last look
+		case <-deadline:
+			h.t.Fatalf("no log line with %q within %s", s, waitTimeout)
 		}
 	}
-	h.t.Fatalf("no log line with %q within %s", s, waitTimeout)
-	return ""
 }
+
+// lazy is an argument of sdktest.Eventually's message that is computed
+// when the message is: only if the wait fails, with the state at the end.
+type lazy func() any
+
+func (f lazy) String() string { return fmt.Sprint(f()) }
 
 // wait waits for the host to exit and returns its exit status.
 func (h *hostProc) wait() int {
@@ -169,13 +185,10 @@ func TestKill9OfHostLeavesNoPluginProcess(t *testing.T) {
 	}
 	killed := time.Now()
 	h.wait()
+	// The kernel kills them (Pdeathsig); /proc is all there is to watch.
 	for _, pid := range kids {
-		for testplugins.Alive(pid) {
-			if time.Since(killed) > 2*time.Second {
-				t.Fatalf("plugin process %d still alive 2s after the host was killed", pid)
-			}
-			time.Sleep(10 * time.Millisecond) // polling /proc with a deadline
-		}
+		sdktest.Eventually(t, time.Until(killed.Add(2*time.Second)), func() bool { return !testplugins.Alive(pid) },
+			"plugin process %d still alive 2s after the host was killed", pid)
 	}
 }
 
@@ -229,12 +242,8 @@ worker "stubborn" {
 		t.Errorf("exit status %d, want 1", rc)
 	}
 	for _, pid := range kids {
-		for testplugins.Alive(pid) {
-			if time.Since(sent) > 5*time.Second {
-				t.Fatalf("plugin process %d alive after the host exited", pid)
-			}
-			time.Sleep(10 * time.Millisecond) // polling /proc with a deadline
-		}
+		sdktest.Eventually(t, time.Until(sent.Add(5*time.Second)), func() bool { return !testplugins.Alive(pid) },
+			"plugin process %d alive after the host exited", pid)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/dynworkers/dynworkers/host/internal/api"
 	"github.com/dynworkers/dynworkers/host/internal/control"
+	"github.com/dynworkers/dynworkers/sdk/sdktest"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/status/*.golden from the current output")
@@ -342,35 +343,30 @@ supervisor "root" {
 	// answer) have details: a loaded machine may let a Status answer miss
 	// the host's deadline once.
 	const greeter = `greeter "one"`
-	deadline := time.Now().Add(waitTimeout)
 	var byName map[string]api.Worker
-	for {
+	var last string
+	sdktest.Eventually(t, waitTimeout, func() bool {
 		stdout, stderr, rc := runCLI(t, "status", "-json", "-http", apiURL)
 		var rep api.Status
 		if rc != 0 || json.Unmarshal([]byte(stdout), &rep) != nil {
 			t.Fatalf("status -json: rc %d\n%s\n%s", rc, stdout, stderr)
 		}
+		last = stdout
 		byName = map[string]api.Worker{}
 		for _, w := range rep.Workers {
 			if w.State == "running" && w.Metrics != nil {
 				byName[w.Name] = w
 			}
 		}
-		if len(byName) == 3 && len(rep.Supervisors) == 2 && byName[greeter].Details != nil && byName["a1"].Details != nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the workers do not run with their details within %s:\n%s", waitTimeout, stdout)
-		}
-		time.Sleep(20 * time.Millisecond) // polling the host with a deadline
-	}
+		return len(byName) == 3 && len(rep.Supervisors) == 2 && byName[greeter].Details != nil && byName["a1"].Details != nil
+	}, "the workers do not run with their details; last status:\n%s", lazy(func() any { return last }))
 	// -json: the details as the worker sent them.
 	for _, name := range []string{greeter, "a1"} {
 		w := byName[name]
 		var details map[string]any
 		if err := json.Unmarshal(w.Details, &details); err != nil || details["mode"] != "run" ||
-			details["pid"] != float64(w.Pid) || len(details) != 2 || w.DetailsError != "" {
-			t.Errorf("%s: details %s (%v), details_error %q; want mode run and pid %d", name, w.Details, err, w.DetailsError, w.Pid)
+			details["pid"] != float64(w.Pid) || len(details) != 3 || w.DetailsError != "" {
+			t.Errorf("%s: details %s (%v), details_error %q; want mode run, pid %d and health_checks", name, w.Details, err, w.DetailsError, w.Pid)
 		}
 	}
 	// mute's reason is the host's: usually that it did not answer in time.
@@ -378,8 +374,10 @@ supervisor "root" {
 		t.Errorf("mute: details %s, details_error %q; want none and why", mute.Details, mute.DetailsError)
 	}
 
+	// Only mute may lack details; ask again if another one missed the
+	// host's deadline too.
 	var out string
-	for {
+	sdktest.Eventually(t, waitTimeout, func() bool {
 		cmd := exec.Command(os.Args[0], "status", "-http", apiURL)
 		cmd.Env = append(os.Environ(), "DYNWORKERS_CLI_MAIN=1")
 		var stdout, stderr bytes.Buffer
@@ -388,12 +386,8 @@ supervisor "root" {
 			t.Fatalf("dynworkers status: %v\n%s", err, stderr.String())
 		}
 		out = stdout.String()
-		// Only mute may lack details; retry if another one missed the
-		// host's deadline too.
-		if strings.Count(out, "    details: ") <= 1 || time.Now().After(deadline) {
-			break
-		}
-	}
+		return strings.Count(out, "    details: ") <= 1
+	}, "more than one worker without details:\n%s", lazy(func() any { return out }))
 	lines := strings.Split(out, "\n")
 	if !strings.HasPrefix(lines[0], "host test/cli-test · broker embedded (no amqp block) · up ") ||
 		!strings.Contains(lines[0], "workers: 3 running · control: ") || strings.Contains(out, "\x1b") {
@@ -402,10 +396,10 @@ supervisor "root" {
 	want := []*regexp.Regexp{
 		regexp.MustCompile(`^root  one_for_one  running  restarts 0/\d+ in \S+  workers 3/3 running  rss \d`),
 		regexp.MustCompile(`^├─ greeter "one"  +running  chaos  +\d+  \d\S*s  +0  +\d+\.\d [KMG]iB  +\d+\.\d%$`),
-		regexp.MustCompile(`^│    mode=run pid=` + strconv.Itoa(byName[greeter].Pid) + `$`),
+		regexp.MustCompile(`^│    health_checks=\d+ mode=run pid=` + strconv.Itoa(byName[greeter].Pid) + `$`),
 		regexp.MustCompile(`^└─ root/campaign-a  one_for_one  running  .*workers 2/2 running`),
 		regexp.MustCompile(`^   ├─ a1  +running  chaos  +` + strconv.Itoa(byName["a1"].Pid) + `  `),
-		regexp.MustCompile(`^   │    mode=run pid=` + strconv.Itoa(byName["a1"].Pid) + `$`),
+		regexp.MustCompile(`^   │    health_checks=\d+ mode=run pid=` + strconv.Itoa(byName["a1"].Pid) + `$`),
 		regexp.MustCompile(`^   └─ mute  +running  chaos  +\d+  `),
 		regexp.MustCompile(`^        details: \S`),
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/dynworkers/dynworkers/sdk"
 	"github.com/dynworkers/dynworkers/sdk/proto"
+	"github.com/dynworkers/dynworkers/sdk/sdktest"
 )
 
 // published is one message a fakeBus took.
@@ -69,7 +70,7 @@ func (b *fakeBus) Consume(ctx context.Context, queue string, bindings []string, 
 		return nil, b.consumeErr
 	}
 	c := &fakeConsumer{queue: queue, bindings: bindings, prefetch: prefetch, ch: make(chan Delivery),
-		settled: map[uint64]string{}, closed: make(chan struct{}), ctx: ctx}
+		settled: map[uint64]string{}, closed: make(chan struct{}), settleSig: make(chan struct{}, 1), ctx: ctx}
 	b.mu.Lock()
 	b.consumers = append(b.consumers, c)
 	b.mu.Unlock()
@@ -138,7 +139,7 @@ type fakeConsumer struct {
 	maxOut    int
 	settled   map[uint64]string // tag -> ack, requeue, drop
 	closeN    int
-	settleSig chan struct{}
+	settleSig chan struct{} // signalled after each settlement
 }
 
 // push offers a delivery and reports whether pluginproc took it within d.
@@ -181,11 +182,9 @@ func (c *fakeConsumer) settle(tag uint64, how string) error {
 	}
 	c.settled[tag] = how
 	c.nsettled++
-	if c.settleSig != nil {
-		select {
-		case c.settleSig <- struct{}{}:
-		default:
-		}
+	select {
+	case c.settleSig <- struct{}{}:
+	default:
 	}
 	return nil
 }
@@ -224,9 +223,11 @@ func (c *fakeConsumer) outcomes() []string {
 	return out
 }
 
+// waitSettled waits until n deliveries are settled, and returns the
+// outcomes in tag order.
 func (c *fakeConsumer) waitSettled(t *testing.T, n int) []string {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.After(10 * time.Second)
 	for {
 		c.mu.Lock()
 		got := c.nsettled
@@ -234,10 +235,11 @@ func (c *fakeConsumer) waitSettled(t *testing.T, n int) []string {
 		if got >= n {
 			return c.outcomes()
 		}
-		if time.Now().After(deadline) {
+		select {
+		case <-c.settleSig:
+		case <-deadline:
 			t.Fatalf("%d deliveries settled after 10s, want %d: %v", got, n, c.outcomes())
 		}
-		time.Sleep(10 * time.Millisecond) // polling with a deadline
 	}
 }
 
@@ -428,13 +430,8 @@ func TestBusStopRequeuesHandlerUnderWay(t *testing.T) {
 	c := b.consumer(t)
 	c.mustPush(t, "hold")
 	c.mustPush(t, "later")
-	deadline := time.Now().Add(10 * time.Second)
-	for busStatusOf(t, p).InHandler == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the handler did not start")
-		}
-		time.Sleep(10 * time.Millisecond) // polling with a deadline
-	}
+	sdktest.Eventually(t, 10*time.Second, func() bool { return busStatusOf(t, p).InHandler > 0 },
+		"the handler did not start")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	begin := time.Now()
@@ -547,6 +544,12 @@ func TestConsumeStreamCredit(t *testing.T) {
 	c := b.consumer(t)
 	c.mustPush(t, "1")
 	c.mustPush(t, "2")
+	// The three refusals below are bounded waits: nothing tells when the
+	// host's stream has settled down to waiting for credit rather than
+	// being about to take one more (that wait is a select in the stream's
+	// goroutine, behind gRPC). A host that takes deliveries without credit
+	// takes the offered one at once, well within 300 ms, and a correct one
+	// cannot fail them.
 	if c.push("3", false, 300*time.Millisecond) {
 		t.Fatal("the host took a third delivery with two unsettled and prefetch 2")
 	}
@@ -588,21 +591,14 @@ func TestConsumeStreamCredit(t *testing.T) {
 		t.Errorf("settled %v", got)
 	}
 	// The worker cancels the stream: the consumer is closed, and acks of
-	// its deliveries are refused.
+	// its deliveries are refused. (The host forgets the consumer before it
+	// closes it, so once it is closed there is nothing to wait for.)
 	cancel()
 	c.waitClosed(t)
 	ctx2, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel2()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		_, err := client.Ack(ctx2, &proto.AckRequest{ConsumerId: id, DeliveryTag: 3})
-		if status.Code(err) == codes.NotFound && strings.Contains(err.Error(), "has ended") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Ack after the stream ended = %v", err)
-		}
-		time.Sleep(10 * time.Millisecond) // the handler may not have returned yet
+	if _, err := client.Ack(ctx2, &proto.AckRequest{ConsumerId: id, DeliveryTag: 3}); status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), "has ended") {
+		t.Fatalf("Ack after the stream ended = %v", err)
 	}
 }
 

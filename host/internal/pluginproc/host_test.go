@@ -303,7 +303,9 @@ func TestHostServiceInSpare(t *testing.T) {
 	fake := &fakeChildHost{}
 	o = hybridOptions(t, map[string]any{"class": "chaos", "count": 1}, fake)
 	o.Spares = s
-	time.Sleep(6 * time.Second) // longer than go-plugin's broker keeps a connection's info
+	// Time has to pass, not an event: go-plugin's broker forgets a
+	// connection's info on a real 5 s timer that tells nobody it fired.
+	time.Sleep(6 * time.Second)
 	p := start(t, o)
 	if p != sp {
 		t.Fatalf("Start launched pid %d, want the spare %d", p.Pid(), sp.Pid())
@@ -325,7 +327,7 @@ func TestHostServiceLongAfterStart(t *testing.T) {
 	}
 	fake := &fakeChildHost{children: []ChildInfo{{Name: "a", Class: "chaos", State: "running", Pid: 7}}}
 	p := start(t, hybridOptions(t, map[string]any{}, fake))
-	time.Sleep(6 * time.Second)
+	time.Sleep(6 * time.Second) // past go-plugin's 5 s timer, as above
 	st := statusOf(t, p)
 	if st.ListError != "" || len(st.Children) != 1 || st.Children[0].Pid != 7 {
 		t.Errorf("ListChildren 6s after Start = %+v, error %q", st.Children, st.ListError)

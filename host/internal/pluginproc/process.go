@@ -395,18 +395,33 @@ func (p *Process) shutdown(ctx context.Context, rpc bool) {
 		// A process that exits while stopping drops the connection; its
 		// exit status says more than the RPC error. A ctx that ended is
 		// the caller's to report.
-		if c := status.Code(err); err != nil && ctx.Err() == nil && c != codes.Unavailable && c != codes.Canceled {
+		if c := status.Code(err); err != nil && !ctxEnded(ctx) && c != codes.Unavailable && c != codes.Canceled {
 			p.mu.Lock()
 			p.stopRPCErr = err
 			p.mu.Unlock()
 		}
 	}
-	if ctx.Err() != nil {
+	// Past the deadline the caller kills the process. Shutting go-plugin
+	// down now would let the plugin exit 0 first, a clean exit for a worker
+	// whose Stop never returned.
+	if ctxEnded(ctx) {
 		return
 	}
 	p.killMu.Lock()
 	p.client.Kill()
 	p.killMu.Unlock()
+}
+
+// ctxEnded reports whether ctx is done or its deadline has passed. The two
+// differ for a moment: the plugin's gRPC server ends a call at its deadline,
+// so the Stop RPC can fail with DeadlineExceeded before ctx's own timer has
+// fired, which on a busy machine may be late.
+func ctxEnded(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
 }
 
 // Health asks the worker whether it is healthy, within HealthTimeout (or

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dynworkers/dynworkers/host/internal/supervise"
+	"github.com/dynworkers/dynworkers/sdk/sdktest"
 )
 
 // stopsAndStarts returns the "stop" and "start" entries of the log from
@@ -267,12 +268,9 @@ func TestStopDuringGroupRestart(t *testing.T) {
 
 			stopped := async(func() error { return h.sup.Stop(testCtx(t)) })
 			// Wait until Stop has reached the loop: requests fail then.
-			deadline := time.Now().Add(waitTimeout)
-			for !errors.Is(h.sup.RestartChild(testCtx(t), "no such child"), supervise.ErrStopped) {
-				if time.Now().After(deadline) {
-					t.Fatal("Stop did not begin")
-				}
-			}
+			sdktest.Eventually(t, waitTimeout, func() bool {
+				return errors.Is(h.sup.RestartChild(testCtx(t), "no such child"), supervise.ErrStopped)
+			}, "Stop did not begin")
 			h.clk.Advance(3 * time.Second) // c is killed
 			if err := wait(t, stopped); !errors.Is(err, errKilled) {
 				t.Fatalf("Stop = %v, want the kill error of c", err)

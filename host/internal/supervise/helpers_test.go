@@ -13,6 +13,7 @@ import (
 
 	"github.com/dynworkers/dynworkers/host/internal/supervise"
 	"github.com/dynworkers/dynworkers/host/internal/supervise/supervisetest"
+	"github.com/dynworkers/dynworkers/sdk/sdktest"
 )
 
 // waitTimeout bounds every wait of these tests. It is generous because the
@@ -384,27 +385,27 @@ func wait(t *testing.T, ch <-chan error) error {
 
 // checkNoGoroutines fails the test if a goroutine of package supervise is
 // still alive, other than those in ignore (left by earlier tests that
-// failed). Goroutines end a moment after they signal that they are done, so
-// it retries (yielding, not sleeping) until a deadline.
+// failed). Goroutines end a moment after they signal that they are done,
+// and nothing tells when, so it polls until waitTimeout.
 func checkNoGoroutines(t *testing.T, ignore map[string]bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for {
-		var left []string
+	var left []string
+	sdktest.Eventually(t, waitTimeout, func() bool {
+		left = left[:0]
 		for _, g := range supervisorGoroutines() {
 			if !ignore[goroutineID(g)] {
 				left = append(left, g)
 			}
 		}
-		if len(left) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines of the supervisor left:\n%s", len(left), strings.Join(left, "\n\n"))
-		}
-		runtime.Gosched()
-	}
+		return len(left) == 0
+	}, "goroutines of the supervisor left:\n%s", lazy(func() any { return strings.Join(left, "\n\n") }))
 }
+
+// lazy is an argument of sdktest.Eventually's message that is computed
+// when the message is: only if the wait fails, with the state at the end.
+type lazy func() any
+
+func (f lazy) String() string { return fmt.Sprint(f()) }
 
 // supervisorGoroutines returns the stacks of the goroutines that run code of
 // package supervise or were started by it.

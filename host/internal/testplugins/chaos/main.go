@@ -12,6 +12,11 @@
 //	crash   panic before serving
 //	hang    block forever before serving
 //
+// Mode "ignore_stop" makes the worker's Stop block for ever: the process then
+// runs until it is killed. It ignores SIGTERM, SIGINT, SIGHUP and SIGPIPE,
+// and keeps running when go-plugin's server is shut down (sdk.Serve returns
+// then), so a test can tell that the host killed it.
+//
 // Mode "orphan" starts a child process (this binary again, with CHAOS_CHILD=1,
 // which just blocks) that inherits the plugin's stderr, then exits after
 // delay with status 1: the child keeps go-plugin's stderr pipe open, as a
@@ -28,9 +33,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/dynworkers/dynworkers/sdk"
@@ -49,6 +57,9 @@ type config struct {
 	// HangStatus makes Status never answer, whatever the mode.
 	HangStatus bool `config:"hang_status" default:"false" help:"Status never answers"`
 }
+
+// ignoringStop is set once a worker in mode ignore_stop is in its Stop.
+var ignoringStop atomic.Bool
 
 var modes = []string{"run", "panic", "exit", "exit_clean", "ignore_stop", "hang_health", "slow_start", "start_error", "orphan"}
 
@@ -83,11 +94,17 @@ func main() {
 			return nil, sdk.InvalidConfig("mode %q is not one of %s", cfg.Mode, strings.Join(modes, ", "))
 		}),
 	})
+	// sdk.Serve returns once the host has shut go-plugin's server down. A
+	// worker still in a Stop it ignores keeps its process running.
+	if ignoringStop.Load() {
+		select {}
+	}
 }
 
 type worker struct {
-	cfg     config
-	started time.Time
+	cfg          config
+	started      time.Time
+	healthChecks atomic.Int64 // health checks answered, shown by Status
 
 	mu  sync.Mutex
 	env sdk.Env
@@ -151,6 +168,8 @@ func (w *worker) Stop(ctx context.Context) error {
 	env := w.env
 	w.mu.Unlock()
 	if w.cfg.Mode == "ignore_stop" {
+		signal.Ignore(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGPIPE)
+		ignoringStop.Store(true)
 		env.Logger().Info("chaos worker ignoring stop")
 		select {}
 	}
@@ -165,6 +184,7 @@ func (w *worker) Health(ctx context.Context) error {
 	if w.cfg.Mode == "hang_health" && time.Since(started) >= w.cfg.Delay {
 		select {} // never answers, whatever the deadline says
 	}
+	w.healthChecks.Add(1)
 	return nil
 }
 
@@ -172,5 +192,5 @@ func (w *worker) Status(ctx context.Context) (map[string]any, error) {
 	if w.cfg.HangStatus {
 		select {} // never answers, whatever the deadline says
 	}
-	return map[string]any{"mode": w.cfg.Mode, "pid": os.Getpid()}, nil
+	return map[string]any{"mode": w.cfg.Mode, "pid": os.Getpid(), "health_checks": w.healthChecks.Load()}, nil
 }
