@@ -366,3 +366,16 @@ func (d *Daemon) Tree() *tree.Tree { return d.tree }
 // ProcessOf returns the plugin process of a worker instance, as found in
 // supervise events and status, or nil if inst is none (e.g. a supervisor).
 func ProcessOf(inst supervise.Instance) *pluginproc.Process { return tree.ProcessOf(inst) }
+
+// Sizes reports how many entries the host's maps and rings hold: the
+// tree's (names, name locks, persisted records), the worker metric
+// registry's series, the processes the monitor tracks, and the event ring.
+// What a worker adds is removed with it, so after workers come and go the
+// sizes return to what they were: tests assert that.
+func (d *Daemon) Sizes() map[string]int {
+	out := d.tree.Sizes()
+	out["metric_series"] = d.workerMetrics.Len()
+	out["monitored_processes"] = d.monitor().Tracked()
+	out["event_ring"] = d.eventLog.Len()
+	return out
+}

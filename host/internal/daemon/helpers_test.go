@@ -29,13 +29,13 @@ var chaosBin string
 var pluginBins = map[string]string{}
 
 func TestMain(m *testing.M) {
-	dir, err := testplugins.BuildDir("chaos", "smpp", "plugins/pool", "plugins/echo", "plugins/telnet")
+	dir, err := testplugins.BuildDir("chaos", "smpp", "bus", "plugins/pool", "plugins/echo", "plugins/telnet")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	chaosBin = filepath.Join(dir, "chaos")
-	for _, n := range []string{"chaos", "smpp", "pool", "echo", "telnet"} {
+	for _, n := range []string{"chaos", "smpp", "bus", "pool", "echo", "telnet"} {
 		pluginBins[n] = filepath.Join(dir, n)
 	}
 	code := m.Run()

@@ -253,3 +253,11 @@ func (m *Monitor) supervisorTotals(snap *Snapshot) {
 		}
 	}
 }
+
+// Tracked is the number of processes the Monitor keeps figures of between
+// samples (for their CPU percentage): those of the last sample only.
+func (m *Monitor) Tracked() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.prevCPU)
+}
