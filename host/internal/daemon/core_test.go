@@ -178,12 +178,14 @@ supervisor "root" {
 		}
 	})
 	for _, kid := range []string{"k1", "k2", "k3"} {
+		wantMu.Lock()
+		want["owner."+kid] = true
+		wantMu.Unlock()
 		wg.Go(func() {
 			if _, outcome, err := children.StartChild(ctx, pluginproc.ChildRequest{Name: kid, Class: "chaos"}); err != nil || outcome != pluginproc.ChildStarted {
 				errs <- fmt.Errorf("StartChild %s: %s %v", kid, outcome, err)
 			}
 		})
-		want["owner."+kid] = true
 	}
 	wg.Wait()
 	close(errs)

@@ -22,10 +22,12 @@ func (t *Tree) Running() Running {
 	visit = func(n *node) {
 		switch n.kind {
 		case kindSupervisor:
+			// The settings are the supervisor's own: a reconfigured one
+			// has those of its last reload.
+			info := n.run.Info()
 			rs := RunningSupervisor{Name: n.name, Path: n.sup.Path, Source: n.source,
-				Strategy: n.sup.Strategy, Intensity: n.sup.Intensity, Period: n.sup.Period}
+				Strategy: string(info.Strategy), Intensity: info.Intensity, Period: info.Period}
 			if n.parent == nil {
-				info := n.run.Info()
 				rs.StoppedByRequest = info.State == supervise.SupervisorStopped
 			} else {
 				rs.Parent = n.parent.sup.Path
@@ -168,9 +170,6 @@ func (t *Tree) apply(ctx context.Context, p Plan) (api.ReloadResult, error) {
 			fail(fmt.Errorf("reconfiguring supervisor %q: %w", s.Path, err))
 			continue
 		}
-		t.mu.Lock()
-		n.sup = s
-		t.mu.Unlock()
 		res.SupervisorsReconfigured = append(res.SupervisorsReconfigured, s.Path)
 	}
 	for _, path := range p.ResumeSupervisors {
