@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode"
 	"unicode/utf8"
 
@@ -42,6 +43,9 @@ type Dispatcher struct {
 
 	mu    sync.Mutex
 	stats Stats
+	// refusal, once set by Refuse, answers every request that would
+	// change the host.
+	refusal atomic.Pointer[Error]
 }
 
 // Stats counts the requests a Dispatcher answered since it was created.
@@ -62,6 +66,14 @@ func NewDispatcher(host Host, logger hclog.Logger) *Dispatcher {
 	}
 	return &Dispatcher{host: host, logger: logger}
 }
+
+// Refuse makes every later request that would change the host (all but
+// status and list_classes) fail with err; a stopping host uses it so that
+// nothing starts behind its shutdown's back while status still answers.
+func (d *Dispatcher) Refuse(err *Error) { d.refusal.Store(err) }
+
+// readOnly reports whether an operation only reads the host.
+func readOnly(op string) bool { return op == OpStatus || op == OpListClasses }
 
 // Handle decodes a message body (see Decode) and carries it out (see Do).
 // A body that cannot be decoded is answered with its error; the request_id
@@ -110,6 +122,9 @@ func (d *Dispatcher) Do(ctx context.Context, req *Request) Reply {
 	if err := validate(&r); err != nil {
 		return d.fail(&r, err)
 	}
+	if refusal := d.refusal.Load(); refusal != nil && !readOnly(r.Operation) {
+		return d.fail(&r, refusal)
+	}
 	result, herr := d.call(ctx, &r)
 	if herr != nil {
 		var ce *Error
@@ -126,7 +141,7 @@ func (d *Dispatcher) Do(ctx context.Context, req *Request) Reply {
 	}
 	d.count(nil)
 	level := hclog.Info
-	if r.Operation == OpStatus || r.Operation == OpListClasses {
+	if readOnly(r.Operation) {
 		level = hclog.Debug // read-only and possibly frequent (monitoring)
 	}
 	d.logger.Log(level, "control request done", logArgs(&r)...)

@@ -402,3 +402,32 @@ func TestCodeHTTPStatus(t *testing.T) {
 		}
 	}
 }
+
+// A refusing dispatcher still answers status and list_classes, and
+// answers every other operation with the refusal, without calling the host.
+func TestDispatcherRefuse(t *testing.T) {
+	h := &fakeHost{}
+	d, _ := newTestDispatcher(h)
+	d.Refuse(Errorf(CodeConflict, "the host is shutting down"))
+	for _, body := range []string{`{"operation": "status"}`, `{"operation": "list_classes"}`} {
+		if reply := d.Handle(context.Background(), []byte(body)); !reply.OK {
+			t.Errorf("%s: %+v", body, reply)
+		}
+	}
+	for _, body := range []string{
+		`{"operation": "vumi_worker", "worker_name": "a", "worker_class": "c"}`,
+		`{"operation": "stop_worker", "worker_name": "a"}`,
+		`{"operation": "restart_worker", "worker_name": "a"}`,
+		`{"operation": "reload"}`,
+		`{"operation": "start_supervisor", "supervisor_name": "s"}`,
+		`{"operation": "stop_supervisor", "supervisor": "s"}`,
+	} {
+		reply := d.Handle(context.Background(), []byte(body))
+		if reply.OK || reply.Error == nil || reply.Error.Code != CodeConflict || !strings.Contains(reply.Error.Message, "shutting down") {
+			t.Errorf("%s: %+v, want the refusal", body, reply)
+		}
+	}
+	if calls := h.Calls(); fmt.Sprint(calls) != "[status classes]" {
+		t.Errorf("host calls = %v, want only the read-only ones", calls)
+	}
+}

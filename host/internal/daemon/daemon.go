@@ -11,10 +11,11 @@
 //
 // Shutdown order, each step finished before the next begins:
 //
-//  1. Stop taking control requests: the AMQP control consumers end and the
-//     whole HTTP server shuts down (control routes, /v1/status and
-//     /metrics alike). Requests in flight finish (HTTP waits up to 5 s); an
-//     AMQP message cut short is left for redelivery.
+//  1. Stop taking control requests: the AMQP control consumers end (an
+//     AMQP message cut short is left for redelivery) and every request
+//     that would change the host is refused with a conflict saying the
+//     host is shutting down. Status, list_classes, /metrics and /v1/events
+//     keep answering over HTTP, so an operator can watch the workers stop.
 //  2. Stop the supervisors: every worker stops in reverse declared order
 //     within its shutdown_timeout (killed after it), sub-supervisors
 //     before their parents go on.
@@ -22,7 +23,8 @@
 //     worker_stopped of step 2 among them, in order and confirmed by the
 //     broker, for at most 5 s; what is left then is logged as not
 //     published.
-//  4. Close the workers' bus, the broker connection and the warm spares.
+//  4. Close the workers' bus, the broker connection, the HTTP server and
+//     the warm spares.
 package daemon
 
 import (
@@ -311,6 +313,7 @@ func (d *Daemon) shutdown() error {
 	// their queues.
 	d.closeBus()
 	d.closeBroker()
+	d.closeHTTP()
 	// Kill and reap the warm spares; none is launched after this.
 	d.spares.Close()
 	d.logger.Info("host stopped")

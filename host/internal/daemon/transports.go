@@ -59,8 +59,11 @@ func (d *Daemon) startHTTP(ctx context.Context) error {
 		Metrics: promexport.NewHandler(d.Snapshot,
 			promexport.WithErrorLog(d.logger.Named("metrics").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}))),
 	})
-	hctx, cancel := context.WithCancel(d.tr.ctx)
-	d.tr.httpCancel = cancel // stopControl cancels d.tr.ctx, and hctx with it
+	// The HTTP server outlives the control transports: a stopping host
+	// still answers status and /metrics, and refuses changes (stopControl),
+	// until closeHTTP.
+	hctx, cancel := context.WithCancel(context.Background())
+	d.tr.httpCancel = cancel
 	d.tr.httpErr = make(chan error, 1)
 	go func() { d.tr.httpErr <- d.tr.http.ListenAndServe(hctx) }()
 	select {
@@ -69,7 +72,7 @@ func (d *Daemon) startHTTP(ctx context.Context) error {
 		return nil
 	case err := <-d.tr.httpErr:
 		cancel()
-		d.tr.httpErr = nil // consumed: stopControl must not wait for it
+		d.tr.httpErr = nil // consumed: closeHTTP must not wait for it
 		return fmt.Errorf("HTTP API on %s: %w", d.cfg.Host.HTTPAddr, err)
 	case <-ctx.Done():
 		cancel()
@@ -163,15 +166,18 @@ func (d *Daemon) HTTPAddr() string {
 	}
 }
 
-// stopControl stops taking control requests: the AMQP consumers end and
-// the whole HTTP server shuts down, /v1/status and /metrics included, so
-// that one simple rule holds: nothing from outside reaches a stopping
-// host, and no request can start a worker behind its back. Requests in
-// flight finish first: the HTTP server shuts down gracefully, and an AMQP
-// message cut short by the stop is left for redelivery. The broker
-// connection stays open for the workers' bus and the events until
-// closeBroker.
+// stopControl stops taking control requests: the AMQP consumers end (a
+// message cut short is left for redelivery), and the dispatcher refuses
+// every request that would change the host, so that no request can start
+// a worker behind the shutdown's back. Status, list_classes, /metrics and
+// /v1/events go on answering over HTTP until closeHTTP, so an operator
+// watches the workers stop. The broker connection stays open for the
+// workers' bus and the events until closeBroker.
 func (d *Daemon) stopControl() {
+	if d.tr.dispatcher != nil {
+		d.tr.dispatcher.Refuse(control.Errorf(control.CodeConflict,
+			"the host %s is shutting down; nothing can be started or changed on it now", d.cfg.Host.Name))
+	}
 	if d.tr.cancel == nil {
 		return
 	}
@@ -181,6 +187,15 @@ func (d *Daemon) stopControl() {
 			d.logger.Warn("AMQP control transport stopped with an error", "error", err)
 		}
 	}
+}
+
+// closeHTTP shuts the HTTP server down, gracefully: requests in flight
+// finish (up to the server's own bound).
+func (d *Daemon) closeHTTP() {
+	if d.tr.httpCancel == nil {
+		return
+	}
+	d.tr.httpCancel()
 	if d.tr.httpErr != nil {
 		select {
 		case err := <-d.tr.httpErr:
