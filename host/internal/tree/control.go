@@ -165,16 +165,13 @@ func (t *Tree) startResult(name, action string) api.StartResult {
 	return r
 }
 
-// StopWorker stops a worker by control message. A dynamic worker is
-// stopped and forgotten (removed from the persisted state first). A worker
-// from HCL is stopped until the next reload or host restart. A hybrid's
-// child cannot be stopped by a control message.
-func (t *Tree) StopWorker(ctx context.Context, name string) error {
+// lockWorker locks the name of a worker a control message acts on (verb:
+// "stop", "restart") and returns its node, or why it may not.
+func (t *Tree) lockWorker(ctx context.Context, name, verb string) (*node, func(), error) {
 	unlock, err := t.locks.lock(ctx, name)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer unlock()
 	t.mu.Lock()
 	n := t.nodes[name]
 	switch {
@@ -183,12 +180,26 @@ func (t *Tree) StopWorker(ctx context.Context, name string) error {
 	case n == nil || n.kind != kindWorker:
 		err = control.Errorf(control.CodeNotFound, "no worker named %q", name)
 	case n.source == api.SourceHybrid:
-		err = hybridConflict(name, n.parent, "stop")
+		err = hybridConflict(name, n.parent, verb)
 	}
 	t.mu.Unlock()
 	if err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return n, unlock, nil
+}
+
+// StopWorker stops a worker by control message. A dynamic worker is
+// stopped and forgotten (removed from the persisted state first). A worker
+// from HCL is stopped until the next reload or host restart. A hybrid's
+// child cannot be stopped by a control message.
+func (t *Tree) StopWorker(ctx context.Context, name string) error {
+	n, unlock, err := t.lockWorker(ctx, name, "stop")
+	if err != nil {
 		return err
 	}
+	defer unlock()
 	if n.source == api.SourceHCL {
 		return n.parent.run.StopChild(ctx, name)
 	}
@@ -214,25 +225,11 @@ func (t *Tree) StopWorker(ctx context.Context, name string) error {
 // subtree, which starts the worker afresh. A hybrid's child cannot be
 // restarted by a control message.
 func (t *Tree) RestartWorker(ctx context.Context, name string) error {
-	unlock, err := t.locks.lock(ctx, name)
+	n, unlock, err := t.lockWorker(ctx, name, "restart")
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	t.mu.Lock()
-	n := t.nodes[name]
-	switch {
-	case t.closed:
-		err = errClosed
-	case n == nil || n.kind != kindWorker:
-		err = control.Errorf(control.CodeNotFound, "no worker named %q", name)
-	case n.source == api.SourceHybrid:
-		err = hybridConflict(name, n.parent, "restart")
-	}
-	t.mu.Unlock()
-	if err != nil {
-		return err
-	}
 	revived, err := t.revive(ctx, n.parent)
 	if err != nil {
 		return &control.Error{Code: control.CodeInternal, Message: err.Error()}
