@@ -2,7 +2,8 @@
 // host and lets the rest of the host publish and consume through it without
 // caring whether the broker is up at the moment. It also offers the bus
 // that carries the workers' messages (DESIGN §7): Bus, on RabbitMQ
-// (AMQPBus, over a Conn) or in process (EmbeddedBus).
+// (AMQPBus, over a Conn) or in process (EmbeddedBus), and the bridge that
+// gives each worker process its share of it (NewHostBridge).
 //
 // # Lifecycle
 //
@@ -50,6 +51,15 @@
 // the Conn's connection (one for publishing, one per consumer), follows
 // the Conn across reconnections, and re-declares each consumer's queue
 // and bindings on the new connection before it consumes again.
+//
+// # The workers' side of the bus
+//
+// Workers reach the bus through the host, never with a connection of their
+// own: NewHostBridge adapts a Bus to the Host service of one worker
+// process (pluginproc.BusHost). It sends the process's deferred publishes
+// with PublishAsync and delays each ack on the bus until the deferred
+// publishes made while the worker had the delivery are confirmed,
+// requeueing the delivery when one failed (bridge.go tells how).
 //
 // # Not the library's recovery
 //

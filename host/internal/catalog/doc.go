@@ -7,5 +7,9 @@
 // the scan goes on. Describe results are cached on disk, keyed by path,
 // size, modification time and sha256, so a restart with unchanged binaries
 // launches none of them. A Catalog is immutable: to pick up changes, scan
-// again.
+// again. Watch notices the changes: it lists the directory on a ticker
+// (ListingSignature: names, sizes, modification times, modes) and calls
+// back for a rescan when the listing differs; Diff names the classes a
+// rescan added and removed. List reports a catalog as the list_classes
+// result.
 package catalog

@@ -47,7 +47,7 @@ func runClasses(args []string, stdout, stderr io.Writer) int {
 func printClassesJSON(stdout, stderr io.Writer, cat *catalog.Catalog) int {
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
-	if err := enc.Encode(daemon.ClassesReport(cat)); err != nil {
+	if err := enc.Encode(cat.List()); err != nil {
 		fmt.Fprintf(stderr, "dynworkers classes: %v\n", err)
 		return 1
 	}

@@ -2,10 +2,8 @@ package daemon
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/dynworkers/dynworkers/host/internal/api"
-	"github.com/dynworkers/dynworkers/host/internal/catalog"
 	"github.com/dynworkers/dynworkers/host/internal/control"
 )
 
@@ -66,24 +64,5 @@ func (d *Daemon) Status(ctx context.Context) (api.Status, error) {
 
 // Classes reports the plugin catalog.
 func (d *Daemon) Classes(context.Context) (api.ClassList, error) {
-	return ClassesReport(d.Catalog()), nil
-}
-
-// ClassesReport is the list_classes result: every class and every broken
-// plugin file.
-func ClassesReport(cat *catalog.Catalog) api.ClassList {
-	out := api.ClassList{Classes: []api.Class{}, Broken: []api.BrokenFile{}}
-	for _, c := range cat.Classes() {
-		ci := api.Class{Name: c.Name, Aliases: c.Aliases, Description: c.Description, Version: c.Version,
-			Binary: c.Binary.Path, SHA256: fmt.Sprintf("%x", c.Binary.SHA256), Schema: []api.Attribute{}}
-		for _, a := range c.Schema {
-			ci.Schema = append(ci.Schema, api.Attribute{Name: a.Name, Type: string(a.Type), Required: a.Required,
-				Default: a.Default, Sensitive: a.Sensitive, Description: a.Description})
-		}
-		out.Classes = append(out.Classes, ci)
-	}
-	for _, p := range cat.Problems() {
-		out.Broken = append(out.Broken, api.BrokenFile{Path: p.Path, Error: p.Err.Error()})
-	}
-	return out
+	return d.Catalog().List(), nil
 }

@@ -63,8 +63,8 @@ type Options struct {
 	// config's log_level (set when the level came from the command line).
 	KeepLogLevel bool
 	// PluginWatchInterval is how often plugin_dir is checked for changes;
-	// 0 means DefaultPluginWatchInterval, a negative value turns the watch
-	// off.
+	// 0 means catalog.DefaultWatchInterval, a negative value turns the
+	// watch off.
 	PluginWatchInterval time.Duration
 	// EventHook, if set, is called for every supervision event after the
 	// daemon has logged and recorded it.
@@ -144,8 +144,8 @@ func Load(ctx context.Context, opts Options) (*Daemon, error) {
 		logger.Info("removed plugin socket directories left by hosts that died", "count", n)
 	}
 	// The listing is read before the scan, so that a change during the
-	// scan is noticed by the watch (watchPlugins) and scanned again.
-	pluginSig := listingSignature(file.Host.PluginDir)
+	// scan is noticed by the watch (catalog.Watch) and scanned again.
+	pluginSig := catalog.ListingSignature(file.Host.PluginDir)
 	cat, err := ScanCatalog(ctx, file.Host, logger)
 	if err != nil {
 		return nil, err
@@ -268,9 +268,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		defer close(watchDone)
 		if every := d.opts.PluginWatchInterval; every >= 0 {
 			if every == 0 {
-				every = DefaultPluginWatchInterval
+				every = catalog.DefaultWatchInterval
 			}
-			d.watchPlugins(ctx, every)
+			catalog.Watch(ctx, d.cfg.Host.PluginDir, every, d.pluginSig, d.rescan)
 		}
 	}()
 	<-ctx.Done()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 
+	"github.com/dynworkers/dynworkers/host/internal/broker"
 	"github.com/dynworkers/dynworkers/host/internal/catalog"
 	"github.com/dynworkers/dynworkers/host/internal/config"
 	"github.com/dynworkers/dynworkers/host/internal/control"
@@ -48,10 +49,10 @@ func (d *Daemon) launch(ctx context.Context, w *config.Worker, children pluginpr
 		Logger:         logger,
 		Spares:         d.spares,
 		ChildHost:      children,
-		MetricSink:     newMetricSink(d.workerMetrics, monitor.WorkerPrefix(d.cfg.SystemID, d.cfg.Host.Name, w.Name)),
+		MetricSink:     d.workerMetrics.Sink(monitor.WorkerPrefix(d.cfg.SystemID, d.cfg.Host.Name, w.Name)),
 	}
 	if bus := d.currentBus(); bus != nil {
-		opts.BusHost = newBusHost(bus, logger.With("worker", w.Name))
+		opts.BusHost = broker.NewHostBridge(bus, logger.With("worker", w.Name))
 	}
 	p, err := pluginproc.Start(ctx, opts)
 	if err != nil {

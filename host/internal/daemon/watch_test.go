@@ -8,28 +8,25 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/dynworkers/dynworkers/host/internal/catalog"
 	"github.com/dynworkers/dynworkers/host/internal/control"
 	"github.com/dynworkers/dynworkers/host/internal/testplugins"
+	"github.com/dynworkers/dynworkers/sdk/sdktest"
 )
 
-// waitCatalog waits until cond holds for the daemon's current catalog.
+// waitCatalog waits until cond holds for the daemon's current catalog,
+// which catalog.Watch's rescan replaces.
 func (h *harness) waitCatalog(what string, cond func(*catalog.Catalog) bool) {
 	h.t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond(h.d.Catalog()) {
-		if time.Now().After(deadline) {
-			h.t.Fatalf("the catalog did not get to %s within %s", what, waitTimeout)
-		}
-		time.Sleep(20 * time.Millisecond) // polling the catalog with a deadline
-	}
+	sdktest.Eventually(h.t, waitTimeout, func() bool { return cond(h.d.Catalog()) }, "the catalog did not get to %s", what)
 }
 
 // A binary dropped into plugin_dir becomes usable without a restart; a
 // replaced binary is used from its workers' next start; a removed binary
-// leaves running workers running and new starts of its classes fail.
+// leaves running workers running and new starts of its classes fail. (The
+// watch itself is tested in package catalog; this is the daemon's rescan
+// and its use of the new catalog.)
 func TestPluginDirWatch(t *testing.T) {
 	dir := t.TempDir()
 	plugins := filepath.Join(dir, "plugins")
