@@ -44,7 +44,11 @@ func fillDetails(ctx context.Context, ws []api.Worker, infos []tree.WorkerInfo) 
 func workerDetails(ctx context.Context, p *pluginproc.Process, cfg *config.Worker) ([]byte, string) {
 	raw, err := p.Status(ctx)
 	if err != nil {
-		if ctx.Err() != nil {
+		// The plugin's side gives up at the same deadline (gRPC carries
+		// it), and its cancellation may arrive a moment before the host's
+		// own timer fires: an error that close to the deadline is the
+		// deadline's.
+		if dl, ok := ctx.Deadline(); ctx.Err() != nil || ok && time.Until(dl) < 50*time.Millisecond {
 			return nil, "the worker did not answer within " + DetailsTimeout.String()
 		}
 		// The error text comes from the plugin: scrub it too.

@@ -8,7 +8,11 @@ import (
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+
 	"github.com/dynworkers/dynworkers/host/internal/api"
+	"github.com/dynworkers/dynworkers/host/internal/broker/brokertest"
+	"github.com/dynworkers/dynworkers/host/internal/control"
 )
 
 // A worker's Status() details reach GET /v1/status, scrubbed of its
@@ -85,5 +89,41 @@ worker "plain" {
 	var plain map[string]any
 	if err := json.Unmarshal(byName["plain"].Details, &plain); err != nil || plain["mode"] != "run" {
 		t.Errorf("plain details = %s (%v), want mode run", byName["plain"].Details, err)
+	}
+}
+
+// The AMQP status reply carries the same details, scrubbed.
+func TestStatusDetailsOverAMQP(t *testing.T) {
+	const secret = "Zx9-amqp-status-secret"
+	sys := brokertest.ID(t)
+	h := amqpHost(t, sys, "h1", `
+worker "acct" {
+  class = "smpp"
+  config {
+    host     = "smsc.example"
+    username = "account1"
+    password = "`+secret+`"
+  }
+}
+`)
+	pid := h.waitStarted("acct")
+	admin := brokertest.NewAdmin(t)
+	replyQ, deliveries := admin.TempQueue("")
+	admin.Publish(control.ControlExchange, sys+".h1", amqp.Publishing{Body: []byte(`{"operation": "status"}`), ReplyTo: replyQ, CorrelationId: "st-1"})
+	d := brokertest.Receive(t, deliveries, waitTimeout)
+	if strings.Contains(string(d.Body), secret) {
+		t.Fatalf("the AMQP status reply shows the secret: %s", d.Body)
+	}
+	var reply struct {
+		OK     bool       `json:"ok"`
+		Result api.Status `json:"result"`
+	}
+	if err := json.Unmarshal(d.Body, &reply); err != nil || !reply.OK || len(reply.Result.Workers) != 1 {
+		t.Fatalf("reply %s: %v", d.Body, err)
+	}
+	var details map[string]any
+	if err := json.Unmarshal(reply.Result.Workers[0].Details, &details); err != nil ||
+		details["pid"] != float64(pid) || details["bind"] != "smpp://account1:(sensitive)@smsc.example" {
+		t.Fatalf("details over AMQP = %s (%v), want pid %d and the bind URL scrubbed", reply.Result.Workers[0].Details, err, pid)
 	}
 }
