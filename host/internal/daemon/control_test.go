@@ -131,7 +131,7 @@ worker "from-hcl" {
 	if _, ok := h.d.Worker("dyn"); ok {
 		t.Error("a stopped dynamic worker is still listed")
 	}
-	waitGone(t, pid, waitTimeout)
+	waitGone(t, waitTimeout, pid)
 	if st := h.loadState(); len(st.Workers) != 0 {
 		t.Errorf("state still has %+v", st.Workers)
 	}

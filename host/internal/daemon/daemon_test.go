@@ -154,7 +154,7 @@ worker "hangs" {
 	if again := h.waitStarted("hangs"); again == pid {
 		t.Errorf("restarted with the same pid %d", pid)
 	}
-	waitGone(t, pid, 5*time.Second)
+	waitGone(t, 5*time.Second, pid)
 }
 
 // A worker whose Start fails with a config error is failed at once, with the
@@ -255,9 +255,7 @@ supervisor "root" {
 	if len(slowPids) < 2 {
 		t.Fatalf("launch log %q: want at least two launches of the slow worker", b)
 	}
-	for _, pid := range slowPids[:2] {
-		waitGone(t, pid, 5*time.Second)
-	}
+	waitGone(t, 5*time.Second, slowPids[:2]...)
 }
 
 // Bad files in plugin_dir do not stop the host from running the good ones.

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -17,6 +19,7 @@ import (
 	"github.com/dynworkers/dynworkers/host/internal/state"
 	"github.com/dynworkers/dynworkers/host/internal/supervise"
 	"github.com/dynworkers/dynworkers/host/internal/testplugins"
+	"github.com/dynworkers/dynworkers/sdk/sdktest"
 )
 
 // waitTimeout bounds every wait on an event; generous so a slow, loaded CI
@@ -169,10 +172,9 @@ func (h *harness) doStop() {
 		h.t.Errorf("Run did not return within %s of cancel", waitTimeout)
 	}
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	for pid := range h.pids {
-		waitGone(h.t, pid, 5*time.Second)
-	}
+	pids := slices.Collect(maps.Keys(h.pids))
+	h.mu.Unlock()
+	waitGone(h.t, 5*time.Second, pids...)
 }
 
 // waitEvent returns the first event (after those already consumed) that
@@ -224,19 +226,36 @@ func (h *harness) pid(worker string) int {
 	return ws.Pid
 }
 
-// waitGone fails the test if pid is still alive after d.
-func waitGone(t *testing.T, pid int, d time.Duration) {
+// waitGone waits until none of pids is alive, failing the test if one
+// still is after d. Those left are killed, so that they do not outlive the
+// test.
+func waitGone(t *testing.T, d time.Duration, pids ...int) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for testplugins.Alive(pid) {
-		if time.Now().After(deadline) {
-			t.Errorf("plugin process %d still alive %s later", pid, d)
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-			return
+	alive := func() []int {
+		var out []int
+		for _, pid := range pids {
+			if testplugins.Alive(pid) {
+				out = append(out, pid)
+			}
 		}
-		time.Sleep(10 * time.Millisecond) // polling /proc with a deadline
+		return out
 	}
+	defer func() {
+		for _, pid := range alive() {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}()
+	// The host reaps its plugin processes without telling anyone: /proc is
+	// all there is to watch.
+	sdktest.Eventually(t, d, func() bool { return len(alive()) == 0 },
+		"plugin processes still alive %s later: %v", d, lazy(func() any { return alive() }))
 }
+
+// lazy is an argument of sdktest.Eventually's message that is computed
+// when the message is: only if the wait fails, with the state at the end.
+type lazy func() any
+
+func (f lazy) String() string { return fmt.Sprint(f()) }
 
 // logBuffer keeps the host's log; it is printed when the test fails.
 type logBuffer struct {

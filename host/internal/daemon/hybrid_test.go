@@ -72,7 +72,7 @@ worker "pool-a" {
 	}
 	newPool := h.waitStarted("pool-a")
 	for _, n := range names {
-		waitGone(t, kids[n], 5*time.Second)
+		waitGone(t, 5*time.Second, kids[n])
 		if p := h.waitStarted(n); p == kids[n] {
 			t.Fatalf("%s kept its pid", n)
 		}
@@ -175,7 +175,7 @@ worker "taken" {
 	if _, ok := h.d.Worker("taken.ok"); ok {
 		t.Fatal("child still known after its owner's incarnation ended")
 	}
-	waitGone(t, info.Pid, 5*time.Second)
+	waitGone(t, 5*time.Second, info.Pid)
 }
 
 // A reload that removes the supervisor of a hybrid removes the hybrid and
@@ -208,9 +208,7 @@ worker "other" {
 	if res := out; fmt.Sprint(res.SupervisorsRemoved, res.Removed) != "[root/pools] [p]" {
 		t.Fatalf("result = %+v", res)
 	}
-	for _, p := range kids {
-		waitGone(t, p, 5*time.Second)
-	}
+	waitGone(t, 5*time.Second, kids...)
 	for _, w := range []string{"p", "p.1", "p.2"} {
 		if _, ok := h.d.Worker(w); ok {
 			t.Errorf("%s still known", w)

@@ -22,6 +22,7 @@ import (
 	"github.com/dynworkers/dynworkers/host/internal/broker/brokertest"
 	"github.com/dynworkers/dynworkers/host/internal/control"
 	"github.com/dynworkers/dynworkers/host/internal/monitor"
+	"github.com/dynworkers/dynworkers/sdk/sdktest"
 )
 
 // monitoredHost runs a host on the test broker that samples every 200ms
@@ -171,7 +172,16 @@ worker "stopped" {
 	}
 	// beats collects the heartbeats of this host until pred holds.
 	seen := map[string]int{}
-	var after map[string]time.Time // count only heartbeats sent after these times
+	// Once since is set, a heartbeat counts only if it comes from a round
+	// of the monitor that listed the workers after since. The rounds run
+	// one after the other, each with one heartbeat of steady, and reach
+	// the queue in the order they were sent (each publish waits for the
+	// broker's confirm). So the round after the one whose heartbeat of
+	// steady is stamped after since began after since, and every
+	// heartbeat that comes after the second heartbeat of steady stamped
+	// after since is of such a round.
+	var since float64 // a heartbeat timestamp; 0 while every heartbeat counts
+	steadyAfter := 0  // heartbeats of steady stamped after since, up to 2
 	beats := func(what string, pred func() bool) {
 		t.Helper()
 		deadline := time.After(waitTimeout)
@@ -192,12 +202,20 @@ worker "stopped" {
 				}
 				name, _ := raw["worker_name"].(string)
 				ts, _ := raw["timestamp"].(float64)
-				if at, ok := after[name]; ok && ts < float64(at.UnixNano())/1e9 {
-					continue // decided before the change
+				if name == "hung" && since != 0 && raw["pid"] != float64(pids[name]) {
+					continue // its next instance, once it was killed: healthy until a health check fails
 				}
 				if raw["version"] != "20130319" || raw["worker_id"] != sys+":"+name || raw["hostname"] != "h1" ||
 					raw["pid"] != float64(pids[name]) {
 					t.Fatalf("heartbeat %s (pids %v)", d.Body, pids)
+				}
+				if since != 0 && steadyAfter < 2 {
+					if name == "steady" && ts > since {
+						steadyAfter++
+					}
+					if steadyAfter < 2 {
+						continue // perhaps of a round that listed the workers before the change
+					}
 				}
 				seen[name]++
 			case <-deadline:
@@ -210,28 +228,22 @@ worker "stopped" {
 	if err := h.d.StopWorker(context.Background(), "stopped"); err != nil {
 		t.Fatal(err)
 	}
-	stoppedAt := time.Now()
-	// Wait until the hung worker has failed a health check.
-	deadline := time.Now().Add(waitTimeout)
-	for {
-		if w := findWorker(h.d.Snapshot(), "hung"); w != nil && !w.Healthy && w.Pid == pids["hung"] {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the hung worker never showed as unhealthy")
-		}
-		time.Sleep(20 * time.Millisecond) // polling a snapshot, not waiting for time to pass
-	}
-	// Watch three more rounds; heartbeats decided before the change (a
-	// sample is up to one interval old) do not count.
-	margin := 300 * time.Millisecond
-	after = map[string]time.Time{"stopped": stoppedAt.Add(margin), "hung": time.Now().Add(margin)}
+	// Wait until the hung worker has failed a health check. It fails
+	// every later one: that process stays unhealthy until it is killed,
+	// after its third failure.
+	sdktest.Eventually(t, waitTimeout, func() bool {
+		w := findWorker(h.d.Snapshot(), "hung")
+		return w != nil && !w.Healthy && w.Pid == pids["hung"]
+	}, "the hung worker never showed as unhealthy")
+	// Watch three more rounds, of those that listed the workers after
+	// both changes, stamping since as the host stamps heartbeats.
+	since = monitor.NewHeartbeat(sys, "steady", "h1", pids["steady"], time.Now()).Timestamp
 	clear(seen)
 	beats("three more rounds", func() bool { return seen["steady"] >= 3 })
 	if seen["stopped"] != 0 {
 		t.Errorf("a stopped worker sent %d heartbeats", seen["stopped"])
 	}
-	if w := findWorker(h.d.Snapshot(), "hung"); w != nil && w.Pid == pids["hung"] && seen["hung"] != 0 {
+	if seen["hung"] != 0 {
 		t.Errorf("a hung worker sent %d heartbeats", seen["hung"])
 	}
 }
@@ -544,11 +556,10 @@ worker "telnet" {
 	if err := h.d.StopWorker(ctx, "echo"); err != nil {
 		t.Fatal(err)
 	}
-	for reg.Len() != before-echoSeries || reg.Values(echoPrefix) != nil {
-		if ctx.Err() != nil {
-			t.Fatalf("the registry holds %d series after echo went (%v of echo), want %d", reg.Len(), reg.Values(echoPrefix), before-echoSeries)
-		}
-		time.Sleep(20 * time.Millisecond) // polling the registry, not waiting for time to pass
+	// StopWorker forgets a dynamic worker, and with it its series (the
+	// tree's Forget), before it returns: nothing to wait for.
+	if reg.Len() != before-echoSeries || reg.Values(echoPrefix) != nil {
+		t.Fatalf("the registry holds %d series after echo went (%v of echo), want %d", reg.Len(), reg.Values(echoPrefix), before-echoSeries)
 	}
 }
 

@@ -83,7 +83,7 @@ worker "added" {
 	if _, ok := h.d.Worker("removed"); ok {
 		t.Error("removed worker still listed")
 	}
-	waitGone(t, pids["removed"], waitTimeout)
+	waitGone(t, waitTimeout, pids["removed"])
 	for _, w := range []string{"added", "paused"} {
 		if ws, _ := h.d.Worker(w); ws.State != "running" {
 			t.Errorf("%s: state %s, want running", w, ws.State)
@@ -150,7 +150,7 @@ supervisor "root" {
 	if _, err := h.d.StopSupervisor(context.Background(), "a"); err != nil {
 		t.Fatal(err)
 	}
-	waitGone(t, a1, 5*time.Second)
+	waitGone(t, 5*time.Second, a1)
 	h.rewrite(`
 supervisor "root" {
   worker "top" {
@@ -181,9 +181,7 @@ supervisor "root" {
 	}
 	h.waitStarted("c1")
 	a1 = h.waitStarted("a1")
-	for _, p := range []int{b1, b21} {
-		waitGone(t, p, 5*time.Second)
-	}
+	waitGone(t, 5*time.Second, b1, b21)
 	if h.pid("top") != top || h.pid("a1") != a1 {
 		t.Fatal("an unchanged worker was restarted")
 	}

@@ -104,7 +104,7 @@ supervisor "root" {
 	if got := h.waitStarted("m1"); got == m1 {
 		t.Fatalf("m1 kept pid %d through mid's failure", m1)
 	}
-	waitGone(t, m1, 5*time.Second)
+	waitGone(t, 5*time.Second, m1)
 
 	root := h.supervisor("root")
 	if root.State != "running" || root.RestartsInPeriod != 1 || root.Failure != "" {
@@ -158,9 +158,7 @@ supervisor "root" {
 		t.Fatal(err)
 	}
 	h.escalated("root")
-	for _, p := range []int{a, s1, pid} {
-		waitGone(t, p, 5*time.Second)
-	}
+	waitGone(t, 5*time.Second, a, s1, pid)
 	root := h.supervisor("root")
 	if root.State != "failed" || root.Failure == "" {
 		t.Fatalf("root = %+v", root)
@@ -259,7 +257,7 @@ worker "base" {
 	// A new host on the same state restores the supervisors, then the
 	// workers in them.
 	h.stop()
-	waitGone(t, c2, 5*time.Second)
+	waitGone(t, 5*time.Second, c2)
 	h = startHostIn(t, dir, body)
 	h.waitStarted("c2")
 	if s := h.supervisor("root/camp/inner"); s.State != "running" || s.Source != api.SourceControl {
@@ -281,9 +279,7 @@ worker "base" {
 	if want := []string{"c1", "c2", "root/camp", "root/camp/inner"}; !slices.Equal(res.Removed, want) {
 		t.Fatalf("removed = %v, want %v", res.Removed, want)
 	}
-	for _, p := range []int{c1, c2} {
-		waitGone(t, p, 5*time.Second)
-	}
+	waitGone(t, 5*time.Second, c1, c2)
 	if st := h.loadState(); len(st.Supervisors) != 0 || len(st.Workers) != 0 {
 		t.Fatalf("state after stop = %+v", st)
 	}

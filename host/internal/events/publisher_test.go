@@ -194,6 +194,11 @@ func TestPublisherCloseDrainsTheQueue(t *testing.T) {
 		defer cancel()
 		closed <- p.Close(ctx)
 	}()
+	// The broker is still away, so Close has not returned. Nothing could
+	// show that a Close that did not wait would have returned by now: this
+	// look catches only one that returns at once, and waits for nothing.
+	// What proves the drain comes after: Close returns nil only once no
+	// event is pending, and then every one was published, in order.
 	select {
 	case err := <-closed:
 		t.Fatalf("Close returned (%v) with %d events unpublished", err, p.Stats().Pending)

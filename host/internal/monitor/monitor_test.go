@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"runtime"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/dynworkers/dynworkers/sdk/sdktest"
 )
 
 // childProc starts a process that runs until the test ends, or until the
@@ -156,18 +159,15 @@ func TestMonitorSnapshot(t *testing.T) {
 		}
 	}
 
-	// The burner's CPU use shows on a later sample.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	// The burner's CPU use shows on a later sample. The kernel counts CPU
+	// time in ticks, so samples a moment apart may see none of it; the
+	// polls spread out.
+	var cpu float64
+	sdktest.Eventually(t, 30*time.Second, func() bool {
 		snap, _ := m.sample()
-		if snap.Workers[0].CPUPercent > 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("CPU percent of a busy process still %v", snap.Workers[0].CPUPercent)
-		}
-		time.Sleep(50 * time.Millisecond) // CPU use is measured over time
-	}
+		cpu = snap.Workers[0].CPUPercent
+		return cpu > 1
+	}, "CPU percent of a busy process still %v", lazy(func() any { return cpu }))
 
 	// A process that is gone, or no longer listed, leaves no state.
 	stopSleeper()
@@ -294,6 +294,12 @@ func TestMonitorPublishFails(t *testing.T) {
 	}
 }
 
+// lazy is an argument of sdktest.Eventually's message that is computed
+// when the message is: only if the wait fails, with the state at the end.
+type lazy func() any
+
+func (f lazy) String() string { return fmt.Sprint(f()) }
+
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
@@ -308,14 +314,11 @@ func TestMonitorRun(t *testing.T) {
 		defer close(done)
 		m.Run(ctx)
 	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for n := 0; n < 3; {
+	n := 0
+	sdktest.Eventually(t, 30*time.Second, func() bool {
 		n += len(h.take())
-		if time.Now().After(deadline) {
-			t.Fatalf("%d messages published within 30s, want 3", n)
-		}
-		time.Sleep(5 * time.Millisecond) // polling what was published
-	}
+		return n >= 3
+	}, "%v messages published, want 3", lazy(func() any { return n }))
 	cancel()
 	select {
 	case <-done:

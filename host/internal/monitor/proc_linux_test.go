@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/dynworkers/dynworkers/sdk/sdktest"
 )
 
 // startProc starts cmd with its stdio on /dev/null and kills and reaps it
@@ -33,19 +35,13 @@ func startProc(t testing.TB, cmd *exec.Cmd) int {
 // waitStats samples pid until ok accepts a sample, for at most 10 s.
 func waitStats(t testing.TB, pid int, what string, ok func(ProcStats) bool) ProcStats {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
 	var last ProcStats
 	var err error
-	for time.Now().Before(deadline) {
+	sdktest.Eventually(t, 10*time.Second, func() bool {
 		last, err = ReadProc(pid)
-		if err == nil && ok(last) {
-			return last
-		}
-		<-tick.C
-	}
-	t.Fatalf("process %d: no sample with %s within 10s; last %+v, err %v", pid, what, last, err)
+		return err == nil && ok(last)
+	}, "process %d: no sample with %s; last %+v, err %v", pid, what,
+		lazy(func() any { return last }), lazy(func() any { return err }))
 	return last
 }
 
@@ -337,23 +333,16 @@ func TestChildren(t *testing.T) {
 	zombie.Process.Kill()
 	waitStats(t, z, "state Z", func(st ProcStats) bool { return st.State == 'Z' })
 	var grandchild int
-	deadline := time.Now().Add(10 * time.Second)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for grandchild == 0 && time.Now().Before(deadline) {
+	sdktest.Eventually(t, 10*time.Second, func() bool {
 		kids, err := Children(sh)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(kids) == 1 {
 			grandchild = kids[0].Pid
-			break
 		}
-		<-tick.C
-	}
-	if grandchild == 0 {
-		t.Fatal("the shell's sleep did not show as its child within 10s")
-	}
+		return grandchild != 0
+	}, "the shell's sleep did not show as its child")
 	kids, err := Children(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
