@@ -305,10 +305,6 @@ func (t *Tree) StartSupervisor(ctx context.Context, spec control.SupervisorSpec)
 		t.mu.Unlock()
 		return t.startExisting(ctx, old, spec, parent)
 	}
-	if owner := t.hybridAtLocked(spec.Name); owner != nil && owner.name == spec.Name && spec.Parent != "" {
-		t.mu.Unlock()
-		return api.SupervisorResult{}, familyConflict(owner.familyPath(), owner)
-	}
 	cfg, cerr := supervisorConfig(spec, parent)
 	if cerr != nil {
 		t.mu.Unlock()
