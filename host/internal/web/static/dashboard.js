@@ -462,7 +462,13 @@
     if (w.config) setText(v.configPre, JSON.stringify(w.config, null, 2));
     updateDetails(v, w);
     if (!v.busy) {
-      v.stop.disabled = w.state === "stopped" || w.state === "stopping";
+      // A hybrid's child belongs to its hybrid: the host refuses to
+      // restart or stop it, so the buttons say so instead of failing.
+      const owned = w.source === "hybrid";
+      v.restart.disabled = owned;
+      v.stop.disabled = owned || w.state === "stopped" || w.state === "stopping";
+      v.restart.title = owned ? `managed by hybrid worker ${w.owner || ""}: restart it instead` : "restart this worker";
+      v.stop.title = owned ? `managed by hybrid worker ${w.owner || ""}: stop it instead` : "stop this worker";
     }
   }
 
