@@ -47,13 +47,17 @@ func (t *Tree) restore(ctx context.Context) int {
 func (t *Tree) restoreSupervisor(ctx context.Context, name, parentPath, strategy string, intensity int, periodText string) {
 	t.mu.Lock()
 	parent := t.findSupervisorLocked(parentPath)
-	_, taken := t.nodes[name]
+	taken := t.nodes[name]
 	t.mu.Unlock()
 	if parent == nil {
 		t.logger.Error("not restoring supervisor: its parent is gone; it stays in the state file", "supervisor", name, "parent", parentPath)
 		return
 	}
-	if taken {
+	if taken != nil {
+		if taken.source == api.SourceControl && taken.kind == kindSupervisor {
+			t.logger.Info("not restoring supervisor: a control message started it meanwhile", "supervisor", name)
+			return
+		}
 		t.logger.Error("not restoring supervisor: HCL now configures a worker or supervisor of that name; it stays in the state file", "supervisor", name)
 		return
 	}
@@ -77,6 +81,12 @@ func (t *Tree) restoreWorker(ctx context.Context, name, class, supPath string, c
 	old := t.nodes[name]
 	t.mu.Unlock()
 	if old != nil {
+		if old.source == api.SourceControl {
+			// Started by a control message that came while the host was
+			// still restoring: that start wins, and persisted itself.
+			t.logger.Info("not restoring dynamic worker: a control message started it meanwhile", "worker", name)
+			return false
+		}
 		t.logger.Error("not restoring dynamic worker: HCL now configures a worker or supervisor of that name; it stays in the state file", "worker", name)
 		return false
 	}
