@@ -197,6 +197,12 @@ func (t *Tree) lockWorker(ctx context.Context, name, verb string) (*node, func()
 func (t *Tree) StopWorker(ctx context.Context, name string) error {
 	n, unlock, err := t.lockWorker(ctx, name, "stop")
 	if err != nil {
+		var cerr *control.Error
+		if errors.As(err, &cerr) && cerr.Code == control.CodeNotFound {
+			if forgot, ferr := t.forgetRecord(ctx, name); forgot || ferr != nil {
+				return ferr
+			}
+		}
 		return err
 	}
 	defer unlock()
@@ -217,6 +223,29 @@ func (t *Tree) StopWorker(ctx context.Context, name string) error {
 		return fmt.Errorf("stopping worker %q: %w", name, err)
 	}
 	return nil
+}
+
+// forgetRecord removes the persisted record of a control-started worker
+// that does not run: one the host has not restored yet, or one it could
+// not restore (its class or supervisor is gone), which the state file
+// keeps. It reports whether there was one.
+func (t *Tree) forgetRecord(ctx context.Context, name string) (bool, error) {
+	unlock, err := t.locks.lock(ctx, name)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	t.mu.Lock()
+	_, running := t.nodes[name]
+	has := slices.ContainsFunc(t.dynW, func(w state.Worker) bool { return w.Name == name })
+	t.mu.Unlock()
+	if running || !has {
+		return false, nil
+	}
+	t.logger.Info("forgetting a persisted worker that does not run", "worker", name)
+	return true, t.persist(func(ws []state.Worker, ss []state.Supervisor) ([]state.Worker, []state.Supervisor) {
+		return slices.DeleteFunc(ws, func(x state.Worker) bool { return x.Name == name }), ss
+	})
 }
 
 // RestartWorker restarts a worker by hand, from any state, with a fresh

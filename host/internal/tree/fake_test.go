@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/zclconf/go-cty/cty"
 
@@ -36,12 +37,26 @@ func (f *fakeInstance) Stop(context.Context) error {
 // fake instances, with a real state store in a temporary directory.
 func newFakeTree(t *testing.T, root *config.Supervisor) (*Tree, *state.Store) {
 	t.Helper()
+	tr, store := newFakeTreeFrom(t, root, nil)
+	tr.Start(context.Background())
+	return tr, store
+}
+
+// newFakeTreeFrom is newFakeTree restoring st, not started yet.
+func newFakeTreeFrom(t *testing.T, root *config.Supervisor, st *state.State) (*Tree, *state.Store) {
+	t.Helper()
 	store, err := state.Open(t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if st != nil {
+		if err := store.Save(st); err != nil {
+			t.Fatal(err)
+		}
+	}
 	tr, err := New(Options{
 		Store: store,
+		State: st,
 		Launch: func(context.Context, *config.Worker, pluginproc.ChildHost) (supervise.Instance, error) {
 			return &fakeInstance{done: make(chan struct{})}, nil
 		},
@@ -56,7 +71,6 @@ func newFakeTree(t *testing.T, root *config.Supervisor) (*Tree, *state.Store) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = tr.Stop(context.Background()) })
-	tr.Start(context.Background())
 	return tr, store
 }
 
@@ -218,5 +232,50 @@ func TestHybridChildrenBelongToTheirOwner(t *testing.T) {
 	}
 	if after := tr.Sizes(); !mapsEqual(after, before) {
 		t.Errorf("sizes = %v, want %v", after, before)
+	}
+}
+
+// Restoring the persisted workers leaves alone those that control messages
+// changed meanwhile: one replaced is not started a second time, one
+// stopped is not started again.
+func TestRestoreLeavesWhatControlChanged(t *testing.T) {
+	created := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	st := &state.State{Version: state.Version, Workers: []state.Worker{
+		{Name: "replaced", Class: "echo", Supervisor: "root", Config: json.RawMessage(`{}`), CreatedAt: created},
+		{Name: "kept", Class: "echo", Supervisor: "root", Config: json.RawMessage(`{}`), CreatedAt: created},
+	}}
+	st.Workers = append(st.Workers, state.Worker{Name: "stopped", Class: "echo", Supervisor: "root", CreatedAt: created},
+		state.Worker{Name: "orphan", Class: "gone", Supervisor: "root", CreatedAt: created})
+	tr, store := newFakeTreeFrom(t, sup("root", w("hcl")), st)
+	ctx := context.Background()
+	// A stop of a persisted worker before the host restored it forgets
+	// it: it is not started afterwards.
+	if err := tr.StopWorker(ctx, "stopped"); err != nil {
+		t.Fatalf("stop before restore = %v", err)
+	}
+	// A control start of a persisted name before the host restored it:
+	// that start wins.
+	if r, err := tr.StartWorker(ctx, control.WorkerSpec{Name: "replaced", Class: "echo"}); err != nil || r.Action != "started" {
+		t.Fatalf("start = %+v, %v", r, err)
+	}
+	if n := tr.Start(ctx); n != 2 { // hcl and kept
+		t.Errorf("Start started %d workers, want 2", n)
+	}
+	if got := workerNames(tr); !slices.Equal(got, []string{"hcl", "replaced", "kept"}) {
+		t.Errorf("workers = %v", got)
+	}
+	if got := persistedNames(t, store); !slices.Equal(got, []string{"replaced", "kept", "orphan"}) {
+		t.Errorf("persisted = %v, want the orphan (class gone) kept", got)
+	}
+	// A stop of the record that could not be restored removes it.
+	if err := tr.StopWorker(ctx, "orphan"); err != nil {
+		t.Fatalf("stop of the orphan = %v", err)
+	}
+	if got := persistedNames(t, store); !slices.Equal(got, []string{"replaced", "kept"}) {
+		t.Errorf("persisted = %v", got)
+	}
+	var cerr *control.Error
+	if err := tr.StopWorker(ctx, "orphan"); !errors.As(err, &cerr) || cerr.Code != control.CodeNotFound {
+		t.Errorf("second stop = %v, want not_found", err)
 	}
 }

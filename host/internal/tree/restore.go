@@ -2,10 +2,12 @@ package tree
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/dynworkers/dynworkers/host/internal/api"
 	"github.com/dynworkers/dynworkers/host/internal/control"
+	"github.com/dynworkers/dynworkers/host/internal/state"
 )
 
 // restore starts the supervisors (parents first) and then the workers
@@ -16,10 +18,13 @@ import (
 // Each is restored under the lock of its name, so a control operation on
 // it waits for it.
 func (t *Tree) restore(ctx context.Context) int {
-	t.mu.Lock()
-	sups, workers := append(t.dynS[:0:0], t.dynS...), append(t.dynW[:0:0], t.dynW...)
-	t.mu.Unlock()
-	for _, rec := range sups {
+	// What the state file held when the host started: control messages
+	// (over HTTP, which is up already) may add, replace or remove records
+	// meanwhile, and those are theirs to start or stop.
+	if t.opts.State == nil {
+		return 0
+	}
+	for _, rec := range t.opts.State.Supervisors {
 		if ctx.Err() != nil {
 			return 0
 		}
@@ -27,16 +32,26 @@ func (t *Tree) restore(ctx context.Context) int {
 		if err != nil {
 			return 0
 		}
-		t.restoreSupervisor(ctx, rec.Name, rec.Parent, rec.Strategy, rec.Intensity, rec.Period)
+		t.mu.Lock()
+		current := slices.Contains(t.dynS, rec)
+		t.mu.Unlock()
+		if current {
+			t.restoreSupervisor(ctx, rec.Name, rec.Parent, rec.Strategy, rec.Intensity, rec.Period)
+		}
 		unlock()
 	}
 	n := 0
-	for _, rec := range workers {
+	for _, rec := range t.opts.State.Workers {
 		unlock, err := t.locks.lock(ctx, rec.Name)
 		if err != nil {
 			break
 		}
-		if t.restoreWorker(ctx, rec.Name, rec.Class, rec.Supervisor, rec.Config) {
+		t.mu.Lock()
+		current := slices.ContainsFunc(t.dynW, func(w state.Worker) bool {
+			return w.Name == rec.Name && w.CreatedAt.Equal(rec.CreatedAt)
+		})
+		t.mu.Unlock()
+		if current && t.restoreWorker(ctx, rec.Name, rec.Class, rec.Supervisor, rec.Config) {
 			n++
 		}
 		unlock()
