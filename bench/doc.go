@@ -21,4 +21,4 @@
 //
 // The non-test files hold what the tests share: summary statistics, /proc
 // readers, the machine description and the Markdown report.
-package benchmarks
+package bench
