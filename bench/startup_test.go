@@ -138,7 +138,11 @@ func (h *hostProc) read(r io.Reader) {
 			h.httpAddr, _ = m["addr"].(string)
 			close(h.listening)
 		}
-		if lvl, _ := m["@level"].(string); lvl == "error" || msg == "worker_start_failed" || (msg == "worker_exited" && !h.crashes) {
+		// A killed plugin is logged at error level ("plugin process
+		// exited"), and its worker_exited follows: expected when the
+		// benchmark kills workers.
+		crash := msg == "worker_exited" || msg == "plugin process exited"
+		if lvl, _ := m["@level"].(string); (lvl == "error" || msg == "worker_start_failed" || msg == "worker_exited") && !(crash && h.crashes) {
 			h.problems = append(h.problems, string(line))
 		}
 		h.mu.Unlock()

@@ -147,7 +147,7 @@ func TestRenderMarkdown(t *testing.T) {
 		"| control channel: start+stop cycles over AMQP | — | 50.0/s (p50 20.0 ms) | — |",
 		"## 8. Control channel: publish of a start → its reply",
 		"| start-up of 100 workers, median of 1 runs | ≤ 1.5 s | 0.90 s | yes |",
-		`"kill_to_healthy_us": [17000,18000,22000]`,
+		`"kill_to_started_us": [17000,18000,22000]`,
 		"The target is met",
 		"above the 10 ms of the target, which is judged on the spaced crashes of section 1 (2.50 ms)",
 		"| memory | 2.0 GiB |",
