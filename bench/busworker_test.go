@@ -37,7 +37,7 @@ const (
 )
 
 // workerConfig is a host without workers: the harness starts the echo
-// worker for each run (StartWorker) and stops it after.
+// worker for each run (POST /v1/workers) and stops it after.
 const workerConfig = `system_id = %q
 host {
   name       = "bench"
@@ -150,7 +150,7 @@ func (c runCPU) fill(run *ThroughputRun, after runCPU, plugin time.Duration) {
 }
 
 // TestBusWorkerAMQP measures messages per second through one real worker
-// plugin under a real daemon on RabbitMQ (the forward test plugin, which
+// plugin under `dynworkers serve` on RabbitMQ (the forward test plugin, which
 // does what the plain program does, and the echo plugin, a Vumi
 // application), side by side with the plain amqp091-go program,
 // interleaved, on the same broker: the issue's target is the worker at

@@ -252,7 +252,7 @@ func RenderMarkdown(w io.Writer, r *Results) error {
 			ms(bin.Checksum.P50), ms(bin.ExecToHandshake.P50))
 		p("medians of separate measurements, see section 5): the host keeps a warm spare process of the binary, launched ahead ")
 		p("with the same checks (`pluginproc.Spares`), and a restart takes it and only sends it `Start`. But the harness kills each ")
-		p("new instance a little over 1 ms (`reset_after`) after it started, sooner than the next spare, launched one at a time, ")
+		p("new instance as soon as its `worker_started` event has reached the harness (more than 1 ms, `reset_after`, after it started), sooner than the next spare, launched one at a time, ")
 		p("is ready: a restart that comes before that waits for the rest of its launch. These figures measure back-to-back ")
 		p("crashes, bounded by the rate at which spares can be launched, rather than a restart that finds its spare ready ")
 		p("(section 1).\n\n")
