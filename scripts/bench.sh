@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# Runs the benchmark harness (host/internal/benchmarks) and writes
-# docs/benchmarks.md. `make bench` runs it after `make build`; run by hand,
-# it builds first. The benchmarks run without the race detector and take a
-# few minutes; run nothing heavy next to them (the machine's cores are
-# part of what they measure).
+# Runs the benchmarks and writes docs/benchmarks.md. `make bench` runs it
+# after `make build`; run by hand, it builds first. The benchmarks run
+# without the race detector and take a few minutes; run nothing heavy next
+# to them (the machine's cores are part of what they measure).
+#
+# Two steps: the benchmarks of what nothing outside the host reaches (the
+# bus library, the embedded bus: tests of host/internal/broker and
+# host/internal/daemon named TestBench*) write their figures as JSON
+# fragments to a temporary directory; then the harness (bench/), which
+# drives the built binaries from outside, runs its own and writes the
+# report with the fragments merged in. See bench/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,5 +20,11 @@ if [ -z "${MAKELEVEL:-}" ]; then
 fi
 
 GO="${GO:-go}"
-DYNWORKERS_BENCH=1 DYNWORKERS_BENCH_OUT=docs/benchmarks.md \
-	"$GO" test -count=1 -timeout 30m -run . -v ./host/internal/benchmarks
+export GO
+dir="$(mktemp -d)"
+trap 'rm -rf "$dir"' EXIT
+# -p 1: one package at a time, so that the two do not share the cores.
+DYNWORKERS_BENCH=1 DYNWORKERS_BENCH_DIR="$dir" \
+	"$GO" test -p 1 -count=1 -timeout 30m -run '^TestBench' -v ./host/internal/broker ./host/internal/daemon
+DYNWORKERS_BENCH=1 DYNWORKERS_BENCH_DIR="$dir" DYNWORKERS_BENCH_OUT=docs/benchmarks.md \
+	"$GO" test -count=1 -timeout 30m -run . -v ./bench

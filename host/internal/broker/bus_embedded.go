@@ -15,7 +15,7 @@ import (
 // Publish copies the body once; the queues it is routed to and every
 // delivery of it share that copy. A queued message costs its body (rounded
 // up to Go's allocation size class) plus a 64-byte record (measured by the
-// bus benchmarks in host/internal/benchmarks); a backlog has no bound
+// bus benchmarks, TestBenchBusEmbedded); a backlog has no bound
 // other than memory, as a RabbitMQ queue has none by default.
 //
 // Deliveries are handed over synchronously by Publish, Ack, Nack, Consume

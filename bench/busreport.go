@@ -1,4 +1,4 @@
-package benchmarks
+package bench
 
 import (
 	"bytes"
@@ -64,8 +64,9 @@ type BusResult struct {
 type RunCPU struct {
 	// BrokerUS: the RabbitMQ broker on this machine (0 if elsewhere).
 	BrokerUS float64 `json:"broker_us"`
-	// ProcessUS: the benchmark process: the daemon (worker runs), the
-	// plain program or bus loop, and the harness.
+	// ProcessUS: the host process (worker runs over RabbitMQ: a separate
+	// process, read in /proc; embedded: the daemon in the test process),
+	// the plain program or bus loop, and the harness.
 	ProcessUS float64 `json:"process_us"`
 	// PluginUS: the worker's plugin process (worker runs).
 	PluginUS float64 `json:"plugin_us,omitempty"`
@@ -428,9 +429,9 @@ func renderWorkerSection(p func(string, ...any), r *BusResult) {
 		}
 		p("Over RabbitMQ: not run: %s. Set `AMQP_URL` or start a broker (`scripts/ensure-rabbitmq.sh`) and run `make bench` again.\n\n", reason)
 	} else {
-		p("The daemon runs in-process (`daemon.Load` + `Run`) with an `amqp` block on the broker at `%s`; for each run the ", w.Broker)
-		p("harness starts the worker under test as a dynamic worker (`StartWorker`, what a control message does) and stops it ")
-		p("after. Bodies of %d bytes; %s messages per run, timed from the moment the output queue holds the first %s ",
+		p("`dynworkers serve` (the built binary, run by the harness) with an `amqp` block on the broker at `%s`; for each run the ", w.Broker)
+		p("harness starts the worker under test as a dynamic worker (`POST /v1/workers`, what a control message does) and stops it ")
+		p("after (`DELETE /v1/workers/{name}`), and feeds and reads its queues over AMQP with amqp091-go. Bodies of %d bytes; %s messages per run, timed from the moment the output queue holds the first %s ",
 			w.BodyBytes, thousands(int64(w.Messages)), thousands(int64(w.Warmup)))
 		p("(the worker's start and its first messages are not measured); %d interleaved rounds after an unmeasured warm-up round. The workers:\n\n", w.Reps)
 		p("- **%s**: one channel consuming with the prefetch, one in confirm mode publishing; one goroutine publishes each ", workerName(WorkerPlain))
@@ -481,7 +482,7 @@ func renderWorkerSection(p func(string, ...any), r *BusResult) {
 		}
 		p("\n\n")
 		pl, fw := w.MedianCPU(WorkerPlain, w.Prefetch), w.MedianCPU(WorkerForward, w.Prefetch)
-		p("Where the time goes. The broker, the benchmark process (the daemon, or the plain program, and the harness) and the ")
+		p("Where the time goes. The broker, the host process and the harness's (together: the host, or the plain program, and the harness; read in `/proc` and with getrusage) and the ")
 		p("plugin share this machine's CPUs, and the broker does most of the work: per message (warm-up and preloading ")
 		p("included) it used %s µs of CPU with the plain program, %s µs with forward. The plain program costs its process %s µs ",
 			trimFloat(pl.BrokerUS, 0), trimFloat(fw.BrokerUS, 0), trimFloat(pl.ProcessUS, 0))
@@ -510,6 +511,8 @@ func renderWorkerSection(p func(string, ...any), r *BusResult) {
 	}
 	if e := r.WorkerEmbedded; e != nil {
 		p("**Embedded bus.** The daemon without an `amqp` block, its embedded bus fed and read in-process through `Daemon.Bus` ")
+		p("(nothing outside the host reaches the embedded bus, so this benchmark runs the daemon in-process: it is a test of ")
+		p("`host/internal/daemon`, `TestBenchBusWorkerEmbedded`, run by scripts/bench.sh before the harness) ")
 		p("(%s messages of %d bytes per run after %s of warm-up, prefetch %d, a sink consumer of the output queue acking each; ",
 			thousands(int64(e.Messages)), e.BodyBytes, thousands(int64(e.Warmup)), e.Prefetch)
 		p("interleaved rounds: %d), next to the ordered pipeline loop on an embedded bus of its own, in process, which is what ", e.Reps)
@@ -534,8 +537,10 @@ func renderWorkerSection(p func(string, ...any), r *BusResult) {
 // on the host's bus library, without the plugin process.
 func renderBusLibrary(p func(string, ...any), r *BusResult) {
 	p("### The bus alone\n\n")
-	p("The same harness runs loops on the host's bus library (`host/internal/broker`) in the benchmark process, without ")
-	p("the plugin process and its gRPC hop: what the bus itself allows.\n\n")
+	p("Loops on the host's bus library (`host/internal/broker`), without the plugin process and its gRPC hop: what the ")
+	p("bus itself allows. Nothing outside the host reaches the library, so these are tests of the broker package ")
+	p("(`TestBenchBusAMQP`, `TestBenchBusEmbedded` in `host/internal/broker`, with the loops of `brokertest`), run by ")
+	p("scripts/bench.sh before the harness, which reads their figures.\n\n")
 	if r.AMQP == nil {
 		reason := r.AMQPNotRun
 		if reason == "" {

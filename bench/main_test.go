@@ -1,4 +1,4 @@
-package benchmarks
+package bench
 
 import (
 	"bytes"
@@ -8,12 +8,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/dynworkers/dynworkers/host/internal/testplugins"
 )
 
 // EnvBench must be "1" for the benchmarks to run; `make test` leaves it
@@ -27,7 +26,9 @@ const EnvBenchOut = "DYNWORKERS_BENCH_OUT"
 // The command that produces docs/benchmarks.md, and what it runs.
 const (
 	benchCommand = "make bench"
-	goTestLine   = "DYNWORKERS_BENCH=1 DYNWORKERS_BENCH_OUT=docs/benchmarks.md go test -count=1 -timeout 30m -run . -v ./host/internal/benchmarks"
+	goTestLine   = "dir=$(mktemp -d)\n" +
+		"DYNWORKERS_BENCH=1 DYNWORKERS_BENCH_DIR=$dir go test -p 1 -count=1 -timeout 30m -run '^TestBench' -v ./host/internal/broker ./host/internal/daemon\n" +
+		"DYNWORKERS_BENCH=1 DYNWORKERS_BENCH_DIR=$dir DYNWORKERS_BENCH_OUT=docs/benchmarks.md go test -count=1 -timeout 30m -run . -v ./bench"
 )
 
 var (
@@ -52,7 +53,6 @@ func TestMain(m *testing.M) {
 	if fix != nil {
 		os.RemoveAll(fix.dir)
 	}
-	testplugins.Cleanup()
 	if code == 0 && os.Getenv(EnvBench) == "1" {
 		if err := writeReport(); err != nil {
 			fmt.Fprintln(os.Stderr, "benchmarks:", err)
@@ -75,6 +75,13 @@ func writeReport() error {
 		return nil
 	}
 	r.Bus = BusResults()
+	// The bus library's and the embedded bus's figures come from the
+	// benchmarks beside them, run just before by scripts/bench.sh.
+	if dir := os.Getenv(EnvBenchDir); dir != "" {
+		if err := ReadFragments(dir, r.Bus); err != nil {
+			return err
+		}
+	}
 	r.Background = BackgroundSince(r.CPUStart, ReadCPU())
 	root, err := repoRoot()
 	if err != nil {
@@ -104,8 +111,9 @@ type fixture struct {
 	pluginDir string // holds the copy of bin/plugins/hello-worker only
 	plugin    string
 	// busPluginDir holds the plugins of the worker benchmarks of the bus:
-	// the copy of bin/plugins/echo and the test plugin forward (built by
-	// the harness).
+	// the copy of bin/plugins/echo and the test plugin forward, which the
+	// harness builds by path (it is a main package under host/internal,
+	// which `go build` builds though nothing outside may import it).
 	busPluginDir string
 }
 
@@ -154,26 +162,35 @@ func newFixture() (*fixture, error) {
 		if err := copyFile(src, dst); err != nil {
 			os.RemoveAll(dir)
 			if errors.Is(err, os.ErrNotExist) {
-				return nil, fmt.Errorf("%v: run `make build` first (`make bench` does)", err)
+				return nil, fmt.Errorf("%w: run `make build` first (`make bench` does)", err)
 			}
 			return nil, err
 		}
 	}
-	built, err := testplugins.BuildDir("forward")
-	if err != nil {
+	build := exec.Command(goTool(), "build", "-o", filepath.Join(f.busPluginDir, "forward"), "./host/internal/testplugins/forward")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
 		os.RemoveAll(dir)
-		return nil, err
-	}
-	if err := copyFile(filepath.Join(built, "forward"), filepath.Join(f.busPluginDir, "forward")); err != nil {
-		os.RemoveAll(dir)
-		return nil, err
+		return nil, fmt.Errorf("building the forward test plugin: %w: %s", err, out)
 	}
 	out, err := exec.Command(f.host, "version").CombinedOutput()
 	if err != nil {
-		return nil, fmt.Errorf("%s version: %v: %s", f.host, err, out)
+		return nil, fmt.Errorf("%s version: %w: %s", f.host, err, out)
 	}
 	record(func(r *Results) { r.HostVersion = strings.TrimSpace(string(out)) })
 	return f, nil
+}
+
+// goTool is the go command: $GO (scripts/bench.sh passes it on), else the
+// one on PATH, else the toolchain that built this test.
+func goTool() string {
+	if g := os.Getenv("GO"); g != "" {
+		return g
+	}
+	if g, err := exec.LookPath("go"); err == nil {
+		return g
+	}
+	return filepath.Join(runtime.GOROOT(), "bin", "go")
 }
 
 func copyFile(src, dst string) error {

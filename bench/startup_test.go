@@ -1,4 +1,4 @@
-package benchmarks
+package bench
 
 import (
 	"bufio"
@@ -50,11 +50,17 @@ type hostProc struct {
 	started time.Time // just before exec
 
 	running    chan struct{} // closed when "host running" was read
+	listening  chan struct{} // closed when the HTTP API's address was read
 	readerDone chan struct{} // closed at EOF of the log
 	exited     chan struct{} // closed once cmd.Wait returned
 	waitErr    error
 
+	// crashes: worker_exited lines are expected (the restart benchmarks
+	// kill workers), not problems.
+	crashes bool
+
 	mu          sync.Mutex
+	httpAddr    string
 	runningAt   time.Time
 	runningLine map[string]any
 	pids        []int    // pids of the worker_started events
@@ -66,8 +72,15 @@ type hostProc struct {
 // directory.
 func startHost(t *testing.T, host, dir, config string) *hostProc {
 	t.Helper()
-	h := &hostProc{t: t, running: make(chan struct{}), readerDone: make(chan struct{}), exited: make(chan struct{}),
-		tail: tailBuffer{max: 64 << 10}}
+	return startHostCrashing(t, host, dir, config, false)
+}
+
+// startHostCrashing is startHost for a benchmark that kills workers
+// (crashes): their worker_exited lines are then not problems.
+func startHostCrashing(t *testing.T, host, dir, config string, crashes bool) *hostProc {
+	t.Helper()
+	h := &hostProc{t: t, running: make(chan struct{}), listening: make(chan struct{}), readerDone: make(chan struct{}), exited: make(chan struct{}),
+		tail: tailBuffer{max: 64 << 10}, crashes: crashes}
 	h.cmd = exec.Command(host, "serve", "-config", config, "-log-json")
 	h.cmd.Dir = dir
 	stderr, err := h.cmd.StderrPipe()
@@ -117,12 +130,19 @@ func (h *hostProc) read(r io.Reader) {
 		case msg == "host running":
 			h.runningAt, h.runningLine = at, m
 			close(h.running)
-		case msg == "worker_started":
+		case msg == "worker_started" && h.runningAt.IsZero():
 			if pid, ok := m["pid"].(float64); ok {
 				h.pids = append(h.pids, int(pid))
 			}
+		case strings.EqualFold(msg, "http api listening") && h.httpAddr == "":
+			h.httpAddr, _ = m["addr"].(string)
+			close(h.listening)
 		}
-		if lvl, _ := m["@level"].(string); lvl == "error" || msg == "worker_start_failed" || msg == "worker_exited" {
+		// A killed plugin is logged at error level ("plugin process
+		// exited"), and its worker_exited follows: expected when the
+		// benchmark kills workers.
+		crash := msg == "worker_exited" || msg == "plugin process exited"
+		if lvl, _ := m["@level"].(string); (lvl == "error" || msg == "worker_start_failed" || msg == "worker_exited") && !(crash && h.crashes) {
 			h.problems = append(h.problems, string(line))
 		}
 		h.mu.Unlock()
@@ -159,6 +179,25 @@ func (h *hostProc) waitRunning(n int) (execToRunning, hostStartup time.Duration)
 	}
 	return h.runningAt.Sub(h.started), hostStartup
 }
+
+// apiURL waits for the HTTP API's address in the log and returns its base
+// URL, "http://127.0.0.1:<port>".
+func (h *hostProc) apiURL() string {
+	h.t.Helper()
+	select {
+	case <-h.listening:
+	case <-h.exited:
+		h.t.Fatalf("host exited before its HTTP API listened: %v", h.waitErr)
+	case <-time.After(hostTimeout):
+		h.t.Fatalf("no \"HTTP API listening\" within %v", hostTimeout)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return "http://" + h.httpAddr
+}
+
+// pid is the host process's.
+func (h *hostProc) pid() int { return h.cmd.Process.Pid }
 
 // workerProcs returns the plugin processes, checking that they are the
 // host's children and that there are no others.

@@ -1,4 +1,4 @@
-package benchmarks
+package bench
 
 import (
 	"context"
@@ -6,19 +6,19 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
-
-	"github.com/dynworkers/dynworkers/host/internal/broker"
 )
 
-// This file is the harness of the bus benchmarks (bus_test.go), meant to be
-// reused by benchmarks of other paths through the bus (the daemon and a
-// plugin's gRPC hop): a worker under test is a BusWorker; the Measure
-// functions preload its input queue, start it, and time how long it takes
-// to move every message to its output queue.
+// This file is the harness of the bus benchmarks on RabbitMQ, shared with
+// the benchmarks that live beside what they measure (the host's bus
+// library, in host/internal/broker/brokertest): a worker under test is a
+// BusWorker; the Measure functions preload its input queue, start it, and
+// time how long it takes to move every message to its output queue.
+
+// errNacked is a publish the broker refused (a negative confirm).
+var errNacked = errors.New("the broker nacked the publish")
 
 // BusWorker starts a worker under test: it consumes queue in and publishes
 // every message it takes with the routing key out (the queue out is bound
@@ -191,7 +191,7 @@ func preload(ctx context.Context, conn *amqp.Connection, exchange, key string, n
 		select {
 		case c := <-confirms:
 			if !c.Ack {
-				return broker.ErrNacked
+				return errNacked
 			}
 		case <-ctx.Done():
 			return ctx.Err()
@@ -265,7 +265,7 @@ func PlainAMQPWorker(url, exchange string, prefetch int, persistent bool) BusWor
 			for p := range inflight {
 				<-p.dc.Done()
 				if !p.dc.Acked() {
-					setErr(broker.ErrNacked)
+					setErr(errNacked)
 					continue
 				}
 				if err := cch.Ack(p.tag, false); err != nil {
@@ -281,219 +281,4 @@ func PlainAMQPWorker(url, exchange string, prefetch int, persistent bool) BusWor
 			return errors.Join(err, firstErr, conn.Close())
 		}, nil
 	}
-}
-
-// BusLoopOptions configure StartBusLoop.
-type BusLoopOptions struct {
-	// In is the queue consumed (bound with its own name); Out the routing
-	// key published to.
-	In, Out  string
-	Prefetch int
-	// Concurrency is how many deliveries are handled at once, each by a
-	// goroutine of its own: handler, Publish (which waits for the
-	// broker's confirm), Ack. Above 1 the outputs' order may differ from
-	// the inputs'. Default 1. Ignored with Pipeline.
-	Concurrency int
-	// Pipeline handles the deliveries in one goroutine, in order:
-	// handler, PublishAsync, and hands the confirmation to a second
-	// goroutine, which waits for the confirmations in order and acks each
-	// input once its output is confirmed (up to Prefetch in flight). It is
-	// the shape of PlainAMQPWorker, on the bus.
-	Pipeline bool
-	// Handle makes the output of a delivery; nil: the delivery's body and
-	// headers, unchanged (an echo).
-	Handle func(broker.Delivery) ([]byte, map[string]string)
-}
-
-// BusLoop is a worker on a broker.Bus: consume → handler → publish → ack.
-type BusLoop struct {
-	c       broker.Consumer
-	quit    chan struct{}
-	wg      sync.WaitGroup
-	handled atomic.Int64
-	errMu   sync.Mutex
-	err     error
-}
-
-// StartBusLoop starts the loop of o on bus; Stop ends it. This is what a
-// worker does, without the plugin process and its gRPC hop.
-func StartBusLoop(ctx context.Context, bus broker.Bus, o BusLoopOptions) (*BusLoop, error) {
-	c, err := bus.Consume(ctx, o.In, nil, o.Prefetch)
-	if err != nil {
-		return nil, err
-	}
-	handle := o.Handle
-	if handle == nil {
-		handle = func(d broker.Delivery) ([]byte, map[string]string) { return d.Body, d.Headers }
-	}
-	l := &BusLoop{c: c, quit: make(chan struct{})}
-	if o.Pipeline {
-		l.pipeline(ctx, bus, o.Out, handle, max(o.Prefetch, 1))
-		return l, nil
-	}
-	for range max(o.Concurrency, 1) {
-		l.wg.Go(func() {
-			for {
-				var d broker.Delivery
-				select {
-				case m, ok := <-c.Deliveries():
-					if !ok {
-						return
-					}
-					d = m
-				case <-l.quit:
-					return
-				}
-				body, headers := handle(d)
-				if err := bus.Publish(ctx, o.Out, body, headers); err != nil {
-					l.fail(fmt.Errorf("publishing: %w", err))
-					_ = c.Nack(d.Tag, true)
-					continue
-				}
-				if err := c.Ack(d.Tag); err != nil {
-					l.fail(fmt.Errorf("acking: %w", err))
-					continue
-				}
-				l.handled.Add(1)
-			}
-		})
-	}
-	return l, nil
-}
-
-// pipeline starts the two goroutines of BusLoopOptions.Pipeline.
-func (l *BusLoop) pipeline(ctx context.Context, bus broker.Bus, out string, handle func(broker.Delivery) ([]byte, map[string]string), inFlight int) {
-	type pending struct {
-		conf *broker.Confirmation
-		tag  uint64
-	}
-	confs := make(chan pending, inFlight)
-	l.wg.Go(func() {
-		defer close(confs)
-		for {
-			var d broker.Delivery
-			select {
-			case m, ok := <-l.c.Deliveries():
-				if !ok {
-					return
-				}
-				d = m
-			case <-l.quit:
-				return
-			}
-			body, headers := handle(d)
-			conf, err := bus.PublishAsync(ctx, out, body, headers)
-			if err != nil {
-				l.fail(fmt.Errorf("publishing: %w", err))
-				_ = l.c.Nack(d.Tag, true)
-				continue
-			}
-			confs <- pending{conf, d.Tag}
-		}
-	})
-	l.wg.Go(func() {
-		for p := range confs {
-			if err := p.conf.Err(); err != nil {
-				l.fail(fmt.Errorf("publishing: %w", err))
-				_ = l.c.Nack(p.tag, true)
-				continue
-			}
-			if err := l.c.Ack(p.tag); err != nil {
-				l.fail(fmt.Errorf("acking: %w", err))
-				continue
-			}
-			l.handled.Add(1)
-		}
-	})
-}
-
-func (l *BusLoop) fail(err error) {
-	l.errMu.Lock()
-	defer l.errMu.Unlock()
-	if l.err == nil {
-		l.err = err
-	}
-}
-
-// Handled counts the deliveries published and acked so far.
-func (l *BusLoop) Handled() int64 { return l.handled.Load() }
-
-// Stop lets the deliveries being handled finish (published and acked),
-// then closes the consumer, which returns the deliveries not taken yet to
-// the queue, and returns the first error the handlers met.
-func (l *BusLoop) Stop() error {
-	close(l.quit)
-	l.wg.Wait()
-	err := l.c.Close()
-	l.errMu.Lock()
-	defer l.errMu.Unlock()
-	return errors.Join(err, l.err)
-}
-
-// BusLoopWorker is a BusWorker running StartBusLoop on bus with o (its In
-// and Out are set by the harness).
-func BusLoopWorker(bus broker.Bus, o BusLoopOptions) BusWorker {
-	return func(ctx context.Context, in, out string) (func() error, error) {
-		o.In, o.Out = in, out
-		l, err := StartBusLoop(ctx, bus, o)
-		if err != nil {
-			return nil, err
-		}
-		return l.Stop, nil
-	}
-}
-
-// MeasureEmbeddedThroughput measures w on an embedded bus: it declares in
-// and out (bound with their own names), publishes n copies of body to in,
-// starts w and a sink that consumes out (prefetch 1000, acking each), and
-// times until the sink has received n messages.
-func MeasureEmbeddedThroughput(ctx context.Context, bus *broker.EmbeddedBus, in, out string, n int, body []byte, name string, w BusWorker) (ThroughputRun, error) {
-	return MeasureEmbeddedRate(ctx, bus, in, out, 0, n, body, name, w)
-}
-
-// MeasureEmbeddedRate is MeasureEmbeddedThroughput with a warm-up: it
-// publishes warm+n messages and starts the clock once the sink has
-// received warm of them.
-func MeasureEmbeddedRate(ctx context.Context, bus *broker.EmbeddedBus, in, out string, warm, n int, body []byte, name string, w BusWorker) (ThroughputRun, error) {
-	run := ThroughputRun{Worker: name, Messages: n, Warmup: warm}
-	c, err := bus.Consume(ctx, in, nil, 1)
-	if err != nil {
-		return run, err
-	}
-	if err := c.Close(); err != nil {
-		return run, err
-	}
-	for range warm + n {
-		if err := bus.Publish(ctx, in, body, nil); err != nil {
-			return run, err
-		}
-	}
-	sink, err := bus.Consume(ctx, out, nil, 1000)
-	if err != nil {
-		return run, err
-	}
-	defer sink.Close()
-	t0 := time.Now()
-	stop, err := w(ctx, in, out)
-	if err != nil {
-		return run, err
-	}
-	for got := 0; got < warm+n; got++ {
-		if got == warm {
-			t0 = time.Now()
-		}
-		select {
-		case d := <-sink.Deliveries():
-			if err := sink.Ack(d.Tag); err != nil {
-				_ = stop()
-				return run, err
-			}
-		case <-ctx.Done():
-			_ = stop()
-			return run, fmt.Errorf("%d of %d messages moved: %w", got, warm+n, ctx.Err())
-		}
-	}
-	run.Elapsed = time.Since(t0)
-	run.ElapsedUS = run.Elapsed.Microseconds()
-	return run, stop()
 }

@@ -1,4 +1,4 @@
-package benchmarks
+package bench
 
 import (
 	"bufio"
@@ -14,14 +14,13 @@ import (
 
 	"github.com/prometheus/procfs"
 	"golang.org/x/sys/unix"
-
-	"github.com/dynworkers/dynworkers/host/internal/monitor"
 )
 
-// The harness reads /proc through monitor, the host's reader (built on
-// github.com/prometheus/procfs), and through procfs itself for what monitor
-// does not sample: command names, descriptor targets, VmRSS. Only
-// smaps_rollup is parsed here, for the PSS split procfs does not give.
+// The harness reads /proc from outside the host, through
+// github.com/prometheus/procfs (the library the host's own monitor is
+// built on): process identity, parents, command names, CPU time,
+// descriptor targets, VmRSS. Only smaps_rollup is parsed here, for the PSS
+// split procfs does not give.
 
 // procFS is /proc, opened once.
 var procFS = sync.OnceValues(func() (procfs.FS, error) { return procfs.NewDefaultFS() })
@@ -38,25 +37,45 @@ func proc(pid int) (procfs.Proc, error) {
 // Proc identifies one process across pid reuse.
 type Proc struct {
 	Pid int
-	// StartTime tells the process from a later one given the same pid.
-	StartTime time.Time
+	// StartTicks, the process's start time in clock ticks since boot
+	// (field 22 of /proc/<pid>/stat), tells it from a later process given
+	// the same pid.
+	StartTicks uint64
+}
+
+// readStat returns /proc/<pid>/stat.
+func readStat(pid int) (procfs.ProcStat, error) {
+	p, err := proc(pid)
+	if err != nil {
+		return procfs.ProcStat{}, err
+	}
+	return p.Stat()
 }
 
 // Identify reads pid's start time, so that Alive and WaitGone can tell it
 // from a later process that gets the same pid.
 func Identify(pid int) (Proc, error) {
-	st, err := monitor.ReadProc(pid)
+	st, err := readStat(pid)
 	if err != nil {
-		return Proc{}, err
+		return Proc{}, fmt.Errorf("identifying process %d: %w", pid, err)
 	}
-	return Proc{Pid: pid, StartTime: st.StartTime}, nil
+	return Proc{Pid: pid, StartTicks: st.Starttime}, nil
 }
 
 // Alive reports whether p still runs: its pid exists, is the same process
 // and is not a zombie.
 func (p Proc) Alive() bool {
-	st, err := monitor.ReadProc(p.Pid)
-	return err == nil && st.StartTime.Equal(p.StartTime) && st.State != 'Z'
+	st, err := readStat(p.Pid)
+	return err == nil && st.Starttime == p.StartTicks && st.State != "Z"
+}
+
+// ProcCPU returns the CPU time (user + system) process pid has used so far.
+func ProcCPU(pid int) (time.Duration, error) {
+	st, err := readStat(pid)
+	if err != nil {
+		return 0, err
+	}
+	return seconds(st.CPUTime()), nil
 }
 
 // WaitGone waits until p has terminated, at most timeout, and reports
@@ -96,13 +115,21 @@ func (p Proc) WaitGone(timeout time.Duration) bool {
 
 // ChildrenOf returns the live processes whose parent is ppid.
 func ChildrenOf(ppid int) []Proc {
-	kids, err := monitor.Children(ppid)
+	fs, err := procFS()
 	if err != nil {
 		return nil
 	}
-	out := make([]Proc, 0, len(kids))
-	for _, k := range kids {
-		out = append(out, Proc{Pid: k.Pid, StartTime: k.StartTime})
+	all, err := fs.AllProcs()
+	if err != nil {
+		return nil
+	}
+	var out []Proc
+	for _, p := range all {
+		st, err := p.Stat()
+		if err != nil || st.PPID != ppid || st.State == "Z" {
+			continue
+		}
+		out = append(out, Proc{Pid: p.PID, StartTicks: st.Starttime})
 	}
 	return out
 }

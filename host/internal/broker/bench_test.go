@@ -1,18 +1,28 @@
-package benchmarks
+package broker_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/dynworkers/dynworkers/bench"
 	"github.com/dynworkers/dynworkers/host/internal/broker"
 	"github.com/dynworkers/dynworkers/host/internal/broker/brokertest"
 )
+
+// The benchmarks of the bus library: they drive broker.AMQPBus and
+// broker.EmbeddedBus directly, which nothing outside the host reaches, so
+// they live here rather than in the harness (bench/). Like the harness's,
+// they skip unless DYNWORKERS_BENCH=1 (`make test` leaves it unset);
+// scripts/bench.sh runs them first and the harness puts the fragments they
+// write (bench.WriteFragment) in docs/benchmarks.md.
 
 // The bus benchmarks' parameters.
 const (
@@ -25,26 +35,36 @@ const (
 	busBacklog    = 100000 // messages of the memory measurement
 )
 
-// busGate skips the test unless the benchmarks are enabled. The bus
-// benchmarks need no binaries, so they do not use setup.
-func busGate(t *testing.T) {
+// benchGate skips the test unless the benchmarks are enabled.
+func benchGate(t *testing.T) {
 	t.Helper()
-	if os.Getenv(EnvBench) != "1" {
-		t.Skipf("benchmark: set %s=1 to run (make bench does)", EnvBench)
+	if os.Getenv("DYNWORKERS_BENCH") != "1" {
+		t.Skip("benchmark: set DYNWORKERS_BENCH=1 to run (make bench does)")
 	}
 }
 
-// TestBusAMQP measures messages per second through one worker (consume →
+// writeFragment hands r to the harness.
+func writeFragment(t *testing.T, name string, r *bench.BusResult) {
+	t.Helper()
+	if err := bench.WriteFragment(name, r); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBenchBusAMQP measures messages per second through one worker (consume →
 // handler → publish → ack) on RabbitMQ: a plain amqp091-go program and the
 // AMQPBus loops, interleaved, for persistent and transient messages, and
 // one bus worker that handles one delivery at a time. Without a broker it
 // records that it did not run.
-func TestBusAMQP(t *testing.T) {
-	busGate(t)
-	url := brokerURL()
+func TestBenchBusAMQP(t *testing.T) {
+	benchGate(t)
+	url := os.Getenv("AMQP_URL")
+	if url == "" {
+		url = brokertest.DefaultURL
+	}
 	if err := brokertest.Probe(url); err != nil {
 		reason := fmt.Sprintf("no RabbitMQ broker answered at %s (%v)", broker.RedactURL(url), err)
-		recordBus(func(r *BusResult) { r.AMQPNotRun = reason })
+		writeFragment(t, "bus-amqp", &bench.BusResult{AMQPNotRun: reason})
 		t.Skip(reason)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
@@ -59,21 +79,21 @@ func TestBusAMQP(t *testing.T) {
 	}
 	id := benchID(t)
 	in, out := id+".in", id+".out"
-	body := BenchBody(busBodyBytes)
-	brokerCPU0, self0, t0 := BrokerCPU(), processCPU(), time.Now()
+	body := bench.BenchBody(busBodyBytes)
+	brokerCPU0, self0, t0 := bench.BrokerCPU(), processCPU(), time.Now()
 
-	var runs []ThroughputRun
-	var sequential *ThroughputRun
-	for _, mode := range []string{ModePersistent, ModeTransient} {
-		persistent := mode == ModePersistent
+	var runs []bench.ThroughputRun
+	var sequential *bench.ThroughputRun
+	for _, mode := range []string{bench.ModePersistent, bench.ModeTransient} {
+		persistent := mode == bench.ModePersistent
 		bus := broker.NewAMQPBus(conn, broker.AMQPBusOptions{Transient: !persistent})
 		workers := []struct {
 			name string
-			w    BusWorker
+			w    bench.BusWorker
 		}{
-			{WorkerPlain, PlainAMQPWorker(url, broker.DefaultExchange, busPrefetch, persistent)},
-			{WorkerBusConcurrent, BusLoopWorker(bus, BusLoopOptions{Prefetch: busPrefetch, Concurrency: busPrefetch})},
-			{WorkerBusPipeline, BusLoopWorker(bus, BusLoopOptions{Prefetch: busPrefetch, Pipeline: true})},
+			{bench.WorkerPlain, bench.PlainAMQPWorker(url, broker.DefaultExchange, busPrefetch, persistent)},
+			{bench.WorkerBusConcurrent, brokertest.BusLoopWorker(bus, brokertest.BusLoopOptions{Prefetch: busPrefetch, Concurrency: busPrefetch})},
+			{bench.WorkerBusPipeline, brokertest.BusLoopWorker(bus, brokertest.BusLoopOptions{Prefetch: busPrefetch, Pipeline: true})},
 		}
 		// One unmeasured run of each warms the broker and the connection.
 		for i := -1; i < busReps; i++ {
@@ -82,7 +102,7 @@ func TestBusAMQP(t *testing.T) {
 				if i < 0 {
 					n = busMessages / 10
 				}
-				run, err := MeasureAMQPThroughput(ctx, url, broker.DefaultExchange, in, out, n, body, w.name, w.w)
+				run, err := bench.MeasureAMQPThroughput(ctx, url, broker.DefaultExchange, in, out, n, body, w.name, w.w)
 				if err != nil {
 					t.Fatalf("%s, %s: %v", mode, w.name, err)
 				}
@@ -95,10 +115,10 @@ func TestBusAMQP(t *testing.T) {
 			}
 		}
 		if persistent {
-			run, err := MeasureAMQPThroughput(ctx, url, broker.DefaultExchange, in, out, busSequential, body, WorkerBusSequential,
-				BusLoopWorker(bus, BusLoopOptions{Prefetch: busPrefetch, Concurrency: 1}))
+			run, err := bench.MeasureAMQPThroughput(ctx, url, broker.DefaultExchange, in, out, busSequential, body, bench.WorkerBusSequential,
+				brokertest.BusLoopWorker(bus, brokertest.BusLoopOptions{Prefetch: busPrefetch, Concurrency: 1}))
 			if err != nil {
-				t.Fatalf("%s, %s: %v", mode, WorkerBusSequential, err)
+				t.Fatalf("%s, %s: %v", mode, bench.WorkerBusSequential, err)
 			}
 			run.Mode = mode
 			sequential = &run
@@ -108,46 +128,46 @@ func TestBusAMQP(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	elapsed, brokerCPU, self := time.Since(t0), max(BrokerCPU()-brokerCPU0, 0), processCPU()-self0
-	res := BusAMQP{
+	elapsed, brokerCPU, self := time.Since(t0), max(bench.BrokerCPU()-brokerCPU0, 0), processCPU()-self0
+	res := bench.BusAMQP{
 		Broker: broker.RedactURL(url), Messages: busMessages, Reps: busReps, BodyBytes: busBodyBytes, Prefetch: busPrefetch,
 		Runs: runs, Sequential: sequential,
 		Elapsed: elapsed, ElapsedMS: elapsed.Milliseconds(), BrokerCPU: brokerCPU, BrokerCPUMS: brokerCPU.Milliseconds(),
 		ProcessCPU: self, ProcessCPUMS: self.Milliseconds(),
 	}
-	for _, mode := range []string{ModePersistent, ModeTransient} {
-		plain := res.Median(mode, WorkerPlain)
-		for _, w := range []string{WorkerBusConcurrent, WorkerBusPipeline} {
+	for _, mode := range []string{bench.ModePersistent, bench.ModeTransient} {
+		plain := res.Median(mode, bench.WorkerPlain)
+		for _, w := range []string{bench.WorkerBusConcurrent, bench.WorkerBusPipeline} {
 			t.Logf("bus throughput, %s: %s %.0f msg/s = %.0f %% of plain amqp091-go (%.0f msg/s); target ≥ %.0f %%",
-				mode, w, res.Median(mode, w), 100*res.Median(mode, w)/plain, plain, 100*TargetBusRatio)
+				mode, w, res.Median(mode, w), 100*res.Median(mode, w)/plain, plain, 100*bench.TargetBusRatio)
 		}
 	}
-	recordBus(func(r *BusResult) { r.AMQP = &res })
+	writeFragment(t, "bus-amqp", &bench.BusResult{AMQP: &res})
 }
 
-// TestBusEmbedded measures the embedded bus: messages per second through
+// TestBenchBusEmbedded measures the embedded bus: messages per second through
 // the same loops, and the heap a backlog of busBacklog messages takes.
-func TestBusEmbedded(t *testing.T) {
-	busGate(t)
+func TestBenchBusEmbedded(t *testing.T) {
+	benchGate(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	body := BenchBody(busBodyBytes)
-	var runs []ThroughputRun
+	body := bench.BenchBody(busBodyBytes)
+	var runs []bench.ThroughputRun
 	for _, w := range []struct {
 		name string
-		o    BusLoopOptions
+		o    brokertest.BusLoopOptions
 	}{
-		{WorkerBusConcurrent, BusLoopOptions{Prefetch: busPrefetch, Concurrency: busPrefetch}},
-		{WorkerBusPipeline, BusLoopOptions{Prefetch: busPrefetch, Pipeline: true}},
-		{WorkerBusSequential, BusLoopOptions{Prefetch: busPrefetch, Concurrency: 1}},
+		{bench.WorkerBusConcurrent, brokertest.BusLoopOptions{Prefetch: busPrefetch, Concurrency: busPrefetch}},
+		{bench.WorkerBusPipeline, brokertest.BusLoopOptions{Prefetch: busPrefetch, Pipeline: true}},
+		{bench.WorkerBusSequential, brokertest.BusLoopOptions{Prefetch: busPrefetch, Concurrency: 1}},
 	} {
 		bus := broker.NewEmbeddedBus()
-		run, err := MeasureEmbeddedThroughput(ctx, bus, "in", "out", busEmbedded, body, w.name, BusLoopWorker(bus, w.o))
+		run, err := brokertest.MeasureEmbeddedThroughput(ctx, bus, "in", "out", busEmbedded, body, w.name, brokertest.BusLoopWorker(bus, w.o))
 		_ = bus.Close()
 		if err != nil {
 			t.Fatalf("%s: %v", w.name, err)
 		}
-		run.Mode = ModeEmbedded
+		run.Mode = bench.ModeEmbedded
 		runs = append(runs, run)
 		t.Logf("bus throughput, embedded, %s: %.0f msg/s (%d in %v)", w.name, run.PerSecond(), run.Messages, run.Elapsed)
 	}
@@ -156,22 +176,16 @@ func TestBusEmbedded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("embedded bus backlog of %d messages of %d bytes: heap +%s, %.0f bytes per message (%.0f beyond the body)",
-		backlog.Messages, backlog.BodyBytes, mb(backlog.HeapBytes), backlog.PerMessage(), backlog.Overhead())
-	recordBus(func(r *BusResult) {
-		r.Embedded = &BusEmbedded{Messages: busEmbedded, BodyBytes: busBodyBytes, Prefetch: busPrefetch, Runs: runs, Backlog: backlog}
+	t.Logf("embedded bus backlog of %d messages of %d bytes: heap +%.1f MB, %.0f bytes per message (%.0f beyond the body)",
+		backlog.Messages, backlog.BodyBytes, float64(backlog.HeapBytes)/1e6, backlog.PerMessage(), backlog.Overhead())
+	writeFragment(t, "bus-embedded", &bench.BusResult{
+		Embedded: &bench.BusEmbedded{Messages: busEmbedded, BodyBytes: busBodyBytes, Prefetch: busPrefetch, Runs: runs, Backlog: backlog},
 	})
-	// The report of both bus benchmarks (TestBusAMQP ran before this one).
-	var b strings.Builder
-	if err := RenderBusMarkdown(&b, BusResults()); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("bus benchmarks, as docs/benchmarks.md renders them:\n%s", b.String())
 }
 
 // measureBacklog publishes n copies of body to a queue of an embedded bus
 // that nobody consumes, and returns how much the live heap grew.
-func measureBacklog(n int, body []byte) (*Backlog, error) {
+func measureBacklog(n int, body []byte) (*bench.Backlog, error) {
 	ctx := context.Background()
 	bus := broker.NewEmbeddedBus()
 	defer bus.Close()
@@ -202,9 +216,9 @@ func measureBacklog(n int, body []byte) (*Backlog, error) {
 			return nil, fmt.Errorf("backlog delivered a body of %d bytes", len(d.Body))
 		}
 	case <-time.After(time.Second):
-		return nil, fmt.Errorf("the backlog is not delivered")
+		return nil, errors.New("the backlog is not delivered")
 	}
-	return &Backlog{Messages: n, BodyBytes: len(body), HeapBytes: int64(after) - int64(before)}, nil
+	return &bench.Backlog{Messages: n, BodyBytes: len(body), HeapBytes: int64(after) - int64(before)}, nil
 }
 
 // processCPU is this process's CPU time, user and system.
@@ -223,4 +237,14 @@ func heapAlloc() uint64 {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc
+}
+
+// benchID is a prefix of queue names unique to this run: "bench-" and 12
+// hex digits.
+func benchID(t *testing.T) string {
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return "bench-" + hex.EncodeToString(b)
 }
