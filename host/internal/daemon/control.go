@@ -5,6 +5,7 @@ import (
 
 	"github.com/dynworkers/dynworkers/host/internal/api"
 	"github.com/dynworkers/dynworkers/host/internal/control"
+	"github.com/dynworkers/dynworkers/host/internal/status"
 )
 
 // The daemon is the control.Host of its transports: control operations go
@@ -42,24 +43,10 @@ func (d *Daemon) StopSupervisor(ctx context.Context, path string) (api.Superviso
 
 // Status reports the host, every supervisor and every worker, in tree
 // order, with the last sample's figures and each running worker's own
-// Status() details.
+// Status() details (see package status).
 func (d *Daemon) Status(ctx context.Context) (api.Status, error) {
-	snap := d.Snapshot()
-	rep := api.Status{SystemID: d.cfg.SystemID, Host: d.cfg.Host.Name, Broker: d.brokerDescription(),
-		Started: d.started, Process: new(processReport(snap)), Supervisors: d.tree.Supervisors(), Workers: []api.Worker{}}
-	for i := range rep.Supervisors {
-		rep.Supervisors[i].Totals = supervisorTotals(snap, rep.Supervisors[i].Path)
-	}
-	infos := d.tree.Workers()
-	for _, wi := range infos {
-		w := wi.Worker
-		if w.Pid != 0 {
-			w.Metrics = workerMetrics(snap, w.Name, w.Pid)
-		}
-		rep.Workers = append(rep.Workers, w)
-	}
-	fillDetails(ctx, rep.Workers, infos)
-	return rep, nil
+	h := status.Host{SystemID: d.cfg.SystemID, Name: d.cfg.Host.Name, Broker: d.brokerDescription(), Started: d.started}
+	return status.Report(ctx, h, d.tree, d.Snapshot()), nil
 }
 
 // Classes reports the plugin catalog.

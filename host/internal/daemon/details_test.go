@@ -13,11 +13,12 @@ import (
 	"github.com/dynworkers/dynworkers/host/internal/api"
 	"github.com/dynworkers/dynworkers/host/internal/broker/brokertest"
 	"github.com/dynworkers/dynworkers/host/internal/control"
+	"github.com/dynworkers/dynworkers/host/internal/status"
 )
 
 // A worker's Status() details reach GET /v1/status, scrubbed of its
 // sensitive config values; a worker whose Status never answers shows
-// details_error, and does not hold the reply past DetailsTimeout.
+// details_error, and does not hold the reply past status.DetailsTimeout.
 func TestStatusCarriesWorkerDetails(t *testing.T) {
 	const secret = "Zx9-status-secret"
 	h := startHost(t, `
@@ -54,9 +55,9 @@ worker "plain" {
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET /v1/status: %d %v", resp.StatusCode, err)
 	}
-	// The hung worker costs at most DetailsTimeout; the slack is for a
+	// The hung worker costs at most status.DetailsTimeout; the slack is for a
 	// loaded machine, and is still far below pluginproc.StatusTimeout (5 s).
-	if limit := DetailsTimeout + 2*time.Second; took > limit {
+	if limit := status.DetailsTimeout + 2*time.Second; took > limit {
 		t.Errorf("status took %v with a worker whose Status hangs, want under %v", took, limit)
 	}
 	if strings.Contains(string(body), secret) {

@@ -5,11 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
-	"slices"
-	"strings"
-
-	"github.com/hashicorp/hcl/v2"
 
 	"github.com/dynworkers/dynworkers/host/internal/broker"
 	"github.com/dynworkers/dynworkers/host/internal/catalog"
@@ -87,34 +82,7 @@ func (d *Daemon) resolve(name, className string, cfg json.RawMessage, supervisor
 	}
 	val, diags := config.DecodeWorkerConfigJSON(class.Schema, cfg, "worker_config")
 	if diags.HasErrors() {
-		return nil, configError(name, class.Name, diags)
+		return nil, control.InvalidWorkerConfig(name, class.Name, diags)
 	}
 	return config.NewWorker(name, supervisor, class.Name, class.Schema, val), nil
-}
-
-var quotedName = regexp.MustCompile(`"([a-z_][a-z0-9_]*)"`)
-
-// configError turns config diagnostics into an invalid_config error whose
-// details name the attribute at fault. The diagnostics never hold sensitive
-// values (the config package scrubs them).
-func configError(worker, class string, diags hcl.Diagnostics) *control.Error {
-	e := &control.Error{Code: control.CodeInvalidConfig}
-	var names []string
-	for _, d := range diags.Errs() {
-		var hd *hcl.Diagnostic
-		if !errors.As(d, &hd) {
-			continue
-		}
-		det := control.Detail{Summary: hd.Summary, Detail: hd.Detail}
-		if m := quotedName.FindStringSubmatch(hd.Detail); m != nil {
-			det.Attribute = m[1]
-			names = append(names, m[1])
-		}
-		e.Details = append(e.Details, det)
-	}
-	e.Message = fmt.Sprintf("worker_config of worker %q (class %s) is invalid", worker, class)
-	if len(names) > 0 {
-		e.Message += ": " + strings.Join(slices.Compact(names), ", ")
-	}
-	return e
 }

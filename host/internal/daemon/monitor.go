@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/dynworkers/dynworkers/host/internal/api"
 	"github.com/dynworkers/dynworkers/host/internal/monitor"
 	"github.com/dynworkers/dynworkers/host/internal/supervise"
 )
@@ -83,32 +82,4 @@ func stringsOf[S ~string](ss []S) []string {
 		out[i] = string(s)
 	}
 	return out
-}
-
-// workerMetrics returns the metrics of a worker from a snapshot.
-func workerMetrics(snap *monitor.Snapshot, name string, pid int) *api.WorkerMetrics {
-	for _, w := range snap.Workers {
-		if w.Name != name || w.Proc == nil || w.Pid != pid {
-			continue
-		}
-		return &api.WorkerMetrics{RSSBytes: w.Proc.RSSBytes, CPUSeconds: w.Proc.CPUSeconds, CPUPercent: w.CPUPercent,
-			OpenFDs: w.Proc.FDs, Threads: w.Proc.Threads, UptimeSeconds: snap.Time.Sub(w.StartedAt).Seconds()}
-	}
-	return nil
-}
-
-func supervisorTotals(snap *monitor.Snapshot, path string) *api.SupervisorTotals {
-	for _, s := range snap.Supervisors {
-		if s.Path == path {
-			return &api.SupervisorTotals{Workers: s.Workers, Running: s.Running, RSSBytes: s.RSSBytes, CPUSeconds: s.CPUSeconds}
-		}
-	}
-	return nil
-}
-
-func processReport(snap *monitor.Snapshot) api.Process {
-	h := snap.Host
-	return api.Process{Pid: h.Pid, RSSBytes: h.Proc.RSSBytes, CPUSeconds: h.Proc.CPUSeconds, OpenFDs: h.Proc.FDs,
-		Threads: h.Proc.Threads, UptimeSeconds: snap.Time.Sub(h.Started).Seconds(), WorkersByState: h.WorkersByState,
-		ControlHandled: h.ControlHandled, ControlFailed: h.ControlFailed, SampledAt: snap.Time}
 }

@@ -3,9 +3,6 @@ package daemon
 import (
 	"context"
 	"errors"
-	"fmt"
-
-	"github.com/hashicorp/hcl/v2"
 
 	"github.com/dynworkers/dynworkers/host/internal/api"
 	"github.com/dynworkers/dynworkers/host/internal/config"
@@ -25,7 +22,7 @@ import (
 func (d *Daemon) Reload(ctx context.Context) (api.ReloadResult, error) {
 	file, diags := config.Parse(d.opts.ConfigPath)
 	if file == nil {
-		return api.ReloadResult{}, reloadError(diags)
+		return api.ReloadResult{}, control.InvalidConfiguration(diags)
 	}
 	cat, err := ScanCatalog(ctx, file.Host, d.logger)
 	if err != nil {
@@ -34,7 +31,7 @@ func (d *Daemon) Reload(ctx context.Context) (api.ReloadResult, error) {
 	cfg, more := file.Decode(cat)
 	diags = append(diags, more...)
 	if diags.HasErrors() || cfg == nil {
-		return api.ReloadResult{}, reloadError(diags)
+		return api.ReloadResult{}, control.InvalidConfiguration(diags)
 	}
 	// The new catalog is installed once the plan is accepted, before
 	// anything starts, so that new starts use the rescanned binaries.
@@ -48,23 +45,6 @@ func (d *Daemon) Reload(ctx context.Context) (api.ReloadResult, error) {
 		return res, err
 	}
 	return res, nil
-}
-
-// reloadError turns configuration diagnostics into the reload's error.
-func reloadError(diags hcl.Diagnostics) *control.Error {
-	e := &control.Error{Code: control.CodeInvalidConfig, Message: "the configuration has errors; nothing was changed"}
-	for _, d := range diags.Errs() {
-		var hd *hcl.Diagnostic
-		if !errors.As(d, &hd) {
-			continue
-		}
-		det := control.Detail{Summary: hd.Summary, Detail: hd.Detail}
-		if hd.Subject != nil {
-			det.Summary = fmt.Sprintf("%s: %s", hd.Subject.String(), hd.Summary)
-		}
-		e.Details = append(e.Details, det)
-	}
-	return e
 }
 
 // ignoredChanges lists the host-level settings that differ between a and b;
