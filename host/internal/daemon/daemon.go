@@ -339,7 +339,11 @@ func openState(dir string, logger hclog.Logger) (*state.Store, *state.State, err
 }
 
 // forget drops what the host keeps about a worker that is gone: its metric
-// series. It is the tree's Options.Forget.
+// series. It is the tree's Options.Forget. The Monitor's pruning after each
+// flush is the other half: it removes series a worker's process recorded
+// after this (a late Env.Metric while it stopped), which nothing else
+// would, at the cost of the stopped worker's last partial interval, which
+// this drops.
 func (d *Daemon) forget(name string) {
 	d.workerMetrics.Remove(monitor.WorkerPrefix(d.cfg.SystemID, d.cfg.Host.Name, name))
 }
