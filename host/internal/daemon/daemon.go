@@ -353,7 +353,7 @@ func (d *Daemon) Workers() []api.Worker {
 	infos := d.tree.Workers()
 	out := make([]api.Worker, len(infos))
 	for i, wi := range infos {
-		out[i] = wi.Worker
+		out[i] = wi.WithConfig()
 	}
 	return out
 }
@@ -361,7 +361,10 @@ func (d *Daemon) Workers() []api.Worker {
 // Worker returns the status of the named worker.
 func (d *Daemon) Worker(name string) (api.Worker, bool) {
 	wi, ok := d.tree.Worker(name)
-	return wi.Worker, ok
+	if !ok {
+		return api.Worker{}, false
+	}
+	return wi.WithConfig(), true
 }
 
 // Supervisors returns the status of every supervisor, in tree order.

@@ -40,7 +40,7 @@ func Report(ctx context.Context, h Host, t *tree.Tree, snap *monitor.Snapshot) a
 	}
 	infos := t.Workers()
 	for _, wi := range infos {
-		w := wi.Worker
+		w := wi.WithConfig()
 		if w.Pid != 0 {
 			w.Metrics = workerMetrics(snap, w.Name, w.Pid)
 		}

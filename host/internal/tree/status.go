@@ -8,7 +8,9 @@ import (
 )
 
 // WorkerInfo is one worker as the tree sees it: its status as the API shows
-// it (config redacted), and what the daemon needs besides.
+// it, and what the daemon needs besides. The API's Config is left empty:
+// redacting it costs more than the rest of the listing, and the monitor,
+// which lists every few seconds, does not need it (see WithConfig).
 type WorkerInfo struct {
 	api.Worker
 	// Instance is the running incarnation, nil when none runs.
@@ -16,6 +18,14 @@ type WorkerInfo struct {
 	// Spec is the worker's configuration, sensitive values in clear: for
 	// the host's own use only.
 	Spec *config.Worker
+}
+
+// WithConfig returns the worker's API status with its config, sensitive
+// values redacted.
+func (w WorkerInfo) WithConfig() api.Worker {
+	out := w.Worker
+	out.Config = w.Spec.RedactedConfig()
+	return out
 }
 
 // Process returns the worker's plugin process, nil when none runs.
@@ -87,7 +97,6 @@ func workerInfoLocked(n *node) (WorkerInfo, bool) {
 		Restarts:   cs.Restarts,
 		LastExitAt: cs.LastExitAt,
 		Source:     n.source,
-		Config:     n.worker.RedactedConfig(),
 	}
 	if p := ProcessOf(cs.Instance); p != nil {
 		w.Pid = p.Pid()
