@@ -43,7 +43,7 @@ const (
 )
 
 // clientFlagsUsage is the usage text of the flags addClientFlags adds.
-const clientFlagsUsage = "[-config PATH | -http URL [-token T] | -amqp URL (-host NAME | -all | -any) [-system-id ID]] [-timeout D]"
+const clientFlagsUsage = "[-config PATH | -http URL [-token T | -token-file F] [-tls-ca F] [-tls-cert F -tls-key F] | -amqp URL (-host NAME | -all | -any) [-system-id ID]] [-timeout D]"
 
 // clientOptions are the flags every client command shares: which host to
 // ask, over which transport, and how long to wait.
@@ -52,6 +52,10 @@ type clientOptions struct {
 	configPath string
 	httpURL    string
 	token      string
+	tokenFile  string
+	tlsCA      string
+	tlsCert    string
+	tlsKey     string
 	amqpURL    string
 	host       string
 	all, any   bool
@@ -68,6 +72,10 @@ func addClientFlags(fs *flag.FlagSet) *clientOptions {
 	fs.StringVar(&o.configPath, "config", DefaultConfig, "HCL config whose host.http_addr, host.http_token and system_id to use")
 	fs.StringVar(&o.httpURL, "http", "", "the host's HTTP API, e.g. http://127.0.0.1:7780 (default: host.http_addr of -config)")
 	fs.StringVar(&o.token, "token", "", "bearer token for the HTTP API (default: $"+TokenEnv+", else host.http_token of -config)")
+	fs.StringVar(&o.tokenFile, "token-file", "", "file holding the bearer token, mode 0600 (default: $"+TokenFileEnv+", else host.http_token_file of -config)")
+	fs.StringVar(&o.tlsCA, "tls-ca", "", "with an https API: PEM file of the CA (or the certificate) to trust besides the system's (default: $"+TLSCAEnv+"; with -config, its http_tls cert_file)")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "with an https API that requires client certificates: the client certificate (PEM)")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "the key (PEM) of -tls-cert")
 	fs.StringVar(&o.amqpURL, "amqp", "", "send over AMQP through this broker (amqp://user:pass@host:5672/vhost) instead of HTTP")
 	fs.StringVar(&o.host, "host", "", "with -amqp: the host to ask, by its host name")
 	fs.BoolVar(&o.all, "all", false, "with -amqp: ask every host, and print every reply that comes within -timeout")
@@ -90,8 +98,12 @@ func (o *clientOptions) check() string {
 		return "-timeout must not be negative"
 	case o.amqpURL == "" && (targets > 0 || o.systemID != ""):
 		return "-host, -all, -any and -system-id go with -amqp URL"
-	case o.amqpURL != "" && (o.httpURL != "" || o.token != ""):
-		return "-http and -token are for the HTTP API: drop them, or drop -amqp"
+	case o.amqpURL != "" && (o.httpURL != "" || o.token != "" || o.tokenFile != "" || o.tlsCA != "" || o.tlsCert != ""):
+		return "-http, -token, -token-file and -tls-* are for the HTTP API: drop them, or drop -amqp"
+	case o.token != "" && o.tokenFile != "":
+		return "give -token or -token-file, not both"
+	case (o.tlsCert == "") != (o.tlsKey == ""):
+		return "-tls-cert and -tls-key go together"
 	case o.amqpURL != "" && targets != 1:
 		return "-amqp needs exactly one of -host NAME, -all or -any"
 	}
@@ -203,23 +215,12 @@ func (o *clientOptions) httpTarget(stderr io.Writer) (string, string, error) {
 		fmt.Fprintf(stderr, "dynworkers %s: note: %s %s; trying %s (set -config or -http)\n", o.cmd, o.configPath, reason, addr)
 		from = fmt.Sprintf("the default http_addr %s; %s %s", addr, o.configPath, reason)
 	}
-	base, err := baseURL(dialable(addr))
+	target := dialable(addr)
+	if tlsOn, _ := o.configTLS(); tlsOn {
+		target = "https://" + target
+	}
+	base, err := baseURL(target)
 	return base, from, err
-}
-
-// httpToken returns the token to send: -token, $DYNWORKERS_HTTP_TOKEN or
-// the config's host.http_token.
-func (o *clientOptions) httpToken() string {
-	if o.token != "" {
-		return o.token
-	}
-	if t := os.Getenv(TokenEnv); t != "" {
-		return t
-	}
-	if f, _ := o.config(); f != nil {
-		return f.Host.HTTPToken
-	}
-	return ""
 }
 
 // dialable turns a listen address into one to connect to: a wildcard host
@@ -270,10 +271,16 @@ func (o *clientOptions) doHTTP(ctx context.Context, c call, stderr io.Writer) (a
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "dynworkers-cli/"+Version)
-	if tok := o.httpToken(); tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
+	tok, err := o.httpToken()
+	if err != nil {
+		return answer{}, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	setAPIHeaders(req, tok)
+	client, err := o.httpClient()
+	if err != nil {
+		return answer{}, err
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		switch {
 		case errors.Is(err, syscall.ECONNREFUSED):
@@ -329,7 +336,7 @@ func (o *clientOptions) report(answers []answer, stdout, stderr io.Writer,
 		rc = exitHostError
 		printError(stderr, "dynworkers "+o.cmd+": "+prefix, a.reply.Error)
 		if a.reply.Error.Code == control.CodeUnauthorized && o.amqpURL == "" {
-			fmt.Fprintf(stderr, "  hint: pass -token, set $%s or host.http_token in -config\n", TokenEnv)
+			fmt.Fprintf(stderr, "  hint: pass -token or -token-file, set $%s or $%s, or host.http_token_file in -config\n", TokenEnv, TokenFileEnv)
 		} else if hint != nil {
 			if h := hint(a.reply.Error); h != "" {
 				fmt.Fprintf(stderr, "  hint: %s\n", h)

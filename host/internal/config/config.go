@@ -98,6 +98,8 @@ type HostConfig struct {
 	// route but /healthz. Required when HTTPAddr is not a loopback address.
 	// Sensitive: never printed.
 	HTTPToken string
+	// HTTP holds the HTTP API's other settings (config/http.go).
+	HTTP HTTPSettings
 	// WarmSpares is how many warm spare plugin processes the host keeps
 	// per plugin binary once a worker of it failed or was started by a
 	// control message; 0 keeps none.

@@ -61,6 +61,7 @@ func Parse(path string) (*File, hcl.Diagnostics) {
 			WarmSpares:        DefaultWarmSpares,
 			MetricsInterval:   DefaultMetricsInterval,
 			HeartbeatInterval: DefaultHeartbeatInterval,
+			HTTP:              defaultHTTPSettings(),
 		},
 		Files: names,
 	}

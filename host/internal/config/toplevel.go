@@ -21,7 +21,10 @@ var hostSchema = &hcl.BodySchema{
 		{Name: "warm_spares"},
 		{Name: "metrics_interval"},
 		{Name: "heartbeat_interval"},
+		{Name: "http_token_file"},    // config/http.go
+		{Name: "http_allowed_hosts"}, // config/http.go
 	},
+	Blocks: hostHTTPBlocks, // config/http.go
 }
 
 var amqpSchema = &hcl.BodySchema{
@@ -82,13 +85,14 @@ func (m *merger) decodeHost(sc *scope, b *hcl.Block) {
 			}
 		}
 	}
-	if attrs["http_token"] == nil && !loopbackAddr(h.HTTPAddr) {
+	m.decodeHTTP(sc, content, h)
+	if attrs["http_token"] == nil && attrs["http_token_file"] == nil && !loopbackAddr(h.HTTPAddr) {
 		r := b.DefRange
 		if attr := attrs["http_addr"]; attr != nil {
 			r = attr.Expr.Range()
 		}
 		sc.errorf(r, "HTTP token required",
-			"The HTTP API listens on %s, beyond the loopback interface: set http_token (for example http_token = env(\"DYNWORKERS_HTTP_TOKEN\")) which every call but /healthz must then present.", h.HTTPAddr)
+			"The HTTP API listens on %s, beyond the loopback interface: set http_token_file (a file of mode 0600 holding the token) or http_token (for example http_token = env(\"DYNWORKERS_HTTP_TOKEN\")), which every call but /healthz must then present.", h.HTTPAddr)
 	}
 	if attr := attrs["warm_spares"]; attr != nil {
 		n := h.WarmSpares

@@ -49,9 +49,18 @@ const eventDrainTimeout = 5 * time.Second
 // listen error (an address in use stops the host from starting: a host
 // that cannot be reached is not what the operator asked for).
 func (d *Daemon) startHTTP(ctx context.Context) error {
+	hs := d.cfg.Host.HTTP
+	var tlsFiles *httpapi.TLSFiles
+	if hs.TLS != nil {
+		tlsFiles = &httpapi.TLSFiles{CertFile: hs.TLS.CertFile, KeyFile: hs.TLS.KeyFile, ClientCAFile: hs.TLS.ClientCAFile}
+	}
 	d.tr.http = httpapi.New(httpapi.Options{
-		Addr:   d.cfg.Host.HTTPAddr,
-		Token:  d.cfg.Host.HTTPToken,
+		Addr:         d.cfg.Host.HTTPAddr,
+		Token:        d.cfg.Host.HTTPToken,
+		AllowedHosts: hs.AllowedHosts,
+		TLS:          tlsFiles,
+		Timeouts: httpapi.Timeouts{ReadHeader: hs.ReadHeaderTimeout, Body: hs.BodyTimeout,
+			Write: hs.WriteTimeout, Idle: hs.IdleTimeout},
 		Doer:   d.tr.dispatcher,
 		Logger: d.logger.Named("http"),
 		Events: d.EventLog,
@@ -68,7 +77,7 @@ func (d *Daemon) startHTTP(ctx context.Context) error {
 	go func() { d.tr.httpErr <- d.tr.http.ListenAndServe(hctx) }()
 	select {
 	case <-d.tr.http.Listening():
-		d.logger.Info("HTTP API listening", "addr", d.tr.http.Addr(), "auth", d.cfg.Host.HTTPToken != "")
+		d.logger.Info("HTTP API listening", "addr", d.tr.http.Addr(), "auth", d.cfg.Host.HTTPToken != "", "tls", tlsFiles != nil)
 		return nil
 	case err := <-d.tr.httpErr:
 		cancel()

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -48,7 +49,7 @@ func (s *Server) routes() http.Handler {
 		})
 	}
 	if s.opts.Metrics != nil {
-		route(http.MethodGet, "/metrics", s.opts.Metrics.ServeHTTP)
+		route(http.MethodGet, "/metrics", s.withWriteDeadline(s.opts.Metrics).ServeHTTP)
 	}
 	route(http.MethodGet, healthzPath, func(w http.ResponseWriter, r *http.Request) {
 		s.writeReply(w, control.Reply{OK: true})
@@ -56,7 +57,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeReply(w, fail(control.Errorf(control.CodeNotFound, "no route %s %s: see the routes under /v1/", r.Method, r.URL.Path)))
 	})
-	return s.logRequests(s.withUI(s.authenticate(mux)))
+	return s.logRequests(s.withLimits(s.guard(s.withUI(s.authenticate(mux)))))
 }
 
 // uiPrefix is the path of the dashboard's static files.
@@ -76,10 +77,10 @@ func isUIPath(p string) bool { return p == "/" || strings.HasPrefix(p, uiPrefix)
 // token. Without a UI, / and /ui/ are unknown paths of the API, behind the
 // token like the rest.
 func (s *Server) withUI(api http.Handler) http.Handler {
-	ui := s.opts.UI
-	if ui == nil {
+	if s.opts.UI == nil {
 		return api
 	}
+	ui := s.withWriteDeadline(s.opts.UI)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !isUIPath(r.URL.Path) {
 			api.ServeHTTP(w, r)
@@ -96,7 +97,7 @@ func (s *Server) withUI(api http.Handler) http.Handler {
 // handleControl answers POST /v1/control: a control message body, decoded
 // exactly as the AMQP transport decodes it.
 func (s *Server) handleControl(w http.ResponseWriter, r *http.Request) {
-	body, status, cerr := readBody(w, r)
+	body, status, cerr := s.readBody(w, r)
 	if cerr != nil {
 		s.writeReplyStatus(w, fail(cerr), status)
 		return
@@ -154,7 +155,7 @@ const startFields = `"name", "class", "config", "supervisor", "replace" and "req
 
 // handleStart answers POST /v1/workers.
 func (s *Server) handleStart(w http.ResponseWriter, r *http.Request) {
-	body, status, cerr := readBody(w, r)
+	body, status, cerr := s.readBody(w, r)
 	if cerr != nil {
 		s.writeReplyStatus(w, fail(cerr), status)
 		return
@@ -193,7 +194,7 @@ const supervisorFields = `"supervisor_name", "supervisor", "strategy", "intensit
 // period are handed on as JSON: the Dispatcher checks their types and
 // values, as for a control message.
 func (s *Server) handleStartSupervisor(w http.ResponseWriter, r *http.Request) {
-	body, status, cerr := readBody(w, r)
+	body, status, cerr := s.readBody(w, r)
 	if cerr != nil {
 		s.writeReplyStatus(w, fail(cerr), status)
 		return
@@ -289,18 +290,20 @@ func (s *Server) do(r *http.Request, req *control.Request) control.Reply {
 	return s.opts.Doer.Do(context.WithoutCancel(r.Context()), req)
 }
 
-// readBody reads a request body of at most MaxBodyBytes within
-// bodyTimeout. On failure it returns the HTTP status and error to answer.
-func readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, *control.Error) {
-	rc := http.NewResponseController(w)
-	_ = rc.SetReadDeadline(time.Now().Add(bodyTimeout)) // unsupported under httptest.ResponseRecorder
-	defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
+// readBody reads a request body of at most MaxBodyBytes; withLimits set
+// its deadline. On failure it returns the HTTP status and error to answer.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, *control.Error) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		var ne net.Error
+		switch {
+		case errors.As(err, &mbe):
 			return nil, http.StatusRequestEntityTooLarge,
-				malformed("", fmt.Sprintf("the body is larger than %d bytes (1 MiB)", MaxBodyBytes))
+				malformed("", fmt.Sprintf("the body is larger than %d bytes (1 MiB), the API's limit on a request body", MaxBodyBytes))
+		case errors.As(err, &ne) && ne.Timeout():
+			return nil, http.StatusRequestTimeout,
+				malformed("", fmt.Sprintf("the body did not arrive within %s of the headers (host.http_timeouts.body)", s.timeouts.Body))
 		}
 		return nil, http.StatusBadRequest, malformed("", "the body could not be read: "+err.Error())
 	}
@@ -431,7 +434,7 @@ func (s *Server) writeReplyStatus(w http.ResponseWriter, rep control.Reply, stat
 	if status == http.StatusUnauthorized {
 		h.Set("WWW-Authenticate", `Bearer realm="dynworkers"`)
 	}
-	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(writeTimeout))
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(s.timeouts.Write))
 	w.WriteHeader(status)
 	_, _ = w.Write(append(body, '\n'))
 }

@@ -41,11 +41,21 @@ func (f *fakeDoer) requests() []control.Request {
 	return append([]control.Request(nil), f.reqs...)
 }
 
-// serve runs one request through a Server's handler.
+// serve runs one request through a Server's handler, as a program would
+// send it: with the header RequestHeader and, with a body, Content-Type
+// application/json, unless header sets them (to "" to leave them out).
 func serve(t *testing.T, s *Server, method, path, body string, header ...string) (*httptest.ResponseRecorder, control.Reply) {
 	t.Helper()
 	r := httptest.NewRequest(method, path, strings.NewReader(body))
+	r.Header.Set(RequestHeader, "1")
+	if body != "" {
+		r.Header.Set("Content-Type", "application/json")
+	}
 	for i := 0; i+1 < len(header); i += 2 {
+		if header[i+1] == "" {
+			r.Header.Del(header[i])
+			continue
+		}
 		r.Header.Set(header[i], header[i+1])
 	}
 	w := httptest.NewRecorder()

@@ -2,10 +2,12 @@ package httpapi
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,16 +47,60 @@ type Options struct {
 	// files that hold no data: the page reads everything through /v1 with
 	// the token.
 	UI http.Handler
+	// AllowedHosts lists further names the Host header may carry, besides
+	// IP addresses, localhost and the listen address's host: exact names,
+	// or "*.example.com" for the names under example.com. The Host check
+	// is on when Addr is a loopback address or AllowedHosts is set (see
+	// guard).
+	AllowedHosts []string
+	// TLS, when set, makes ListenAndServe serve HTTPS.
+	TLS *TLSFiles
+	// Timeouts bounds every connection; zero fields take the defaults.
+	Timeouts Timeouts
 }
 
-// Timeouts of the HTTP server, see the package documentation.
+// Timeouts bounds the time a connection may take, on every path,
+// authenticated or not.
+type Timeouts struct {
+	// ReadHeader is how long the request line and headers may take to
+	// arrive (default 10s).
+	ReadHeader time.Duration
+	// Body is how long the body may take to arrive once the headers are
+	// read (default 30s); a body cut off is answered 400 when the handler
+	// reads it, and its connection is closed in any case.
+	Body time.Duration
+	// Write is how long an answer may take to be written once it is ready
+	// (default 30s). The operation itself has no deadline.
+	Write time.Duration
+	// Idle is how long a kept-alive connection may wait for its next
+	// request (default 2m).
+	Idle time.Duration
+}
+
+// Default timeouts, see Timeouts.
 const (
-	readHeaderTimeout = 10 * time.Second
-	bodyTimeout       = 30 * time.Second
-	writeTimeout      = 30 * time.Second
-	idleTimeout       = 2 * time.Minute
-	shutdownTimeout   = 5 * time.Second
-	maxHeaderBytes    = 64 << 10
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultBodyTimeout       = 30 * time.Second
+	DefaultWriteTimeout      = 30 * time.Second
+	DefaultIdleTimeout       = 2 * time.Minute
+)
+
+// withDefaults fills the zero fields of t.
+func (t Timeouts) withDefaults() Timeouts {
+	for _, f := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{&t.ReadHeader, DefaultReadHeaderTimeout}, {&t.Body, DefaultBodyTimeout}, {&t.Write, DefaultWriteTimeout}, {&t.Idle, DefaultIdleTimeout}} {
+		if *f.v <= 0 {
+			*f.v = f.def
+		}
+	}
+	return t
+}
+
+const (
+	shutdownTimeout = 5 * time.Second
+	maxHeaderBytes  = 64 << 10
 )
 
 // MaxBodyBytes is the largest request body accepted (1 MiB); a larger one is
@@ -64,9 +110,14 @@ const MaxBodyBytes = 1 << 20
 // Server is the HTTP control API of one host. Create it with New, then run
 // ListenAndServe once; Handler serves the same routes without a listener.
 type Server struct {
-	opts    Options
-	logger  hclog.Logger
-	handler http.Handler
+	opts     Options
+	logger   hclog.Logger
+	handler  http.Handler
+	timeouts Timeouts
+	// checkHost turns on the Host check; listenHost is Addr's host,
+	// lowercased (see hostAllowed).
+	checkHost  bool
+	listenHost string
 
 	mu        sync.Mutex
 	addr      string
@@ -79,7 +130,11 @@ func New(o Options) *Server {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	s := &Server{opts: o, logger: logger, listening: make(chan struct{})}
+	s := &Server{opts: o, logger: logger, listening: make(chan struct{}), timeouts: o.Timeouts.withDefaults()}
+	s.checkHost = loopback(o.Addr) || len(o.AllowedHosts) > 0
+	if h, _, err := net.SplitHostPort(o.Addr); err == nil {
+		s.listenHost = strings.ToLower(strings.Trim(h, "[]"))
+	}
 	s.handler = s.routes()
 	return s
 }
@@ -109,22 +164,39 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 	if s.opts.Token == "" && !loopback(s.opts.Addr) {
 		return fmt.Errorf("http api: refusing to listen on %s without a token: only a loopback address may go without host.http_token", s.opts.Addr)
 	}
+	var tlsConfig *tls.Config
+	if s.opts.TLS != nil {
+		var err error
+		if tlsConfig, err = s.opts.TLS.config(); err != nil {
+			return fmt.Errorf("http api: %w", err)
+		}
+	}
 	ln, err := net.Listen("tcp", s.opts.Addr)
 	if err != nil {
 		return fmt.Errorf("http api: %w", err)
 	}
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
+	}
+	t := s.timeouts
 	srv := &http.Server{
 		Handler:           s.handler,
-		ReadHeaderTimeout: readHeaderTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          s.logger.StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug}),
+		ReadHeaderTimeout: t.ReadHeader,
+		// ReadTimeout caps the whole request, headers and body, whatever
+		// the handler does; withLimits sets the body's own deadline.
+		ReadTimeout:    t.ReadHeader + t.Body,
+		IdleTimeout:    t.Idle,
+		MaxHeaderBytes: maxHeaderBytes,
+		// HTTP/1.1 only, also over TLS: one connection is one request at a
+		// time, which the timeouts above bound.
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
+		ErrorLog:     s.logger.StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug}),
 	}
 	s.mu.Lock()
 	s.addr = ln.Addr().String()
 	s.mu.Unlock()
 	close(s.listening)
-	s.logger.Info("http api listening", "addr", ln.Addr().String(), "auth", s.opts.Token != "")
+	s.logger.Info("http api listening", "addr", ln.Addr().String(), "auth", s.opts.Token != "", "tls", tlsConfig != nil)
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()

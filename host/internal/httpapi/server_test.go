@@ -116,7 +116,9 @@ func TestShutdownWaitsForRequestsInFlight(t *testing.T) {
 	stop := started(t, s)
 	answered := make(chan int, 1)
 	go func() {
-		resp, err := http.Post("http://"+s.Addr()+"/v1/workers/w/restart", "application/json", nil)
+		req, _ := http.NewRequest("POST", "http://"+s.Addr()+"/v1/workers/w/restart", nil)
+		req.Header.Set(RequestHeader, "1")
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			answered <- -1
 			return

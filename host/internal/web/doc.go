@@ -10,6 +10,11 @@
 // sends, configs with their sensitive values already redacted by the host,
 // and needs no access of its own.
 //
+// Every call the page makes carries the header X-Dynworkers-Request: 1,
+// which the API requires on every POST and DELETE that has no token (see
+// httpapi.RequestHeader): a page of another origin cannot send it, so a
+// cross-origin form cannot drive the API.
+//
 // When the host has an http_token, the API answers the page's first call
 // 401 unauthorized; the page then shows a form for the token, keeps it in
 // the tab's sessionStorage (gone when the tab closes) and sends it as

@@ -176,10 +176,16 @@
 
   // api calls the host and returns the reply's result, or throws an
   // APIError with the reply's error.
+  //
+  // Every call carries X-Dynworkers-Request: the API refuses a POST or
+  // DELETE without it (or a token), which is what a form or a page of
+  // another origin would send. The referrer policy "same-origin" makes the
+  // browser send this page's origin in the Origin header (the page's own
+  // Referrer-Policy, no-referrer, would make it "null"); the API checks it.
   async function api(method, path, body) {
-    const headers = { Accept: "application/json" };
+    const headers = { Accept: "application/json", "X-Dynworkers-Request": "1" };
     if (token) headers.Authorization = "Bearer " + token;
-    const init = { method, headers, cache: "no-store", credentials: "omit" };
+    const init = { method, headers, cache: "no-store", credentials: "omit", referrerPolicy: "same-origin" };
     if (body !== undefined) {
       headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
