@@ -69,6 +69,7 @@ type testHost struct {
 	t    *testing.T
 	d    *daemon.Daemon
 	logs *syncBuffer
+	dir  string // the host's config, plugin and state directory
 
 	mu      sync.Mutex
 	started map[string]int // last pid of each worker's started events
@@ -98,7 +99,7 @@ func startHost(t *testing.T, token, body string) *testHost {
 	if err := os.WriteFile(cfgPath, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	h := &testHost{t: t, logs: &syncBuffer{}, started: map[string]int{}, changed: make(chan struct{})}
+	h := &testHost{t: t, logs: &syncBuffer{}, dir: dir, started: map[string]int{}, changed: make(chan struct{})}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("host log:\n%s", h.logs.String())
@@ -220,7 +221,7 @@ type browser struct {
 // newBrowser starts headless Chromium, with the flags this machine's closed
 // network needs and a fresh profile directory (chromedp makes one and
 // removes it), and opens a tab.
-func newBrowser(t *testing.T, exe string) *browser {
+func newBrowser(t *testing.T, exe string, extra ...chromedp.ExecAllocatorOption) *browser {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe),
@@ -230,6 +231,7 @@ func newBrowser(t *testing.T, exe string) *browser {
 		chromedp.Flag("disable-component-update", true),
 		chromedp.WindowSize(1360, 900),
 	)
+	opts = append(opts, extra...)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx)
 	t.Cleanup(func() {
