@@ -100,6 +100,7 @@ func (a *httpAPI) do(method, path string, body []byte) (reply, error) {
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	req.Header.Set("X-Dynworkers-Request", "1") // what the API requires of a POST or DELETE without a token
 	resp, err := a.c.Do(req)
 	if err != nil {
 		return reply{}, err

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/dynworkers/dynworkers/host/internal/api"
+	"github.com/dynworkers/dynworkers/host/internal/httpapi"
 	"github.com/dynworkers/dynworkers/host/internal/supervise"
 )
 
@@ -47,8 +48,10 @@ worker "stubborn" {
 		t.Fatalf("status while stopping = %d %s (%v), want stubborn stopping", resp.StatusCode, body, err)
 	}
 
-	resp, err = http.Post(base+"/v1/workers", "application/json",
-		strings.NewReader(`{"name": "late", "class": "chaos"}`))
+	req, _ := http.NewRequest(http.MethodPost, base+"/v1/workers", strings.NewReader(`{"name": "late", "class": "chaos"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(httpapi.RequestHeader, "1")
+	resp, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("start while stopping: %v", err)
 	}
