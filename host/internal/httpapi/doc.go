@@ -45,8 +45,10 @@
 // invalid_config and unknown_class (the request is well formed but names a
 // class no plugin offers: 404 is kept for a missing worker or route); 409
 // conflict; 404 not_found; 401 unauthorized; 500 internal. Two statuses come
-// from HTTP itself, both with code malformed: 405 for a method a route does
-// not take (with an Allow header) and 413 for a body over MaxBodyBytes. An
+// from HTTP itself, with code malformed: 405 for a method a route does
+// not take (with an Allow header), 408 for a body that did not arrive in
+// time, 413 for a body over MaxBodyBytes and 415 for a body that is not
+// application/json; 403 forbidden is the guard's (see below). An
 // unknown path is 404 with code not_found.
 //
 // # Authentication
@@ -70,13 +72,34 @@
 // the API's routes. Without a UI, / and /ui/ are unknown paths behind the
 // token like the rest.
 //
+// # Requests a web page cannot make
+//
+// A browser on the host's machine reaches the loopback API too, on behalf
+// of any page it shows. guard refuses, before authentication and before
+// the body is read: a Host header that is not a name of this host when the
+// API listens on loopback or has Options.AllowedHosts (DNS rebinding); an
+// Origin other than the API's own; a mutating request the browser marks as
+// cross-origin (Sec-Fetch-Site); a POST, PUT, PATCH or DELETE without
+// RequestHeader or a bearer token (what a cross-origin form or no-cors
+// fetch sends: the header would need a CORS preflight, which the API never
+// grants); and a body not sent as application/json (415). The refusals are
+// 403 with code "forbidden", logged at warn level.
+//
 // # Robustness
 //
-// Request headers must arrive within 10s and a body within 30s; a reply must
-// be written within 30s. The operation itself has no deadline (a start waits
-// for the worker's start_timeout), and it is not cancelled when the client
-// goes away: like a control message that was received, a request that
-// reached the host is carried out to the end. Each request is logged at
-// debug level with method, path, status and duration; bodies, which may hold
-// secrets, never are.
+// Every connection is bounded whatever it asks for, authenticated or not
+// (Options.Timeouts): its headers must arrive within 10s, its body within
+// 30s of them (withLimits sets that read deadline before anything else
+// runs, so it also bounds the body the server discards after an early 401
+// or 403), an answer must be written within 30s once it is ready, and a
+// kept-alive connection may wait 2m for its next request. Headers may take
+// 64 KiB and a body MaxBodyBytes. The operation itself has no deadline (a
+// start waits for the worker's start_timeout), and it is not cancelled when
+// the client goes away: like a control message that was received, a
+// request that reached the host is carried out to the end. Each request is
+// logged at debug level with method, path, status and duration; bodies,
+// which may hold secrets, never are.
+//
+// With Options.TLS the API serves HTTPS (TLS 1.2+, HTTP/1.1), optionally
+// requiring client certificates.
 package httpapi
