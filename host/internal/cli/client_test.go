@@ -136,7 +136,10 @@ func TestClientUsageErrors(t *testing.T) {
 		{"host without amqp", []string{"status", "--host", "h1"}, "go with -amqp"},
 		{"amqp without target", []string{"status", "--amqp", "amqp://127.0.0.1:1/"}, "exactly one of -host NAME, -all or -any"},
 		{"amqp two targets", []string{"status", "--amqp", "amqp://127.0.0.1:1/", "--all", "--any"}, "exactly one of"},
-		{"amqp and http", []string{"status", "--amqp", "amqp://127.0.0.1:1/", "--all", "--http", "x:1"}, "-http and -token"},
+		{"amqp and http", []string{"status", "--amqp", "amqp://127.0.0.1:1/", "--all", "--http", "x:1"}, "-http, -token, -token-file and -tls-* are for the HTTP API"},
+		{"amqp and tls", []string{"status", "--amqp", "amqp://127.0.0.1:1/", "--all", "--tls-ca", "ca.pem"}, "are for the HTTP API"},
+		{"token and token file", []string{"status", "--token", "t", "--token-file", "f"}, "give -token or -token-file, not both"},
+		{"tls key alone", []string{"status", "--tls-key", "k.pem"}, "-tls-cert and -tls-key go together"},
 		{"send no file", []string{"send"}, "missing the FILE"},
 		{"send missing file", []string{"send", "/nonexistent/msg.json"}, "no such file"},
 	}
