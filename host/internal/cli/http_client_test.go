@@ -165,3 +165,29 @@ func TestHTTPSClientCertificate(t *testing.T) {
 		t.Errorf("-tls-cert alone: rc %d\n%s", rc, stderr)
 	}
 }
+
+// A real host with http_tls serves its API over HTTPS only.
+func TestServeOverTLS(t *testing.T) {
+	cfg := writeConfig(t, "")
+	dir := filepath.Dir(cfg)
+	cert, _ := selfSignedCert(t, dir, "server")
+	replaceInFile(t, cfg, "  http_addr = \"127.0.0.1:0\"\n", `  http_addr = "127.0.0.1:0"
+  http_tls {
+    cert_file = "server.pem"
+    key_file  = "server-key.pem"
+  }
+`)
+	h := startServe(t, "-config", cfg)
+	addr := h.apiAddr()
+	if line := h.waitLine("HTTP API listening"); !strings.Contains(line, "tls=true") {
+		t.Errorf("the log does not say TLS: %s", line)
+	}
+	h.waitLine("host running")
+	out, stderr, rc := runCLI(t, "status", "-json", "-http", "https://"+addr, "-tls-ca", cert)
+	if rc != 0 || !strings.Contains(out, `"host"`) {
+		t.Fatalf("status over TLS: rc %d\n%s%s", rc, out, stderr)
+	}
+	if _, stderr, rc := runCLI(t, "status", "-http", "http://"+addr); rc == 0 {
+		t.Errorf("plain HTTP to the TLS port succeeded\n%s", stderr)
+	}
+}
