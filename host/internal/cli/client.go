@@ -53,6 +53,7 @@ type clientOptions struct {
 	httpURL    string
 	token      string
 	amqpURL    string
+	amqpTLS    config.AMQPTLS // -amqp-ca, -amqp-cert, -amqp-key, -amqp-server-name (amqp_client.go)
 	host       string
 	all, any   bool
 	systemID   string
@@ -69,6 +70,10 @@ func addClientFlags(fs *flag.FlagSet) *clientOptions {
 	fs.StringVar(&o.httpURL, "http", "", "the host's HTTP API, e.g. http://127.0.0.1:7780 (default: host.http_addr of -config)")
 	fs.StringVar(&o.token, "token", "", "bearer token for the HTTP API (default: $"+TokenEnv+", else host.http_token of -config)")
 	fs.StringVar(&o.amqpURL, "amqp", "", "send over AMQP through this broker (amqp://user:pass@host:5672/vhost) instead of HTTP")
+	fs.StringVar(&o.amqpTLS.CAFile, "amqp-ca", "", "with -amqp amqps://…: PEM file of the CA the broker's certificate must chain to (default: the system's)")
+	fs.StringVar(&o.amqpTLS.CertFile, "amqp-cert", "", "with -amqp amqps://…: PEM client certificate to present to the broker (with -amqp-key)")
+	fs.StringVar(&o.amqpTLS.KeyFile, "amqp-key", "", "with -amqp amqps://…: PEM private key of -amqp-cert")
+	fs.StringVar(&o.amqpTLS.ServerName, "amqp-server-name", "", "with -amqp amqps://…: the name the broker's certificate must be valid for (default: the URL's host)")
 	fs.StringVar(&o.host, "host", "", "with -amqp: the host to ask, by its host name")
 	fs.BoolVar(&o.all, "all", false, "with -amqp: ask every host, and print every reply that comes within -timeout")
 	fs.BoolVar(&o.any, "any", false, "with -amqp: ask whichever host takes the message first (the shared queue)")
@@ -92,6 +97,8 @@ func (o *clientOptions) check() string {
 		return "-host, -all, -any and -system-id go with -amqp URL"
 	case o.amqpURL != "" && (o.httpURL != "" || o.token != ""):
 		return "-http and -token are for the HTTP API: drop them, or drop -amqp"
+	case o.amqpTLS != (config.AMQPTLS{}) && !strings.HasPrefix(strings.ToLower(o.amqpURL), "amqps://"):
+		return "-amqp-ca, -amqp-cert, -amqp-key and -amqp-server-name go with -amqp amqps://URL"
 	case o.amqpURL != "" && targets != 1:
 		return "-amqp needs exactly one of -host NAME, -all or -any"
 	}

@@ -57,8 +57,13 @@ func ignoredChanges(a, b *config.Config) []string {
 	if a.Host != b.Host {
 		out = append(out, "host")
 	}
-	if (a.AMQP == nil) != (b.AMQP == nil) || (a.AMQP != nil && a.AMQP.URL != b.AMQP.URL) {
+	if (a.AMQP == nil) != (b.AMQP == nil) || (a.AMQP != nil && (a.AMQP.URL != b.AMQP.URL || !sameTLS(a.AMQP.TLS, b.AMQP.TLS))) {
 		out = append(out, "amqp")
 	}
 	return out
+}
+
+// sameTLS reports whether two amqp tls blocks are the same settings.
+func sameTLS(a, b *config.AMQPTLS) bool {
+	return (a == nil && b == nil) || (a != nil && b != nil && *a == *b)
 }

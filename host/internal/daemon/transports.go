@@ -99,7 +99,12 @@ func (d *Daemon) dialBroker() error {
 		return nil
 	}
 	sys, host := d.cfg.SystemID, d.cfg.Host.Name
+	tlsCfg, err := d.cfg.AMQP.TLSConfig()
+	if err != nil {
+		return err
+	}
 	conn, err := broker.Dial(d.tr.ctx, broker.Options{
+		TLS:            tlsCfg,
 		URL:            d.cfg.AMQP.URL,
 		ConnectionName: fmt.Sprintf("dynworkers %s/%s", sys, host),
 		Logger:         d.logger.Named("amqp"),
