@@ -371,5 +371,5 @@ func (r *certRequest) refused(err error) bool {
 		return ae.Code == amqp.FrameError || ae.Code == amqp.ChannelError
 	}
 	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.EPIPE) || strings.Contains(err.Error(), "remote error: tls: ")
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed) || strings.Contains(err.Error(), "remote error: tls: ")
 }

@@ -5,7 +5,10 @@ import (
 	"strings"
 	"testing"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+
 	"github.com/dynworkers/dynworkers/host/internal/broker/brokertest"
+	"github.com/dynworkers/dynworkers/host/internal/control"
 )
 
 // amqps:// end to end, against a RabbitMQ node of the test's own that
@@ -31,6 +34,21 @@ func TestAMQPSHostAndClient(t *testing.T) {
 	if rc != 0 || !strings.Contains(stdout, "host test/cli-test · ") {
 		t.Fatalf("status over amqps: rc %d\nstdout:\n%s\nstderr:\n%s", rc, stdout, stderr)
 	}
+
+	// On this fresh broker the host declared the dead-letter queue with its
+	// bound: a declaration with the same arguments is accepted.
+	conn, err := amqp.DialConfig(node.URL, amqp.Config{TLSClientConfig: node.ClientTLS(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := conn.Channel()
+	if err == nil {
+		_, err = ch.QueueDeclare(control.DeadLetterQueue, true, false, false, false, control.DeadLetterQueueArgs())
+	}
+	if err != nil {
+		t.Errorf("%s is not declared with %v: %v", control.DeadLetterQueue, control.DeadLetterQueueArgs(), err)
+	}
+	_ = conn.Close()
 
 	other := brokertest.NewCA(t, t.TempDir(), "other")
 	stranger := other.Client(t, t.TempDir(), "stranger")

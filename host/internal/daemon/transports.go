@@ -108,7 +108,7 @@ func (d *Daemon) dialBroker() error {
 		URL:            d.cfg.AMQP.URL,
 		ConnectionName: fmt.Sprintf("dynworkers %s/%s", sys, host),
 		Logger:         d.logger.Named("amqp"),
-		Setup:          topology(sys, host),
+		Setup:          topology(sys, host, d.logger.Named("amqp")),
 	})
 	if err != nil {
 		return err
