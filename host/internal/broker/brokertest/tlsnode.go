@@ -46,6 +46,11 @@ type TLSNode struct {
 	// Dir is the node's directory (certificates, config, database, logs).
 	Dir string
 
+	node       string
+	distPort   int
+	cleanupSet bool
+
+	// The current process; replaced by Restart.
 	cmd     *exec.Cmd
 	out     *lockedBuffer
 	exited  chan struct{}
@@ -104,13 +109,34 @@ func StartTLSNode(t testing.TB) *TLSNode {
 			t.Fatal(err)
 		}
 	}
-	node := fmt.Sprintf("dwtls-%d@localhost", n.Port)
+	n.node = fmt.Sprintf("dwtls-%d@localhost", n.Port)
+	n.distPort = freePort(t)
+	n.start(t)
+	return n
+}
+
+// Restart stops the node and starts it again on the same ports and
+// database: durable queues and their persistent messages survive it, as
+// across a restart of a real broker. Connections are lost meanwhile.
+func (n *TLSNode) Restart(t testing.TB) {
+	t.Helper()
+	n.stop()
+	n.out = &lockedBuffer{}
+	n.exited = make(chan struct{})
+	n.start(t)
+}
+
+// start starts the node's process and waits until it accepts a
+// connection.
+func (n *TLSNode) start(t testing.TB) {
+	t.Helper()
+	dir := n.Dir
 	cmd := exec.Command(RabbitMQServer)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(),
 		"HOME="+dir, // the node's own Erlang cookie
-		"RABBITMQ_NODENAME="+node,
-		"RABBITMQ_DIST_PORT="+strconv.Itoa(freePort(t)),
+		"RABBITMQ_NODENAME="+n.node,
+		"RABBITMQ_DIST_PORT="+strconv.Itoa(n.distPort),
 		"RABBITMQ_CONFIG_FILE="+filepath.Join(dir, "rabbitmq.conf"),
 		"RABBITMQ_ADVANCED_CONFIG_FILE="+filepath.Join(dir, "advanced.config"),
 		"RABBITMQ_CONF_ENV_FILE="+filepath.Join(dir, "rabbitmq-env.conf"),
@@ -120,7 +146,8 @@ func StartTLSNode(t testing.TB) *TLSNode {
 		"RABBITMQ_PID_FILE="+filepath.Join(dir, "node.pid"),
 		"ERL_EPMD_ADDRESS=127.0.0.1",
 	)
-	cmd.Stdout, cmd.Stderr = n.out, n.out
+	out, exited := n.out, n.exited
+	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", RabbitMQServer, err)
@@ -128,23 +155,26 @@ func StartTLSNode(t testing.TB) *TLSNode {
 	n.cmd = cmd
 	go func() {
 		n.waitErr = cmd.Wait()
-		close(n.exited)
+		close(exited)
 	}()
-	t.Cleanup(n.stop)
+	if !n.cleanupSet {
+		n.cleanupSet = true
+		t.Cleanup(n.stop)
+	}
 
 	deadline := time.Now().Add(tlsNodeStartTimeout)
 	for {
 		err := n.probe()
 		if err == nil {
-			return n
+			return
 		}
 		select {
-		case <-n.exited:
-			t.Fatalf("the TLS node %s exited while starting (%v): %s%s", node, n.waitErr, n.out.String(), n.logTail())
+		case <-exited:
+			t.Fatalf("the TLS node %s exited while starting (%v): %s%s", n.node, n.waitErr, out.String(), n.logTail())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the TLS node %s did not accept a connection within %s: %v\n%s%s", node, tlsNodeStartTimeout, err, n.out.String(), n.logTail())
+			t.Fatalf("the TLS node %s did not accept a connection within %s: %v\n%s%s", n.node, tlsNodeStartTimeout, err, out.String(), n.logTail())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
