@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -86,6 +87,30 @@ func TestAMQPSHostAndClient(t *testing.T) {
 	for _, h := range []*hostProc{bad, anon} {
 		if strings.Contains(h.logText(), "connected to the broker") {
 			t.Errorf("a host connected without the right CA and certificate:\n%s", h.logText())
+		}
+	}
+}
+
+// The TLS flags' files are checked before dialing, and their errors name
+// the flag and the file.
+func TestAMQPSClientFileErrors(t *testing.T) {
+	dir := t.TempDir()
+	ca := brokertest.NewCA(t, dir, "ca")
+	client := ca.Client(t, dir, "client")
+	gone := filepath.Join(dir, "gone.pem")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-amqp-ca", gone}, `-amqp-ca: cannot read the CA file "` + gone + `": no such file or directory`},
+		{[]string{"-amqp-ca", client.KeyFile}, `-amqp-ca: the CA file "` + client.KeyFile + `" holds no PEM certificate`},
+		{[]string{"-amqp-cert", client.CertFile}, "-amqp-cert: -amqp-cert is set without -amqp-key"},
+		{[]string{"-amqp-cert", client.CertFile, "-amqp-key", ca.CertFile}, `-amqp-key: the private key "` + ca.CertFile + `" cannot be used`},
+	} {
+		args := append([]string{"status", "-amqp", "amqps://u:pw@127.0.0.1:1/", "-host", "h1", "-system-id", "s"}, c.args...)
+		_, stderr, rc := runCLI(t, args...)
+		if rc == 0 || !strings.Contains(stderr, c.want) || strings.Contains(stderr, ":pw@") {
+			t.Errorf("%v: rc %d, want %q without the password; stderr:\n%s", c.args, rc, c.want, stderr)
 		}
 	}
 }

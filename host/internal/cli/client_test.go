@@ -137,6 +137,8 @@ func TestClientUsageErrors(t *testing.T) {
 		{"amqp without target", []string{"status", "--amqp", "amqp://127.0.0.1:1/"}, "exactly one of -host NAME, -all or -any"},
 		{"amqp two targets", []string{"status", "--amqp", "amqp://127.0.0.1:1/", "--all", "--any"}, "exactly one of"},
 		{"amqp and http", []string{"status", "--amqp", "amqp://127.0.0.1:1/", "--all", "--http", "x:1"}, "-http and -token"},
+		{"tls flags with amqp://", []string{"status", "--amqp", "amqp://127.0.0.1:1/", "--host", "h1", "--amqp-ca", "ca.pem"}, "go with -amqp amqps://URL"},
+		{"tls flags without amqp", []string{"status", "--amqp-cert", "c.pem", "--amqp-key", "k.pem"}, "go with -amqp amqps://URL"},
 		{"send no file", []string{"send"}, "missing the FILE"},
 		{"send missing file", []string{"send", "/nonexistent/msg.json"}, "no such file"},
 	}
