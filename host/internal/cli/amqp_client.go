@@ -86,9 +86,9 @@ func (o *clientOptions) dialAMQP(ctx context.Context) (*amqpSession, error) {
 	where := amqpurl.Redact(o.amqpURL)
 	var tlsCfg *tls.Config
 	if strings.HasPrefix(strings.ToLower(o.amqpURL), "amqps://") {
-		c, err := o.amqpTLS.ClientConfig()
+		c, err := o.amqpTLS.ClientConfig(tlsFlagNames)
 		if err != nil {
-			return nil, fmt.Errorf("TLS settings for %s: %s", where, flagNames.Replace(err.Error()))
+			return nil, fmt.Errorf("TLS settings for %s: %w", where, err)
 		}
 		tlsCfg = c
 	}
@@ -143,8 +143,8 @@ func (s *amqpSession) setup() error {
 
 func (s *amqpSession) close() { s.conn.Close() }
 
-// flagNames words the TLS settings' errors with the flags that set them.
-var flagNames = strings.NewReplacer("ca_file", "-amqp-ca", "cert_file", "-amqp-cert", "key_file", "-amqp-key", "server_name", "-amqp-server-name")
+// tlsFlagNames words the TLS settings' errors with the flags that set them.
+var tlsFlagNames = map[string]string{"ca_file": "-amqp-ca", "cert_file": "-amqp-cert", "key_file": "-amqp-key", "server_name": "-amqp-server-name"}
 
 // tlsHint says what to check after a failed TLS handshake, or "" when err
 // is not one.

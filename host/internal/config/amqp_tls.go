@@ -69,7 +69,7 @@ func (a *AMQPConfig) TLSConfig() (*tls.Config, error) {
 	if t == nil {
 		t = &AMQPTLS{}
 	}
-	cfg, problems := t.load()
+	cfg, problems := t.load(nil)
 	if cfg == nil {
 		return nil, tlsErrors("amqp tls ", problems)
 	}
@@ -78,14 +78,25 @@ func (a *AMQPConfig) TLSConfig() (*tls.Config, error) {
 
 // ClientConfig builds the tls.Config of these settings (MinVersion TLS
 // 1.2, verification on). Its error names the file and the setting at
-// fault. The CLI uses it for its -amqp-ca, -amqp-cert, -amqp-key and
-// -amqp-server-name flags.
-func (t *AMQPTLS) ClientConfig() (*tls.Config, error) {
-	cfg, problems := t.load()
+// fault, by its HCL name, or by names[HCL name] when names has it: the
+// CLI passes its flags (-amqp-ca for ca_file, ...).
+func (t *AMQPTLS) ClientConfig(names map[string]string) (*tls.Config, error) {
+	cfg, problems := t.load(names)
 	if cfg == nil {
+		for i := range problems {
+			problems[i].attr = settingName(names, problems[i].attr)
+		}
 		return nil, tlsErrors("", problems)
 	}
 	return cfg, nil
+}
+
+// settingName is names[attr], or attr when names lacks it.
+func settingName(names map[string]string, attr string) string {
+	if n, ok := names[attr]; ok {
+		return n
+	}
+	return attr
 }
 
 type tlsProblem struct {
@@ -95,8 +106,9 @@ type tlsProblem struct {
 }
 
 // load reads the files. Problems with warning set do not stop the
-// configuration from being built.
-func (t *AMQPTLS) load() (*tls.Config, []tlsProblem) {
+// configuration from being built. Messages name the settings by names
+// (see ClientConfig).
+func (t *AMQPTLS) load(names map[string]string) (*tls.Config, []tlsProblem) {
 	var problems []tlsProblem
 	fail := func(attr, format string, args ...any) {
 		problems = append(problems, tlsProblem{attr: attr, msg: fmt.Sprintf(format, args...)})
@@ -118,9 +130,9 @@ func (t *AMQPTLS) load() (*tls.Config, []tlsProblem) {
 	}
 	switch {
 	case t.CertFile != "" && t.KeyFile == "":
-		fail("cert_file", "cert_file is set without key_file: give the client certificate's private key too")
+		fail("cert_file", "%s is set without %s: give the client certificate's private key too", settingName(names, "cert_file"), settingName(names, "key_file"))
 	case t.CertFile == "" && t.KeyFile != "":
-		fail("key_file", "key_file is set without cert_file: give the client certificate too")
+		fail("key_file", "%s is set without %s: give the client certificate too", settingName(names, "key_file"), settingName(names, "cert_file"))
 	case t.CertFile != "":
 		certPEM, err := os.ReadFile(t.CertFile)
 		if err != nil {
@@ -241,7 +253,7 @@ func decodeAMQPTLS(sc *scope, blocks hcl.Blocks, urlAttr *hcl.Attribute, u *url.
 	if !ok {
 		return nil
 	}
-	_, problems := t.load()
+	_, problems := t.load(nil)
 	failed := false
 	for _, p := range problems {
 		r := tb.DefRange
