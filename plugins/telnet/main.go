@@ -45,8 +45,16 @@ func main() { sdk.Serve(Class) }
 // ends its session.
 const MaxLineLen = 64 * 1024
 
-// publishTimeout bounds the publication of one message.
-const publishTimeout = 30 * time.Second
+// publishTimeout bounds one attempt to publish a message. A line is not
+// lost when an attempt fails: publishInbound tries again, with a backoff
+// from retryMin to retryMax, until it is published or the worker stops.
+var publishTimeout = 30 * time.Second
+
+// Bounds of the delay between two attempts to publish a message.
+var (
+	retryMin = 100 * time.Millisecond
+	retryMax = 5 * time.Second
+)
 
 func newTransport(cfg Config) (sdk.Worker, error) {
 	if cfg.TransportName == "" {
@@ -80,6 +88,11 @@ type Transport struct {
 	closing   bool
 	acceptErr error
 
+	// run ends when the worker has stopped, or Stop's deadline has passed:
+	// publications still being retried then are given up.
+	run     context.Context
+	stopRun context.CancelFunc
+
 	inbound, outbound, acks, nacks atomic.Int64
 	metricsOnce                    sync.Once
 }
@@ -99,6 +112,7 @@ const maxIDs = 64
 // Start listens, consumes the outbound messages and accepts clients.
 func (t *Transport) Start(_ context.Context, env sdk.Env) error {
 	t.env = env
+	t.run, t.stopRun = context.WithCancel(context.Background())
 	ln, err := net.Listen("tcp", net.JoinHostPort(t.cfg.Host, strconv.Itoa(t.cfg.Port)))
 	if err != nil {
 		return fmt.Errorf("listening: %w", err)
@@ -173,8 +187,15 @@ func (t *Transport) serve(s *session) {
 	}
 }
 
-// publishInbound publishes a message of the session. A failure is logged:
-// the client's line is lost, but the session goes on.
+// publishInbound publishes a message of the session, trying again after a
+// failure (a broker outage: the host's bus waits for the broker until the
+// attempt's publishTimeout) until it is published, or the worker stopped.
+// serve reads the session's next line only then: a session has one line
+// in flight at most, and while the bus is away its client is held back by
+// TCP flow control (its writes block once the socket buffers are full),
+// instead of lines piling up in memory or being dropped. A line whose
+// attempt timed out but had reached the broker is published twice, with
+// the same message_id.
 func (t *Transport) publishInbound(s *session, ev vumi.SessionEvent, content *string) {
 	msg := vumi.NewUserMessage()
 	tn, tt, from, to := t.cfg.TransportName, vumi.TransportTypeTelnet, s.id, t.addr
@@ -191,10 +212,11 @@ func (t *Transport) publishInbound(s *session, ev vumi.SessionEvent, content *st
 		}
 	}
 	t.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
-	defer cancel()
-	if err := vumi.PublishUserMessage(ctx, t.env, vumi.InboundKey(t.cfg.TransportName), msg); err != nil {
-		t.env.Logger().Error("publishing an inbound message failed; it is lost", "session", s.id, "session_event", string(ev), "error", err)
+	err := t.retry("an inbound message", []any{"session", s.id, "session_event", string(ev), "message_id", msg.MessageID},
+		func(ctx context.Context) error {
+			return vumi.PublishUserMessage(ctx, t.env, vumi.InboundKey(t.cfg.TransportName), msg)
+		})
+	if err != nil {
 		return
 	}
 	if content != nil {
@@ -275,10 +297,39 @@ func (t *Transport) event(ev *vumi.TransportEvent) {
 	} else {
 		t.nacks.Add(1)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
-	defer cancel()
-	if err := vumi.PublishEvent(ctx, t.env, vumi.EventKey(t.cfg.TransportName), ev); err != nil {
-		t.env.Logger().Error("publishing an event failed", "event_type", string(ev.EventType), "user_message_id", ev.UserMessageID, "error", err)
+	_ = t.retry("an event", []any{"event_type", string(ev.EventType), "user_message_id", ev.UserMessageID},
+		func(ctx context.Context) error {
+			return vumi.PublishEvent(ctx, t.env, vumi.EventKey(t.cfg.TransportName), ev)
+		})
+}
+
+// retry calls publish, each attempt bounded by publishTimeout, until it
+// succeeds or the worker stopped (t.run ended), waiting between attempts
+// from retryMin, doubling up to retryMax. Each failure is logged with
+// what; the error is returned only when the worker stopped first, after
+// an error log that says the message is lost.
+func (t *Transport) retry(what string, kv []any, publish func(context.Context) error) error {
+	delay := retryMin
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(t.run, publishTimeout)
+		err := publish(ctx)
+		cancel()
+		if err == nil {
+			if attempt > 1 {
+				t.env.Logger().Info("published "+what+" after a retry", append(kv, "attempts", attempt)...)
+			}
+			return nil
+		}
+		if t.run.Err() != nil {
+			t.env.Logger().Error("publishing "+what+" failed and the worker stopped; it is lost", append(kv, "attempts", attempt, "error", err)...)
+			return err
+		}
+		t.env.Logger().Warn("publishing "+what+" failed; trying again", append(kv, "attempt", attempt, "retry_in", delay, "error", err)...)
+		select {
+		case <-time.After(delay):
+		case <-t.run.Done():
+		}
+		delay = min(2*delay, retryMax)
 	}
 }
 
@@ -292,6 +343,9 @@ func (t *Transport) metric(name string, v float64, aggs ...string) {
 // Stop closes the listener and every session (publishing their close
 // messages), and waits for them until ctx ends.
 func (t *Transport) Stop(ctx context.Context) error {
+	// Publications being retried go on until ctx ends, then are given up.
+	defer context.AfterFunc(ctx, t.stopRun)()
+	defer t.stopRun()
 	t.mu.Lock()
 	t.closing = true
 	for _, s := range t.sessions {

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -60,6 +61,13 @@ type Options struct {
 	// consumers: declare the topology there. If it fails the connection is
 	// dropped and the next attempt follows the backoff.
 	Setup func(ch *amqp.Channel) error
+	// TLS is the TLS configuration of an amqps:// URL (the CA to trust, the
+	// client certificate, the server name); a copy is used for each
+	// connection. Nil with amqps:// means the system's roots, no client
+	// certificate and the URL's host as the name to check. It must be nil
+	// with amqp://. Verification is never turned off by this package: a
+	// TLS with InsecureSkipVerify is refused.
+	TLS *tls.Config
 }
 
 // Conn is a self-healing connection to the broker. Its methods are safe for
@@ -99,6 +107,9 @@ func Dial(ctx context.Context, o Options) (*Conn, error) {
 		return nil, fmt.Errorf("broker url %s: not a valid amqp:// or amqps:// URL "+
 			"(reserved characters such as @ : / ? # %% in the user name or password must be percent-encoded)",
 			amqpurl.Redact(o.URL))
+	}
+	if err := checkTLS(o.URL, o.TLS); err != nil {
+		return nil, err
 	}
 	if o.ConnectionName == "" {
 		o.ConnectionName = "dynworkers"
@@ -255,12 +266,14 @@ func (c *Conn) manage() {
 func (c *Conn) connect() (*session, error) {
 	props := amqp.NewConnectionProperties()
 	props["connection_name"] = c.o.ConnectionName
+	tlsCfg, certReq := c.tlsConfig()
 	conn, err := amqp.DialConfig(c.url, amqp.Config{
-		Properties: props,
-		Dial:       c.dial,
+		Properties:      props,
+		Dial:            c.dial,
+		TLSClientConfig: tlsCfg,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("dialing: %w", err)
+		return nil, fmt.Errorf("dialing: %w", explainTLS(err, certReq))
 	}
 	s := &session{
 		conn:   conn,

@@ -15,6 +15,17 @@
 // that queues deleted while the host was away, or lost with a broker that
 // was reset, exist again before consumers resume.
 //
+// # TLS
+//
+// With an amqps:// URL the connection uses Options.TLS (the CA, the
+// client certificate, the server name; the daemon makes it from the amqp
+// block's tls block), copied for each connection, TLS 1.2 at least and
+// never without verification (InsecureSkipVerify is refused). A failed
+// handshake is reported with what to check: an unknown CA, a wrong name,
+// or a broker that closed the connection after asking for a client
+// certificate (in TLS 1.3 that shows only after the handshake; a
+// GetClientCertificate hook records whether one was asked for and sent).
+//
 // # Publishing
 //
 // Publish sends on a channel in confirm mode and returns only once the

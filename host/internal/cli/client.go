@@ -57,6 +57,7 @@ type clientOptions struct {
 	tlsCert    string
 	tlsKey     string
 	amqpURL    string
+	amqpTLS    config.AMQPTLS // -amqp-ca, -amqp-cert, -amqp-key, -amqp-server-name (amqp_client.go)
 	host       string
 	all, any   bool
 	systemID   string
@@ -77,6 +78,10 @@ func addClientFlags(fs *flag.FlagSet) *clientOptions {
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "with an https API that requires client certificates: the client certificate (PEM)")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "the key (PEM) of -tls-cert")
 	fs.StringVar(&o.amqpURL, "amqp", "", "send over AMQP through this broker (amqp://user:pass@host:5672/vhost) instead of HTTP")
+	fs.StringVar(&o.amqpTLS.CAFile, "amqp-ca", "", "with -amqp amqps://…: PEM file of the CA the broker's certificate must chain to (default: the system's)")
+	fs.StringVar(&o.amqpTLS.CertFile, "amqp-cert", "", "with -amqp amqps://…: PEM client certificate to present to the broker (with -amqp-key)")
+	fs.StringVar(&o.amqpTLS.KeyFile, "amqp-key", "", "with -amqp amqps://…: PEM private key of -amqp-cert")
+	fs.StringVar(&o.amqpTLS.ServerName, "amqp-server-name", "", "with -amqp amqps://…: the name the broker's certificate must be valid for (default: the URL's host)")
 	fs.StringVar(&o.host, "host", "", "with -amqp: the host to ask, by its host name")
 	fs.BoolVar(&o.all, "all", false, "with -amqp: ask every host, and print every reply that comes within -timeout")
 	fs.BoolVar(&o.any, "any", false, "with -amqp: ask whichever host takes the message first (the shared queue)")
@@ -104,6 +109,8 @@ func (o *clientOptions) check() string {
 		return "give -token or -token-file, not both"
 	case (o.tlsCert == "") != (o.tlsKey == ""):
 		return "-tls-cert and -tls-key go together"
+	case o.amqpTLS != (config.AMQPTLS{}) && !strings.HasPrefix(strings.ToLower(o.amqpURL), "amqps://"):
+		return "-amqp-ca, -amqp-cert, -amqp-key and -amqp-server-name go with -amqp amqps://URL"
 	case o.amqpURL != "" && targets != 1:
 		return "-amqp needs exactly one of -host NAME, -all or -any"
 	}

@@ -140,6 +140,8 @@ func TestClientUsageErrors(t *testing.T) {
 		{"amqp and tls", []string{"status", "--amqp", "amqp://127.0.0.1:1/", "--all", "--tls-ca", "ca.pem"}, "are for the HTTP API"},
 		{"token and token file", []string{"status", "--token", "t", "--token-file", "f"}, "give -token or -token-file, not both"},
 		{"tls key alone", []string{"status", "--tls-key", "k.pem"}, "-tls-cert and -tls-key go together"},
+		{"tls flags with amqp://", []string{"status", "--amqp", "amqp://127.0.0.1:1/", "--host", "h1", "--amqp-ca", "ca.pem"}, "go with -amqp amqps://URL"},
+		{"tls flags without amqp", []string{"status", "--amqp-cert", "c.pem", "--amqp-key", "k.pem"}, "go with -amqp amqps://URL"},
 		{"send no file", []string{"send"}, "missing the FILE"},
 		{"send missing file", []string{"send", "/nonexistent/msg.json"}, "no such file"},
 	}

@@ -10,6 +10,9 @@ import (
 // Redacted (String, GoString and MarshalJSON already do).
 type AMQPConfig struct {
 	URL string
+	// TLS is the tls block (amqps:// only), nil without one; TLSConfig
+	// makes the crypto/tls configuration of it (amqp_tls.go).
+	TLS *AMQPTLS
 }
 
 // Redacted returns the URL with its password replaced by "xxxxx", or

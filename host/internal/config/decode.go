@@ -28,7 +28,7 @@ func (f *File) Decode(classes ClassResolver) (*Config, hcl.Diagnostics) {
 	}
 	var amqp *AMQPConfig
 	if f.AMQP != nil {
-		amqp = &AMQPConfig{URL: f.AMQP.URL}
+		amqp = &AMQPConfig{URL: f.AMQP.URL, TLS: f.AMQP.TLS}
 	}
 	return &Config{
 		SystemID: f.SystemID,

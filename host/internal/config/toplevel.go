@@ -29,6 +29,7 @@ var hostSchema = &hcl.BodySchema{
 
 var amqpSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{{Name: "url", Required: true}},
+	Blocks:     []hcl.BlockHeaderSchema{{Type: "tls"}}, // amqp_tls.go
 }
 
 func (m *merger) decodeHost(sc *scope, b *hcl.Block) {
@@ -190,6 +191,6 @@ func (m *merger) decodeAMQP(sc *scope, b *hcl.Block) {
 	case u.Host == "":
 		sc.errorf(attr.Expr.Range(), "Invalid AMQP URL", "The url has no host.")
 	default:
-		m.f.AMQP = &AMQPConfig{URL: raw}
+		m.f.AMQP = &AMQPConfig{URL: raw, TLS: decodeAMQPTLS(sc, content.Blocks, attr, u)}
 	}
 }

@@ -98,9 +98,10 @@ func NewAMQPTransport(o AMQPOptions) *AMQPTransport {
 	return &AMQPTransport{o: o, log: o.Logger}
 }
 
-// Setup declares the control topology; it is Topology(SystemID, HostName).
+// Setup declares the control topology; it is TopologyLogged(SystemID,
+// HostName, Logger).
 func (t *AMQPTransport) Setup(ch *amqp.Channel) error {
-	return Topology(t.o.SystemID, t.o.HostName)(ch)
+	return TopologyLogged(t.o.SystemID, t.o.HostName, t.log)(ch)
 }
 
 // Run consumes this host's queue and the shared "any" queue until ctx ends,
@@ -236,8 +237,13 @@ func (t *AMQPTransport) reply(ctx context.Context, d amqp.Delivery, r Reply) err
 	// begins now does not cut it short; replyTimeout bounds it.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), replyTimeout)
 	defer cancel()
+	// Persistent: the message is acked once the broker confirmed the reply,
+	// so a reply to a durable reply_to queue must survive a broker restart
+	// as the effect does (the broker confirms a persistent message to a
+	// durable queue once it is on disk).
 	return t.o.Conn.TryPublish(rctx, "", d.ReplyTo, amqp.Publishing{
 		ContentType:   "application/json",
+		DeliveryMode:  amqp.Persistent,
 		CorrelationId: d.CorrelationId,
 		Timestamp:     time.Now(),
 		Body:          body,

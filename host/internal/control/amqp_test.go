@@ -208,7 +208,6 @@ func TestAMQPTopology(t *testing.T) {
 		{"host queue not durable", queue(control.HostQueue(sid, "h1"), false, dl), false},
 		{"any queue durable with dlx", queue(control.AnyQueue(sid), true, dl), true},
 		{"any queue without dlx", queue(control.AnyQueue(sid), true, nil), false},
-		{"dead-letter queue durable", queue(control.DeadLetterQueue, true, nil), true},
 	} {
 		err := admin.Do(c.f)
 		var aerr *amqp.Error
@@ -274,8 +273,8 @@ func TestAMQPRoundTrip(t *testing.T) {
 	body := `{"operation": "status"}`
 	amqpRequest(admin, control.HostKey(sid, "h1"), replyTo, "corr-1", body)
 	d, r := amqpReply(t, replies)
-	if d.CorrelationId != "corr-1" || d.ContentType != "application/json" {
-		t.Errorf("reply correlation_id %q content_type %q", d.CorrelationId, d.ContentType)
+	if d.CorrelationId != "corr-1" || d.ContentType != "application/json" || d.DeliveryMode != amqp.Persistent {
+		t.Errorf("reply correlation_id %q content_type %q delivery_mode %d (want persistent)", d.CorrelationId, d.ContentType, d.DeliveryMode)
 	}
 	if !r.OK || r.Result.(map[string]string)["body"] != body {
 		t.Errorf("reply %+v", r)
@@ -515,5 +514,76 @@ func TestAMQPRunChecksItsOptions(t *testing.T) {
 	_ = conn.Close()
 	if err := control.NewAMQPTransport(control.AMQPOptions{SystemID: "s", HostName: "h", Conn: conn, Handler: newAMQPFakeHandler("h")}).Run(ctx); !errors.Is(err, broker.ErrClosed) {
 		t.Errorf("Run on a closed connection: %v, want ErrClosed", err)
+	}
+}
+
+// The dead-letter queue keeps at most its bound: beyond it the oldest
+// messages go (drop-head). Tested on a queue of the test's own with a
+// bound of 5, declared as Topology declares vumi.control.dlx.
+func TestAMQPDeadLetterQueueIsBounded(t *testing.T) {
+	admin := brokertest.NewAdmin(t)
+	name := brokertest.ID(t) + ".dlx"
+	admin.DeleteAtCleanup([]string{name}, nil)
+	args := control.DeadLetterQueueArgs()
+	if args["x-max-length"] != int32(control.DeadLetterMaxLength) || args["x-overflow"] != "drop-head" {
+		t.Fatalf("DeadLetterQueueArgs = %v", args)
+	}
+	args["x-max-length"] = int32(5)
+	if err := admin.Do(func(ch *amqp.Channel) error {
+		if err := ch.ExchangeDeclare(control.DeadLetterExchange, amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
+			return err
+		}
+		return control.DeclareDeadLetterQueue(ch, name, args, nil)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 12 {
+		admin.Publish("", name, amqp.Publishing{Body: []byte{byte('a' + i)}})
+	}
+	if q, err := admin.InspectQueue(name); err != nil || q.Messages != 5 {
+		t.Fatalf("%s after 12 messages: %+v, %v; want 5", name, q, err)
+	}
+	var kept []byte
+	admin.RemoveMessages(name, func(d amqp.Delivery) bool { kept = append(kept, d.Body...); return true })
+	if string(kept) != "hijkl" {
+		t.Errorf("kept %q, want the newest five %q", kept, "hijkl")
+	}
+	// It is bound to the dead-letter exchange.
+	admin.Publish(control.DeadLetterExchange, "any-key", amqp.Publishing{Body: []byte("routed")})
+	if q, err := admin.InspectQueue(name); err != nil || q.Messages != 1 {
+		t.Errorf("%s after a publish to %s: %+v, %v; want 1", name, control.DeadLetterExchange, q, err)
+	}
+	admin.RemoveMessages(control.DeadLetterQueue, func(d amqp.Delivery) bool { return string(d.Body) == "routed" })
+}
+
+// A dead-letter queue declared by an older version, without the bound, is
+// left as it is: the topology is still declared, and the warning names
+// the command that bounds it.
+func TestAMQPUnboundedDeadLetterQueueIsKeptWithAWarning(t *testing.T) {
+	admin := brokertest.NewAdmin(t)
+	name := brokertest.ID(t) + ".dlx"
+	admin.DeleteAtCleanup([]string{name}, nil)
+	if err := admin.Do(queue(name, true, nil)); err != nil {
+		t.Fatal(err)
+	}
+	var logged strings.Builder
+	log := hclog.New(&hclog.LoggerOptions{Output: &logged, Level: hclog.Warn})
+	if err := admin.Do(func(ch *amqp.Channel) error {
+		return control.DeclareDeadLetterQueue(ch, name, control.DeadLetterQueueArgs(), log)
+	}); err != nil {
+		t.Fatalf("declaring over an unbounded queue: %v", err)
+	}
+	for _, want := range []string{"the dead-letter queue exists without its length limit", "queue=" + name,
+		`rabbitmqctl set_policy --apply-to queues dynworkers-dlx '^` + strings.ReplaceAll(name, ".", `\.`) + `$'`, "inequivalent arg"} {
+		if !strings.Contains(logged.String(), want) {
+			t.Errorf("warning lacks %q:\n%s", want, logged.String())
+		}
+	}
+	// The whole topology does not fail on the shared broker's queue,
+	// whichever arguments it was declared with.
+	sid := brokertest.ID(t)
+	amqpCleanup(t, admin, sid, "h1")
+	if err := admin.Do(control.Topology(sid, "h1")); err != nil {
+		t.Fatalf("Topology: %v", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/hashicorp/go-hclog"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -16,12 +17,35 @@ const (
 	// ones and ones whose handling panicked. It is a fanout exchange.
 	DeadLetterExchange = "vumi.control.dlx"
 	// DeadLetterQueue is bound to DeadLetterExchange and keeps what it
-	// receives for an operator to look at.
+	// receives for an operator to look at, up to DeadLetterMaxLength
+	// messages and DeadLetterMaxBytes of bodies: beyond either, the oldest
+	// are dropped (x-overflow drop-head), so that a flood of rejected
+	// messages cannot fill the broker's disk.
 	DeadLetterQueue = "vumi.control.dlx"
 	// EventsExchange is the topic exchange lifecycle events are published
 	// to, with the routing key EventKey.
 	EventsExchange = "vumi.events"
 )
+
+// Bounds of DeadLetterQueue (its x-max-length and x-max-length-bytes).
+const (
+	DeadLetterMaxLength = 10000
+	DeadLetterMaxBytes  = 64 << 20
+)
+
+// DeadLetterQueueArgs are the arguments DeadLetterQueue is declared with.
+func DeadLetterQueueArgs() amqp.Table {
+	return amqp.Table{
+		"x-max-length":       int32(DeadLetterMaxLength),
+		"x-max-length-bytes": int32(DeadLetterMaxBytes),
+		"x-overflow":         "drop-head",
+	}
+}
+
+// DeadLetterPolicyCommand is the command that bounds a DeadLetterQueue
+// declared by an older version without DeadLetterQueueArgs (a queue's
+// arguments cannot change; a policy applies to an existing queue).
+const DeadLetterPolicyCommand = `rabbitmqctl set_policy --apply-to queues dynworkers-dlx '^vumi\.control\.dlx$' '{"max-length":10000,"max-length-bytes":67108864,"overflow":"drop-head"}'`
 
 // HostKey is the routing key of control messages for one host.
 func HostKey(systemID, hostName string) string { return systemID + "." + hostName }
@@ -80,15 +104,32 @@ func CheckNames(systemID, hostName string) error {
 //     <system_id>.<host_name> and <system_id>.all;
 //   - queue vumi.control.<system_id>.any (durable, shared by every host),
 //     bound with <system_id>.any;
-//   - exchange and queue vumi.control.dlx (fanout, durable), the
-//     x-dead-letter-exchange of both control queues;
+//   - exchange vumi.control.dlx (fanout, durable), the
+//     x-dead-letter-exchange of both control queues, and queue
+//     vumi.control.dlx bound to it, bounded (DeadLetterQueueArgs);
 //   - exchange vumi.events (topic, durable).
 //
 // Queues are neither exclusive nor auto-delete: messages sent while no host
 // runs wait for one. Declarations are idempotent, but a queue that already
 // exists with other arguments (say, without the dead-letter exchange) makes
 // the broker refuse the declaration; the error says which queue.
+//
+// One exception: a dead-letter queue declared by an older version, without
+// its bounds, is kept as it is (the host cannot change a queue's arguments,
+// and deleting it would lose what it holds); TopologyLogged logs a warning
+// that names the command that bounds it (DeadLetterPolicyCommand). The
+// broker closes the channel when it refuses a declaration, so the
+// dead-letter queue is declared last: run Topology last on its channel.
 func Topology(systemID, hostName string) func(*amqp.Channel) error {
+	return TopologyLogged(systemID, hostName, nil)
+}
+
+// TopologyLogged is Topology with a logger for the warning about an
+// unbounded dead-letter queue; nil logs nothing.
+func TopologyLogged(systemID, hostName string, log hclog.Logger) func(*amqp.Channel) error {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
 	return func(ch *amqp.Channel) error {
 		if err := CheckNames(systemID, hostName); err != nil {
 			return err
@@ -110,7 +151,6 @@ func Topology(systemID, hostName string) func(*amqp.Channel) error {
 			exchange string
 			keys     []string
 		}{
-			{DeadLetterQueue, nil, DeadLetterExchange, []string{""}},
 			{HostQueue(systemID, hostName), dlArgs, ControlExchange, []string{HostKey(systemID, hostName), AllKey(systemID)}},
 			{AnyQueue(systemID), dlArgs, ControlExchange, []string{AnyKey(systemID)}},
 		}
@@ -124,6 +164,32 @@ func Topology(systemID, hostName string) func(*amqp.Channel) error {
 				}
 			}
 		}
+		return declareDeadLetterQueue(ch, DeadLetterQueue, DeadLetterQueueArgs(), log)
+	}
+}
+
+// declareDeadLetterQueue declares the queue name with args and binds it to
+// DeadLetterExchange. If it exists with other arguments (an older version
+// declared it without bounds), it logs a warning with the fix and returns
+// nil: that version bound it already, and the channel is closed now.
+func declareDeadLetterQueue(ch *amqp.Channel, name string, args amqp.Table, log hclog.Logger) error {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	_, err := ch.QueueDeclare(name, true, false, false, false, args)
+	var aerr *amqp.Error
+	if errors.As(err, &aerr) && aerr.Code == amqp.PreconditionFailed {
+		log.Warn("the dead-letter queue exists without its length limit (declared by an older version) and grows without bound; "+
+			"bound it with a policy, or delete it once empty for the host to declare it again at its next connection",
+			"queue", name, "fix", strings.ReplaceAll(DeadLetterPolicyCommand, `vumi\.control\.dlx`, strings.ReplaceAll(name, ".", `\.`)),
+			"broker_said", aerr.Reason)
 		return nil
 	}
+	if err != nil {
+		return fmt.Errorf("declaring queue %q: %w", name, err)
+	}
+	if err := ch.QueueBind(name, "", DeadLetterExchange, false, nil); err != nil {
+		return fmt.Errorf("binding queue %q to %q: %w", name, DeadLetterExchange, err)
+	}
+	return nil
 }

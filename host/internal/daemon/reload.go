@@ -58,8 +58,13 @@ func ignoredChanges(a, b *config.Config) []string {
 	if !reflect.DeepEqual(a.Host, b.Host) { // HostConfig holds slices (http_allowed_hosts)
 		out = append(out, "host")
 	}
-	if (a.AMQP == nil) != (b.AMQP == nil) || (a.AMQP != nil && a.AMQP.URL != b.AMQP.URL) {
+	if (a.AMQP == nil) != (b.AMQP == nil) || (a.AMQP != nil && (a.AMQP.URL != b.AMQP.URL || !sameTLS(a.AMQP.TLS, b.AMQP.TLS))) {
 		out = append(out, "amqp")
 	}
 	return out
+}
+
+// sameTLS reports whether two amqp tls blocks are the same settings.
+func sameTLS(a, b *config.AMQPTLS) bool {
+	return (a == nil && b == nil) || (a != nil && b != nil && *a == *b)
 }

@@ -108,11 +108,16 @@ func (d *Daemon) dialBroker() error {
 		return nil
 	}
 	sys, host := d.cfg.SystemID, d.cfg.Host.Name
+	tlsCfg, err := d.cfg.AMQP.TLSConfig()
+	if err != nil {
+		return err
+	}
 	conn, err := broker.Dial(d.tr.ctx, broker.Options{
+		TLS:            tlsCfg,
 		URL:            d.cfg.AMQP.URL,
 		ConnectionName: fmt.Sprintf("dynworkers %s/%s", sys, host),
 		Logger:         d.logger.Named("amqp"),
-		Setup:          topology(sys, host),
+		Setup:          topology(sys, host, d.logger.Named("amqp")),
 	})
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/dynworkers/dynworkers/host/internal/control"
@@ -19,20 +20,17 @@ import (
 // of those queues gets what a Vumi metrics or heartbeat worker would.
 // Workers cannot consume them: the names are the host's (sdk.CheckBusName).
 
-// topology declares the exchanges of the control channel and of
-// monitoring.
-func topology(systemID, host string) func(ch *amqp.Channel) error {
-	ctl := control.Topology(systemID, host)
+// topology declares the exchanges of monitoring and the control channel's
+// topology, last (control.Topology may leave its channel closed).
+func topology(systemID, host string, log hclog.Logger) func(ch *amqp.Channel) error {
+	ctl := control.TopologyLogged(systemID, host, log)
 	return func(ch *amqp.Channel) error {
-		if err := ctl(ch); err != nil {
-			return err
-		}
 		for _, ex := range []string{monitor.MetricsExchange, monitor.HeartbeatExchange} {
 			if err := ch.ExchangeDeclare(ex, "direct", true, false, false, false, nil); err != nil {
 				return fmt.Errorf("declaring exchange %s: %w", ex, err)
 			}
 		}
-		return nil
+		return ctl(ch)
 	}
 }
 
