@@ -61,6 +61,8 @@ func Parse(path string) (*File, hcl.Diagnostics) {
 			WarmSpares:        DefaultWarmSpares,
 			MetricsInterval:   DefaultMetricsInterval,
 			HeartbeatInterval: DefaultHeartbeatInterval,
+			PluginLog: PluginLogConfig{BytesPerSecond: DefaultPluginLogRate,
+				LinesPerSecond: DefaultPluginLogLines, LineMax: DefaultPluginLogLineMax},
 		},
 		Files: names,
 	}

@@ -21,6 +21,10 @@ var hostSchema = &hcl.BodySchema{
 		{Name: "warm_spares"},
 		{Name: "metrics_interval"},
 		{Name: "heartbeat_interval"},
+		{Name: "plugin_log_rate"},
+		{Name: "plugin_log_lines"},
+		{Name: "plugin_log_line_max"},
+		{Name: "state_key_file"},
 	},
 }
 
@@ -99,6 +103,8 @@ func (m *merger) decodeHost(sc *scope, b *hcl.Block) {
 			h.WarmSpares = n
 		}
 	}
+	m.decodePluginLog(sc, attrs)
+	m.decodeStateKey(sc, attrs)
 	sc.duration(attrs["metrics_interval"], &h.MetricsInterval)
 	sc.duration(attrs["heartbeat_interval"], &h.HeartbeatInterval)
 	if attr := attrs["start_concurrency"]; attr != nil {
