@@ -96,13 +96,11 @@ func TestSecretsNeverLeak(t *testing.T) {
 		}
 		return ended["failer"] && ended["crasher"] && ended["sick"]
 	})
-	// A control start whose Start fails answers with the scrubbed error.
+	// A control start of a worker whose Start fails (it is answered as
+	// soon as the start is under way; its failure is an event).
 	startMsg := fmt.Sprintf(`{"operation": "vumi_worker", "worker_name": "dyn", "worker_class": "leaky", "worker_config": {"secret": %s, "fail_start": true}}`, hclString(leakySecret))
 	rep := request(t, admin, sys+".h1", startMsg)
 	repText := fmt.Sprintf("%+v", rep)
-	if rep.OK || !strings.Contains(repText, "(sensitive)") {
-		t.Errorf("control start of a failing worker: %s; want an error with (sensitive)", repText)
-	}
 	assertNoSecret(t, "the control reply", repText)
 
 	// The talker's metric reaches /metrics under a scrubbed name.
@@ -124,8 +122,8 @@ func TestSecretsNeverLeak(t *testing.T) {
 	logs := h.logs.String()
 	for _, want := range []string{
 		"connecting with password (sensitive)", // hclog message
-		"password=(sensitive)",                 // hclog field
-		"pin=(sensitive)",                      // a short value, a whole field
+		`password="(sensitive)"`,               // hclog field
+		`pin="(sensitive)"`,                    // a short value, a whole field
 		`quoted "(sensitive)"`,                 // %q-quoted
 		"plain stderr line with (sensitive)",   // a plain stderr line
 		"amqp://user:(sensitive)@broker/",
@@ -205,6 +203,11 @@ func TestPluginLogRateLimit(t *testing.T) {
 }
 `)
 	began := time.Now()
+	// The HTTP API is up before the first worker starts.
+	h.waitEvent("spammer starting", func(ev supervise.Event) bool {
+		e, ok := ev.(supervise.ChildStarting)
+		return ok && e.Child == "spammer"
+	})
 	// The host answers while the plugin floods it.
 	base := "http://" + h.d.HTTPAddr()
 	for range 3 {
@@ -223,7 +226,7 @@ func TestPluginLogRateLimit(t *testing.T) {
 	// Allowed: the burst (4 s of the rate) plus the rate over the time it
 	// took, plus the host's own lines around them.
 	limit := 4*64<<10 + int(took.Seconds()+1)*64<<10 + 64<<10
-	lines := strings.Count(logs, "xxxxxxxxxx")
+	lines := strings.Count(logs, strings.Repeat("x", 999))
 	t.Logf("%d MB written in %v; host log %d bytes, %d spam lines kept", total>>20, took.Round(time.Millisecond), len(logs), lines)
 	if len(logs) > limit {
 		t.Errorf("host log is %d bytes, want at most %d (64 KiB/s for %v plus the burst)", len(logs), limit, took)
