@@ -58,6 +58,9 @@ func (l *logger) StandardLogger(opts *hclog.StandardLoggerOptions) *log.Logger {
 }
 
 func (l *logger) StandardWriter(opts *hclog.StandardLoggerOptions) io.Writer {
+	if opts == nil {
+		opts = &hclog.StandardLoggerOptions{}
+	}
 	return writer{w: l.Logger.StandardWriter(opts), s: l.s}
 }
 
