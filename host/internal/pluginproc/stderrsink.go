@@ -162,10 +162,22 @@ func (k *stderrSink) line(raw []byte, cut int) {
 	} else {
 		clean = s.String(text)
 	}
-	if len(clean) > tailLineMax {
-		k.tail.add(s.TrimPartial(clean[:tailLineMax]))
+	tailLine := clean
+	if cut == 0 && !s.Empty() && strings.HasPrefix(text, "{") && strings.Contains(text, `"@level":"error"`) {
+		// An error line may become an exit error's summary (tailSummary):
+		// scrub it as fields, so that a short value that is a whole field
+		// is replaced too.
+		var entry map[string]any
+		if json.Unmarshal(raw, &entry) == nil {
+			if b, err := json.Marshal(s.Value(entry)); err == nil {
+				tailLine = string(b)
+			}
+		}
+	}
+	if len(tailLine) > tailLineMax {
+		k.tail.add(s.TrimPartial(tailLine[:tailLineMax]))
 	} else {
-		k.tail.add(clean)
+		k.tail.add(tailLine)
 	}
 	if !k.allow(len(raw) + cut) {
 		return

@@ -37,6 +37,7 @@ func TestStderrSinkScrubs(t *testing.T) {
 		`{"@level":"trace","@message":"below the level s3cr3t-pw"}`,
 		"plain s3cr3t-pw line",
 		"panic: lost s3cr3t-pw",
+		`{"@level":"error","@message":"bad pin","error":"42"}`,
 		strings.Repeat("a", 295)+" s3cr3t-pw and more",
 	)
 	k.flush()
@@ -55,7 +56,7 @@ func TestStderrSinkScrubs(t *testing.T) {
 		t.Errorf("log:\n%s", got)
 	}
 	tail := k.tail.String()
-	if strings.Contains(tail, "s3cr") || !strings.Contains(tail, "panic: lost (sensitive)") {
+	if strings.Contains(tail, "s3cr") || !strings.Contains(tail, "panic: lost (sensitive)") || !strings.Contains(tail, `"error":"(sensitive)"`) {
 		t.Errorf("tail:\n%s", tail)
 	}
 }
