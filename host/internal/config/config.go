@@ -3,6 +3,7 @@ package config
 import (
 	"time"
 
+	"github.com/dynworkers/dynworkers/host/internal/scrub"
 	"github.com/dynworkers/dynworkers/sdk"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/zclconf/go-cty/cty"
@@ -113,6 +114,11 @@ type HostConfig struct {
 	// Vumi heartbeat for each healthy worker.
 	MetricsInterval   time.Duration
 	HeartbeatInterval time.Duration
+	// PluginLog bounds how much of each plugin's log the host re-logs.
+	PluginLog PluginLogConfig
+	// StateKeyFile, if set, is the file holding the key the state file is
+	// encrypted with (host.state_key_file).
+	StateKeyFile string
 }
 
 // Supervisor is one supervisor of the tree.
@@ -159,6 +165,10 @@ type Worker struct {
 	Config cty.Value
 	Schema sdk.Schema
 	Range  hcl.Range // the worker block's definition (header)
+	// OwnerSecrets, for a child a hybrid worker started, scrubs the
+	// owner's sensitive values (which the owner may have passed to its
+	// child): Scrubber includes them. Not part of the spec.
+	OwnerSecrets *scrub.Scrubber
 }
 
 // Backoff is the restart backoff of a worker: the first delay is Initial,

@@ -62,6 +62,8 @@ func Parse(path string) (*File, hcl.Diagnostics) {
 			MetricsInterval:   DefaultMetricsInterval,
 			HeartbeatInterval: DefaultHeartbeatInterval,
 			HTTP:              defaultHTTPSettings(),
+			PluginLog: PluginLogConfig{BytesPerSecond: DefaultPluginLogRate,
+				LinesPerSecond: DefaultPluginLogLines, LineMax: DefaultPluginLogLineMax},
 		},
 		Files: names,
 	}

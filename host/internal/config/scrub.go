@@ -4,7 +4,33 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/dynworkers/dynworkers/host/internal/scrub"
 )
+
+// Scrubber returns the scrubber of the values of the worker's set
+// sensitive attributes (every string and number in them), for what the
+// worker itself reports: its logs, errors, status details and metric names.
+// It follows scrub's rule for short values: those under scrub.MinSubstring
+// bytes are replaced only where they are a whole value. Nil when the worker
+// has no sensitive value set.
+func (w *Worker) Scrubber() *scrub.Scrubber {
+	if w == nil {
+		return nil
+	}
+	if w.Config == cty.NilVal || w.Config.IsNull() || !w.Config.Type().IsObjectType() {
+		return w.OwnerSecrets
+	}
+	var values []string
+	for name, v := range w.Config.AsValueMap() {
+		if a, ok := w.Schema.Lookup(name); ok && a.Sensitive {
+			values = valueStrings(values, v)
+		}
+	}
+	return scrub.Merge(scrub.New(values...), w.OwnerSecrets)
+}
 
 // Secrets returns the values of the worker's set sensitive attributes, in
 // the forms they can take in text (as is and JSON-escaped), for scrubbing

@@ -23,6 +23,10 @@ var hostSchema = &hcl.BodySchema{
 		{Name: "heartbeat_interval"},
 		{Name: "http_token_file"},    // config/http.go
 		{Name: "http_allowed_hosts"}, // config/http.go
+		{Name: "plugin_log_rate"},
+		{Name: "plugin_log_lines"},
+		{Name: "plugin_log_line_max"},
+		{Name: "state_key_file"},
 	},
 	Blocks: hostHTTPBlocks, // config/http.go
 }
@@ -104,6 +108,8 @@ func (m *merger) decodeHost(sc *scope, b *hcl.Block) {
 			h.WarmSpares = n
 		}
 	}
+	m.decodePluginLog(sc, attrs)
+	m.decodeStateKey(sc, attrs)
 	sc.duration(attrs["metrics_interval"], &h.MetricsInterval)
 	sc.duration(attrs["heartbeat_interval"], &h.HeartbeatInterval)
 	if attr := attrs["start_concurrency"]; attr != nil {

@@ -90,7 +90,10 @@ type Daemon struct {
 	eventMapper events.Mapper
 	// spares holds warm spare plugin processes; Run's shutdown closes it.
 	spares *pluginproc.Spares
-	tr     transports
+	// store is the state directory, locked while the host runs; Run's
+	// shutdown releases it.
+	store *state.Store
+	tr    transports
 	// pluginSig is plugin_dir's listing when the catalog was scanned.
 	pluginSig string
 	// started is when Run began.
@@ -168,10 +171,11 @@ func Load(ctx context.Context, opts Options) (*Daemon, error) {
 	if cfg.AMQP != nil {
 		d.tr.connSet = make(chan struct{})
 	}
-	store, st, err := openState(cfg.Host.StateDir, logger)
+	store, st, err := openState(cfg.Host, logger)
 	if err != nil {
 		return nil, err
 	}
+	d.store = store
 	d.tree, err = tree.New(tree.Options{
 		Logger:           logger,
 		Store:            store,
@@ -184,6 +188,7 @@ func Load(ctx context.Context, opts Options) (*Daemon, error) {
 		StartConcurrency: cfg.Host.StartConcurrency,
 	}, cfg.Root)
 	if err != nil {
+		store.Close()
 		return nil, err
 	}
 	return d, nil
@@ -194,7 +199,8 @@ func Load(ctx context.Context, opts Options) (*Daemon, error) {
 func ScanCatalog(ctx context.Context, h config.HostConfig, logger hclog.Logger) (*catalog.Catalog, error) {
 	cacheFile := ""
 	if h.StateDir != "" {
-		if err := os.MkdirAll(h.StateDir, 0o755); err != nil {
+		// It holds secrets (the state file): private from the start.
+		if err := os.MkdirAll(h.StateDir, 0o700); err != nil {
 			return nil, fmt.Errorf("creating state_dir: %w", err)
 		}
 		cacheFile = filepath.Join(h.StateDir, "catalog-cache.json")
@@ -316,21 +322,38 @@ func (d *Daemon) shutdown() error {
 	d.closeHTTP()
 	// Kill and reap the warm spares; none is launched after this.
 	d.spares.Close()
+	// Another host may use the state directory from now on.
+	if cerr := d.store.Close(); cerr != nil {
+		d.logger.Warn("releasing the state directory's lock", "error", cerr)
+	}
 	d.logger.Info("host stopped")
 	return err
 }
 
-// openState opens the state directory and loads the dynamic workers
-// persisted by earlier control messages. A corrupt state file has been
-// kept aside by the store; the host starts without it and says so loudly.
-func openState(dir string, logger hclog.Logger) (*state.Store, *state.State, error) {
-	store, err := state.Open(dir, logger.Named("state"))
+// openState opens the state directory, locked against other hosts, and
+// loads the dynamic workers persisted by earlier control messages, with the
+// names they hold checked as control messages' are. A corrupt state file
+// has been kept aside by the store; the host starts without it and says so
+// loudly. A state file it cannot decrypt, or a state_dir another host
+// holds, stops the host from starting.
+func openState(h config.HostConfig, logger hclog.Logger) (*state.Store, *state.State, error) {
+	var key []byte
+	if h.StateKeyFile != "" {
+		k, err := state.LoadKey(h.StateKeyFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("host.%w", err)
+		}
+		key = k
+	}
+	store, err := state.OpenWith(h.StateDir, state.Options{Logger: logger.Named("state"), Holder: h.Name,
+		Key: key, ValidName: config.ValidateName})
 	if err != nil {
 		return nil, nil, fmt.Errorf("opening state_dir: %w", err)
 	}
 	st, err := store.Load()
 	if err != nil {
 		if !errors.Is(err, state.ErrCorrupt) {
+			store.Close()
 			return nil, nil, fmt.Errorf("loading persisted workers: %w", err)
 		}
 		logger.Error("persisted dynamic workers could not be read; starting without them", "error", err)

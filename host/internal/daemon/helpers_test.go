@@ -3,7 +3,10 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -32,13 +35,13 @@ var chaosBin string
 var pluginBins = map[string]string{}
 
 func TestMain(m *testing.M) {
-	dir, err := testplugins.BuildDir("chaos", "smpp", "bus", "plugins/pool", "plugins/echo", "plugins/telnet")
+	dir, err := testplugins.BuildDir("chaos", "smpp", "bus", "leaky", "plugins/pool", "plugins/echo", "plugins/telnet")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	chaosBin = filepath.Join(dir, "chaos")
-	for _, n := range []string{"chaos", "smpp", "bus", "pool", "echo", "telnet"} {
+	for _, n := range []string{"chaos", "smpp", "bus", "leaky", "pool", "echo", "telnet"} {
 		pluginBins[n] = filepath.Join(dir, n)
 	}
 	code := m.Run()
@@ -287,16 +290,23 @@ func (h *harness) processOf(worker string) *pluginproc.Process {
 	return nil
 }
 
-// loadState reads the persisted dynamic workers.
+// loadState reads the persisted dynamic workers (the file, as the running
+// host holds the state directory's lock).
 func (h *harness) loadState() *state.State {
 	h.t.Helper()
-	st, err := state.Open(filepath.Join(h.dir, "var"), nil)
+	data, err := os.ReadFile(filepath.Join(h.dir, "var", state.FileName))
+	if errors.Is(err, fs.ErrNotExist) {
+		return &state.State{Version: state.Version, Workers: []state.Worker{}}
+	}
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	s, err := st.Load()
-	if err != nil {
+	var s state.State
+	if err := json.Unmarshal(data, &s); err != nil {
 		h.t.Fatal(err)
 	}
-	return s
+	if s.Workers == nil {
+		s.Workers = []state.Worker{}
+	}
+	return &s
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/dynworkers/dynworkers/host/internal/control"
 	"github.com/dynworkers/dynworkers/host/internal/monitor"
 	"github.com/dynworkers/dynworkers/host/internal/pluginproc"
+	"github.com/dynworkers/dynworkers/host/internal/scrub"
 	"github.com/dynworkers/dynworkers/host/internal/supervise"
 )
 
@@ -30,6 +31,9 @@ func (d *Daemon) launch(ctx context.Context, w *config.Worker, children pluginpr
 		return nil, fmt.Errorf("%w: encoding config: %w", supervise.ErrPermanent, err)
 	}
 	logger := d.logger.Named("worker")
+	// Everything the worker says is scrubbed of its sensitive values (and
+	// of its owner's, for a hybrid's child) where it enters the host.
+	scrubber := w.Scrubber()
 	opts := pluginproc.Options{
 		Path:           class.Binary.Path,
 		Checksum:       class.Binary.SHA256,
@@ -42,12 +46,14 @@ func (d *Daemon) launch(ctx context.Context, w *config.Worker, children pluginpr
 		HealthInterval: w.HealthInterval,
 		HealthTimeout:  w.HealthTimeout,
 		Logger:         logger,
+		Scrubber:       scrubber,
+		LogLimit:       pluginLogLimit(d.cfg.Host.PluginLog),
 		Spares:         d.spares,
 		ChildHost:      children,
 		MetricSink:     d.workerMetrics.Sink(monitor.WorkerPrefix(d.cfg.SystemID, d.cfg.Host.Name, w.Name)),
 	}
 	if bus := d.currentBus(); bus != nil {
-		opts.BusHost = broker.NewHostBridge(bus, logger.With("worker", w.Name))
+		opts.BusHost = broker.NewHostBridge(bus, scrub.Logger(logger.With("worker", w.Name), scrubber))
 	}
 	p, err := pluginproc.Start(ctx, opts)
 	if err != nil {
@@ -57,6 +63,18 @@ func (d *Daemon) launch(ctx context.Context, w *config.Worker, children pluginpr
 		return nil, err
 	}
 	return p, nil
+}
+
+// pluginLogLimit is the plugin log limit of the host's configuration,
+// where 0 means unlimited.
+func pluginLogLimit(c config.PluginLogConfig) pluginproc.LogLimit {
+	unlimited := func(n int) int {
+		if n == 0 {
+			return -1
+		}
+		return n
+	}
+	return pluginproc.LogLimit{BytesPerSecond: unlimited(c.BytesPerSecond), LinesPerSecond: unlimited(c.LinesPerSecond), LineMax: c.LineMax}
 }
 
 // warmSpare keeps a warm spare of the binary of a worker a control message

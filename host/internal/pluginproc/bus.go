@@ -523,14 +523,16 @@ func (h *hostServer) outboxSettle(call string, id, tag uint64, ack, requeue bool
 }
 
 func (h *hostServer) Metric(_ context.Context, req *proto.MetricRequest) (*proto.MetricResponse, error) {
-	aggs, err := sdk.CheckMetric(req.GetName(), req.GetValue(), req.GetAggregators())
+	// A metric's name is shown (Vumi metrics, /metrics): never a secret.
+	name := h.scrubber.String(req.GetName())
+	aggs, err := sdk.CheckMetric(name, req.GetValue(), req.GetAggregators())
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	if h.metrics == nil {
 		return nil, status.Errorf(codes.FailedPrecondition, "the host collects no metrics from worker %q", h.worker)
 	}
-	if err := h.metrics.Metric(req.GetName(), req.GetValue(), aggs); err != nil {
+	if err := h.metrics.Metric(name, req.GetValue(), aggs); err != nil {
 		// The sink refuses a metric for what it is (a name that collides
 		// with another, one too many): the worker's ErrInvalidMetric.
 		if _, ok := status.FromError(err); ok {

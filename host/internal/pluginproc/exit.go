@@ -131,6 +131,13 @@ func (t *stderrTail) Write(b []byte) (int, error) {
 	return n, nil
 }
 
+// add keeps one whole line (the logSink has cut and scrubbed it).
+func (t *stderrTail) add(line string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.push(line)
+}
+
 func appendCapped(dst, src []byte) []byte {
 	if room := tailLineMax - len(dst); len(src) > room {
 		src = src[:max(room, 0)]

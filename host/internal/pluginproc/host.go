@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/dynworkers/dynworkers/host/internal/scrub"
 	"github.com/dynworkers/dynworkers/sdk"
 	"github.com/dynworkers/dynworkers/sdk/proto"
 )
@@ -138,7 +139,10 @@ type hostServer struct {
 	bus      BusHost    // nil: the host offers the worker no bus
 	metrics  MetricSink // nil: the host collects no metrics from it
 	timeout  time.Duration
-	logger   hclog.Logger
+	logger   hclog.Logger // scrubbed
+	// scrubber scrubs what the worker sends that the host shows (the
+	// names of its metrics).
+	scrubber *scrub.Scrubber
 
 	consumers busState // the worker's Consume streams
 }

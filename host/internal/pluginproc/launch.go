@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 
+	"github.com/dynworkers/dynworkers/host/internal/scrub"
 	"github.com/dynworkers/dynworkers/sdk"
 	"github.com/dynworkers/dynworkers/sdk/proto"
 )
@@ -42,6 +43,11 @@ type launchConfig struct {
 	handshake time.Duration
 	// cancel, if set, cancels ctx; it is called once the process is gone.
 	cancel context.CancelFunc
+	// scrubber scrubs what the plugin says (nil: nothing to scrub, as for
+	// Describe and warm spares, which get theirs when taken); logLimit
+	// bounds how much of its log is re-logged.
+	scrubber *scrub.Scrubber
+	logLimit LogLimit
 }
 
 // socketDirPrefix starts the name of the directory each plugin process
@@ -103,6 +109,10 @@ func launch(ctx context.Context, lc launchConfig) (*Process, error) {
 		done:       make(chan struct{}),
 		stopping:   make(chan struct{}),
 	}
+	p.scrubber.Store(lc.scrubber)
+	// The plugin's stderr enters the host through the sink, under the
+	// logger go-plugin would have used (Named with the binary's name).
+	p.sink = newStderrSink(p.tail, lc.logger.Named(filepath.Base(lc.path)), lc.scrubber, lc.logLimit)
 	cmd := exec.CommandContext(ctx, lc.path)
 	cmd.SysProcAttr = sysProcAttr()
 	// exec calls Cancel from its own goroutine, which it starts after
@@ -135,8 +145,8 @@ func launch(ctx context.Context, lc launchConfig) (*Process, error) {
 		SecureConfig:     secure,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		StartTimeout:     handshake,
-		Stderr:           p.tail,
-		Logger:           lc.logger,
+		Stderr:           p.sink,
+		Logger:           pluginClientLogger{Logger: lc.logger, stderrName: filepath.Base(lc.path)},
 		SkipHostEnv:      true, // lc.env has it, so that our variables win
 	})
 	if _, err := p.client.Start(); err != nil {
@@ -253,6 +263,8 @@ func (p *Process) watchExit(goPluginDone context.Context) {
 		}
 	}
 	<-goPluginDone.Done()
+	// go-plugin has read the plugin's stderr to its end.
+	p.sink.flush()
 	// End the Host service's calls under way: their worker is gone.
 	p.stopHost()
 	// Release go-plugin's connection and goroutines; with the process gone
@@ -340,7 +352,7 @@ func (p *Process) handshakeError(ctx context.Context, err error, lc launchConfig
 		if line == "" {
 			return exited()
 		}
-		return fmt.Errorf("plugin %s printed %q to stdout instead of the go-plugin handshake: it is not a dynworkers plugin, or it writes to stdout before sdk.Serve", path, truncate(line, 200))
+		return fmt.Errorf("plugin %s printed %q to stdout instead of the go-plugin handshake: it is not a dynworkers plugin, or it writes to stdout before sdk.Serve", path, scrubTruncate(lc.scrubber, line, 200))
 	case strings.Contains(msg, "plugin exited before we could connect"):
 		return exited()
 	case strings.Contains(msg, "timeout while waiting for plugin to start"):
@@ -357,12 +369,33 @@ func deadlineError(ctx context.Context, lc launchConfig, what string) error {
 	return fmt.Errorf("plugin %s: cancelled while %s: %w", lc.path, what, context.Cause(ctx))
 }
 
-// rpcMessage is the plugin's message of a gRPC error.
+// rpcMessage is the plugin's message of a gRPC error, scrubbed.
+func (p *Process) rpcMessage(err error) string {
+	return p.scrub(rpcMessage(err))
+}
+
+// scrub scrubs a text that came from the plugin of the worker's sensitive
+// values.
+func (p *Process) scrub(s string) string {
+	return p.scrubber.Load().String(s)
+}
+
+// rpcMessage is the plugin's message of a gRPC error; scrub it
+// (Process.rpcMessage) before it is shown.
 func rpcMessage(err error) string {
 	if s, ok := status.FromError(err); ok {
 		return s.Message()
 	}
 	return err.Error()
+}
+
+// scrubTruncate scrubs s and cuts it to n bytes (with "..."), a cut
+// value's beginning included.
+func scrubTruncate(sc *scrub.Scrubber, s string, n int) string {
+	if len(s) <= n {
+		return sc.String(s)
+	}
+	return sc.TrimPartial(s[:n]) + "..."
 }
 
 func truncate(s string, n int) string {

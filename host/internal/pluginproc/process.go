@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/dynworkers/dynworkers/host/internal/scrub"
 	"github.com/dynworkers/dynworkers/sdk"
 	"github.com/dynworkers/dynworkers/sdk/proto"
 )
@@ -57,6 +58,15 @@ type Options struct {
 	// sub-logger named after the worker; its level is passed to the plugin
 	// (sdk.EnvLogLevel). Nil discards.
 	Logger hclog.Logger
+	// Scrubber replaces the worker's sensitive config values in all the
+	// plugin says before the host logs, stores or shows it: its log lines
+	// and stderr, the errors of its RPCs, its status details, the names of
+	// its metrics, and what the host logs of its Host service calls. Nil
+	// scrubs nothing.
+	Scrubber *scrub.Scrubber
+	// LogLimit bounds how much of the plugin's log the host re-logs.
+	LogLimit LogLimit
+
 	// Env holds extra "KEY=value" entries for the plugin's environment, on
 	// top of the host's.
 	Env []string
@@ -123,7 +133,10 @@ type Process struct {
 	worker     proto.WorkerClient
 	broker     *plugin.GRPCBroker // go-plugin's, for the Host service
 	tail       *stderrTail
-	phase      atomic.Int32
+	sink       *stderrSink // where the plugin's stderr enters the host
+	// scrubber is the worker's (nil for a spare not yet taken).
+	scrubber atomic.Pointer[scrub.Scrubber]
+	phase    atomic.Int32
 	// unhealthy is set while the last health check failed.
 	unhealthy atomic.Bool
 
@@ -170,22 +183,27 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 	if dl, ok := startCtx.Deadline(); ok {
 		budget = time.Until(dl)
 	}
-	logger := workerLogger(o.Logger, o.WorkerName)
+	// The plugin's own log lines are scrubbed by its stderrSink; what the
+	// host logs about the worker goes through logger, scrubbed too.
+	plain := workerLogger(o.Logger, o.WorkerName)
+	logger := scrub.Logger(plain, o.Scrubber)
 	lc := launchConfig{
 		path:     o.Path,
 		checksum: o.Checksum,
-		logger:   logger,
+		logger:   plain,
 		timeout:  fmt.Sprintf("start_timeout (%s)", budget.Round(time.Millisecond)),
+		scrubber: o.Scrubber,
+		logLimit: o.LogLimit,
 	}
 	spares := o.Spares
 	if len(o.Env) > 0 {
 		spares = nil // a spare's environment cannot be changed
 	}
 	key := newSpareKey(o.Path, o.Checksum, o.Logger.GetLevel())
-	p, launching := spares.take(key, logger)
+	p, launching := spares.take(key, plain)
 	if launching != nil {
 		// A spare being launched is ready sooner than a process launched now.
-		p = spares.await(startCtx, launching, logger)
+		p = spares.await(startCtx, launching, plain)
 		if p == nil && startCtx.Err() != nil {
 			return nil, &StartError{Err: deadlineError(startCtx, lc, "waiting for a warm spare to be launched")}
 		}
@@ -203,6 +221,10 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 			return nil, &StartError{Err: err}
 		}
 	}
+	if fromSpare {
+		p.scrubber.Store(o.Scrubber)
+		p.sink.assign(o.Scrubber, o.LogLimit)
+	}
 	p.logger = logger
 	p.healthInterval = o.HealthInterval
 	p.healthTimeout = o.HealthTimeout
@@ -217,6 +239,7 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 		metrics:  o.MetricSink,
 		timeout:  o.HostCallTimeout,
 		logger:   logger,
+		scrubber: o.Scrubber,
 	})
 	if err != nil {
 		p.signalKill()
@@ -257,7 +280,7 @@ func (p *Process) startError(ctx context.Context, lc launchConfig, err error) er
 	if ctx.Err() != nil {
 		return &StartError{Err: deadlineError(ctx, lc, "waiting for the worker's Start to return")}
 	}
-	msg := rpcMessage(err)
+	msg := p.rpcMessage(err)
 	switch status.Code(err) {
 	case codes.InvalidArgument:
 		return &StartError{Permanent: true, Err: fmt.Errorf("%w: %s", sdk.ErrInvalidConfig, trimPrefix(msg, sdk.ErrInvalidConfig.Error()+": "))}
@@ -376,7 +399,7 @@ func (p *Process) Stop(ctx context.Context) error {
 	case p.final != nil:
 		return p.final
 	case p.stopRPCErr != nil:
-		return fmt.Errorf("stop: %s", rpcMessage(p.stopRPCErr))
+		return fmt.Errorf("stop: %s", p.rpcMessage(p.stopRPCErr))
 	}
 	return nil
 }
@@ -434,14 +457,14 @@ func (p *Process) Health(ctx context.Context) error {
 		if status.Code(err) == codes.DeadlineExceeded {
 			return fmt.Errorf("no answer within health_timeout (%s)", p.healthTimeout)
 		}
-		return fmt.Errorf("health check: %s", rpcMessage(err))
+		return fmt.Errorf("health check: %s", p.rpcMessage(err))
 	}
 	if !resp.GetHealthy() {
 		msg := resp.GetMessage()
 		if msg == "" {
 			msg = "no reason given"
 		}
-		return fmt.Errorf("unhealthy: %s", msg)
+		return fmt.Errorf("unhealthy: %s", p.scrub(msg))
 	}
 	return nil
 }
@@ -453,7 +476,7 @@ func (p *Process) Status(ctx context.Context) (json.RawMessage, error) {
 	defer cancel()
 	resp, err := p.worker.Status(ctx, &proto.StatusRequest{})
 	if err != nil {
-		return nil, fmt.Errorf("status: %s", rpcMessage(err))
+		return nil, fmt.Errorf("status: %s", p.rpcMessage(err))
 	}
 	b := resp.GetDetailsJson()
 	if len(b) == 0 {
@@ -461,6 +484,13 @@ func (p *Process) Status(ctx context.Context) (json.RawMessage, error) {
 	}
 	if !json.Valid(b) {
 		return nil, fmt.Errorf("status: the plugin sent invalid JSON")
+	}
+	if sc := p.scrubber.Load(); !sc.Empty() {
+		out, ok := sc.JSON(b)
+		if !ok {
+			return nil, fmt.Errorf("status: the plugin sent invalid JSON")
+		}
+		b = out
 	}
 	return json.RawMessage(b), nil
 }

@@ -5,10 +5,14 @@
 // so that nothing a client was told succeeded is forgotten (DESIGN §5).
 //
 // The file holds worker configs, secrets included: it is written with mode
-// 0600 in a directory created with mode 0700, and replaced atomically (temp
-// file, fsync, rename, fsync of the directory), so that a crash leaves
-// either the old or the new content, never a mix. A file that cannot be read
-// back is renamed aside and reported, never silently dropped.
+// 0600 in a directory created with mode 0700 (looser modes found at Open are
+// tightened), optionally encrypted with AES-256-GCM (Options.Key), and
+// replaced atomically (temp file, fsync, rename, fsync of the directory), so
+// that a crash leaves either the old or the new content, never a mix. A file
+// that cannot be read back is renamed aside and reported, never silently
+// dropped; entries whose names are refused are kept aside likewise. An open
+// Store holds an exclusive lock on its directory (LockFileName), so two
+// hosts never share one.
 package state
 
 import (

@@ -36,6 +36,7 @@ func openStore(t *testing.T) (*Store, string, *bytes.Buffer) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { s.Close() })
 	return s, dir, &logs
 }
 
@@ -71,6 +72,9 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A new Store on the same directory, as after a host restart.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
 	s2, err := Open(filepath.Dir(s.Path()), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -271,8 +275,8 @@ func TestCorruptFileIsKeptAside(t *testing.T) {
 				t.Errorf("Load after save = %+v, %v", st, err)
 			}
 			entries, _ := os.ReadDir(dir)
-			if len(entries) != 3 {
-				t.Errorf("dir has %d entries, want 3", len(entries))
+			if len(entries) != 4 { // the file, two aside, the lock
+				t.Errorf("dir has %d entries, want 4", len(entries))
 			}
 		})
 	}
@@ -390,7 +394,7 @@ func assertOnlyStateFile(t *testing.T, dir string) {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
-		if e.Name() != FileName {
+		if e.Name() != FileName && e.Name() != LockFileName {
 			t.Errorf("unexpected file left in the state dir: %s", e.Name())
 		}
 	}

@@ -9,7 +9,6 @@ package status
 
 import (
 	"context"
-	"encoding/json"
 	"sync"
 	"time"
 
@@ -88,13 +87,11 @@ func workerDetails(ctx context.Context, p *pluginproc.Process, cfg *config.Worke
 		if dl, ok := ctx.Deadline(); ctx.Err() != nil || ok && time.Until(dl) < 50*time.Millisecond {
 			return nil, "the worker did not answer within " + DetailsTimeout.String()
 		}
-		// The error text comes from the plugin: scrub it too.
-		if msg, ok := config.ScrubJSON(jsonString(err.Error()), cfg.Secrets()); ok {
-			return nil, unquote(msg)
-		}
-		return nil, "the worker's status failed"
+		// The error text comes from the plugin: scrub it too (the
+		// process did already; this holds if it was started without).
+		return nil, cfg.Scrubber().String(err.Error())
 	}
-	out, ok := config.ScrubJSON(raw, cfg.Secrets())
+	out, ok := cfg.Scrubber().JSON(raw)
 	if !ok {
 		return nil, "the worker sent invalid status details"
 	}
@@ -102,17 +99,6 @@ func workerDetails(ctx context.Context, p *pluginproc.Process, cfg *config.Worke
 		return nil, ""
 	}
 	return out, ""
-}
-
-func jsonString(s string) []byte {
-	b, _ := json.Marshal(s)
-	return b
-}
-
-func unquote(b []byte) string {
-	var s string
-	_ = json.Unmarshal(b, &s)
-	return s
 }
 
 // workerMetrics returns the metrics of a worker from a snapshot.

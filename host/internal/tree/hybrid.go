@@ -61,6 +61,9 @@ func (h *childHost) StartChild(ctx context.Context, req pluginproc.ChildRequest)
 		}
 		return pluginproc.ChildInfo{}, "", fmt.Errorf("%w: %s", pluginproc.ErrInvalidChild, msg)
 	}
+	// The owner may pass its secrets to its child: the child's output is
+	// scrubbed of them too.
+	w.OwnerSecrets = h.owner.worker.Scrubber()
 	w.Restart = req.Restart
 
 	unlock, err := t.locks.lock(ctx, name)
