@@ -2,7 +2,9 @@ package cli
 
 import (
 	"fmt"
+	neturl "net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -20,6 +22,18 @@ func TestKeygenAndSigning(t *testing.T) {
 	sys := brokertest.ID(t)
 	admin := brokertest.NewAdmin(t)
 	admin.DeleteAtCleanup([]string{control.HostQueue(sys, "cli-test"), control.AnyQueue(sys)}, nil)
+
+	// The operator's broker user, with the permissions of the operator guide.
+	opsUser := "dw-ops-" + strings.ReplaceAll(sys, ".", "-")
+	rabbitmqctl(t, "add_user", opsUser, "ops-pass")
+	t.Cleanup(func() { rabbitmqctl(t, "delete_user", opsUser) })
+	rabbitmqctl(t, "set_permissions", "-p", "/", opsUser, `^amq\.gen-.*`, `^(vumi\.control|amq\.gen-.*)$`, `^amq\.gen-.*`)
+	u, err := neturl.Parse(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = neturl.UserPassword(opsUser, "ops-pass")
+	opsURL := u.String()
 
 	keys := t.TempDir()
 	key := filepath.Join(keys, "ops.key")
@@ -42,10 +56,11 @@ control {
   require = true
   principal "ops" {
     public_key_file = %q
+    broker_users    = [%q]
     operations      = ["*"]
   }
 }
-`, url, key+".pub"))
+`, url, key+".pub", opsUser))
 	replaceInFile(t, cfg, `system_id = "test"`, fmt.Sprintf("system_id = %q", sys))
 	h := startServe(t, "-config", cfg)
 	line := h.waitLine("HTTP API listening")
@@ -55,7 +70,7 @@ control {
 	}
 	h.waitLine("connected to the broker")
 	web := "http://" + m[1]
-	amqpFlags := []string{"-amqp", url, "-host", "cli-test", "-system-id", sys}
+	amqpFlags := []string{"-amqp", opsURL, "-host", "cli-test", "-system-id", sys}
 
 	// Unsigned: refused over both transports.
 	if _, stderr, rc := runCLI(t, "start", "w1", "-class", "chaos", "-http", web); rc != exitHostError || !strings.Contains(stderr, "unauthenticated") {
@@ -74,6 +89,10 @@ control {
 	if stdout, stderr, rc := runCLI(t, append([]string{"status", "-key", key}, amqpFlags...)...); rc != 0 || !strings.Contains(stdout, "w1") || !strings.Contains(stdout, "w2") {
 		t.Fatalf("signed status over AMQP: rc %d %s%s", rc, stdout, stderr)
 	}
+	// Signed, but from another broker user than the principal's.
+	if _, stderr, rc := runCLI(t, "stop", "w2", "-amqp", url, "-host", "cli-test", "-system-id", sys, "-key", key); rc != exitHostError || !strings.Contains(stderr, "broker users") {
+		t.Errorf("signed stop from broker user guest: rc %d %s", rc, stderr)
+	}
 	if stdout, stderr, rc := runCLI(t, "stop", "w2", "-http", web, "-key", key); rc != 0 {
 		t.Fatalf("signed stop over HTTP: rc %d %s%s", rc, stdout, stderr)
 	}
@@ -86,5 +105,13 @@ control {
 	}
 	if _, stderr, rc := runCLI(t, "stop", "w1", "-http", web, "-key", key); rc != exitUsage || !strings.Contains(stderr, "chmod 600") {
 		t.Errorf("world-readable key: rc %d %s", rc, stderr)
+	}
+}
+
+func rabbitmqctl(t *testing.T, args ...string) {
+	t.Helper()
+	out, err := exec.Command("rabbitmqctl", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("rabbitmqctl %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 }

@@ -155,12 +155,15 @@ func signed(s *auth.Signer, key string, body []byte, at time.Time, userID string
 
 // brokerUser creates a RabbitMQ user with every permission on the default
 // vhost for the test, removed at its end, and returns its URL.
-func brokerUser(t *testing.T, name string) string {
+func brokerUser(t *testing.T, name string, perms ...string) string {
 	t.Helper()
 	const pass = "intruder-pass"
+	if perms == nil {
+		perms = []string{".*", ".*", ".*"}
+	}
 	rabbitmqctl(t, "add_user", name, pass)
 	t.Cleanup(func() { rabbitmqctl(t, "delete_user", name) })
-	rabbitmqctl(t, "set_permissions", "-p", "/", name, ".*", ".*", ".*")
+	rabbitmqctl(t, append([]string{"set_permissions", "-p", "/", name}, perms...)...)
 	u, err := url.Parse(brokertest.URL(t))
 	if err != nil {
 		t.Fatal(err)
@@ -419,4 +422,59 @@ func (h *harness) waitHTTP() string {
 	sdktest.Eventually(h.t, waitTimeout, func() bool { return strings.Contains(h.logs.String(), "HTTP API listening") },
 		"the HTTP API does not listen")
 	return h.d.HTTPAddr()
+}
+
+// The worker permissions of the operator guide keep a worker's broker user
+// from publishing to vumi.control at all, while it may still use its own
+// exchanges.
+func TestWorkerBrokerPermissionsKeepItOffControl(t *testing.T) {
+	sys := brokertest.ID(t)
+	name := "dw-worker-" + strings.ReplaceAll(sys, ".", "-")
+	const noControl = `^(?!vumi\.control).*` // as in docs/operator-guide.md
+	conn, err := amqp.Dial(brokerUser(t, name, noControl, noControl, noControl))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	try := func(exchange string) *amqp.Error {
+		ch, err := conn.Channel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+		if err := ch.Confirm(false); err != nil {
+			t.Fatal(err)
+		}
+		dc, err := ch.PublishWithDeferredConfirmWithContext(context.Background(), exchange, sys+".h1", false, false,
+			amqp.Publishing{Body: []byte(`{"operation": "status"}`)})
+		if err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if ok, _ := dc.WaitContext(ctx); ok {
+				_ = ch.Close()
+				return nil
+			}
+		}
+		select {
+		case e := <-closed:
+			return e
+		case <-time.After(10 * time.Second):
+			t.Fatalf("publishing to %s: neither confirmed nor refused", exchange)
+		}
+		return nil
+	}
+	admin := brokertest.NewAdmin(t)
+	ownExchange := "dw-test-own-" + sys
+	admin.DeleteAtCleanup(nil, []string{ownExchange})
+	if err := admin.Do(func(ch *amqp.Channel) error {
+		return ch.ExchangeDeclare(ownExchange, amqp.ExchangeTopic, false, true, false, false, nil)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if e := try(ownExchange); e != nil {
+		t.Fatalf("the worker cannot publish to its own exchange: %v", e)
+	}
+	if e := try(control.ControlExchange); e == nil || e.Code != amqp.AccessRefused {
+		t.Fatalf("publishing to %s as a worker: %v, want ACCESS_REFUSED", control.ControlExchange, e)
+	}
 }
