@@ -220,12 +220,16 @@ func (d *Dispatcher) call(ctx context.Context, r *Request) (result any, err erro
 
 // fail counts and logs a request that failed with err, and returns its
 // reply. Bad requests are logged at info level: they come from clients and
-// change nothing; internal errors at error level.
+// change nothing; refusals of the control policy at warn level; internal
+// errors at error level.
 func (d *Dispatcher) fail(r *Request, err *Error) Reply {
 	d.count(err)
 	level := hclog.Info
-	if err.Code == CodeInternal {
+	switch {
+	case err.Code == CodeInternal:
 		level = hclog.Error
+	case refusedByPolicy(err.Code):
+		level = hclog.Warn // someone tried what the control policy refuses
 	}
 	d.logger.Log(level, "control request failed", append(logArgs(r), "code", string(err.Code), "error", err.Message)...)
 	return Reply{OK: false, Error: err, RequestID: r.RequestID}
