@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -79,7 +78,13 @@ type Options struct {
 	// DefaultReplayWindow.
 	Window time.Duration
 	// MaxNonces bounds the nonces remembered; 0 means DefaultNonceCache.
-	MaxNonces  int
+	MaxNonces int
+	// NonceFile, if set, keeps the accepted nonces across restarts of the
+	// host, so that a request accepted before a restart cannot be replayed
+	// after it within its window. Each accepted nonce is appended and
+	// synced before the request is accepted; the file is created with mode
+	// 0600.
+	NonceFile  string
 	Principals []PrincipalConfig
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -133,7 +138,11 @@ func NewPolicy(o Options) (*Policy, error) {
 	if n <= 0 {
 		n = DefaultNonceCache
 	}
-	p.nonces = newNonceCache(n)
+	nc, err := openNonceCache(n, o.NonceFile, p.now())
+	if err != nil {
+		return nil, err
+	}
+	p.nonces = nc
 	names := map[string]bool{}
 	for _, pc := range o.Principals {
 		pr, err := newPrincipal(pc)
@@ -514,83 +523,6 @@ func WithLocalRead(ctx context.Context) context.Context {
 func IsLocalRead(ctx context.Context) bool {
 	v, _ := ctx.Value(localReadKey).(bool)
 	return v
-}
-
-// nonceCache remembers the nonces of accepted signed requests until their
-// window ends, up to max of them.
-type nonceCache struct {
-	mu   sync.Mutex
-	max  int
-	seen map[[32]byte]time.Time // nonce digest -> end of its window
-	// order keeps the digests by insertion; expired ones at its front are
-	// dropped first. Since every expiry is at most 2 windows after
-	// insertion, a full scan is needed only when the front is not expired.
-	order [][32]byte
-}
-
-func newNonceCache(max int) *nonceCache {
-	return &nonceCache{max: max, seen: map[[32]byte]time.Time{}}
-}
-
-// ErrNonceCacheFull is the message when the cache is full of live nonces.
-const nonceCacheFull = "too many signed requests within the replay window (%d): refused until older ones expire"
-
-func (c *nonceCache) add(keyID, nonce string, until, now time.Time, redelivered bool) error {
-	h := sha256.New()
-	h.Write([]byte(keyID))
-	h.Write([]byte{0})
-	h.Write([]byte(nonce))
-	var k [32]byte
-	h.Sum(k[:0])
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if exp, ok := c.seen[k]; ok && now.Before(exp) {
-		if redelivered {
-			return nil
-		}
-		return unauthenticated("replayed: nonce %q of key id %q was already used within the replay window", shorten(nonce), keyID)
-	}
-	c.prune(now)
-	if len(c.seen) >= c.max {
-		return unauthenticated(nonceCacheFull, c.max)
-	}
-	c.seen[k] = until
-	c.order = append(c.order, k)
-	return nil
-}
-
-// prune drops expired nonces: those at the front of order, and, when the
-// cache is full, any.
-func (c *nonceCache) prune(now time.Time) {
-	i := 0
-	for ; i < len(c.order); i++ {
-		exp, ok := c.seen[c.order[i]]
-		if ok && now.Before(exp) {
-			break
-		}
-		delete(c.seen, c.order[i])
-	}
-	c.order = c.order[i:]
-	if len(c.seen) < c.max {
-		return
-	}
-	kept := c.order[:0]
-	for _, k := range c.order {
-		if exp, ok := c.seen[k]; ok {
-			if now.Before(exp) {
-				kept = append(kept, k)
-			} else {
-				delete(c.seen, k)
-			}
-		}
-	}
-	c.order = kept
-}
-
-func (c *nonceCache) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.seen)
 }
 
 func shorten(s string) string {

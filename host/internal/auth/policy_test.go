@@ -318,3 +318,76 @@ func TestKeyFiles(t *testing.T) {
 		t.Fatal("a Secret prints")
 	}
 }
+
+// With a nonce file, a request accepted before a restart of the host is
+// still refused as a replay after it (within its window); expired nonces
+// are dropped from the file; the file is 0600.
+func TestNonceFileSurvivesRestart(t *testing.T) {
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	s, _ := NewEd25519Signer("ops", priv)
+	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	file := filepath.Join(t.TempDir(), "control-nonces")
+	open := func() *Policy {
+		t.Helper()
+		p, err := NewPolicy(Options{Require: true, Window: time.Minute, NonceFile: file, Now: c.now,
+			Principals: []PrincipalConfig{{Name: "ops", KeyID: "ops", PublicKey: pub, Operations: []string{"*"}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Close() })
+		return p
+	}
+	body, scope := []byte(`{"operation": "reload"}`), AMQPScope("k")
+	p := open()
+	old := s.Sign(scope, body, c.now().Add(-50*time.Second)) // its window ends in 10s
+	recent := s.Sign(scope, body, c.now())
+	for _, sig := range []Signature{old, recent} {
+		if _, err := p.Authenticate(creds(sig, scope), body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.Close()
+
+	// The host restarts: both are still replays.
+	p = open()
+	for _, sig := range []Signature{old, recent} {
+		_, err := p.Authenticate(creds(sig, scope), body)
+		wantRefused(t, err, false, "replayed")
+	}
+	// A redelivery of a message handled before the restart is not.
+	cr := creds(recent, scope)
+	cr.Redelivered = true
+	if _, err := p.Authenticate(cr, body); err != nil {
+		t.Fatalf("redelivered after a restart: %v", err)
+	}
+	p.Close()
+
+	// 20s later the old nonce's window has ended: the next start drops it.
+	c.add(20 * time.Second)
+	p = open()
+	if n := p.nonces.len(); n != 1 {
+		t.Errorf("%d nonces loaded, want 1", n)
+	}
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(raw), "\n"); n != 1 {
+		t.Errorf("the nonce file has %d lines after compaction, want 1:\n%s", n, raw)
+	}
+	if strings.Contains(string(raw), recent.Nonce) {
+		t.Error("the nonce file holds a nonce in clear; it keeps digests")
+	}
+	st, _ := os.Stat(file)
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("nonce file mode %o, want 600", st.Mode().Perm())
+	}
+	// A torn last line is skipped, not fatal.
+	f, _ := os.OpenFile(file, os.O_WRONLY|os.O_APPEND, 0)
+	f.WriteString("deadbeef")
+	f.Close()
+	p.Close()
+	p = open()
+	_, err = p.Authenticate(creds(recent, scope), body)
+	wantRefused(t, err, false, "replayed")
+}

@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/dynworkers/dynworkers/host/internal/auth"
@@ -15,11 +17,33 @@ func newPolicy(cfg *config.Config) (*auth.Policy, error) {
 	if cfg.Control == nil {
 		return nil, nil
 	}
-	p, err := auth.NewPolicy(cfg.Control.PolicyOptions())
+	o := cfg.Control.PolicyOptions()
+	if cfg.Host.StateDir != "" {
+		// Nonces survive a restart, so that a request accepted just before
+		// it cannot be replayed just after it.
+		if err := os.MkdirAll(cfg.Host.StateDir, 0o700); err != nil {
+			return nil, fmt.Errorf("creating state_dir: %w", err)
+		}
+		o.NonceFile = filepath.Join(cfg.Host.StateDir, NonceFile)
+	}
+	p, err := auth.NewPolicy(o)
 	if err != nil {
 		return nil, fmt.Errorf("control block: %w", err)
 	}
 	return p, nil
+}
+
+// NonceFile is the file in state_dir that keeps the nonces of accepted
+// signed control requests across restarts.
+const NonceFile = "control-nonces"
+
+// closePolicy closes the policy's nonce file.
+func (d *Daemon) closePolicy() {
+	if d.policy != nil {
+		if err := d.policy.Close(); err != nil {
+			d.logger.Warn("closing the control nonce file", "error", err)
+		}
+	}
 }
 
 // setPolicy gives the dispatcher the control policy, and says once, at

@@ -61,7 +61,7 @@ func (k authKeys) policy() string {
 	return fmt.Sprintf(`
 control {
   require       = true
-  replay_window = "1m"
+  replay_window = "10m"
   principal "ops" {
     public_key_file = %q
     broker_users    = ["guest"]
@@ -230,7 +230,7 @@ func TestControlPolicyOverAMQP(t *testing.T) {
 		{"signed for another host", "w-otherhost", guest, otherHost, control.CodeUnauthenticated, "bad signature"},
 		{"replayed", "w-replay", guest, first, control.CodeUnauthenticated, "replayed"},
 		{"expired", "w-expired", guest,
-			signed(k.ops, key, startBody("w-expired", "chaos", rid("expired")), now.Add(-2*time.Minute), "guest"),
+			signed(k.ops, key, startBody("w-expired", "chaos", rid("expired")), now.Add(-11*time.Minute), "guest"),
 			control.CodeUnauthenticated, "expired"},
 		{"principal without the operation", "w-viewer", guest,
 			signed(k.viewer, key, startBody("w-viewer", "chaos", rid("viewer")), now, ""),
@@ -276,7 +276,8 @@ func TestControlPolicyOverAMQP(t *testing.T) {
 
 	// Correctly signed messages work: Ed25519, and HMAC through an alias of
 	// the allowed class.
-	if rep := guest.send(key, signed(k.ops, key, startBody("w-good", "chaos", rid("good")), time.Now(), "guest")); !rep.OK {
+	good := signed(k.ops, key, startBody("w-good", "chaos", rid("good")), time.Now(), "guest")
+	if rep := guest.send(key, good); !rep.OK {
 		t.Fatalf("signed start: %+v", rep.Error)
 	}
 	h.waitStarted("w-good")
@@ -337,6 +338,22 @@ func TestControlPolicyOverAMQP(t *testing.T) {
 	if !strings.Contains(h.logs.String(), "control message rejected to the dead-letter exchange") {
 		t.Error("the host log does not say the refused messages were dead-lettered")
 	}
+
+	// The nonces outlive a restart of the host: a message accepted before
+	// it is still a replay after it.
+	h.stop()
+	h2 := startAMQPHost(t, h.dir, sys, "h1", brokertest.URL(t), k.policy())
+	ctx2, cancel2 := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel2()
+	if err := h2.d.WaitBroker(ctx2); err != nil {
+		t.Fatal(err)
+	}
+	if rep := guest.send(key, good); rep.Error == nil || rep.Error.Code != control.CodeUnauthenticated || !strings.Contains(rep.Error.Message, "replayed") {
+		t.Errorf("replay after a restart: %+v", rep.Error)
+	}
+	admin.RemoveMessages(control.DeadLetterQueue, func(d amqp.Delivery) bool {
+		return strings.Contains(string(d.Body), rid("good"))
+	})
 }
 
 // Over HTTP: changing calls must be signed; unsigned GETs still read (the

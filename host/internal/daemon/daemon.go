@@ -321,6 +321,7 @@ func (d *Daemon) shutdown() error {
 	d.closeBus()
 	d.closeBroker()
 	d.closeHTTP()
+	d.closePolicy()
 	// Kill and reap the warm spares; none is launched after this.
 	d.spares.Close()
 	d.logger.Info("host stopped")
