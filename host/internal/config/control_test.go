@@ -39,6 +39,10 @@ control {
     broker_users = ["nagios"]
     operations   = ["status", "list_classes"]
   }
+  principal "inline" {
+    public_key = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
+    operations = ["reload"]
+  }
 }
 worker "a" {
   class = "echo"
@@ -49,7 +53,7 @@ worker "a" {
 		t.Fatal(diags.Error())
 	}
 	c := f.Control
-	if c == nil || !c.Require || c.ReplayWindow.String() != "2m0s" || c.NonceCache != auth.DefaultNonceCache || len(c.Principals) != 3 {
+	if c == nil || !c.Require || c.ReplayWindow.String() != "2m0s" || c.NonceCache != auth.DefaultNonceCache || len(c.Principals) != 4 {
 		t.Fatalf("control = %+v", c)
 	}
 	if p := c.Principals[0]; p.KeyID != "ops" || len(p.PublicKey) != 32 || p.Classes != nil {
@@ -60,6 +64,9 @@ worker "a" {
 	}
 	if p := c.Principals[2]; p.KeyID != "" || p.BrokerUsers[0] != "nagios" {
 		t.Errorf("monitor = %+v", p)
+	}
+	if p := c.Principals[3]; p.KeyID != "inline" || len(p.PublicKey) != 32 || p.PublicKey[0] != 0xd7 {
+		t.Errorf("inline = %+v", p)
 	}
 	if _, err := auth.NewPolicy(c.PolicyOptions()); err != nil {
 		t.Fatal(err)
