@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -93,8 +94,11 @@ func (o *clientOptions) dialAMQP(ctx context.Context) (*amqpSession, error) {
 		return nil, fmt.Errorf("connecting to the broker at %s: %w", where, err)
 	}
 	s := &amqpSession{o: o, where: where, conn: conn}
-	if u, err := amqp.ParseURI(o.amqpURL); err == nil {
-		s.user = u.Username
+	// Only a user named in the URL: without one the library logs in as
+	// guest, and with SASL EXTERNAL (a client certificate) the broker user
+	// is the certificate's, which the URL does not say.
+	if u, err := url.Parse(o.amqpURL); err == nil && u.User != nil {
+		s.user = u.User.Username()
 	}
 	if err := s.setup(); err != nil {
 		conn.Close()
