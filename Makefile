@@ -37,10 +37,11 @@ build: ## build the host to bin/dynworkers and every plugin and example plugin t
 run: build ## build everything and run the host with configs/dynworkers.hcl (embedded default)
 	$(BIN)/dynworkers serve -config $(CONFIG)
 
-test: ## gofmt + vet, then all tests with -race (ensures a RabbitMQ broker and Chromium first)
+test: ## gofmt + vet, then all tests with -race (ensures a RabbitMQ broker, Chromium and python3-pika first)
 	@$(MAKE) --no-print-directory lint
 	@scripts/ensure-rabbitmq.sh
 	@scripts/ensure-chromium.sh
+	@scripts/ensure-pika.sh
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 test-short: ## tests without the race detector, for a quick loop

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/dynworkers/dynworkers/host/internal/amqpurl"
+	"github.com/dynworkers/dynworkers/host/internal/auth"
 	"github.com/dynworkers/dynworkers/host/internal/config"
 	"github.com/dynworkers/dynworkers/host/internal/control"
 )
@@ -72,6 +74,7 @@ func (o *clientOptions) doAMQP(ctx context.Context, body []byte, stderr io.Write
 type amqpSession struct {
 	o          *clientOptions
 	where      string // the broker URL, password hidden
+	user       string // the broker user, sent as user_id
 	conn       *amqp.Connection
 	ch         *amqp.Channel
 	closed     chan *amqp.Error
@@ -109,6 +112,12 @@ func (o *clientOptions) dialAMQP(ctx context.Context) (*amqpSession, error) {
 		return nil, fmt.Errorf("connecting to the broker at %s: %w", where, err)
 	}
 	s := &amqpSession{o: o, where: where, conn: conn}
+	// Only a user named in the URL: without one the library logs in as
+	// guest, and with SASL EXTERNAL (a client certificate) the broker user
+	// is the certificate's, which the URL does not say.
+	if u, err := url.Parse(o.amqpURL); err == nil && u.User != nil {
+		s.user = u.User.Username()
+	}
 	if err := s.setup(); err != nil {
 		conn.Close()
 		return nil, err
@@ -200,7 +209,7 @@ func (s *amqpSession) request(ctx context.Context, key string, body []byte) ([]a
 	corrID := randomID()
 	ctx, cancel := context.WithTimeout(ctx, o.wait())
 	defer cancel()
-	err := s.ch.PublishWithContext(ctx, ControlExchange, key, true, false, amqp.Publishing{
+	msg := amqp.Publishing{
 		ContentType:   "application/json",
 		DeliveryMode:  amqp.Persistent,
 		CorrelationId: corrID,
@@ -208,8 +217,16 @@ func (s *amqpSession) request(ctx context.Context, key string, body []byte) ([]a
 		ReplyTo:       s.queue,
 		Timestamp:     time.Now(),
 		AppId:         "dynworkers-cli",
-		Body:          body,
-	})
+		// The broker checks that user_id is the connection's user, so a
+		// host can identify the sender by it (control.principal's
+		// broker_users).
+		UserId: s.user,
+		Body:   body,
+	}
+	if o.signer != nil {
+		msg.Headers = amqp.Table(o.signer.Sign(auth.AMQPScope(key), body, time.Now()).AMQPHeaders())
+	}
+	err := s.ch.PublishWithContext(ctx, ControlExchange, key, true, false, msg)
 	if err != nil {
 		return nil, fmt.Errorf("publishing to exchange %s: %w", ControlExchange, err)
 	}

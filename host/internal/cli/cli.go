@@ -48,6 +48,7 @@ func commands() []command {
 		{"stop-supervisor", "stop a supervisor and its subtree on a running host: stop-supervisor PATH", runStopSupervisor},
 		{"status", "show a running host's supervision tree and its workers (-watch: keep refreshing)", runStatus},
 		{"send", "send a raw control message (a file, or - for stdin) and print the replies", runSend},
+		{"keygen", "write an Ed25519 key pair to sign control requests with (-key): keygen FILE", runKeygen},
 		{"version", "print the version", runVersion},
 	}
 }

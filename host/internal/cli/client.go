@@ -13,11 +13,13 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/dynworkers/dynworkers/host/internal/auth"
 	"github.com/dynworkers/dynworkers/host/internal/config"
 	"github.com/dynworkers/dynworkers/host/internal/control"
 )
@@ -43,7 +45,7 @@ const (
 )
 
 // clientFlagsUsage is the usage text of the flags addClientFlags adds.
-const clientFlagsUsage = "[-config PATH | -http URL [-token T | -token-file F] [-tls-ca F] [-tls-cert F -tls-key F] | -amqp URL (-host NAME | -all | -any) [-system-id ID]] [-timeout D]"
+const clientFlagsUsage = "[-config PATH | -http URL [-token T | -token-file F] [-tls-ca F] [-tls-cert F -tls-key F] | -amqp URL (-host NAME | -all | -any) [-system-id ID]] [-key FILE [-key-id ID]] [-timeout D]"
 
 // clientOptions are the flags every client command shares: which host to
 // ask, over which transport, and how long to wait.
@@ -62,6 +64,9 @@ type clientOptions struct {
 	all, any   bool
 	systemID   string
 	timeout    time.Duration
+	keyFile    string
+	keyID      string
+	signer     *auth.Signer // loaded from -key by check
 
 	file        *config.File // the parsed -config, once loaded
 	fileProblem string       // why it could not be, if so
@@ -86,6 +91,8 @@ func addClientFlags(fs *flag.FlagSet) *clientOptions {
 	fs.BoolVar(&o.all, "all", false, "with -amqp: ask every host, and print every reply that comes within -timeout")
 	fs.BoolVar(&o.any, "any", false, "with -amqp: ask whichever host takes the message first (the shared queue)")
 	fs.StringVar(&o.systemID, "system-id", "", "with -amqp: the system_id of the hosts (default: system_id of -config)")
+	fs.StringVar(&o.keyFile, "key", "", "sign the request with this private key file (Ed25519 PEM from `dynworkers keygen`, or an HMAC secret file); mode 0600")
+	fs.StringVar(&o.keyID, "key-id", "", "with -key: the key id the host knows the key by (default: the key file's name without .key, e.g. ops for keys/ops.key)")
 	fs.DurationVar(&o.timeout, "timeout", 0, "how long to wait for the answer (default 60s; with -all, how long to gather replies: 5s)")
 	return o
 }
@@ -113,6 +120,19 @@ func (o *clientOptions) check() string {
 		return "-amqp-ca, -amqp-cert, -amqp-key and -amqp-server-name go with -amqp amqps://URL"
 	case o.amqpURL != "" && targets != 1:
 		return "-amqp needs exactly one of -host NAME, -all or -any"
+	case o.keyID != "" && o.keyFile == "":
+		return "-key-id goes with -key FILE"
+	}
+	if o.keyFile != "" && o.signer == nil {
+		id := o.keyID
+		if id == "" {
+			id = strings.TrimSuffix(filepath.Base(o.keyFile), ".key")
+		}
+		s, err := auth.LoadSigner(o.keyFile, id)
+		if err != nil {
+			return fmt.Sprintf("-key: %v", err)
+		}
+		o.signer = s
 	}
 	return ""
 }
@@ -283,6 +303,9 @@ func (o *clientOptions) doHTTP(ctx context.Context, c call, stderr io.Writer) (a
 		return answer{}, err
 	}
 	setAPIHeaders(req, tok)
+	if o.signer != nil {
+		o.signer.Sign(auth.HTTPScope(req.Method, req.URL.RequestURI()), c.body, time.Now()).SetHTTP(req.Header)
+	}
 	client, err := o.httpClient()
 	if err != nil {
 		return answer{}, err

@@ -80,7 +80,8 @@ type ClassLister interface {
 type Config struct {
 	SystemID string
 	Host     HostConfig
-	AMQP     *AMQPConfig // nil when the configuration has no amqp block
+	AMQP     *AMQPConfig    // nil when the configuration has no amqp block
+	Control  *ControlConfig // nil when the configuration has no control block
 	Root     *Supervisor
 	Files    []string // the files read, in merge order
 }

@@ -34,6 +34,7 @@ func (f *File) Decode(classes ClassResolver) (*Config, hcl.Diagnostics) {
 		SystemID: f.SystemID,
 		Host:     f.Host,
 		AMQP:     amqp,
+		Control:  f.Control,
 		Root:     root,
 		Files:    slices.Clone(f.Files),
 	}, diags

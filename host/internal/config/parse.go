@@ -15,8 +15,9 @@ import (
 type File struct {
 	SystemID string
 	Host     HostConfig
-	AMQP     *AMQPConfig // nil when there is no amqp block
-	Files    []string    // the files read, in merge order
+	AMQP     *AMQPConfig    // nil when there is no amqp block
+	Control  *ControlConfig // nil when there is no control block
+	Files    []string       // the files read, in merge order
 
 	root    *rawSupervisor
 	sources map[string]*hcl.File
@@ -31,6 +32,7 @@ var rootSchema = &hcl.BodySchema{
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "host"},
 		{Type: "amqp"},
+		{Type: "control"},
 		{Type: "supervisor", LabelNames: []string{"name"}},
 		{Type: "worker", LabelNames: []string{"name"}},
 	},
@@ -140,6 +142,7 @@ type merger struct {
 	diags *hcl.Diagnostics
 	// first definitions, for "already set at" references
 	systemID, host, amqp *hcl.Range
+	control              *hcl.Range
 	supervisors          []topBlock
 	workers              []topBlock
 	// attributes whose values must not appear in diagnostics
@@ -180,6 +183,10 @@ func (m *merger) file(sc *scope, body hcl.Body) {
 		case "amqp":
 			if m.duplicate(&m.amqp, b.DefRange, "block", "amqp") {
 				m.decodeAMQP(sc, b)
+			}
+		case "control":
+			if m.duplicate(&m.control, b.DefRange, "block", "control") {
+				m.decodeControl(sc, b)
 			}
 		case "supervisor":
 			m.supervisors = append(m.supervisors, topBlock{sc, b})

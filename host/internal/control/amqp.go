@@ -70,9 +70,10 @@ type AMQPOptions struct {
 //     is requeued; if the broker refuses the reply (nack), the message is
 //     acked anyway and the loss of the reply logged, since handling it again
 //     would not change that.
-//   - A reply with code "malformed" rejects the message without requeue, so
-//     the broker dead-letters it to vumi.control.dlx: it can never loop. The
-//     reply is still sent if reply_to is set.
+//   - A reply with code "malformed", "unauthenticated" or "forbidden"
+//     rejects the message without requeue, so the broker dead-letters it to
+//     vumi.control.dlx: it can never loop, and an operator sees what was
+//     refused. The reply is still sent if reply_to is set.
 //   - A panic in Handle is recovered: the client gets an "internal" reply
 //     and the message is dead-lettered like a malformed one. Acking would
 //     claim an effect nobody knows happened, and requeueing a message that
@@ -168,13 +169,14 @@ func (t *AMQPTransport) PublishEvent(ctx context.Context, event string, body any
 // deliver handles one delivery and settles it by the rules on AMQPTransport.
 func (t *AMQPTransport) deliver(ctx context.Context, queue string, d amqp.Delivery) {
 	log := t.log.With("queue", queue, "routing_key", d.RoutingKey, "correlation_id", d.CorrelationId, "redelivered", d.Redelivered)
+	ctx = withDeliveryCredentials(ctx, d)
 	reply, panicked := t.handle(ctx, log, d.Body)
 	code := Code("")
 	if reply.Error != nil {
 		code = reply.Error.Code
 	}
 	switch {
-	case panicked || code == CodeMalformed:
+	case panicked || code == CodeMalformed || refusedByPolicy(code):
 		if err := t.reply(ctx, d, reply); err != nil {
 			log.Warn("cannot send the reply to a rejected control message", "error", err)
 		}

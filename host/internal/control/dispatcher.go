@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/dynworkers/dynworkers/host/internal/api"
+	"github.com/dynworkers/dynworkers/host/internal/auth"
 	"github.com/dynworkers/dynworkers/host/internal/config"
 )
 
@@ -46,6 +47,9 @@ type Dispatcher struct {
 	// refusal, once set by Refuse, answers every request that would
 	// change the host.
 	refusal atomic.Pointer[Error]
+	// policy, when set (SetPolicy), authenticates and authorises
+	// requests (see authorize.go).
+	policy *auth.Policy
 }
 
 // Stats counts the requests a Dispatcher answered since it was created.
@@ -79,6 +83,11 @@ func readOnly(op string) bool { return op == OpStatus || op == OpListClasses }
 // A body that cannot be decoded is answered with its error; the request_id
 // is echoed whenever it could be read.
 func (d *Dispatcher) Handle(ctx context.Context, body []byte) Reply {
+	ctx, aerr := d.authenticate(ctx, body)
+	if aerr != nil {
+		req, _ := decode(body) // only to echo its request_id
+		return d.fail(req, aerr)
+	}
 	req, err := decode(body)
 	if err != nil {
 		return d.fail(req, err)
@@ -120,6 +129,9 @@ func (d *Dispatcher) Do(ctx context.Context, req *Request) Reply {
 	}
 	r.Operation = op
 	if err := validate(&r); err != nil {
+		return d.fail(&r, err)
+	}
+	if err := d.authorize(ctx, &r); err != nil {
 		return d.fail(&r, err)
 	}
 	if refusal := d.refusal.Load(); refusal != nil && !readOnly(r.Operation) {
@@ -208,12 +220,16 @@ func (d *Dispatcher) call(ctx context.Context, r *Request) (result any, err erro
 
 // fail counts and logs a request that failed with err, and returns its
 // reply. Bad requests are logged at info level: they come from clients and
-// change nothing; internal errors at error level.
+// change nothing; refusals of the control policy at warn level; internal
+// errors at error level.
 func (d *Dispatcher) fail(r *Request, err *Error) Reply {
 	d.count(err)
 	level := hclog.Info
-	if err.Code == CodeInternal {
+	switch {
+	case err.Code == CodeInternal:
 		level = hclog.Error
+	case refusedByPolicy(err.Code):
+		level = hclog.Warn // someone tried what the control policy refuses
 	}
 	d.logger.Log(level, "control request failed", append(logArgs(r), "code", string(err.Code), "error", err.Message)...)
 	return Reply{OK: false, Error: err, RequestID: r.RequestID}
@@ -357,7 +373,8 @@ func checkSupervisor(path string) *Error {
 // HTTPStatus returns the HTTP status code the HTTP API answers an error of
 // code c with: 400 for malformed and unknown_operation, 422 for
 // invalid_config and unknown_class, 409 for conflict, 404 for not_found,
-// 401 for unauthorized and 500 for internal and unknown codes.
+// 401 for unauthorized and unauthenticated, 403 for forbidden and 500 for
+// internal and unknown codes.
 func (c Code) HTTPStatus() int {
 	switch c {
 	case CodeMalformed, CodeUnknownOperation:
@@ -368,8 +385,10 @@ func (c Code) HTTPStatus() int {
 		return http.StatusConflict
 	case CodeNotFound:
 		return http.StatusNotFound
-	case CodeUnauthorized:
+	case CodeUnauthorized, CodeUnauthenticated:
 		return http.StatusUnauthorized
+	case CodeForbidden:
+		return http.StatusForbidden
 	}
 	return http.StatusInternalServerError
 }

@@ -396,6 +396,7 @@ func TestCodeHTTPStatus(t *testing.T) {
 	for code, want := range map[Code]int{
 		CodeMalformed: 400, CodeUnknownOperation: 400, CodeUnknownClass: 422, CodeInvalidConfig: 422,
 		CodeConflict: 409, CodeNotFound: 404, CodeUnauthorized: 401, CodeInternal: 500, "other": 500,
+		CodeUnauthenticated: 401, CodeForbidden: 403,
 	} {
 		if got := code.HTTPStatus(); got != want {
 			t.Errorf("%s: %d %s, want %d", code, got, http.StatusText(got), want)

@@ -36,6 +36,8 @@ const (
 	CodeConflict         Code = "conflict"          // the name is taken by a different spec or by an HCL worker
 	CodeNotFound         Code = "not_found"         // no such worker or supervisor
 	CodeUnauthorized     Code = "unauthorized"      // missing or wrong bearer token (HTTP)
+	CodeUnauthenticated  Code = "unauthenticated"   // the sender could not be authenticated by the control policy (see package auth)
+	CodeForbidden        Code = "forbidden"         // the authenticated principal may not do this
 	CodeInternal         Code = "internal"          // anything else; the host logs the cause
 )
 

@@ -42,6 +42,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/dynworkers/dynworkers/host/internal/api"
+	"github.com/dynworkers/dynworkers/host/internal/auth"
 	"github.com/dynworkers/dynworkers/host/internal/broker"
 	"github.com/dynworkers/dynworkers/host/internal/catalog"
 	"github.com/dynworkers/dynworkers/host/internal/config"
@@ -79,6 +80,9 @@ type Daemon struct {
 	// catalog is the plugin catalog; a reload replaces it (read it with
 	// Catalog).
 	catalog atomic.Pointer[catalog.Catalog]
+	// policy authenticates and authorises control requests; nil without
+	// a control block (see auth.go).
+	policy *auth.Policy
 
 	// tree owns every supervisor and worker, and what control messages
 	// persisted.
@@ -168,6 +172,9 @@ func Load(ctx context.Context, opts Options) (*Daemon, error) {
 		d.spares = pluginproc.NewSpares(n, logger.Named("spares"))
 	}
 	d.catalog.Store(cat)
+	if d.policy, err = newPolicy(cfg); err != nil {
+		return nil, err
+	}
 	if cfg.AMQP != nil {
 		d.tr.connSet = make(chan struct{})
 	}
@@ -320,6 +327,7 @@ func (d *Daemon) shutdown() error {
 	d.closeBus()
 	d.closeBroker()
 	d.closeHTTP()
+	d.closePolicy()
 	// Kill and reap the warm spares; none is launched after this.
 	d.spares.Close()
 	// Another host may use the state directory from now on.

@@ -96,6 +96,7 @@ func (d *Daemon) startHTTP(ctx context.Context) error {
 func (d *Daemon) initTransports() {
 	d.tr.ctx, d.tr.cancel = context.WithCancel(context.Background())
 	d.tr.dispatcher = control.NewDispatcher(d, d.logger.Named("control"))
+	d.setPolicy()
 }
 
 // dialBroker connects to the broker, when an amqp block is configured, and

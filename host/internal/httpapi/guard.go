@@ -19,11 +19,6 @@ import (
 // CLI send it; scripts add -H 'X-Dynworkers-Request: 1'.
 const RequestHeader = "X-Dynworkers-Request"
 
-// codeForbidden is the code of a request refused by the cross-origin and
-// Host checks, answered 403. It is local to the HTTP API (control has no
-// 403 code); the JSON shape is every other error's.
-const codeForbidden control.Code = "forbidden"
-
 // mutating reports whether a method may change something.
 func mutating(method string) bool {
 	switch method {
@@ -61,7 +56,7 @@ func (s *Server) guard(next http.Handler) http.Handler {
 		}
 		s.logger.Warn("http request refused", "method", r.Method, "path", r.URL.Path, "status", status,
 			"reason", msg, "remote", r.RemoteAddr)
-		code := codeForbidden
+		code := control.CodeForbidden
 		if status == http.StatusUnsupportedMediaType {
 			code = control.CodeMalformed
 		}

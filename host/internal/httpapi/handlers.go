@@ -57,7 +57,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeReply(w, fail(control.Errorf(control.CodeNotFound, "no route %s %s: see the routes under /v1/", r.Method, r.URL.Path)))
 	})
-	return s.logRequests(s.withLimits(s.guard(s.withUI(s.authenticate(mux)))))
+	return s.logRequests(s.withLimits(s.guard(s.withUI(s.authenticate(s.signed(mux))))))
 }
 
 // uiPrefix is the path of the dashboard's static files.
