@@ -111,6 +111,14 @@ type HostConfig struct {
 	// Vumi heartbeat for each healthy worker.
 	MetricsInterval   time.Duration
 	HeartbeatInterval time.Duration
+	// PluginLock is the lock file (host.plugin_lock; "dynworkers plugins
+	// lock" writes it): when set, the host describes and runs only the
+	// binaries whose sha256 it approves. "" runs any trusted binary.
+	PluginLock string
+	// PluginEnv are the variables passed to every plugin process
+	// (host.plugin_env), on top of the few of the host's own environment
+	// that plugins get. May hold secrets: never printed.
+	PluginEnv map[string]string
 }
 
 // Supervisor is one supervisor of the tree.

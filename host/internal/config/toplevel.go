@@ -21,6 +21,8 @@ var hostSchema = &hcl.BodySchema{
 		{Name: "warm_spares"},
 		{Name: "metrics_interval"},
 		{Name: "heartbeat_interval"},
+		{Name: "plugin_lock"},
+		{Name: "plugin_env"},
 	},
 }
 
@@ -99,6 +101,7 @@ func (m *merger) decodeHost(sc *scope, b *hcl.Block) {
 			h.WarmSpares = n
 		}
 	}
+	m.decodePluginTrust(sc, attrs, h)
 	sc.duration(attrs["metrics_interval"], &h.MetricsInterval)
 	sc.duration(attrs["heartbeat_interval"], &h.HeartbeatInterval)
 	if attr := attrs["start_concurrency"]; attr != nil {

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"reflect"
 
 	"github.com/dynworkers/dynworkers/host/internal/api"
 	"github.com/dynworkers/dynworkers/host/internal/config"
@@ -54,7 +55,7 @@ func ignoredChanges(a, b *config.Config) []string {
 	if a.SystemID != b.SystemID {
 		out = append(out, "system_id")
 	}
-	if a.Host != b.Host {
+	if !reflect.DeepEqual(a.Host, b.Host) { // plugin_env is a map
 		out = append(out, "host")
 	}
 	if (a.AMQP == nil) != (b.AMQP == nil) || (a.AMQP != nil && a.AMQP.URL != b.AMQP.URL) {
