@@ -132,10 +132,10 @@ func TestScan(t *testing.T) {
 		t.Fatal(err)
 	}
 	broken := map[string]string{
-		outside: "outside the plugin directory",
-		install(t, "chaos", dir, "chaos-crash"):                                  "panic: chaos: crashing",
-		install(t, "chaos", dir, "chaos-stdout"):                                 "stdout",
-		install(t, "chaos", dir, "chaos-hang"):                                   "describe timeout",
+		outside:                                  "outside the plugin directory",
+		install(t, "chaos", dir, "chaos-crash"):  "panic: chaos: crashing",
+		install(t, "chaos", dir, "chaos-stdout"): "stdout",
+		install(t, "chaos", dir, "chaos-hang"):   "describe timeout",
 		write(t, filepath.Join(dir, "script.sh"), "#!/bin/sh\necho hi\n", 0o755): `printed "hi"`,
 		write(t, filepath.Join(dir, "notes.txt"), "some text\n", 0o755):          "exec format error",
 	}
