@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
 )
 
@@ -41,8 +42,9 @@ func (m *merger) decodePluginTrust(sc *scope, attrs hcl.Attributes, h *HostConfi
 		return
 	}
 	// The values may be secrets (a proxy's password, an API key): no
-	// diagnostic repeats them.
-	m.secretScopes = append(m.secretScopes, secretScope{attrs: []*hcl.Attribute{attr}, ctx: sc.ctx})
+	// diagnostic repeats them. The names are not secret, and the
+	// diagnostics below name them.
+	m.secretScopes = append(m.secretScopes, secretScope{attrs: envValueAttrs(attr), ctx: sc.ctx})
 	v, ok := sc.value(attr, cty.Map(cty.String))
 	if !ok {
 		return
@@ -83,6 +85,22 @@ func (h HostConfig) PluginEnvList() []string {
 	var out []string
 	for _, k := range slices.Sorted(maps.Keys(h.PluginEnv)) {
 		out = append(out, fmt.Sprintf("%s=%s", k, h.PluginEnv[k]))
+	}
+	return out
+}
+
+// envValueAttrs are the parts of a plugin_env attribute holding values:
+// each value of an object written out ({ NAME = value, ... }), so that
+// scrubbing hides the values but not the names; the whole attribute
+// otherwise.
+func envValueAttrs(attr *hcl.Attribute) []*hcl.Attribute {
+	obj, ok := attr.Expr.(*hclsyntax.ObjectConsExpr)
+	if !ok {
+		return []*hcl.Attribute{attr}
+	}
+	out := make([]*hcl.Attribute, 0, len(obj.Items))
+	for _, item := range obj.Items {
+		out = append(out, &hcl.Attribute{Name: attr.Name, Expr: item.ValueExpr, Range: attr.Range, NameRange: attr.NameRange})
 	}
 	return out
 }
