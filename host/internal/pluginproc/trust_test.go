@@ -210,3 +210,13 @@ func stopProcess(t *testing.T, p *Process) {
 		t.Errorf("Stop: %v", err)
 	}
 }
+
+// BenchmarkCheckBinary measures the checks added to every launch.
+func BenchmarkCheckBinary(b *testing.B) {
+	path := chaosPath()
+	for b.Loop() {
+		if err := CheckBinary(path); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
