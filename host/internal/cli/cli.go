@@ -1,5 +1,5 @@
 // Package cli implements the dynworkers command line: serve, validate,
-// classes and version, and the client commands start, stop, restart,
+// classes, plugins lock and version, and the client commands start, stop, restart,
 // start-supervisor, stop-supervisor, status and send, which ask a running
 // host over its HTTP API (default) or over AMQP (-amqp). The main package
 // is a thin wrapper around Main.
