@@ -33,6 +33,7 @@ build: ## build the host to bin/dynworkers and every plugin and example plugin t
 		n=$$(basename $$d); echo "$(GO) build $(PLUGIN_FLAGS) -o $(PLUGIN_BIN)/$$n ./$$d"; \
 		$(GO) build $(PLUGIN_FLAGS) -o $(PLUGIN_BIN)/$$n ./$$d || exit 1; \
 	done
+	@chmod go-w $(BIN) $(PLUGIN_BIN) $(PLUGIN_BIN)/* # the host refuses plugin files others can write (umask 002)
 
 run: build ## build everything and run the host with configs/dynworkers.hcl (embedded default)
 	$(BIN)/dynworkers serve -config $(CONFIG)

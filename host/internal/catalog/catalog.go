@@ -40,6 +40,13 @@ type Options struct {
 	// Concurrency is how many binaries are described at once; default
 	// GOMAXPROCS.
 	Concurrency int
+	// Lock, if set, is the lock file (host.plugin_lock): only binaries
+	// whose sha256 it approves are described, and so can run (see ReadLock).
+	// A lock file that is missing, invalid or not trusted fails the scan.
+	Lock string
+	// Env holds extra "KEY=value" entries for the environment of the
+	// plugins described (host.plugin_env; see pluginproc.Options.Env).
+	Env []string
 }
 
 // Catalog is the result of a scan: the binaries found, the classes they
@@ -51,6 +58,9 @@ type Catalog struct {
 	byName    map[string]*Class   // names and aliases claimed once
 	conflicts map[string][]*Class // names and aliases claimed more than once
 	problems  []Problem
+	// sums are the sha256 of every file hashed, described or not (a
+	// binary the lock file refuses has one), by path, for Changes.
+	sums map[string][]byte
 }
 
 // Binary is a plugin binary that described itself.
@@ -129,33 +139,22 @@ func Scan(ctx context.Context, o Options) (*Catalog, error) {
 	if err != nil {
 		return nil, fmt.Errorf("plugin directory %q: %w", o.Dir, err)
 	}
-	entries, err := os.ReadDir(dir)
+	// Nothing of a directory others can write to is run, not even to
+	// describe it.
+	if _, err := pluginproc.CheckDir(dir); err != nil {
+		return nil, fmt.Errorf("refusing to scan the plugin directory: %w", err)
+	}
+	var lock *Lock
+	if o.Lock != "" {
+		if lock, err = ReadLock(o.Lock); err != nil {
+			return nil, err
+		}
+	}
+	files, problems, err := listCandidates(dir, log)
 	if err != nil {
-		return nil, fmt.Errorf("reading plugin directory: %w", err)
+		return nil, err
 	}
 	cache := loadCache(o.CacheFile, log)
-
-	var files []candidate
-	var problems []Problem
-	for _, e := range entries {
-		name := e.Name()
-		path := filepath.Join(dir, name)
-		if strings.HasPrefix(name, ".") {
-			continue
-		}
-		fi, err := os.Stat(path) // follows symlinks
-		switch {
-		case err != nil:
-			problems = append(problems, Problem{Path: path, Err: fmt.Errorf("plugin %s: %w", path, err)})
-		case fi.IsDir():
-		case !fi.Mode().IsRegular():
-			log.Debug("skipping file that is not a regular file", "path", path, "mode", fi.Mode().String())
-		case fi.Mode().Perm()&0o111 == 0:
-			log.Debug("skipping non-executable file", "path", path)
-		default:
-			files = append(files, candidate{path: path, info: fi})
-		}
-	}
 
 	results := make([]described, len(files))
 	sem := make(chan struct{}, o.Concurrency)
@@ -164,7 +163,7 @@ func Scan(ctx context.Context, o Options) (*Catalog, error) {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			results[i] = describe(ctx, f, cache, o)
+			results[i] = describe(ctx, f, cache, lock, o)
 		})
 	}
 	wg.Wait()
@@ -172,9 +171,12 @@ func Scan(ctx context.Context, o Options) (*Catalog, error) {
 		return nil, fmt.Errorf("scanning plugin directory: %w", err)
 	}
 
-	c := &Catalog{dir: dir, byName: map[string]*Class{}, conflicts: map[string][]*Class{}}
+	c := &Catalog{dir: dir, byName: map[string]*Class{}, conflicts: map[string][]*Class{}, sums: map[string][]byte{}}
 	fresh := newCache()
 	for _, r := range results {
+		if r.sum != nil {
+			c.sums[r.path] = r.sum
+		}
 		if r.err != nil {
 			problems = append(problems, Problem{Path: r.path, Err: r.err})
 			continue
@@ -224,22 +226,71 @@ type candidate struct {
 	info os.FileInfo
 }
 
+// listCandidates lists the files of dir that Scan describes: regular files
+// (or symlinks to them) with an executable bit, not hidden. Files it cannot
+// stat are problems; others are skipped (logged at debug level if log is
+// not nil).
+func listCandidates(dir string, log hclog.Logger) ([]candidate, []Problem, error) {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading plugin directory: %w", err)
+	}
+	var files []candidate
+	var problems []Problem
+	for _, e := range entries {
+		name := e.Name()
+		path := filepath.Join(dir, name)
+		if strings.HasPrefix(name, ".") {
+			continue
+		}
+		fi, err := os.Stat(path) // follows symlinks
+		switch {
+		case err != nil:
+			problems = append(problems, Problem{Path: path, Err: fmt.Errorf("plugin %s: %w", path, err)})
+		case fi.IsDir():
+		case !fi.Mode().IsRegular():
+			log.Debug("skipping file that is not a regular file", "path", path, "mode", fi.Mode().String())
+		case fi.Mode().Perm()&0o111 == 0:
+			log.Debug("skipping non-executable file", "path", path)
+		default:
+			files = append(files, candidate{path: path, info: fi})
+		}
+	}
+	return files, problems, nil
+}
+
 // described is the outcome for one file.
 type described struct {
 	path   string
+	sum    []byte // set once hashed
 	binary *Binary
 	resp   *proto.DescribeResponse
 	err    error
 }
 
-// describe hashes one file and describes it, from the cache when its key
-// matches.
-func describe(ctx context.Context, f candidate, cache *describeCache, o Options) described {
+// describe checks that one file can be trusted (and, with a lock, is
+// approved), hashes it and describes it, from the cache when its key
+// matches. A file refused is never executed.
+func describe(ctx context.Context, f candidate, cache *describeCache, lock *Lock, o Options) described {
 	out := described{path: f.path}
+	if err := pluginproc.CheckBinary(f.path); err != nil {
+		out.err = err
+		return out
+	}
 	sum, err := hashFile(f.path)
 	if err != nil {
 		out.err = fmt.Errorf("plugin %s: %w", f.path, err)
 		return out
+	}
+	out.sum = sum
+	if lock != nil {
+		if err := lock.Check(f.path, sum); err != nil {
+			out.err = err
+			return out
+		}
 	}
 	b := &Binary{Path: f.path, SHA256: sum, Size: f.info.Size(), ModTime: f.info.ModTime()}
 	if resp, ok := cache.get(b); ok {
@@ -248,7 +299,14 @@ func describe(ctx context.Context, f candidate, cache *describeCache, o Options)
 		out.binary, out.resp = b, resp
 		return out
 	}
-	resp, err := pluginproc.Describe(ctx, f.path, o.DescribeTimeout, o.Logger.Named("describe"))
+	// The checksum is checked again as the binary is executed (go-plugin's
+	// SecureConfig): a file replaced since it was hashed is not run.
+	resp, err := pluginproc.DescribeWith(ctx, f.path, pluginproc.DescribeOptions{
+		Timeout:  o.DescribeTimeout,
+		Logger:   o.Logger.Named("describe"),
+		Checksum: sum,
+		Env:      o.Env,
+	})
 	if err != nil {
 		out.err = err // names the binary
 		return out

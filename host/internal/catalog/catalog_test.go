@@ -75,8 +75,12 @@ func write(t *testing.T, path, content string, mode os.FileMode) string {
 	return path
 }
 
+// testEnv is added to the Options.Env of scan (see launches).
+var testEnv []string
+
 func scan(t *testing.T, o Options) *Catalog {
 	t.Helper()
+	o.Env = append(o.Env, testEnv...)
 	if o.Logger == nil {
 		o.Logger, _ = testLogger(t)
 	}
@@ -93,7 +97,10 @@ func scan(t *testing.T, o Options) *Catalog {
 // returns a function counting them.
 func launches(t *testing.T) func() int {
 	file := filepath.Join(t.TempDir(), "launches")
-	t.Setenv("CHAOS_LAUNCH_LOG", file)
+	// Plugins get a clean environment: the variable is passed explicitly,
+	// as host.plugin_env does (scan adds testEnv to Options.Env).
+	testEnv = []string{"CHAOS_LAUNCH_LOG=" + file}
+	t.Cleanup(func() { testEnv = nil })
 	return func() int {
 		b, err := os.ReadFile(file)
 		if os.IsNotExist(err) {
@@ -109,15 +116,26 @@ func launches(t *testing.T) func() int {
 func TestScan(t *testing.T) {
 	dir := t.TempDir()
 	chaos := install(t, "chaos", dir, "chaos")
-	elsewhere := install(t, "other", t.TempDir(), "other")
+	// A symlink to a binary in a subdirectory is followed; one that
+	// resolves outside the directory is refused.
+	if err := os.Mkdir(filepath.Join(dir, "versions"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	inside := install(t, "other", filepath.Join(dir, "versions"), "other-1.0")
 	link := filepath.Join(dir, "other-link")
-	if err := os.Symlink(elsewhere, link); err != nil {
+	if err := os.Symlink(inside, link); err != nil {
+		t.Fatal(err)
+	}
+	elsewhere := install(t, "other", t.TempDir(), "other")
+	outside := filepath.Join(dir, "outside-link")
+	if err := os.Symlink(elsewhere, outside); err != nil {
 		t.Fatal(err)
 	}
 	broken := map[string]string{
-		install(t, "chaos", dir, "chaos-crash"):                                  "panic: chaos: crashing",
-		install(t, "chaos", dir, "chaos-stdout"):                                 "stdout",
-		install(t, "chaos", dir, "chaos-hang"):                                   "describe timeout",
+		outside:                                  "outside the plugin directory",
+		install(t, "chaos", dir, "chaos-crash"):  "panic: chaos: crashing",
+		install(t, "chaos", dir, "chaos-stdout"): "stdout",
+		install(t, "chaos", dir, "chaos-hang"):   "describe timeout",
 		write(t, filepath.Join(dir, "script.sh"), "#!/bin/sh\necho hi\n", 0o755): `printed "hi"`,
 		write(t, filepath.Join(dir, "notes.txt"), "some text\n", 0o755):          "exec format error",
 	}

@@ -171,3 +171,41 @@ func TestDiff(t *testing.T) {
 		t.Errorf("Diff of a catalog with itself = added %v, removed %v", added, removed)
 	}
 }
+
+// A content change that keeps the size and the mtime is still a change of
+// the listing (its ctime changed), and so is a change of a watched file
+// such as the lock file.
+func TestListingNoticesInPlaceChange(t *testing.T) {
+	dir := t.TempDir()
+	bin := write(t, filepath.Join(dir, "bin"), "#!/bin/sh\necho one\n", 0o755)
+	fi, err := os.Stat(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lock := write(t, filepath.Join(t.TempDir(), "lock.hcl"), "# empty\n", 0o644)
+	before := ListingSignature(dir, lock)
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\necho two\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(bin, fi.ModTime(), fi.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if fi2, _ := os.Stat(bin); fi2.Size() != fi.Size() || !fi2.ModTime().Equal(fi.ModTime()) {
+		t.Fatal("size or mtime differ: the test does not test what it says")
+	}
+	after := ListingSignature(dir, lock)
+	if after == before {
+		t.Error("an in-place change with the same size and mtime left the listing unchanged")
+	}
+	write(t, lock, "# changed\n", 0o644)
+	relocked := ListingSignature(dir, lock)
+	if relocked == after {
+		t.Error("a change of the lock file left the listing unchanged")
+	}
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if ListingSignature(dir, lock) == relocked {
+		t.Error("a chmod of the directory left the listing unchanged")
+	}
+}

@@ -1,5 +1,5 @@
 // Package cli implements the dynworkers command line: serve, validate,
-// classes and version, and the client commands start, stop, restart,
+// classes, plugins lock and version, and the client commands start, stop, restart,
 // start-supervisor, stop-supervisor, status and send, which ask a running
 // host over its HTTP API (default) or over AMQP (-amqp). The main package
 // is a thin wrapper around Main.
@@ -41,6 +41,7 @@ func commands() []command {
 		{"serve", "run the host: load config and plugins, start and supervise the workers", runServe},
 		{"validate", "check a configuration (and the plugins it uses) without starting anything", runValidate},
 		{"classes", "list the worker classes in the plugin directory (-remote: of the running host)", runClassesCmd},
+		{"plugins", "plugins lock: approve the binaries of plugin_dir by sha256 (host.plugin_lock); -check: report drift", runPlugins},
 		{"start", "start a worker on a running host: start NAME -class C [-set k=v ...]", runStart},
 		{"stop", "stop a worker on a running host: stop NAME", runStop},
 		{"restart", "restart a worker on a running host: restart NAME", runRestart},

@@ -120,6 +120,14 @@ type HostConfig struct {
 	// StateKeyFile, if set, is the file holding the key the state file is
 	// encrypted with (host.state_key_file).
 	StateKeyFile string
+	// PluginLock is the lock file (host.plugin_lock; "dynworkers plugins
+	// lock" writes it): when set, the host describes and runs only the
+	// binaries whose sha256 it approves. "" runs any trusted binary.
+	PluginLock string
+	// PluginEnv are the variables passed to every plugin process
+	// (host.plugin_env), on top of the few of the host's own environment
+	// that plugins get. May hold secrets: never printed.
+	PluginEnv map[string]string
 }
 
 // Supervisor is one supervisor of the tree.

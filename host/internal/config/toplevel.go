@@ -27,6 +27,8 @@ var hostSchema = &hcl.BodySchema{
 		{Name: "plugin_log_lines"},
 		{Name: "plugin_log_line_max"},
 		{Name: "state_key_file"},
+		{Name: "plugin_lock"},
+		{Name: "plugin_env"},
 	},
 	Blocks: hostHTTPBlocks, // config/http.go
 }
@@ -110,6 +112,7 @@ func (m *merger) decodeHost(sc *scope, b *hcl.Block) {
 	}
 	m.decodePluginLog(sc, attrs)
 	m.decodeStateKey(sc, attrs)
+	m.decodePluginTrust(sc, attrs, h)
 	sc.duration(attrs["metrics_interval"], &h.MetricsInterval)
 	sc.duration(attrs["heartbeat_interval"], &h.HeartbeatInterval)
 	if attr := attrs["start_concurrency"]; attr != nil {

@@ -152,7 +152,7 @@ func Load(ctx context.Context, opts Options) (*Daemon, error) {
 	}
 	// The listing is read before the scan, so that a change during the
 	// scan is noticed by the watch (catalog.Watch) and scanned again.
-	pluginSig := catalog.ListingSignature(file.Host.PluginDir)
+	pluginSig := catalog.ListingSignature(file.Host.PluginDir, watchedFiles(file.Host)...)
 	cat, err := ScanCatalog(ctx, file.Host, logger)
 	if err != nil {
 		return nil, err
@@ -216,6 +216,8 @@ func ScanCatalog(ctx context.Context, h config.HostConfig, logger hclog.Logger) 
 		Dir:       h.PluginDir,
 		CacheFile: cacheFile,
 		Logger:    logger.Named("catalog"),
+		Lock:      h.PluginLock,
+		Env:       h.PluginEnvList(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("scanning plugin_dir: %w", err)
@@ -283,7 +285,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			if every == 0 {
 				every = catalog.DefaultWatchInterval
 			}
-			catalog.Watch(ctx, d.cfg.Host.PluginDir, every, d.pluginSig, d.rescan)
+			catalog.Watch(ctx, d.cfg.Host.PluginDir, every, d.pluginSig, d.rescan, watchedFiles(d.cfg.Host)...)
 		}
 	}()
 	<-ctx.Done()

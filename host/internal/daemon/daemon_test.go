@@ -190,9 +190,16 @@ func TestHungStartIsCutOffByStartTimeout(t *testing.T) {
 	dir := t.TempDir()
 	linkPlugin(t, filepath.Join(dir, "plugins"), "chaos")
 	launches := filepath.Join(dir, "launches.log")
-	t.Setenv("CHAOS_LAUNCH_LOG", launches)
-	h := startHostIn(t, dir, `
-supervisor "root" {
+	// Plugins get a clean environment: the variable is passed explicitly.
+	h := startConfig(t, dir, fmt.Sprintf(`system_id = "test"
+host {
+  name       = "test-host"
+  plugin_dir = "plugins"
+  state_dir  = "var"
+  http_addr  = "127.0.0.1:0"
+  plugin_env = { CHAOS_LAUNCH_LOG = %q }
+}
+supervisor "root" {`, launches)+`
   supervisor "group-a" {
     worker "steady" {
       class = "chaos"

@@ -48,6 +48,7 @@ func (d *Daemon) launch(ctx context.Context, w *config.Worker, children pluginpr
 		Logger:         logger,
 		Scrubber:       scrubber,
 		LogLimit:       pluginLogLimit(d.cfg.Host.PluginLog),
+		Env:            d.cfg.Host.PluginEnvList(),
 		Spares:         d.spares,
 		ChildHost:      children,
 		MetricSink:     d.workerMetrics.Sink(monitor.WorkerPrefix(d.cfg.SystemID, d.cfg.Host.Name, w.Name)),
@@ -82,7 +83,8 @@ func pluginLogLimit(c config.PluginLogConfig) pluginproc.LogLimit {
 // restart) only costs a Start RPC.
 func (d *Daemon) warmSpare(w *config.Worker) {
 	if class, err := d.Catalog().Lookup(w.Class); err == nil {
-		d.spares.Warm(pluginproc.Options{Path: class.Binary.Path, Checksum: class.Binary.SHA256, Logger: d.logger.Named("worker")})
+		d.spares.Warm(pluginproc.Options{Path: class.Binary.Path, Checksum: class.Binary.SHA256,
+			Env: d.cfg.Host.PluginEnvList(), Logger: d.logger.Named("worker")})
 	}
 }
 

@@ -25,7 +25,12 @@ func (d *Daemon) Reload(ctx context.Context) (api.ReloadResult, error) {
 	if file == nil {
 		return api.ReloadResult{}, control.InvalidConfiguration(diags)
 	}
-	cat, err := ScanCatalog(ctx, file.Host, d.logger)
+	// The lock file and the plugins' environment are the running host's:
+	// host settings apply from the next start (ignoredChanges), and the
+	// watch's rescans use the running ones too.
+	scanHost := file.Host
+	scanHost.PluginLock, scanHost.PluginEnv = d.cfg.Host.PluginLock, d.cfg.Host.PluginEnv
+	cat, err := ScanCatalog(ctx, scanHost, d.logger)
 	if err != nil {
 		return api.ReloadResult{}, &control.Error{Code: control.CodeInvalidConfig, Message: "reload: " + err.Error()}
 	}
@@ -55,7 +60,7 @@ func ignoredChanges(a, b *config.Config) []string {
 	if a.SystemID != b.SystemID {
 		out = append(out, "system_id")
 	}
-	if !reflect.DeepEqual(a.Host, b.Host) { // HostConfig holds slices (http_allowed_hosts)
+	if !reflect.DeepEqual(a.Host, b.Host) { // HostConfig holds slices and maps (http_allowed_hosts, plugin_env)
 		out = append(out, "host")
 	}
 	if (a.AMQP == nil) != (b.AMQP == nil) || (a.AMQP != nil && (a.AMQP.URL != b.AMQP.URL || !sameTLS(a.AMQP.TLS, b.AMQP.TLS))) {

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/dynworkers/dynworkers/host/internal/catalog"
+	"github.com/dynworkers/dynworkers/host/internal/config"
 )
 
 // rescan replaces the catalog with a fresh scan of plugin_dir; it is
@@ -24,9 +25,22 @@ func (d *Daemon) rescan(ctx context.Context) {
 	}
 	d.catalog.Store(cat)
 	added, removed := catalog.Diff(old, cat)
+	var changed []string
+	for _, c := range catalog.Changes(old, cat) {
+		changed = append(changed, c.String())
+	}
 	d.logger.Info("plugin_dir changed: catalog rescanned", "classes", len(cat.Classes()),
-		"added", added, "removed", removed, "problems", len(cat.Problems()))
+		"added", added, "removed", removed, "changed", changed, "problems", len(cat.Problems()))
 	for _, p := range cat.Problems() {
 		d.logger.Error("plugin file is unusable", "path", p.Path, "error", p.Err)
 	}
+}
+
+// watchedFiles are the files watched with plugin_dir: the lock file, if
+// any, so that a re-lock is picked up without a restart.
+func watchedFiles(h config.HostConfig) []string {
+	if h.PluginLock == "" {
+		return nil
+	}
+	return []string{h.PluginLock}
 }

@@ -19,8 +19,32 @@ const describeShutdown = 5 * time.Second
 // Describe launches the binary once, asks which classes it offers, and
 // shuts it down again; it returns once the process is gone. The launch and
 // the Describe call together get timeout. The binary is not checked against
-// a checksum: the caller hashes it (the catalog does, before and after).
+// a checksum (see DescribeWith).
 func Describe(ctx context.Context, path string, timeout time.Duration, logger hclog.Logger) (*proto.DescribeResponse, error) {
+	return DescribeWith(ctx, path, DescribeOptions{Timeout: timeout, Logger: logger})
+}
+
+// DescribeOptions are the options of DescribeWith. Zero values mean the
+// defaults of Describe.
+type DescribeOptions struct {
+	// Timeout bounds the launch and the Describe call together; default
+	// DefaultDescribeTimeout.
+	Timeout time.Duration
+	// Logger receives the plugin's stderr; nil discards.
+	Logger hclog.Logger
+	// Checksum, if set, is the sha256 the binary must have when it is
+	// executed (go-plugin's SecureConfig): the catalog passes the one it
+	// hashed (and found in the lock file), so a file replaced between the
+	// hash and the launch is not run.
+	Checksum []byte
+	// Env holds extra "KEY=value" entries for the plugin's environment, as
+	// Options.Env.
+	Env []string
+}
+
+// DescribeWith is Describe with options.
+func DescribeWith(ctx context.Context, path string, o DescribeOptions) (*proto.DescribeResponse, error) {
+	timeout, logger := o.Timeout, o.Logger
 	if timeout <= 0 {
 		timeout = DefaultDescribeTimeout
 	}
@@ -30,10 +54,11 @@ func Describe(ctx context.Context, path string, timeout time.Duration, logger hc
 	dctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	lc := launchConfig{
-		path:    path,
-		logger:  logger,
-		env:     pluginEnv(logger, nil),
-		timeout: fmt.Sprintf("describe timeout (%s)", timeout),
+		path:     path,
+		checksum: o.Checksum,
+		logger:   logger,
+		env:      pluginEnv(logger, o.Env),
+		timeout:  fmt.Sprintf("describe timeout (%s)", timeout),
 	}
 	p, err := launch(dctx, lc)
 	if err != nil {

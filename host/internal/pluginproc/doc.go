@@ -55,6 +55,15 @@
 // that was itself killed are removed by the next host that starts
 // (CleanStaleSocketDirs).
 //
+// Before every launch (a Start, a warm spare, a Describe) the binary and
+// its directory are checked (CheckBinary): owned by root or the host's
+// user, not writable by group or others, parents included, no symlink out
+// of the directory; an untrusted binary is never executed, and its Start
+// error is permanent (ErrUntrusted). A plugin gets a clean environment: a
+// few variables of the host's own (PATH, HOME, TMPDIR, the locale, the Go
+// runtime's settings, CA paths), Options.Env, and what go-plugin and the
+// SDK need; never the host's tokens or broker URL.
+//
 // A binary is run only if its sha256 still matches the one the catalog
 // recorded when it described it (go-plugin's SecureConfig), so a binary
 // swapped after the scan is refused with ErrBinaryChanged. A warm spare was

@@ -81,7 +81,7 @@ func newExitError(st *os.ProcessState, reason string, tail *stderrTail) *ExitErr
 type StartError struct {
 	// Permanent is true when retrying cannot help: the plugin rejected the
 	// config (gRPC InvalidArgument, sdk.ErrInvalidConfig) or the options
-	// were unusable.
+	// were unusable, or the binary is not trusted (ErrUntrusted).
 	Permanent bool
 	Err       error
 }

@@ -94,7 +94,15 @@ func CleanStaleSocketDirs() int {
 // EnvUnixSocketDir), removed once the process is gone: a plugin removes its
 // socket file only when it exits cleanly, so a SIGKILLed one would otherwise
 // leave it behind in $TMPDIR.
+//
+// A binary that CheckBinary does not trust is not run: the error wraps
+// ErrUntrusted.
 func launch(ctx context.Context, lc launchConfig) (*Process, error) {
+	// Before every launch (a describe, a spare, a start), not only when the
+	// catalog scans: the directory or the file may have changed since.
+	if err := CheckBinary(lc.path); err != nil {
+		return nil, err
+	}
 	sockDir, err := os.MkdirTemp("", socketDirPattern)
 	if err != nil {
 		return nil, fmt.Errorf("plugin %s: creating its socket directory: %w", lc.path, err)
@@ -403,21 +411,4 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "..."
-}
-
-// pluginEnv is the plugin's environment: the host's, the log level, the
-// caller's extra variables, and the parent pid for the SDK's watchdog.
-// Later entries win (exec.Cmd drops earlier duplicates).
-func pluginEnv(logger hclog.Logger, extra []string) []string {
-	return pluginEnvLevel(logger.GetLevel(), extra)
-}
-
-// pluginEnvLevel is pluginEnv for a log level.
-func pluginEnvLevel(lvl hclog.Level, extra []string) []string {
-	env := os.Environ()
-	if lvl != hclog.NoLevel {
-		env = append(env, sdk.EnvLogLevel+"="+lvl.String())
-	}
-	env = append(env, extra...)
-	return append(env, fmt.Sprintf("%s=%d", sdk.EnvParentPID, os.Getpid()))
 }

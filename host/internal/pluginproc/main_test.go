@@ -144,6 +144,7 @@ func launchLog(t *testing.T) func() []int {
 	t.Helper()
 	file := filepath.Join(t.TempDir(), "launches")
 	t.Setenv("CHAOS_LAUNCH_LOG", file)
+	passEnv(t, "CHAOS_LAUNCH_LOG")
 	pids := func() []int {
 		b, err := os.ReadFile(file)
 		if err != nil && !os.IsNotExist(err) {

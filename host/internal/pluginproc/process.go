@@ -67,8 +67,10 @@ type Options struct {
 	// LogLimit bounds how much of the plugin's log the host re-logs.
 	LogLimit LogLimit
 
-	// Env holds extra "KEY=value" entries for the plugin's environment, on
-	// top of the host's.
+	// Env holds extra "KEY=value" entries for the plugin's environment (the
+	// host's host.plugin_env), on top of the few variables of the host's own
+	// environment that plugins get (see cleanEnv): nothing else of the
+	// host's environment reaches a plugin.
 	Env []string
 
 	// ChildHost answers the worker's calls to start, stop and list child
@@ -89,9 +91,8 @@ type Options struct {
 	HostCallTimeout time.Duration
 
 	// Spares, if set, is the pool of warm spares Start takes the process
-	// from when it holds one for this Path, Checksum and the Logger's level
-	// (see Spares). Nil launches a process for every Start. Not used when
-	// Env is set: a spare's environment is fixed when it is launched.
+	// from when it holds one for this Path, Checksum, Env and the Logger's
+	// level (see Spares). Nil launches a process for every Start.
 	Spares *Spares
 }
 
@@ -196,10 +197,7 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 		logLimit: o.LogLimit,
 	}
 	spares := o.Spares
-	if len(o.Env) > 0 {
-		spares = nil // a spare's environment cannot be changed
-	}
-	key := newSpareKey(o.Path, o.Checksum, o.Logger.GetLevel())
+	key := newSpareKey(o.Path, o.Checksum, o.Logger.GetLevel(), o.Env)
 	p, launching := spares.take(key, plain)
 	if launching != nil {
 		// A spare being launched is ready sooner than a process launched now.
@@ -218,7 +216,8 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 		lc.env = pluginEnv(o.Logger, o.Env)
 		var err error
 		if p, err = launch(startCtx, lc); err != nil {
-			return nil, &StartError{Err: err}
+			// An untrusted binary stays untrusted until an operator acts.
+			return nil, &StartError{Err: err, Permanent: errors.Is(err, ErrUntrusted)}
 		}
 	}
 	if fromSpare {

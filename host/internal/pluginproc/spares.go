@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,7 +40,8 @@ var spareDeathBackoff = supervise.Backoff{Initial: 100 * time.Millisecond, Max: 
 // one worker only.
 //
 // Spares are kept per key: the binary's path, the checksum the catalog
-// recorded and the log level passed to plugins; a Start for a path with
+// recorded, the extra environment (Options.Env) and the log level passed
+// to plugins; a Start for a path with
 // another checksum (a rescanned binary) drops the old key's spares. A key
 // gets spares once a worker started from it ends other than by Stop (it
 // crashed, exited or was killed, so a restart is coming): a host whose
@@ -81,10 +83,19 @@ type spareKey struct {
 	path  string
 	sum   string // the checksum's bytes
 	level hclog.Level
+	env   string // Options.Env, joined by NULs: a spare's environment is fixed at launch
 }
 
-func newSpareKey(path string, checksum []byte, level hclog.Level) spareKey {
-	return spareKey{path: path, sum: string(checksum), level: level}
+func newSpareKey(path string, checksum []byte, level hclog.Level, env []string) spareKey {
+	return spareKey{path: path, sum: string(checksum), level: level, env: strings.Join(env, "\x00")}
+}
+
+// envList is the key's extra environment (Options.Env) as a list.
+func (k spareKey) envList() []string {
+	if k.env == "" {
+		return nil
+	}
+	return strings.Split(k.env, "\x00")
 }
 
 // spareSet is the pool's state for one key.
@@ -192,7 +203,7 @@ func (s *Spares) take(key spareKey, logger hclog.Logger) (*Process, *spareLaunch
 		return nil, nil
 	}
 	for k, set := range s.keys {
-		if k.path == key.path && k != key {
+		if k.path == key.path && k.sum != key.sum {
 			s.dropLocked(set) // the catalog has another checksum now
 		}
 	}
@@ -283,7 +294,7 @@ func (s *Spares) Warm(o Options) {
 	o = o.withDefaults()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.warmLocked(newSpareKey(o.Path, o.Checksum, o.Logger.GetLevel()), o.Checksum, "keeping warm spares for a binary started by control messages")
+	s.warmLocked(newSpareKey(o.Path, o.Checksum, o.Logger.GetLevel(), o.Env), o.Checksum, "keeping warm spares for a binary started by control messages")
 }
 
 // watchWorker waits for the end of p, started from key, and gives the key
@@ -404,7 +415,7 @@ func (s *Spares) launch(set *spareSet) (*spare, error) {
 		path:      set.key.path,
 		checksum:  set.checksum,
 		logger:    log,
-		env:       pluginEnvLevel(set.key.level, nil),
+		env:       pluginEnvLevel(set.key.level, set.key.envList()),
 		timeout:   fmt.Sprintf("the warm spare's handshake timeout (%s)", spareLaunchTimeout),
 		handshake: spareLaunchTimeout,
 		cancel:    cancel,

@@ -30,7 +30,7 @@ func newSpares(t *testing.T, size int) (*Spares, *logSink) {
 // idle spares then.
 func waitPool(t *testing.T, s *Spares, o Options, what string, cond func(set *spareSet) bool) []*Process {
 	t.Helper()
-	key := newSpareKey(o.Path, o.Checksum, o.withDefaults().Logger.GetLevel())
+	key := newSpareKey(o.Path, o.Checksum, o.withDefaults().Logger.GetLevel(), o.Env)
 	deadline := time.After(20 * time.Second)
 	for {
 		s.mu.Lock()
@@ -303,15 +303,18 @@ func TestSpareOfOtherChecksumIsNotUsed(t *testing.T) {
 	assertGone(t, sp.Pid())
 }
 
-func TestNoSpareWithEnv(t *testing.T) {
+// A spare's environment is fixed at launch: a Start with another Env does
+// not take it (and leaves it to the Starts of its own Env).
+func TestNoSpareOfAnotherEnv(t *testing.T) {
 	launchLog(t)
 	s, _ := newSpares(t, 1)
 	o := chaosOptions(t, map[string]any{})
 	o.Spares = s
 	sp := prime(t, s, o)
-	o.Env = []string{"CHAOS_EXTRA=1"}
-	if p := start(t, o); p == sp {
-		t.Fatal("Start with Env used a spare")
+	other := o
+	other.Env = []string{"CHAOS_EXTRA=1"}
+	if p := start(t, other); p == sp {
+		t.Fatal("Start with another Env used the spare")
 	}
 	if idle := idleSpares(t, s, o, 1); idle[0] != sp {
 		t.Error("the spare left the pool")
@@ -420,6 +423,7 @@ func TestStartTimeoutWhileWaitingForSpare(t *testing.T) {
 	// Spares launched from now on never complete the handshake (the chaos
 	// plugin just blocks when it thinks it is a child).
 	t.Setenv("CHAOS_CHILD", "1")
+	passEnv(t, "CHAOS_CHILD")
 	if err := syscall.Kill(p.Pid(), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
