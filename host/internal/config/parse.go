@@ -17,6 +17,7 @@ type File struct {
 	Host     HostConfig
 	AMQP     *AMQPConfig // nil when there is no amqp block
 	Files    []string    // the files read, in merge order
+	Limits   InputLimits // the input_limits block, defaults applied
 
 	root    *rawSupervisor
 	sources map[string]*hcl.File
@@ -31,6 +32,7 @@ var rootSchema = &hcl.BodySchema{
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "host"},
 		{Type: "amqp"},
+		{Type: "input_limits"},
 		{Type: "supervisor", LabelNames: []string{"name"}},
 		{Type: "worker", LabelNames: []string{"name"}},
 	},
@@ -62,7 +64,8 @@ func Parse(path string) (*File, hcl.Diagnostics) {
 			MetricsInterval:   DefaultMetricsInterval,
 			HeartbeatInterval: DefaultHeartbeatInterval,
 		},
-		Files: names,
+		Files:  names,
+		Limits: DefaultInputLimits(),
 	}
 	p := hclparse.NewParser()
 	m := merger{f: f, diags: &diags}
@@ -141,6 +144,8 @@ type merger struct {
 	workers              []topBlock
 	// attributes whose values must not appear in diagnostics
 	secretScopes []secretScope
+
+	limits *hcl.Range // the first input_limits block
 }
 
 type topBlock struct {
@@ -177,6 +182,10 @@ func (m *merger) file(sc *scope, body hcl.Body) {
 		case "amqp":
 			if m.duplicate(&m.amqp, b.DefRange, "block", "amqp") {
 				m.decodeAMQP(sc, b)
+			}
+		case "input_limits":
+			if m.duplicate(&m.limits, b.DefRange, "block", "input_limits") {
+				decodeInputLimits(sc, b, &m.f.Limits)
 			}
 		case "supervisor":
 			m.supervisors = append(m.supervisors, topBlock{sc, b})

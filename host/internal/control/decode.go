@@ -76,6 +76,10 @@ func decode(body []byte) (*Request, *Error) {
 	str("supervisor", &req.Supervisor)
 	str("supervisor_name", &req.SupervisorName)
 	str("strategy", &req.Strategy)
+	if err := checkRequestID(req.RequestID); err != nil {
+		req.RequestID = "" // never echoed back
+		return &req, err
+	}
 	if raw, ok := members["replace"]; ok && !isNull(raw) {
 		if err := json.Unmarshal(raw, &req.Replace); err != nil {
 			errs = append(errs, wrongType("replace", "true or false", raw))

@@ -51,6 +51,9 @@ type Options struct {
 	// StartConcurrency bounds the worker starts in flight at once when the
 	// host starts and during a reload; below 1 means 1.
 	StartConcurrency int
+	// Limits bound the hybrids' children (ChildrenPerWorker, Children);
+	// the zero value means config.DefaultInputLimits().
+	Limits config.InputLimits
 }
 
 type kind int
@@ -137,6 +140,9 @@ type Tree struct {
 func New(opts Options, root *config.Supervisor) (*Tree, error) {
 	if opts.Logger == nil {
 		opts.Logger = hclog.NewNullLogger()
+	}
+	if opts.Limits == (config.InputLimits{}) {
+		opts.Limits = config.DefaultInputLimits()
 	}
 	t := &Tree{opts: opts, logger: opts.Logger, nodes: map[string]*node{}}
 	if opts.State != nil {
