@@ -36,8 +36,15 @@ var operations = []string{OpStartWorker, OpStopWorker, OpRestartWorker, OpStatus
 // Request's operation is a known one, but nothing else is validated yet:
 // Dispatcher.Do does that.
 //
+// A body over DefaultMaxMessageBytes is refused (CodeMalformed, naming the
+// limit) before it is parsed; Dispatcher.Handle applies the host's own
+// limit (SetMaxMessageBytes) the same way.
+//
 // Error messages never quote the body, which may hold secrets.
 func Decode(body []byte) (*Request, *Error) {
+	if err := checkMessageSize(len(body), DefaultMaxMessageBytes); err != nil {
+		return nil, err
+	}
 	req, err := decode(body)
 	if err != nil {
 		return nil, err

@@ -98,6 +98,9 @@ func TestHandleRefusesAnOversizedBody(t *testing.T) {
 	if r := d.Handle(context.Background(), []byte(`{"operation":"status"}`)); !r.OK {
 		t.Errorf("a small body: %+v", r.Error)
 	}
+	if _, err := Decode(body); err == nil || err.Code != CodeMalformed || !strings.Contains(err.Message, "at most 2 MiB") {
+		t.Errorf("Decode of an oversized body = %v", err)
+	}
 	if s := d.Stats(); s.Errors[CodeMalformed] != 2 {
 		t.Errorf("stats %+v: the refusals are not counted", s)
 	}
