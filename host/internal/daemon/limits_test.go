@@ -10,7 +10,10 @@ import (
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+
 	"github.com/dynworkers/dynworkers/host/internal/api"
+	"github.com/dynworkers/dynworkers/host/internal/broker/brokertest"
 	"github.com/dynworkers/dynworkers/host/internal/control"
 	"github.com/dynworkers/dynworkers/host/internal/state"
 	"github.com/dynworkers/dynworkers/host/internal/supervise"
@@ -357,5 +360,48 @@ func TestStopOfAWorkerThatIgnoresStopSaysKilled(t *testing.T) {
 	}
 	if st := h.loadState(); len(st.Workers) != 0 {
 		t.Errorf("persisted: %+v", st.Workers)
+	}
+}
+
+// A 100 MiB control message over the real broker to a real host: refused
+// with an error naming the limit, dead-lettered, and nothing changes: the
+// root supervisor and its worker run on in the same process, nothing is
+// persisted, and the host answers the next message.
+func TestHundredMiBMessageOverAMQP(t *testing.T) {
+	sys := brokertest.ID(t)
+	h := amqpHost(t, sys, "h1", `
+worker "steady" {
+  class = "chaos"
+}
+`)
+	pids := map[string]int{"steady": h.waitStarted("steady")}
+	admin := brokertest.NewAdmin(t)
+	t.Cleanup(func() {
+		admin.RemoveMessages(control.DeadLetterQueue, func(d amqp.Delivery) bool { return strings.HasPrefix(d.RoutingKey, sys+".") })
+	})
+	body := make([]byte, 100<<20)
+	prefix := `{"operation":"vumi_worker","worker_name":"big","worker_class":"chaos","worker_config":{"message":"`
+	copy(body, prefix)
+	for i := len(prefix); i < len(body)-3; i++ {
+		body[i] = 'a'
+	}
+	copy(body[len(body)-3:], `"}}`)
+	r := request(t, admin, sys+".h1", string(body))
+	body = nil
+	wantReply(t, r, control.CodeMalformed, "the message is 100 MiB", "at most 2 MiB (input_limits.control_message_size)")
+	if r := request(t, admin, sys+".h1", `{"operation":"status","request_id":"after"}`); !r.OK || r.RequestID != "after" {
+		t.Errorf("status after the big message: %+v", r)
+	}
+	h.steady(pids)
+	if _, ok := h.d.Worker("big"); ok {
+		t.Errorf("worker big exists")
+	}
+	if st := h.loadState(); len(st.Workers) != 0 {
+		t.Errorf("persisted: %+v", st.Workers)
+	}
+	if n := admin.RemoveMessages(control.DeadLetterQueue, func(d amqp.Delivery) bool {
+		return d.RoutingKey == sys+".h1" && len(d.Body) == 100<<20
+	}); n != 1 {
+		t.Errorf("%d copies of the big message dead-lettered, want 1", n)
 	}
 }
