@@ -186,8 +186,14 @@ func (t *Tree) build(s *config.Supervisor, parent *node) error {
 func (t *Tree) register(n *node) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, taken := t.nodes[n.name]; taken {
-		return fmt.Errorf("the name %q is used twice", n.name)
+	if old, taken := t.nodes[n.name]; taken {
+		// Callers check names first; this is the last guard, and a name
+		// clash is the client's conflict, never an internal error.
+		what := "worker"
+		if old.kind == kindSupervisor {
+			what = "supervisor"
+		}
+		return control.Errorf(control.CodeConflict, "the name %q is taken by a %s (worker and supervisor names are one name space)", n.name, what)
 	}
 	t.nodes[n.name] = n
 	if n.parent != nil {
