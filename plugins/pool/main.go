@@ -20,10 +20,16 @@ import (
 // Config is the pool's config block.
 type Config struct {
 	Class   string            `config:"class,required" help:"the children's class (a name or an alias)"`
-	Size    int               `config:"size,required" help:"how many children to run, 0 or more"`
+	Size    int               `config:"size,required" help:"how many children to run, from 0 to 1000"`
 	Config  map[string]string `config:"config" default:"{}" help:"the children's config; the host converts the values by the child class's schema"`
 	Restart string            `config:"restart" default:"permanent" help:"the children's restart type: permanent, transient or temporary"`
 }
+
+// MaxSize is the largest size a pool accepts. Each child is a process of
+// its own; the host bounds children further (input_limits.children_per_worker
+// and input_limits.children), so a size the host would refuse fails the
+// pool's start with the host's error.
+const MaxSize = 1000
 
 // Class is the pool class.
 var Class = sdk.Class{
@@ -41,6 +47,9 @@ func newPool(cfg Config) (sdk.Worker, error) {
 		return nil, sdk.InvalidConfig("class must name the children's class")
 	case cfg.Size < 0:
 		return nil, sdk.InvalidConfig("size must be 0 or more, got %d", cfg.Size)
+	case cfg.Size > MaxSize:
+		// Refused before any child is started: nothing is forked.
+		return nil, sdk.InvalidConfig("size must be at most %d (the pool's limit), got %d", MaxSize, cfg.Size)
 	}
 	switch cfg.Restart {
 	case "permanent", "transient", "temporary":

@@ -198,10 +198,11 @@ func TestConfig(t *testing.T) {
 		t.Errorf("defaults: %+v", p.cfg)
 	}
 	for cfg, want := range map[string]string{
-		`{"class":"echo","size":-1}`: "size must be 0 or more",
-		`{"class":"echo"}`:           `"size" is required`,
-		`{"size":1}`:                 `"class" is required`,
-		`{"class":"","size":1}`:      "class must name",
+		`{"class":"echo","size":-1}`:                           "size must be 0 or more",
+		`{"class":"echo","size":1000000}`:                      "size must be at most 1000 (the pool's limit), got 1000000",
+		`{"class":"echo"}`:                                     `"size" is required`,
+		`{"size":1}`:                                           `"class" is required`,
+		`{"class":"","size":1}`:                                "class must name",
 		`{"class":"echo","size":1,"restart":"sometimes"}`:      `restart "sometimes"`,
 		`{"class":"echo","size":1,"config":{"a":1}}`:           "",
 		`{"class":"echo","size":1,"config":{"a":"1"},"x":"y"}`: `unsupported attribute "x"`,

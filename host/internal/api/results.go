@@ -70,6 +70,11 @@ type WorkerResult struct {
 	Worker string `json:"worker"`
 	// Action is "stopped" or "restarted".
 	Action string `json:"action"`
+	// Killed is true when a stopped worker did not stop within its
+	// shutdown_timeout and was killed: it is stopped all the same.
+	Killed bool `json:"killed,omitempty"`
+	// Detail says how, when Killed.
+	Detail string `json:"detail,omitempty"`
 }
 
 // SupervisorResult says what start_supervisor or stop_supervisor did.

@@ -84,6 +84,8 @@ type Config struct {
 	Control  *ControlConfig // nil when the configuration has no control block
 	Root     *Supervisor
 	Files    []string // the files read, in merge order
+	// Limits are the input_limits block's settings, defaults applied.
+	Limits InputLimits
 }
 
 // HostConfig is the host block, with defaults applied. PluginDir and

@@ -37,6 +37,7 @@ func (f *File) Decode(classes ClassResolver) (*Config, hcl.Diagnostics) {
 		Control:  f.Control,
 		Root:     root,
 		Files:    slices.Clone(f.Files),
+		Limits:   f.Limits,
 	}, diags
 }
 
@@ -137,6 +138,9 @@ func decodeConfig(schema sdk.Schema, body hcl.Body, ctx *hcl.EvalContext) (cty.V
 	scrubSensitive(diags, secret, ctx)
 	if diags.HasErrors() {
 		return cty.NilVal, diags
+	}
+	if more := checkConfigSize(schema, val, attrs, body.MissingItemRange()); more.HasErrors() {
+		return cty.NilVal, append(diags, more...)
 	}
 	return val, diags
 }

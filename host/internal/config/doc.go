@@ -25,8 +25,13 @@
 //
 // Names of workers and supervisors are unique in the whole host (they share
 // one namespace, so a name alone identifies a node in control messages),
-// must not be empty, must not contain "/" or control characters, must not be
-// "." or "..", and must not start or end with white space; see [ValidateName].
+// must not be empty, must not contain "/", control or invisible characters
+// (bidi overrides, zero-width characters, spaces but U+0020), must not be
+// "." or "..", and must not start or end with white space; see
+// [ValidateName]. "root" names the root supervisor only
+// ([ValidateWorkerName]). Supervisors nest at most [MaxDepth] levels; a
+// worker's config is bounded by [MaxConfigBytes] and [MaxConfigValueBytes];
+// the input_limits block sets the others ([InputLimits]).
 //
 // # Defaults
 //

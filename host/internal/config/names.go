@@ -16,10 +16,20 @@ import (
 // keys, metric names and file names.
 const maxNameLen = 200
 
+// MaxNameLen is the longest name, in bytes of UTF-8, of a worker or a
+// supervisor.
+const MaxNameLen = maxNameLen
+
 // ValidateName reports whether name can name a worker or a supervisor: not
-// empty, at most 200 bytes of UTF-8, no "/" (the path separator), no control
-// characters, not "." or "..", and no leading or trailing white space. The
-// control channel checks names from messages with it too.
+// empty, at most 200 bytes of UTF-8, no "/" (the path separator), not "."
+// or "..", no leading or trailing space, and only visible characters (see
+// checkNameRune): letters, marks (not first), digits, punctuation, symbols
+// and the ASCII space. Control characters, format characters (bidi
+// overrides and isolates, zero-width spaces and joiners, the byte order
+// mark), other spaces and separators, invisible fillers and variation
+// selectors, private-use and unassigned code points are refused, so that
+// two names that look the same are the same name. The control channel
+// checks names from messages with it too; see also ValidateWorkerName.
 func ValidateName(name string) error {
 	switch {
 	case name == "":
@@ -32,12 +42,72 @@ func ValidateName(name string) error {
 		return errors.New(`a name must not contain "/", the path separator`)
 	case name == "." || name == "..":
 		return fmt.Errorf("a name must not be %q", name)
-	case strings.IndexFunc(name, unicode.IsControl) >= 0:
-		return errors.New("a name must not contain control characters")
-	case strings.TrimSpace(name) != name:
+	}
+	for i, r := range name {
+		if err := checkNameRune(r, i == 0); err != nil {
+			return err
+		}
+	}
+	if strings.TrimSpace(name) != name {
 		return errors.New("a name must not start or end with white space")
 	}
 	return nil
+}
+
+// ValidateWorkerName is ValidateName for a worker: worker and supervisor
+// names are one name space, and "root", the root supervisor's name and
+// path, is reserved even when the configuration does not write the root
+// out.
+func ValidateWorkerName(name string) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	if name == RootName {
+		return fmt.Errorf("%q is reserved: it names the root supervisor (worker and supervisor names are one name space)", RootName)
+	}
+	return nil
+}
+
+// invisible are code points of the visible categories that show nothing
+// (or a blank) and serve only to make look-alike names: Hangul fillers and
+// the blank braille pattern. Default-ignorable code points and variation
+// selectors are refused by checkNameRune by their Unicode properties.
+var invisible = map[rune]bool{0x115F: true, 0x1160: true, 0x3164: true, 0xFFA0: true, 0x2800: true}
+
+// checkNameRune checks one character of a name. The rule: a character is
+// allowed if its Unicode general category is L (letter), M (mark, but not
+// as the first character), N (number), P (punctuation) or S (symbol), or
+// it is U+0020 SPACE; and it is neither default-ignorable
+// (Other_Default_Ignorable_Code_Point), a variation selector, nor one of
+// the invisible fillers above. So Cc (controls), Cf (format: bidi
+// controls, zero-width characters, soft hyphen, BOM), Co (private use),
+// Cs, Cn (unassigned), Zl, Zp and every Zs but U+0020 are refused.
+func checkNameRune(r rune, first bool) error {
+	bad := func(what string) error {
+		return fmt.Errorf("a name must not contain %s (%U): names may use letters, digits, punctuation, symbols and the ASCII space only", what, r)
+	}
+	switch {
+	case r == ' ':
+		return nil
+	case unicode.IsControl(r):
+		return bad("control characters")
+	case unicode.Is(unicode.Cf, r):
+		return bad("invisible format characters such as bidi overrides and zero-width characters")
+	case unicode.Is(unicode.Other_Default_Ignorable_Code_Point, r), unicode.Is(unicode.Variation_Selector, r), invisible[r]:
+		return bad("invisible characters")
+	case unicode.In(r, unicode.Zs, unicode.Zl, unicode.Zp):
+		return bad("spaces or separators other than the ASCII space")
+	case unicode.Is(unicode.M, r):
+		if first {
+			return bad("a combining mark at the start")
+		}
+		return nil
+	case unicode.In(r, unicode.L, unicode.N, unicode.P, unicode.S):
+		return nil
+	case unicode.Is(unicode.Co, r):
+		return bad("private-use characters")
+	}
+	return bad("unassigned or unusable code points")
 }
 
 // validateIdent checks the system id and the host name, which become

@@ -18,6 +18,7 @@ type File struct {
 	AMQP     *AMQPConfig    // nil when there is no amqp block
 	Control  *ControlConfig // nil when there is no control block
 	Files    []string       // the files read, in merge order
+	Limits   InputLimits    // the input_limits block, defaults applied
 
 	root    *rawSupervisor
 	sources map[string]*hcl.File
@@ -33,6 +34,7 @@ var rootSchema = &hcl.BodySchema{
 		{Type: "host"},
 		{Type: "amqp"},
 		{Type: "control"},
+		{Type: "input_limits"},
 		{Type: "supervisor", LabelNames: []string{"name"}},
 		{Type: "worker", LabelNames: []string{"name"}},
 	},
@@ -67,7 +69,8 @@ func Parse(path string) (*File, hcl.Diagnostics) {
 			PluginLog: PluginLogConfig{BytesPerSecond: DefaultPluginLogRate,
 				LinesPerSecond: DefaultPluginLogLines, LineMax: DefaultPluginLogLineMax},
 		},
-		Files: names,
+		Files:  names,
+		Limits: DefaultInputLimits(),
 	}
 	p := hclparse.NewParser()
 	m := merger{f: f, diags: &diags}
@@ -147,6 +150,8 @@ type merger struct {
 	workers              []topBlock
 	// attributes whose values must not appear in diagnostics
 	secretScopes []secretScope
+
+	limits *hcl.Range // the first input_limits block
 }
 
 type topBlock struct {
@@ -187,6 +192,10 @@ func (m *merger) file(sc *scope, body hcl.Body) {
 		case "control":
 			if m.duplicate(&m.control, b.DefRange, "block", "control") {
 				m.decodeControl(sc, b)
+			}
+		case "input_limits":
+			if m.duplicate(&m.limits, b.DefRange, "block", "input_limits") {
+				decodeInputLimits(sc, b, &m.f.Limits)
 			}
 		case "supervisor":
 			m.supervisors = append(m.supervisors, topBlock{sc, b})

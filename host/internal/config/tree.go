@@ -114,7 +114,11 @@ func (t *treeBuilder) add(d ...*hcl.Diagnostic) { *t.diags = append(*t.diags, d.
 
 // declare checks a name and that it is unique in the host.
 func (t *treeBuilder) declare(kind, name string, r hcl.Range) {
-	if err := ValidateName(name); err != nil {
+	validate := ValidateName
+	if kind == "worker" {
+		validate = ValidateWorkerName
+	}
+	if err := validate(name); err != nil {
 		t.add(&hcl.Diagnostic{
 			Severity: hcl.DiagError,
 			Summary:  "Invalid " + kind + " name",
@@ -164,6 +168,10 @@ func (t *treeBuilder) supervisor(sc *scope, b *hcl.Block, parentPath string) *ra
 	}
 	t.declare("supervisor", name, nameRange)
 	rs := &rawSupervisor{sup: defaultSupervisor(name, path, b.DefRange)}
+	if tooDeep(path) {
+		t.add(depthDiagnostic(path, nameRange))
+		return rs // its children are not looked at: each would be too deep too
+	}
 
 	content, d := b.Body.Content(supervisorSchema)
 	sc.add(d...)

@@ -50,6 +50,10 @@ type AMQPOptions struct {
 	// a host that is free to take it rather than queueing behind another
 	// host's backlog.
 	Prefetch int
+	// MaxMessageBytes bounds a message body: a larger one is refused
+	// before it is decoded (see refuseOversize). Default
+	// DefaultMaxMessageBytes.
+	MaxMessageBytes int
 }
 
 // AMQPTransport receives control messages over AMQP (DESIGN §5): it
@@ -169,6 +173,9 @@ func (t *AMQPTransport) PublishEvent(ctx context.Context, event string, body any
 // deliver handles one delivery and settles it by the rules on AMQPTransport.
 func (t *AMQPTransport) deliver(ctx context.Context, queue string, d amqp.Delivery) {
 	log := t.log.With("queue", queue, "routing_key", d.RoutingKey, "correlation_id", d.CorrelationId, "redelivered", d.Redelivered)
+	if t.refuseOversize(ctx, log, d) {
+		return
+	}
 	ctx = withDeliveryCredentials(ctx, d)
 	reply, panicked := t.handle(ctx, log, d.Body)
 	code := Code("")
@@ -206,6 +213,43 @@ func (t *AMQPTransport) deliver(ctx context.Context, queue string, d amqp.Delive
 		log.Debug("control message answered with an error", "code", code)
 	}
 }
+
+// refuseOversize refuses a delivery whose body is over MaxMessageBytes
+// before anything decodes it: the client gets a "malformed" reply naming
+// the limit, the message is dead-lettered, and the body is let go at once.
+// It reports whether it refused d.
+//
+// The AMQP client has already read the whole body by then (amqp091-go
+// assembles it before it delivers), so the host holds one copy of it,
+// briefly, and no more: nothing parses or copies it. The broker's own
+// max_message_size (rabbitmq.conf) is what refuses a body before it
+// reaches the host; docs/security.md says how to set it.
+func (t *AMQPTransport) refuseOversize(ctx context.Context, log hclog.Logger, d amqp.Delivery) bool {
+	size := len(d.Body)
+	cerr := checkMessageSize(size, t.o.MaxMessageBytes)
+	if cerr == nil {
+		return false
+	}
+	d.Body = nil
+	if size >= bigBody {
+		// Give the memory back now rather than at the next GC cycles: a
+		// burst of such messages should not leave the host's RSS high.
+		defer debug.FreeOSMemory()
+	}
+	if err := t.reply(ctx, d, Reply{Error: cerr}); err != nil {
+		log.Warn("cannot send the reply to an oversized control message", "error", err)
+	}
+	if err := d.Nack(false, false); err != nil {
+		log.Warn("cannot reject an oversized control message; it will be redelivered", "error", err)
+		return true
+	}
+	log.Warn("control message over the size limit rejected to the dead-letter exchange", "size", size, "error", cerr.Message)
+	return true
+}
+
+// bigBody is the size from which a refused body's memory is handed back
+// to the system at once.
+const bigBody = 16 << 20
 
 // handle calls the Handler, turning a panic into an internal error.
 func (t *AMQPTransport) handle(ctx context.Context, log hclog.Logger, body []byte) (r Reply, panicked bool) {

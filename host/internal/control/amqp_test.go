@@ -8,6 +8,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -586,4 +589,113 @@ func TestAMQPUnboundedDeadLetterQueueIsKeptWithAWarning(t *testing.T) {
 	if err := admin.Do(control.Topology(sid, "h1")); err != nil {
 		t.Fatalf("Topology: %v", err)
 	}
+}
+
+// A body over MaxMessageBytes is refused before anything decodes it: the
+// handler never sees it, the client gets "malformed" naming the limit, the
+// message is dead-lettered once, and the host allocates no more for it
+// than the AMQP client needs to receive it at all.
+func TestAMQPOversizedMessageIsRefusedBeforeDecoding(t *testing.T) {
+	admin := brokertest.NewAdmin(t)
+	sid := brokertest.ID(t)
+	amqpCleanup(t, admin, sid, "h1")
+	h := startAMQPHost(t, sid, "h1", nil)
+	replyTo, replies := admin.TempQueue("")
+	plainQ, plain := admin.TempQueue("")
+
+	// 32 MiB (the daemon's tests send 100 MiB to a real host): a
+	// worker_config of one huge string, which a decoder would copy several
+	// times over.
+	const size = 32 << 20
+	prefix := `{"operation":"vumi_worker","worker_name":"big","worker_class":"echo","request_id":"r1","worker_config":{"x":"`
+	body := make([]byte, size)
+	copy(body, prefix)
+	for i := len(prefix); i < size-3; i++ {
+		body[i] = 'a'
+	}
+	copy(body[size-3:], `"}}`)
+
+	// What the AMQP client allocates to receive such a body at all: the
+	// same body through a plain consumer.
+	allocs := func() uint64 {
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.TotalAlloc
+	}
+	runtime.GC()
+	a0 := allocs()
+	publishBig(t, admin, "", plainQ, amqp.Publishing{Body: body})
+	if d := brokertest.Receive(t, plain, amqpWait); len(d.Body) != size {
+		t.Fatalf("plain consumer got %d bytes", len(d.Body))
+	}
+	receive := allocs() - a0
+
+	runtime.GC()
+	rssBefore := rssBytes(t)
+	a0 = allocs()
+	publishBig(t, admin, control.ControlExchange, control.HostKey(sid, "h1"), amqp.Publishing{
+		ContentType: "application/json", ReplyTo: replyTo, CorrelationId: "corr-big", Body: body,
+	})
+	d, r := amqpReply(t, replies)
+	refuse := allocs() - a0
+	rssAfter := rssBytes(t)
+	body = nil
+	if d.CorrelationId != "corr-big" || r.OK || r.Error == nil || r.Error.Code != control.CodeMalformed ||
+		!strings.Contains(r.Error.Message, "32 MiB") || !strings.Contains(r.Error.Message, "at most 2 MiB (input_limits.control_message_size)") {
+		t.Errorf("reply %s, want malformed naming the size and the limit", d.Body)
+	}
+	if r.RequestID != "" {
+		t.Errorf("the reply echoes request_id %q of a body that was not read", r.RequestID)
+	}
+	t.Logf("a plain consumer allocates %d MiB to receive a %d MiB body; the control transport %d MiB to receive and refuse it; test process RSS %d MiB before, %d MiB after",
+		receive>>20, size>>20, refuse>>20, rssBefore>>20, rssAfter>>20)
+	if refuse > receive+16<<20 {
+		t.Errorf("the transport allocated %d MiB more than receiving the body costs: it was copied or decoded", (refuse-receive)>>20)
+	}
+	h.stop()
+	if len(h.handler.calls) != 0 {
+		t.Errorf("the handler was called for an oversized body")
+	}
+	if q, err := admin.InspectQueue(control.HostQueue(sid, "h1")); err != nil || q.Messages != 0 {
+		t.Errorf("host queue after stop: %+v, %v; want empty", q, err)
+	}
+	if n := admin.RemoveMessages(control.DeadLetterQueue, func(d amqp.Delivery) bool {
+		return d.RoutingKey == control.HostKey(sid, "h1") && len(d.Body) == size
+	}); n != 1 {
+		t.Errorf("%d oversized messages of this test dead-lettered, want 1", n)
+	}
+}
+
+// publishBig publishes a large message and waits for its confirmation
+// for longer than Admin.Publish does: on a loaded machine the broker takes
+// a while to take 100 MiB.
+func publishBig(t *testing.T, admin *brokertest.Admin, exchange, key string, msg amqp.Publishing) {
+	t.Helper()
+	ch := admin.Channel()
+	defer func() { _ = ch.Close() }()
+	if err := ch.Confirm(false); err != nil {
+		t.Fatalf("confirm mode: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, false, false, msg)
+	if err != nil {
+		t.Fatalf("publishing %d bytes: %v", len(msg.Body), err)
+	}
+	if ok, err := dc.WaitContext(ctx); !ok || err != nil {
+		t.Fatalf("publishing %d bytes: not confirmed (%v)", len(msg.Body), err)
+	}
+}
+
+// rssBytes is the test process's resident set size.
+func rssBytes(t *testing.T) uint64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var size, rss uint64
+	if _, err := fmt.Sscan(string(b), &size, &rss); err != nil {
+		t.Fatal(err)
+	}
+	return rss * uint64(os.Getpagesize())
 }

@@ -36,8 +36,15 @@ var operations = []string{OpStartWorker, OpStopWorker, OpRestartWorker, OpStatus
 // Request's operation is a known one, but nothing else is validated yet:
 // Dispatcher.Do does that.
 //
+// A body over DefaultMaxMessageBytes is refused (CodeMalformed, naming the
+// limit) before it is parsed; Dispatcher.Handle applies the host's own
+// limit (SetMaxMessageBytes) the same way.
+//
 // Error messages never quote the body, which may hold secrets.
 func Decode(body []byte) (*Request, *Error) {
+	if err := checkMessageSize(len(body), DefaultMaxMessageBytes); err != nil {
+		return nil, err
+	}
 	req, err := decode(body)
 	if err != nil {
 		return nil, err
@@ -76,6 +83,10 @@ func decode(body []byte) (*Request, *Error) {
 	str("supervisor", &req.Supervisor)
 	str("supervisor_name", &req.SupervisorName)
 	str("strategy", &req.Strategy)
+	if err := checkRequestID(req.RequestID); err != nil {
+		req.RequestID = "" // never echoed back
+		return &req, err
+	}
 	if raw, ok := members["replace"]; ok && !isNull(raw) {
 		if err := json.Unmarshal(raw, &req.Replace); err != nil {
 			errs = append(errs, wrongType("replace", "true or false", raw))

@@ -50,7 +50,14 @@ type Dispatcher struct {
 	// policy, when set (SetPolicy), authenticates and authorises
 	// requests (see authorize.go).
 	policy *auth.Policy
+	// maxBody bounds the bodies Handle reads (0: DefaultMaxMessageBytes).
+	maxBody atomic.Int64
 }
+
+// SetMaxMessageBytes sets the largest body Handle reads; a larger one is
+// refused (malformed, naming the limit) before it is decoded. n <= 0 means
+// DefaultMaxMessageBytes.
+func (d *Dispatcher) SetMaxMessageBytes(n int) { d.maxBody.Store(int64(n)) }
 
 // Stats counts the requests a Dispatcher answered since it was created.
 type Stats struct {
@@ -83,6 +90,9 @@ func readOnly(op string) bool { return op == OpStatus || op == OpListClasses }
 // A body that cannot be decoded is answered with its error; the request_id
 // is echoed whenever it could be read.
 func (d *Dispatcher) Handle(ctx context.Context, body []byte) Reply {
+	if err := checkMessageSize(len(body), int(d.maxBody.Load())); err != nil {
+		return d.fail(&Request{}, err)
+	}
 	ctx, aerr := d.authenticate(ctx, body)
 	if aerr != nil {
 		req, _ := decode(body) // only to echo its request_id
@@ -123,6 +133,10 @@ func (d *Dispatcher) Do(ctx context.Context, req *Request) Reply {
 		return d.fail(&Request{}, Errorf(CodeMalformed, "no request"))
 	}
 	r := *req
+	if err := checkRequestID(r.RequestID); err != nil {
+		r.RequestID = "" // never echoed back
+		return d.fail(&r, err)
+	}
 	op, err := normalizeOperation(r.Operation)
 	if err != nil {
 		return d.fail(&r, err)
@@ -190,6 +204,13 @@ func (d *Dispatcher) call(ctx context.Context, r *Request) (result any, err erro
 			Replace:    r.Replace,
 		})
 	case OpStopWorker:
+		if ws, ok := d.host.(WorkerStopper); ok {
+			res, err := ws.StopWorkerResult(ctx, r.WorkerName)
+			if err != nil {
+				return nil, err
+			}
+			return res, nil
+		}
 		if err := d.host.StopWorker(ctx, r.WorkerName); err != nil {
 			return nil, err
 		}
@@ -299,6 +320,9 @@ func validate(r *Request) *Error {
 		if err := checkConfig(r.WorkerConfig); err != nil {
 			return err
 		}
+		if err := checkConfigSize(r.WorkerConfig); err != nil {
+			return err
+		}
 		return checkSupervisor(r.Supervisor)
 	case OpStopWorker, OpRestartWorker:
 		return checkName("worker_name", r.WorkerName)
@@ -322,7 +346,11 @@ func checkName(field, name string) *Error {
 	if name == "" {
 		return invalid(field, "%s is missing: name the %s", field, strings.TrimSuffix(field, "_name"))
 	}
-	if err := config.ValidateName(name); err != nil {
+	validate := config.ValidateName
+	if field == "worker_name" {
+		validate = config.ValidateWorkerName
+	}
+	if err := validate(name); err != nil {
 		return invalid(field, "%s %s is not a valid name: %v", field, quoteShort(name), err)
 	}
 	return nil
@@ -367,7 +395,7 @@ func checkSupervisor(path string) *Error {
 			return invalid("supervisor", "supervisor %s is not a supervisor path such as %q: %v", quoteShort(path), config.RootName+"/name", err)
 		}
 	}
-	return nil
+	return checkDepth("supervisor", path)
 }
 
 // HTTPStatus returns the HTTP status code the HTTP API answers an error of

@@ -129,6 +129,14 @@ type Host interface {
 	StopSupervisor(ctx context.Context, path string) (api.SupervisorResult, error)
 }
 
+// WorkerStopper is implemented by a Host whose stops say whether the
+// worker had to be killed at its shutdown_timeout; the dispatcher's
+// stop_worker then answers with that result (api.WorkerResult.Killed)
+// instead of a bare "stopped".
+type WorkerStopper interface {
+	StopWorkerResult(ctx context.Context, name string) (api.WorkerResult, error)
+}
+
 // SupervisorSpec is what a start_supervisor request asks for, before
 // validation by the host.
 type SupervisorSpec struct {

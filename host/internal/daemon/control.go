@@ -24,6 +24,12 @@ func (d *Daemon) StopWorker(ctx context.Context, name string) error {
 	return d.tree.StopWorker(ctx, name)
 }
 
+// StopWorkerResult is StopWorker, saying whether the worker was killed at
+// its shutdown_timeout (control.WorkerStopper).
+func (d *Daemon) StopWorkerResult(ctx context.Context, name string) (api.WorkerResult, error) {
+	return d.tree.StopWorkerResult(ctx, name)
+}
+
 // RestartWorker restarts a worker by hand (see tree.Tree.RestartWorker).
 func (d *Daemon) RestartWorker(ctx context.Context, name string) error {
 	return d.tree.RestartWorker(ctx, name)

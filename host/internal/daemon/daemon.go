@@ -193,6 +193,7 @@ func Load(ctx context.Context, opts Options) (*Daemon, error) {
 		Forget:           d.forget,
 		ControlStarted:   d.warmSpare,
 		StartConcurrency: cfg.Host.StartConcurrency,
+		Limits:           cfg.Limits,
 	}, cfg.Root)
 	if err != nil {
 		store.Close()

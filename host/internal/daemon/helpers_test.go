@@ -112,6 +112,13 @@ func startAMQPHost(t *testing.T, dir, systemID, hostName, amqpURL, body string) 
 // startConfig writes src as dir/host.hcl, loads it and runs the host.
 func startConfig(t *testing.T, dir, src string) *harness {
 	t.Helper()
+	return startConfigOpts(t, dir, src, nil)
+}
+
+// startConfigOpts is startConfig with the Options changed by opts (if
+// not nil) before Load.
+func startConfigOpts(t *testing.T, dir, src string, opts func(*Options)) *harness {
+	t.Helper()
 	var h *harness
 	cfgPath := filepath.Join(dir, "host.hcl")
 	if err := os.WriteFile(cfgPath, []byte(src), 0o644); err != nil {
@@ -127,7 +134,7 @@ func startConfig(t *testing.T, dir, src string) *harness {
 		}
 	})
 	logger := hclog.New(&hclog.LoggerOptions{Name: "test", Level: hclog.Debug, Output: logs})
-	d, err := Load(context.Background(), Options{
+	o := Options{
 		ConfigPath:          cfgPath,
 		Logger:              logger,
 		PluginWatchInterval: 50 * time.Millisecond,
@@ -148,7 +155,11 @@ func startConfig(t *testing.T, dir, src string) *harness {
 				t.Errorf("event channel full; dropped %s", ev)
 			}
 		},
-	})
+	}
+	if opts != nil {
+		opts(&o)
+	}
+	d, err := Load(context.Background(), o)
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}

@@ -97,6 +97,7 @@ func (d *Daemon) initTransports() {
 	d.tr.ctx, d.tr.cancel = context.WithCancel(context.Background())
 	d.tr.dispatcher = control.NewDispatcher(d, d.logger.Named("control"))
 	d.setPolicy()
+	d.tr.dispatcher.SetMaxMessageBytes(d.cfg.Limits.ControlMessageBytes)
 }
 
 // dialBroker connects to the broker, when an amqp block is configured, and
@@ -128,6 +129,8 @@ func (d *Daemon) dialBroker() error {
 		SystemID: sys, HostName: host, Conn: conn,
 		Handler: d.tr.dispatcher,
 		Logger:  d.logger.Named("amqp"),
+		// The size limit: see control.AMQPTransport.refuseOversize.
+		MaxMessageBytes: d.cfg.Limits.ControlMessageBytes,
 	})
 	// PublishEvent waits for the broker while it is away and returns once
 	// it confirmed the event, so events are delayed, not lost, and the

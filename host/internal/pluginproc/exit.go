@@ -17,6 +17,18 @@ import (
 // described. Rescanning the plugin directory fixes it.
 var ErrBinaryChanged = errors.New("plugin binary changed since it was described")
 
+// ErrKilledAtStop is wrapped by the error of a Stop that killed the
+// process because it had not stopped by the deadline: the process is gone,
+// as a stop wants, but not by its own doing.
+var ErrKilledAtStop = errors.New("killed at the stop deadline")
+
+// ErrTooLarge is wrapped by the error of a Start whose request was over
+// the plugin's gRPC message limit (4 MiB): its config is too large.
+var ErrTooLarge = errors.New("the request is too large for the plugin")
+
+// IsTooLarge reports whether err wraps ErrTooLarge.
+func IsTooLarge(err error) bool { return errors.Is(err, ErrTooLarge) }
+
 // ExitError tells why a plugin process ended when it did not end normally.
 type ExitError struct {
 	// Code is the exit status, or -1 if the process was killed by a signal.
@@ -80,8 +92,10 @@ func newExitError(st *os.ProcessState, reason string, tail *stderrTail) *ExitErr
 // StartError is the error of a Start that failed.
 type StartError struct {
 	// Permanent is true when retrying cannot help: the plugin rejected the
-	// config (gRPC InvalidArgument, sdk.ErrInvalidConfig) or the options
-	// were unusable, or the binary is not trusted (ErrUntrusted).
+	// config (gRPC InvalidArgument, sdk.ErrInvalidConfig), the request was
+	// over the plugin's gRPC message limit (ResourceExhausted), the binary
+	// no longer matches its checksum (ErrBinaryChanged) or is not trusted
+	// (ErrUntrusted), or the options were unusable.
 	Permanent bool
 	Err       error
 }

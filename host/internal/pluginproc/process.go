@@ -216,8 +216,11 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 		lc.env = pluginEnv(o.Logger, o.Env)
 		var err error
 		if p, err = launch(startCtx, lc); err != nil {
-			// An untrusted binary stays untrusted until an operator acts.
-			return nil, &StartError{Err: err, Permanent: errors.Is(err, ErrUntrusted)}
+			// An untrusted binary stays untrusted until an operator acts; a
+			// binary that no longer matches its checksum fails the same way at
+			// every retry until the catalog rescans it. Both are permanent, so
+			// that they do not spend the supervisor's restart budget.
+			return nil, &StartError{Err: err, Permanent: errors.Is(err, ErrUntrusted) || errors.Is(err, ErrBinaryChanged)}
 		}
 	}
 	if fromSpare {
@@ -283,6 +286,10 @@ func (p *Process) startError(ctx context.Context, lc launchConfig, err error) er
 	switch status.Code(err) {
 	case codes.InvalidArgument:
 		return &StartError{Permanent: true, Err: fmt.Errorf("%w: %s", sdk.ErrInvalidConfig, trimPrefix(msg, sdk.ErrInvalidConfig.Error()+": "))}
+	case codes.ResourceExhausted:
+		// The request is over a gRPC message limit (the config is too
+		// large for the plugin): every retry would fail the same way.
+		return &StartError{Permanent: true, Err: fmt.Errorf("start: %w: %s", ErrTooLarge, msg)}
 	case codes.Unavailable, codes.Canceled:
 		p.mu.Lock()
 		final := p.final
@@ -395,6 +402,8 @@ func (p *Process) Stop(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch {
+	case p.final != nil && p.stopKilled:
+		return fmt.Errorf("%w: %w", ErrKilledAtStop, p.final)
 	case p.final != nil:
 		return p.final
 	case p.stopRPCErr != nil:

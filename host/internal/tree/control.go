@@ -11,8 +11,10 @@ import (
 	"github.com/dynworkers/dynworkers/host/internal/api"
 	"github.com/dynworkers/dynworkers/host/internal/config"
 	"github.com/dynworkers/dynworkers/host/internal/control"
+	"github.com/dynworkers/dynworkers/host/internal/pluginproc"
 	"github.com/dynworkers/dynworkers/host/internal/state"
 	"github.com/dynworkers/dynworkers/host/internal/supervise"
+	"github.com/dynworkers/dynworkers/sdk"
 )
 
 // hybridConflict is the error of a control operation on a hybrid's child.
@@ -54,7 +56,7 @@ func (t *Tree) targetLocked(path string) (*node, error) {
 // persisted before it is started, so a start that was answered survives a
 // crash of the host.
 func (t *Tree) StartWorker(ctx context.Context, spec control.WorkerSpec) (api.StartResult, error) {
-	if err := config.ValidateName(spec.Name); err != nil {
+	if err := config.ValidateWorkerName(spec.Name); err != nil {
 		return api.StartResult{}, &control.Error{Code: control.CodeInvalidConfig, Message: fmt.Sprintf("worker_name: %v", err)}
 	}
 	unlock, err := t.locks.lock(ctx, spec.Name)
@@ -147,14 +149,63 @@ func (t *Tree) StartWorker(ctx context.Context, spec control.WorkerSpec) (api.St
 		})
 		return api.StartResult{}, fmt.Errorf("adding worker %q: %w", spec.Name, err)
 	}
+	var startErr error
 	select {
-	case <-result: // the outcome shows in the state reported below
+	case startErr = <-result: // the outcome shows in the state reported below
 	case <-ctx.Done():
+	}
+	if errors.Is(startErr, supervise.ErrPermanent) {
+		return api.StartResult{}, t.undoStart(n, w, startErr, old != nil)
 	}
 	if t.opts.ControlStarted != nil {
 		t.opts.ControlStarted(w)
 	}
 	return t.startResult(spec.Name, action), nil
+}
+
+// undoStart takes back a control start whose first start failed with a
+// permanent error (an invalid config, a config too large for the plugin, a
+// binary that no longer matches its checksum, a class gone): retrying
+// cannot help, so the worker is removed and its record too, and the client
+// gets the error. Nothing of the request is left (but the worker it
+// replaced, if any, which was stopped before the start).
+func (t *Tree) undoStart(n *node, w *config.Worker, startErr error, replaced bool) error {
+	ctx := context.Background()
+	if err := n.parent.run.Remove(ctx, n.name); err != nil && !errors.Is(err, supervise.ErrNotFound) {
+		t.logger.Error("removing a worker whose start failed", "worker", n.name, "error", err)
+	}
+	t.mu.Lock()
+	gone := t.unregisterLocked(n)
+	t.mu.Unlock()
+	t.forget(gone)
+	perr := t.persist(func(ws []state.Worker, ss []state.Supervisor) ([]state.Worker, []state.Supervisor) {
+		return slices.DeleteFunc(ws, func(x state.Worker) bool { return x.Name == n.name }), ss
+	})
+	if perr != nil {
+		return perr
+	}
+	msg := scrubSecrets(startErr.Error(), w.Secrets())
+	msg = strings.TrimPrefix(msg, fmt.Sprintf("starting %q: ", n.name))
+	msg = strings.TrimPrefix(msg, supervise.ErrPermanent.Error()+": ")
+	what := "it was not started and nothing was persisted"
+	if replaced {
+		what = "the worker it replaced was stopped; the new one was not started and is not persisted"
+	}
+	code := control.CodeInternal
+	if errors.Is(startErr, sdk.ErrInvalidConfig) || pluginproc.IsTooLarge(startErr) {
+		code = control.CodeInvalidConfig
+	}
+	return control.Errorf(code, "worker %q failed to start with an error that retrying cannot fix (%s): %s", n.name, what, msg)
+}
+
+// scrubSecrets replaces every secret in s by config.RedactedValue.
+func scrubSecrets(s string, secrets []string) string {
+	for _, sec := range secrets {
+		if sec != "" {
+			s = strings.ReplaceAll(s, sec, config.RedactedValue)
+		}
+	}
+	return s
 }
 
 func (t *Tree) startResult(name, action string) api.StartResult {
@@ -195,33 +246,57 @@ func (t *Tree) lockWorker(ctx context.Context, name, verb string) (*node, func()
 // from HCL is stopped until the next reload or host restart. A hybrid's
 // child cannot be stopped by a control message.
 func (t *Tree) StopWorker(ctx context.Context, name string) error {
+	_, err := t.StopWorkerResult(ctx, name)
+	return err
+}
+
+// StopWorkerResult is StopWorker, and says whether the worker had to be
+// killed: one that does not stop within its shutdown_timeout is killed,
+// which is a successful stop (Killed set), not an error.
+func (t *Tree) StopWorkerResult(ctx context.Context, name string) (api.WorkerResult, error) {
+	res := api.WorkerResult{Worker: name, Action: "stopped"}
 	n, unlock, err := t.lockWorker(ctx, name, "stop")
 	if err != nil {
 		var cerr *control.Error
 		if errors.As(err, &cerr) && cerr.Code == control.CodeNotFound {
 			if forgot, ferr := t.forgetRecord(ctx, name); forgot || ferr != nil {
-				return ferr
+				return res, ferr
 			}
 		}
-		return err
+		return api.WorkerResult{}, err
 	}
 	defer unlock()
 	if n.source == api.SourceHCL {
-		return n.parent.run.StopChild(ctx, name)
+		err := killedAtStop(&res, n.parent.run.StopChild(ctx, name))
+		if err != nil {
+			return api.WorkerResult{}, err
+		}
+		return res, nil
 	}
 	if err := t.persist(func(ws []state.Worker, ss []state.Supervisor) ([]state.Worker, []state.Supervisor) {
 		return slices.DeleteFunc(ws, func(x state.Worker) bool { return x.Name == name }), ss
 	}); err != nil {
-		return err
+		return api.WorkerResult{}, err
 	}
-	err = n.parent.run.Remove(ctx, name)
+	err = killedAtStop(&res, n.parent.run.Remove(ctx, name))
 	t.mu.Lock()
 	gone := t.unregisterLocked(n)
 	t.mu.Unlock()
 	t.forget(gone)
 	if err != nil && !errors.Is(err, supervise.ErrNotFound) {
-		return fmt.Errorf("stopping worker %q: %w", name, err)
+		return api.WorkerResult{}, fmt.Errorf("stopping worker %q: %w", name, err)
 	}
+	return res, nil
+}
+
+// killedAtStop turns the error of a stop that had to kill the worker at
+// its deadline into a success that says so.
+func killedAtStop(res *api.WorkerResult, err error) error {
+	if !errors.Is(err, pluginproc.ErrKilledAtStop) {
+		return err
+	}
+	res.Killed = true
+	res.Detail = err.Error()
 	return nil
 }
 
@@ -434,6 +509,10 @@ func (t *Tree) startExisting(ctx context.Context, old *node, spec control.Superv
 func supervisorConfig(spec control.SupervisorSpec, parent *node) (*config.Supervisor, *control.Error) {
 	if err := config.ValidateName(spec.Name); err != nil {
 		return nil, &control.Error{Code: control.CodeInvalidConfig, Message: fmt.Sprintf("supervisor_name: %v", err)}
+	}
+	if path := parent.sup.Path + "/" + spec.Name; config.Depth(path) > config.MaxDepth {
+		return nil, &control.Error{Code: control.CodeInvalidConfig, Message: fmt.Sprintf(
+			"supervisor %q would be %d levels deep; supervisors may nest at most %d levels", path, config.Depth(path), config.MaxDepth)}
 	}
 	strategy := spec.Strategy
 	if strategy == "" {

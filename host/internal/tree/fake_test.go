@@ -172,7 +172,7 @@ func TestBadStartChangesNothing(t *testing.T) {
 		{control.WorkerSpec{Name: "../../bin/sh", Class: "echo"}, control.CodeInvalidConfig},
 		{control.WorkerSpec{Name: "x", Class: "echo", Supervisor: "missing"}, control.CodeNotFound},
 		{control.WorkerSpec{Name: "hcl", Class: "echo", Replace: true}, control.CodeConflict},
-		{control.WorkerSpec{Name: "root", Class: "echo"}, control.CodeConflict},
+		{control.WorkerSpec{Name: "root", Class: "echo"}, control.CodeInvalidConfig}, // reserved, whatever exists
 	}
 	for _, c := range cases {
 		_, err := tr.StartWorker(ctx, c.spec)

@@ -50,6 +50,10 @@ func (h *childHost) StartChild(ctx context.Context, req pluginproc.ChildRequest)
 		return pluginproc.ChildInfo{}, "", fmt.Errorf("%w: %v", pluginproc.ErrInvalidChild, err)
 	}
 	name := h.globalName(req.Name)
+	if fp := h.owner.familyPath(); config.Depth(fp) > config.MaxDepth {
+		return pluginproc.ChildInfo{}, "", fmt.Errorf("%w: worker %q cannot have children: their supervisor %q would be %d levels deep, and supervisors may nest at most %d levels",
+			pluginproc.ErrInvalidChild, h.owner.name, fp, config.Depth(fp), config.MaxDepth)
+	}
 	w, cerr := t.opts.Resolve(name, req.Class, req.ConfigJSON, h.owner.familyPath())
 	if cerr != nil {
 		msg := cerr.Message
@@ -82,6 +86,12 @@ func (h *childHost) StartChild(ctx context.Context, req pluginproc.ChildRequest)
 		return pluginproc.ChildInfo{}, "", fmt.Errorf("worker %q is stopping: it cannot start children now", h.owner.name)
 	}
 	old := t.nodes[name]
+	if old == nil {
+		if err := t.childLimitLocked(h); err != nil {
+			t.mu.Unlock()
+			return pluginproc.ChildInfo{}, "", err
+		}
+	}
 	if old != nil {
 		switch {
 		case old.home != h.fam || old.source != api.SourceHybrid:
@@ -118,6 +128,34 @@ func (h *childHost) StartChild(ctx context.Context, req pluginproc.ChildRequest)
 		return h.info(req.Name), outcome, fmt.Errorf("child %q: %w", req.Name, err)
 	}
 	return h.info(req.Name), outcome, nil
+}
+
+// childLimitLocked refuses a new child of h's worker when the worker has
+// ChildrenPerWorker children already, or the host's hybrids have Children
+// (the input_limits block). The refusal is an invalid request to the
+// plugin (gRPC InvalidArgument), so a hybrid that returns it from its
+// Start fails for good instead of retrying what cannot succeed.
+func (t *Tree) childLimitLocked(h *childHost) error {
+	lim := t.opts.Limits
+	mine, all := 0, 0
+	for _, n := range t.nodes {
+		if n.source != api.SourceHybrid {
+			continue
+		}
+		all++
+		if n.home == h.fam {
+			mine++
+		}
+	}
+	switch {
+	case mine >= lim.ChildrenPerWorker:
+		return fmt.Errorf("%w: worker %q has %d children, the most a worker may have (input_limits.children_per_worker = %d)",
+			pluginproc.ErrInvalidChild, h.owner.name, mine, lim.ChildrenPerWorker)
+	case all >= lim.Children:
+		return fmt.Errorf("%w: the host runs %d children of hybrid workers, the most it may (input_limits.children = %d)",
+			pluginproc.ErrInvalidChild, all, lim.Children)
+	}
+	return nil
 }
 
 func (h *childHost) info(short string) pluginproc.ChildInfo {

@@ -51,6 +51,9 @@ type Options struct {
 	// StartConcurrency bounds the worker starts in flight at once when the
 	// host starts and during a reload; below 1 means 1.
 	StartConcurrency int
+	// Limits bound the hybrids' children (ChildrenPerWorker, Children);
+	// the zero value means config.DefaultInputLimits().
+	Limits config.InputLimits
 }
 
 type kind int
@@ -138,6 +141,9 @@ func New(opts Options, root *config.Supervisor) (*Tree, error) {
 	if opts.Logger == nil {
 		opts.Logger = hclog.NewNullLogger()
 	}
+	if opts.Limits == (config.InputLimits{}) {
+		opts.Limits = config.DefaultInputLimits()
+	}
 	t := &Tree{opts: opts, logger: opts.Logger, nodes: map[string]*node{}}
 	if opts.State != nil {
 		t.dynW = slices.Clone(opts.State.Workers)
@@ -180,8 +186,14 @@ func (t *Tree) build(s *config.Supervisor, parent *node) error {
 func (t *Tree) register(n *node) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, taken := t.nodes[n.name]; taken {
-		return fmt.Errorf("the name %q is used twice", n.name)
+	if old, taken := t.nodes[n.name]; taken {
+		// Callers check names first; this is the last guard, and a name
+		// clash is the client's conflict, never an internal error.
+		what := "worker"
+		if old.kind == kindSupervisor {
+			what = "supervisor"
+		}
+		return control.Errorf(control.CodeConflict, "the name %q is taken by a %s (worker and supervisor names are one name space)", n.name, what)
 	}
 	t.nodes[n.name] = n
 	if n.parent != nil {
