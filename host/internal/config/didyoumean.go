@@ -46,3 +46,35 @@ func resuggest(diags hcl.Diagnostics, schema sdk.Schema, attrs map[string]*hcl.A
 		d.Detail = prefix + quoted + after + didYouMean(name, names)
 	}
 }
+
+// resuggestFunction replaces HCL's "Did you mean" hint for a call to an
+// unknown function with suggest.Closest's: HCL offers the first function
+// within its threshold in the order of the evaluation context's function
+// map, so "Xn" got "min" or "env" from one run to the next.
+func resuggestFunction(diags hcl.Diagnostics) {
+	const prefix = "There is no function named "
+	var names []string
+	for _, d := range diags {
+		if d.Summary != "Call to unknown function" {
+			continue
+		}
+		rest, ok := strings.CutPrefix(d.Detail, prefix)
+		if !ok {
+			continue
+		}
+		quoted, err := strconv.QuotedPrefix(rest)
+		if err != nil || !strings.HasPrefix(rest[len(quoted):], ".") {
+			continue // such as `There is no function named "f" in namespace x::.`
+		}
+		name, err := strconv.Unquote(quoted)
+		if err != nil {
+			continue
+		}
+		if names == nil {
+			for n := range Functions("") {
+				names = append(names, n)
+			}
+		}
+		d.Detail = prefix + quoted + "." + didYouMean(name, names)
+	}
+}

@@ -41,3 +41,22 @@ func TestDidYouMeanIsStable(t *testing.T) {
 		}
 	}
 }
+
+// TestDidYouMeanFunctionIsStable: HCL's hint for an unknown function
+// depended on map order too ("Xn" got "min" or "env"; found by FuzzLoad); ties now go to the
+// name that sorts first.
+func TestDidYouMeanFunctionIsStable(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.hcl")
+	writeFile(t, path, "host {\n  name = Xn()\n  log_level = uper(\"info\")\n}\n")
+	for range 50 {
+		_, diags := Load(path, testClasses())
+		var got []string
+		for _, d := range diags {
+			got = append(got, d.Detail)
+		}
+		want := []string{`There is no function named "Xn". Did you mean "env"?`, `There is no function named "uper". Did you mean "upper"?`}
+		if strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Fatalf("details = %q, want %q", got, want)
+		}
+	}
+}
