@@ -25,9 +25,10 @@ var pluginDir string
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	if r := flag.Lookup("test.run"); r != nil && r.Value.String() == "^$" {
-		// No test runs (make fuzz runs a fuzz target alone): the plugins
-		// are not needed.
+	run, list := flag.Lookup("test.run"), flag.Lookup("test.list")
+	if (run != nil && run.Value.String() == "^$") || (list != nil && list.Value.String() != "") {
+		// No test runs (make fuzz lists the fuzz targets, then runs one
+		// alone): the plugins are not needed.
 		os.Exit(m.Run())
 	}
 	dir, err := testplugins.BuildDir("chaos", "other")
