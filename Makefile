@@ -4,6 +4,8 @@ GO            ?= go
 BIN           := bin
 PLUGIN_BIN    := $(BIN)/plugins
 CONFIG        ?= configs/dynworkers.hcl
+# How long make fuzz runs each fuzz target.
+FUZZTIME      ?= 60s
 # Plugin binaries: every first-party plugin and every example with a main package.
 PLUGIN_DIRS   := $(sort $(dir $(wildcard plugins/*/main.go examples/*/main.go)))
 VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -19,7 +21,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
 TOOLS := $(abspath $(BIN)/tools)
 PROTOS := $(sort $(wildcard sdk/proto/*.proto))
 
-.PHONY: all build run test test-short bench generate lint help clean tools
+.PHONY: all build run test test-short fuzz fuzz-smoke bench generate lint help clean tools
 
 all: build
 
@@ -38,12 +40,19 @@ build: ## build the host to bin/dynworkers and every plugin and example plugin t
 run: build ## build everything and run the host with configs/dynworkers.hcl (embedded default)
 	$(BIN)/dynworkers serve -config $(CONFIG)
 
-test: ## gofmt + vet, then all tests with -race (ensures a RabbitMQ broker, Chromium and python3-pika first)
+test: ## gofmt + vet, then all tests with -race (ensures a RabbitMQ broker, Chromium and python3-pika first), then fuzz-smoke
 	@$(MAKE) --no-print-directory lint
 	@scripts/ensure-rabbitmq.sh
 	@scripts/ensure-chromium.sh
 	@scripts/ensure-pika.sh
 	$(GO) test -race -count=1 -timeout 20m ./...
+	@$(MAKE) --no-print-directory fuzz-smoke
+
+fuzz: ## run every fuzz target for FUZZTIME (default 60s) each, one after the other
+	GO=$(GO) scripts/fuzz.sh $(FUZZTIME)
+
+fuzz-smoke: ## run every fuzz target for 3s each (part of make test)
+	GO=$(GO) scripts/fuzz.sh 3s
 
 test-short: ## tests without the race detector, for a quick loop
 	$(GO) test -count=1 ./...

@@ -128,6 +128,7 @@ func (d *decoder) resolve(class string) (string, sdk.Schema, error) {
 func decodeConfig(schema sdk.Schema, body hcl.Body, ctx *hcl.EvalContext) (cty.Value, hcl.Diagnostics) {
 	val, diags := hcldec.Decode(body, Spec(schema), ctx)
 	attrs := bodyAttrs(schema, body)
+	resuggest(diags, schema, attrs)
 	diags = append(diags, nullRequired(schema, attrs, val)...)
 	var secret []*hcl.Attribute
 	for _, a := range schema {

@@ -111,8 +111,10 @@ func (s sources) get(name string) []byte {
 }
 
 // sortDiagnostics orders diags by position (those without one first), so
-// that output does not depend on map order inside HCL.
+// that output does not depend on map order inside HCL; for the same reason
+// it rewrites HCL's hints for unknown functions (see resuggestFunction).
 func sortDiagnostics(diags hcl.Diagnostics) {
+	resuggestFunction(diags)
 	slices.SortStableFunc(diags, func(a, b *hcl.Diagnostic) int {
 		ra, rb := a.Subject, b.Subject
 		switch {

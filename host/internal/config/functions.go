@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -144,21 +145,48 @@ func fileFunc(dir string) function.Function {
 	})
 }
 
+// readSmallFile reads a regular file of at most maxFileSize bytes. Other
+// files are refused before they are opened: a device such as /dev/zero
+// reports a size of 0 and never ends, and opening a FIFO blocks until a
+// writer comes. The read stops past the limit, as files under /proc report
+// a size of 0 too.
 func readSmallFile(path string) ([]byte, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := regularFile(st); err != nil {
+		return nil, err
+	}
 	fh, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer fh.Close()
-	st, err := fh.Stat()
+	if st, err = fh.Stat(); err != nil {
+		return nil, err
+	}
+	if err := regularFile(st); err != nil {
+		return nil, err
+	}
+	b, err := io.ReadAll(io.LimitReader(fh, maxFileSize+1))
 	if err != nil {
 		return nil, err
 	}
-	if st.IsDir() {
-		return nil, errors.New("it is a directory")
-	}
-	if st.Size() > maxFileSize {
+	if len(b) > maxFileSize {
 		return nil, fmt.Errorf("it is larger than %d bytes", maxFileSize)
 	}
-	return os.ReadFile(path)
+	return b, nil
+}
+
+func regularFile(st fs.FileInfo) error {
+	switch {
+	case st.IsDir():
+		return errors.New("it is a directory")
+	case !st.Mode().IsRegular():
+		return errors.New("it is not a regular file")
+	case st.Size() > maxFileSize:
+		return fmt.Errorf("it is larger than %d bytes", maxFileSize)
+	}
+	return nil
 }

@@ -52,6 +52,9 @@ func TestFunctions(t *testing.T) {
 		{expr: `file("missing.txt")`, err: `file "missing.txt" does not exist (looked for "` + filepath.Join(dir, "missing.txt") + `")`},
 		{expr: `file("sub")`, err: `reading file "sub": it is a directory`},
 		{expr: `file("latin1.txt")`, err: `file "latin1.txt" is not UTF-8 text`},
+		// A device reports a size of 0 and never ends; it is refused
+		// rather than read until memory runs out.
+		{expr: `file("/dev/zero")`, err: `reading file "/dev/zero": it is not a regular file`},
 		{expr: `upper("a")`, want: cty.StringVal("A")},
 		{expr: `format("%s:%d", "h", 5)`, want: cty.StringVal("h:5")},
 		{expr: `join(",", split(" ", "a b"))`, want: cty.StringVal("a,b")},

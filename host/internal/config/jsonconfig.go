@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/dynworkers/dynworkers/sdk"
 	"github.com/hashicorp/hcl/v2"
@@ -26,6 +27,7 @@ func DecodeWorkerConfigJSON(schema sdk.Schema, src []byte, filename string) (cty
 	}
 	f, diags := hcljson.Parse(src, filename)
 	if diags.HasErrors() {
+		clampRanges(diags, src)
 		return cty.NilVal, diags
 	}
 	val, more := decodeConfig(schema, f.Body, nil)
@@ -59,6 +61,37 @@ func harmonizeJSONDiag(d *hcl.Diagnostic) {
 	suggestion := strings.TrimPrefix(rest[len(name):], ".")
 	d.Summary = "Unsupported argument"
 	d.Detail = "An argument named " + name + " is not expected here." + suggestion
+}
+
+// clampRanges moves the ends of diagnostic ranges that lie past the end of
+// src back to it: HCL's JSON parser points one byte past the end of the
+// input for an unterminated string (`"` gives 1,2-3), and a printer that
+// slices the source by a range must not go out of it.
+func clampRanges(diags hcl.Diagnostics, src []byte) {
+	end := endPos(src)
+	for _, d := range diags {
+		for _, r := range []*hcl.Range{d.Subject, d.Context} {
+			if r == nil {
+				continue
+			}
+			if r.End.Byte > end.Byte {
+				r.End = end
+			}
+			if r.Start.Byte > r.End.Byte {
+				r.Start = r.End
+			}
+		}
+	}
+}
+
+// endPos returns the position just after the last byte of src.
+func endPos(src []byte) hcl.Pos {
+	last := bytes.LastIndexByte(src, '\n') + 1
+	return hcl.Pos{
+		Line:   1 + bytes.Count(src, []byte("\n")),
+		Column: 1 + utf8.RuneCount(src[last:]),
+		Byte:   len(src),
+	}
 }
 
 // openingBrace returns the range of the first non-space byte of src.

@@ -77,6 +77,13 @@ func TestDecodeWorkerConfigJSON(t *testing.T) {
 			src:  `{"host": `,
 			errs: []string{`error:`},
 		},
+		{
+			// HCL's JSON parser puts this one past the end of the
+			// input; it is reported at the end.
+			name: "unterminated string at the end",
+			src:  "{\n \"",
+			errs: []string{`control message:2:3: error: Invalid JSON string`},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
