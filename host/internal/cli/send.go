@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"os"
 
-	"github.com/dynworkers/dynworkers/host/internal/httpapi"
+	"github.com/dynworkers/dynworkers/host/internal/config"
 )
 
 // stdin is what `send -` reads; tests replace it.
@@ -60,12 +60,12 @@ func readMessage(path string) ([]byte, error) {
 		defer f.Close()
 		r, name = f, path
 	}
-	body, err := io.ReadAll(io.LimitReader(r, httpapi.MaxBodyBytes+1))
+	body, err := io.ReadAll(io.LimitReader(r, config.MaxControlMessageBytes+1))
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("reading %s: %w", name, err)
-	case len(body) > httpapi.MaxBodyBytes:
-		return nil, fmt.Errorf("%s is larger than a control message may be (1 MiB)", name)
+	case len(body) > config.MaxControlMessageBytes:
+		return nil, fmt.Errorf("%s is larger than any host takes a control message (64 MiB, the most input_limits.control_message_size allows)", name)
 	}
 	return body, nil
 }

@@ -49,7 +49,9 @@ const (
 // Bounds of the input_limits settings.
 const (
 	minControlMessageBytes = 64 << 10
-	maxControlMessageBytes = 64 << 20
+	// MaxControlMessageBytes is the largest control_message_size a host
+	// may set; clients (the CLI's send) read no more than this.
+	MaxControlMessageBytes = 64 << 20
 	maxChildren            = 100000
 )
 
@@ -92,10 +94,10 @@ func decodeInputLimits(sc *scope, b *hcl.Block, l *InputLimits) {
 		n, ok := sizeValue(sc, attr)
 		switch {
 		case !ok:
-		case n < minControlMessageBytes || n > maxControlMessageBytes:
+		case n < minControlMessageBytes || n > MaxControlMessageBytes:
 			sc.errorf(attr.Expr.Range(), "Invalid control_message_size",
 				"control_message_size must be from %s to %s, not %s; the default, %s, fits any worker config the host accepts (at most %s).",
-				FormatBytes(minControlMessageBytes), FormatBytes(maxControlMessageBytes), FormatBytes(n),
+				FormatBytes(minControlMessageBytes), FormatBytes(MaxControlMessageBytes), FormatBytes(n),
 				FormatBytes(DefaultControlMessageBytes), FormatBytes(MaxConfigBytes))
 		default:
 			l.ControlMessageBytes = int(n)

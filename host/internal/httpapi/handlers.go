@@ -290,17 +290,17 @@ func (s *Server) do(r *http.Request, req *control.Request) control.Reply {
 	return s.opts.Doer.Do(context.WithoutCancel(r.Context()), req)
 }
 
-// readBody reads a request body of at most MaxBodyBytes; withLimits set
+// readBody reads a request body of at most Options.MaxBody; withLimits set
 // its deadline. On failure it returns the HTTP status and error to answer.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, *control.Error) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBody))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		var ne net.Error
 		switch {
 		case errors.As(err, &mbe):
 			return nil, http.StatusRequestEntityTooLarge,
-				malformed("", fmt.Sprintf("the body is larger than %d bytes (1 MiB), the API's limit on a request body", MaxBodyBytes))
+				malformed("", fmt.Sprintf("the body is larger than %d bytes, the API's limit on a request body (the larger of 1 MiB and input_limits.control_message_size)", s.maxBody))
 		case errors.As(err, &ne) && ne.Timeout():
 			return nil, http.StatusRequestTimeout,
 				malformed("", fmt.Sprintf("the body did not arrive within %s of the headers (host.http_timeouts.body)", s.timeouts.Body))

@@ -8,7 +8,7 @@ import (
 // withLimits bounds every request, before anything else looks at it
 // (authentication and the cross-origin checks included): the body must
 // arrive within Timeouts.Body of the headers and may not exceed
-// MaxBodyBytes, whether a handler reads it or the server discards it after
+// Options.MaxBody, whether a handler reads it or the server discards it after
 // an early answer (a 401 or 403). Without this a client that sends headers
 // and then a few bytes of a body holds its connection, and a file
 // descriptor, for as long as it likes.
@@ -17,7 +17,7 @@ func (s *Server) withLimits(next http.Handler) http.Handler {
 		// Unsupported only under httptest.ResponseRecorder; the server's
 		// ReadTimeout is the backstop there would be.
 		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.timeouts.Body))
-		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+		r.Body = http.MaxBytesReader(w, r.Body, s.maxBody)
 		next.ServeHTTP(w, r)
 	})
 }

@@ -192,3 +192,22 @@ func TestBodyLimitNamesTheLimit(t *testing.T) {
 		t.Errorf("got %d %s", w.Code, w.Body)
 	}
 }
+
+// Options.MaxBody raises the limit (the daemon sets it to the host's
+// control_message_size), never lowers it below MaxBodyBytes.
+func TestMaxBodyOption(t *testing.T) {
+	const limit = 2 * MaxBodyBytes
+	s := New(Options{Doer: &fakeDoer{}, MaxBody: limit})
+	body := `{"name":"w","class":"c"}`
+	if w, _ := serve(t, s, "POST", "/v1/workers", body+strings.Repeat(" ", limit-len(body))); w.Code == 413 {
+		t.Errorf("a body of MaxBody bytes: %d %s", w.Code, w.Body)
+	}
+	w, rep := serve(t, s, "POST", "/v1/workers", body+strings.Repeat(" ", limit))
+	if w.Code != 413 || rep.Error == nil || !strings.Contains(rep.Error.Message, fmt.Sprint(limit)) {
+		t.Errorf("a body over MaxBody: %d %s", w.Code, w.Body)
+	}
+	small := New(Options{Doer: &fakeDoer{}, MaxBody: 10})
+	if w, _ := serve(t, small, "POST", "/v1/workers", body+strings.Repeat(" ", 1000)); w.Code == 413 {
+		t.Errorf("MaxBody below MaxBodyBytes lowered the limit: %d %s", w.Code, w.Body)
+	}
+}

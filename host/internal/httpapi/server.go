@@ -57,6 +57,11 @@ type Options struct {
 	TLS *TLSFiles
 	// Timeouts bounds every connection; zero fields take the defaults.
 	Timeouts Timeouts
+	// MaxBody bounds every request body (413 beyond it); 0 or less than
+	// MaxBodyBytes means MaxBodyBytes. The daemon sets it to the host's
+	// input_limits.control_message_size when that is larger, so that every
+	// control message the host accepts over AMQP fits over HTTP too.
+	MaxBody int64
 }
 
 // Timeouts bounds the time a connection may take, on every path,
@@ -103,14 +108,16 @@ const (
 	maxHeaderBytes  = 64 << 10
 )
 
-// MaxBodyBytes is the largest request body accepted (1 MiB); a larger one is
-// answered 413 with code malformed.
+// MaxBodyBytes is the smallest limit on a request body (1 MiB), and the
+// limit when Options.MaxBody is not larger; a larger body is answered 413
+// with code malformed.
 const MaxBodyBytes = 1 << 20
 
 // Server is the HTTP control API of one host. Create it with New, then run
 // ListenAndServe once; Handler serves the same routes without a listener.
 type Server struct {
 	opts     Options
+	maxBody  int64 // the limit on a request body (Options.MaxBody)
 	logger   hclog.Logger
 	handler  http.Handler
 	timeouts Timeouts
@@ -130,7 +137,7 @@ func New(o Options) *Server {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	s := &Server{opts: o, logger: logger, listening: make(chan struct{}), timeouts: o.Timeouts.withDefaults()}
+	s := &Server{opts: o, logger: logger, listening: make(chan struct{}), timeouts: o.Timeouts.withDefaults(), maxBody: max(o.MaxBody, MaxBodyBytes)}
 	s.checkHost = loopback(o.Addr) || len(o.AllowedHosts) > 0
 	if h, _, err := net.SplitHostPort(o.Addr); err == nil {
 		s.listenHost = strings.ToLower(strings.Trim(h, "[]"))
