@@ -34,6 +34,7 @@ func Describe(ctx context.Context, path string, timeout time.Duration, logger hc
 		logger:  logger,
 		env:     pluginEnv(logger, nil),
 		timeout: fmt.Sprintf("describe timeout (%s)", timeout),
+		name:    "describe",
 	}
 	p, err := launch(dctx, lc)
 	if err != nil {

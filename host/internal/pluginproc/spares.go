@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/dynworkers/dynworkers/host/internal/contain"
 	"github.com/dynworkers/dynworkers/host/internal/supervise"
 )
 
@@ -76,15 +77,17 @@ type Spares struct {
 	changed chan struct{}  // closed and replaced when spares come or go (for tests)
 }
 
-// spareKey says which spares can serve a Start.
+// spareKey says which spares can serve a Start. Spares are launched with
+// the limits of the workers they are for, in cgroups already limited.
 type spareKey struct {
-	path  string
-	sum   string // the checksum's bytes
-	level hclog.Level
+	path   string
+	sum    string // the checksum's bytes
+	level  hclog.Level
+	limits contain.Limits
 }
 
-func newSpareKey(path string, checksum []byte, level hclog.Level) spareKey {
-	return spareKey{path: path, sum: string(checksum), level: level}
+func newSpareKey(path string, checksum []byte, level hclog.Level, limits contain.Limits) spareKey {
+	return spareKey{path: path, sum: string(checksum), level: level, limits: limits}
 }
 
 // spareSet is the pool's state for one key.
@@ -192,7 +195,7 @@ func (s *Spares) take(key spareKey, logger hclog.Logger) (*Process, *spareLaunch
 		return nil, nil
 	}
 	for k, set := range s.keys {
-		if k.path == key.path && k != key {
+		if k.path == key.path && (k.sum != key.sum || k.level != key.level) {
 			s.dropLocked(set) // the catalog has another checksum now
 		}
 	}
@@ -283,7 +286,7 @@ func (s *Spares) Warm(o Options) {
 	o = o.withDefaults()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.warmLocked(newSpareKey(o.Path, o.Checksum, o.Logger.GetLevel()), o.Checksum, "keeping warm spares for a binary started by control messages")
+	s.warmLocked(newSpareKey(o.Path, o.Checksum, o.Logger.GetLevel(), o.Limits), o.Checksum, "keeping warm spares for a binary started by control messages")
 }
 
 // watchWorker waits for the end of p, started from key, and gives the key
@@ -408,6 +411,8 @@ func (s *Spares) launch(set *spareSet) (*spare, error) {
 		timeout:   fmt.Sprintf("the warm spare's handshake timeout (%s)", spareLaunchTimeout),
 		handshake: spareLaunchTimeout,
 		cancel:    cancel,
+		name:      "spare",
+		limits:    set.key.limits,
 	})
 	stop()
 	if err != nil {
