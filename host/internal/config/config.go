@@ -3,6 +3,7 @@ package config
 import (
 	"time"
 
+	"github.com/dynworkers/dynworkers/host/internal/contain"
 	"github.com/dynworkers/dynworkers/sdk"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/zclconf/go-cty/cty"
@@ -111,6 +112,10 @@ type HostConfig struct {
 	// Vumi heartbeat for each healthy worker.
 	MetricsInterval   time.Duration
 	HeartbeatInterval time.Duration
+	// WorkerLimits are the default resource limits of every worker (the
+	// host block's limits block); a worker's own limits block overrides
+	// them attribute by attribute.
+	WorkerLimits contain.Limits
 }
 
 // Supervisor is one supervisor of the tree.
@@ -151,6 +156,9 @@ type Worker struct {
 	HealthInterval  time.Duration
 	HealthTimeout   time.Duration
 	Backoff         Backoff
+	// Limits are the resource limits of the worker's processes: its
+	// limits block over the host block's (see limits_worker.go).
+	Limits contain.Limits
 	// Config is the decoded config object: one attribute per schema
 	// attribute, defaults applied, null for unset optional attributes
 	// without a default. It holds sensitive values in clear.

@@ -22,6 +22,7 @@ var hostSchema = &hcl.BodySchema{
 		{Name: "metrics_interval"},
 		{Name: "heartbeat_interval"},
 	},
+	Blocks: []hcl.BlockHeaderSchema{{Type: "limits"}},
 }
 
 var amqpSchema = &hcl.BodySchema{
@@ -99,6 +100,7 @@ func (m *merger) decodeHost(sc *scope, b *hcl.Block) {
 			h.WarmSpares = n
 		}
 	}
+	decodeHostLimits(sc, content.Blocks, &h.WorkerLimits) // limits_worker.go
 	sc.duration(attrs["metrics_interval"], &h.MetricsInterval)
 	sc.duration(attrs["heartbeat_interval"], &h.HeartbeatInterval)
 	if attr := attrs["start_concurrency"]; attr != nil {

@@ -41,6 +41,7 @@ func (d *Daemon) launch(ctx context.Context, w *config.Worker, children pluginpr
 		StartTimeout:   w.StartTimeout,
 		HealthInterval: w.HealthInterval,
 		HealthTimeout:  w.HealthTimeout,
+		Limits:         w.Limits,
 		Logger:         logger,
 		Spares:         d.spares,
 		ChildHost:      children,
@@ -64,7 +65,7 @@ func (d *Daemon) launch(ctx context.Context, w *config.Worker, children pluginpr
 // restart) only costs a Start RPC.
 func (d *Daemon) warmSpare(w *config.Worker) {
 	if class, err := d.Catalog().Lookup(w.Class); err == nil {
-		d.spares.Warm(pluginproc.Options{Path: class.Binary.Path, Checksum: class.Binary.SHA256, Logger: d.logger.Named("worker")})
+		d.spares.Warm(pluginproc.Options{Path: class.Binary.Path, Checksum: class.Binary.SHA256, Limits: w.Limits, Logger: d.logger.Named("worker")})
 	}
 }
 
@@ -84,5 +85,9 @@ func (d *Daemon) resolve(name, className string, cfg json.RawMessage, supervisor
 	if diags.HasErrors() {
 		return nil, control.InvalidWorkerConfig(name, class.Name, diags)
 	}
-	return config.NewWorker(name, supervisor, class.Name, class.Schema, val), nil
+	w := config.NewWorker(name, supervisor, class.Name, class.Schema, val)
+	// Control messages cannot choose limits: a worker they start gets the
+	// host's default limits, which its sender cannot lift.
+	w.Limits = d.cfg.Host.WorkerLimits
+	return w, nil
 }
