@@ -98,8 +98,8 @@ func decodeLimits(sc *scope, b *hcl.Block, l *contain.Limits) {
 			}
 		}
 	}
-	wholeLimit(sc, a["pids"], "processes and threads (a Go plugin's runtime alone has about ten threads)", MinPidsLimit, MaxPidsLimit, &l.Pids)
-	wholeLimit(sc, a["open_files"], "open files per process (go-plugin itself needs a few)", MinOpenFilesLimit, MaxOpenFilesLimit, &l.OpenFiles)
+	wholeLimit(sc, a["pids"], "it counts processes and threads together, and a Go plugin's runtime alone has about ten threads", MinPidsLimit, MaxPidsLimit, &l.Pids)
+	wholeLimit(sc, a["open_files"], "it is the most open files of each process, and go-plugin itself needs a few", MinOpenFilesLimit, MaxOpenFilesLimit, &l.OpenFiles)
 	if attr := a["cpu"]; attr != nil {
 		if v, ok := sc.value(attr, cty.Number); ok {
 			f, _ := v.AsBigFloat().Float64()
@@ -126,7 +126,7 @@ func wholeLimit(sc *scope, attr *hcl.Attribute, what string, minV, maxV int64, d
 	i, acc := bf.Int64()
 	if acc != big.Exact || !bf.IsInt() || i < minV || i > maxV {
 		sc.errorf(attr.Expr.Range(), "Invalid "+attr.Name+" limit",
-			"The argument %q must be a whole number from %d to %d (%s), not %s.", attr.Name, minV, maxV, what, bf.Text('g', -1))
+			"The argument %q must be a whole number from %d to %d, not %s: %s.", attr.Name, minV, maxV, bf.Text('g', -1), what)
 		return
 	}
 	*dst = i
@@ -183,4 +183,49 @@ func decodeHostLimits(sc *scope, blocks hcl.Blocks, l *contain.Limits) {
 		first = b
 		decodeLimits(sc, b, l)
 	}
+}
+
+// LimitWarnings are the warnings of `dynworkers validate` about the limits
+// of cfg's workers that this machine (sup, from contain.Probe) cannot
+// enforce as configured: one per distinct problem, at the first worker it
+// concerns, naming the others. With no usable cgroup at all it also warns
+// that a worker's processes that leave its process group outlive it.
+func LimitWarnings(cfg *Config, sup contain.Support) hcl.Diagnostics {
+	type warning struct {
+		first   *Worker
+		workers []string
+	}
+	var order []string
+	seen := map[string]*warning{}
+	cfg.Root.Walk(func(w *Worker) {
+		for _, text := range sup.Warnings(w.Limits) {
+			if seen[text] == nil {
+				seen[text] = &warning{first: w}
+				order = append(order, text)
+			}
+			seen[text].workers = append(seen[text].workers, w.Path)
+		}
+	})
+	var diags hcl.Diagnostics
+	for _, text := range order {
+		wn := seen[text]
+		detail := upperFirst(text) + "."
+		if len(wn.workers) > 1 {
+			detail += fmt.Sprintf(" It concerns %d workers: %s.", len(wn.workers), strings.Join(wn.workers, ", "))
+		}
+		diags = append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagWarning,
+			Summary:  "Limit not enforced on this machine",
+			Detail:   detail,
+			Subject:  wn.first.Range.Ptr(),
+		})
+	}
+	if text := sup.ContainmentWarning(); text != "" {
+		diags = append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagWarning,
+			Summary:  "Workers not contained",
+			Detail:   upperFirst(text) + ".",
+		})
+	}
+	return diags
 }

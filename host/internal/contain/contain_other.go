@@ -19,6 +19,9 @@ func (s *System) Support() Support {
 	return Support{Kill: KillProcessOnly, Cgroup1: map[string]string{}, Notes: []string{"cgroups exist on Linux only"}}
 }
 
+// Uncontained returns the System: nothing is contained outside Linux.
+func Uncontained() *System { return detected }
+
 // Group does nothing outside Linux.
 type Group struct{ limits Limits }
 

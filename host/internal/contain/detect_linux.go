@@ -82,6 +82,16 @@ func (s *System) Support() Support {
 
 func detect(pid int) *System { return detectWith(pid, true) }
 
+// Uncontained returns a System that uses no cgroup: the process group and
+// rlimits only, as on a machine without usable cgroups. For tests of that
+// fallback.
+func Uncontained() *System {
+	s := &System{v2Ctl: map[string]bool{}, v1: map[string]string{}}
+	s.support = Support{Memory: ByRlimit, Pids: ByRlimit, CPU: NotEnforced, OpenFiles: ByRlimit,
+		Kill: KillProcessOnly, Cgroup1: map[string]string{}, Notes: []string{"cgroups not used"}}
+	return s
+}
+
 func detectWith(pid int, clean bool) *System {
 	s := &System{v2Ctl: map[string]bool{}, v1: map[string]string{}}
 	mounts := readMounts()
@@ -113,8 +123,8 @@ func detectWith(pid int, clean bool) *System {
 	}
 	// cgroup v1 hierarchies, for what v2 does not offer.
 	for _, ctl := range append(slices.Clone(limitControllers), "freezer") {
-		if s.v2Ctl[ctl] {
-			continue
+		if s.v2Ctl[ctl] || (ctl == "freezer" && s.v2Kill) {
+			continue // v2 does it
 		}
 		mnt, ok := mounts.v1[ctl]
 		if !ok {

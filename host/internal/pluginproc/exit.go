@@ -56,7 +56,10 @@ func (e *ExitError) ExitReason() string {
 
 // markOOM marks e as an OOM kill when the process's group counted one and
 // the process died of SIGKILL that the host did not send, or when its
-// memory limit is an rlimit and the Go runtime ran out of memory.
+// memory limit is an rlimit and the Go runtime said it ran out of memory.
+// (A Go runtime whose mmap fails does not always say so: Go 1.26's garbage
+// collector was seen to crash with SIGSEGV instead, an exit that then shows
+// as a plain exit status 2. Only the cgroup limit is reliably oom_killed.)
 func (e *ExitError) markOOM(oomKills int, g *contain.Group) {
 	if e == nil || e.Reason != "" {
 		return
