@@ -209,7 +209,7 @@ func LimitWarnings(cfg *Config, sup contain.Support) hcl.Diagnostics {
 	var diags hcl.Diagnostics
 	for _, text := range order {
 		wn := seen[text]
-		detail := upperFirst(text) + "."
+		detail := "Limit " + text + "."
 		if len(wn.workers) > 1 {
 			detail += fmt.Sprintf(" It concerns %d workers: %s.", len(wn.workers), strings.Join(wn.workers, ", "))
 		}

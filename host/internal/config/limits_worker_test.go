@@ -62,3 +62,37 @@ func TestSpecHashCoversLimitsOnlyWhenSet(t *testing.T) {
 		t.Fatalf("hashed JSON without limits mentions them: %s", b)
 	}
 }
+
+func TestLimitWarnings(t *testing.T) {
+	cfg, diags := Load("testdata/limits.hcl", testClasses())
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	none := contain.Support{Memory: contain.ByRlimit, Pids: contain.ByRlimit, CPU: contain.NotEnforced,
+		OpenFiles: contain.ByRlimit, Kill: contain.KillProcessOnly, Notes: []string{"no cgroup2 mount"}}
+	ws := LimitWarnings(cfg, none)
+	var text []string
+	for _, d := range ws {
+		text = append(text, d.Summary+": "+d.Detail)
+	}
+	all := strings.Join(text, "\n")
+	// memory: 3 distinct values (512MiB for "default", 1536MiB, 300000000B);
+	// pids: 128 (default, own) and 64; cpu: own only; and containment.
+	if len(ws) != 3+2+1+1 {
+		t.Fatalf("%d warnings, want 7:\n%s", len(ws), all)
+	}
+	for _, want := range []string{
+		`Limit not enforced on this machine: Limit memory = "512MiB": no usable memory cgroup controller (no cgroup2 mount)`,
+		"It concerns 2 workers: root/default, root/own.",
+		"Limit cpu = 0.5: no usable cpu cgroup controller",
+		"Workers not contained: No usable cgroup (no cgroup2 mount)",
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("warnings lack %q:\n%s", want, all)
+		}
+	}
+	full := contain.Support{Memory: contain.ByCgroup1, Pids: contain.ByCgroup1, CPU: contain.ByCgroup1, OpenFiles: contain.ByRlimit, Kill: contain.KillCgroup2}
+	if ws := LimitWarnings(cfg, full); len(ws) != 0 {
+		t.Errorf("warnings with every controller: %v", ws)
+	}
+}
