@@ -32,6 +32,7 @@ func (g *Group) CgroupFD() (int, bool) { return -1, false }
 func (g *Group) Started(int, bool)     {}
 func (g *Group) Attach(int) error      { return nil }
 func (g *Group) Signal()               {}
+func (g *Group) SignalOthers(int)      {}
 func (g *Group) Drain() error          { return nil }
 func (g *Group) OOMKills() int         { return 0 }
 func (g *Group) MemoryByRlimit() bool  { return false }

@@ -230,6 +230,23 @@ func (g *Group) Signal() {
 	}
 }
 
+// SignalOthers sends SIGKILL to every process of the group if any process
+// but pid (the plugin, which has ended) is left in it: it costs one read of
+// cgroup.procs when nothing is left, as after most exits.
+func (g *Group) SignalOthers(pid int) {
+	if g == nil {
+		return
+	}
+	if d := g.killDir(); d != "" {
+		for _, p := range readPids(filepath.Join(d, "cgroup.procs")) {
+			if p != pid {
+				g.Signal()
+				return
+			}
+		}
+	}
+}
+
 // killDir is the cgroup whose cgroup.procs lists the group's processes.
 func (g *Group) killDir() string {
 	if g.v2 != "" {
@@ -247,19 +264,23 @@ func (g *Group) Drain() error {
 	if g == nil {
 		return nil
 	}
-	if g.v2 != "" && g.sys.v2Kill {
-		_ = writeFile(filepath.Join(g.v2, "cgroup.kill"), "1")
-	}
 	d := g.killDir()
 	if d == "" {
 		return nil
+	}
+	procs := filepath.Join(d, "cgroup.procs")
+	if len(readPids(procs)) == 0 {
+		return nil // the usual case: nothing left, one read
+	}
+	if g.v2 != "" && g.sys.v2Kill {
+		_ = writeFile(filepath.Join(g.v2, "cgroup.kill"), "1")
 	}
 	var freezer string
 	if g.v2 == "" && g.sys.killCtl == "freezer" {
 		freezer = d
 	}
 	if !killLoop(d, &freezer) {
-		return fmt.Errorf("processes still in %s after %s of SIGKILL: %v", d, drainTimeout, readPids(filepath.Join(d, "cgroup.procs")))
+		return fmt.Errorf("processes still in %s after %s of SIGKILL: %v", d, drainTimeout, readPids(procs))
 	}
 	return nil
 }

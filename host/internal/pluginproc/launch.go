@@ -286,7 +286,7 @@ func (p *Process) watchExit(goPluginDone context.Context) {
 			killGroup(p.pid)
 		}
 		// And what left the group (setsid) but not its cgroup.
-		p.group.Signal()
+		p.group.SignalOthers(p.pid)
 	}
 	<-goPluginDone.Done()
 	// Nothing the worker started outlives it: kill what is left in its
