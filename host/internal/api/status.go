@@ -79,6 +79,9 @@ type Worker struct {
 	Restarts   int       `json:"restarts"`
 	LastExit   string    `json:"last_exit,omitempty"`
 	LastExitAt time.Time `json:"last_exit_at,omitzero"`
+	// LastExitReason classifies LastExit when it is one of the exits with
+	// a name of their own: ExitOOMKilled.
+	LastExitReason string `json:"last_exit_reason,omitempty"`
 	// Source is where the worker was asked for (SourceHCL, ...); Owner is
 	// the hybrid worker that started it, for SourceHybrid.
 	Source string `json:"source"`

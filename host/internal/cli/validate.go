@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/dynworkers/dynworkers/host/internal/config"
+	"github.com/dynworkers/dynworkers/host/internal/contain"
 	"github.com/dynworkers/dynworkers/host/internal/daemon"
 )
 
@@ -34,6 +35,10 @@ func runValidate(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg, more := file.Decode(cat)
 	diags = append(diags, more...)
+	if cfg != nil {
+		// What this machine cannot enforce of the workers' limits.
+		diags = append(diags, config.LimitWarnings(cfg, contain.Probe())...)
+	}
 	if len(diags) > 0 {
 		config.FormatDiagnostics(stderr, diags, file.Sources())
 	}

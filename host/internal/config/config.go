@@ -3,6 +3,7 @@ package config
 import (
 	"time"
 
+	"github.com/dynworkers/dynworkers/host/internal/contain"
 	"github.com/dynworkers/dynworkers/host/internal/scrub"
 	"github.com/dynworkers/dynworkers/sdk"
 	"github.com/hashicorp/hcl/v2"
@@ -130,6 +131,10 @@ type HostConfig struct {
 	// (host.plugin_env), on top of the few of the host's own environment
 	// that plugins get. May hold secrets: never printed.
 	PluginEnv map[string]string
+	// WorkerLimits are the default resource limits of every worker (the
+	// host block's limits block); a worker's own limits block overrides
+	// them attribute by attribute.
+	WorkerLimits contain.Limits
 }
 
 // Supervisor is one supervisor of the tree.
@@ -170,6 +175,9 @@ type Worker struct {
 	HealthInterval  time.Duration
 	HealthTimeout   time.Duration
 	Backoff         Backoff
+	// Limits are the resource limits of the worker's processes: its
+	// limits block over the host block's (see limits_worker.go).
+	Limits contain.Limits
 	// Config is the decoded config object: one attribute per schema
 	// attribute, defaults applied, null for unset optional attributes
 	// without a default. It holds sensitive values in clear.

@@ -22,6 +22,7 @@ func (f *File) Decode(classes ClassResolver) (*Config, hcl.Diagnostics) {
 	}
 	d := &decoder{classes: classes, diags: &diags}
 	root := d.supervisor(f.root)
+	root.Walk(func(w *Worker) { w.Limits = mergeLimits(f.Host.WorkerLimits, w.Limits) })
 	sortDiagnostics(diags)
 	if diags.HasErrors() || f.failed {
 		return nil, diags

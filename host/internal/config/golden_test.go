@@ -86,6 +86,9 @@ func dumpConfig(b *bytes.Buffer, c *Config) {
 	h := c.Host
 	fmt.Fprintf(b, "host: name=%s plugin_dir=%s state_dir=%s http_addr=%s log_level=%s start_concurrency=%d warm_spares=%d\n",
 		h.Name, h.PluginDir, h.StateDir, h.HTTPAddr, h.LogLevel, h.StartConcurrency, h.WarmSpares)
+	if !h.WorkerLimits.IsZero() {
+		fmt.Fprintf(b, "host limits: %s\n", h.WorkerLimits)
+	}
 	if c.AMQP != nil {
 		fmt.Fprintf(b, "amqp: %s\n", c.AMQP)
 	} else {
@@ -106,6 +109,9 @@ func dumpSupervisor(b *bytes.Buffer, s *Supervisor, indent string) {
 		fmt.Fprintf(b, "%s  worker %q path=%q class=%s restart=%s at %s\n", indent, w.Name, w.Path, w.Class, w.Restart, position(w.Range))
 		fmt.Fprintf(b, "%s    start=%s shutdown=%s health=%s/%s backoff=%s..%s reset=%s\n", indent,
 			w.StartTimeout, w.ShutdownTimeout, w.HealthInterval, w.HealthTimeout, w.Backoff.Initial, w.Backoff.Max, w.Backoff.ResetAfter)
+		if !w.Limits.IsZero() {
+			fmt.Fprintf(b, "%s    limits: %s\n", indent, w.Limits)
+		}
 		cfg, _ := json.Marshal(w.RedactedConfig())
 		fmt.Fprintf(b, "%s    config=%s\n", indent, cfg)
 	}

@@ -30,7 +30,7 @@ var hostSchema = &hcl.BodySchema{
 		{Name: "plugin_lock"},
 		{Name: "plugin_env"},
 	},
-	Blocks: hostHTTPBlocks, // config/http.go
+	Blocks: append([]hcl.BlockHeaderSchema{{Type: "limits"}}, hostHTTPBlocks...), // limits_worker.go, http.go
 }
 
 var amqpSchema = &hcl.BodySchema{
@@ -113,6 +113,7 @@ func (m *merger) decodeHost(sc *scope, b *hcl.Block) {
 	m.decodePluginLog(sc, attrs)
 	m.decodeStateKey(sc, attrs)
 	m.decodePluginTrust(sc, attrs, h)
+	decodeHostLimits(sc, content.Blocks, &h.WorkerLimits) // limits_worker.go
 	sc.duration(attrs["metrics_interval"], &h.MetricsInterval)
 	sc.duration(attrs["heartbeat_interval"], &h.HeartbeatInterval)
 	if attr := attrs["start_concurrency"]; attr != nil {

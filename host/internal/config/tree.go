@@ -43,7 +43,7 @@ var workerSchema = &hcl.BodySchema{
 		{Name: "health_interval"},
 		{Name: "health_timeout"},
 	},
-	Blocks: []hcl.BlockHeaderSchema{{Type: "backoff"}, {Type: "config"}},
+	Blocks: []hcl.BlockHeaderSchema{{Type: "backoff"}, {Type: "config"}, {Type: "limits"}},
 }
 
 var backoffSchema = &hcl.BodySchema{
@@ -241,6 +241,8 @@ func (t *treeBuilder) worker(sc *scope, b *hcl.Block, parentPath string) *rawWor
 			decodeBackoff(sc, cb, &rw.w.Backoff)
 		case "config":
 			rw.config = cb
+		case "limits":
+			decodeLimits(sc, cb, &rw.w.Limits) // limits_worker.go
 		}
 	}
 	return rw

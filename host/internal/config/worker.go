@@ -86,18 +86,19 @@ func goValue(v cty.Value) any {
 // specHashInput is what SpecHash covers; its JSON encoding is canonical
 // (fixed field order, durations in nanoseconds, config keys sorted).
 type specHashInput struct {
-	Class           string          `json:"class"`
-	Restart         string          `json:"restart"`
-	StartTimeout    int64           `json:"start_timeout"`
-	ShutdownTimeout int64           `json:"shutdown_timeout"`
-	HealthInterval  int64           `json:"health_interval"`
-	HealthTimeout   int64           `json:"health_timeout"`
-	Backoff         [3]int64        `json:"backoff"`
-	Config          json.RawMessage `json:"config"`
+	Class           string           `json:"class"`
+	Restart         string           `json:"restart"`
+	StartTimeout    int64            `json:"start_timeout"`
+	ShutdownTimeout int64            `json:"shutdown_timeout"`
+	HealthInterval  int64            `json:"health_interval"`
+	HealthTimeout   int64            `json:"health_timeout"`
+	Backoff         [3]int64         `json:"backoff"`
+	Limits          *limitsHashInput `json:"limits,omitempty"`
+	Config          json.RawMessage  `json:"config"`
 }
 
 // SpecHash returns a stable hex SHA-256 of everything that defines how the
-// worker runs: class, config, restart policy, timeouts and backoff (not its
+// worker runs: class, config, restart policy, timeouts, backoff and limits (not its
 // name or place in the tree). Equal hashes mean a restart would change
 // nothing. The hash covers sensitive values too, so that a changed
 // password is a changed spec.
@@ -114,6 +115,7 @@ func (w *Worker) SpecHash() string {
 		HealthInterval:  int64(w.HealthInterval),
 		HealthTimeout:   int64(w.HealthTimeout),
 		Backoff:         [3]int64{int64(w.Backoff.Initial), int64(w.Backoff.Max), int64(w.Backoff.ResetAfter)},
+		Limits:          limitsHash(w.Limits),
 		Config:          cfg,
 	})
 	sum := sha256.Sum256(append([]byte("dynworkers.worker.v1\n"), b...))

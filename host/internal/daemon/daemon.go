@@ -46,6 +46,7 @@ import (
 	"github.com/dynworkers/dynworkers/host/internal/broker"
 	"github.com/dynworkers/dynworkers/host/internal/catalog"
 	"github.com/dynworkers/dynworkers/host/internal/config"
+	"github.com/dynworkers/dynworkers/host/internal/contain"
 	"github.com/dynworkers/dynworkers/host/internal/events"
 	"github.com/dynworkers/dynworkers/host/internal/monitor"
 	"github.com/dynworkers/dynworkers/host/internal/pluginproc"
@@ -162,6 +163,7 @@ func Load(ctx context.Context, opts Options) (*Daemon, error) {
 	if diags.HasErrors() || cfg == nil {
 		return nil, &ConfigError{Diags: diags}
 	}
+	logContainment(logger, cfg)
 	d := &Daemon{opts: opts, logger: logger, cfg: cfg, pluginSig: pluginSig,
 		eventLog: events.NewRing(eventLogSize), eventMapper: newEventMapper(cfg),
 		workerMetrics: monitor.NewRegistry(0)}
@@ -200,6 +202,24 @@ func Load(ctx context.Context, opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// logContainment says how this machine contains workers (contain.Detect,
+// which also kills what the workers of hosts that died left in their
+// cgroups) and warns about the configured limits it cannot enforce.
+func logContainment(logger hclog.Logger, cfg *config.Config) {
+	sup := contain.Detect().Support()
+	by := func(s string) string {
+		if s == contain.NotEnforced {
+			return "not enforced"
+		}
+		return s
+	}
+	logger.Info("worker containment", "kill", sup.Kill, "memory", by(sup.Memory), "pids", by(sup.Pids),
+		"cpu", by(sup.CPU), "open_files", by(sup.OpenFiles), "cgroup2", sup.Cgroup2, "notes", sup.Notes)
+	for _, d := range config.LimitWarnings(cfg, sup) {
+		logger.Warn(d.Summary, "detail", d.Detail)
+	}
 }
 
 // ScanCatalog scans the plugin directory of a host block, with the describe

@@ -45,6 +45,7 @@ func (d *Daemon) launch(ctx context.Context, w *config.Worker, children pluginpr
 		StartTimeout:   w.StartTimeout,
 		HealthInterval: w.HealthInterval,
 		HealthTimeout:  w.HealthTimeout,
+		Limits:         w.Limits,
 		Logger:         logger,
 		Scrubber:       scrubber,
 		LogLimit:       pluginLogLimit(d.cfg.Host.PluginLog),
@@ -84,7 +85,7 @@ func pluginLogLimit(c config.PluginLogConfig) pluginproc.LogLimit {
 func (d *Daemon) warmSpare(w *config.Worker) {
 	if class, err := d.Catalog().Lookup(w.Class); err == nil {
 		d.spares.Warm(pluginproc.Options{Path: class.Binary.Path, Checksum: class.Binary.SHA256,
-			Env: d.cfg.Host.PluginEnvList(), Logger: d.logger.Named("worker")})
+			Env: d.cfg.Host.PluginEnvList(), Limits: w.Limits, Logger: d.logger.Named("worker")})
 	}
 }
 
@@ -104,5 +105,9 @@ func (d *Daemon) resolve(name, className string, cfg json.RawMessage, supervisor
 	if diags.HasErrors() {
 		return nil, control.InvalidWorkerConfig(name, class.Name, diags)
 	}
-	return config.NewWorker(name, supervisor, class.Name, class.Schema, val), nil
+	w := config.NewWorker(name, supervisor, class.Name, class.Schema, val)
+	// Control messages cannot choose limits: a worker they start gets the
+	// host's default limits, which its sender cannot lift.
+	w.Limits = d.cfg.Host.WorkerLimits
+	return w, nil
 }

@@ -55,8 +55,10 @@ func (m Mapper) Map(ev supervise.Event) api.Event {
 		}
 	case supervise.ChildStartFailed:
 		info, out.Attempt, out.Error, out.Permanent = e.EventInfo, e.Attempt, errString(e.Err), e.Permanent
+		out.Reason = api.ExitReason(e.Err)
 	case supervise.ChildExited:
 		info, out.Error, out.UptimeSeconds = e.EventInfo, errString(e.Err), ptr(e.Uptime.Seconds())
+		out.Reason = api.ExitReason(e.Err)
 	case supervise.ChildRestarting:
 		info, out.Attempt, out.Error = e.EventInfo, e.Attempt, errString(e.Err)
 		out.DelaySeconds, out.Restarts = ptr(e.Delay.Seconds()), ptr(e.Restarts)

@@ -59,6 +59,7 @@ func DescribeWith(ctx context.Context, path string, o DescribeOptions) (*proto.D
 		logger:   logger,
 		env:      pluginEnv(logger, o.Env),
 		timeout:  fmt.Sprintf("describe timeout (%s)", timeout),
+		name:     "describe",
 	}
 	p, err := launch(dctx, lc)
 	if err != nil {

@@ -48,6 +48,16 @@
 // the runtime poller, not by polling, and whatever the plugin left behind in
 // its process group is killed when it exits.
 //
+// Each process also runs in a cgroup of its own (package contain), with the
+// worker's Options.Limits: on cgroup v2 it is started inside it (clone3), on
+// v1 it is moved there just after its handshake. When it ends, for any
+// reason, everything left in the cgroup (a grandchild that called setsid
+// included) is killed and the cgroup emptied before Done is closed; an exit
+// by a SIGKILL the host did not send, with an OOM kill counted by the cgroup,
+// is an ExitError with OOM set (ExitOOMKilled). A warm spare is launched in
+// a cgroup with the limits of the workers it is kept for (they are part of
+// its key).
+//
 // Each process gets a unix socket directory of its own (go-plugin's
 // PLUGIN_UNIX_SOCKET_DIR, "dynworkers-plugin-<host pid>-*" in
 // os.TempDir()), removed once the process is gone, so that the socket files

@@ -10,6 +10,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/dynworkers/dynworkers/host/internal/contain"
 )
 
 // ErrBinaryChanged is wrapped by the error of a Start whose plugin binary no
@@ -42,6 +44,45 @@ type ExitError struct {
 	// StderrTail holds the last lines the plugin wrote to stderr (about 20;
 	// a panic message is kept with the lines that follow it).
 	StderrTail string
+	// OOM is set when the process ended because it reached its memory
+	// limit: the kernel's OOM killer ended it (its cgroup counted the
+	// kill), or, where the limit is an rlimit, an allocation failed and
+	// the Go runtime died of it. MemoryLimit is that limit in bytes.
+	OOM         bool
+	MemoryLimit int64
+}
+
+// ExitOOMKilled is the exit reason of a process killed for reaching its
+// memory limit: ExitError.ExitReason, the reason of its worker_exited
+// event and the last_exit_reason of its status.
+const ExitOOMKilled = "oom_killed"
+
+// ExitReason classifies the exit for events and status: ExitOOMKilled, or
+// "" for every other exit (the error's text says how it ended).
+func (e *ExitError) ExitReason() string {
+	if e != nil && e.OOM {
+		return ExitOOMKilled
+	}
+	return ""
+}
+
+// markOOM marks e as an OOM kill when the process's group counted one and
+// the process died of SIGKILL that the host did not send, or when its
+// memory limit is an rlimit and the Go runtime said it ran out of memory.
+// (A Go runtime whose mmap fails does not always say so: Go 1.26's garbage
+// collector was seen to crash with SIGSEGV instead, an exit that then shows
+// as a plain exit status 2. Only the cgroup limit is reliably oom_killed.)
+func (e *ExitError) markOOM(oomKills int, g *contain.Group) {
+	if e == nil || e.Reason != "" {
+		return
+	}
+	byKernel := oomKills > 0 && e.Signal == "SIGKILL"
+	byRlimit := g.MemoryByRlimit() && e.Signal == "" &&
+		(strings.Contains(e.StderrTail, "runtime: out of memory") || strings.Contains(e.StderrTail, "cannot allocate memory"))
+	if byKernel || byRlimit {
+		e.OOM = true
+		e.MemoryLimit = g.Limits().Memory
+	}
 }
 
 // Error is one short line: the exit status or signal, the host's reason if
@@ -49,6 +90,13 @@ type ExitError struct {
 // logged, e.g. "exit status 2: panic: boom".
 func (e *ExitError) Error() string {
 	var b strings.Builder
+	if e.OOM {
+		b.WriteString(ExitOOMKilled)
+		if e.MemoryLimit > 0 {
+			fmt.Fprintf(&b, " (memory limit %s reached)", contain.FormatBytes(e.MemoryLimit))
+		}
+		b.WriteString(": ")
+	}
 	if e.Reason != "" {
 		b.WriteString(e.Reason)
 		b.WriteString(": ")

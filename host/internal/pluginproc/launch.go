@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 
+	"github.com/dynworkers/dynworkers/host/internal/contain"
 	"github.com/dynworkers/dynworkers/host/internal/scrub"
 	"github.com/dynworkers/dynworkers/sdk"
 	"github.com/dynworkers/dynworkers/sdk/proto"
@@ -48,6 +49,10 @@ type launchConfig struct {
 	// bounds how much of its log is re-logged.
 	scrubber *scrub.Scrubber
 	logLimit LogLimit
+	// name names the process's cgroup (the worker's name, "spare",
+	// "describe"); limits are applied to it (see contain.Group).
+	name   string
+	limits contain.Limits
 }
 
 // socketDirPrefix starts the name of the directory each plugin process
@@ -107,7 +112,15 @@ func launch(ctx context.Context, lc launchConfig) (*Process, error) {
 	if err != nil {
 		return nil, fmt.Errorf("plugin %s: creating its socket directory: %w", lc.path, err)
 	}
+	// The process's own cgroups (contain): the host kills all of them
+	// with it, grandchildren that left its process group included.
+	group, err := contain.Detect().New(lc.name, lc.limits)
+	if err != nil {
+		_ = os.RemoveAll(sockDir)
+		return nil, fmt.Errorf("plugin %s: %w", lc.path, err)
+	}
 	p := &Process{
+		group:      group,
 		sockDir:    sockDir,
 		cancelExec: lc.cancel,
 		path:       lc.path,
@@ -123,12 +136,19 @@ func launch(ctx context.Context, lc launchConfig) (*Process, error) {
 	p.sink = newStderrSink(p.tail, lc.logger.Named(filepath.Base(lc.path)), lc.scrubber, lc.logLimit)
 	cmd := exec.CommandContext(ctx, lc.path)
 	cmd.SysProcAttr = sysProcAttr()
+	// On cgroup v2 the process starts in its cgroup (clone3): nothing it
+	// does, from its first instruction on, escapes it.
+	fd, placed := group.CgroupFD()
+	if placed {
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
+	}
 	// exec calls Cancel from its own goroutine, which it starts after
 	// setting cmd.Process, when ctx is done before the process is reaped.
 	cmd.Cancel = func() error {
 		if !p.phase.CompareAndSwap(phaseLaunching, phaseCancelled) {
 			return os.ErrProcessDone // running: ctx no longer applies
 		}
+		group.Signal()
 		return killProcess(cmd.Process)
 	}
 	// Later entries win: the socket directory overrides the host's.
@@ -164,17 +184,31 @@ func launch(ctx context.Context, lc launchConfig) (*Process, error) {
 			_ = killProcess(cmd.Process)
 		}
 		p.client.Kill()
+		p.releaseGroup()
 		p.removeSocketDir()
 		return nil, p.handshakeError(ctx, err, lc)
 	}
 	p.pid = cmd.Process.Pid
 	p.watch = newExitWatch(cmd.Process)
+	// The plugin does not fork before its handshake (sdk.Serve), so
+	// moving it into its cgroup v1 directories, and setting its rlimits,
+	// now leaves nothing of it outside.
+	group.Started(p.pid, placed)
+	if err := group.Attach(p.pid); err != nil {
+		_ = killProcess(cmd.Process)
+		p.client.Kill()
+		p.watch.close()
+		p.releaseGroup()
+		p.removeSocketDir()
+		return nil, fmt.Errorf("plugin %s: applying its limits (%s): %w", lc.path, lc.limits, err)
+	}
 
 	d, err := p.dispense()
 	if err != nil {
 		_ = killProcess(cmd.Process)
 		p.client.Kill()
 		p.watch.close()
+		p.releaseGroup()
 		p.removeSocketDir()
 		if ctx.Err() != nil {
 			return nil, deadlineError(ctx, lc, "connecting to it")
@@ -269,10 +303,20 @@ func (p *Process) watchExit(goPluginDone context.Context) {
 		if goPluginDone.Err() == nil {
 			killGroup(p.pid)
 		}
+		// And what left the group (setsid) but not its cgroup.
+		p.group.SignalOthers(p.pid)
 	}
 	<-goPluginDone.Done()
 	// go-plugin has read the plugin's stderr to its end.
 	p.sink.flush()
+	// Nothing the worker started outlives it: kill what is left in its
+	// cgroup and wait until it is empty; then read whether the kernel's
+	// OOM killer ended it, and remove the cgroup.
+	if err := p.group.Drain(); err != nil {
+		p.baseLogger.Error("killing the processes the plugin left", "error", err)
+	}
+	oomKills := p.group.OOMKills()
+	p.group.Remove()
 	// End the Host service's calls under way: their worker is gone.
 	p.stopHost()
 	// Release go-plugin's connection and goroutines; with the process gone
@@ -290,8 +334,18 @@ func (p *Process) watchExit(goPluginDone context.Context) {
 	// cmd.ProcessState was set by cmd.Wait before goPluginDone was
 	// cancelled (and before client.Kill's wait group let go).
 	p.final = newExitError(p.cmd.ProcessState, p.killReason, p.tail)
+	p.final.markOOM(oomKills, p.group)
 	p.mu.Unlock()
 	close(p.done)
+}
+
+// releaseGroup kills whatever is left in the process's cgroups and removes
+// them: for a launch that failed.
+func (p *Process) releaseGroup() {
+	if err := p.group.Drain(); err != nil {
+		p.baseLogger.Error("killing the processes the plugin left", "error", err)
+	}
+	p.group.Remove()
 }
 
 // removeSocketDir removes the process's socket directory, with whatever
@@ -313,6 +367,7 @@ func (p *Process) signalKill() {
 	default:
 	}
 	_ = killProcess(p.cmd.Process)
+	p.group.Signal()
 }
 
 // killProcess kills proc and its process group. os.Process signals through

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/dynworkers/dynworkers/host/internal/contain"
 	"github.com/dynworkers/dynworkers/host/internal/scrub"
 	"github.com/dynworkers/dynworkers/sdk"
 	"github.com/dynworkers/dynworkers/sdk/proto"
@@ -90,6 +91,12 @@ type Options struct {
 	// DefaultHostCallTimeout.
 	HostCallTimeout time.Duration
 
+	// Limits are the resource limits of the worker's processes (its
+	// cgroup, or rlimits where the machine has none; see contain). Zero:
+	// none, but the process still gets a cgroup of its own, so that all
+	// of its processes are stopped with it.
+	Limits contain.Limits
+
 	// Spares, if set, is the pool of warm spares Start takes the process
 	// from when it holds one for this Path, Checksum, Env and the Logger's
 	// level (see Spares). Nil launches a process for every Start.
@@ -129,6 +136,7 @@ type Process struct {
 	cancelExec context.CancelFunc // cancels exec.Cmd's context; may be nil
 	client     *plugin.Client
 	cmd        *exec.Cmd
+	group      *contain.Group // the process's cgroups; nil methods do nothing
 	pid        int
 	watch      *exitWatch
 	worker     proto.WorkerClient
@@ -195,9 +203,11 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 		timeout:  fmt.Sprintf("start_timeout (%s)", budget.Round(time.Millisecond)),
 		scrubber: o.Scrubber,
 		logLimit: o.LogLimit,
+		name:     o.WorkerName,
+		limits:   o.Limits,
 	}
 	spares := o.Spares
-	key := newSpareKey(o.Path, o.Checksum, o.Logger.GetLevel(), o.Env)
+	key := newSpareKey(o.Path, o.Checksum, o.Logger.GetLevel(), o.Env, o.Limits)
 	p, launching := spares.take(key, plain)
 	if launching != nil {
 		// A spare being launched is ready sooner than a process launched now.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/dynworkers/dynworkers/host/internal/contain"
 	"github.com/dynworkers/dynworkers/host/internal/supervise"
 )
 
@@ -78,16 +79,18 @@ type Spares struct {
 	changed chan struct{}  // closed and replaced when spares come or go (for tests)
 }
 
-// spareKey says which spares can serve a Start.
+// spareKey says which spares can serve a Start. Spares are launched with
+// the limits of the workers they are for, in cgroups already limited.
 type spareKey struct {
-	path  string
-	sum   string // the checksum's bytes
-	level hclog.Level
-	env   string // Options.Env, joined by NULs: a spare's environment is fixed at launch
+	path   string
+	sum    string // the checksum's bytes
+	level  hclog.Level
+	env    string // Options.Env, joined by NULs: a spare's environment is fixed at launch
+	limits contain.Limits
 }
 
-func newSpareKey(path string, checksum []byte, level hclog.Level, env []string) spareKey {
-	return spareKey{path: path, sum: string(checksum), level: level, env: strings.Join(env, "\x00")}
+func newSpareKey(path string, checksum []byte, level hclog.Level, env []string, limits contain.Limits) spareKey {
+	return spareKey{path: path, sum: string(checksum), level: level, env: strings.Join(env, "\x00"), limits: limits}
 }
 
 // envList is the key's extra environment (Options.Env) as a list.
@@ -203,7 +206,7 @@ func (s *Spares) take(key spareKey, logger hclog.Logger) (*Process, *spareLaunch
 		return nil, nil
 	}
 	for k, set := range s.keys {
-		if k.path == key.path && k.sum != key.sum {
+		if k.path == key.path && (k.sum != key.sum || k.level != key.level) {
 			s.dropLocked(set) // the catalog has another checksum now
 		}
 	}
@@ -294,7 +297,7 @@ func (s *Spares) Warm(o Options) {
 	o = o.withDefaults()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.warmLocked(newSpareKey(o.Path, o.Checksum, o.Logger.GetLevel(), o.Env), o.Checksum, "keeping warm spares for a binary started by control messages")
+	s.warmLocked(newSpareKey(o.Path, o.Checksum, o.Logger.GetLevel(), o.Env, o.Limits), o.Checksum, "keeping warm spares for a binary started by control messages")
 }
 
 // watchWorker waits for the end of p, started from key, and gives the key
@@ -419,6 +422,8 @@ func (s *Spares) launch(set *spareSet) (*spare, error) {
 		timeout:   fmt.Sprintf("the warm spare's handshake timeout (%s)", spareLaunchTimeout),
 		handshake: spareLaunchTimeout,
 		cancel:    cancel,
+		name:      "spare",
+		limits:    set.key.limits,
 	})
 	stop()
 	if err != nil {

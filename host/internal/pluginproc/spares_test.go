@@ -30,7 +30,7 @@ func newSpares(t *testing.T, size int) (*Spares, *logSink) {
 // idle spares then.
 func waitPool(t *testing.T, s *Spares, o Options, what string, cond func(set *spareSet) bool) []*Process {
 	t.Helper()
-	key := newSpareKey(o.Path, o.Checksum, o.withDefaults().Logger.GetLevel(), o.Env)
+	key := newSpareKey(o.Path, o.Checksum, o.withDefaults().Logger.GetLevel(), o.Env, o.Limits)
 	deadline := time.After(20 * time.Second)
 	for {
 		s.mu.Lock()

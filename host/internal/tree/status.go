@@ -103,6 +103,7 @@ func workerInfoLocked(n *node) (WorkerInfo, bool) {
 	}
 	if cs.LastExit != nil {
 		w.LastExit = cs.LastExit.Error()
+		w.LastExitReason = api.ExitReason(cs.LastExit)
 	}
 	if n.source == api.SourceHybrid {
 		w.Owner = n.parent.name

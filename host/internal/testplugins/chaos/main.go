@@ -22,6 +22,17 @@
 // delay with status 1: the child keeps go-plugin's stderr pipe open, as a
 // leaked helper process of a real plugin would.
 //
+// Mode "oom" allocates memory (and touches it) after delay, 8 MiB at a time,
+// until it is killed: a worker over its memory limit.
+//
+// Mode "fork_bomb" starts processes (this binary again, with CHAOS_CHILD=1,
+// which just blocks) as fast as it can, for ever: it keeps trying after a
+// fork fails. Status reports "spawned" and "fork_errors".
+//
+// Mode "setsid_child" starts a child (this binary again, with CHAOS_CHILD=1)
+// in a session of its own (setsid), which leaves the plugin's process group,
+// with stdio on /dev/null, and reports its pid in Status as "grandchild_pid".
+//
 // When the environment variable CHAOS_LAUNCH_LOG names a file, every process
 // appends "<pid> <file name>" to it as its first action, so a test can count
 // launches and find the pids of processes it never got a handle on.
@@ -49,7 +60,7 @@ const EnvLaunchLog = "CHAOS_LAUNCH_LOG"
 
 // config selects the worker's misbehaviour.
 type config struct {
-	Mode      string        `config:"mode" default:"run" help:"run, panic, exit, exit_clean, ignore_stop, hang_health, slow_start or start_error"`
+	Mode      string        `config:"mode" default:"run" help:"run, panic, exit, exit_clean, ignore_stop, hang_health, slow_start, start_error, orphan, oom, fork_bomb or setsid_child"`
 	Delay     time.Duration `config:"delay" default:"0s" help:"how long to wait before misbehaving"`
 	Code      int           `config:"code" default:"1" help:"exit code for mode exit"`
 	Permanent bool          `config:"permanent" default:"false" help:"start_error: fail with an invalid-config error"`
@@ -61,7 +72,7 @@ type config struct {
 // ignoringStop is set once a worker in mode ignore_stop is in its Stop.
 var ignoringStop atomic.Bool
 
-var modes = []string{"run", "panic", "exit", "exit_clean", "ignore_stop", "hang_health", "slow_start", "start_error", "orphan"}
+var modes = []string{"run", "panic", "exit", "exit_clean", "ignore_stop", "hang_health", "slow_start", "start_error", "orphan", "oom", "fork_bomb", "setsid_child"}
 
 func main() {
 	name := filepath.Base(os.Args[0])
@@ -108,7 +119,14 @@ type worker struct {
 
 	mu  sync.Mutex
 	env sdk.Env
+	// grandchild is the pid of the setsid_child's child.
+	grandchild int
+	// spawned and forkErrors count the fork_bomb's children and failures.
+	spawned, forkErrors atomic.Int64
 }
+
+// memory holds what mode oom allocated, so that it stays in use.
+var memory [][]byte
 
 var (
 	_ sdk.Worker         = (*worker)(nil)
@@ -152,6 +170,49 @@ func (w *worker) Start(ctx context.Context, env sdk.Env) error {
 		}
 		log.Info("started a child that holds stderr", "child_pid", child.Process.Pid)
 		later(func() { os.Exit(1) })
+	case "oom":
+		later(func() {
+			for {
+				b := make([]byte, 8<<20)
+				for i := 0; i < len(b); i += 4096 {
+					b[i] = 1
+				}
+				memory = append(memory, b)
+			}
+		})
+	case "fork_bomb":
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		later(func() {
+			for {
+				child := exec.Command(exe)
+				child.Env = append(os.Environ(), "CHAOS_CHILD=1")
+				if err := child.Start(); err != nil {
+					w.forkErrors.Add(1)
+					time.Sleep(time.Millisecond)
+					continue
+				}
+				w.spawned.Add(1)
+				go child.Wait()
+			}
+		})
+	case "setsid_child":
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		child := exec.Command(exe)
+		child.Env = append(os.Environ(), "CHAOS_CHILD=1")
+		child.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := child.Start(); err != nil {
+			return err
+		}
+		w.mu.Lock()
+		w.grandchild = child.Process.Pid
+		w.mu.Unlock()
+		log.Info("started a child in a session of its own", "child_pid", child.Process.Pid)
 	case "slow_start":
 		time.Sleep(w.cfg.Delay) // deliberately ignores ctx
 	case "start_error":
@@ -192,5 +253,14 @@ func (w *worker) Status(ctx context.Context) (map[string]any, error) {
 	if w.cfg.HangStatus {
 		select {} // never answers, whatever the deadline says
 	}
-	return map[string]any{"mode": w.cfg.Mode, "pid": os.Getpid(), "health_checks": w.healthChecks.Load()}, nil
+	st := map[string]any{"mode": w.cfg.Mode, "pid": os.Getpid(), "health_checks": w.healthChecks.Load()}
+	w.mu.Lock()
+	if w.grandchild != 0 {
+		st["grandchild_pid"] = w.grandchild
+	}
+	w.mu.Unlock()
+	if w.cfg.Mode == "fork_bomb" {
+		st["spawned"], st["fork_errors"] = w.spawned.Load(), w.forkErrors.Load()
+	}
+	return st, nil
 }
