@@ -25,6 +25,32 @@ func openFDs(t *testing.T, pid int) int {
 	return len(entries)
 }
 
+// settledFDs waits until the fd count of pid has stayed the same for
+// steady, and returns it; it fails the test after deadline.
+func settledFDs(t *testing.T, pid int, steady, deadline time.Duration) int {
+	t.Helper()
+	n, since := openFDs(t, pid), time.Now()
+	sdktest.Eventually(t, deadline, func() bool {
+		if m := openFDs(t, pid); m != n {
+			n, since = m, time.Now()
+		}
+		return time.Since(since) >= steady
+	}, "the fd count of the host did not settle for %s: %v", steady, lazy(func() any { return fdTargets(pid) }))
+	return n
+}
+
+// fdTargets lists what the open fds of pid point at, for a failure message.
+func fdTargets(pid int) []string {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	entries, _ := os.ReadDir(dir)
+	var out []string
+	for _, e := range entries {
+		target, _ := os.Readlink(dir + "/" + e.Name())
+		out = append(out, e.Name()+"->"+target)
+	}
+	return out
+}
+
 // apiAddr waits for the host's "HTTP API listening" line and returns its
 // address.
 func (h *hostProc) apiAddr() string {
@@ -68,7 +94,12 @@ func TestSlowBodiesDoNotHoldTheHostsFDs(t *testing.T) {
 	addr := h.apiAddr()
 	h.waitLine("host running")
 	pid := h.cmd.Process.Pid
-	baseline := openFDs(t, pid)
+	// The baseline is the fd count of a settled host: a worker's plugin
+	// opens its go-plugin broker connection to the host (one more unix
+	// socket) a moment after "host running", later still on a loaded
+	// machine. Settled: the same count for a whole second.
+	baseline := settledFDs(t, pid, time.Second, 15*time.Second)
+	baselineFDs := fdTargets(pid)
 
 	heads := []string{
 		"POST /v1/workers HTTP/1.1\r\nHost: 127.0.0.1\r\n" + httpapi.RequestHeader + ": 1\r\nContent-Type: application/json\r\n",
@@ -128,8 +159,8 @@ func TestSlowBodiesDoNotHoldTheHostsFDs(t *testing.T) {
 		}
 		back = time.Since(sent)
 		return true
-	}, "the host's fds did not come back to %d within %s of the last slow body: %v", baseline, bodyDeadline+margin,
-		lazy(func() any { return openFDs(t, pid) }))
+	}, "the host's fds did not come back to %d within %s of the last slow body: %v (at the baseline: %v)", baseline, bodyDeadline+margin,
+		lazy(func() any { return fdTargets(pid) }), baselineFDs)
 	t.Logf("the host held up to %d fds; they were back to %d %s after the last slow body (body deadline %s)",
 		peak, baseline, back.Round(time.Millisecond), bodyDeadline)
 	if peak < baseline+conns/4 {
