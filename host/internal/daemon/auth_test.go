@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/dynworkers/dynworkers/host/internal/httpapi"
 	"io"
 	"net/http"
 	"net/url"
@@ -370,6 +371,7 @@ func TestControlPolicyOverHTTP(t *testing.T) {
 			t.Fatal(err)
 		}
 		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set(httpapi.RequestHeader, "1") // a program, not a page (the CSRF guard)
 		if s != nil {
 			s.Sign(auth.HTTPScope(method, req.URL.RequestURI()), body, time.Now()).SetHTTP(req.Header)
 		}
@@ -397,6 +399,7 @@ func TestControlPolicyOverHTTP(t *testing.T) {
 	}
 	// A signature for another path does not verify.
 	req, _ := http.NewRequest(http.MethodPost, base+"/v1/workers", bytes.NewReader(start))
+	req.Header.Set("Content-Type", "application/json")
 	k.ops.Sign(auth.HTTPScope(http.MethodPost, "/v1/supervisors"), start, time.Now()).SetHTTP(req.Header)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

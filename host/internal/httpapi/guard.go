@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"fmt"
+	"github.com/dynworkers/dynworkers/host/internal/auth"
 	"mime"
 	"net"
 	"net/http"
@@ -40,8 +41,9 @@ func mutating(method string) bool {
 //     (scheme, host and port as the request reached the API);
 //   - a mutating request that a browser marks as coming from another
 //     origin (Sec-Fetch-Site other than same-origin or none);
-//   - a mutating request without RequestHeader or an Authorization header
-//     (what a cross-origin form, or a fetch in no-cors mode, sends);
+//   - a mutating request without RequestHeader, an Authorization header or
+//     a control signature (auth.HeaderSignature): what a cross-origin form,
+//     or a fetch in no-cors mode, sends;
 //   - a mutating request with a body that is not sent as application/json
 //     (415), so a text/plain or form body is never decoded as a command.
 //
@@ -84,8 +86,10 @@ func (s *Server) checkRequest(r *http.Request) (int, string) {
 		return http.StatusForbidden, fmt.Sprintf("cross-origin request refused: the browser marks this %s as coming from another origin (Sec-Fetch-Site: %s)",
 			r.Method, clip(site))
 	}
-	if _, hasToken := bearer(r.Header.Get("Authorization")); r.Header.Get(RequestHeader) == "" && !hasToken {
-		return http.StatusForbidden, fmt.Sprintf("a %s must carry the header %q (or \"Authorization: Bearer <token>\"); "+
+	// A signed request (package auth's headers) carries a header no page of
+	// another origin can set without a preflight too.
+	if _, hasToken := bearer(r.Header.Get("Authorization")); r.Header.Get(RequestHeader) == "" && !hasToken && r.Header.Get(auth.HeaderSignature) == "" {
+		return http.StatusForbidden, fmt.Sprintf("a %s must carry the header %q (or \"Authorization: Bearer <token>\", or a control signature); "+
 			"a cross-origin form or page cannot send it, which is how the API tells a program or the dashboard from one", r.Method, RequestHeader+": 1")
 	}
 	if r.ContentLength != 0 {
