@@ -51,6 +51,8 @@ func TestGuard(t *testing.T) {
 			[]string{RequestHeader, "1", "Origin", "null", "Sec-Fetch-Site", "same-origin"}, 0, ""},
 		{"token instead of the header", Options{Token: token}, "DELETE", "127.0.0.1:7780", "/v1/workers/w", "",
 			[]string{"Authorization", "Bearer " + token}, 0, ""},
+		{"signature instead of the header", Options{}, "DELETE", "127.0.0.1:7780", "/v1/workers/w", "",
+			[]string{"Dynworkers-Signature", "c2ln"}, 0, ""},
 		{"read without the header", Options{}, "GET", "127.0.0.1:7780", "/v1/status", "", nil, 0, ""},
 		{"navigation from another site", Options{}, "GET", "127.0.0.1:7780", "/v1/status", "",
 			[]string{"Sec-Fetch-Site", "cross-site"}, 0, ""},
