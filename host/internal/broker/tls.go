@@ -34,65 +34,80 @@ func checkTLS(url string, c *tls.Config) error {
 // tlsConfig returns a copy of Options.TLS for one connection (amqp091-go
 // writes the server name into the one it is given), or for amqps:// with
 // no Options.TLS, the defaults with TLS 1.2 at least; nil for amqp://.
-// The certRequest tells explainTLS whether the broker asked for a client
+// The CertRequest tells explainTLS whether the broker asked for a client
 // certificate.
-func (c *Conn) tlsConfig() (*tls.Config, *certRequest) {
+func (c *Conn) tlsConfig() (*tls.Config, *CertRequest) {
 	if c.o.TLS != nil {
-		return watchCertRequest(c.o.TLS)
+		return WatchCertRequest(c.o.TLS)
 	}
 	if strings.HasPrefix(strings.ToLower(c.url), "amqps://") {
-		return watchCertRequest(&tls.Config{MinVersion: tls.VersionTLS12})
+		return WatchCertRequest(&tls.Config{MinVersion: tls.VersionTLS12})
 	}
 	return nil, nil
 }
 
-// explainTLS adds what to check to the errors of a TLS handshake, which
-// crypto/tls words for protocol experts.
-func explainTLS(err error, cr *certRequest) error {
-	var (
-		unknown  x509.UnknownAuthorityError
-		hostname x509.HostnameError
-		invalid  x509.CertificateInvalidError
-		recErr   tls.RecordHeaderError
-	)
-	switch {
-	case errors.As(err, &unknown):
-		return fmt.Errorf("TLS: the broker's certificate is not signed by a trusted CA (check ca_file: it must hold the CA that signed the broker's certificate): %w", err)
-	case errors.As(err, &hostname):
-		return fmt.Errorf("TLS: the broker's certificate is not valid for the name checked (set server_name to a name in the certificate, or connect by that name): %w", err)
-	case errors.As(err, &invalid):
-		return fmt.Errorf("TLS: the broker's certificate is not valid (expired, not yet valid or not for a server): %w", err)
-	case cr.refused(err) && cr.had && !cr.sent.Load():
-		return fmt.Errorf("TLS: the broker asked for a client certificate signed by a CA it trusts, and cert_file is not: none was sent, and the broker closed the connection: %w", err)
-	case cr.refused(err) && !cr.sent.Load():
-		return fmt.Errorf("TLS: the broker asked for a client certificate and closed the connection: none was sent (set cert_file and key_file): %w", err)
-	case cr.refused(err):
-		return fmt.Errorf("TLS: the broker closed the connection after it received the host's client certificate: it refused it (is cert_file signed by a CA the broker trusts, and valid?): %w", err)
-	case strings.Contains(err.Error(), "remote error: tls: "):
-		// An alert from the broker (crypto/tls does not export its type).
-		return fmt.Errorf("TLS: the broker refused the handshake: %w", err)
-	case errors.As(err, &recErr):
-		return fmt.Errorf("TLS: the server did not answer in TLS (is this the broker's TLS port, usually 5671?): %w", err)
+// explainTLS adds what to check to the errors of a TLS handshake, in the
+// words of the amqp block's tls settings.
+func explainTLS(err error, cr *CertRequest) error {
+	if hint := TLSHint(err, cr, TLSSettingNames{CA: "ca_file", Cert: "cert_file", Key: "key_file", ServerName: "server_name"}); hint != "" {
+		return fmt.Errorf("TLS: %s: %w", hint, err)
 	}
 	return err
 }
 
-// certRequest records whether the broker asked for a client certificate
+// TLSSettingNames name the TLS settings in TLSHint's words: the HCL
+// attributes for the host, the flags for the CLI.
+type TLSSettingNames struct{ CA, Cert, Key, ServerName string }
+
+// TLSHint says what to check after a failed connection over TLS, which
+// crypto/tls words for protocol experts, or "" when err is not a TLS
+// failure. cr is the CertRequest of the connection's config
+// (WatchCertRequest), or nil.
+func TLSHint(err error, cr *CertRequest, n TLSSettingNames) string {
+	var (
+		unknown  x509.UnknownAuthorityError
+		hostname x509.HostnameError
+		invalid  x509.CertificateInvalidError
+		record   tls.RecordHeaderError
+	)
+	switch {
+	case errors.As(err, &unknown):
+		return fmt.Sprintf("the broker's certificate is not signed by a trusted CA (%s must hold the CA that signed it)", n.CA)
+	case errors.As(err, &hostname):
+		return fmt.Sprintf("the broker's certificate is not valid for this name (set %s to a name in the certificate, or connect by that name)", n.ServerName)
+	case errors.As(err, &invalid):
+		return "the broker's certificate is not valid (expired, not yet valid or not for a server)"
+	case cr.refused(err) && cr.had && !cr.sent.Load():
+		return fmt.Sprintf("the broker asked for a client certificate signed by a CA it trusts, and %s is not: none was sent, and the broker closed the connection", n.Cert)
+	case cr.refused(err) && !cr.sent.Load():
+		return fmt.Sprintf("the broker asked for a client certificate and closed the connection: none was sent (set %s and %s)", n.Cert, n.Key)
+	case cr.refused(err):
+		return fmt.Sprintf("the broker closed the connection after it received the client certificate: it refused it (is %s signed by a CA the broker trusts, and valid?)", n.Cert)
+	case strings.Contains(err.Error(), "remote error: tls: "):
+		// An alert from the broker (crypto/tls does not export its type).
+		return "the broker refused the TLS handshake"
+	case errors.As(err, &record):
+		return "the server did not answer in TLS (is this the broker's TLS port, usually 5671?)"
+	}
+	return ""
+}
+
+// CertRequest records whether the broker asked for a client certificate
 // during a TLS handshake, and whether one was sent. In TLS 1.3 the client's
 // handshake ends before the server checks the client's certificate, so a
 // broker that refuses it shows only as a connection closed afterwards;
 // this tells why.
-type certRequest struct {
+type CertRequest struct {
 	asked, sent atomic.Bool
 	had         bool // a client certificate was configured
 }
 
-// watchCertRequest returns a copy of c that records in the returned
-// certRequest what the handshake did, choosing the client certificate as
+// WatchCertRequest returns a copy of c that records in the returned
+// CertRequest what the handshake did, choosing the client certificate as
 // crypto/tls does by default (the first of c.Certificates the server
-// accepts, else none).
-func watchCertRequest(c *tls.Config) (*tls.Config, *certRequest) {
-	r := &certRequest{}
+// accepts, else none). A nil c gives a nil config.
+func WatchCertRequest(c *tls.Config) (*tls.Config, *CertRequest) {
+	r := &CertRequest{}
 	if c == nil {
 		return nil, r
 	}
@@ -120,7 +135,7 @@ func watchCertRequest(c *tls.Config) (*tls.Config, *certRequest) {
 // refused reports whether err, a failure to connect, is the broker closing
 // the connection after it asked for a client certificate: it refused the
 // one sent, or the lack of one.
-func (r *certRequest) refused(err error) bool {
+func (r *CertRequest) refused(err error) bool {
 	if r == nil || !r.asked.Load() {
 		return false
 	}

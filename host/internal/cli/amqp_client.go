@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -13,14 +12,13 @@ import (
 	"net"
 	"net/url"
 	"strings"
-	"sync/atomic"
-	"syscall"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/dynworkers/dynworkers/host/internal/amqpurl"
 	"github.com/dynworkers/dynworkers/host/internal/auth"
+	"github.com/dynworkers/dynworkers/host/internal/broker"
 	"github.com/dynworkers/dynworkers/host/internal/config"
 	"github.com/dynworkers/dynworkers/host/internal/control"
 )
@@ -95,14 +93,14 @@ func (o *clientOptions) dialAMQP(ctx context.Context) (*amqpSession, error) {
 		}
 		tlsCfg = c
 	}
-	tlsCfg, certReq := watchCertRequest(tlsCfg)
+	tlsCfg, certReq := broker.WatchCertRequest(tlsCfg)
 	conn, err := amqp.DialConfig(o.amqpURL, amqp.Config{
 		Properties:      amqp.Table{"connection_name": "dynworkers " + o.cmd},
 		Dial:            dialContext(ctx, amqpDialTimeout),
 		TLSClientConfig: tlsCfg,
 	})
 	if err != nil {
-		if hint := tlsHint(err, certReq); hint != "" {
+		if hint := broker.TLSHint(err, certReq, tlsFlags); hint != "" {
 			return nil, fmt.Errorf("cannot connect to the broker at %s over TLS: %s: %w", where, hint, err)
 		}
 		var ne net.Error
@@ -155,35 +153,9 @@ func (s *amqpSession) close() { s.conn.Close() }
 // tlsFlagNames words the TLS settings' errors with the flags that set them.
 var tlsFlagNames = map[string]string{"ca_file": "-amqp-ca", "cert_file": "-amqp-cert", "key_file": "-amqp-key", "server_name": "-amqp-server-name"}
 
-// tlsHint says what to check after a failed TLS handshake, or "" when err
-// is not one.
-func tlsHint(err error, cr *certRequest) string {
-	var (
-		unknown  x509.UnknownAuthorityError
-		hostname x509.HostnameError
-		invalid  x509.CertificateInvalidError
-		record   tls.RecordHeaderError
-	)
-	switch {
-	case errors.As(err, &unknown):
-		return "the broker's certificate is not signed by a trusted CA (give its CA with -amqp-ca)"
-	case errors.As(err, &hostname):
-		return "the broker's certificate is not valid for this name (set -amqp-server-name to a name in the certificate)"
-	case errors.As(err, &invalid):
-		return "the broker's certificate is not valid (expired, not yet valid or not for a server)"
-	case cr.refused(err) && cr.had && !cr.sent.Load():
-		return "the broker asked for a client certificate signed by a CA it trusts, and -amqp-cert is not: none was sent, and the broker closed the connection"
-	case cr.refused(err) && !cr.sent.Load():
-		return "the broker asked for a client certificate and closed the connection: none was sent (give -amqp-cert and -amqp-key)"
-	case cr.refused(err):
-		return "the broker closed the connection after it received the client certificate: it refused it (is -amqp-cert signed by a CA the broker trusts, and valid?)"
-	case strings.Contains(err.Error(), "remote error: tls: "):
-		return "the broker refused the TLS handshake"
-	case errors.As(err, &record):
-		return "the server did not answer in TLS (is this the broker's TLS port, usually 5671?)"
-	}
-	return ""
-}
+// tlsFlags names the same flags in the broker's hints after a failed
+// handshake.
+var tlsFlags = broker.TLSSettingNames{CA: "-amqp-ca", Cert: "-amqp-cert", Key: "-amqp-key", ServerName: "-amqp-server-name"}
 
 // dialContext is amqp.DefaultDial that also gives up when ctx ends.
 func dialContext(ctx context.Context, timeout time.Duration) func(network, addr string) (net.Conn, error) {
@@ -330,63 +302,4 @@ func randomID() string {
 	b := make([]byte, 16)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails
 	return hex.EncodeToString(b)
-}
-
-// certRequest records whether the broker asked for a client certificate
-// during a TLS handshake, and whether one was sent. In TLS 1.3 the client's
-// handshake ends before the server checks the client's certificate, so a
-// broker that refuses it shows only as a connection closed afterwards;
-// this tells why.
-type certRequest struct {
-	asked, sent atomic.Bool
-	had         bool // a client certificate was configured
-}
-
-// watchCertRequest returns a copy of c that records in the returned
-// certRequest what the handshake did, choosing the client certificate as
-// crypto/tls does by default (the first of c.Certificates the server
-// accepts, else none).
-func watchCertRequest(c *tls.Config) (*tls.Config, *certRequest) {
-	r := &certRequest{}
-	if c == nil {
-		return nil, r
-	}
-	c = c.Clone()
-	certs, get := c.Certificates, c.GetClientCertificate
-	r.had = len(certs) > 0 || get != nil
-	c.GetClientCertificate = func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
-		r.asked.Store(true)
-		if get != nil {
-			cert, err := get(cri)
-			r.sent.Store(err == nil && cert != nil && len(cert.Certificate) > 0)
-			return cert, err
-		}
-		for i := range certs {
-			if cri.SupportsCertificate(&certs[i]) == nil {
-				r.sent.Store(true)
-				return &certs[i], nil
-			}
-		}
-		return &tls.Certificate{}, nil
-	}
-	return c, r
-}
-
-// refused reports whether err, a failure to connect, is the broker closing
-// the connection after it asked for a client certificate: it refused the
-// one sent, or the lack of one.
-func (r *certRequest) refused(err error) bool {
-	if r == nil || !r.asked.Load() {
-		return false
-	}
-	// amqp091-go reports a connection closed while it reads the broker's
-	// first frame as an *amqp.Error of code 501 (the read's error as text)
-	// or 504 (ErrClosed); a refused login is 403 and a wrong vhost 402,
-	// which are not this.
-	var ae *amqp.Error
-	if errors.As(err, &ae) {
-		return ae.Code == amqp.FrameError || ae.Code == amqp.ChannelError
-	}
-	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed) || strings.Contains(err.Error(), "remote error: tls: ")
 }

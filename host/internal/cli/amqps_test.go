@@ -59,12 +59,12 @@ func TestAMQPSHostAndClient(t *testing.T) {
 		want string
 	}{
 		{"wrong CA", []string{"-amqp-ca", other.CertFile, "-amqp-cert", node.Client.CertFile, "-amqp-key", node.Client.KeyFile},
-			"the broker's certificate is not signed by a trusted CA (give its CA with -amqp-ca)"},
+			"the broker's certificate is not signed by a trusted CA (-amqp-ca must hold the CA that signed it)"},
 		{"wrong server name", []string{"-amqp-ca", node.CA.CertFile, "-amqp-cert", node.Client.CertFile, "-amqp-key", node.Client.KeyFile,
 			"-amqp-server-name", "rabbit.example"},
 			"the broker's certificate is not valid for this name (set -amqp-server-name"},
 		{"no client certificate", []string{"-amqp-ca", node.CA.CertFile},
-			"the broker asked for a client certificate and closed the connection: none was sent (give -amqp-cert and -amqp-key)"},
+			"the broker asked for a client certificate and closed the connection: none was sent (set -amqp-cert and -amqp-key)"},
 		{"client certificate of another CA", []string{"-amqp-ca", node.CA.CertFile,
 			"-amqp-cert", stranger.CertFile, "-amqp-key", stranger.KeyFile},
 			"the broker asked for a client certificate signed by a CA it trusts, and -amqp-cert is not"},
@@ -80,7 +80,7 @@ func TestAMQPSHostAndClient(t *testing.T) {
 
 	// A host whose ca_file is another CA does not connect, and says why.
 	bad := startServe(t, "-config", writeConfig(t, tlsBlock(other.CertFile, true)))
-	bad.waitLine("the broker's certificate is not signed by a trusted CA (check ca_file")
+	bad.waitLine("the broker's certificate is not signed by a trusted CA (ca_file must hold the CA that signed it)")
 	// One without a client certificate is refused by the broker.
 	anon := startServe(t, "-config", writeConfig(t, tlsBlock(node.CA.CertFile, false)))
 	anon.waitLine("the broker asked for a client certificate and closed the connection: none was sent (set cert_file and key_file)")
