@@ -291,16 +291,9 @@ func (s *Store) keepAside(st *State) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	base := s.path + ".rejected-" + s.now().UTC().Format("20060102T150405Z")
-	aside := base
-	for i := 1; ; i++ {
-		if _, err := os.Lstat(aside); errors.Is(err, fs.ErrNotExist) {
-			break
-		}
-		if i > 1000 {
-			return "", fmt.Errorf("no free name like %s", base)
-		}
-		aside = base + "-" + strconv.Itoa(i)
+	aside, err := s.freeName("rejected")
+	if err != nil {
+		return "", err
 	}
 	if err := s.replaceAt(aside, data); err != nil {
 		return "", err
@@ -330,18 +323,27 @@ func parse(data []byte) (*State, error) {
 	return &st, nil
 }
 
-// moveAside renames the state file to a name that is not taken yet.
-func (s *Store) moveAside() (string, error) {
-	base := s.path + ".corrupt-" + s.now().UTC().Format("20060102T150405Z")
+// freeName returns a name beside the state file that is not taken yet:
+// <path>.<kind>-<UTC time>, with -N added if that exists.
+func (s *Store) freeName(kind string) (string, error) {
+	base := s.path + "." + kind + "-" + s.now().UTC().Format("20060102T150405Z")
 	aside := base
 	for i := 1; ; i++ {
 		if _, err := os.Lstat(aside); errors.Is(err, fs.ErrNotExist) {
-			break
+			return aside, nil
 		}
 		if i > 1000 {
 			return "", fmt.Errorf("no free name like %s", base)
 		}
 		aside = base + "-" + strconv.Itoa(i)
+	}
+}
+
+// moveAside renames the state file to a name that is not taken yet.
+func (s *Store) moveAside() (string, error) {
+	aside, err := s.freeName("corrupt")
+	if err != nil {
+		return "", err
 	}
 	if err := os.Rename(s.path, aside); err != nil {
 		return "", err
