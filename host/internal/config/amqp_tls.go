@@ -100,14 +100,12 @@ func settingName(names map[string]string, attr string) string {
 }
 
 type tlsProblem struct {
-	attr    string // ca_file, cert_file, key_file
-	msg     string
-	warning bool
+	attr string // ca_file, cert_file, key_file
+	msg  string
 }
 
-// load reads the files. Problems with warning set do not stop the
-// configuration from being built. Messages name the settings by names
-// (see ClientConfig).
+// load reads the files; any problem stops the configuration from being
+// built. Messages name the settings by names (see ClientConfig).
 func (t *AMQPTLS) load(names map[string]string) (*tls.Config, []tlsProblem) {
 	var problems []tlsProblem
 	fail := func(attr, format string, args ...any) {
@@ -155,27 +153,25 @@ func (t *AMQPTLS) load(names map[string]string) (*tls.Config, []tlsProblem) {
 		default:
 			cfg.Certificates = []tls.Certificate{pair}
 		}
+		// Refused, as the HTTP API's TLS key and every other secret file
+		// the host reads are.
 		if fi, err := os.Stat(t.KeyFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
-			problems = append(problems, tlsProblem{attr: "key_file", warning: true,
-				msg: fmt.Sprintf("the private key %q is readable by other users (mode %#o): chmod 600 it", t.KeyFile, fi.Mode().Perm())})
+			fail("key_file", "the private key %q is accessible to its group or to others (mode %04o): it holds a secret; run `chmod 600 %s`",
+				t.KeyFile, fi.Mode().Perm(), t.KeyFile)
 		}
 	}
-	for _, p := range problems {
-		if !p.warning {
-			return nil, problems
-		}
+	if len(problems) > 0 {
+		return nil, problems
 	}
-	return cfg, problems
+	return cfg, nil
 }
 
-// tlsErrors turns the errors among problems (not the warnings) into one
-// error, each prefixed with prefix and the setting's name.
+// tlsErrors turns problems into one error, each prefixed with prefix and
+// the setting's name.
 func tlsErrors(prefix string, problems []tlsProblem) error {
 	var errs []error
 	for _, p := range problems {
-		if !p.warning {
-			errs = append(errs, fmt.Errorf("%s%s: %s", prefix, p.attr, p.msg))
-		}
+		errs = append(errs, fmt.Errorf("%s%s: %s", prefix, p.attr, p.msg))
 	}
 	return errors.Join(errs...)
 }
@@ -260,14 +256,8 @@ func decodeAMQPTLS(sc *scope, blocks hcl.Blocks, urlAttr *hcl.Attribute, u *url.
 		if attr := attrs[p.attr]; attr != nil {
 			r = attr.Expr.Range()
 		}
-		sev := hcl.DiagError
-		summary := "Unusable AMQP TLS setting"
-		if p.warning {
-			sev, summary = hcl.DiagWarning, "AMQP TLS private key readable by others"
-		} else {
-			failed = true
-		}
-		sc.add(&hcl.Diagnostic{Severity: sev, Summary: summary, Detail: upperFirst(p.msg) + ".", Subject: r.Ptr()})
+		failed = true
+		sc.add(&hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Unusable AMQP TLS setting", Detail: upperFirst(p.msg) + ".", Subject: r.Ptr()})
 	}
 	if failed {
 		return nil

@@ -119,9 +119,9 @@ func TestAMQPTLSBlock(t *testing.T) {
 			}
 		})
 	}
-	t.Run("key readable by others: a warning", func(t *testing.T) {
+	t.Run("key readable by others: refused", func(t *testing.T) {
 		cfg, diags := load(t, block(url, `cert_file = "client.pem"`, `key_file = "readable-key.pem"`))
-		if cfg == nil || !strings.Contains(diags, "AMQP TLS private key readable by others") || !strings.Contains(diags, "chmod 600") {
+		if cfg != nil || !strings.Contains(diags, "accessible to its group or to others") || !strings.Contains(diags, "chmod 600") {
 			t.Errorf("cfg %v, diagnostics:\n%s", cfg, diags)
 		}
 	})
