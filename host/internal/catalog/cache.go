@@ -136,6 +136,17 @@ func (c *describeCache) save(path string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	if err := writeFileAtomic(path, data); err != nil {
+		return fmt.Errorf("replacing %s: %w", path, err)
+	}
+	return nil
+}
+
+// writeFileAtomic writes data to path, mode 0644, through a synced
+// temporary file in the same directory renamed over it: a reader sees the
+// old file or the new one, never a part.
+func writeFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
 	if err != nil {
 		return err
@@ -155,8 +166,5 @@ func (c *describeCache) save(path string) error {
 	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("replacing %s: %w", path, err)
-	}
-	return nil
+	return os.Rename(tmp.Name(), path)
 }

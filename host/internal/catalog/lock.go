@@ -257,28 +257,7 @@ func hclQuote(s string) string {
 // WriteLock writes the lock file for entries atomically (a temporary file
 // in the same directory, renamed over the old one), mode 0644.
 func WriteLock(path string, entries []LockEntry) error {
-	data := FormatLock(entries)
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // no-op after a successful rename
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return writeFileAtomic(path, FormatLock(entries))
 }
 
 // LockDrift compares a lock with the entries of the directory now: the
