@@ -624,7 +624,7 @@ func TestAMQPOversizedMessageIsRefusedBeforeDecoding(t *testing.T) {
 	}
 	runtime.GC()
 	a0 := allocs()
-	publishBig(t, admin, "", plainQ, amqp.Publishing{Body: body})
+	admin.PublishWithin(2*time.Minute, "", plainQ, amqp.Publishing{Body: body})
 	if d := brokertest.Receive(t, plain, amqpWait); len(d.Body) != size {
 		t.Fatalf("plain consumer got %d bytes", len(d.Body))
 	}
@@ -633,7 +633,7 @@ func TestAMQPOversizedMessageIsRefusedBeforeDecoding(t *testing.T) {
 	runtime.GC()
 	rssBefore := rssBytes(t)
 	a0 = allocs()
-	publishBig(t, admin, control.ControlExchange, control.HostKey(sid, "h1"), amqp.Publishing{
+	admin.PublishWithin(2*time.Minute, control.ControlExchange, control.HostKey(sid, "h1"), amqp.Publishing{
 		ContentType: "application/json", ReplyTo: replyTo, CorrelationId: "corr-big", Body: body,
 	})
 	d, r := amqpReply(t, replies)
@@ -663,27 +663,6 @@ func TestAMQPOversizedMessageIsRefusedBeforeDecoding(t *testing.T) {
 		return d.RoutingKey == control.HostKey(sid, "h1") && len(d.Body) == size
 	}); n != 1 {
 		t.Errorf("%d oversized messages of this test dead-lettered, want 1", n)
-	}
-}
-
-// publishBig publishes a large message and waits for its confirmation
-// for longer than Admin.Publish does: on a loaded machine the broker takes
-// a while to take 100 MiB.
-func publishBig(t *testing.T, admin *brokertest.Admin, exchange, key string, msg amqp.Publishing) {
-	t.Helper()
-	ch := admin.Channel()
-	defer func() { _ = ch.Close() }()
-	if err := ch.Confirm(false); err != nil {
-		t.Fatalf("confirm mode: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, false, false, msg)
-	if err != nil {
-		t.Fatalf("publishing %d bytes: %v", len(msg.Body), err)
-	}
-	if ok, err := dc.WaitContext(ctx); !ok || err != nil {
-		t.Fatalf("publishing %d bytes: not confirmed (%v)", len(msg.Body), err)
 	}
 }
 

@@ -387,7 +387,7 @@ worker "steady" {
 	}
 	copy(body[len(body)-3:], `"}}`)
 	replyQ, replies := admin.TempQueue("")
-	publishBig(t, admin, control.ControlExchange, sys+".h1", amqp.Publishing{Body: body, ReplyTo: replyQ, CorrelationId: "big"})
+	admin.PublishWithin(2*time.Minute, control.ControlExchange, sys+".h1", amqp.Publishing{Body: body, ReplyTo: replyQ, CorrelationId: "big"})
 	body = nil
 	var r control.Reply
 	if d := brokertest.Receive(t, replies, waitTimeout); d.CorrelationId != "big" || json.Unmarshal(d.Body, &r) != nil {
@@ -423,26 +423,5 @@ worker "steady" {
 		return d.RoutingKey == sys+".h1" && len(d.Body) == 100<<20
 	}); n > 1 {
 		t.Errorf("%d copies of the big message dead-lettered, want at most 1", n)
-	}
-}
-
-// publishBig publishes a large message and waits for its confirmation
-// for longer than Admin.Publish does: on a loaded machine the broker takes
-// a while to take 100 MiB.
-func publishBig(t *testing.T, admin *brokertest.Admin, exchange, key string, msg amqp.Publishing) {
-	t.Helper()
-	ch := admin.Channel()
-	defer func() { _ = ch.Close() }()
-	if err := ch.Confirm(false); err != nil {
-		t.Fatalf("confirm mode: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, false, false, msg)
-	if err != nil {
-		t.Fatalf("publishing %d bytes: %v", len(msg.Body), err)
-	}
-	if ok, err := dc.WaitContext(ctx); !ok || err != nil {
-		t.Fatalf("publishing %d bytes: not confirmed (%v)", len(msg.Body), err)
 	}
 }

@@ -193,15 +193,22 @@ func (a *Admin) TempQueue(exchange string, keys ...string) (string, <-chan amqp.
 }
 
 // Publish publishes msg with a publisher confirm and fails the test if the
-// broker does not confirm it.
+// broker does not confirm it within 10s.
 func (a *Admin) Publish(exchange, key string, msg amqp.Publishing) {
+	a.t.Helper()
+	a.PublishWithin(10*time.Second, exchange, key, msg)
+}
+
+// PublishWithin is Publish with another deadline for the confirm: on a
+// loaded machine the broker takes a while to take a message of 100 MiB.
+func (a *Admin) PublishWithin(timeout time.Duration, exchange, key string, msg amqp.Publishing) {
 	a.t.Helper()
 	ch := a.Channel()
 	defer func() { _ = ch.Close() }()
 	if err := ch.Confirm(false); err != nil {
 		a.t.Fatalf("confirm mode: %v", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, false, false, msg)
 	if err != nil {
