@@ -63,6 +63,12 @@ type StartResult struct {
 	Action string `json:"action"`
 	Pid    int    `json:"pid,omitempty"`
 	State  string `json:"state"`
+	// Host is the host that runs the worker: set for a cluster start
+	// (which may run anywhere in the system).
+	Host string `json:"host,omitempty"`
+	// Pending says why a cluster worker is not placed yet (State
+	// "pending"), e.g. no live host has the capacity or the labels.
+	Pending string `json:"pending,omitempty"`
 }
 
 // WorkerResult is the result of stop_worker and restart_worker.

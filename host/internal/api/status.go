@@ -10,6 +10,7 @@ const (
 	SourceHCL     = "hcl"     // the HCL configuration
 	SourceControl = "control" // a control message (persisted in state_dir)
 	SourceHybrid  = "hybrid"  // a hybrid worker, through the Host service
+	SourceCluster = "cluster" // the cluster's desired state in etcd (placed here by the leader)
 )
 
 // Status is the result of the status operation (GET /v1/status).

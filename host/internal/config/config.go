@@ -83,6 +83,7 @@ type Config struct {
 	Host     HostConfig
 	AMQP     *AMQPConfig    // nil when the configuration has no amqp block
 	Control  *ControlConfig // nil when the configuration has no control block
+	Cluster  *ClusterConfig // nil when the configuration has no cluster block: the host is alone
 	Root     *Supervisor
 	Files    []string // the files read, in merge order
 	// Limits are the input_limits block's settings, defaults applied.

@@ -22,6 +22,13 @@ const (
 	OpStartSupervisor = "start_supervisor"
 	// OpStopSupervisor stops a supervisor and its subtree.
 	OpStopSupervisor = "stop_supervisor"
+	// OpDrain and OpUndrain drain a host of a cluster (field host) of its
+	// cluster workers, or end that; OpClusterStatus reports the whole
+	// system (api.ClusterView). Hosts without a cluster block answer them
+	// with a conflict.
+	OpDrain         = "drain"
+	OpUndrain       = "undrain"
+	OpClusterStatus = "cluster_status"
 )
 
 // Code is the machine-readable kind of a control error (DESIGN §5).
@@ -71,6 +78,16 @@ type Request struct {
 	// or null means the default.
 	Period    json.RawMessage `json:"period,omitempty"`
 	RequestID string          `json:"request_id,omitempty"`
+	// Cluster makes a start a cluster start on a host with a cluster
+	// block: the worker is written to the system's desired state and
+	// placed on any host (a start that arrives through the .any or .all
+	// routing key is one too). Ignored by hosts without a cluster block.
+	Cluster bool `json:"cluster,omitempty"`
+	// Constraints are labels a host must have to run a cluster worker,
+	// e.g. {"zone": "a"}.
+	Constraints map[string]string `json:"constraints,omitempty"`
+	// Host names the host that drain and undrain act on.
+	Host string `json:"host,omitempty"`
 }
 
 // Reply is the answer to a request, as sent to reply_to or returned over
@@ -111,6 +128,35 @@ type WorkerSpec struct {
 	Config     json.RawMessage // a JSON object; nil or null means {}
 	Supervisor string          // "" means the root
 	Replace    bool
+	// Cluster asks for a cluster start (see Request.Cluster); the
+	// dispatcher also sets it for a start that came through a system-wide
+	// routing key (.any, .all).
+	Cluster     bool
+	Constraints map[string]string
+}
+
+// ClusterHost is implemented by a Host that can be part of a cluster. A
+// host without a cluster block answers each with a CodeConflict error
+// saying so.
+type ClusterHost interface {
+	// Drain drains host (on) of its cluster workers, or ends that (off).
+	Drain(ctx context.Context, host string, on bool) (api.DrainResult, error)
+	// ClusterStatus is the whole system.
+	ClusterStatus(ctx context.Context) (api.ClusterView, error)
+}
+
+type routeKey struct{}
+
+// WithRoute returns ctx carrying the AMQP routing key a request came
+// with; the dispatcher reads it (RouteOf) to tell a system-wide start.
+func WithRoute(ctx context.Context, routingKey string) context.Context {
+	return context.WithValue(ctx, routeKey{}, routingKey)
+}
+
+// RouteOf returns the routing key of WithRoute, or "".
+func RouteOf(ctx context.Context) string {
+	s, _ := ctx.Value(routeKey{}).(string)
+	return s
 }
 
 // Host is what the dispatcher drives; the daemon implements it. Every
