@@ -138,6 +138,9 @@ type Running struct {
 	// Permanent when retrying cannot help (the record was then deleted).
 	Error     string `json:"error,omitempty"`
 	Permanent bool   `json:"permanent,omitempty"`
+	// Code is the control error code of a permanent failure
+	// (invalid_config or internal), for the reply to the start.
+	Code string `json:"code,omitempty"`
 	Meta      `json:"-"`
 }
 

@@ -47,10 +47,9 @@ type ClusterConfig struct {
 	// TLS, if set, is how the host checks etcd's certificate and proves
 	// who it is (the same attributes as the amqp block's tls block).
 	TLS *AMQPTLS
-	// SecretsKey, if set, is the 32-byte key (read from secrets_key_file,
-	// mode 0600) that seals the sensitive attributes of cluster workers'
-	// configs in etcd.
-	SecretsKey     []byte
+	// SecretsKeyFile, if set, holds the key (the format of
+	// host.state_key_file: the daemon reads it with state.LoadKey) that
+	// seals the sensitive attributes of cluster workers' configs in etcd.
 	SecretsKeyFile string
 	// Range is where the block is, for diagnostics.
 	Range hcl.Range
