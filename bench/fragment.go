@@ -47,6 +47,9 @@ func ReadFragments(dir string, r *BusResult) error {
 	}
 	sort.Strings(paths)
 	for _, p := range paths {
+		if isClusterFragment(p) {
+			continue // ReadClusterFragments
+		}
 		b, err := os.ReadFile(p)
 		if err != nil {
 			return fmt.Errorf("reading fragment: %w", err)

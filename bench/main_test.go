@@ -27,7 +27,7 @@ const EnvBenchOut = "DYNWORKERS_BENCH_OUT"
 const (
 	benchCommand = "make bench"
 	goTestLine   = "dir=$(mktemp -d)\n" +
-		"DYNWORKERS_BENCH=1 DYNWORKERS_BENCH_DIR=$dir go test -p 1 -count=1 -timeout 30m -run '^TestBench' -v ./host/internal/broker ./host/internal/daemon\n" +
+		"DYNWORKERS_BENCH=1 DYNWORKERS_BENCH_DIR=$dir go test -p 1 -count=1 -timeout 30m -run '^TestBench' -v ./host/internal/broker ./host/internal/daemon ./host/internal/clustere2e\n" +
 		"DYNWORKERS_BENCH=1 DYNWORKERS_BENCH_DIR=$dir DYNWORKERS_BENCH_OUT=docs/benchmarks.md go test -count=1 -timeout 30m -run . -v ./bench"
 )
 
@@ -81,6 +81,11 @@ func writeReport() error {
 		if err := ReadFragments(dir, r.Bus); err != nil {
 			return err
 		}
+		c, err := ReadClusterFragments(dir)
+		if err != nil {
+			return err
+		}
+		r.Cluster = c
 	}
 	r.Background = BackgroundSince(r.CPUStart, ReadCPU())
 	root, err := repoRoot()

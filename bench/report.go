@@ -171,6 +171,9 @@ func RenderMarkdown(w io.Writer, r *Results) error {
 	if r.Bus != nil {
 		RenderBusSummary(p, r.Bus)
 	}
+	if r.Cluster != nil {
+		RenderClusterSummary(p, r.Cluster)
+	}
 	p("\n")
 
 	row := func(name string, s Summary) {
@@ -395,6 +398,10 @@ func RenderMarkdown(w io.Writer, r *Results) error {
 	// 9. Workers' bus.
 	if r.Bus != nil {
 		RenderBusSection(p, r.Bus)
+	}
+	// 10. Cluster mode.
+	if r.Cluster != nil {
+		RenderClusterSection(p, r.Cluster)
 	}
 
 	// Raw numbers.

@@ -42,6 +42,9 @@ type Results struct {
 	// Bus is the workers' bus: throughput through one worker and the
 	// memory of a backlog (BusResults); nil if its benchmarks did not run.
 	Bus *BusResult `json:"bus,omitempty"`
+	// Cluster is cluster mode: failover, placement rate, etcd writes
+	// (ReadClusterFragments); nil if its benchmarks did not run.
+	Cluster *ClusterResult `json:"cluster,omitempty"`
 }
 
 // BinaryResult is the plugin binary's size, the time its sha256 takes (what

@@ -25,6 +25,6 @@ dir="$(mktemp -d)"
 trap 'rm -rf "$dir"' EXIT
 # -p 1: one package at a time, so that the two do not share the cores.
 DYNWORKERS_BENCH=1 DYNWORKERS_BENCH_DIR="$dir" \
-	"$GO" test -p 1 -count=1 -timeout 30m -run '^TestBench' -v ./host/internal/broker ./host/internal/daemon
+	"$GO" test -p 1 -count=1 -timeout 30m -run '^TestBench' -v ./host/internal/broker ./host/internal/daemon ./host/internal/clustere2e
 DYNWORKERS_BENCH=1 DYNWORKERS_BENCH_DIR="$dir" DYNWORKERS_BENCH_OUT=docs/benchmarks.md \
 	"$GO" test -count=1 -timeout 30m -run . -v ./bench
