@@ -548,6 +548,14 @@ func (c *cluster) waitReady() {
 		}
 		return v.Leader != "", fmt.Sprintf("leader %q", v.Leader)
 	})
+	// Every live host takes its share of .any.
+	waitFor(c.t, waitTimeout, "every live host consuming "+control.AnyQueue(c.sys), func() (bool, string) {
+		q, err := c.admin.InspectQueue(control.AnyQueue(c.sys))
+		if err != nil {
+			return false, err.Error()
+		}
+		return q.Consumers == len(c.live()), fmt.Sprintf("%d consumers, %d hosts", q.Consumers, len(c.live()))
+	})
 }
 
 // reply is a control reply.
