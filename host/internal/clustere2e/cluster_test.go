@@ -361,18 +361,21 @@ func TestDrainMovesTenWorkersOneByOne(t *testing.T) {
 		}
 		downs = append(downs, down{old.gone, nw.running})
 	}
+	// How many were down at once, at each moment one went down (as the
+	// sampler saw them: a move quicker than a sample may show as two).
+	// Moved all at once they would be ten.
 	most := 0
 	for _, d := range downs {
 		at := 0
 		for _, e := range downs {
-			// Overlap by more than two sample periods.
-			if e.from.Before(d.to.Add(-2*sampleEvery)) && d.from.Before(e.to.Add(-2*sampleEvery)) {
+			if !e.from.After(d.from) && e.to.After(d.from) {
 				at++
 			}
 		}
 		most = max(most, at)
 	}
-	if most > 2 {
+	t.Logf("at most %d of the drained host's workers were down at once (as sampled)", most)
+	if most > 3 {
 		t.Errorf("up to %d workers of the drained host were down at once, want them moved one at a time", most)
 	}
 	// Drained: new starts go elsewhere.
