@@ -155,6 +155,7 @@ type host struct {
 	addr  string // HTTP API host:port
 
 	killed atomic.Bool
+	races  atomic.Int32 // "WARNING: DATA RACE" lines in its log
 
 	mu      sync.Mutex
 	raw     strings.Builder
@@ -255,6 +256,9 @@ func (h *host) start(cfg string) {
 		for sc.Scan() {
 			var line map[string]any
 			_ = json.Unmarshal(sc.Bytes(), &line)
+			if strings.Contains(sc.Text(), "WARNING: DATA RACE") {
+				h.races.Add(1) // a host built with -race (DYNWORKERS_E2E_RACE=1)
+			}
 			h.mu.Lock()
 			h.raw.WriteString(sc.Text() + "\n")
 			h.lines = append(h.lines, line)
@@ -269,6 +273,9 @@ func (h *host) start(cfg string) {
 		h.killed.Store(true)
 		_ = h.cmd.Process.Kill()
 		<-h.done
+		if n := h.races.Load(); n > 0 {
+			t.Errorf("host %s reported %d data race(s): see its log", h.name, n)
+		}
 		if t.Failed() {
 			h.mu.Lock()
 			log := h.raw.String()
