@@ -195,17 +195,22 @@ func (s *Store) Start(ctx context.Context, req StartRequest) (api.StartResult, e
 func (s *Store) waitStarted(ctx context.Context, name, action, hash string, gen, rev int64) (api.StartResult, error) {
 	res := api.StartResult{Worker: name, Action: action}
 	var failed *Running
+	gone := false
 	snap, err := s.cache.WaitFor(ctx, func(sn *Snapshot) bool {
 		if sn.Rev < rev {
 			return false
 		}
 		r, ok := sn.Running[name]
-		if !ok || r.SpecHash != hash {
-			return false
-		}
-		if r.Permanent && r.ModRev > rev {
+		if ok && r.Permanent && r.SpecHash == hash && r.ModRev > rev {
 			failed = &r
 			return true
+		}
+		if _, ok := sn.Workers[name]; !ok {
+			gone = true
+			return true
+		}
+		if !ok || r.SpecHash != hash {
+			return false
 		}
 		return !r.Permanent && r.Generation == gen && r.State != "" && r.State != "starting"
 	})
@@ -220,6 +225,9 @@ func (s *Store) waitStarted(ctx context.Context, name, action, hash string, gen,
 				msg = fmt.Sprintf("worker %q failed to start on host %s", name, failed.Host)
 			}
 			return api.StartResult{}, &control.Error{Code: code, Message: msg}
+		}
+		if gone {
+			return api.StartResult{}, control.Errorf(control.CodeConflict, "worker %q was stopped (its cluster record deleted) before it started", name)
 		}
 		r := snap.Running[name]
 		res.Host, res.State, res.Pid = r.Host, r.State, r.PID
