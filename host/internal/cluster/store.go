@@ -212,7 +212,8 @@ func (s *Store) waitStarted(ctx context.Context, name, action, hash string, gen,
 		if !ok || r.SpecHash != hash {
 			return false
 		}
-		return !r.Permanent && r.Generation == gen && r.State != "" && r.State != "starting"
+		// >= gen: a restart may have bumped it meanwhile.
+		return !r.Permanent && r.Generation >= gen && r.State != "" && r.State != "starting"
 	})
 	if err == nil {
 		if failed != nil {
