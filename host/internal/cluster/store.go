@@ -196,6 +196,7 @@ func (s *Store) waitStarted(ctx context.Context, name, action, hash string, gen,
 	res := api.StartResult{Worker: name, Action: action}
 	var failed *Running
 	gone := false
+	pending := ""
 	snap, err := s.cache.WaitFor(ctx, func(sn *Snapshot) bool {
 		if sn.Rev < rev {
 			return false
@@ -209,7 +210,17 @@ func (s *Store) waitStarted(ctx context.Context, name, action, hash string, gen,
 			gone = true
 			return true
 		}
-		if !ok || r.SpecHash != hash {
+		if !ok {
+			// No host fits it now: say so at once rather than at the
+			// deadline (the leader plans from this state or a newer one,
+			// and places it as soon as a host fits).
+			if a, assigned := sn.Assign[name]; !assigned || !sn.hostLive(a.Host) {
+				pending = unplacedReason(sn, name)
+				return pending != ""
+			}
+			return false
+		}
+		if r.SpecHash != hash {
 			return false
 		}
 		// >= gen: a restart may have bumped it meanwhile.
@@ -230,6 +241,10 @@ func (s *Store) waitStarted(ctx context.Context, name, action, hash string, gen,
 		if gone {
 			return api.StartResult{}, control.Errorf(control.CodeConflict, "worker %q was stopped (its cluster record deleted) before it started", name)
 		}
+		if pending != "" {
+			res.State, res.Pending = "pending", pending
+			return res, nil
+		}
 		r := snap.Running[name]
 		res.Host, res.State, res.Pid = r.Host, r.State, r.PID
 		return res, nil
@@ -247,14 +262,25 @@ func (s *Store) waitStarted(ctx context.Context, name, action, hash string, gen,
 
 // pendingReason says why name is not placed in snap.
 func pendingReason(snap *Snapshot, name string) string {
+	if r := unplacedReason(snap, name); r != "" {
+		return r
+	}
+	return waitingReason(snap)
+}
+
+// unplacedReason is Plan's reason for not placing name, "" when Plan
+// places it (or it needs no placing).
+func unplacedReason(snap *Snapshot, name string) string {
 	_, unplaced := Plan(snap)
 	for _, u := range unplaced {
 		if u.Worker == name {
 			return u.Reason
 		}
 	}
-	return waitingReason(snap)
+	return ""
 }
+
+func (s *Snapshot) hostLive(h string) bool { _, ok := s.Hosts[h]; return ok }
 
 // waitingReason says why a worker that fits somewhere is not placed yet.
 func waitingReason(snap *Snapshot) string {

@@ -165,11 +165,14 @@ func TestStartOutcomes(t *testing.T) {
 	}
 
 	// No host has zone=a: pending with the reason once ctx ends.
-	pctx, pcancel := context.WithTimeout(tc.ctx, 2*time.Second)
-	res, err = st.Start(pctx, StartRequest{Name: "p", Spec: spec("h"), Constraints: map[string]string{"zone": "a"}})
-	pcancel()
+	// It says so at once, not at the deadline.
+	began := time.Now()
+	res, err = st.Start(ctx, StartRequest{Name: "p", Spec: spec("h"), Constraints: map[string]string{"zone": "a"}})
 	if err != nil || res.Action != "started" || res.State != "pending" || res.Pending != "no live host has labels zone=a" {
 		t.Fatalf("unplaceable start: %+v, %v", res, err)
+	}
+	if d := time.Since(began); d > wait/2 {
+		t.Errorf("the pending answer took %v", d)
 	}
 
 	// The host rejects the config for good: the start's error is the
@@ -385,3 +388,21 @@ func TestViewStates(t *testing.T) {
 }
 
 func withClassT(w WorkerRecord, class string) WorkerRecord { w.Class = class; return w }
+
+// TestStartDeadlineWhileStarting: placed on a host that does not start it
+// before the deadline: "starting" on that host.
+func TestStartDeadlineWhileStarting(t *testing.T) {
+	tc := newTestCluster(t)
+	tc.startLeader("h1")
+	h := tc.addHost("h1", 0, 10)
+	h.stopAg() // registered, but it starts nothing
+	<-h.agDone
+	st := NewStore(tc.client, tc.cache, "h1", nil)
+	tc.waitFor("a leader", func(s *Snapshot) bool { return s.Leader() == "h1" })
+	ctx, cancel := context.WithTimeout(tc.ctx, 5*time.Second)
+	defer cancel()
+	res, err := st.Start(ctx, StartRequest{Name: "w", Spec: spec("h")})
+	if err != nil || res.State != "starting" || res.Host != "h1" || res.Action != "started" {
+		t.Fatalf("start: %+v, %v; want starting on h1", res, err)
+	}
+}
