@@ -46,8 +46,8 @@ func Lead(ctx context.Context, o LeaderOptions) error {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	if o.Client == nil || o.Cache == nil || o.Session == nil {
-		return errors.New("cluster leader: client, cache and session are required")
+	if o.Client == nil || o.Cache == nil || o.Session == nil || o.Host == "" {
+		return errors.New("cluster leader: client, cache, session and host are required")
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -73,7 +73,7 @@ func Lead(ctx context.Context, o LeaderOptions) error {
 	l := &leader{client: o.Client, keys: o.Cache.Keys(), key: el.Key(), rev: el.Rev(), log: log}
 	log.Info("this host is the cluster leader", "host", o.Host)
 
-	var wantRev int64 = el.Rev() // the cache must show our election key and writes
+	wantRev := el.Rev() // the cache must show our election key and our writes
 	var lastUnplaced map[string]string
 	for {
 		ch := o.Cache.Changed()

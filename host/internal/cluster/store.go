@@ -140,6 +140,7 @@ func (s *Store) Start(ctx context.Context, req StartRequest) (api.StartResult, e
 		if attempt > 10 {
 			return api.StartResult{}, fmt.Errorf("cluster start of %q: the worker record kept changing under this start", req.Name)
 		}
+		rec.Created, rec.Generation = now, 1
 		val, err := json.Marshal(rec)
 		if err != nil {
 			return api.StartResult{}, err
