@@ -252,3 +252,54 @@ func TestDeposedLeaderCannotWrite(t *testing.T) {
 }
 
 func nopLogger() hclog.Logger { return hclog.NewNullLogger() }
+
+// TestLeadSurvivesEtcdRestart: etcd restarts (quicker than the leases'
+// TTLs): nothing moves, the leader goes on placing, and a start made
+// while etcd was down completes once it is back.
+func TestLeadSurvivesEtcdRestart(t *testing.T) {
+	tc := newTestCluster(t)
+	tc.addHost("h1", 0, 10)
+	tc.addHost("h2", 0, 10)
+	lr := tc.startLeader("h1")
+	for i := range 4 {
+		tc.putWorker(fmt.Sprintf("w%d", i))
+	}
+	before := tc.waitFor("4 running", func(s *Snapshot) bool { return len(s.Running) == 4 })
+
+	tc.srv.Kill()
+	st := NewStore(tc.client, tc.cache, "h2", nil)
+	type outcome struct {
+		res any
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(tc.ctx, wait)
+		defer cancel()
+		res, err := st.Start(ctx, StartRequest{Name: "late", Spec: spec("h")})
+		if err == nil && res.State != "running" {
+			err = fmt.Errorf("state %s", res.State)
+		}
+		done <- outcome{res, err}
+	}()
+	tc.srv.Restart()
+	select {
+	case o := <-done:
+		if o.err != nil {
+			t.Fatalf("start across the etcd restart: %+v %v", o.res, o.err)
+		}
+	case <-time.After(wait + 5*time.Second):
+		t.Fatal("the start did not end")
+	}
+	s := tc.waitFor("5 running", func(s *Snapshot) bool { return len(s.Running) == 5 })
+	for name, r := range before.Running {
+		if got := s.Running[name]; got.Host != r.Host || got.CreateRev != r.CreateRev {
+			t.Errorf("%s moved or restarted across the etcd restart: %+v → %+v", name, r, got)
+		}
+	}
+	select {
+	case err := <-lr.done:
+		t.Fatalf("the leader stopped: %v", err)
+	default:
+	}
+}
