@@ -360,6 +360,30 @@ func (m *merger) decodeCluster(sc *scope, b *hcl.Block) {
 	}
 }
 
+// finishCluster completes the cluster block once every file is merged:
+// the default prefix needs the system_id, and the host name must not end
+// in ".any" or ".all", since the control channel takes a start whose
+// routing key ends so for a system-wide one (a cluster start).
+func (m *merger) finishCluster() {
+	c := m.f.Cluster
+	if c == nil {
+		return
+	}
+	if c.Prefix == "" {
+		c.Prefix = DefaultPrefix(m.f.SystemID)
+	}
+	if name := m.f.Host.Name; strings.HasSuffix(name, ".any") || strings.HasSuffix(name, ".all") {
+		*m.diags = append(*m.diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Invalid host name for a cluster",
+			Detail: fmt.Sprintf("The host name %q ends in %q: on a host with a cluster block, a control message whose routing key ends in \".any\" or \".all\" is a start for the whole system, so this host's own key would be taken for one. Rename the host (host { name = ... }).",
+				name, name[len(name)-4:]),
+			Subject: c.Range.Ptr(),
+		})
+		m.f.Cluster = nil
+	}
+}
+
 // schemaNames lists the attributes of s as an sdk.Schema, for resuggest.
 func schemaNames(s *hcl.BodySchema) sdk.Schema {
 	var out sdk.Schema

@@ -346,3 +346,19 @@ func TestValidateHostName(t *testing.T) {
 	}
 	var _ hcl.Range
 }
+
+// A cluster host's name must not end in ".any" or ".all": its own routing
+// key would read as a system-wide one.
+func TestClusterHostNameSuffix(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"edge.any", "rack-1.all"} {
+		_, diags := loadCluster(t, dir, "host {\n  name = \""+name+"\"\n}\ncluster {\n  endpoints = [\"a:1\"]\n}\n")
+		if !strings.Contains(diags, "c.hcl:4:1: Invalid host name for a cluster") || !strings.Contains(diags, name) {
+			t.Errorf("%s: %s", name, diags)
+		}
+		// Without a cluster block, such a name is fine, as before.
+		if cfg, diags := loadCluster(t, dir, "host {\n  name = \""+name+"\"\n}\n"); cfg == nil {
+			t.Errorf("%s without a cluster block: %s", name, diags)
+		}
+	}
+}

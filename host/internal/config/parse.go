@@ -86,9 +86,7 @@ func Parse(path string) (*File, hcl.Diagnostics) {
 		m.file(&scope{ctx: evalContext(dir), dir: dir, diags: &diags}, hf.Body)
 	}
 	f.sources = p.Files()
-	if f.Cluster != nil && f.Cluster.Prefix == "" {
-		f.Cluster.Prefix = DefaultPrefix(f.SystemID) // system_id may come from a later file
-	}
+	m.finishCluster() // cluster.go: what depends on the other blocks
 	m.tree(names[0])
 	for _, s := range m.secretScopes {
 		scrubSensitive(diags, s.attrs, s.ctx)
