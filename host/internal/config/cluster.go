@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -116,6 +117,18 @@ func (c *ClusterConfig) ClientTLS() (*tls.Config, error) {
 		return nil, tlsErrors("cluster tls ", problems)
 	}
 	return cfg, nil
+}
+
+// SameSettings reports whether c and o are the same settings (both nil, or
+// equal but for where the block is: Range): a reload compares them to say
+// that the block changed and applies at the next start.
+func (c *ClusterConfig) SameSettings(o *ClusterConfig) bool {
+	if c == nil || o == nil {
+		return c == nil && o == nil
+	}
+	a, b := *c, *o
+	a.Range, b.Range = hcl.Range{}, hcl.Range{}
+	return reflect.DeepEqual(a, b)
 }
 
 // Redacted returns a copy whose Password is RedactedValue (when set), fit

@@ -362,3 +362,18 @@ func TestClusterHostNameSuffix(t *testing.T) {
 		}
 	}
 }
+
+func TestClusterSameSettings(t *testing.T) {
+	dir := t.TempDir()
+	a, d1 := loadCluster(t, dir, "cluster {\n  endpoints = [\"a:1\"]\n  labels = { zone = \"a\" }\n}\n")
+	b, d2 := loadCluster(t, dir, "\n\ncluster {\n  endpoints = [\"a:1\"]\n  labels = { zone = \"a\" }\n}\n")
+	c, d3 := loadCluster(t, dir, "cluster {\n  endpoints = [\"a:1\"]\n  labels = { zone = \"b\" }\n}\n")
+	if a == nil || b == nil || c == nil {
+		t.Fatal(d1, d2, d3)
+	}
+	var none *ClusterConfig
+	if !a.Cluster.SameSettings(b.Cluster) || a.Cluster.SameSettings(c.Cluster) || a.Cluster.SameSettings(none) || !none.SameSettings(nil) {
+		t.Errorf("SameSettings: moved block %v, changed label %v, nil %v, nil nil %v",
+			a.Cluster.SameSettings(b.Cluster), a.Cluster.SameSettings(c.Cluster), a.Cluster.SameSettings(none), none.SameSettings(nil))
+	}
+}
