@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -556,7 +557,7 @@ func readPasswordFile(path string) (string, string) {
 	if problem := secretFileProblem(path, "password file"); problem != "" {
 		return "", problem
 	}
-	b, err := os.ReadFile(path)
+	b, err := readAtMost(path, maxPasswordFileSize+1)
 	switch {
 	case err != nil:
 		return "", fmt.Sprintf("Cannot read the password file: %v.", unwrapPathError(err))
@@ -571,6 +572,16 @@ func readPasswordFile(path string) (string, string) {
 		return "", fmt.Sprintf("The password file %s must hold the password on one line.", path)
 	}
 	return pw, ""
+}
+
+// readAtMost reads at most n bytes of the file at path.
+func readAtMost(path string, n int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, n))
 }
 
 // checkSecretsKeyFile checks a secrets_key_file: private, and holding a

@@ -377,3 +377,12 @@ func TestClusterSameSettings(t *testing.T) {
 			a.Cluster.SameSettings(b.Cluster), a.Cluster.SameSettings(c.Cluster), a.Cluster.SameSettings(none), none.SameSettings(nil))
 	}
 }
+
+func TestClusterPasswordFileTooLarge(t *testing.T) {
+	dir := t.TempDir()
+	writePrivate(t, filepath.Join(dir, "big.pw"), strings.Repeat("p", 5000))
+	_, diags := loadCluster(t, dir, "cluster {\n  endpoints = [\"a:1\"]\n  username = \"u\"\n  password_file = \"big.pw\"\n}\n")
+	if !strings.Contains(diags, "c.hcl:4:") || !strings.Contains(diags, "larger than 4096 bytes") || strings.Contains(diags, "ppppp") {
+		t.Errorf("big password file: %s", diags)
+	}
+}
