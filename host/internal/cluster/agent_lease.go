@@ -207,7 +207,11 @@ func (a *Agent) fenceLoop(ctx context.Context) {
 // fence stops every cluster worker of the host, so that none runs once the
 // lease may have expired, and starts nothing until unfenced. It returns
 // once the stops are done.
-func (a *Agent) fence(why string) {
+func (a *Agent) fence(why string) { a.fenceBy(why, time.Time{}) }
+
+// fenceBy is fence with a stop deadline: zero means the last renewal's
+// send time + TTL - 1 s; a lease known to be gone stops at once.
+func (a *Agent) fenceBy(why string, deadline time.Time) {
 	a.mu.Lock()
 	if a.fenced || a.leaving {
 		ch := a.fenceWG
@@ -219,6 +223,9 @@ func (a *Agent) fence(why string) {
 	}
 	a.fenced, a.fenceAt = true, time.Now()
 	a.stopBy = a.lastOK.Add(a.o.TTL - time.Second)
+	if !deadline.IsZero() && deadline.Before(a.stopBy) {
+		a.stopBy = deadline
+	}
 	a.cancelRun()
 	a.runGen++
 	ch := make(chan struct{})
@@ -290,7 +297,7 @@ func (a *Agent) unfence(why string) {
 func (a *Agent) leaseLost(ctx context.Context, old clientv3.LeaseID) {
 	a.log.Warn("the host's lease has expired in etcd; joining again with a new one", "host", a.o.Host,
 		"lease", fmt.Sprintf("%x", int64(old)))
-	a.fence("the lease expired")
+	a.fenceBy("the lease expired", time.Now()) // others may take the workers now: stop at once
 	for ctx.Err() == nil {
 		if a.state().leaving {
 			return

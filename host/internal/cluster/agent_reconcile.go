@@ -46,6 +46,9 @@ func (a *Agent) decide(s *Snapshot, name string, local map[string]WorkerState, s
 	spec, hasSpec := specs[name]
 	if hasW && hasA && as.Host == a.o.Host {
 		if hasR && !mine {
+			if isLocal {
+				return actStop // another host holds the lock: never run it here then
+			}
 			return actNone // another host holds it: wait until it lets go
 		}
 		if mine && r.Permanent && !isLocal && r.SpecHash == w.SpecHash && r.Generation == w.Generation {

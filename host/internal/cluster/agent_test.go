@@ -889,3 +889,86 @@ func startAgentWith(t *testing.T, endpoint, host string, ttl time.Duration, in *
 	})
 	return ta
 }
+
+func TestAgentShortCutFencesThenResumesOnSameLease(t *testing.T) {
+	e := etcdtest.Start(t)
+	in := newInstances()
+	proxy := etcdtest.NewProxy(t, e.Endpoint())
+	const ttl = 5 * time.Second
+	a1 := startAgent(t, proxy.Addr(), "h1", ttl, in)
+	a2 := startAgent(t, e.Endpoint(), "h2", ttl, in)
+	waitJoined(t, a1)
+	waitJoined(t, a2)
+	c := e.Client(t)
+	lctx, lcancel := context.WithCancel(context.Background())
+	defer lcancel()
+	testLeader(t, lctx, c, "h1", "h2")
+	names := []string{"s1", "s2"}
+	for _, n := range names {
+		putWorker(t, c, n, 1)
+		assignTo(t, c, n, "h1")
+	}
+	eventually(t, 10*time.Second, "h1 runs s1, s2", func() bool { return a1.runner.has(names...) })
+	lease := a1.leaseID()
+	proxy.Block()
+	eventually(t, 10*time.Second, "h1 fenced", a1.Fenced)
+	if a1.runner.count() != 0 {
+		t.Fatalf("fenced h1 still runs %d workers", a1.runner.count())
+	}
+	proxy.Unblock() // before the lease (TTL 5s) can expire: 0.6·TTL has just passed
+	eventually(t, 10*time.Second, "h1 unfenced on the same lease and running s1, s2 again", func() bool {
+		return !a1.Fenced() && a1.runner.has(names...)
+	})
+	if a1.leaseID() != lease {
+		t.Fatalf("h1 has a new lease %x; the old one %x was alive", a1.leaseID(), lease)
+	}
+	for _, n := range names {
+		eventually(t, 5*time.Second, n+" running under h1's lease", func() bool {
+			r, l, ok := getRunning(t, c, n)
+			return ok && l == lease && r.State == "running"
+		})
+	}
+	if n := len(a2.runner.eventsOf("run")); n != 0 {
+		t.Fatalf("h2 ran %d workers; the lease of h1 never expired", n)
+	}
+	if v := in.violations(); len(v) > 0 {
+		t.Fatalf("two instances: %v", v)
+	}
+}
+
+func TestAgentLongEtcdOutageFencesThenResumesInPlace(t *testing.T) {
+	e := etcdtest.Start(t)
+	in := newInstances()
+	const ttl = 3 * time.Second
+	a1 := startAgent(t, e.Endpoint(), "h1", ttl, in)
+	a2 := startAgent(t, e.Endpoint(), "h2", ttl, in)
+	waitJoined(t, a1)
+	waitJoined(t, a2)
+	c := newClient(t, e.Endpoint())
+	for i := range 4 {
+		n := fmt.Sprintf("o%d", i)
+		putWorker(t, c, n, 1)
+		assignTo(t, c, n, []string{"h1", "h2"}[i%2])
+	}
+	eventually(t, 10*time.Second, "2 workers on each host", func() bool {
+		return a1.runner.count() == 2 && a2.runner.count() == 2
+	})
+	e.Kill()
+	eventually(t, 10*time.Second, "both hosts fenced, their workers stopped", func() bool {
+		return a1.Fenced() && a2.Fenced() && a1.runner.count() == 0 && a2.runner.count() == 0
+	})
+	e.Restart()
+	// etcd gives every lease a fresh TTL when it starts: the hosts renew
+	// the leases they had and run their workers again where they were.
+	eventually(t, 20*time.Second, "both unfenced, 2 workers on each again", func() bool {
+		return !a1.Fenced() && !a2.Fenced() && a1.runner.count() == 2 && a2.runner.count() == 2
+	})
+	for _, a := range []*testAgent{a1, a2} {
+		if n := len(a.runner.eventsOf("run")); n != 4 {
+			t.Errorf("%s ran %d times; want 4 (2, then the same 2 again)", a.o.Host, n)
+		}
+	}
+	if v := in.violations(); len(v) > 0 {
+		t.Fatalf("two instances: %v", v)
+	}
+}
