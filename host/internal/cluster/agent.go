@@ -242,12 +242,13 @@ func (a *Agent) Fenced() bool {
 }
 
 // Leader reports whether this host is the leader now: its election key
-// (under its lease) is the oldest one.
+// (under its lease) is the oldest one, and it is neither fenced nor
+// leaving.
 func (a *Agent) Leader() bool {
 	a.mu.Lock()
-	lease := a.lease
+	lease, off := a.lease, a.fenced || a.leaving
 	a.mu.Unlock()
-	if lease == 0 {
+	if lease == 0 || off {
 		return false
 	}
 	s := a.o.Cache.Snapshot()
