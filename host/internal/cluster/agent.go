@@ -73,6 +73,8 @@ type Agent struct {
 	specs     map[string]localSpec // what this agent ran for each local name
 	pending   map[string]bool      // names with an operation scheduled or running
 	retryAt   map[string]time.Time // names whose last operation failed: not before
+	written   map[string]int64     // the revision of the agent's last write of each name's keys
+	writtenAt map[string]time.Time
 	names     map[string]*nameLock
 	wcTimers  map[string]*time.Timer
 	lastHost  *HostRecord // the last record put
@@ -104,7 +106,8 @@ func NewAgent(o AgentOptions) *Agent {
 		kickc: make(chan struct{}, 1), hostc: make(chan struct{}, 1), leasec: make(chan struct{}),
 		sem:      make(chan struct{}, 8),
 		inflight: map[string]bool{}, specs: map[string]localSpec{}, pending: map[string]bool{},
-		retryAt: map[string]time.Time{}, names: map[string]*nameLock{}, wcTimers: map[string]*time.Timer{},
+		retryAt: map[string]time.Time{}, written: map[string]int64{}, writtenAt: map[string]time.Time{},
+		names: map[string]*nameLock{}, wcTimers: map[string]*time.Timer{},
 	}
 	a.runCtx, a.cancelRun = context.WithCancel(context.Background())
 	return a

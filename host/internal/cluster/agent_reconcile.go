@@ -133,7 +133,15 @@ func (a *Agent) dispatch(ctx context.Context, s *Snapshot) {
 			continue
 		}
 		a.mu.Lock()
-		skip := a.pending[name] || now.Before(a.retryAt[name]) || a.leaving
+		if w, ok := a.written[name]; ok && s.Rev >= w {
+			delete(a.written, name)
+			delete(a.writtenAt, name)
+		}
+		// The snapshot lacks this agent's last write: wait for it (a
+		// while: a cache that lags for long does not hold the name up).
+		_, stale := a.written[name]
+		stale = stale && now.Sub(a.writtenAt[name]) < 5*time.Second
+		skip := stale || a.pending[name] || now.Before(a.retryAt[name]) || a.leaving
 		if !skip {
 			a.pending[name] = true
 			a.ops.Add(1)
@@ -171,6 +179,12 @@ func (a *Agent) op(ctx context.Context, name string) {
 	defer unlock()
 
 	s := a.o.Cache.Snapshot()
+	if want := a.wantRev(name); s.Rev < want {
+		// Decide on a snapshot that has this agent's last write.
+		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		s, _ = a.o.Cache.WaitRev(wctx, want)
+		cancel()
+	}
 	st := a.state()
 	local := a.o.Runner.Local()
 	a.mu.Lock()
@@ -304,6 +318,7 @@ func (a *Agent) takeRunning(ctx context.Context, name string, w WorkerRecord, le
 	if err != nil {
 		return since, false, fmt.Errorf("taking running/%s: %w", name, err)
 	}
+	a.wrote(name, r.Header.Revision)
 	if r.Succeeded {
 		return now, true, nil
 	}
@@ -343,11 +358,12 @@ func (a *Agent) putRunning(ctx context.Context, name string, lease clientv3.Leas
 	rk := a.keys.Running(name)
 	tctx, cancel := context.WithTimeout(ctx, a.o.TTL/2)
 	defer cancel()
-	_, err = a.o.Client.Txn(tctx).If(clientv3.Compare(clientv3.LeaseValue(rk), "=", lease)).
+	r, err := a.o.Client.Txn(tctx).If(clientv3.Compare(clientv3.LeaseValue(rk), "=", lease)).
 		Then(clientv3.OpPut(rk, string(val), clientv3.WithLease(lease))).Commit()
 	if err != nil {
 		return fmt.Errorf("updating running/%s: %w", name, err)
 	}
+	a.wrote(name, r.Header.Revision)
 	return nil
 }
 
@@ -378,6 +394,7 @@ func (a *Agent) failPermanent(ctx context.Context, w WorkerRecord, lease clientv
 	if err != nil {
 		return fmt.Errorf("recording the failed start of %q: %w", w.Name, err)
 	}
+	a.wrote(w.Name, r.Header.Revision)
 	if !r.Succeeded {
 		// The record changed meanwhile (a replace): the next pass runs the
 		// new spec.
@@ -419,11 +436,12 @@ func (a *Agent) releaseRunning(ctx context.Context, name string, lease clientv3.
 	rk := a.keys.Running(name)
 	tctx, cancel := context.WithTimeout(ctx, a.o.TTL/2)
 	defer cancel()
-	_, err := a.o.Client.Txn(tctx).If(clientv3.Compare(clientv3.LeaseValue(rk), "=", lease)).
+	r, err := a.o.Client.Txn(tctx).If(clientv3.Compare(clientv3.LeaseValue(rk), "=", lease)).
 		Then(clientv3.OpDelete(rk)).Commit()
 	if err != nil {
 		return fmt.Errorf("releasing running/%s: %w", name, err)
 	}
+	a.wrote(name, r.Header.Revision)
 	return nil
 }
 
@@ -451,4 +469,21 @@ func (a *Agent) updateRunning(name string) {
 		a.log.Debug("cannot update a running record", "worker", name, "error", err)
 	}
 	a.kick()
+}
+
+// wrote records the revision of this agent's last write of name's keys:
+// a snapshot older than it does not show what the agent did.
+func (a *Agent) wrote(name string, rev int64) {
+	a.mu.Lock()
+	if rev > a.written[name] {
+		a.written[name] = rev
+		a.writtenAt[name] = time.Now()
+	}
+	a.mu.Unlock()
+}
+
+func (a *Agent) wantRev(name string) int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.written[name]
 }
