@@ -101,8 +101,12 @@ func NewAgent(o AgentOptions) *Agent {
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
 	}
+	var keys Keys
+	if o.Cache != nil {
+		keys = o.Cache.Keys()
+	}
 	a := &Agent{
-		o: o, log: o.Logger, keys: o.Cache.Keys(), lead: Lead,
+		o: o, log: o.Logger, keys: keys, lead: Lead,
 		kickc: make(chan struct{}, 1), hostc: make(chan struct{}, 1), leasec: make(chan struct{}),
 		sem:      make(chan struct{}, 8),
 		inflight: map[string]bool{}, specs: map[string]localSpec{}, pending: map[string]bool{},
@@ -116,6 +120,14 @@ func NewAgent(o AgentOptions) *Agent {
 // Run runs the agent until ctx ends. It returns ctx's error, or an error
 // when the host cannot join at all (e.g. its name is taken by a live host).
 func (a *Agent) Run(ctx context.Context) error {
+	switch {
+	case a.o.Client == nil || a.o.Cache == nil || a.o.Runner == nil:
+		return errors.New("cluster agent: the etcd client, the cache and the runner must be set")
+	case a.o.Host == "" || strings.ContainsAny(a.o.Host, "/ \t\n"):
+		return fmt.Errorf("cluster agent: host name %q: must be non-empty, without '/' or spaces", a.o.Host)
+	case a.o.TTL < 2*time.Second:
+		return fmt.Errorf("cluster agent: lease TTL %v is too short: at least 2s", a.o.TTL)
+	}
 	a.started = time.Now().UTC()
 	lease, sent, err := a.join(ctx)
 	if err != nil {

@@ -71,6 +71,10 @@ type fakeRunner struct {
 	in   *instances
 
 	mu      sync.Mutex
+	delay   time.Duration // a start's time; 20ms when 0
+	active  map[string]int
+	maxRuns int // the most Run calls in flight at once
+	both    []string
 	workers map[string]*WorkerState
 	events  []fakeEvent
 	runErr  map[string]error // Run fails with it (the worker is then not kept)
@@ -86,8 +90,33 @@ func (f *fakeRunner) Resolve(name, class string, cfg json.RawMessage, supervisor
 }
 
 func (f *fakeRunner) Run(ctx context.Context, spec Spec) (WorkerState, error) {
+	f.mu.Lock()
+	d := f.delay
+	if d == 0 {
+		d = 20 * time.Millisecond
+	}
+	if f.active == nil {
+		f.active = map[string]int{}
+	}
+	if f.active[spec.Name] > 0 {
+		f.both = append(f.both, spec.Name)
+	}
+	f.active[spec.Name]++
+	n := 0
+	for _, c := range f.active {
+		n += c
+	}
+	f.maxRuns = max(f.maxRuns, n)
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		if f.active[spec.Name]--; f.active[spec.Name] == 0 {
+			delete(f.active, spec.Name)
+		}
+		f.mu.Unlock()
+	}()
 	select { // a start takes a little time
-	case <-time.After(20 * time.Millisecond):
+	case <-time.After(d):
 	case <-ctx.Done():
 		return WorkerState{}, ctx.Err()
 	}
@@ -970,5 +999,102 @@ func TestAgentLongEtcdOutageFencesThenResumesInPlace(t *testing.T) {
 	}
 	if v := in.violations(); len(v) > 0 {
 		t.Fatalf("two instances: %v", v)
+	}
+}
+
+func TestAgentRunsAtMostEightStartsAtOnce(t *testing.T) {
+	e := etcdtest.Start(t)
+	a := startAgent(t, e.Endpoint(), "h1", 3*time.Second, newInstances())
+	a.runner.mu.Lock()
+	a.runner.delay = 300 * time.Millisecond
+	a.runner.mu.Unlock()
+	waitJoined(t, a)
+	var names []string
+	for i := range 20 {
+		n := fmt.Sprintf("c%02d", i)
+		names = append(names, n)
+		putWorker(t, a.client, n, 1)
+		assignTo(t, a.client, n, "h1")
+	}
+	eventually(t, 20*time.Second, "20 workers running", func() bool { return a.runner.has(names...) })
+	a.runner.mu.Lock()
+	maxRuns, both := a.runner.maxRuns, a.runner.both
+	a.runner.mu.Unlock()
+	if maxRuns > 8 || maxRuns < 2 {
+		t.Fatalf("%d starts at once; want 2..8", maxRuns)
+	}
+	if len(both) > 0 {
+		t.Fatalf("two starts of one name at once: %v", both)
+	}
+	if n := len(a.runner.eventsOf("run")); n != 20 {
+		t.Fatalf("%d runs; want 20", n)
+	}
+}
+
+func TestAgentKilledHostsWorkersMoveAfterTTL(t *testing.T) {
+	e := etcdtest.Start(t)
+	in := newInstances()
+	const ttl = 3 * time.Second
+	a1 := startAgent(t, e.Endpoint(), "h1", ttl, in)
+	a2 := startAgent(t, e.Endpoint(), "h2", ttl, in)
+	waitJoined(t, a1)
+	waitJoined(t, a2)
+	c := newClient(t, e.Endpoint())
+	lctx, lcancel := context.WithCancel(context.Background())
+	defer lcancel()
+	testLeader(t, lctx, c, "h1", "h2")
+	names := []string{"k1", "k2", "k3"}
+	for _, n := range names {
+		putWorker(t, c, n, 1)
+		assignTo(t, c, n, "h1")
+	}
+	eventually(t, 10*time.Second, "h1 runs k1..k3", func() bool { return a1.runner.has(names...) })
+	// kill -9: the agent stops renewing at once and its workers die with it.
+	lastOK := a1.lastRenewal()
+	a1.cancel()
+	killed := time.Now()
+	a1.runner.mu.Lock()
+	for n := range a1.runner.workers {
+		in.stop(n, "h1")
+	}
+	a1.runner.workers = map[string]*WorkerState{}
+	a1.runner.mu.Unlock()
+	eventually(t, ttl+5*time.Second, "h2 runs k1..k3", func() bool { return a2.runner.has(names...) })
+	took := time.Since(killed)
+	t.Logf("the workers of the killed host ran on the other %v after the kill", took.Round(time.Millisecond))
+	for _, ev := range a2.runner.eventsOf("run") {
+		if !ev.at.After(lastOK.Add(ttl)) {
+			t.Errorf("%s started on h2 at %s, before h1's lease could expire", ev.name, ev.at.Format("15:04:05.000"))
+		}
+	}
+	if took > ttl+2*time.Second {
+		t.Errorf("failover took %v; want within TTL + 2s", took)
+	}
+	if v := in.violations(); len(v) > 0 {
+		t.Fatalf("two instances: %v", v)
+	}
+}
+
+func TestAgentRefusesBadOptions(t *testing.T) {
+	e := etcdtest.Start(t)
+	c := newClient(t, e.Endpoint())
+	cache := NewCache(c, testPrefix, nil)
+	for _, tc := range []struct {
+		o    AgentOptions
+		want string
+	}{
+		{AgentOptions{Client: c, Cache: cache, Runner: newFakeRunner("", nil), Host: "a/b"}, `host name "a/b"`},
+		{AgentOptions{Client: c, Cache: cache, Runner: newFakeRunner("", nil), Host: ""}, `host name ""`},
+		{AgentOptions{Client: c, Cache: cache, Runner: newFakeRunner("", nil), Host: "h", TTL: time.Second}, "lease TTL 1s is too short"},
+		{AgentOptions{Client: c, Cache: cache, Host: "h"}, "the runner must be set"},
+	} {
+		err := NewAgent(tc.o).Run(context.Background())
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Run with %+v: %v; want %q", tc.o, err, tc.want)
+		}
+	}
+	r, err := c.Get(context.Background(), testPrefix, clientv3.WithPrefix())
+	if err != nil || len(r.Kvs) != 0 {
+		t.Fatalf("bad options wrote to etcd: %v %v", r, err)
 	}
 }
