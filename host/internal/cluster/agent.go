@@ -75,6 +75,7 @@ type Agent struct {
 	retryAt   map[string]time.Time // names whose last operation failed: not before
 	written   map[string]int64     // the revision of the agent's last write of each name's keys
 	writtenAt map[string]time.Time
+	failedAt  map[string]time.Time // when a permanent start failure was recorded
 	names     map[string]*nameLock
 	wcTimers  map[string]*time.Timer
 	lastHost  *HostRecord // the last record put
@@ -110,7 +111,7 @@ func NewAgent(o AgentOptions) *Agent {
 		kickc: make(chan struct{}, 1), hostc: make(chan struct{}, 1), leasec: make(chan struct{}),
 		sem:      make(chan struct{}, 8),
 		inflight: map[string]bool{}, specs: map[string]localSpec{}, pending: map[string]bool{},
-		retryAt: map[string]time.Time{}, written: map[string]int64{}, writtenAt: map[string]time.Time{},
+		retryAt: map[string]time.Time{}, written: map[string]int64{}, writtenAt: map[string]time.Time{}, failedAt: map[string]time.Time{},
 		names: map[string]*nameLock{}, wcTimers: map[string]*time.Timer{},
 	}
 	a.runCtx, a.cancelRun = context.WithCancel(context.Background())

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 
@@ -15,6 +16,11 @@ import (
 	"github.com/dynworkers/dynworkers/sdk"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
+
+// failureShown is how long running/<name> shows a permanent start failure
+// at least, so that the host waiting for the start's outcome sees it even
+// when the leader removes the assignment at once.
+const failureShown = 3 * time.Second
 
 // action is what one name needs on this host.
 type action int
@@ -34,7 +40,7 @@ func (x action) String() string {
 
 // decide is what name needs, from a snapshot, the local workers and what
 // this agent ran.
-func (a *Agent) decide(s *Snapshot, name string, local map[string]WorkerState, specs map[string]localSpec, st agentState) action {
+func (a *Agent) decide(s *Snapshot, name string, local map[string]WorkerState, specs map[string]localSpec, failedAt map[string]time.Time, st agentState) action {
 	if st.fenced || st.leaving || st.lease == 0 {
 		return actNone // the fence stops; nothing else happens meanwhile
 	}
@@ -70,8 +76,10 @@ func (a *Agent) decide(s *Snapshot, name string, local map[string]WorkerState, s
 		return actStop
 	}
 	if mine {
-		if r.Permanent && hasA && as.Host == a.o.Host {
-			return actNone // the start's waiter reads the failure until the assignment goes
+		if r.Permanent && ((hasA && as.Host == a.o.Host) || time.Since(failedAt[name]) < failureShown) {
+			// The start's waiter reads the failure: it stays until the
+			// assignment goes, and at least failureShown.
+			return actNone
 		}
 		return actRelease
 	}
@@ -122,14 +130,12 @@ func (a *Agent) dispatch(ctx context.Context, s *Snapshot) {
 		}
 	}
 	a.mu.Lock()
-	specs := make(map[string]localSpec, len(a.specs))
-	for k, v := range a.specs {
-		specs[k] = v
-	}
+	specs := maps.Clone(a.specs)
+	failedAt := maps.Clone(a.failedAt)
 	a.mu.Unlock()
 	now := time.Now()
 	for name := range names {
-		if a.decide(s, name, local, specs, st) == actNone {
+		if a.decide(s, name, local, specs, failedAt, st) == actNone {
 			continue
 		}
 		a.mu.Lock()
@@ -192,8 +198,9 @@ func (a *Agent) op(ctx context.Context, name string) {
 	if sp, ok := a.specs[name]; ok {
 		specs[name] = sp
 	}
+	failedAt := map[string]time.Time{name: a.failedAt[name]}
 	a.mu.Unlock()
-	act := a.decide(s, name, local, specs, st)
+	act := a.decide(s, name, local, specs, failedAt, st)
 	var err error
 	switch act {
 	case actNone:
@@ -203,6 +210,9 @@ func (a *Agent) op(ctx context.Context, name string) {
 		err = a.stop(ctx, s, name, st.lease)
 	case actRelease:
 		err = a.releaseRunning(ctx, name, st.lease)
+		a.mu.Lock()
+		delete(a.failedAt, name)
+		a.mu.Unlock()
 		if err == nil {
 			a.log.Debug("released a running key", "worker", name)
 		}
@@ -295,6 +305,9 @@ func (a *Agent) start(ctx context.Context, s *Snapshot, name string, act action,
 		a.log.Warn("a cluster worker's first start failed; it is retried", "worker", name, "error", err)
 		return a.putRunning(ctx, name, lease, since, errText(name, err), false, "")
 	}
+	if !isLocal {
+		return fmt.Errorf("the runner started %q but does not list it", name)
+	}
 	a.log.Info("cluster worker started", "worker", name, "state", ws.State, "pid", ws.PID,
 		"took", time.Since(started).Round(time.Millisecond))
 	return a.putRunning(ctx, name, lease, since, "", false, "")
@@ -384,6 +397,9 @@ func (a *Agent) failPermanent(ctx context.Context, w WorkerRecord, lease clientv
 		return err
 	}
 	a.forgetSpec(w.Name)
+	a.mu.Lock()
+	a.failedAt[w.Name] = time.Now()
+	a.mu.Unlock()
 	wk, rk := a.keys.Worker(w.Name), a.keys.Running(w.Name)
 	tctx, cancel := context.WithTimeout(ctx, a.o.TTL/2)
 	defer cancel()

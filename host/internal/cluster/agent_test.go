@@ -523,6 +523,7 @@ func TestAgentPermanentFailureRemovesRecord(t *testing.T) {
 		_, hasW := s.Workers["bad"]
 		return ok && r.Permanent && !hasW
 	})
+	seen := time.Now()
 	r := a.cache.Snapshot().Running["bad"]
 	if r.Code != "invalid_config" || r.State != "failed" || !strings.Contains(r.Error, "field x must be set") ||
 		strings.Contains(r.Error, "permanent") {
@@ -539,6 +540,9 @@ func TestAgentPermanentFailureRemovesRecord(t *testing.T) {
 		_, ok := a.cache.Snapshot().Running["bad"]
 		return !ok
 	})
+	if shown := time.Since(seen); shown < failureShown-500*time.Millisecond {
+		t.Errorf("the failure was shown for %v; want at least %v", shown, failureShown)
+	}
 	if n := len(a.runner.eventsOf("run-failed")); n != 1 {
 		t.Fatalf("%d start attempts; want 1", n)
 	}
