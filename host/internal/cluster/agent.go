@@ -213,6 +213,10 @@ func (a *Agent) Leave(ctx context.Context) error {
 	if lease == 0 {
 		return errors.Join(errs...)
 	}
+	// The stops may have used up ctx: the keys and the lease still go,
+	// within a few seconds (else the lease expires after the TTL).
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
 	// Release every running key still held (failed starts, ...), the host
 	// key, and the lease (which would delete them anyway).
 	for name, r := range a.o.Cache.Snapshot().Running {
