@@ -377,7 +377,10 @@ func TestAgentJoinRegistersHost(t *testing.T) {
 	}
 	// The lease is renewed: the host is still there after two TTLs.
 	first := a.leaseID()
-	time.Sleep(6 * time.Second)
+	since := time.Now()
+	eventually(t, 15*time.Second, "renewals for two TTLs", func() bool {
+		return a.lastRenewal().After(since.Add(6 * time.Second))
+	})
 	s := a.cache.Snapshot()
 	if h, ok := s.Hosts["h1"]; !ok || h.Lease != first || a.Fenced() {
 		t.Fatalf("after 2 TTLs: host %+v present %v, fenced %v", h, ok, a.Fenced())
