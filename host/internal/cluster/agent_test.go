@@ -78,6 +78,7 @@ type fakeRunner struct {
 	workers map[string]*WorkerState
 	events  []fakeEvent
 	runErr  map[string]error // Run fails with it (the worker is then not kept)
+	extra   []string         // more classes offered
 	pid     int
 }
 
@@ -173,7 +174,9 @@ func (f *fakeRunner) Local() map[string]WorkerState {
 }
 
 func (f *fakeRunner) Offers() Offers {
-	return Offers{Classes: []string{"echo"}, Supervisors: []string{"root"}}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return Offers{Classes: append([]string{"echo"}, f.extra...), Supervisors: []string{"root"}}
 }
 
 // crash simulates a worker's crash and restart by its supervisor.
@@ -1103,5 +1106,35 @@ func TestAgentRefusesBadOptions(t *testing.T) {
 	r, err := c.Get(context.Background(), testPrefix, clientv3.WithPrefix())
 	if err != nil || len(r.Kvs) != 0 {
 		t.Fatalf("bad options wrote to etcd: %v %v", r, err)
+	}
+}
+
+func TestAgentHostRecordFollowsOffersAndReleasesStrayKeys(t *testing.T) {
+	e := etcdtest.Start(t)
+	a := startAgent(t, e.Endpoint(), "h1", 3*time.Second, newInstances())
+	waitJoined(t, a)
+	// A plugin appears: the host record offers its class within seconds
+	// (offers are re-read every 3 s).
+	a.runner.mu.Lock()
+	a.runner.extra = []string{"smpp"}
+	a.runner.mu.Unlock()
+	eventually(t, 10*time.Second, "smpp in the host record", func() bool {
+		return fmt.Sprint(a.cache.Snapshot().Hosts["h1"].Classes) == "[echo smpp]"
+	})
+	// A running key under this host's lease for a worker it does not run
+	// (and that is not assigned to it) is released.
+	b, _ := json.Marshal(Running{Host: "h1", State: "running"})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := a.client.Put(ctx, Keys{testPrefix}.Running("stray"), string(b),
+		clientv3.WithLease(clientv3.LeaseID(a.leaseID()))); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "running/stray released", func() bool {
+		_, _, ok := getRunning(t, a.client, "stray")
+		return !ok
+	})
+	if n := len(a.runner.eventsOf("run")) + len(a.runner.eventsOf("stop")); n != 0 {
+		t.Fatalf("%d runner calls for a stray key", n)
 	}
 }
