@@ -26,13 +26,19 @@ const (
 	OpReload          = "reload"
 	OpStartSupervisor = "start_supervisor"
 	OpStopSupervisor  = "stop_supervisor"
-	AllOperations     = "*"
+	// The operations of cluster mode: drain and undrain change the
+	// system; cluster_status reads it, and a principal that may use
+	// status may use cluster_status too.
+	OpDrain         = "drain"
+	OpUndrain       = "undrain"
+	OpClusterStatus = "cluster_status"
+	AllOperations   = "*"
 )
 
 // Operations lists the operation names a principal's operations may hold
 // (besides "*"), canonical names first, then the alias.
 var Operations = []string{OpStartWorker, OpStopWorker, OpRestartWorker, OpStatus, OpListClasses, OpReload,
-	OpStartSupervisor, OpStopSupervisor, OpStartAlias}
+	OpStartSupervisor, OpStopSupervisor, OpDrain, OpUndrain, OpClusterStatus, OpStartAlias}
 
 // DefaultReplayWindow is the replay window when none is configured.
 const DefaultReplayWindow = 5 * time.Minute
@@ -391,7 +397,7 @@ func (pr *Principal) Authorize(a Action) error {
 	if op == OpStartAlias {
 		op = OpStartWorker
 	}
-	if !pr.allOps && !slices.Contains(pr.ops, op) {
+	if !pr.allOps && !slices.Contains(pr.ops, op) && (op != OpClusterStatus || !slices.Contains(pr.ops, OpStatus)) {
 		return forbidden("principal %q may not use %q (its operations: %s)", pr.name, op, quoteList(pr.opNames()))
 	}
 	switch op {

@@ -231,6 +231,15 @@ func TestAuthorize(t *testing.T) {
 		{deploy, Action{Operation: OpStopWorker, Class: "smpp.x", Supervisor: "root/campaigns"}, `may not use "stop_worker"`},
 		{monitor, Action{Operation: OpListClasses}, ""},
 		{monitor, Action{Operation: OpStartSupervisor, Supervisor: "root/x"}, `may not use "start_supervisor"`},
+		// cluster mode: status allows cluster_status; drain and undrain
+		// must be listed (or "*").
+		{monitor, Action{Operation: OpClusterStatus}, ""},
+		{deploy, Action{Operation: OpClusterStatus}, ""},
+		{monitor, Action{Operation: OpDrain}, `may not use "drain"`},
+		{deploy, Action{Operation: OpUndrain}, `may not use "undrain"`},
+		{ops, Action{Operation: OpDrain}, ""},
+		{ops, Action{Operation: OpUndrain}, ""},
+		{ops, Action{Operation: OpClusterStatus}, ""},
 	}
 	for _, tc := range cases {
 		err := tc.pr.Authorize(tc.a)
@@ -245,6 +254,27 @@ func TestAuthorize(t *testing.T) {
 			continue
 		}
 		wantRefused(t, err, true, tc.refused)
+	}
+}
+
+// The cluster operations can be listed on their own: drain does not
+// allow undrain, cluster_status does not allow status.
+func TestAuthorizeClusterOperations(t *testing.T) {
+	p, err := NewPolicy(Options{Require: true, Principals: []PrincipalConfig{
+		{Name: "maint", BrokerUsers: []string{"maint"}, Operations: []string{"drain", "cluster_status"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	maint := p.byBroker["maint"]
+	for op, refused := range map[string]bool{OpDrain: false, OpClusterStatus: false, OpUndrain: true, OpStatus: true, OpStopWorker: true} {
+		err := maint.Authorize(Action{Operation: op})
+		if (err != nil) != refused {
+			t.Errorf("%s: %v, want refused %v", op, err, refused)
+		}
+		if refused && err != nil {
+			wantRefused(t, err, true, `its operations: ["drain", "cluster_status"]`)
+		}
 	}
 }
 

@@ -121,7 +121,10 @@ type Assignment struct {
 	// Reason is why it was placed there: "placed", "failover", "drain"
 	// or "rebalance".
 	Reason string `json:"reason"`
-	Meta   `json:"-"`
+	// From is the host the worker was moved off (failover, drain), ""
+	// at its first placement: the leader's drain waits on it.
+	From string `json:"from,omitempty"`
+	Meta `json:"-"`
 }
 
 // Running is running/<name>: the host that runs the worker, under that
@@ -141,7 +144,7 @@ type Running struct {
 	// Code is the control error code of a permanent failure
 	// (invalid_config or internal), for the reply to the start.
 	Code string `json:"code,omitempty"`
-	Meta      `json:"-"`
+	Meta `json:"-"`
 }
 
 // Assignment reasons.

@@ -165,3 +165,22 @@ principal "b" {
 		}
 	}
 }
+
+// The operations of cluster mode can be granted by name; a misspelt one
+// gets a suggestion.
+func TestControlBlockClusterOperations(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.hcl")
+	writeFile(t, path, "control {\n  principal \"maint\" {\n    broker_users = [\"maint\"]\n    operations = [\"drain\", \"undrain\", \"cluster_status\"]\n  }\n}\n")
+	f, diags := Parse(path)
+	if diags.HasErrors() {
+		t.Fatal(diags.Error())
+	}
+	if got := f.Control.Principals[0].Operations; strings.Join(got, ",") != "drain,undrain,cluster_status" {
+		t.Errorf("operations = %q", got)
+	}
+	writeFile(t, path, "control {\n  principal \"maint\" {\n    broker_users = [\"maint\"]\n    operations = [\"drian\"]\n  }\n}\n")
+	if _, diags := Parse(path); !strings.Contains(diags.Error(), `Did you mean "drain"?`) || !strings.Contains(diags.Error(), "c.hcl:4") {
+		t.Errorf("misspelt drain: %v", diags)
+	}
+}

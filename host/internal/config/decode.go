@@ -36,6 +36,7 @@ func (f *File) Decode(classes ClassResolver) (*Config, hcl.Diagnostics) {
 		Host:     f.Host,
 		AMQP:     amqp,
 		Control:  f.Control,
+		Cluster:  f.Cluster,
 		Root:     root,
 		Files:    slices.Clone(f.Files),
 		Limits:   f.Limits,

@@ -42,6 +42,11 @@
 //	host.http_addr             "127.0.0.1:7780"
 //	host.log_level             "info"           (trace|debug|info|warn|error)
 //	amqp                       absent: no broker
+//	cluster                    absent: the host is alone (see ClusterConfig)
+//	cluster.prefix             "/dynworkers/<system_id>/"
+//	cluster.lease_ttl          "10s" (from 2s to 5m, whole seconds)
+//	cluster.dial_timeout       "5s" (at most 1m)
+//	cluster.max_workers        0: no limit
 //	supervisor strategy        "one_for_one", intensity 5, period "30s"
 //	worker restart             "permanent"
 //	worker start_timeout       "30s", shutdown_timeout "5s"
@@ -61,7 +66,8 @@
 // # Sensitive values
 //
 // Attributes a class marks sensitive, and the amqp url, never appear in
-// diagnostics: their values are scrubbed from messages and the source line
+// diagnostics (nor does the cluster block's etcd password, read from
+// password_file: ClusterConfig prints it redacted): their values are scrubbed from messages and the source line
 // is not shown. [Worker.RedactedConfig] and [AMQPConfig.Redacted] give
 // printable forms.
 package config

@@ -94,6 +94,9 @@ func dumpConfig(b *bytes.Buffer, c *Config) {
 	} else {
 		fmt.Fprintf(b, "amqp: none\n")
 	}
+	if c.Cluster != nil {
+		fmt.Fprintf(b, "%s\n", c.Cluster)
+	}
 	dumpSupervisor(b, c.Root, "")
 }
 

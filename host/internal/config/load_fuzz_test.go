@@ -50,6 +50,7 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte("worker \"a\" { class = \"smpp\"\n config { host = format(\"%09999d\", 1) } }\n"))
 	f.Add([]byte("supervisor \"root\" {\n supervisor \"s\" {\n  supervisor \"s\" { worker \"s\" { class = \"echo\" } }\n }\n}\n"))
 	f.Add([]byte("\xef\xbb\xbfsystem_id = \"\\u202e\"\r\nhost {\r\n  name = \"h\\r\"\r\n}\r\n"))
+	f.Add([]byte("cluster {\n  endpoints = [\"https://etcd:2379\", \"etcd-2:2379\"]\n  prefix = \"/d/\"\n  lease_ttl = \"3s\"\n  labels = { zone = \"a\" }\n  tls { server_name = \"etcd\" }\n}\n"))
 	// What the golden files read, so that they load.
 	f.Setenv("SMPP_PASSWORD", "hunter2-"+secretMarker)
 	f.Setenv("AMQP_URL", "amqp://guest:amqp-"+secretMarker+"@127.0.0.1:5672/")

@@ -110,6 +110,20 @@ func checkNameRune(r rune, first bool) error {
 	return bad("unassigned or unusable code points")
 }
 
+// ValidateHostName reports whether name can name a host (host { name }):
+// the rules of validateIdent, and not "all" or "any", which the control
+// channel's routing keys reserve. The control channel checks the host of a
+// drain or undrain with it.
+func ValidateHostName(name string) error {
+	if err := validateIdent("host name", name); err != nil {
+		return err
+	}
+	if name == "all" || name == "any" {
+		return fmt.Errorf("%q is reserved: control messages use it to address every host (\"all\") or any host (\"any\")", name)
+	}
+	return nil
+}
+
 // validateIdent checks the system id and the host name, which become
 // segments of AMQP routing keys and queue names.
 func validateIdent(what, s string) error {

@@ -17,6 +17,7 @@ type File struct {
 	Host     HostConfig
 	AMQP     *AMQPConfig    // nil when there is no amqp block
 	Control  *ControlConfig // nil when there is no control block
+	Cluster  *ClusterConfig // nil when there is no cluster block (or it has errors)
 	Files    []string       // the files read, in merge order
 	Limits   InputLimits    // the input_limits block, defaults applied
 
@@ -34,6 +35,7 @@ var rootSchema = &hcl.BodySchema{
 		{Type: "host"},
 		{Type: "amqp"},
 		{Type: "control"},
+		{Type: "cluster"},
 		{Type: "input_limits"},
 		{Type: "supervisor", LabelNames: []string{"name"}},
 		{Type: "worker", LabelNames: []string{"name"}},
@@ -84,6 +86,7 @@ func Parse(path string) (*File, hcl.Diagnostics) {
 		m.file(&scope{ctx: evalContext(dir), dir: dir, diags: &diags}, hf.Body)
 	}
 	f.sources = p.Files()
+	m.finishCluster() // cluster.go: what depends on the other blocks
 	m.tree(names[0])
 	for _, s := range m.secretScopes {
 		scrubSensitive(diags, s.attrs, s.ctx)
@@ -146,6 +149,7 @@ type merger struct {
 	// first definitions, for "already set at" references
 	systemID, host, amqp *hcl.Range
 	control              *hcl.Range
+	cluster              *hcl.Range
 	supervisors          []topBlock
 	workers              []topBlock
 	// attributes whose values must not appear in diagnostics
@@ -192,6 +196,10 @@ func (m *merger) file(sc *scope, body hcl.Body) {
 		case "control":
 			if m.duplicate(&m.control, b.DefRange, "block", "control") {
 				m.decodeControl(sc, b)
+			}
+		case "cluster":
+			if m.duplicate(&m.cluster, b.DefRange, "block", "cluster") {
+				m.decodeCluster(sc, b) // cluster.go
 			}
 		case "input_limits":
 			if m.duplicate(&m.limits, b.DefRange, "block", "input_limits") {

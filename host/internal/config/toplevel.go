@@ -46,14 +46,9 @@ func (m *merger) decodeHost(sc *scope, b *hcl.Block) {
 
 	var name string
 	if attr := attrs["name"]; sc.str(attr, &name) {
-		err := validateIdent("host name", name)
-		switch {
-		case err != nil:
+		if err := ValidateHostName(name); err != nil {
 			sc.errorf(attr.Expr.Range(), "Invalid host name", "%s.", upperFirst(err.Error()))
-		case name == "all" || name == "any":
-			sc.errorf(attr.Expr.Range(), "Invalid host name",
-				"%q is reserved: control messages use it to address every host (\"all\") or any host (\"any\").", name)
-		default:
+		} else {
 			h.Name = name
 		}
 	}

@@ -177,6 +177,8 @@ func (t *AMQPTransport) deliver(ctx context.Context, queue string, d amqp.Delive
 		return
 	}
 	ctx = withDeliveryCredentials(ctx, d)
+	// The dispatcher tells a system-wide start (.any, .all) by its key.
+	ctx = WithRoute(ctx, d.RoutingKey)
 	reply, panicked := t.handle(ctx, log, d.Body)
 	code := Code("")
 	if reply.Error != nil {

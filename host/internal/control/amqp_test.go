@@ -116,7 +116,18 @@ func (w amqpWriter) Write(p []byte) (int, error) { w(p); return len(p), nil }
 // wraps it when not nil) and runs a transport on it until the test ends.
 func startAMQPHost(t *testing.T, systemID, hostName string, setup func(func(*amqp.Channel) error) func(*amqp.Channel) error) *amqpHost {
 	t.Helper()
-	h := &amqpHost{name: "dynworkers " + systemID + "/" + hostName, handler: newAMQPFakeHandler(hostName)}
+	return startAMQPHostWith(t, systemID, hostName, setup, nil)
+}
+
+// startAMQPHostWith is startAMQPHost with handler instead of an
+// amqpFakeHandler (when not nil; h.handler is nil then).
+func startAMQPHostWith(t *testing.T, systemID, hostName string, setup func(func(*amqp.Channel) error) func(*amqp.Channel) error, handler control.Handler) *amqpHost {
+	t.Helper()
+	h := &amqpHost{name: "dynworkers " + systemID + "/" + hostName}
+	if handler == nil {
+		h.handler = newAMQPFakeHandler(hostName)
+		handler = h.handler
+	}
 	topology := control.Topology(systemID, hostName)
 	if setup != nil {
 		topology = setup(topology)
@@ -135,7 +146,7 @@ func startAMQPHost(t *testing.T, systemID, hostName string, setup func(func(*amq
 		t.Fatal(err)
 	}
 	h.transport = control.NewAMQPTransport(control.AMQPOptions{
-		SystemID: systemID, HostName: hostName, Conn: conn, Handler: h.handler, Logger: log,
+		SystemID: systemID, HostName: hostName, Conn: conn, Handler: handler, Logger: log,
 	})
 	runCtx, stopRun := context.WithCancel(context.Background())
 	ran := make(chan error, 1)

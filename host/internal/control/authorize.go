@@ -37,8 +37,10 @@ type Locator interface {
 // in the context (auth.WithPrincipal, set by Handle or by the HTTP API's
 // Authenticate). A request without a principal is refused as
 // unauthenticated when the policy requires it, except a read-only one
-// (status, list_classes) that the HTTP API marked auth.WithLocalRead: a GET
-// guarded by its bearer token. When the policy does not require
+// (status, list_classes, cluster_status) that the HTTP API marked
+// auth.WithLocalRead: a GET guarded by its bearer token. drain, undrain
+// and cluster_status act on no supervisor or class: the principal needs
+// only the operation (a principal allowed status may use cluster_status). When the policy does not require
 // (require = false), nothing is refused: what would be is logged.
 func (d *Dispatcher) SetPolicy(p *auth.Policy) { d.policy = p }
 

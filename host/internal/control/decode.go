@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/dynworkers/dynworkers/host/internal/suggest"
 )
@@ -12,7 +14,7 @@ import (
 // operations lists the operation names a request may carry, canonical names
 // first and then the aliases, for messages and suggestions.
 var operations = []string{OpStartWorker, OpStopWorker, OpRestartWorker, OpStatus, OpListClasses, OpReload,
-	OpStartSupervisor, OpStopSupervisor, OpStartAlias}
+	OpStartSupervisor, OpStopSupervisor, OpDrain, OpUndrain, OpClusterStatus, OpStartAlias}
 
 // Decode parses a control message body. The body is either a Blinkenlights
 // envelope
@@ -29,9 +31,9 @@ var operations = []string{OpStartWorker, OpStopWorker, OpRestartWorker, OpStatus
 //
 // Errors have CodeMalformed when the body is not JSON, not an object, the
 // payload is not an object, or a member has the wrong JSON type (the
-// Detail's Attribute names it): worker_config must be an object, replace a
-// boolean, intensity a number, period a string or a number, the others
-// strings; CodeUnknownOperation when the operation is missing or unknown.
+// Detail's Attribute names it): worker_config must be an object, replace
+// and cluster booleans, constraints an object whose values are strings,
+// intensity a number, period a string or a number, the others strings; CodeUnknownOperation when the operation is missing or unknown.
 // The alias "start_worker" is normalised to "vumi_worker". On success the
 // Request's operation is a known one, but nothing else is validated yet:
 // Dispatcher.Do does that.
@@ -83,6 +85,7 @@ func decode(body []byte) (*Request, *Error) {
 	str("supervisor", &req.Supervisor)
 	str("supervisor_name", &req.SupervisorName)
 	str("strategy", &req.Strategy)
+	str("host", &req.Host)
 	if err := checkRequestID(req.RequestID); err != nil {
 		req.RequestID = "" // never echoed back
 		return &req, err
@@ -90,6 +93,19 @@ func decode(body []byte) (*Request, *Error) {
 	if raw, ok := members["replace"]; ok && !isNull(raw) {
 		if err := json.Unmarshal(raw, &req.Replace); err != nil {
 			errs = append(errs, wrongType("replace", "true or false", raw))
+		}
+	}
+	if raw, ok := members["cluster"]; ok && !isNull(raw) {
+		if err := json.Unmarshal(raw, &req.Cluster); err != nil {
+			errs = append(errs, wrongType("cluster", "true or false", raw))
+		}
+	}
+	if raw, ok := members["constraints"]; ok && !isNull(raw) {
+		c, d := decodeConstraints(raw)
+		if d != nil {
+			errs = append(errs, *d)
+		} else {
+			req.Constraints = c
 		}
 	}
 	if raw, ok := members["worker_config"]; ok && !isNull(raw) {
@@ -142,7 +158,7 @@ func normalizeOperation(op string) (string, *Error) {
 	case OpStartAlias:
 		return OpStartWorker, nil
 	case OpStartWorker, OpStopWorker, OpRestartWorker, OpStatus, OpListClasses, OpReload,
-		OpStartSupervisor, OpStopSupervisor:
+		OpStartSupervisor, OpStopSupervisor, OpDrain, OpUndrain, OpClusterStatus:
 		return op, nil
 	}
 	msg := fmt.Sprintf("unknown operation %s: use one of %s", quoteShort(op), opList())
@@ -211,6 +227,41 @@ func wrongType(field, want string, raw []byte) Detail {
 	}
 }
 
+// decodeConstraints decodes the constraints member: an object whose
+// values are strings (null values and an empty object are none). Its
+// error names the field and the key at fault, never a value.
+func decodeConstraints(raw json.RawMessage) (map[string]string, *Detail) {
+	if kind(raw) != "an object" {
+		d := wrongType("constraints", `an object of labels, such as {"zone": "a"}`, raw)
+		return nil, &d
+	}
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &members); err != nil {
+		d := Detail{Attribute: "constraints", Summary: `"constraints" is not a valid JSON object`}
+		return nil, &d
+	}
+	var out map[string]string
+	for _, k := range slices.Sorted(maps.Keys(members)) { // the first bad key, always the same
+		v := members[k]
+		if isNull(v) {
+			continue
+		}
+		if kind(v) != "a string" {
+			return nil, &Detail{Attribute: "constraints",
+				Summary: fmt.Sprintf("%q must map labels to strings: the value of %s is %s", "constraints", quoteShort(k), kind(v))}
+		}
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil {
+			return nil, &Detail{Attribute: "constraints", Summary: fmt.Sprintf("%q: the value of %s is not a valid string", "constraints", quoteShort(k))}
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[k] = s
+	}
+	return out, nil
+}
+
 // malformed returns a CodeMalformed error; field, when not empty, becomes
 // the Detail's Attribute.
 func malformed(field, format string, args ...any) *Error {
@@ -222,7 +273,7 @@ func malformed(field, format string, args ...any) *Error {
 }
 
 func opList() string {
-	return `"vumi_worker" (alias "start_worker"), "stop_worker", "restart_worker", "status", "list_classes", "reload", "start_supervisor" or "stop_supervisor"`
+	return `"vumi_worker" (alias "start_worker"), "stop_worker", "restart_worker", "status", "list_classes", "reload", "start_supervisor", "stop_supervisor", "drain", "undrain" or "cluster_status"`
 }
 
 // quoteShort quotes s for a message or a log, cut to a sane length: the

@@ -32,6 +32,11 @@ var fuzzSeeds = []string{
 	`{"operation": "start_supervisor", "supervisor_name": "s", "period": 90, "intensity": 0}`,
 	`{"operation": "start_supervisor", "supervisor_name": "s", "period": -1, "intensity": 1e400}`,
 	`{"operation": "stop_supervisor", "supervisor": "root/campaign-a"}`,
+	`{"operation": "vumi_worker", "worker_name": "a", "worker_class": "c", "cluster": true, "constraints": {"zone": "a", "rack": null}}`,
+	`{"operation": "vumi_worker", "worker_name": "a", "worker_class": "c", "cluster": "yes", "constraints": {"zone": ["hunter2-password"]}}`,
+	`{"operation": "drain", "host": "h1"}`,
+	`{"operation": "undrain", "host": 7}`,
+	`{"operation": "cluster_status", "host": "all"}`,
 	`{"operation": "status"`,
 	``,
 	`[{"operation": "status"}]`,
@@ -74,7 +79,7 @@ func FuzzDecode(f *testing.F) {
 		}
 		switch req.Operation {
 		case OpStartWorker, OpStopWorker, OpRestartWorker, OpStatus, OpListClasses, OpReload,
-			OpStartSupervisor, OpStopSupervisor:
+			OpStartSupervisor, OpStopSupervisor, OpDrain, OpUndrain, OpClusterStatus:
 		default:
 			t.Fatalf("Decode accepted the operation %q", req.Operation)
 		}

@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -79,12 +81,15 @@ func NewDispatcher(host Host, logger hclog.Logger) *Dispatcher {
 }
 
 // Refuse makes every later request that would change the host (all but
-// status and list_classes) fail with err; a stopping host uses it so that
+// status, list_classes and cluster_status) fail with err; a stopping host uses it so that
 // nothing starts behind its shutdown's back while status still answers.
 func (d *Dispatcher) Refuse(err *Error) { d.refusal.Store(err) }
 
-// readOnly reports whether an operation only reads the host.
-func readOnly(op string) bool { return op == OpStatus || op == OpListClasses }
+// readOnly reports whether an operation only reads the host (or, for
+// cluster_status, the system): it is answered while the host stops, and
+// the HTTP API's local reads (auth.WithLocalRead) may do it without a
+// principal.
+func readOnly(op string) bool { return op == OpStatus || op == OpListClasses || op == OpClusterStatus }
 
 // Handle decodes a message body (see Decode) and carries it out (see Do).
 // A body that cannot be decoded is answered with its error; the request_id
@@ -123,6 +128,18 @@ func (d *Dispatcher) Handle(ctx context.Context, body []byte) Reply {
 // status, list_classes and reload need nothing. The
 // alias "start_worker" is accepted; an unknown operation is
 // CodeUnknownOperation.
+//
+// Cluster mode: a start is a cluster start (WorkerSpec.Cluster) when the
+// request says "cluster": true or when it came through a system-wide
+// routing key, one ending in ".any" or ".all" (RouteOf(ctx): the AMQP
+// transport sets it); its constraints, if any, must be at most
+// MaxConstraints labels whose keys and values are 1 to
+// config.MaxLabelBytes bytes of text without control characters
+// (CodeInvalidConfig naming "constraints"). drain and undrain need a host
+// that config.ValidateHostName accepts (CodeInvalidConfig naming "host");
+// cluster_status needs nothing. The three go to the Host's ClusterHost
+// methods; a Host that does not implement ClusterHost answers them with
+// CodeConflict.
 //
 // Host errors that are (or wrap) an *Error are returned as they are; any
 // other error, or a panic, becomes CodeInternal with a generic message and
@@ -197,12 +214,23 @@ func (d *Dispatcher) call(ctx context.Context, r *Request) (result any, err erro
 	switch r.Operation {
 	case OpStartWorker:
 		return d.host.StartWorker(ctx, WorkerSpec{
-			Name:       r.WorkerName,
-			Class:      r.WorkerClass,
-			Config:     r.WorkerConfig,
-			Supervisor: r.Supervisor,
-			Replace:    r.Replace,
+			Name:        r.WorkerName,
+			Class:       r.WorkerClass,
+			Config:      r.WorkerConfig,
+			Supervisor:  r.Supervisor,
+			Replace:     r.Replace,
+			Cluster:     r.Cluster || systemWideRoute(RouteOf(ctx)),
+			Constraints: maps.Clone(r.Constraints),
 		})
+	case OpDrain, OpUndrain, OpClusterStatus:
+		ch, ok := d.host.(ClusterHost)
+		if !ok {
+			return nil, Errorf(CodeConflict, "this host is not part of a cluster (it has no cluster block)")
+		}
+		if r.Operation == OpClusterStatus {
+			return ch.ClusterStatus(ctx)
+		}
+		return ch.Drain(ctx, r.Host, r.Operation == OpDrain)
 	case OpStopWorker:
 		if ws, ok := d.host.(WorkerStopper); ok {
 			res, err := ws.StopWorkerResult(ctx, r.WorkerName)
@@ -286,6 +314,12 @@ func logArgs(r *Request) []any {
 	if r.Supervisor != "" {
 		args = append(args, "supervisor", short(r.Supervisor))
 	}
+	if r.Host != "" {
+		args = append(args, "host", short(r.Host))
+	}
+	if r.Cluster {
+		args = append(args, "cluster", true)
+	}
 	if r.RequestID != "" {
 		args = append(args, "request_id", short(r.RequestID))
 	}
@@ -323,7 +357,12 @@ func validate(r *Request) *Error {
 		if err := checkConfigSize(r.WorkerConfig); err != nil {
 			return err
 		}
+		if err := checkConstraints(r.Constraints); err != nil {
+			return err
+		}
 		return checkSupervisor(r.Supervisor)
+	case OpDrain, OpUndrain:
+		return checkHost(r.Host)
 	case OpStopWorker, OpRestartWorker:
 		return checkName("worker_name", r.WorkerName)
 	case OpStartSupervisor:
@@ -331,6 +370,54 @@ func validate(r *Request) *Error {
 		return err
 	case OpStopSupervisor:
 		return checkStopSupervisor(r.Supervisor)
+	}
+	return nil
+}
+
+// MaxConstraints bounds the constraints of a start.
+const MaxConstraints = config.MaxClusterLabels
+
+// systemWideRoute reports whether an AMQP routing key addresses the whole
+// system ("<system_id>.any" or "<system_id>.all") rather than one host.
+func systemWideRoute(key string) bool {
+	return strings.HasSuffix(key, ".any") || strings.HasSuffix(key, ".all")
+}
+
+// checkConstraints checks a start's constraints: at most MaxConstraints,
+// keys and values 1 to config.MaxLabelBytes bytes of UTF-8 without
+// control characters. Messages quote keys (cut short), never values.
+func checkConstraints(c map[string]string) *Error {
+	if len(c) > MaxConstraints {
+		return invalid("constraints", "constraints has %d labels: at most %d are allowed", len(c), MaxConstraints)
+	}
+	for _, k := range slices.Sorted(maps.Keys(c)) {
+		v := c[k]
+		switch {
+		case k == "":
+			return invalid("constraints", "constraints has an empty label name")
+		case len(k) > config.MaxLabelBytes:
+			return invalid("constraints", "constraints label %s is longer than %d bytes", quoteShort(k), config.MaxLabelBytes)
+		case !utf8.ValidString(k) || strings.IndexFunc(k, unicode.IsControl) >= 0:
+			return invalid("constraints", "constraints label %s must be text without control characters", quoteShort(k))
+		case v == "":
+			return invalid("constraints", "constraints label %s has an empty value", quoteShort(k))
+		case len(v) > config.MaxLabelBytes:
+			return invalid("constraints", "the value of constraints label %s is longer than %d bytes", quoteShort(k), config.MaxLabelBytes)
+		case !utf8.ValidString(v) || strings.IndexFunc(v, unicode.IsControl) >= 0:
+			return invalid("constraints", "the value of constraints label %s must be text without control characters", quoteShort(k))
+		}
+	}
+	return nil
+}
+
+// checkHost checks the host of a drain or undrain: a host name as the
+// host block's name accepts. Whether the host exists is the Host's to say.
+func checkHost(host string) *Error {
+	if host == "" {
+		return invalid("host", "host is missing: name the host to drain or undrain")
+	}
+	if err := config.ValidateHostName(host); err != nil {
+		return invalid("host", "host %s is not a valid host name: %v", quoteShort(host), err)
 	}
 	return nil
 }
