@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -154,15 +155,32 @@ func TestThirtyStartsWithRetriesRunOnceEach(t *testing.T) {
 
 // Must hold: kill -9 of one host: all its cluster workers run on the other
 // two within TTL + 5 s; at no sampled moment does any worker name have two
-// live processes.
+// live processes. Once a host that is not the leader, once the leader (a
+// new leader is elected when its lease expires, and places its workers).
 func TestKill9FailsOverWithinTTLPlus5s(t *testing.T) {
+	for _, leader := range []bool{false, true} {
+		t.Run(fmt.Sprintf("leader=%v", leader), func(t *testing.T) { kill9Failover(t, leader) })
+	}
+}
+
+func kill9Failover(t *testing.T, leader bool) {
 	c := threeHosts(t, ttl)
 	s := c.startSampler()
 	ws := names("w", 30)
 	c.startAll(ws)
 	p := c.placement()
 	c.assertOnce(p, ws)
-	victim := c.hosts[1] // h2; the leader may be any
+	v, err := c.hosts[0].view()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var victim *host
+	for _, h := range c.hosts {
+		if (h.name == v.Leader) == leader {
+			victim = h
+			break
+		}
+	}
 	moved := p.on(victim.name)
 	if len(moved) == 0 {
 		t.Fatalf("%s runs no worker: %v", victim.name, p.perHost())
@@ -183,21 +201,72 @@ func TestKill9FailsOverWithinTTLPlus5s(t *testing.T) {
 		return len(missing) == 0, fmt.Sprintf("not running: %v", missing)
 	})
 	took := done.Sub(killed)
-	t.Logf("kill -9 of %s (%d workers) → all running elsewhere: %s (TTL %s)", victim.name, len(moved), took, ttl)
+	t.Logf("kill -9 of %s (leader: %v, %d workers) → all running elsewhere: %s (TTL %s)", victim.name, leader, len(moved), took, ttl)
 	if took > ttl+5*time.Second {
 		t.Errorf("failover took %s, more than TTL + 5 s = %s", took, ttl+5*time.Second)
 	}
 	c.assertOnce(c.placement(), ws)
-	// The moves are counted.
-	v, err := c.hosts[0].view()
+	// The moves are counted, and a survivor leads.
+	from := c.live()[0]
+	v, err = from.view()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if v.Leader == "" || v.Leader == victim.name {
+		t.Errorf("view: leader %q after %s was killed", v.Leader, victim.name)
 	}
 	for _, w := range v.Workers {
 		if contains(moved, w.Name) && w.Moves < 1 {
 			t.Errorf("view: %s moved from %s but shows %d moves", w.Name, victim.name, w.Moves)
 		}
 	}
+	s.assertNoDuplicate(t)
+}
+
+// A host shut down cleanly (SIGTERM) hands its cluster workers over at
+// once: they run on the others well before the lease's TTL (10 s here)
+// could have expired, and never twice.
+func TestCleanShutdownHandsOverAtOnce(t *testing.T) {
+	const longTTL = 10 * time.Second
+	c := threeHosts(t, longTTL)
+	s := c.startSampler()
+	ws := names("w", 30)
+	c.startAll(ws)
+	p := c.placement()
+	victim := c.hosts[1]
+	moved := p.on(victim.name)
+	if err := victim.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	select {
+	case <-victim.done:
+	case <-time.After(waitTimeout):
+		t.Fatalf("%s did not exit after SIGTERM", victim.name)
+	}
+	victim.killed.Store(true)
+	if victim.rc != 0 {
+		t.Errorf("%s exited with status %d after SIGTERM, want 0", victim.name, victim.rc)
+	}
+	done := waitFor(t, longTTL, "every worker of the stopped host running on a survivor", func() (bool, string) {
+		q, err := c.tryPlacement()
+		if err != nil {
+			return false, err.Error()
+		}
+		var missing []string
+		for _, n := range moved {
+			if len(q[n]) == 0 {
+				missing = append(missing, n)
+			}
+		}
+		return len(missing) == 0, fmt.Sprintf("not running: %v", missing)
+	})
+	took := done.Sub(stopped)
+	t.Logf("SIGTERM of %s (%d workers) → all running elsewhere: %s (TTL %s)", victim.name, len(moved), took, longTTL)
+	if took > longTTL/2 {
+		t.Errorf("the handover took %s: as long as waiting for the lease (TTL %s)", took, longTTL)
+	}
+	c.assertOnce(c.placement(), ws)
 	s.assertNoDuplicate(t)
 }
 
