@@ -645,3 +645,74 @@ func contains(xs []string, x string) bool {
 	i := sort.SearchStrings(xs, x)
 	return i < len(xs) && xs[i] == x
 }
+
+// Placement respects capacity (max_workers) and label constraints: a
+// worker no host fits is answered pending, with the reason, and runs as
+// soon as a host has room.
+func TestCapacityAndConstraints(t *testing.T) {
+	c := newCluster(t, ttl)
+	c.addHost("h1", hostOpts{maxWorkers: 2, labels: map[string]string{"zone": "a"}})
+	c.addHost("h2", hostOpts{maxWorkers: 2, labels: map[string]string{"zone": "b"}})
+	c.waitReady()
+	s := c.startSampler()
+	zoned := func(name string) map[string]any {
+		r := startReq(name)
+		r["constraints"] = map[string]string{"zone": "b"}
+		return r
+	}
+	for _, n := range []string{"b1", "b2"} {
+		r := c.request(c.anyKey(), zoned(n))
+		if st := r.start(); !r.OK || st.Action != "started" || st.Host != "h2" || st.State != "running" {
+			t.Fatalf("start of %s with zone = b: %s, want started on h2", n, r)
+		}
+	}
+	// h2 is full: a third zone-b worker fits nowhere.
+	r := c.request(c.anyKey(), zoned("b3"))
+	if st := r.start(); !r.OK || st.State != "pending" || st.Pending == "" || st.Host != "" {
+		t.Fatalf("start of b3 with zone = b on a full h2: %s, want pending with a reason", r)
+	} else {
+		t.Logf("b3 pending: %s", st.Pending)
+	}
+	// Unconstrained ones go where there is room: h1 only.
+	for _, n := range []string{"a1", "a2"} {
+		r := c.request(c.anyKey(), startReq(n))
+		if st := r.start(); !r.OK || st.Host != "h1" || st.State != "running" {
+			t.Fatalf("start of %s: %s, want running on h1 (h2 is full)", n, r)
+		}
+	}
+	r = c.request(c.anyKey(), startReq("a3"))
+	if st := r.start(); !r.OK || st.State != "pending" {
+		t.Fatalf("start of a3 with both hosts full: %s, want pending", r)
+	}
+	v, err := c.hosts[0].view()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range v.Workers {
+		if (w.Name == "b3" || w.Name == "a3") && (w.State != "pending" || w.Pending == "") {
+			t.Errorf("view: %+v, want pending with a reason", w)
+		}
+	}
+	// Room on h2: b3 runs there (a3 may take the room instead: both fit
+	// h2; one of them runs).
+	r = c.request(c.anyKey(), map[string]any{"operation": control.OpStopWorker, "worker_name": "b1"})
+	if !r.OK {
+		t.Fatalf("stop of b1: %s", r)
+	}
+	waitFor(t, 30*time.Second, "a pending worker placed on h2 once it had room", func() (bool, string) {
+		q, err := c.tryPlacement()
+		if err != nil {
+			return false, err.Error()
+		}
+		on := q.on("h2")
+		return len(on) == 2 && (contains(on, "b3") || contains(on, "a3")), fmt.Sprintf("h2 runs %v", on)
+	})
+	p := c.placement()
+	if on := p.on("h1"); len(on) != 2 {
+		t.Errorf("h1 runs %v, want 2 (its max_workers)", on)
+	}
+	if len(p["b1"]) != 0 {
+		t.Errorf("b1 runs after its stop: %v", p["b1"])
+	}
+	s.assertNoDuplicate(t)
+}
