@@ -150,8 +150,8 @@ func RenderClusterSection(p func(string, ...any), c *ClusterResult) {
 		p("**Failover.** One host of three, running about a third of the cluster workers, is killed with SIGKILL (its plugin ")
 		p("processes die with it); the time is from the kill to the moment the survivors' `GET /v1/status` (polled every ")
 		p("100 ms) shows every worker it ran `running` on one of them. It is what was left of the host's lease at the kill ")
-		p("(between 0.8·TTL and TTL: a host renews its lease every TTL/5; the survivors learn of the death when it expires) ")
-		p("plus the leader's placement and the start of the workers; when the killed host was the leader, a new leader is ")
+		p("(between 0.8·TTL and TTL: a host renews its lease every TTL/5; the survivors learn of the death when it expires, ")
+		p("and etcd looks for expired leases every 500 ms) plus the leader's placement and the start of the workers; when the killed host was the leader, a new leader is ")
 		p("elected first (its election key expires with the same lease).\n\n")
 		p("| lease TTL | runs | workers moved per run | min | p50 | max | guarantee (TTL + 5 s) |\n|---|---|---|---|---|---|---|\n")
 		for _, f := range c.Failover {
