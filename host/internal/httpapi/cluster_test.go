@@ -34,7 +34,9 @@ type fakeClusterHost struct {
 	drains []string // "on host" or "off host"
 }
 
-func (h *fakeClusterHost) ClusterStatus(context.Context) (api.ClusterView, error) { return clusterView, nil }
+func (h *fakeClusterHost) ClusterStatus(context.Context) (api.ClusterView, error) {
+	return clusterView, nil
+}
 
 func (h *fakeClusterHost) Drain(_ context.Context, host string, on bool) (api.DrainResult, error) {
 	h.mu.Lock()
