@@ -37,14 +37,16 @@ type statusFlags struct {
 	watch    bool
 	interval time.Duration
 	noColor  bool
+	cluster  bool
 }
 
 func runStatus(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("status", "[-json] [-no-color] [-watch [-interval D]] "+clientFlagsUsage, stderr)
+	fs := newFlagSet("status", "[-json] [-no-color] [-watch [-interval D] | -cluster] "+clientFlagsUsage, stderr)
 	var sf statusFlags
 	fs.BoolVar(&sf.json, "json", false, "print the status result as JSON")
 	fs.BoolVar(&sf.watch, "watch", false, "refresh the status every -interval until interrupted (Ctrl-C), in place on a terminal; each poll waits at most -timeout (default 10s)")
 	fs.DurationVar(&sf.interval, "interval", defaultWatchInterval, "with -watch: the time between two refreshes")
+	fs.BoolVar(&sf.cluster, "cluster", false, "show the whole cluster the host is part of (its hosts and cluster workers, read from etcd) instead of the host")
 	fs.BoolVar(&sf.noColor, "no-color", false, "no colours, even on a terminal (colours are also off when $NO_COLOR is set or TERM=dumb)")
 	co := addClientFlags(fs)
 	if _, rc := parseArgs(fs, args, "", 0, 0); rc >= 0 {
@@ -60,6 +62,8 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		return usageError(stderr, "status", "-interval goes with -watch")
 	case sf.watch && sf.interval < minWatchInterval:
 		return usageError(stderr, "status", "-interval must be at least %s", minWatchInterval)
+	case sf.watch && sf.cluster:
+		return usageError(stderr, "status", "-watch and -cluster do not mix: run status -cluster alone")
 	case sf.watch && (co.all || co.any):
 		return usageError(stderr, "status", "-watch asks one host: use -amqp with -host NAME, not -all or -any")
 	}
@@ -77,6 +81,9 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 			// Clearing the screen needs a terminal that knows how.
 			terminal: term && os.Getenv("TERM") != "dumb",
 		})
+	}
+	if sf.cluster {
+		return co.clusterStatus(sf.json, stdout, stderr)
 	}
 	answers, rc := co.do(st, stderr)
 	if rc != exitOK {
