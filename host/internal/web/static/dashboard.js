@@ -1,6 +1,7 @@
-// The dynworkers dashboard. It polls the host's HTTP API (GET /v1/status
-// and GET /v1/events) and renders the supervision tree, the host's figures
-// and the recent events; its buttons and form call the same API.
+// The dynworkers dashboard. It polls the host's HTTP API (GET /v1/status,
+// GET /v1/events and, on a host of a cluster, GET /v1/cluster) and renders
+// the supervision tree, the host's figures, the recent events and the
+// cluster's hosts and workers; its buttons and form call the same API.
 //
 // Everything shown comes from the API and goes into the page as text
 // (textContent and DOM attributes), never as HTML: worker names, and the
@@ -14,6 +15,10 @@
   const MAX_EVENTS = 100; // events shown
   const MAX_VALUE = 80; // characters of a details value shown; its title has it all
   const TOKEN_KEY = "dynworkers.token";
+  // How long the page waits before asking again a host that said it is
+  // not part of a cluster: its cluster block only comes with a restart,
+  // and every refusal is a line in the host's log.
+  const NO_CLUSTER_RECHECK_MS = 60000;
   const SVG_NS = "http://www.w3.org/2000/svg";
 
   const $ = (id) => document.getElementById(id);
@@ -232,17 +237,19 @@
     polling = true;
     let next = POLL_MS; // -1: wait for the token form
     try {
-      const [status, events] = await Promise.all([
+      const [status, events, cluster] = await Promise.all([
         api("GET", "/v1/status"),
         // A host without an event log answers not_found: show the rest.
         api("GET", "/v1/events").catch((e) => {
           if (e.code === "not_found") return null;
           throw e;
         }),
+        fetchCluster(),
       ]);
       showDashboard();
       renderStatus(status);
       renderEvents(events === null ? null : events.events || []);
+      renderCluster(cluster);
       setConn(true, "live · " + fmtTime(new Date().toISOString()));
       if (!classesLoaded) loadClasses();
     } catch (e) {
@@ -595,6 +602,117 @@
         el("td", { className: "ev-details" }, details.join(" · "),
           ev.error ? el("div", { className: "error" }, String(ev.error)) : null));
     }));
+  }
+
+  // ---- cluster ---------------------------------------------------------
+
+  // noClusterUntil: after a host said it is not part of a cluster, the
+  // time to ask again; noCluster is what it said.
+  let noClusterUntil = 0;
+  let noCluster = null;
+
+  // fetchCluster returns the cluster view, {none: message} for a host that
+  // is not part of a cluster (409 conflict) or does not know cluster mode
+  // (an older host: unknown_operation, or not_found for the route), or
+  // {error: message} when the call failed otherwise (the rest of the page
+  // still shows).
+  async function fetchCluster() {
+    if (noCluster && Date.now() < noClusterUntil) return noCluster;
+    try {
+      const view = await api("GET", "/v1/cluster");
+      noCluster = null;
+      return view;
+    } catch (e) {
+      if (e.code === "unauthorized") throw e;
+      if (e.code === "conflict" || e.code === "unknown_operation" || e.code === "not_found") {
+        noCluster = { none: e.code === "conflict" ? e.message : "this host does not know cluster mode" };
+        noClusterUntil = Date.now() + NO_CLUSTER_RECHECK_MS;
+        return noCluster;
+      }
+      return { error: e.message };
+    }
+  }
+
+  const yesNo = (b) => (b ? "yes" : "no");
+
+  // since shows how long ago an RFC 3339 time was, "—" for none.
+  function since(iso) {
+    if (!iso || iso.startsWith("0001-")) return "—";
+    const t = Date.parse(iso);
+    return isNaN(t) ? "—" : fmtDuration((Date.now() - t) / 1000);
+  }
+
+  function clusterState(state) {
+    if (state === "pending" || state === "moving") return "st-warn";
+    return stateClass(state);
+  }
+
+  function labelsText(labels) {
+    const keys = Object.keys(labels || {}).sort();
+    return keys.length ? keys.map((k) => `${k}=${labels[k]}`).join(", ") : "—";
+  }
+
+  // workerHost is where a cluster worker is: "A → B" while it moves from
+  // A to the host B it is placed on.
+  function workerHost(w) {
+    if (w.running_on && w.host && w.running_on !== w.host) return `${w.running_on} → ${w.host}`;
+    return w.running_on || w.host || "—";
+  }
+
+  let lastCluster = "";
+
+  function renderCluster(c) {
+    const panel = $("cluster");
+    const none = $("cluster-none");
+    const body = $("cluster-body");
+    panel.hidden = false;
+    if (c.none || c.error) {
+      lastCluster = "";
+      body.hidden = true;
+      none.hidden = false;
+      setText($("cluster-summary"), "");
+      none.className = c.error ? "error" : "muted";
+      setText(none, c.error ? "The cluster view failed: " + c.error
+        : c.none.startsWith("this host is not part of a cluster") ? "This host is not part of a cluster."
+          : "This host is not part of a cluster: " + c.none);
+      return;
+    }
+    none.hidden = true;
+    body.hidden = false;
+    const hosts = c.hosts || [];
+    const workers = c.workers || [];
+    const alive = hosts.filter((h) => h.alive).length;
+    setText($("cluster-summary"), `(${c.system_id || "?"} · leader ${c.leader || "none"} · ` +
+      `${alive}/${hosts.length} hosts alive · ${workers.length} workers · read by ${c.from || "?"})`);
+    // Rebuild the tables only when the data changed, so that a selection
+    // survives the polls; the "since" column is updated in place.
+    const sig = JSON.stringify([hosts, workers]);
+    if (sig === lastCluster) {
+      for (const td of $("cluster-workers").querySelectorAll("td.c-since")) setText(td, since(td.title));
+      return;
+    }
+    lastCluster = sig;
+    $("cluster-hosts").replaceChildren(...hosts.map((h) =>
+      el("tr", { className: "c-host", "data-host": h.name },
+        el("td", { className: "c-name" }, h.name),
+        el("td", { className: "c-alive" }, el("span", { className: "badge " + (h.alive ? "st-ok" : "st-bad") }, h.alive ? "alive" : "dead")),
+        el("td", { className: "c-draining" }, h.draining ? el("span", { className: "badge st-warn" }, "draining") : "no"),
+        el("td", { className: "c-leader" }, yesNo(h.leader)),
+        el("td", { className: "c-capacity num" }, h.capacity > 0 ? h.capacity : "no limit"),
+        el("td", { className: "c-assigned num" }, h.assigned ?? 0),
+        el("td", { className: "c-load num" }, h.load ?? 0),
+        el("td", { className: "c-labels" }, labelsText(h.labels)))));
+    $("cluster-no-workers").hidden = workers.length > 0;
+    $("cluster-workers").replaceChildren(...workers.map((w) =>
+      el("tr", { className: "c-worker", "data-worker": w.name },
+        el("td", { className: "c-name" }, w.name),
+        el("td", { className: "c-class" }, w.class),
+        el("td", { className: "c-where" }, workerHost(w)),
+        el("td", { className: "c-state" }, el("span", { className: "badge " + clusterState(w.state) }, w.state || "—")),
+        el("td", { className: "c-pid num" }, w.pid || "—"),
+        el("td", { className: "c-since num", title: w.since || "" }, since(w.since)),
+        el("td", { className: "c-moves num" }, w.moves ?? 0),
+        el("td", { className: "c-pending" }, w.pending || (w.error ? "error: " + w.error : "")))));
   }
 
   // ---- actions ---------------------------------------------------------

@@ -1,0 +1,176 @@
+package web_test
+
+import (
+	"context"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/dynworkers/dynworkers/host/internal/api"
+	"github.com/dynworkers/dynworkers/host/internal/control"
+	"github.com/dynworkers/dynworkers/host/internal/httpapi"
+	"github.com/dynworkers/dynworkers/host/internal/web"
+)
+
+// clusterHost is a control.Host that implements control.ClusterHost, as
+// the daemon does: with view nil it answers as a host without a cluster
+// block (conflict). It counts the calls of each operation.
+type clusterHost struct {
+	control.Host // the operations the dashboard does not use: nil, never called
+	view         *api.ClusterView
+
+	mu    sync.Mutex
+	calls map[string]int
+}
+
+func (h *clusterHost) count(op string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.calls == nil {
+		h.calls = map[string]int{}
+	}
+	h.calls[op]++
+}
+
+func (h *clusterHost) called(op string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.calls[op]
+}
+
+func (h *clusterHost) Status(context.Context) (api.Status, error) {
+	h.count(control.OpStatus)
+	return api.Status{SystemID: "prod", Host: "host-a", Started: time.Now().Add(-time.Hour),
+		Supervisors: []api.Supervisor{}, Workers: []api.Worker{}}, nil
+}
+
+func (h *clusterHost) Classes(context.Context) (api.ClassList, error) {
+	h.count(control.OpListClasses)
+	return api.ClassList{}, nil
+}
+
+func (h *clusterHost) ClusterStatus(context.Context) (api.ClusterView, error) {
+	h.count(control.OpClusterStatus)
+	if h.view == nil {
+		return api.ClusterView{}, control.Errorf(control.CodeConflict, "this host is not part of a cluster (it has no cluster block)")
+	}
+	return *h.view, nil
+}
+
+func (h *clusterHost) Drain(context.Context, string, bool) (api.DrainResult, error) {
+	h.count(control.OpDrain)
+	return api.DrainResult{}, control.Errorf(control.CodeConflict, "not in this test")
+}
+
+// serveDashboard serves the real HTTP API, with the dashboard, in front of
+// a real control.Dispatcher driving h.
+func serveDashboard(t *testing.T, h control.Host) string {
+	t.Helper()
+	s := httpapi.New(httpapi.Options{Doer: control.NewDispatcher(h, nil), UI: web.Handler()})
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	return srv.URL + "/"
+}
+
+// jsClusterRows reads the cluster tables as text, one line per row, the
+// cells joined by " | ".
+const jsClusterRows = `(which) => [...document.querySelectorAll("#cluster-" + which + " tr")].map((r) =>
+	[...r.querySelectorAll("td")].map((td) => td.textContent).join(" | "))`
+
+func TestDashboardClusterPage(t *testing.T) {
+	exe := chromium(t)
+	now := time.Now().UTC()
+	view := &api.ClusterView{
+		SystemID: "prod", Prefix: "/dynworkers/prod/", Leader: "host-a", From: "host-a", Revision: 17, ReadAt: now,
+		Hosts: []api.ClusterHost{
+			{Name: "host-a", Alive: true, Leader: true, Capacity: 10, Assigned: 2, Load: 2, Labels: map[string]string{"zone": "a", "disk": "ssd"}},
+			{Name: "host-b", Alive: false, Draining: true, Capacity: 0, Assigned: 1, Load: 0},
+		},
+		Workers: []api.ClusterWorker{
+			{Name: "sms-in", Class: "smpp", Host: "host-a", RunningOn: "host-a", State: "running", Pid: 4242,
+				Since: now.Add(-3*time.Minute - 5*time.Second), Moves: 2},
+			{Name: `<img src=x onerror="alert(1)">`, Class: "chaos", Host: "host-a", RunningOn: "host-b", State: "moving", Moves: 0},
+			{Name: "zone-c", Class: "chaos", State: "pending", Pending: "no live host has the label zone=c"},
+		},
+	}
+	h := &clusterHost{view: view}
+	b := newBrowser(t, exe)
+	b.do("opening the dashboard", chromedp.Navigate(serveDashboard(t, h)))
+
+	waitFor[bool](b, "the cluster tables are shown", `() => document.querySelectorAll("#cluster-hosts tr").length === 2 &&
+		document.querySelectorAll("#cluster-workers tr").length === 3 && !document.getElementById("cluster").hidden`)
+	hosts := eval[[]string](b, jsClusterRows, "hosts")
+	wantHosts := []string{
+		"host-a | alive | no | yes | 10 | 2 | 2 | disk=ssd, zone=a",
+		"host-b | dead | draining | no | no limit | 1 | 0 | —",
+	}
+	if strings.Join(hosts, "\n") != strings.Join(wantHosts, "\n") {
+		t.Errorf("hosts shown:\n%s\nwant:\n%s", strings.Join(hosts, "\n"), strings.Join(wantHosts, "\n"))
+	}
+	workers := eval[[]string](b, jsClusterRows, "workers")
+	wantWorkers := []string{
+		"sms-in | smpp | host-a | running | 4242 | 3m 05s | 2 | ",
+		`<img src=x onerror="alert(1)"> | chaos | host-b → host-a | moving | — | — | 0 | `,
+		"zone-c | chaos | — | pending | — | — | 0 | no live host has the label zone=c",
+	}
+	// "since" may have ticked a second or two under load.
+	if len(workers) != 3 || !strings.HasPrefix(workers[0], "sms-in | smpp | host-a | running | 4242 | 3m 0") ||
+		strings.Join(workers[1:], "\n") != strings.Join(wantWorkers[1:], "\n") {
+		t.Errorf("workers shown:\n%s\nwant:\n%s", strings.Join(workers, "\n"), strings.Join(wantWorkers, "\n"))
+	}
+	summary := eval[string](b, `() => document.getElementById("cluster-summary").textContent`)
+	if summary != "(prod · leader host-a · 1/2 hosts alive · 3 workers · read by host-a)" {
+		t.Errorf("summary %q", summary)
+	}
+	if n := eval[int](b, `() => document.querySelectorAll("#cluster img").length`); n != 0 {
+		t.Errorf("a worker's name became %d elements", n)
+	}
+	if !eval[bool](b, `() => document.getElementById("cluster-none").hidden`) {
+		t.Error("the not-a-cluster line is shown too")
+	}
+
+	// The page follows the view: a worker that moved.
+	h.mu.Lock()
+	moved := *view
+	moved.Workers = append([]api.ClusterWorker(nil), view.Workers...)
+	moved.Workers[2] = api.ClusterWorker{Name: "zone-c", Class: "chaos", Host: "host-a", RunningOn: "host-a", State: "running", Pid: 77, Moves: 1,
+		Since: time.Now().UTC()}
+	h.view = &moved
+	h.mu.Unlock()
+	waitFor[bool](b, "zone-c runs on host-a", `() => { const r = document.querySelector('#cluster-workers tr[data-worker="zone-c"]');
+		return r && r.querySelector(".c-where").textContent === "host-a" && r.querySelector(".c-state").textContent === "running" &&
+			r.querySelector(".c-moves").textContent === "1" && r.querySelector(".c-pending").textContent === ""; }`)
+}
+
+func TestDashboardWithoutCluster(t *testing.T) {
+	exe := chromium(t)
+	h := &clusterHost{}
+	b := newBrowser(t, exe)
+	b.do("opening the dashboard", chromedp.Navigate(serveDashboard(t, h)))
+	msg := waitFor[string](b, "the page says the host is not part of a cluster", `() => {
+		const p = document.getElementById("cluster-none");
+		return !document.getElementById("cluster").hidden && !p.hidden && p.textContent; }`)
+	if msg != "This host is not part of a cluster." {
+		t.Errorf("message %q", msg)
+	}
+	if !eval[bool](b, `() => document.getElementById("cluster-body").hidden`) {
+		t.Error("the cluster tables are shown")
+	}
+	// The rest of the page works, and polls on without asking the host
+	// about its cluster again at every poll (each refusal is a log line).
+	before := h.called(control.OpStatus)
+	deadline := time.Now().Add(waitTimeout)
+	for h.called(control.OpStatus) < before+3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the page polled status %d times", h.called(control.OpStatus))
+		}
+		waitFor[bool](b, "a poll", `() => new Promise((ok) => setTimeout(() => ok(true), 200))`)
+	}
+	if n := h.called(control.OpClusterStatus); n != 1 {
+		t.Errorf("cluster_status asked %d times over %d polls, want once", n, h.called(control.OpStatus))
+	}
+}
