@@ -23,8 +23,10 @@ type clusterHost struct {
 	control.Host // the operations the dashboard does not use: nil, never called
 	view         *api.ClusterView
 
-	mu    sync.Mutex
-	calls map[string]int
+	mu     sync.Mutex
+	calls  map[string]int
+	drains []string
+	starts []control.WorkerSpec
 }
 
 func (h *clusterHost) count(op string) {
@@ -55,15 +57,47 @@ func (h *clusterHost) Classes(context.Context) (api.ClassList, error) {
 
 func (h *clusterHost) ClusterStatus(context.Context) (api.ClusterView, error) {
 	h.count(control.OpClusterStatus)
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	if h.view == nil {
 		return api.ClusterView{}, control.Errorf(control.CodeConflict, "this host is not part of a cluster (it has no cluster block)")
 	}
 	return *h.view, nil
 }
 
-func (h *clusterHost) Drain(context.Context, string, bool) (api.DrainResult, error) {
+// Drain marks the host draining in the view (or not), as a cluster does.
+func (h *clusterHost) Drain(_ context.Context, host string, on bool) (api.DrainResult, error) {
 	h.count(control.OpDrain)
-	return api.DrainResult{}, control.Errorf(control.CodeConflict, "not in this test")
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.view == nil {
+		return api.DrainResult{}, control.Errorf(control.CodeConflict, "this host is not part of a cluster (it has no cluster block)")
+	}
+	v := *h.view
+	v.Hosts = append([]api.ClusterHost(nil), v.Hosts...)
+	for i := range v.Hosts {
+		if v.Hosts[i].Name == host {
+			action := "undrained"
+			if on {
+				action = "draining"
+			}
+			v.Hosts[i].Draining = on
+			h.view = &v
+			h.drains = append(h.drains, action+" "+host)
+			return api.DrainResult{Host: host, Action: action, Workers: []string{}}, nil
+		}
+	}
+	return api.DrainResult{}, control.Errorf(control.CodeNotFound, "no host %q in the cluster", host)
+}
+
+// StartWorker records the spec and answers as a cluster start placed on
+// host-b.
+func (h *clusterHost) StartWorker(_ context.Context, spec control.WorkerSpec) (api.StartResult, error) {
+	h.count(control.OpStartWorker)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.starts = append(h.starts, spec)
+	return api.StartResult{Worker: spec.Name, Action: "started", State: "running", Pid: 88, Host: "host-b"}, nil
 }
 
 // serveDashboard serves the real HTTP API, with the dashboard, in front of
@@ -105,8 +139,8 @@ func TestDashboardClusterPage(t *testing.T) {
 		document.querySelectorAll("#cluster-workers tr").length === 3 && !document.getElementById("cluster").hidden`)
 	hosts := eval[[]string](b, jsClusterRows, "hosts")
 	wantHosts := []string{
-		"host-a | alive | no | yes | 10 | 2 | 2 | disk=ssd, zone=a",
-		"host-b | dead | draining | no | no limit | 1 | 0 | —",
+		"host-a | alive | no | yes | 10 | 2 | 2 | disk=ssd, zone=a | drain",
+		"host-b | dead | draining | no | no limit | 1 | 0 | — | undrain",
 	}
 	if strings.Join(hosts, "\n") != strings.Join(wantHosts, "\n") {
 		t.Errorf("hosts shown:\n%s\nwant:\n%s", strings.Join(hosts, "\n"), strings.Join(wantHosts, "\n"))
@@ -144,6 +178,45 @@ func TestDashboardClusterPage(t *testing.T) {
 	waitFor[bool](b, "zone-c runs on host-a", `() => { const r = document.querySelector('#cluster-workers tr[data-worker="zone-c"]');
 		return r && r.querySelector(".c-where").textContent === "host-a" && r.querySelector(".c-state").textContent === "running" &&
 			r.querySelector(".c-moves").textContent === "1" && r.querySelector(".c-pending").textContent === ""; }`)
+
+	// Drain and undrain from the host rows.
+	const jsHostRow = `(n) => { const r = document.querySelector('#cluster-hosts tr[data-host="' + n + '"]');
+		return r ? r.querySelector(".c-draining").textContent + " " + r.querySelector("button.drain").textContent : ""; }`
+	b.do("clicking drain on host-a",
+		chromedp.Evaluate[chromedp.Void](`window.confirm = () => true`),
+		chromedp.Click(chromedp.CSS(`#cluster-hosts tr[data-host="host-a"] button.drain`)))
+	waitFor[bool](b, "host-a shows draining", `() => (`+jsHostRow+`)("host-a") === "draining undrain"`)
+	b.do("clicking undrain on host-b", chromedp.Click(chromedp.CSS(`#cluster-hosts tr[data-host="host-b"] button.drain`)))
+	waitFor[bool](b, "host-b no longer drains", `() => (`+jsHostRow+`)("host-b") === "no drain"`)
+	note := waitFor[string](b, "the notice", `() => { const n = document.getElementById("notice"); return !n.hidden && n.textContent; }`)
+	h.mu.Lock()
+	drains := strings.Join(h.drains, ", ")
+	h.mu.Unlock()
+	if drains != "draining host-a, undrained host-b" || !strings.Contains(note, "Undrained host-b") {
+		t.Errorf("drains %q, notice %q", drains, note)
+	}
+
+	// A cluster start from the form, with constraints.
+	if eval[bool](b, `() => document.getElementById("start-cluster-fields").hidden`) {
+		t.Fatal("the form has no cluster fields on a host of a cluster")
+	}
+	b.do("starting a cluster worker from the form",
+		chromedp.SendKeys(chromedp.ID("start-name"), "w-cluster"),
+		chromedp.SendKeys(chromedp.ID("start-class"), "chaos"),
+		chromedp.Click(chromedp.ID("start-cluster")),
+		chromedp.SendKeys(chromedp.ID("start-constraints"), "zone=a, disk = ssd"),
+		chromedp.Click(chromedp.ID("start-submit")))
+	note = waitFor[string](b, "the start is reported", `() => { const n = document.getElementById("notice-text"); return n.textContent.startsWith("w-cluster") && n.textContent; }`)
+	if note != "w-cluster: started on host-b, pid 88." {
+		t.Errorf("notice %q", note)
+	}
+	h.mu.Lock()
+	starts := append([]control.WorkerSpec(nil), h.starts...)
+	h.mu.Unlock()
+	if len(starts) != 1 || !starts[0].Cluster || starts[0].Name != "w-cluster" ||
+		len(starts[0].Constraints) != 2 || starts[0].Constraints["zone"] != "a" || starts[0].Constraints["disk"] != "ssd" {
+		t.Errorf("starts %+v", starts)
+	}
 }
 
 func TestDashboardWithoutCluster(t *testing.T) {
@@ -159,6 +232,9 @@ func TestDashboardWithoutCluster(t *testing.T) {
 	}
 	if !eval[bool](b, `() => document.getElementById("cluster-body").hidden`) {
 		t.Error("the cluster tables are shown")
+	}
+	if !eval[bool](b, `() => document.getElementById("start-cluster-fields").hidden`) {
+		t.Error("the start form offers a cluster start")
 	}
 	// The rest of the page works, and polls on without asking the host
 	// about its cluster again at every poll (each refusal is a log line).

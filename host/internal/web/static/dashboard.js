@@ -660,12 +660,77 @@
   }
 
   let lastCluster = "";
+  const hostViews = new Map(); // host name -> view
+
+  function makeHostView(name) {
+    const v = { name, busy: false };
+    const cell = (cls) => el("td", { className: cls });
+    v.cells = {
+      alive: cell("c-alive"), draining: cell("c-draining"), leader: cell("c-leader"),
+      capacity: cell("c-capacity num"), assigned: cell("c-assigned num"), load: cell("c-load num"), labels: cell("c-labels"),
+    };
+    v.button = el("button", { type: "button", className: "drain" });
+    v.button.addEventListener("click", () => drainHost(v));
+    v.row = el("tr", { className: "c-host", "data-host": name }, el("td", { className: "c-name" }, name),
+      v.cells.alive, v.cells.draining, v.cells.leader, v.cells.capacity, v.cells.assigned, v.cells.load, v.cells.labels,
+      el("td", { className: "actions" }, v.button));
+    return v;
+  }
+
+  // badgeIn puts a badge with text and class cls in td, or plain text when
+  // cls is "".
+  function badgeIn(td, text, cls) {
+    const have = td.firstElementChild;
+    if (!cls) {
+      if (have || td.textContent !== text) td.replaceChildren(text);
+      return;
+    }
+    if (have && have.textContent === text && have.className === "badge " + cls) return;
+    td.replaceChildren(el("span", { className: "badge " + cls }, text));
+  }
+
+  function updateHostView(v, h) {
+    v.draining = !!h.draining;
+    badgeIn(v.cells.alive, h.alive ? "alive" : "dead", h.alive ? "st-ok" : "st-bad");
+    badgeIn(v.cells.draining, h.draining ? "draining" : "no", h.draining ? "st-warn" : "");
+    setText(v.cells.leader, yesNo(h.leader));
+    setText(v.cells.capacity, h.capacity > 0 ? h.capacity : "no limit");
+    setText(v.cells.assigned, h.assigned ?? 0);
+    setText(v.cells.load, h.load ?? 0);
+    setText(v.cells.labels, labelsText(h.labels));
+    setText(v.button, h.draining ? "undrain" : "drain");
+    v.button.disabled = v.busy;
+  }
+
+  async function drainHost(v) {
+    const on = !v.draining;
+    const name = v.name;
+    if (on && !window.confirm(`Drain host "${name}"? Its cluster workers move to other hosts, one at a time, and it takes no new ones until undrained.`)) return;
+    v.busy = true;
+    v.button.disabled = true;
+    try {
+      const res = await api("POST", "/v1/cluster/hosts/" + encodeURIComponent(name) + (on ? "/drain" : "/undrain"));
+      const left = (res && res.workers) || [];
+      notice(on ? `Draining ${name}: ${left.length ? left.length + " cluster workers to move" : "no cluster worker on it"}.`
+        : `Undrained ${name}: it takes new cluster workers again.`, true);
+    } catch (e) {
+      if (e.code === "unauthorized") showLogin(e.message);
+      else notice(`Could not ${on ? "drain" : "undrain"} ${name}: ${e.describe ? e.describe() : e.message}`, false);
+    } finally {
+      v.busy = false;
+      v.button.disabled = false;
+      lastCluster = "";
+      refresh();
+    }
+  }
 
   function renderCluster(c) {
     const panel = $("cluster");
     const none = $("cluster-none");
     const body = $("cluster-body");
     panel.hidden = false;
+    if (c.none) $("start-cluster-fields").hidden = true;
+    else if (!c.error) $("start-cluster-fields").hidden = false;
     if (c.none || c.error) {
       lastCluster = "";
       body.hidden = true;
@@ -692,16 +757,17 @@
       return;
     }
     lastCluster = sig;
-    $("cluster-hosts").replaceChildren(...hosts.map((h) =>
-      el("tr", { className: "c-host", "data-host": h.name },
-        el("td", { className: "c-name" }, h.name),
-        el("td", { className: "c-alive" }, el("span", { className: "badge " + (h.alive ? "st-ok" : "st-bad") }, h.alive ? "alive" : "dead")),
-        el("td", { className: "c-draining" }, h.draining ? el("span", { className: "badge st-warn" }, "draining") : "no"),
-        el("td", { className: "c-leader" }, yesNo(h.leader)),
-        el("td", { className: "c-capacity num" }, h.capacity > 0 ? h.capacity : "no limit"),
-        el("td", { className: "c-assigned num" }, h.assigned ?? 0),
-        el("td", { className: "c-load num" }, h.load ?? 0),
-        el("td", { className: "c-labels" }, labelsText(h.labels)))));
+    // Host rows are kept and updated in place: a drain button under the
+    // pointer must not be replaced between the press and the release.
+    const seen = new Set();
+    replaceIfChanged($("cluster-hosts"), hosts.map((h) => {
+      seen.add(h.name);
+      let v = hostViews.get(h.name);
+      if (!v) hostViews.set(h.name, (v = makeHostView(h.name)));
+      updateHostView(v, h);
+      return v.row;
+    }));
+    for (const n of hostViews.keys()) if (!seen.has(n)) hostViews.delete(n);
     $("cluster-no-workers").hidden = workers.length > 0;
     $("cluster-workers").replaceChildren(...workers.map((w) =>
       el("tr", { className: "c-worker", "data-worker": w.name },
@@ -768,13 +834,30 @@
       return fail("The config must be a JSON object, such as {\"interval\": \"5s\"}.");
     }
     const body = { name, class: cls, config, supervisor: $("start-supervisor").value.trim() };
+    if (!$("start-cluster-fields").hidden && $("start-cluster").checked) {
+      const constraints = {};
+      for (const part of $("start-constraints").value.split(",")) {
+        const p = part.trim();
+        if (!p) continue;
+        const i = p.indexOf("=");
+        const k = i > 0 ? p.slice(0, i).trim() : "";
+        if (!k) return fail(`The constraint "${p}" is not KEY=VALUE, such as zone=a.`);
+        if (k in constraints) return fail(`The constraint "${k}" is given twice.`);
+        constraints[k] = p.slice(i + 1).trim();
+      }
+      body.cluster = true;
+      if (Object.keys(constraints).length) body.constraints = constraints;
+    }
     const button = $("start-submit");
     button.disabled = true;
     try {
       const res = await api("POST", "/v1/workers", body);
       // The form may hold a password: clear it once the host has it.
       $("start-form").reset();
-      notice(`${res.worker || name}: ${res.action || "started"}${res.pid ? ", pid " + res.pid : ""}.`, true);
+      const where = res.host ? " on " + res.host : "";
+      const pending = res.pending ? ` (pending: ${res.pending})` : "";
+      notice(`${res.worker || name}: ${res.action || "started"}${where}${res.pid ? ", pid " + res.pid : ""}${pending}.`, true);
+      $("start-constraints").disabled = true;
     } catch (e) {
       if (e.code === "unauthorized") showLogin(e.message);
       else fail(`${e.code}: ${e.describe ? e.describe() : e.message}`);
@@ -805,6 +888,9 @@
     });
     $("notice-close").addEventListener("click", () => { $("notice").hidden = true; });
     $("start-form").addEventListener("submit", startWorker);
+    $("start-cluster").addEventListener("change", () => {
+      $("start-constraints").disabled = !$("start-cluster").checked;
+    });
     poll();
   });
 })();
