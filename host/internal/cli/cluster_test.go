@@ -2,6 +2,9 @@ package cli
 
 import (
 	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -304,5 +307,48 @@ func TestUsageListsTheClusterCommands(t *testing.T) {
 		if rc != 0 || !strings.Contains(stdout, want) {
 			t.Errorf("usage lacks %q:\n%s", want, stdout)
 		}
+	}
+}
+
+// TestValidateClusterNeverPrintsThePassword: validate of a config with a
+// cluster block prints a summary of it, and never the etcd password (read
+// from password_file), whether the config is good or not.
+func TestValidateClusterNeverPrintsThePassword(t *testing.T) {
+	const password = "etcd-pw-must-not-show-0123"
+	for _, tt := range []struct {
+		name string
+		mode os.FileMode
+		rc   int
+		want string
+	}{
+		{"good", 0o600, 0, "cluster: 1 etcd endpoints (http://127.0.0.1:2379), prefix /dynworkers/test/, lease_ttl 10s, max_workers 4, labels zone=a, etcd auth as dynworkers"},
+		{"password file readable by others", 0o644, 1, "password_file"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			pw := filepath.Join(dir, "etcd-password")
+			if err := os.WriteFile(pw, []byte(password+"\n"), tt.mode); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(pw, tt.mode); err != nil {
+				t.Fatal(err)
+			}
+			cfg := writeConfig(t, fmt.Sprintf(`
+cluster {
+  endpoints     = ["http://127.0.0.1:2379"]
+  max_workers   = 4
+  labels        = { zone = "a" }
+  username      = "dynworkers"
+  password_file = %q
+}
+`, pw))
+			rc, out, errOut := runMain("validate", cfg)
+			if rc != tt.rc || !strings.Contains(out+errOut, tt.want) {
+				t.Errorf("rc %d, want %d with %q\nstdout:\n%s\nstderr:\n%s", rc, tt.rc, tt.want, out, errOut)
+			}
+			if strings.Contains(out+errOut, password) {
+				t.Errorf("validate printed the etcd password:\n%s%s", out, errOut)
+			}
+		})
 	}
 }
