@@ -2,7 +2,9 @@ package httpapi
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
+	"net/http"
 	"reflect"
 	"strings"
 	"sync"
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dynworkers/dynworkers/host/internal/api"
+	"github.com/dynworkers/dynworkers/host/internal/auth"
 	"github.com/dynworkers/dynworkers/host/internal/control"
 )
 
@@ -142,5 +145,64 @@ func TestClusterRoutesWithoutACluster(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestClusterRoutesUnderAPolicy: with a control policy that requires
+// signatures, GET /v1/cluster is a read the token vouches for (as GET
+// /v1/status), while drain and undrain must be signed by a principal that
+// may use them.
+func TestClusterRoutesUnderAPolicy(t *testing.T) {
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	readerPub, readerPriv, _ := ed25519.GenerateKey(nil)
+	p, err := auth.NewPolicy(auth.Options{Require: true, Principals: []auth.PrincipalConfig{
+		{Name: "ops", KeyID: "ops", PublicKey: pub, Operations: []string{"status", "drain", "undrain"}},
+		{Name: "reader", KeyID: "reader", PublicKey: readerPub, Operations: []string{"status"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops, _ := auth.NewEd25519Signer("ops", priv)
+	reader, _ := auth.NewEd25519Signer("reader", readerPriv)
+	h := &fakeClusterHost{}
+	d := control.NewDispatcher(h, nil)
+	d.SetPolicy(p)
+	s := New(Options{Doer: d})
+	signed := func(signer *auth.Signer, method, path string) []string {
+		hdr := http.Header{}
+		signer.Sign(auth.HTTPScope(method, path), nil, time.Now()).SetHTTP(hdr)
+		var out []string
+		for k := range hdr {
+			out = append(out, k, hdr.Get(k))
+		}
+		return out
+	}
+
+	if w, rep := serve(t, s, "GET", "/v1/cluster", ""); w.Code != 200 || !rep.OK {
+		t.Errorf("unsigned GET /v1/cluster: %d %s", w.Code, w.Body)
+	}
+	const drain = "/v1/cluster/hosts/host-b/drain"
+	if w, rep := serve(t, s, "POST", drain, ""); w.Code != 401 || rep.Error == nil || rep.Error.Code != control.CodeUnauthenticated {
+		t.Errorf("unsigned drain: %d %s", w.Code, w.Body)
+	}
+	if w, rep := serve(t, s, "POST", drain, "", signed(reader, "POST", drain)...); w.Code != 403 || rep.Error == nil || rep.Error.Code != control.CodeForbidden {
+		t.Errorf("drain signed by a principal without drain: %d %s", w.Code, w.Body)
+	}
+	// A signature for another host's drain is not this one's.
+	if w, _ := serve(t, s, "POST", drain, "", signed(ops, "POST", "/v1/cluster/hosts/host-c/drain")...); w.Code != 401 {
+		t.Errorf("drain with the signature of another path: %d %s", w.Code, w.Body)
+	}
+	if len(h.drains) != 0 {
+		t.Fatalf("refused drains reached the host: %q", h.drains)
+	}
+	if w, rep := serve(t, s, "POST", drain, "", signed(ops, "POST", drain)...); w.Code != 200 || !rep.OK {
+		t.Errorf("signed drain: %d %s", w.Code, w.Body)
+	}
+	const undrain = "/v1/cluster/hosts/host-b/undrain"
+	if w, rep := serve(t, s, "POST", undrain, "", signed(ops, "POST", undrain)...); w.Code != 200 || !rep.OK {
+		t.Errorf("signed undrain: %d %s", w.Code, w.Body)
+	}
+	if want := []string{"on host-b", "off host-b"}; !reflect.DeepEqual(h.drains, want) {
+		t.Errorf("drains %q, want %q", h.drains, want)
 	}
 }
