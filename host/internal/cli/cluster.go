@@ -7,9 +7,12 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"os/signal"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/dynworkers/dynworkers/host/internal/api"
@@ -281,6 +284,11 @@ func (o *clientOptions) waitDrained(host string, initial []string, deadline time
 	for _, n := range initial {
 		seen[n] = true
 	}
+	// Over AMQP the poller keeps one connection for all the polls.
+	p := &poller{o: o, c: clusterStatusCall()}
+	defer p.close()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	var left []string
 	for {
 		remaining := time.Until(deadline)
@@ -290,9 +298,12 @@ func (o *clientOptions) waitDrained(host string, initial []string, deadline time
 			return exitHostError
 		}
 		o.timeout = min(remaining, drainPollTimeout)
-		answers, err := o.fetch(context.Background(), clusterStatusCall(), stderr)
+		answers, err := p.poll(ctx, io.Discard)
 		var v api.ClusterView
 		switch {
+		case ctx.Err() != nil:
+			fmt.Fprintf(stderr, "dynworkers drain: interrupted; host %s goes on draining (see status -cluster)\n", clean(host))
+			return exitHostError
 		case err != nil:
 			// A host that does not answer one poll (it may be the
 			// one that is drained and restarted) is asked again.
@@ -328,6 +339,9 @@ func (o *clientOptions) waitDrained(host string, initial []string, deadline time
 				return exitOK
 			}
 		}
-		time.Sleep(max(min(drainPollInterval, time.Until(deadline)), 0))
+		if !sleep(ctx, max(min(drainPollInterval, time.Until(deadline)), 0)) {
+			fmt.Fprintf(stderr, "dynworkers drain: interrupted; host %s goes on draining (see status -cluster)\n", clean(host))
+			return exitHostError
+		}
 	}
 }

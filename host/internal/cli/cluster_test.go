@@ -279,6 +279,17 @@ func TestClusterOverAMQP(t *testing.T) {
 	if m := <-got; !m.body.Cluster || m.body.Constraints["zone"] != "a" {
 		t.Errorf("the start message: %+v", m.body)
 	}
+	// drain -wait polls cluster_status over AMQP too.
+	stdout, stderr, rc = runCLI(t, "drain", "-wait", "host-x", "--amqp", url, "--host", "h1", "--system-id", sys)
+	if rc != 0 || !strings.HasSuffix(stdout, "host host-x is drained: no cluster worker left on it\n") {
+		t.Fatalf("drain -wait: rc %d\nstdout:\n%s\nstderr:\n%s", rc, stdout, stderr)
+	}
+	if m := <-got; m.body.Operation != control.OpDrain || m.body.Host != "host-x" {
+		t.Errorf("the drain message: %+v", m.body)
+	}
+	if m := <-got; m.body.Operation != control.OpClusterStatus {
+		t.Errorf("the poll: %+v", m.body)
+	}
 }
 
 func TestClusterSummaryHidesThePassword(t *testing.T) {
