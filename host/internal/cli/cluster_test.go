@@ -111,8 +111,36 @@ func TestStatusClusterOnAHostWithoutCluster(t *testing.T) {
 		!strings.Contains(stderr, "hint: this host is not part of a cluster: ask a host whose config has a cluster block") {
 		t.Errorf("rc %d\nstdout:\n%s\nstderr:\n%s", rc, stdout, stderr)
 	}
-	if _, stderr, rc := runCLI(t, "status", "-cluster", "-watch", "--http", url); rc != 2 || !strings.Contains(stderr, "-watch and -cluster do not mix") {
-		t.Errorf("-cluster -watch: rc %d\n%s", rc, stderr)
+}
+
+// status -cluster -watch redraws the cluster view.
+func TestStatusClusterWatch(t *testing.T) {
+	fixClock(t)
+	var mu sync.Mutex
+	n := 0
+	reached := make(chan struct{})
+	d := clusterDoer(func() api.ClusterView {
+		mu.Lock()
+		defer mu.Unlock()
+		n++
+		if n == 3 {
+			close(reached)
+		}
+		v := testView()
+		v.Revision = int64(n)
+		return v
+	})
+	o := &clientOptions{cmd: "status", httpURL: apiServer(t, d, ""), timeout: time.Minute}
+	stdout, stderr := runWatch(t, o, watchOptions{interval: time.Millisecond, cluster: true}, reached)
+	for _, want := range []string{"read by host-b at revision 1\n", "read by host-b at revision 2\n", "sms-out  smpp   host-b -> host-a  moving"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("the frames lack %q:\n%s\n%s", want, stdout, stderr)
+		}
+	}
+	for _, r := range d.requests() {
+		if r.Operation != control.OpClusterStatus {
+			t.Errorf("request %+v", r)
+		}
 	}
 }
 

@@ -41,7 +41,7 @@ type statusFlags struct {
 }
 
 func runStatus(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("status", "[-json] [-no-color] [-watch [-interval D] | -cluster] "+clientFlagsUsage, stderr)
+	fs := newFlagSet("status", "[-json] [-no-color] [-cluster] [-watch [-interval D]] "+clientFlagsUsage, stderr)
 	var sf statusFlags
 	fs.BoolVar(&sf.json, "json", false, "print the status result as JSON")
 	fs.BoolVar(&sf.watch, "watch", false, "refresh the status every -interval until interrupted (Ctrl-C), in place on a terminal; each poll waits at most -timeout (default 10s)")
@@ -62,8 +62,6 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		return usageError(stderr, "status", "-interval goes with -watch")
 	case sf.watch && sf.interval < minWatchInterval:
 		return usageError(stderr, "status", "-interval must be at least %s", minWatchInterval)
-	case sf.watch && sf.cluster:
-		return usageError(stderr, "status", "-watch and -cluster do not mix: run status -cluster alone")
 	case sf.watch && (co.all || co.any):
 		return usageError(stderr, "status", "-watch asks one host: use -amqp with -host NAME, not -all or -any")
 	}
@@ -77,7 +75,7 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		return co.watchStatus(ctx, stdout, stderr, watchOptions{
-			interval: sf.interval, json: sf.json, color: color,
+			interval: sf.interval, json: sf.json, color: color, cluster: sf.cluster,
 			// Clearing the screen needs a terminal that knows how.
 			terminal: term && os.Getenv("TERM") != "dumb",
 		})
