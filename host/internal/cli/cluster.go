@@ -331,7 +331,11 @@ func (o *clientOptions) waitDrained(host string, initial []string, deadline time
 				// Workers seen on host that are gone (stopped) or
 				// not yet running elsewhere are not moves to report.
 				for _, wk := range v.Workers {
-					if seen[wk.Name] && wk.Host != "" {
+					switch {
+					case !seen[wk.Name] || wk.Host == "":
+					case wk.RunningOn == wk.Host && wk.State == "running":
+						fmt.Fprintf(stdout, "moved %s: %s -> %s\n", clean(wk.Name), clean(host), clean(wk.Host))
+					default:
 						fmt.Fprintf(stdout, "moved %s: %s -> %s (%s)\n", clean(wk.Name), clean(host), clean(wk.Host), clean(wk.State))
 					}
 				}

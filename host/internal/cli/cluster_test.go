@@ -227,6 +227,31 @@ func TestDrainWait(t *testing.T) {
 	}
 	mu.Unlock()
 
+	// A move done before the first poll is printed the same way; one not
+	// running yet says its state.
+	done := clusterDoer(func() api.ClusterView {
+		return api.ClusterView{Workers: []api.ClusterWorker{
+			{Name: "w1", Class: "c", Host: "host-a", RunningOn: "host-a", State: "running", Moves: 1},
+			{Name: "w2", Class: "c", Host: "host-c", State: "starting", Moves: 1},
+		}}
+	})
+	done.reply = func(orig func(*control.Request) control.Reply) func(*control.Request) control.Reply {
+		return func(r *control.Request) control.Reply {
+			if r.Operation == control.OpDrain {
+				return control.Reply{OK: true, Result: api.DrainResult{Host: r.Host, Action: "draining", Workers: []string{"w1", "w2"}}}
+			}
+			return orig(r)
+		}
+	}(done.reply)
+	stdout, stderr, rc = runCLI(t, "drain", "-wait", "host-b", "--http", apiServer(t, done, ""))
+	want = "draining host host-b: 2 cluster workers to move (w1, w2)\n" +
+		"moved w1: host-b -> host-a\n" +
+		"moved w2: host-b -> host-c (starting)\n" +
+		"host host-b is drained: no cluster worker left on it\n"
+	if rc != 0 || stdout != want {
+		t.Errorf("moved before the first poll: rc %d\nstdout:\n%s\nwant:\n%s\nstderr:\n%s", rc, stdout, want, stderr)
+	}
+
 	// A drain that does not end within -timeout: exit 1, naming what is
 	// left.
 	stuck := apiServer(t, clusterDoer(testView), "")
