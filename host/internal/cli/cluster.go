@@ -89,8 +89,12 @@ func printClusterView(w io.Writer, v *api.ClusterView) {
 			alive++
 		}
 	}
-	fmt.Fprintf(w, "cluster %s (%s) · leader %s · %d/%d hosts alive · %d workers · read by %s at revision %d\n",
-		clean(v.SystemID), clean(v.Prefix), clean(leader), alive, len(v.Hosts), len(v.Workers), clean(v.From), v.Revision)
+	name := clean(v.Prefix)
+	if v.SystemID != "" {
+		name = clean(v.SystemID) + " (" + name + ")"
+	}
+	fmt.Fprintf(w, "cluster %s · leader %s · %d/%d hosts alive · %d workers · read by %s at revision %d\n",
+		name, clean(leader), alive, len(v.Hosts), len(v.Workers), clean(v.From), v.Revision)
 
 	hosts := [][]string{{"NAME", "ALIVE", "DRAINING", "LEADER", "CAPACITY", "ASSIGNED", "LOAD", "LABELS"}}
 	for _, h := range v.Hosts {

@@ -120,6 +120,9 @@ func TestClusterCommandsOnRealHosts(t *testing.T) {
 		t.Fatalf("drain -wait: rc %d\nstdout:\n%s\nwant:\n%s\nstderr:\n%s", rc, stdout, want, stderr)
 	}
 	v, out := clusterView(t, a)
+	if v.SystemID != "test" || v.Prefix != "/dynworkers/test/" || v.From != "host-a" {
+		t.Errorf("the view names system %q, prefix %q, from %q; want test, /dynworkers/test/, host-a", v.SystemID, v.Prefix, v.From)
+	}
 	for _, w := range v.Workers {
 		if w.RunningOn != "host-b" || w.State != "running" {
 			t.Errorf("after the drain: %+v\n%s", w, out)

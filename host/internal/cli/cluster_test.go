@@ -99,6 +99,16 @@ func TestStatusClusterOverHTTP(t *testing.T) {
 	if rc != 0 || !strings.HasSuffix(stdout, "WORKERS\n(no cluster workers)\n") || strings.Contains(stdout, "PENDING") {
 		t.Errorf("no workers: rc %d\n%s", rc, stdout)
 	}
+	// A view without a system id names the cluster by its prefix.
+	noID := apiServer(t, clusterDoer(func() api.ClusterView {
+		v := testView()
+		v.SystemID = ""
+		return v
+	}), "")
+	stdout, _, rc = runCLI(t, "status", "-cluster", "--http", noID)
+	if rc != 0 || !strings.HasPrefix(stdout, "cluster /dynworkers/prod/ · leader host-a · ") {
+		t.Errorf("no system id: rc %d\n%s", rc, stdout)
+	}
 }
 
 func TestStatusClusterOnAHostWithoutCluster(t *testing.T) {

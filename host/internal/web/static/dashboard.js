@@ -747,7 +747,7 @@
     const hosts = c.hosts || [];
     const workers = c.workers || [];
     const alive = hosts.filter((h) => h.alive).length;
-    setText($("cluster-summary"), `(${c.system_id || "?"} · leader ${c.leader || "none"} · ` +
+    setText($("cluster-summary"), `(${c.system_id || c.prefix || "?"} · leader ${c.leader || "none"} · ` +
       `${alive}/${hosts.length} hosts alive · ${workers.length} workers · read by ${c.from || "?"})`);
     // Rebuild the tables only when the data changed, so that a selection
     // survives the polls; the "since" column is updated in place.
