@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"context"
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/dynworkers/dynworkers/host/internal/api"
 	"github.com/dynworkers/dynworkers/host/internal/control"
+	"github.com/dynworkers/dynworkers/host/internal/etcdtest"
 	"github.com/dynworkers/dynworkers/host/internal/httpapi"
 	"github.com/dynworkers/dynworkers/host/internal/web"
 )
@@ -249,4 +251,46 @@ func TestDashboardWithoutCluster(t *testing.T) {
 	if n := h.called(control.OpClusterStatus); n != 1 {
 		t.Errorf("cluster_status asked %d times over %d polls, want once", n, h.called(control.OpStatus))
 	}
+}
+
+// TestDashboardClusterOnARealHost: a real host of a cluster on a real
+// etcd; a cluster start from the page's form runs on it and the Cluster
+// panel shows the host and the worker as etcd has them. NEEDS the cluster
+// Store and Agent and the daemon's ClusterHost.
+func TestDashboardClusterOnARealHost(t *testing.T) {
+	exe := chromium(t)
+	e := etcdtest.Start(t)
+	h := startHost(t, "", fmt.Sprintf(`
+cluster {
+  endpoints   = [%q]
+  max_workers = 5
+  labels      = { zone = "a" }
+}
+`, e.Endpoint()))
+	b := newBrowser(t, exe)
+	b.do("opening the dashboard", chromedp.Navigate(h.dashboardURL()))
+	waitFor[bool](b, "the host row", `() => { const r = document.querySelector('#cluster-hosts tr[data-host="web-host"]');
+		return r && r.querySelector(".c-alive").textContent === "alive" && r.querySelector(".c-leader").textContent === "yes" &&
+			r.querySelector(".c-capacity").textContent === "5" && r.querySelector(".c-labels").textContent === "zone=a"; }`)
+	waitFor[bool](b, "the form offers a cluster start", `() => !document.getElementById("start-cluster-fields").hidden`)
+	b.do("starting a cluster worker from the form",
+		chromedp.SendKeys(chromedp.ID("start-name"), "cw"),
+		chromedp.SendKeys(chromedp.ID("start-class"), "chaos"),
+		chromedp.Click(chromedp.ID("start-cluster")),
+		chromedp.SendKeys(chromedp.ID("start-constraints"), "zone=a"),
+		chromedp.Click(chromedp.ID("start-submit")))
+	pids := h.waitStarted("cw")
+	row := waitFor[string](b, "the cluster worker's row", `(pid) => { const r = document.querySelector('#cluster-workers tr[data-worker="cw"]');
+		const text = r ? [...r.querySelectorAll("td")].map((td) => td.textContent).join(" | ") : "";
+		return r && r.querySelector(".c-state").textContent === "running" && r.querySelector(".c-pid").textContent === pid && text; }`,
+		fmt.Sprint(pids["cw"]))
+	if !strings.HasPrefix(row, "cw | chaos | web-host | running | "+fmt.Sprint(pids["cw"])+" | ") || !strings.HasSuffix(row, " | 0 | ") {
+		t.Errorf("the worker's row: %q", row)
+	}
+	note := eval[string](b, `() => document.getElementById("notice-text").textContent`)
+	if !strings.HasPrefix(note, "cw: started on web-host, pid ") {
+		t.Errorf("notice %q", note)
+	}
+	// The worker is in the tree too, as a worker of this host.
+	waitFor[bool](b, "cw in the tree", jsRowsRunning, []string{"cw"})
 }
