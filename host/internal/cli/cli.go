@@ -1,6 +1,6 @@
 // Package cli implements the dynworkers command line: serve, validate,
 // classes, plugins lock and version, and the client commands start, stop, restart,
-// start-supervisor, stop-supervisor, status and send, which ask a running
+// start-supervisor, stop-supervisor, status, drain, undrain and send, which ask a running
 // host over its HTTP API (default) or over AMQP (-amqp). The main package
 // is a thin wrapper around Main.
 //
@@ -42,12 +42,14 @@ func commands() []command {
 		{"validate", "check a configuration (and the plugins it uses) without starting anything", runValidate},
 		{"classes", "list the worker classes in the plugin directory (-remote: of the running host)", runClassesCmd},
 		{"plugins", "plugins lock: approve the binaries of plugin_dir by sha256 (host.plugin_lock); -check: report drift", runPlugins},
-		{"start", "start a worker on a running host: start NAME -class C [-set k=v ...]", runStart},
+		{"start", "start a worker on a running host: start NAME -class C [-set k=v ...] [-cluster [-constraint k=v ...]]", runStart},
 		{"stop", "stop a worker on a running host: stop NAME", runStop},
 		{"restart", "restart a worker on a running host: restart NAME", runRestart},
 		{"start-supervisor", "start a supervisor on a running host: start-supervisor NAME [-parent PATH]", runStartSupervisor},
 		{"stop-supervisor", "stop a supervisor and its subtree on a running host: stop-supervisor PATH", runStopSupervisor},
-		{"status", "show a running host's supervision tree and its workers (-watch: keep refreshing)", runStatus},
+		{"status", "show a running host's supervision tree and its workers (-watch: keep refreshing; -cluster: the whole cluster)", runStatus},
+		{"drain", "move a cluster host's cluster workers elsewhere, one by one, and keep new ones off it: drain [-wait] HOST", runDrain},
+		{"undrain", "let a drained cluster host take cluster workers again: undrain HOST", runUndrain},
 		{"send", "send a raw control message (a file, or - for stdin) and print the replies", runSend},
 		{"keygen", "write an Ed25519 key pair to sign control requests with (-key): keygen FILE", runKeygen},
 		{"version", "print the version", runVersion},
@@ -83,8 +85,8 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-16s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "The client commands (start, stop, restart, start-supervisor, stop-supervisor, status, send,")
-	fmt.Fprintln(w, "classes -remote) ask the host at host.http_addr of -config (default "+DefaultConfig+"),")
+	fmt.Fprintln(w, "The client commands (start, stop, restart, start-supervisor, stop-supervisor, status, drain,")
+	fmt.Fprintln(w, "undrain, send, classes -remote) ask the host at host.http_addr of -config (default "+DefaultConfig+"),")
 	fmt.Fprintln(w, "or -http URL; with -amqp URL and -host NAME, -all or -any they send a control message over")
 	fmt.Fprintln(w, "AMQP instead.")
 	fmt.Fprintln(w, "Exit status: 0 ok, 1 the host answered an error, 2 usage error, 3 no host reached.")

@@ -44,16 +44,22 @@ type startBody struct {
 	Config     json.RawMessage `json:"config,omitempty"`
 	Supervisor string          `json:"supervisor,omitempty"`
 	Replace    bool            `json:"replace,omitempty"`
+	// Cluster and Constraints ask for a cluster start.
+	Cluster     bool              `json:"cluster,omitempty"`
+	Constraints map[string]string `json:"constraints,omitempty"`
 }
 
 func runStart(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("start", "NAME -class CLASS [-config-json JSON | -set KEY=VALUE ...] [-supervisor PATH] [-replace] "+clientFlagsUsage, stderr)
+	fs := newFlagSet("start", "NAME -class CLASS [-config-json JSON | -set KEY=VALUE ...] [-supervisor PATH] [-replace] [-cluster [-constraint KEY=VALUE ...]] "+clientFlagsUsage, stderr)
 	class := fs.String("class", "", "the worker's class, or an alias of it (required)")
 	configJSON := fs.String("config-json", "", "the worker's config as a JSON object; use it for lists, maps, numbers and booleans")
 	var sets setFlag
 	fs.Var(&sets, "set", "one config attribute, KEY=VALUE (repeatable); the value is a string, which the host converts to the schema's type as HCL would (-set port=2773)")
 	supervisor := fs.String("supervisor", "", "path of the supervisor to start the worker under, e.g. root/campaign-a (default: the root)")
 	replace := fs.Bool("replace", false, "replace a worker of that name that runs with a different spec (otherwise: conflict)")
+	cluster := fs.Bool("cluster", false, "a cluster start: the worker is written to the cluster's desired state and placed on any of its hosts, which the result names (a start through -amqp … -any is one too)")
+	var constraints setFlag
+	fs.Var(&constraints, "constraint", "with -cluster: a label KEY=VALUE the host that runs the worker must have (repeatable), e.g. -constraint zone=a")
 	co := addClientFlags(fs)
 	pos, rc := parseArgs(fs, args, "the worker NAME", 1, 1)
 	if rc >= 0 {
@@ -65,14 +71,18 @@ func runStart(args []string, stdout, stderr io.Writer) int {
 	if *class == "" {
 		return usageError(stderr, "start", "missing -class CLASS (`dynworkers classes` lists them)")
 	}
+	if len(constraints.keys) > 0 && !*cluster {
+		return usageError(stderr, "start", "-constraint goes with -cluster: only a cluster start is placed on a host by its labels")
+	}
 	cfg, msg := startConfig(*configJSON, &sets)
 	if msg != "" {
 		return usageError(stderr, "start", "%s", msg)
 	}
 	name := pos[0]
-	body, _ := json.Marshal(startBody{Name: name, Class: *class, Config: cfg, Supervisor: *supervisor, Replace: *replace})
+	body, _ := json.Marshal(startBody{Name: name, Class: *class, Config: cfg, Supervisor: *supervisor, Replace: *replace,
+		Cluster: *cluster, Constraints: constraints.vals})
 	message, _ := json.Marshal(control.Request{Operation: control.OpStartWorker, WorkerName: name, WorkerClass: *class,
-		WorkerConfig: cfg, Supervisor: *supervisor, Replace: *replace})
+		WorkerConfig: cfg, Supervisor: *supervisor, Replace: *replace, Cluster: *cluster, Constraints: constraints.vals})
 	answers, rc := co.do(call{method: http.MethodPost, path: "/v1/workers", body: body, message: message}, stderr)
 	if rc != exitOK {
 		return rc
@@ -117,11 +127,17 @@ func printStarted(w io.Writer, prefix string, a answer) {
 		return
 	}
 	var notes []string
+	if res.Host != "" {
+		notes = append(notes, "on "+clean(res.Host))
+	}
 	if res.Pid != 0 {
 		notes = append(notes, fmt.Sprintf("pid %d", res.Pid))
 	}
 	if res.State != "" {
-		notes = append(notes, res.State)
+		notes = append(notes, clean(res.State))
+	}
+	if res.Pending != "" {
+		notes = append(notes, "not placed: "+clean(res.Pending))
 	}
 	detail := ""
 	if len(notes) > 0 {

@@ -37,14 +37,16 @@ type statusFlags struct {
 	watch    bool
 	interval time.Duration
 	noColor  bool
+	cluster  bool
 }
 
 func runStatus(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("status", "[-json] [-no-color] [-watch [-interval D]] "+clientFlagsUsage, stderr)
+	fs := newFlagSet("status", "[-json] [-no-color] [-cluster] [-watch [-interval D]] "+clientFlagsUsage, stderr)
 	var sf statusFlags
 	fs.BoolVar(&sf.json, "json", false, "print the status result as JSON")
 	fs.BoolVar(&sf.watch, "watch", false, "refresh the status every -interval until interrupted (Ctrl-C), in place on a terminal; each poll waits at most -timeout (default 10s)")
 	fs.DurationVar(&sf.interval, "interval", defaultWatchInterval, "with -watch: the time between two refreshes")
+	fs.BoolVar(&sf.cluster, "cluster", false, "show the whole cluster the host is part of (its hosts and cluster workers, read from etcd) instead of the host")
 	fs.BoolVar(&sf.noColor, "no-color", false, "no colours, even on a terminal (colours are also off when $NO_COLOR is set or TERM=dumb)")
 	co := addClientFlags(fs)
 	if _, rc := parseArgs(fs, args, "", 0, 0); rc >= 0 {
@@ -73,10 +75,13 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		return co.watchStatus(ctx, stdout, stderr, watchOptions{
-			interval: sf.interval, json: sf.json, color: color,
+			interval: sf.interval, json: sf.json, color: color, cluster: sf.cluster,
 			// Clearing the screen needs a terminal that knows how.
 			terminal: term && os.Getenv("TERM") != "dumb",
 		})
+	}
+	if sf.cluster {
+		return co.clusterStatus(sf.json, stdout, stderr)
 	}
 	answers, rc := co.do(st, stderr)
 	if rc != exitOK {

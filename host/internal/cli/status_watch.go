@@ -15,6 +15,7 @@ type watchOptions struct {
 	terminal bool // clear the screen and home the cursor before each frame
 	color    bool
 	json     bool
+	cluster  bool // status -cluster: the cluster_status view
 }
 
 // clearScreen homes the cursor and clears the screen.
@@ -30,6 +31,9 @@ const clearScreen = "\x1b[H\x1b[2J"
 // documents, errors on stderr).
 func (o *clientOptions) watchStatus(ctx context.Context, stdout, stderr io.Writer, wo watchOptions) int {
 	p := &poller{o: o, c: statusCall()}
+	if wo.cluster {
+		p.c = clusterStatusCall()
+	}
 	defer p.close()
 	p1 := painter(wo.color)
 	var notes bytes.Buffer // what the first poll had to say about -config
@@ -72,7 +76,11 @@ func (o *clientOptions) watchStatus(ctx context.Context, stdout, stderr io.Write
 		for _, a := range answers {
 			switch {
 			case a.reply.OK:
-				printResult(&b, a.reply.Result, wo.json, wo.color)
+				if wo.cluster {
+					printClusterResult(&b, a.reply.Result, wo.json)
+				} else {
+					printResult(&b, a.reply.Result, wo.json, wo.color)
+				}
 			case wo.json:
 				printError(stderr, "dynworkers status: ", a.reply.Error)
 			default:

@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/url"
+	"strconv"
+	"strings"
 
 	"github.com/dynworkers/dynworkers/host/internal/config"
 	"github.com/dynworkers/dynworkers/host/internal/contain"
@@ -47,7 +50,35 @@ func runValidate(args []string, stdout, stderr io.Writer) int {
 	}
 	workers, sups := count(cfg.Root)
 	fmt.Fprintf(stdout, "%s: ok (%d workers in %d supervisors, %d classes available)\n", path, workers, sups, len(cat.Classes()))
+	if cfg.Cluster != nil {
+		fmt.Fprintln(stdout, clusterSummary(cfg.Cluster))
+	}
 	return 0
+}
+
+// clusterSummary describes a cluster block in one line for validate:
+// never the password (nor the path of its file, nor any key), which
+// validate's output, often pasted into tickets, must not hold.
+func clusterSummary(c *config.ClusterConfig) string {
+	capacity := "no limit"
+	if c.MaxWorkers > 0 {
+		capacity = strconv.Itoa(c.MaxWorkers)
+	}
+	s := fmt.Sprintf("cluster: %d etcd endpoints (%s), prefix %s, lease_ttl %s, max_workers %s, labels %s",
+		len(c.Endpoints), strings.Join(redactEndpoints(c.Endpoints), ", "), c.Prefix, c.LeaseTTL, capacity, labelsText(c.Labels))
+	switch {
+	case c.Username != "":
+		s += ", etcd auth as " + c.Username
+	default:
+		s += ", no etcd auth"
+	}
+	if c.TLS != nil {
+		s += ", TLS"
+	}
+	if c.SecretsKeyFile != "" {
+		s += ", secrets sealed"
+	}
+	return s
 }
 
 func count(s *config.Supervisor) (workers, sups int) {
@@ -62,4 +93,20 @@ func count(s *config.Supervisor) (workers, sups int) {
 		}
 	}
 	return workers, sups
+}
+
+// redactEndpoints hides the password of an endpoint URL that carries one
+// (http://user:pass@host:2379).
+func redactEndpoints(eps []string) []string {
+	out := make([]string, len(eps))
+	for i, e := range eps {
+		out[i] = e
+		if u, err := url.Parse(e); err == nil && u.User != nil {
+			if _, has := u.User.Password(); has {
+				u.User = url.UserPassword(u.User.Username(), "xxxxx")
+				out[i] = u.String()
+			}
+		}
+	}
+	return out
 }

@@ -12,6 +12,9 @@
 //	POST   /v1/workers/{name}/restart  operation restart_worker
 //	POST   /v1/supervisors             operation start_supervisor
 //	DELETE /v1/supervisors/{path...}   operation stop_supervisor
+//	GET    /v1/cluster                 operation cluster_status (api.ClusterView)
+//	POST   /v1/cluster/hosts/{host}/drain    operation drain of that host
+//	POST   /v1/cluster/hosts/{host}/undrain  operation undrain of that host
 //	GET    /v1/events                  the most recent lifecycle events, when Options.Events is set
 //	GET    /healthz                    {"ok":true}: the host process answers
 //	GET    /  and  /ui/...             the web dashboard, when Options.UI is set
@@ -23,9 +26,18 @@
 // takes
 //
 //	{"name": "w1", "class": "hello", "config": {"greeting": "hi"},
-//	 "supervisor": "root", "replace": false, "request_id": "..."}
+//	 "supervisor": "root", "replace": false, "request_id": "...",
+//	 "cluster": false, "constraints": {"zone": "a"}}
 //
-// where only name and class are required. POST /v1/supervisors takes the
+// where only name and class are required; "cluster": true makes it a
+// cluster start (placed on any host of the system, on a host with every
+// label of "constraints"), ignored by a host without a cluster block.
+//
+// The cluster routes go through the Doer like the rest (the control
+// policy, the counters and the log see them as the operations
+// cluster_status, drain and undrain): a host without a cluster block
+// answers them 409 with code conflict. The drain routes mirror the REST
+// style of POST /v1/workers/{name}/restart and take no body. POST /v1/supervisors takes the
 // members of a start_supervisor payload but the operation:
 //
 //	{"supervisor_name": "campaign-a", "supervisor": "root",

@@ -39,6 +39,9 @@ func (s *Server) routes() http.Handler {
 	route(http.MethodPost, "/v1/workers/{name}/restart", s.handleWorkerOp(control.OpRestartWorker))
 	route(http.MethodPost, "/v1/supervisors", s.handleStartSupervisor)
 	route(http.MethodDelete, "/v1/supervisors/{path...}", s.handleStopSupervisor)
+	route(http.MethodGet, "/v1/cluster", s.handleOp(control.OpClusterStatus))
+	route(http.MethodPost, "/v1/cluster/hosts/{host}/drain", s.handleDrain(control.OpDrain))
+	route(http.MethodPost, "/v1/cluster/hosts/{host}/undrain", s.handleDrain(control.OpUndrain))
 	if s.opts.Events != nil {
 		route(http.MethodGet, "/v1/events", func(w http.ResponseWriter, r *http.Request) {
 			events := s.opts.Events()
@@ -140,6 +143,15 @@ func (s *Server) handleWorkerOp(op string) http.HandlerFunc {
 	}
 }
 
+// handleDrain answers POST /v1/cluster/hosts/{host}/drain and .../undrain:
+// the operation drain or undrain on the host named in the path. The body,
+// if any, is ignored, as for restart.
+func (s *Server) handleDrain(op string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		s.writeReply(w, s.do(r, &control.Request{Operation: op, Host: r.PathValue("host")}))
+	}
+}
+
 // startBody is the body of POST /v1/workers.
 type startBody struct {
 	Name       string          `json:"name"`
@@ -148,10 +160,13 @@ type startBody struct {
 	Supervisor string          `json:"supervisor"`
 	Replace    bool            `json:"replace"`
 	RequestID  string          `json:"request_id"`
+	// Cluster and Constraints make it a cluster start (control.Request).
+	Cluster     bool              `json:"cluster"`
+	Constraints map[string]string `json:"constraints"`
 }
 
 // startFields lists startBody's members for error messages.
-const startFields = `"name", "class", "config", "supervisor", "replace" and "request_id"`
+const startFields = `"name", "class", "config", "supervisor", "replace", "request_id", "cluster" and "constraints"`
 
 // handleStart answers POST /v1/workers.
 func (s *Server) handleStart(w http.ResponseWriter, r *http.Request) {
@@ -173,6 +188,8 @@ func (s *Server) handleStart(w http.ResponseWriter, r *http.Request) {
 		Supervisor:   sb.Supervisor,
 		Replace:      sb.Replace,
 		RequestID:    sb.RequestID,
+		Cluster:      sb.Cluster,
+		Constraints:  sb.Constraints,
 	}))
 }
 

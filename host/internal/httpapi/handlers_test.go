@@ -85,6 +85,13 @@ func TestRoutesMapToRequests(t *testing.T) {
 				WorkerConfig: json.RawMessage(`{"port":"2773","tags":["a"]}`), Supervisor: "root/a", Replace: true, RequestID: "r1"}},
 		{"start minimal", "POST", "/v1/workers", `{"name":"w1","class":"hello"}`,
 			control.Request{Operation: control.OpStartWorker, WorkerName: "w1", WorkerClass: "hello"}},
+		{"cluster start", "POST", "/v1/workers", `{"name":"w1","class":"hello","cluster":true,"constraints":{"zone":"a","disk":"ssd"}}`,
+			control.Request{Operation: control.OpStartWorker, WorkerName: "w1", WorkerClass: "hello",
+				Cluster: true, Constraints: map[string]string{"zone": "a", "disk": "ssd"}}},
+		{"cluster status", "GET", "/v1/cluster", "", control.Request{Operation: control.OpClusterStatus}},
+		{"drain", "POST", "/v1/cluster/hosts/host-b/drain", "", control.Request{Operation: control.OpDrain, Host: "host-b"}},
+		{"undrain", "POST", "/v1/cluster/hosts/host-b/undrain", "", control.Request{Operation: control.OpUndrain, Host: "host-b"}},
+		{"drain escaped host", "POST", "/v1/cluster/hosts/rack%201/drain", "", control.Request{Operation: control.OpDrain, Host: "rack 1"}},
 		{"stop", "DELETE", "/v1/workers/w1", "", control.Request{Operation: control.OpStopWorker, WorkerName: "w1"}},
 		{"stop escaped name", "DELETE", "/v1/workers/SMPP%20Transport%20for%20account1", "",
 			control.Request{Operation: control.OpStopWorker, WorkerName: "SMPP Transport for account1"}},
@@ -182,6 +189,9 @@ func TestAuthentication(t *testing.T) {
 		{"POST", "/v1/workers/w/restart", ""},
 		{"POST", "/v1/supervisors", `{"supervisor_name":"s"}`},
 		{"DELETE", "/v1/supervisors/root/s", ""},
+		{"GET", "/v1/cluster", ""},
+		{"POST", "/v1/cluster/hosts/h/drain", ""},
+		{"POST", "/v1/cluster/hosts/h/undrain", ""},
 		{"GET", "/nowhere", ""},
 	}
 	for _, r := range routes {
@@ -266,6 +276,9 @@ func TestMalformedBodies(t *testing.T) {
 		{"start wrong type", "/v1/workers", `{"name":3,"class":"c"}`, control.CodeMalformed, 400, "name", `"name" must be a string`},
 		{"start replace type", "/v1/workers", `{"name":"w","class":"c","replace":"yes"}`, control.CodeMalformed, 400, "replace", "true or false"},
 		{"start unknown member", "/v1/workers", `{"name":"w","class":"c","confg":{}}`, control.CodeMalformed, 400, "confg", `unknown member "confg"`},
+		{"start cluster type", "/v1/workers", `{"name":"w","class":"c","cluster":"yes"}`, control.CodeMalformed, 400, "cluster", `"cluster" must be true or false`},
+		{"start constraints list", "/v1/workers", `{"name":"w","class":"c","constraints":["zone=a"]}`, control.CodeMalformed, 400, "constraints", `"constraints" must be a JSON object`},
+		{"start constraint number", "/v1/workers", `{"name":"w","class":"c","constraints":{"zone":1}}`, control.CodeMalformed, 400, "", `must be a string`},
 		{"start control shape", "/v1/workers", `{"worker_name":"w"}`, control.CodeMalformed, 400, "worker_name", "POST /v1/control"},
 		{"start two values", "/v1/workers", `{"name":"w","class":"c"} {}`, control.CodeMalformed, 400, "", "after top-level value"},
 		{"supervisor empty", "/v1/supervisors", ``, control.CodeMalformed, 400, "", `send a JSON object with "supervisor_name"`},
@@ -311,6 +324,9 @@ func TestMethodNotAllowedAndUnknownPaths(t *testing.T) {
 		{"DELETE", "/v1/supervisors", "POST"},
 		{"GET", "/v1/supervisors/root/a", "DELETE"},
 		{"POST", "/v1/supervisors/a", "DELETE"},
+		{"POST", "/v1/cluster", "GET"},
+		{"GET", "/v1/cluster/hosts/h/drain", "POST"},
+		{"DELETE", "/v1/cluster/hosts/h/undrain", "POST"},
 	}
 	d := &fakeDoer{}
 	s := New(Options{Doer: d})

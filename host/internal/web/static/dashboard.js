@@ -1,6 +1,7 @@
-// The dynworkers dashboard. It polls the host's HTTP API (GET /v1/status
-// and GET /v1/events) and renders the supervision tree, the host's figures
-// and the recent events; its buttons and form call the same API.
+// The dynworkers dashboard. It polls the host's HTTP API (GET /v1/status,
+// GET /v1/events and, on a host of a cluster, GET /v1/cluster) and renders
+// the supervision tree, the host's figures, the recent events and the
+// cluster's hosts and workers; its buttons and form call the same API.
 //
 // Everything shown comes from the API and goes into the page as text
 // (textContent and DOM attributes), never as HTML: worker names, and the
@@ -14,6 +15,10 @@
   const MAX_EVENTS = 100; // events shown
   const MAX_VALUE = 80; // characters of a details value shown; its title has it all
   const TOKEN_KEY = "dynworkers.token";
+  // How long the page waits before asking again a host that said it is
+  // not part of a cluster: its cluster block only comes with a restart,
+  // and every refusal is a line in the host's log.
+  const NO_CLUSTER_RECHECK_MS = 60000;
   const SVG_NS = "http://www.w3.org/2000/svg";
 
   const $ = (id) => document.getElementById(id);
@@ -232,17 +237,19 @@
     polling = true;
     let next = POLL_MS; // -1: wait for the token form
     try {
-      const [status, events] = await Promise.all([
+      const [status, events, cluster] = await Promise.all([
         api("GET", "/v1/status"),
         // A host without an event log answers not_found: show the rest.
         api("GET", "/v1/events").catch((e) => {
           if (e.code === "not_found") return null;
           throw e;
         }),
+        fetchCluster(),
       ]);
       showDashboard();
       renderStatus(status);
       renderEvents(events === null ? null : events.events || []);
+      renderCluster(cluster);
       setConn(true, "live · " + fmtTime(new Date().toISOString()));
       if (!classesLoaded) loadClasses();
     } catch (e) {
@@ -597,6 +604,183 @@
     }));
   }
 
+  // ---- cluster ---------------------------------------------------------
+
+  // noClusterUntil: after a host said it is not part of a cluster, the
+  // time to ask again; noCluster is what it said.
+  let noClusterUntil = 0;
+  let noCluster = null;
+
+  // fetchCluster returns the cluster view, {none: message} for a host that
+  // is not part of a cluster (409 conflict) or does not know cluster mode
+  // (an older host: unknown_operation, or not_found for the route), or
+  // {error: message} when the call failed otherwise (the rest of the page
+  // still shows).
+  async function fetchCluster() {
+    if (noCluster && Date.now() < noClusterUntil) return noCluster;
+    try {
+      const view = await api("GET", "/v1/cluster");
+      noCluster = null;
+      return view;
+    } catch (e) {
+      if (e.code === "unauthorized") throw e;
+      if (e.code === "conflict" || e.code === "unknown_operation" || e.code === "not_found") {
+        noCluster = { none: e.code === "conflict" ? e.message : "this host does not know cluster mode" };
+        noClusterUntil = Date.now() + NO_CLUSTER_RECHECK_MS;
+        return noCluster;
+      }
+      return { error: e.message };
+    }
+  }
+
+  const yesNo = (b) => (b ? "yes" : "no");
+
+  // since shows how long ago an RFC 3339 time was, "—" for none.
+  function since(iso) {
+    if (!iso || iso.startsWith("0001-")) return "—";
+    const t = Date.parse(iso);
+    return isNaN(t) ? "—" : fmtDuration((Date.now() - t) / 1000);
+  }
+
+  function clusterState(state) {
+    if (state === "pending" || state === "moving") return "st-warn";
+    return stateClass(state);
+  }
+
+  function labelsText(labels) {
+    const keys = Object.keys(labels || {}).sort();
+    return keys.length ? keys.map((k) => `${k}=${labels[k]}`).join(", ") : "—";
+  }
+
+  // workerHost is where a cluster worker is: "A → B" while it moves from
+  // A to the host B it is placed on.
+  function workerHost(w) {
+    if (w.running_on && w.host && w.running_on !== w.host) return `${w.running_on} → ${w.host}`;
+    return w.running_on || w.host || "—";
+  }
+
+  let lastCluster = "";
+  const hostViews = new Map(); // host name -> view
+
+  function makeHostView(name) {
+    const v = { name, busy: false };
+    const cell = (cls) => el("td", { className: cls });
+    v.cells = {
+      alive: cell("c-alive"), draining: cell("c-draining"), leader: cell("c-leader"),
+      capacity: cell("c-capacity num"), assigned: cell("c-assigned num"), load: cell("c-load num"), labels: cell("c-labels"),
+    };
+    v.button = el("button", { type: "button", className: "drain" });
+    v.button.addEventListener("click", () => drainHost(v));
+    v.row = el("tr", { className: "c-host", "data-host": name }, el("td", { className: "c-name" }, name),
+      v.cells.alive, v.cells.draining, v.cells.leader, v.cells.capacity, v.cells.assigned, v.cells.load, v.cells.labels,
+      el("td", { className: "actions" }, v.button));
+    return v;
+  }
+
+  // badgeIn puts a badge with text and class cls in td, or plain text when
+  // cls is "".
+  function badgeIn(td, text, cls) {
+    const have = td.firstElementChild;
+    if (!cls) {
+      if (have || td.textContent !== text) td.replaceChildren(text);
+      return;
+    }
+    if (have && have.textContent === text && have.className === "badge " + cls) return;
+    td.replaceChildren(el("span", { className: "badge " + cls }, text));
+  }
+
+  function updateHostView(v, h) {
+    v.draining = !!h.draining;
+    badgeIn(v.cells.alive, h.alive ? "alive" : "dead", h.alive ? "st-ok" : "st-bad");
+    badgeIn(v.cells.draining, h.draining ? "draining" : "no", h.draining ? "st-warn" : "");
+    setText(v.cells.leader, yesNo(h.leader));
+    setText(v.cells.capacity, h.capacity > 0 ? h.capacity : "no limit");
+    setText(v.cells.assigned, h.assigned ?? 0);
+    setText(v.cells.load, h.load ?? 0);
+    setText(v.cells.labels, labelsText(h.labels));
+    setText(v.button, h.draining ? "undrain" : "drain");
+    v.button.disabled = v.busy;
+  }
+
+  async function drainHost(v) {
+    const on = !v.draining;
+    const name = v.name;
+    if (on && !window.confirm(`Drain host "${name}"? Its cluster workers move to other hosts, one at a time, and it takes no new ones until undrained.`)) return;
+    v.busy = true;
+    v.button.disabled = true;
+    try {
+      const res = await api("POST", "/v1/cluster/hosts/" + encodeURIComponent(name) + (on ? "/drain" : "/undrain"));
+      const left = (res && res.workers) || [];
+      notice(on ? `Draining ${name}: ${left.length ? left.length + " cluster workers to move" : "no cluster worker on it"}.`
+        : `Undrained ${name}: it takes new cluster workers again.`, true);
+    } catch (e) {
+      if (e.code === "unauthorized") showLogin(e.message);
+      else notice(`Could not ${on ? "drain" : "undrain"} ${name}: ${e.describe ? e.describe() : e.message}`, false);
+    } finally {
+      v.busy = false;
+      v.button.disabled = false;
+      lastCluster = "";
+      refresh();
+    }
+  }
+
+  function renderCluster(c) {
+    const panel = $("cluster");
+    const none = $("cluster-none");
+    const body = $("cluster-body");
+    panel.hidden = false;
+    if (c.none) $("start-cluster-fields").hidden = true;
+    else if (!c.error) $("start-cluster-fields").hidden = false;
+    if (c.none || c.error) {
+      lastCluster = "";
+      body.hidden = true;
+      none.hidden = false;
+      setText($("cluster-summary"), "");
+      none.className = c.error ? "error" : "muted";
+      setText(none, c.error ? "The cluster view failed: " + c.error
+        : c.none.startsWith("this host is not part of a cluster") ? "This host is not part of a cluster."
+          : "This host is not part of a cluster: " + c.none);
+      return;
+    }
+    none.hidden = true;
+    body.hidden = false;
+    const hosts = c.hosts || [];
+    const workers = c.workers || [];
+    const alive = hosts.filter((h) => h.alive).length;
+    setText($("cluster-summary"), `(${c.system_id || c.prefix || "?"} · leader ${c.leader || "none"} · ` +
+      `${alive}/${hosts.length} hosts alive · ${workers.length} workers · read by ${c.from || "?"})`);
+    // Rebuild the tables only when the data changed, so that a selection
+    // survives the polls; the "since" column is updated in place.
+    const sig = JSON.stringify([hosts, workers]);
+    if (sig === lastCluster) {
+      for (const td of $("cluster-workers").querySelectorAll("td.c-since")) setText(td, since(td.title));
+      return;
+    }
+    lastCluster = sig;
+    // Host rows are kept and updated in place: a drain button under the
+    // pointer must not be replaced between the press and the release.
+    const seen = new Set();
+    replaceIfChanged($("cluster-hosts"), hosts.map((h) => {
+      seen.add(h.name);
+      let v = hostViews.get(h.name);
+      if (!v) hostViews.set(h.name, (v = makeHostView(h.name)));
+      updateHostView(v, h);
+      return v.row;
+    }));
+    for (const n of hostViews.keys()) if (!seen.has(n)) hostViews.delete(n);
+    $("cluster-no-workers").hidden = workers.length > 0;
+    $("cluster-workers").replaceChildren(...workers.map((w) =>
+      el("tr", { className: "c-worker", "data-worker": w.name },
+        el("td", { className: "c-name" }, w.name),
+        el("td", { className: "c-class" }, w.class),
+        el("td", { className: "c-where" }, workerHost(w)),
+        el("td", { className: "c-state" }, el("span", { className: "badge " + clusterState(w.state) }, w.state || "—")),
+        el("td", { className: "c-pid num" }, w.pid || "—"),
+        el("td", { className: "c-since num", title: w.since || "" }, since(w.since)),
+        el("td", { className: "c-moves num" }, w.moves ?? 0),
+        el("td", { className: "c-pending" }, w.pending || (w.error ? "error: " + w.error : "")))));
+  }
+
   // ---- actions ---------------------------------------------------------
 
   let noticeTimer = 0;
@@ -650,13 +834,30 @@
       return fail("The config must be a JSON object, such as {\"interval\": \"5s\"}.");
     }
     const body = { name, class: cls, config, supervisor: $("start-supervisor").value.trim() };
+    if (!$("start-cluster-fields").hidden && $("start-cluster").checked) {
+      const constraints = {};
+      for (const part of $("start-constraints").value.split(",")) {
+        const p = part.trim();
+        if (!p) continue;
+        const i = p.indexOf("=");
+        const k = i > 0 ? p.slice(0, i).trim() : "";
+        if (!k) return fail(`The constraint "${p}" is not KEY=VALUE, such as zone=a.`);
+        if (k in constraints) return fail(`The constraint "${k}" is given twice.`);
+        constraints[k] = p.slice(i + 1).trim();
+      }
+      body.cluster = true;
+      if (Object.keys(constraints).length) body.constraints = constraints;
+    }
     const button = $("start-submit");
     button.disabled = true;
     try {
       const res = await api("POST", "/v1/workers", body);
       // The form may hold a password: clear it once the host has it.
       $("start-form").reset();
-      notice(`${res.worker || name}: ${res.action || "started"}${res.pid ? ", pid " + res.pid : ""}.`, true);
+      const where = res.host ? " on " + res.host : "";
+      const pending = res.pending ? ` (pending: ${res.pending})` : "";
+      notice(`${res.worker || name}: ${res.action || "started"}${where}${res.pid ? ", pid " + res.pid : ""}${pending}.`, true);
+      $("start-constraints").disabled = true;
     } catch (e) {
       if (e.code === "unauthorized") showLogin(e.message);
       else fail(`${e.code}: ${e.describe ? e.describe() : e.message}`);
@@ -687,6 +888,9 @@
     });
     $("notice-close").addEventListener("click", () => { $("notice").hidden = true; });
     $("start-form").addEventListener("submit", startWorker);
+    $("start-cluster").addEventListener("change", () => {
+      $("start-constraints").disabled = !$("start-cluster").checked;
+    });
     poll();
   });
 })();
