@@ -59,6 +59,18 @@ func clusterConflict(name, what string) error {
 		"worker %q is a cluster worker: a control message cannot %s it on this host alone; send it to the cluster (start it with \"cluster\": true, stop or restart it by name through any host of the cluster)", name, what)
 }
 
+// SupervisorPath returns the path of the supervisor path names (as a
+// start names it: its path, its path without the root, its name, or ""
+// for the root), and whether the host has it.
+func (t *Tree) SupervisorPath(path string) (string, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if sn := t.findSupervisorLocked(path); sn != nil {
+		return sn.sup.Path, true
+	}
+	return "", false
+}
+
 // IsCluster reports whether name is a cluster worker on this host.
 func (t *Tree) IsCluster(name string) bool {
 	t.mu.Lock()
@@ -121,6 +133,7 @@ func (t *Tree) StartCluster(ctx context.Context, spec ClusterSpec) (api.StartRes
 		case old.source != api.SourceCluster:
 			err = control.Errorf(control.CodeConflict, "the name %q is taken on this host by a worker of source %s", spec.Name, old.source)
 		case old.clusterHash == spec.SpecHash && old.parent == sn:
+			old.clusterGen = max(old.clusterGen, spec.Generation)
 			t.mu.Unlock()
 			return t.startResult(spec.Name, "unchanged"), nil
 		}
