@@ -285,7 +285,10 @@ func withDefaultTimeout(ctx context.Context, d time.Duration) (context.Context, 
 // keeps the name unique in the system), and waited for until it runs
 // somewhere, failed for good, or no host fits (pending).
 func (d *Daemon) startClusterWorker(ctx context.Context, spec control.WorkerSpec) (api.StartResult, error) {
-	p, err := d.clusterParts()
+	if d.cl == nil {
+		return api.StartResult{}, errNotClustered()
+	}
+	w, res, err := d.resolveCluster(spec.Name, spec.Class, spec.Config, spec.Supervisor)
 	if err != nil {
 		return api.StartResult{}, err
 	}
@@ -293,7 +296,7 @@ func (d *Daemon) startClusterWorker(ctx context.Context, spec control.WorkerSpec
 		return api.StartResult{}, control.Errorf(control.CodeConflict,
 			"the name %q is taken on this host (%s) by a worker of source %s", spec.Name, d.cfg.Host.Name, wi.Source)
 	}
-	w, res, err := d.resolveCluster(spec.Name, spec.Class, spec.Config, spec.Supervisor)
+	p, err := d.clusterParts()
 	if err != nil {
 		return api.StartResult{}, err
 	}
