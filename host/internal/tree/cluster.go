@@ -178,8 +178,28 @@ func (t *Tree) StartCluster(ctx context.Context, spec ClusterSpec) (api.StartRes
 	return t.startResult(spec.Name, action), nil
 }
 
-// permanent marks err as one that retrying cannot fix.
-func permanent(err error) error { return fmt.Errorf("%w: %w", supervise.ErrPermanent, err) }
+// permanent marks a control error as one that retrying cannot fix.
+func permanent(cerr *control.Error) error { return &clusterStartError{cerr: cerr} }
+
+// clusterStartError is a cluster worker's start that failed for good. Its
+// text is the control error's message (no code: the cluster records the
+// code apart); it is supervise.ErrPermanent, the *control.Error, and the
+// start's own error (sdk.ErrInvalidConfig, ...), whose text may hold
+// secrets and is never printed.
+type clusterStartError struct {
+	cerr  *control.Error
+	cause error
+}
+
+func (e *clusterStartError) Error() string { return e.cerr.Message }
+
+func (e *clusterStartError) Unwrap() []error {
+	out := []error{supervise.ErrPermanent, e.cerr}
+	if e.cause != nil {
+		out = append(out, e.cause)
+	}
+	return out
+}
 
 // undoCluster removes a cluster worker whose first start failed for good
 // and returns the error to report: permanent, with the control code a
@@ -199,7 +219,7 @@ func (t *Tree) undoCluster(n *node, w *config.Worker, startErr error) error {
 	if errors.Is(startErr, sdk.ErrInvalidConfig) || pluginproc.IsTooLarge(startErr) {
 		code = control.CodeInvalidConfig
 	}
-	return permanent(control.Errorf(code, "worker %q failed to start with an error that retrying cannot fix: %s", n.name, msg))
+	return &clusterStartError{cerr: control.Errorf(code, "worker %q failed to start with an error that retrying cannot fix: %s", n.name, msg), cause: startErr}
 }
 
 // killPoll is how often a stop past its deadline kills what runs of the
