@@ -452,7 +452,9 @@ func (r *clusterRunner) Run(ctx context.Context, spec cluster.Spec) (cluster.Wor
 	return workerState(st), nil
 }
 
-func (r *clusterRunner) Stop(ctx context.Context, name string) error { return r.d.tree.StopCluster(ctx, name) }
+func (r *clusterRunner) Stop(ctx context.Context, name string) error {
+	return r.d.tree.StopCluster(ctx, name)
+}
 
 func (r *clusterRunner) Restart(ctx context.Context, name string) (cluster.WorkerState, error) {
 	st, err := r.d.tree.RestartCluster(ctx, name)

@@ -16,18 +16,18 @@
 //     that would change the host is refused with a conflict saying the
 //     host is shutting down. Status, list_classes, /metrics and /v1/events
 //     keep answering over HTTP, so an operator can watch the workers stop.
-//  1b. With a cluster block: leave the cluster (Agent.Leave, at most
+//  2. With a cluster block: leave the cluster (Agent.Leave, at most
 //     15 s): the host's cluster workers stop, their running keys go and
 //     its lease is revoked, so that the other hosts start them at once;
 //     then the etcd client closes.
-//  2. Stop the supervisors: every worker stops in reverse declared order
+//  3. Stop the supervisors: every worker stops in reverse declared order
 //     within its shutdown_timeout (killed after it), sub-supervisors
 //     before their parents go on.
-//  3. Publish the lifecycle events still queued, the worker_stopping and
-//     worker_stopped of step 2 among them, in order and confirmed by the
+//  4. Publish the lifecycle events still queued, the worker_stopping and
+//     worker_stopped of step 3 among them, in order and confirmed by the
 //     broker, for at most 5 s; what is left then is logged as not
 //     published.
-//  4. Close the workers' bus, the broker connection, the HTTP server and
+//  5. Close the workers' bus, the broker connection, the HTTP server and
 //     the warm spares.
 package daemon
 
@@ -346,20 +346,20 @@ func (d *Daemon) brokerDescription() string {
 //
 //  1. stop taking control requests (stopControl): a request cannot start
 //     a worker behind the shutdown's back, and no request waits on a host
-//     that is going away; then leave the cluster (leaveCluster), if the
-//     host is in one;
-//  2. stop the supervisors, root first: each stops its children in reverse
+//     that is going away;
+//  2. leave the cluster, if the host is in one (leaveCluster): its cluster
+//     workers stop and its lease is revoked, so that the other hosts take
+//     them over at once, not after the lease's TTL;
+//  3. stop the supervisors, root first: each stops its children in reverse
 //     declared order, each within its own shutdown timeout, a
 //     sub-supervisor its own children likewise before its parent goes on;
-//  3. publish the events still queued, the workers' stop events among
+//  4. publish the events still queued, the workers' stop events among
 //     them, within eventDrainTimeout (drainEvents): they need the broker
 //     connection, so it is still open;
-//  4. close the workers' bus, the broker connection and the warm spares.
+//  5. close the workers' bus, the broker connection and the warm spares.
 func (d *Daemon) shutdown() error {
 	d.logger.Info("host stopping")
 	d.stopControl()
-	// The cluster's workers go first, so that the other hosts take them
-	// over at once, not after the lease's TTL.
 	d.leaveCluster()
 	// Stop bounds each worker by its own shutdown timeout, so the context
 	// here only guards against a bug.
