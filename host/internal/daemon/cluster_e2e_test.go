@@ -181,3 +181,91 @@ worker "hcl" {
 		t.Error("cw2's desired state went with the host")
 	}
 }
+
+// waitFor polls cond until it holds, failing after within.
+func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Two hosts: a cluster start received by one runs where the constraints
+// say; the other host refuses a local start of the name, and its stop and
+// restart act on the host that runs it; a host that shuts down hands its
+// cluster workers over at once (well within the lease TTL). NEEDS helpers
+// A and B (Store, Agent, leader).
+func TestClusterE2ETwoHosts(t *testing.T) {
+	e := etcdtest.Start(t)
+	c := e.Client(t)
+	keys := cluster.Keys{Prefix: cluster.DefaultPrefix("test")}
+	cc1, cc2 := clusterOf(e), clusterOf(e)
+	cc1.Labels, cc2.Labels = map[string]string{"zone": "a"}, map[string]string{"zone": "b"}
+	h1 := startClusterHost(t, "h1", "", cc1)
+	h2 := startClusterHost(t, "h2", "", cc2)
+	waitKey(t, c, keys.Host("h1"), true)
+	waitKey(t, c, keys.Host("h2"), true)
+	ctx := context.Background()
+
+	r, err := h2.d.StartWorker(ctx, control.WorkerSpec{Name: "cw", Class: "chaos", Cluster: true, Constraints: map[string]string{"zone": "a"}})
+	if err != nil || r.Host != "h1" || r.State != "running" {
+		t.Fatalf("start through h2 = %+v, %v; want it running on h1", r, err)
+	}
+	ws, ok := h1.d.Worker("cw")
+	if !ok || ws.Source != api.SourceCluster || ws.Pid != r.Pid {
+		t.Fatalf("h1's cw = %+v, %v", ws, ok)
+	}
+	if _, ok := h2.d.Worker("cw"); ok {
+		t.Fatal("cw runs on h2 too")
+	}
+	_, err = h2.d.StartWorker(ctx, control.WorkerSpec{Name: "cw", Class: "chaos"})
+	if ce := wantCode(t, err, control.CodeConflict); !strings.Contains(ce.Message, "cluster worker") {
+		t.Errorf("local start on h2 of a cluster name: %v", ce)
+	}
+	if _, ok := h2.d.Worker("cw"); ok {
+		t.Fatal("the refused local start left a worker on h2")
+	}
+
+	// Restart and stop through h2 act on h1.
+	old := ws.Pid
+	if err := h2.d.RestartWorker(ctx, "cw"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "cw restarted on h1", waitTimeout, func() bool {
+		ws, ok := h1.d.Worker("cw")
+		return ok && ws.State == "running" && ws.Pid != old && ws.Pid != 0
+	})
+	waitGone(t, 10*time.Second, old)
+	ws, _ = h1.d.Worker("cw")
+	if err := h2.d.StopWorker(ctx, "cw"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := h1.d.Worker("cw"); ok {
+		t.Error("cw still on h1 after the stop through h2 returned")
+	}
+	waitGone(t, 10*time.Second, ws.Pid)
+
+	// h1 shuts down: its cluster worker runs on h2 well before h1's lease
+	// could have expired (TTL 10 s).
+	// Both hosts are empty: placement breaks the tie by name, so h1.
+	r, err = h2.d.StartWorker(ctx, control.WorkerSpec{Name: "mv", Class: "chaos", Cluster: true})
+	if err != nil || r.Host != "h1" {
+		t.Fatalf("mv = %+v, %v; want it on h1", r, err)
+	}
+	ws, ok = h1.d.Worker("mv")
+	if !ok {
+		t.Fatal("mv is not on h1")
+	}
+	began := time.Now()
+	h1.stop()
+	waitFor(t, "mv running on h2", 8*time.Second, func() bool {
+		ws, ok := h2.d.Worker("mv")
+		return ok && ws.State == "running"
+	})
+	t.Logf("mv ran on h2 %v after h1 began its shutdown", time.Since(began).Round(time.Millisecond))
+	waitGone(t, time.Second, ws.Pid)
+}
