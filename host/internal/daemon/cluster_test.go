@@ -275,3 +275,26 @@ worker "hcl" {
 	_, err = r.Run(ctx, cluster.Spec{Name: "hcl", Class: chaos.Class, Supervisor: "root", Config: chaos.Config, SpecHash: chaos.SpecHash})
 	wantCode(t, err, control.CodeConflict)
 }
+
+// A reload reports a changed cluster block as ignored (it applies at the
+// next start); where the block is in the files does not count.
+func TestReloadIgnoresClusterChanges(t *testing.T) {
+	base := &config.Config{Cluster: &config.ClusterConfig{Endpoints: []string{"a:2379"}, Labels: map[string]string{"zone": "a"}}}
+	moved := &config.Config{Cluster: &config.ClusterConfig{Endpoints: []string{"a:2379"}, Labels: map[string]string{"zone": "a"}}}
+	moved.Cluster.Range.Start.Line = 12
+	relabelled := &config.Config{Cluster: &config.ClusterConfig{Endpoints: []string{"a:2379"}, Labels: map[string]string{"zone": "b"}}}
+	for _, c := range []struct {
+		a, b *config.Config
+		want bool
+	}{
+		{base, moved, false},
+		{base, relabelled, true},
+		{base, &config.Config{}, true},
+		{&config.Config{}, base, true},
+		{&config.Config{}, &config.Config{}, false},
+	} {
+		if got := slices.Contains(ignoredChanges(c.a, c.b), "cluster"); got != c.want {
+			t.Errorf("ignoredChanges(%+v, %+v) lists cluster: %v, want %v", c.a.Cluster, c.b.Cluster, got, c.want)
+		}
+	}
+}
