@@ -66,6 +66,24 @@ func TestClusterOperationsWithoutClusterBlock(t *testing.T) {
 	if ws := h.d.Workers(); len(ws) != 0 {
 		t.Errorf("workers = %+v", ws)
 	}
+	// A start through .any or .all (which the dispatcher marks as a
+	// cluster start) is a local start here, as it always was.
+	for _, route := range []string{"test.any", "test.all"} {
+		name := "via-" + route[len("test."):]
+		r, err := h.d.StartWorker(control.WithRoute(ctx, route), control.WorkerSpec{Name: name, Class: "chaos", Cluster: true})
+		if err != nil || r.Action != "started" || r.State != "running" {
+			t.Fatalf("start through %s = %+v, %v", route, r, err)
+		}
+		if ws, _ := h.d.Worker(name); ws.Source != api.SourceControl {
+			t.Errorf("%s: source %q, want control", name, ws.Source)
+		}
+		if err := h.d.StopWorker(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Through the host's own key, "cluster": true is refused.
+	_, err = h.d.StartWorker(control.WithRoute(ctx, "test.test-host"), control.WorkerSpec{Name: "cw", Class: "chaos", Cluster: true})
+	wantCode(t, err, control.CodeConflict)
 	// Local starts and stops are as ever.
 	if r, err := h.d.StartWorker(ctx, control.WorkerSpec{Name: "local", Class: "chaos"}); err != nil || r.Action != "started" {
 		t.Fatalf("local start = %+v, %v", r, err)

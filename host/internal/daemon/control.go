@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/dynworkers/dynworkers/host/internal/api"
@@ -19,6 +20,12 @@ var _ control.Host = (*Daemon)(nil)
 // this host's (see tree.Tree.StartWorker), but a name that is a cluster
 // worker, here or on another host, is a conflict.
 func (d *Daemon) StartWorker(ctx context.Context, spec control.WorkerSpec) (api.StartResult, error) {
+	if spec.Cluster && d.cl == nil && systemWideRoute(control.RouteOf(ctx)) {
+		// The dispatcher marks every start through .any or .all as a
+		// cluster start; a host without a cluster block takes those as it
+		// always did, on its own.
+		spec.Cluster = false
+	}
 	if spec.Cluster {
 		return d.startClusterWorker(ctx, spec)
 	}
@@ -101,4 +108,10 @@ func (d *Daemon) Status(ctx context.Context) (api.Status, error) {
 // Classes reports the plugin catalog.
 func (d *Daemon) Classes(context.Context) (api.ClassList, error) {
 	return d.Catalog().List(), nil
+}
+
+// systemWideRoute reports whether an AMQP routing key addresses the whole
+// system ("<system_id>.any" or ".all") rather than one host.
+func systemWideRoute(key string) bool {
+	return strings.HasSuffix(key, ".any") || strings.HasSuffix(key, ".all")
 }
