@@ -269,3 +269,40 @@ func TestClusterE2ETwoHosts(t *testing.T) {
 	t.Logf("mv ran on h2 %v after h1 began its shutdown", time.Since(began).Round(time.Millisecond))
 	waitGone(t, time.Second, ws.Pid)
 }
+
+// The host keeps running/<name> current as the worker's state changes
+// (the supervision event hook tells the agent at once; the agent's
+// periodic reconcile would catch up too): a worker that keeps exiting
+// shows its restarts there. NEEDS helpers A and B.
+func TestClusterE2ERunningRecordFollowsTheWorker(t *testing.T) {
+	e := etcdtest.Start(t)
+	c := e.Client(t)
+	keys := cluster.Keys{Prefix: cluster.DefaultPrefix("test")}
+	h := startClusterHost(t, "h1", "", clusterOf(e))
+	waitKey(t, c, keys.Host("h1"), true)
+	ctx := context.Background()
+	r, err := h.d.StartWorker(ctx, control.WorkerSpec{Name: "flaky", Class: "chaos", Cluster: true,
+		Config: json.RawMessage(`{"mode":"exit","delay":"200ms"}`)})
+	if err != nil || r.Host != "h1" {
+		t.Fatalf("start = %+v, %v", r, err)
+	}
+	var rec cluster.Running
+	waitFor(t, "running/flaky showing restarts", waitTimeout, func() bool {
+		gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		g, err := c.Get(gctx, keys.Running("flaky"))
+		if err != nil || len(g.Kvs) == 0 {
+			return false
+		}
+		if err := json.Unmarshal(g.Kvs[0].Value, &rec); err != nil {
+			t.Fatal(err)
+		}
+		return rec.Restarts >= 2
+	})
+	if rec.Host != "h1" {
+		t.Errorf("running record = %+v", rec)
+	}
+	if ws, _ := h.d.Worker("flaky"); ws.Restarts < rec.Restarts {
+		t.Errorf("the host counts %d restarts, etcd %d", ws.Restarts, rec.Restarts)
+	}
+}
