@@ -238,7 +238,18 @@ func (d *Daemon) leaveCluster() {
 		cancel()
 	}
 	cs.cancel()
-	cs.wg.Wait()
+	ended := make(chan struct{})
+	go func() {
+		cs.wg.Wait()
+		close(ended)
+	}()
+	select {
+	case <-ended:
+	case <-time.After(leaveTimeout):
+		// Not expected: the cache and the agent end with their context.
+		// The host's shutdown must not hang on them.
+		d.logger.Error("the cluster agent did not end within its bound; shutting down without waiting for it")
+	}
 	if p := cs.parts.Load(); p != nil {
 		if err := p.client.Close(); err != nil && !errors.Is(err, context.Canceled) {
 			d.logger.Debug("closing the etcd client", "error", err)

@@ -306,3 +306,27 @@ func TestClusterE2ERunningRecordFollowsTheWorker(t *testing.T) {
 		t.Errorf("the host counts %d restarts, etcd %d", ws.Restarts, rec.Restarts)
 	}
 }
+
+// A host cut off from etcd still shuts down within its bounds, and its
+// cluster workers stop with it. NEEDS helpers A and B.
+func TestClusterE2EShutdownWithoutEtcd(t *testing.T) {
+	e := etcdtest.Start(t)
+	c := e.Client(t)
+	proxy := etcdtest.NewProxy(t, e.Endpoint())
+	keys := cluster.Keys{Prefix: cluster.DefaultPrefix("test")}
+	cc := clusterOf(e)
+	cc.Endpoints = []string{proxy.Addr()}
+	h := startClusterHost(t, "h1", "", cc)
+	waitKey(t, c, keys.Host("h1"), true)
+	r, err := h.d.StartWorker(context.Background(), control.WorkerSpec{Name: "cw", Class: "chaos", Cluster: true})
+	if err != nil || r.Pid == 0 {
+		t.Fatalf("start = %+v, %v", r, err)
+	}
+	proxy.Block()
+	began := time.Now()
+	h.stop()
+	if took := time.Since(began); took > 2*leaveTimeout+10*time.Second {
+		t.Errorf("shutdown without etcd took %v", took)
+	}
+	waitGone(t, time.Second, r.Pid)
+}
