@@ -18,6 +18,7 @@ import (
 	"github.com/dynworkers/dynworkers/host/internal/api"
 	"github.com/dynworkers/dynworkers/host/internal/cluster"
 	"github.com/dynworkers/dynworkers/host/internal/config"
+	"github.com/dynworkers/dynworkers/host/internal/contain"
 	"github.com/dynworkers/dynworkers/host/internal/control"
 	"github.com/dynworkers/dynworkers/host/internal/state"
 	"github.com/dynworkers/dynworkers/host/internal/supervise"
@@ -411,7 +412,17 @@ func (d *Daemon) resolveCluster(name, class string, cfg json.RawMessage, supervi
 			sensitive = append(sensitive, a.Name)
 		}
 	}
-	return w, cluster.Resolved{Class: w.Class, Supervisor: path, Config: cfgJSON, SpecHash: w.SpecHash(), Sensitive: sensitive}, nil
+	return w, cluster.Resolved{Class: w.Class, Supervisor: path, Config: cfgJSON, SpecHash: clusterSpecHash(w), Sensitive: sensitive}, nil
+}
+
+// clusterSpecHash is the spec hash of a cluster worker: that of w without
+// the host's default limits (d.resolve gives w this host's; each host
+// runs a cluster worker with its own), so that the same start received by
+// hosts with different limits is the same spec.
+func clusterSpecHash(w *config.Worker) string {
+	x := *w
+	x.Limits = contain.Limits{}
+	return x.SpecHash()
 }
 
 // supervisorPath is the path of the supervisor a cluster start names:

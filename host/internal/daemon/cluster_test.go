@@ -15,6 +15,7 @@ import (
 	"github.com/dynworkers/dynworkers/host/internal/api"
 	"github.com/dynworkers/dynworkers/host/internal/cluster"
 	"github.com/dynworkers/dynworkers/host/internal/config"
+	"github.com/dynworkers/dynworkers/host/internal/contain"
 	"github.com/dynworkers/dynworkers/host/internal/control"
 	"github.com/dynworkers/dynworkers/host/internal/state"
 	"github.com/dynworkers/dynworkers/host/internal/supervise"
@@ -314,5 +315,32 @@ func TestReloadIgnoresClusterChanges(t *testing.T) {
 		if got := slices.Contains(ignoredChanges(c.a, c.b), "cluster"); got != c.want {
 			t.Errorf("ignoredChanges(%+v, %+v) lists cluster: %v, want %v", c.a.Cluster, c.b.Cluster, got, c.want)
 		}
+	}
+}
+
+// The same cluster start received by hosts with different default worker
+// limits is the same spec: the cluster's hash leaves the limits out (each
+// host runs the worker with its own).
+func TestClusterSpecHashLeavesHostLimitsOut(t *testing.T) {
+	h := startHost(t, "")
+	r := &clusterRunner{d: h.d}
+	a, err := r.Resolve("cw", "chaos", json.RawMessage(`{"delay":"1s"}`), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.d.cfg.Host.WorkerLimits = contain.Limits{Pids: 64, Memory: 64 << 20}
+	b, err := r.Resolve("cw", "chaos", json.RawMessage(`{"delay":"1s"}`), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.SpecHash != b.SpecHash {
+		t.Errorf("hashes differ with the host's limits: %s, %s", a.SpecHash, b.SpecHash)
+	}
+	c, err := r.Resolve("cw", "chaos", json.RawMessage(`{"delay":"2s"}`), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SpecHash == b.SpecHash {
+		t.Error("another config has the same hash")
 	}
 }
