@@ -323,24 +323,27 @@ func TestReloadIgnoresClusterChanges(t *testing.T) {
 // host runs the worker with its own).
 func TestClusterSpecHashLeavesHostLimitsOut(t *testing.T) {
 	h := startHost(t, "")
-	r := &clusterRunner{d: h.d}
-	a, err := r.Resolve("cw", "chaos", json.RawMessage(`{"delay":"1s"}`), "")
+	w, res, err := h.d.resolveCluster("cw", "chaos", json.RawMessage(`{"delay":"1s"}`), "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.d.cfg.Host.WorkerLimits = contain.Limits{Pids: 64, Memory: 64 << 20}
-	b, err := r.Resolve("cw", "chaos", json.RawMessage(`{"delay":"1s"}`), "")
+	if res.SpecHash != clusterSpecHash(w) {
+		t.Errorf("Resolve's hash %s is not the cluster's spec hash %s", res.SpecHash, clusterSpecHash(w))
+	}
+	// The same worker resolved on a host with default limits.
+	limited := *w
+	limited.Limits = contain.Limits{Pids: 64, Memory: 64 << 20}
+	if limited.SpecHash() == w.SpecHash() {
+		t.Fatal("the limits do not count in a local worker's spec hash; this test proves nothing")
+	}
+	if clusterSpecHash(&limited) != clusterSpecHash(w) {
+		t.Error("the cluster's spec hash depends on the host's limits")
+	}
+	_, other, err := h.d.resolveCluster("cw", "chaos", json.RawMessage(`{"delay":"2s"}`), "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a.SpecHash != b.SpecHash {
-		t.Errorf("hashes differ with the host's limits: %s, %s", a.SpecHash, b.SpecHash)
-	}
-	c, err := r.Resolve("cw", "chaos", json.RawMessage(`{"delay":"2s"}`), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.SpecHash == b.SpecHash {
+	if other.SpecHash == res.SpecHash {
 		t.Error("another config has the same hash")
 	}
 }
