@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -124,16 +123,14 @@ func etcdClientConfig(cc *config.ClusterConfig) (clientv3.Config, error) {
 	if c.DialTimeout <= 0 {
 		c.DialTimeout = defaultDialTimeout
 	}
-	switch {
-	case cc.TLS != nil:
-		t, err := cc.TLS.ClientConfig(nil)
-		if err != nil {
-			return clientv3.Config{}, fmt.Errorf("cluster tls: %w", err)
-		}
-		c.TLS = t
-	case slices.ContainsFunc(cc.Endpoints, func(e string) bool { return strings.HasPrefix(strings.ToLower(e), "https://") }):
-		c.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+	t, err := cc.ClientTLS()
+	if err != nil {
+		return clientv3.Config{}, err
 	}
+	c.TLS = t
+	// gRPC's default reconnect wait (1 s, growing) could outlast the
+	// fence threshold after an etcd restart.
+	c.DialOptions = cluster.DialOptions()
 	return c, nil
 }
 
@@ -382,7 +379,9 @@ func (d *Daemon) ClusterStatus(ctx context.Context) (api.ClusterView, error) {
 	if err != nil {
 		return api.ClusterView{}, err
 	}
-	return p.store.View(ctx)
+	v, err := p.store.View(ctx)
+	v.SystemID = d.cfg.SystemID
+	return v, err
 }
 
 var _ control.ClusterHost = (*Daemon)(nil)

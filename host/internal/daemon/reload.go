@@ -5,7 +5,6 @@ import (
 	"errors"
 	"reflect"
 
-	"github.com/hashicorp/hcl/v2"
 
 	"github.com/dynworkers/dynworkers/host/internal/api"
 	"github.com/dynworkers/dynworkers/host/internal/config"
@@ -68,22 +67,10 @@ func ignoredChanges(a, b *config.Config) []string {
 	if (a.AMQP == nil) != (b.AMQP == nil) || (a.AMQP != nil && (a.AMQP.URL != b.AMQP.URL || !sameTLS(a.AMQP.TLS, b.AMQP.TLS))) {
 		out = append(out, "amqp")
 	}
-	if !sameCluster(a.Cluster, b.Cluster) {
+	if !a.Cluster.SameSettings(b.Cluster) {
 		out = append(out, "cluster")
 	}
 	return out
-}
-
-// sameCluster reports whether two cluster blocks are the same settings
-// (wherever they are in the files). A host joins or leaves a cluster, or
-// changes how, only when it starts.
-func sameCluster(a, b *config.ClusterConfig) bool {
-	if a == nil || b == nil {
-		return a == nil && b == nil
-	}
-	x, y := *a, *b
-	x.Range, y.Range = hcl.Range{}, hcl.Range{}
-	return reflect.DeepEqual(x, y)
 }
 
 // sameTLS reports whether two amqp tls blocks are the same settings.
