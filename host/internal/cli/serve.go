@@ -41,7 +41,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		os.Exit(1)
 	}()
 
-	d, err := daemon.Load(ctx, daemon.Options{ConfigPath: *configPath, Logger: logger, KeepLogLevel: *logLevel != ""})
+	d, err := daemon.Load(ctx, daemon.Options{ConfigPath: *configPath, Logger: logger, KeepLogLevel: *logLevel != "", Version: Version})
 	if err != nil {
 		var ce *daemon.ConfigError
 		if errors.As(err, &ce) {

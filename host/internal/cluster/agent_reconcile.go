@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/dynworkers/dynworkers/host/internal/control"
 	"maps"
 	"strings"
 	"time"
@@ -384,9 +385,13 @@ func (a *Agent) putRunning(ctx context.Context, name string, lease clientv3.Leas
 // record goes (unless it changed meanwhile) and running/<name> says why,
 // for the start's waiter, until the assignment goes.
 func (a *Agent) failPermanent(ctx context.Context, w WorkerRecord, lease clientv3.LeaseID, since time.Time, startErr error) error {
-	code := "internal"
-	if errors.Is(startErr, sdk.ErrInvalidConfig) || pluginproc.IsTooLarge(startErr) {
-		code = "invalid_config"
+	code := string(control.CodeInternal)
+	var ce *control.Error
+	switch {
+	case errors.As(startErr, &ce) && ce != nil:
+		code = string(ce.Code) // the code a local start gives (invalid_config, unknown_class, ...)
+	case errors.Is(startErr, sdk.ErrInvalidConfig) || pluginproc.IsTooLarge(startErr):
+		code = string(control.CodeInvalidConfig)
 	}
 	msg := errText(w.Name, startErr)
 	a.log.Warn("a cluster worker failed to start with an error that retrying cannot fix; removing its record",

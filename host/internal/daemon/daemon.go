@@ -16,14 +16,18 @@
 //     that would change the host is refused with a conflict saying the
 //     host is shutting down. Status, list_classes, /metrics and /v1/events
 //     keep answering over HTTP, so an operator can watch the workers stop.
-//  2. Stop the supervisors: every worker stops in reverse declared order
+//  2. With a cluster block: leave the cluster (Agent.Leave, at most
+//     15 s): the host's cluster workers stop, their running keys go and
+//     its lease is revoked, so that the other hosts start them at once;
+//     then the etcd client closes.
+//  3. Stop the supervisors: every worker stops in reverse declared order
 //     within its shutdown_timeout (killed after it), sub-supervisors
 //     before their parents go on.
-//  3. Publish the lifecycle events still queued, the worker_stopping and
-//     worker_stopped of step 2 among them, in order and confirmed by the
+//  4. Publish the lifecycle events still queued, the worker_stopping and
+//     worker_stopped of step 3 among them, in order and confirmed by the
 //     broker, for at most 5 s; what is left then is logged as not
 //     published.
-//  4. Close the workers' bus, the broker connection, the HTTP server and
+//  5. Close the workers' bus, the broker connection, the HTTP server and
 //     the warm spares.
 package daemon
 
@@ -71,6 +75,9 @@ type Options struct {
 	// EventHook, if set, is called for every supervision event after the
 	// daemon has logged and recorded it.
 	EventHook func(supervise.Event)
+	// Version is the host's version, as the cluster's host records show
+	// it; "" is fine.
+	Version string
 }
 
 // Daemon is one host process's worth of supervised workers.
@@ -112,6 +119,10 @@ type Daemon struct {
 	busMu         sync.Mutex
 	bus           broker.Bus
 	workerMetrics *monitor.Registry
+
+	// cl is the host's side of its cluster (cluster.go); nil without a
+	// cluster block.
+	cl *clusterSide
 
 	mu      sync.Mutex
 	running bool
@@ -179,6 +190,11 @@ func Load(ctx context.Context, opts Options) (*Daemon, error) {
 	}
 	if cfg.AMQP != nil {
 		d.tr.connSet = make(chan struct{})
+	}
+	if cfg.Cluster != nil {
+		if d.cl, err = newClusterSide(cfg); err != nil {
+			return nil, err
+		}
 	}
 	store, st, err := openState(cfg.Host, logger)
 	if err != nil {
@@ -288,6 +304,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return errors.Join(err, d.shutdown())
 	}
 	n := d.tree.Start(ctx)
+	// The host joins its cluster (if it has a cluster block) once its own
+	// workers run; it goes on without etcd until it reaches it.
+	d.startCluster()
 	// Control messages are taken once the persisted workers are back, so
 	// that a message about one of them finds it.
 	if err := d.startAMQP(); err != nil {
@@ -328,16 +347,20 @@ func (d *Daemon) brokerDescription() string {
 //  1. stop taking control requests (stopControl): a request cannot start
 //     a worker behind the shutdown's back, and no request waits on a host
 //     that is going away;
-//  2. stop the supervisors, root first: each stops its children in reverse
+//  2. leave the cluster, if the host is in one (leaveCluster): its cluster
+//     workers stop and its lease is revoked, so that the other hosts take
+//     them over at once, not after the lease's TTL;
+//  3. stop the supervisors, root first: each stops its children in reverse
 //     declared order, each within its own shutdown timeout, a
 //     sub-supervisor its own children likewise before its parent goes on;
-//  3. publish the events still queued, the workers' stop events among
+//  4. publish the events still queued, the workers' stop events among
 //     them, within eventDrainTimeout (drainEvents): they need the broker
 //     connection, so it is still open;
-//  4. close the workers' bus, the broker connection and the warm spares.
+//  5. close the workers' bus, the broker connection and the warm spares.
 func (d *Daemon) shutdown() error {
 	d.logger.Info("host stopping")
 	d.stopControl()
+	d.leaveCluster()
 	// Stop bounds each worker by its own shutdown timeout, so the context
 	// here only guards against a bug.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)

@@ -21,6 +21,7 @@ func (d *Daemon) onEvent(ev supervise.Event) {
 	if p := d.tr.pub.Load(); p != nil {
 		p.Publish(wire)
 	}
+	d.clusterWorkerChanged(wire.Worker)
 	if d.opts.EventHook != nil {
 		d.opts.EventHook(ev)
 	}

@@ -119,6 +119,13 @@ func startConfig(t *testing.T, dir, src string) *harness {
 // not nil) before Load.
 func startConfigOpts(t *testing.T, dir, src string, opts func(*Options)) *harness {
 	t.Helper()
+	return startConfigHook(t, dir, src, opts, nil)
+}
+
+// startConfigHook is startConfigOpts with beforeRun (if not nil) called
+// on the loaded Daemon before Run.
+func startConfigHook(t *testing.T, dir, src string, opts func(*Options), beforeRun func(*Daemon)) *harness {
+	t.Helper()
 	var h *harness
 	cfgPath := filepath.Join(dir, "host.hcl")
 	if err := os.WriteFile(cfgPath, []byte(src), 0o644); err != nil {
@@ -164,6 +171,9 @@ func startConfigOpts(t *testing.T, dir, src string, opts func(*Options)) *harnes
 		t.Fatalf("Load: %v", err)
 	}
 	h.d = d
+	if beforeRun != nil {
+		beforeRun(d)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	go func() { h.runErr <- d.Run(ctx) }()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"reflect"
 
+
 	"github.com/dynworkers/dynworkers/host/internal/api"
 	"github.com/dynworkers/dynworkers/host/internal/config"
 	"github.com/dynworkers/dynworkers/host/internal/control"
@@ -65,6 +66,9 @@ func ignoredChanges(a, b *config.Config) []string {
 	}
 	if (a.AMQP == nil) != (b.AMQP == nil) || (a.AMQP != nil && (a.AMQP.URL != b.AMQP.URL || !sameTLS(a.AMQP.TLS, b.AMQP.TLS))) {
 		out = append(out, "amqp")
+	}
+	if !a.Cluster.SameSettings(b.Cluster) {
+		out = append(out, "cluster")
 	}
 	return out
 }

@@ -94,6 +94,8 @@ func (t *Tree) StartWorker(ctx context.Context, spec control.WorkerSpec) (api.St
 			err = control.Errorf(control.CodeConflict, "the name %q is taken by supervisor %q", spec.Name, old.sup.Path)
 		case old.source == api.SourceHybrid:
 			err = hybridConflict(spec.Name, old.parent, "start or replace")
+		case old.source == api.SourceCluster:
+			err = clusterConflict(spec.Name, "start or replace")
 		case old.source == api.SourceHCL:
 			err = control.Errorf(control.CodeConflict,
 				"worker %q is configured in HCL (%s); a control message cannot start another worker under its name", spec.Name, old.worker.Range)
@@ -232,6 +234,8 @@ func (t *Tree) lockWorker(ctx context.Context, name, verb string) (*node, func()
 		err = control.Errorf(control.CodeNotFound, "no worker named %q", name)
 	case n.source == api.SourceHybrid:
 		err = hybridConflict(name, n.parent, verb)
+	case n.source == api.SourceCluster:
+		err = clusterConflict(name, verb)
 	}
 	t.mu.Unlock()
 	if err != nil {
@@ -541,6 +545,22 @@ func supervisorConfig(spec control.SupervisorSpec, parent *node) (*config.Superv
 		Intensity: intensity, Period: period}, nil
 }
 
+// clusterBelowLocked returns the name of a cluster worker in n's subtree,
+// "" when there is none.
+func clusterBelowLocked(n *node) string {
+	for _, c := range n.children {
+		if c.kind == kindWorker && c.source == api.SourceCluster {
+			return c.name
+		}
+		if c.kind == kindSupervisor {
+			if name := clusterBelowLocked(c); name != "" {
+				return name
+			}
+		}
+	}
+	return ""
+}
+
 // subtreeNamesLocked returns the names of n and of everything below it.
 func subtreeNamesLocked(n *node) []string {
 	out := []string{n.name}
@@ -575,6 +595,11 @@ func (t *Tree) StopSupervisor(ctx context.Context, path string) (api.SupervisorR
 	}
 	var names []string
 	if sn.source == api.SourceControl {
+		if c := clusterBelowLocked(sn); c != "" {
+			t.mu.Unlock()
+			return api.SupervisorResult{}, control.Errorf(control.CodeConflict,
+				"supervisor %q runs cluster worker %q: drain this host (or stop the worker through the cluster) first", sn.sup.Path, c)
+		}
 		// Nothing new may start under it from now on, so the names below
 		// it are all there are.
 		sn.removing = true

@@ -110,9 +110,11 @@ func under(path, root string) bool {
 // plan works out the reload from running to the configuration wanted. It
 // changes nothing and calls nothing: every case is a table test. It fails
 // with a conflict (and then nothing may change) when the configuration
-// takes a name or a path that a control message or a hybrid holds, or
-// removes a supervisor under which control-started workers or supervisors
-// run.
+// takes a name or a path that a control message, a hybrid or the cluster
+// holds, or removes a supervisor under which control-started workers or
+// supervisors, or cluster workers, run. Workers of the cluster (source
+// api.SourceCluster), like control-started ones, are never in a plan: a
+// reload leaves them running.
 func plan(running Running, wanted *config.Supervisor) (Plan, error) {
 	var p Plan
 	sups := map[string]RunningSupervisor{}
@@ -177,6 +179,10 @@ func plan(running Running, wanted *config.Supervisor) (Plan, error) {
 				return Plan{}, control.Errorf(control.CodeConflict,
 					"reload: supervisor %q is gone from the configuration, but worker %q started by a control message runs under it; stop it first", s.Path, w.Name)
 			}
+			if w.Source == api.SourceCluster && under(w.Supervisor, s.Path) {
+				return Plan{}, control.Errorf(control.CodeConflict,
+					"reload: supervisor %q is gone from the configuration, but cluster worker %q runs under it; drain this host (or stop the worker through the cluster) first", s.Path, w.Name)
+			}
 		}
 		// A parent removed already takes this one with it.
 		if !slices.ContainsFunc(p.RemoveSupervisors, func(r string) bool { return under(s.Path, r) }) {
@@ -214,6 +220,9 @@ func plan(running Running, wanted *config.Supervisor) (Plan, error) {
 			case old.Source == api.SourceHybrid:
 				err = control.Errorf(control.CodeConflict,
 					"reload: the configuration adds worker %q, but hybrid worker %q runs a child of that name", w.Name, old.Owner)
+			case old.Source == api.SourceCluster:
+				err = control.Errorf(control.CodeConflict,
+					"reload: the configuration adds worker %q, but cluster worker %q runs on this host; stop it through the cluster first", w.Name, w.Name)
 			case old.Source != api.SourceHCL:
 				err = control.Errorf(control.CodeConflict,
 					"reload: the configuration adds worker %q, but a worker of that name was started by a control message; stop it first", w.Name)

@@ -84,6 +84,10 @@ func TestPlan(t *testing.T) {
 		r.Supervisors = append(r.Supervisors, RunningSupervisor{Name: "cs", Path: "root/s/cs", Parent: "root/s", Source: api.SourceControl})
 		return r
 	}
+	withCluster := func(r Running) Running {
+		r.Workers = append(r.Workers, RunningWorker{Name: "cw", Supervisor: "root/s", Source: api.SourceCluster, SpecHash: "h"})
+		return r
+	}
 	withHybrid := func(r Running) Running {
 		r.Workers = append(r.Workers, RunningWorker{Name: "a.1", Supervisor: "root/a", Source: api.SourceHybrid, Owner: "a"})
 		return r
@@ -134,6 +138,16 @@ func TestPlan(t *testing.T) {
 			"", `supervisor "root/s/cs" started by a control message`},
 		{"name of a control worker", withControl(running(base)), sup("root", w("a"), w("dyn"), sup("s", w("b"), sup("deep", w("c")))),
 			"", `adds worker "dyn", but a worker of that name was started by a control message`},
+		{"cluster worker left alone", withCluster(running(base)), sup("root", w("a", "other"), sup("s", w("b"), sup("deep", w("c")))),
+			"remove[] removeSups[] reconfigure[] resumeSups[] addSups[] restart[a] resume[] add[] unchanged=2", ""},
+		{"cluster worker under a removed supervisor", withCluster(running(base)), sup("root", w("a")),
+			"", `cluster worker "cw" runs under it`},
+		{"cluster worker's supervisor kept, its sibling removed", withCluster(running(base)), sup("root", w("a"), sup("s", w("b"))),
+			"remove[c] removeSups[root/s/deep] reconfigure[] resumeSups[] addSups[] restart[] resume[] add[] unchanged=2", ""},
+		{"name of a cluster worker", withCluster(running(base)), sup("root", w("a"), w("cw"), sup("s", w("b"), sup("deep", w("c")))),
+			"", `adds worker "cw", but cluster worker "cw" runs on this host`},
+		{"supervisor named like a cluster worker", withCluster(running(base)), sup("root", w("a"), sup("cw"), sup("s", w("b"), sup("deep", w("c")))),
+			"", `the name "cw" is taken by worker "cw" (cluster)`},
 		{"name of a hybrid's child", withHybrid(running(base)), sup("root", w("a"), w("a.1"), sup("s", w("b"), sup("deep", w("c")))),
 			"", `hybrid worker "a" runs a child`},
 		{"path of a control supervisor", withControlSup(running(base)), sup("root", w("a"), sup("s", w("b"), sup("cs"), sup("deep", w("c")))),

@@ -89,6 +89,14 @@ type node struct {
 	// may start under it any more.
 	removing bool
 	gone     bool // removed from the tree
+
+	// clusterHash and clusterGen are a cluster worker's spec hash and
+	// generation as the cluster has them (see cluster.go).
+	clusterHash string
+	clusterGen  int64
+	// cancelStart cancels the start of the worker's incarnation in
+	// flight, nil when none is: a cluster stop past its deadline uses it.
+	cancelStart context.CancelFunc
 }
 
 // path of a supervisor, or of the supervisor a worker runs in.
@@ -302,10 +310,16 @@ func (s *workerService) Start(ctx context.Context) (supervise.Instance, error) {
 	var fam *supervise.Family
 	fam = supervise.NewFamily(supervise.Spec{Name: n.familyPath(), EventHook: t.opts.EventHook},
 		func() { t.familyEnded(n, fam) })
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // the supervisor cancels ctx after Start anyway
 	t.mu.Lock()
 	n.fam = fam
+	n.cancelStart = cancel
 	t.mu.Unlock()
 	inst, err := t.opts.Launch(ctx, n.worker, &childHost{t: t, owner: n, fam: fam})
+	t.mu.Lock()
+	n.cancelStart = nil
+	t.mu.Unlock()
 	if err != nil {
 		fam.Close() // children started during the failed Start
 		return nil, err
