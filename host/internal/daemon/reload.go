@@ -5,7 +5,6 @@ import (
 	"errors"
 	"reflect"
 
-
 	"github.com/dynworkers/dynworkers/host/internal/api"
 	"github.com/dynworkers/dynworkers/host/internal/config"
 	"github.com/dynworkers/dynworkers/host/internal/control"
