@@ -111,20 +111,23 @@ func TestLeadDrainsOneAtATime(t *testing.T) {
 		defer close(watchDone)
 		s := s0
 		for resp := range wc {
-			for _, ev := range resp.Events {
+			// One response may carry several revisions (a loaded
+			// machine coalesces them): count after each revision.
+			for i, ev := range resp.Events {
 				mirror.apply(s, ev.Kv, ev.Type == clientv3.EventTypeDelete)
-			}
-			n := 0
-			for name, a := range s.Assign {
-				if a.Reason != ReasonDrain {
-					continue
+				if i+1 < len(resp.Events) && resp.Events[i+1].Kv.ModRevision == ev.Kv.ModRevision {
+					continue // the rest of this revision's transaction
 				}
-				if r, ok := s.Running[name]; !ok || r.Host != a.Host || r.State == "starting" {
-					n++
+				n := 0
+				for name, a := range s.Assign {
+					if a.Reason != ReasonDrain {
+						continue
+					}
+					if r, ok := s.Running[name]; !ok || r.Host != a.Host || r.State == "starting" {
+						n++
+					}
 				}
-			}
-			if n > maxInFlight {
-				maxInFlight = n
+				maxInFlight = max(maxInFlight, n)
 			}
 			seen.Store(resp.Header.Revision)
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -312,6 +313,17 @@ func TestHostCutOffFromEtcdStopsBeforeSurvivorsStart(t *testing.T) {
 		}
 		return len(missing) == 0, fmt.Sprintf("not on a survivor: %v", missing)
 	})
+	// The status that showed them on survivors may be newer than the
+	// sampler's last sample: wait until it has seen them there too.
+	waitFor(t, 10*time.Second, "the sampler saw every moved worker on a survivor", func() (bool, string) {
+		var missing []string
+		for _, n := range moved {
+			if !slices.ContainsFunc(s.of(n), func(pr proc) bool { return pr.host != cut.name }) {
+				missing = append(missing, n)
+			}
+		}
+		return len(missing) == 0, fmt.Sprintf("not sampled on a survivor: %v", missing)
+	})
 	// For each name: the cut host's process was gone (in /proc) before
 	// the first process of a survivor was seen.
 	var lastGone, firstNew time.Time
@@ -410,6 +422,17 @@ func TestDrainMovesTenWorkersOneByOne(t *testing.T) {
 	// death. The moves are one at a time: at most one is down at once
 	// (give or take a sample).
 	const maxGap = 3 * time.Second
+	// The status that showed the last move may be newer than the
+	// sampler's last sample: wait until it has seen each move's end.
+	waitFor(t, 10*time.Second, "the sampler saw every move end", func() (bool, string) {
+		for _, n := range ws {
+			ps := s.of(n)
+			if len(ps) < 2 || ps[0].gone.IsZero() || ps[len(ps)-1].running.IsZero() {
+				return false, fmt.Sprintf("%s: %v", n, ps)
+			}
+		}
+		return true, ""
+	})
 	type down struct{ from, to time.Time }
 	var downs []down
 	for _, n := range ws {
