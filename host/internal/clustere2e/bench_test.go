@@ -64,19 +64,7 @@ func failoverOnce(t *testing.T, d time.Duration, n int) (time.Duration, int) {
 	}
 	moved := p.on(victim.name)
 	killed := victim.kill9()
-	done := waitFor(t, d+60*time.Second, "every worker of the killed host running elsewhere", func() (bool, string) {
-		q, err := c.tryPlacement()
-		if err != nil {
-			return false, err.Error()
-		}
-		var missing []string
-		for _, n := range moved {
-			if len(q[n]) == 0 {
-				missing = append(missing, n)
-			}
-		}
-		return len(missing) == 0, fmt.Sprintf("not running: %v", missing)
-	})
+	done := c.waitRunning(t, d+60*time.Second, "every worker of the killed host running elsewhere", moved)
 	c.assertOnce(c.placement(), ws)
 	return done.Sub(killed), len(moved)
 }

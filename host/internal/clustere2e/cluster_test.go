@@ -188,19 +188,7 @@ func kill9Failover(t *testing.T, leader bool) {
 	}
 	killed := victim.kill9()
 	s.waitGone(t, victim.name, 10*time.Second)
-	done := waitFor(t, ttl+5*time.Second+2*time.Second, "every worker of the killed host running on a survivor", func() (bool, string) {
-		q, err := c.tryPlacement()
-		if err != nil {
-			return false, err.Error()
-		}
-		var missing []string
-		for _, n := range moved {
-			if len(q[n]) == 0 {
-				missing = append(missing, n)
-			}
-		}
-		return len(missing) == 0, fmt.Sprintf("not running: %v", missing)
-	})
+	done := c.waitRunning(t, ttl+5*time.Second+2*time.Second, "every worker of the killed host running on a survivor", moved)
 	took := done.Sub(killed)
 	t.Logf("kill -9 of %s (leader: %v, %d workers) → all running elsewhere: %s (TTL %s)", victim.name, leader, len(moved), took, ttl)
 	if took > ttl+5*time.Second {
@@ -249,19 +237,7 @@ func TestCleanShutdownHandsOverAtOnce(t *testing.T) {
 	if victim.rc != 0 {
 		t.Errorf("%s exited with status %d after SIGTERM, want 0", victim.name, victim.rc)
 	}
-	done := waitFor(t, longTTL, "every worker of the stopped host running on a survivor", func() (bool, string) {
-		q, err := c.tryPlacement()
-		if err != nil {
-			return false, err.Error()
-		}
-		var missing []string
-		for _, n := range moved {
-			if len(q[n]) == 0 {
-				missing = append(missing, n)
-			}
-		}
-		return len(missing) == 0, fmt.Sprintf("not running: %v", missing)
-	})
+	done := c.waitRunning(t, longTTL, "every worker of the stopped host running on a survivor", moved)
 	took := done.Sub(stopped)
 	t.Logf("SIGTERM of %s (%d workers) → all running elsewhere: %s (TTL %s)", victim.name, len(moved), took, longTTL)
 	if took > longTTL/2 {

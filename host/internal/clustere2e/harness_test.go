@@ -501,6 +501,25 @@ func (p placement) on(h string) []string {
 	return out
 }
 
+// waitRunning waits until every worker of names runs on some live host (by
+// the hosts' status), failing the test after d; it returns when.
+func (c *cluster) waitRunning(t testing.TB, d time.Duration, what string, names []string) time.Time {
+	t.Helper()
+	return waitFor(t, d, what, func() (bool, string) {
+		q, err := c.tryPlacement()
+		if err != nil {
+			return false, err.Error()
+		}
+		var missing []string
+		for _, n := range names {
+			if len(q[n]) == 0 {
+				missing = append(missing, n)
+			}
+		}
+		return len(missing) == 0, fmt.Sprintf("not running: %v", missing)
+	})
+}
+
 // waitFor polls cond every 100 ms until it holds or the deadline passes,
 // then fails the test with msg and the last state cond described.
 func waitFor(t testing.TB, d time.Duration, what string, cond func() (bool, string)) time.Time {
