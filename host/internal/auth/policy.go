@@ -32,13 +32,17 @@ const (
 	OpDrain         = "drain"
 	OpUndrain       = "undrain"
 	OpClusterStatus = "cluster_status"
-	AllOperations   = "*"
+	// OpLogs reads a worker's log; OpKillWorker kills a worker's process
+	// (chaos drills).
+	OpLogs        = "logs"
+	OpKillWorker  = "kill_worker"
+	AllOperations = "*"
 )
 
 // Operations lists the operation names a principal's operations may hold
 // (besides "*"), canonical names first, then the alias.
 var Operations = []string{OpStartWorker, OpStopWorker, OpRestartWorker, OpStatus, OpListClasses, OpReload,
-	OpStartSupervisor, OpStopSupervisor, OpDrain, OpUndrain, OpClusterStatus, OpStartAlias}
+	OpStartSupervisor, OpStopSupervisor, OpDrain, OpUndrain, OpClusterStatus, OpLogs, OpKillWorker, OpStartAlias}
 
 // DefaultReplayWindow is the replay window when none is configured.
 const DefaultReplayWindow = 5 * time.Minute

@@ -14,7 +14,7 @@ import (
 // operations lists the operation names a request may carry, canonical names
 // first and then the aliases, for messages and suggestions.
 var operations = []string{OpStartWorker, OpStopWorker, OpRestartWorker, OpStatus, OpListClasses, OpReload,
-	OpStartSupervisor, OpStopSupervisor, OpDrain, OpUndrain, OpClusterStatus, OpStartAlias}
+	OpStartSupervisor, OpStopSupervisor, OpDrain, OpUndrain, OpClusterStatus, OpLogs, OpKillWorker, OpStartAlias}
 
 // Decode parses a control message body. The body is either a Blinkenlights
 // envelope
@@ -158,7 +158,7 @@ func normalizeOperation(op string) (string, *Error) {
 	case OpStartAlias:
 		return OpStartWorker, nil
 	case OpStartWorker, OpStopWorker, OpRestartWorker, OpStatus, OpListClasses, OpReload,
-		OpStartSupervisor, OpStopSupervisor, OpDrain, OpUndrain, OpClusterStatus:
+		OpStartSupervisor, OpStopSupervisor, OpDrain, OpUndrain, OpClusterStatus, OpLogs, OpKillWorker:
 		return op, nil
 	}
 	msg := fmt.Sprintf("unknown operation %s: use one of %s", quoteShort(op), opList())
@@ -273,7 +273,7 @@ func malformed(field, format string, args ...any) *Error {
 }
 
 func opList() string {
-	return `"vumi_worker" (alias "start_worker"), "stop_worker", "restart_worker", "status", "list_classes", "reload", "start_supervisor", "stop_supervisor", "drain", "undrain" or "cluster_status"`
+	return `"vumi_worker" (alias "start_worker"), "stop_worker", "restart_worker", "status", "list_classes", "reload", "start_supervisor", "stop_supervisor", "drain", "undrain", "cluster_status", "logs" or "kill_worker"`
 }
 
 // quoteShort quotes s for a message or a log, cut to a sane length: the

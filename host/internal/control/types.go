@@ -29,6 +29,15 @@ const (
 	OpDrain         = "drain"
 	OpUndrain       = "undrain"
 	OpClusterStatus = "cluster_status"
+	// OpLogs returns the last lines of a worker's log (worker_name, and
+	// optionally lines, since, after); it only reads the host. Hosts
+	// whose Host does not implement LogsHost answer it with a conflict.
+	OpLogs = "logs"
+	// OpKillWorker kills a worker's process with SIGKILL, as a crash
+	// would, for chaos drills: its supervisor restarts it as after a
+	// crash. Hosts whose Host does not implement KillHost answer it with
+	// a conflict.
+	OpKillWorker = "kill_worker"
 )
 
 // Code is the machine-readable kind of a control error (DESIGN §5).
@@ -88,6 +97,15 @@ type Request struct {
 	Constraints map[string]string `json:"constraints,omitempty"`
 	// Host names the host that drain and undrain act on.
 	Host string `json:"host,omitempty"`
+	// Lines is how many of the last lines of a worker's log logs returns
+	// (0: DefaultLogLines; at most the lines kept).
+	Lines int `json:"lines,omitempty"`
+	// Since limits logs to the lines at or after a time: an RFC 3339 time
+	// or a duration back from now ("10m").
+	Since string `json:"since,omitempty"`
+	// After limits logs to the lines whose seq is greater (a follower's
+	// position, api.LogsResult.Next).
+	After uint64 `json:"after,omitempty"`
 }
 
 // Reply is the answer to a request, as sent to reply_to or returned over
@@ -143,6 +161,40 @@ type ClusterHost interface {
 	Drain(ctx context.Context, host string, on bool) (api.DrainResult, error)
 	// ClusterStatus is the whole system.
 	ClusterStatus(ctx context.Context) (api.ClusterView, error)
+}
+
+// DefaultLogLines is how many lines logs returns when the request does
+// not say.
+const DefaultLogLines = 100
+
+// LogsQuery is what a logs request asks for, checked by the dispatcher.
+type LogsQuery struct {
+	Name  string
+	Lines int       // > 0
+	Since time.Time // zero: no limit
+	After uint64
+}
+
+// LogsHost is implemented by a Host that keeps its workers' logs (package
+// worklog).
+type LogsHost interface {
+	// Logs returns the kept lines of worker q.Name's log that q asks for:
+	// at most q.Lines of the last ones, those at or after q.Since and
+	// after q.After. A name the host has no log of is CodeNotFound.
+	Logs(ctx context.Context, q LogsQuery) (api.LogsResult, error)
+	// WaitLogs blocks until worker name's log has lines after seq after,
+	// or ctx is done, and returns those lines (Skipped counting those no
+	// longer kept). It returns ctx's error when ctx is done first.
+	WaitLogs(ctx context.Context, name string, after uint64) (api.LogsResult, error)
+}
+
+// KillHost is implemented by a Host that can kill a worker's process for
+// chaos drills (kill_worker).
+type KillHost interface {
+	// KillWorker kills the running process of worker name with SIGKILL.
+	// A worker that is not running (stopped, or between a crash and its
+	// restart) is CodeConflict; an unknown name CodeNotFound.
+	KillWorker(ctx context.Context, name string) (api.KillResult, error)
 }
 
 type routeKey struct{}
