@@ -404,6 +404,12 @@ func (pr *Principal) Authorize(a Action) error {
 	if !pr.allOps && !slices.Contains(pr.ops, op) && (op != OpClusterStatus || !slices.Contains(pr.ops, OpStatus)) {
 		return forbidden("principal %q may not use %q (its operations: %s)", pr.name, op, quoteList(pr.opNames()))
 	}
+	if op == OpKillWorker {
+		// kill_worker acts on one worker as restart_worker does: the
+		// principal needs the operation, and the worker's class and
+		// supervisor.
+		op = OpRestartWorker
+	}
 	switch op {
 	case OpStartWorker, OpStopWorker, OpRestartWorker:
 		if !pr.classAllowed(a.Class) {

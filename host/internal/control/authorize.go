@@ -139,6 +139,8 @@ func (d *Dispatcher) action(r *Request) auth.Action {
 			}
 		}
 		a.Supervisor = supPath(r.Supervisor)
+	case OpKillWorker:
+		fallthrough // located as a restart is
 	case OpStopWorker, OpRestartWorker:
 		if loc != nil {
 			if sup, class, ok := loc.WorkerPlace(r.WorkerName); ok {
