@@ -1,5 +1,5 @@
 // Package cli implements the dynworkers command line: serve, validate,
-// classes, plugins lock and version, and the client commands start, stop, restart,
+// classes, plugins lock and version, and the client commands start, stop, restart, kill, reload,
 // start-supervisor, stop-supervisor, status, drain, undrain and send, which ask a running
 // host over its HTTP API (default) or over AMQP (-amqp). The main package
 // is a thin wrapper around Main.
@@ -45,6 +45,8 @@ func commands() []command {
 		{"start", "start a worker on a running host: start NAME -class C [-set k=v ...] [-cluster [-constraint k=v ...]]", runStart},
 		{"stop", "stop a worker on a running host: stop NAME", runStop},
 		{"restart", "restart a worker on a running host: restart NAME", runRestart},
+		{"kill", "kill a worker's process with SIGKILL, as a crash would (chaos drills); its supervisor restarts it: kill NAME", runKill},
+		{"reload", "apply a running host's changed HCL config and print what changed: reload [-json]", runReload},
 		{"start-supervisor", "start a supervisor on a running host: start-supervisor NAME [-parent PATH]", runStartSupervisor},
 		{"stop-supervisor", "stop a supervisor and its subtree on a running host: stop-supervisor PATH", runStopSupervisor},
 		{"status", "show a running host's supervision tree and its workers (-watch: keep refreshing; -cluster: the whole cluster)", runStatus},
@@ -85,8 +87,8 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-16s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "The client commands (start, stop, restart, start-supervisor, stop-supervisor, status, drain,")
-	fmt.Fprintln(w, "undrain, send, classes -remote) ask the host at host.http_addr of -config (default "+DefaultConfig+"),")
+	fmt.Fprintln(w, "The client commands (start, stop, restart, kill, reload, start-supervisor, stop-supervisor, status,")
+	fmt.Fprintln(w, "drain, undrain, send, classes -remote) ask the host at host.http_addr of -config (default "+DefaultConfig+"),")
 	fmt.Fprintln(w, "or -http URL; with -amqp URL and -host NAME, -all or -any they send a control message over")
 	fmt.Fprintln(w, "AMQP instead.")
 	fmt.Fprintln(w, "Exit status: 0 ok, 1 the host answered an error, 2 usage error, 3 no host reached.")
