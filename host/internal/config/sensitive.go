@@ -84,15 +84,18 @@ func secretForms(s string) []string {
 }
 
 // exprSecrets appends the known string and number values of expr and of
-// every sub-expression.
+// every sub-expression, but for the name argument of env() calls: the
+// name of an environment variable ("AMQP_URL") is not a secret, its value
+// is, and an error about the variable must be able to name it.
 func exprSecrets(out []string, expr hcl.Expression, ctx *hcl.EvalContext) []string {
 	collect := func(e hcl.Expression) {
 		v, _ := e.Value(ctx)
 		out = valueStrings(out, v)
 	}
 	if n, ok := expr.(hclsyntax.Node); ok {
+		names := envNameNodes(n)
 		hclsyntax.VisitAll(n, func(n hclsyntax.Node) hcl.Diagnostics {
-			if e, ok := n.(hcl.Expression); ok {
+			if e, ok := n.(hcl.Expression); ok && !names[n] {
 				collect(e)
 			}
 			return nil
@@ -125,4 +128,20 @@ func valueStrings(out []string, v cty.Value) []string {
 func linesOverlap(r *hcl.Range, a hcl.Range) bool {
 	return r != nil && r.Filename == a.Filename &&
 		r.Start.Line <= a.End.Line && a.Start.Line <= r.End.Line
+}
+
+// envNameNodes returns the nodes of the first argument (the variable's
+// name) of every env() call in n, with their sub-expressions.
+func envNameNodes(n hclsyntax.Node) map[hclsyntax.Node]bool {
+	names := map[hclsyntax.Node]bool{}
+	hclsyntax.VisitAll(n, func(n hclsyntax.Node) hcl.Diagnostics {
+		if call, ok := n.(*hclsyntax.FunctionCallExpr); ok && call.Name == "env" && len(call.Args) > 0 {
+			hclsyntax.VisitAll(call.Args[0], func(a hclsyntax.Node) hcl.Diagnostics {
+				names[a] = true
+				return nil
+			})
+		}
+		return nil
+	})
+	return names
 }
