@@ -385,7 +385,7 @@ type Action struct {
 	// Operation is the canonical operation name.
 	Operation string
 	// Class is the canonical class a start starts, or the class of the
-	// worker a stop or restart acts on; "" when unknown.
+	// worker a stop, restart or kill acts on; "" when unknown.
 	Class string
 	// Supervisor is the path from the root (CanonicalPath) of the
 	// supervisor the request acts in: the one a worker starts under, the
@@ -404,14 +404,8 @@ func (pr *Principal) Authorize(a Action) error {
 	if !pr.allOps && !slices.Contains(pr.ops, op) && (op != OpClusterStatus || !slices.Contains(pr.ops, OpStatus)) {
 		return forbidden("principal %q may not use %q (its operations: %s)", pr.name, op, quoteList(pr.opNames()))
 	}
-	if op == OpKillWorker {
-		// kill_worker acts on one worker as restart_worker does: the
-		// principal needs the operation, and the worker's class and
-		// supervisor.
-		op = OpRestartWorker
-	}
 	switch op {
-	case OpStartWorker, OpStopWorker, OpRestartWorker:
+	case OpStartWorker, OpStopWorker, OpRestartWorker, OpKillWorker:
 		if !pr.classAllowed(a.Class) {
 			if a.Class == "" {
 				return forbidden("principal %q may act only on workers of classes %s, and the worker's class is not known", pr.name, quoteList(pr.classes))
@@ -420,7 +414,7 @@ func (pr *Principal) Authorize(a Action) error {
 		}
 	}
 	switch op {
-	case OpStartWorker, OpStopWorker, OpRestartWorker, OpStartSupervisor, OpStopSupervisor:
+	case OpStartWorker, OpStopWorker, OpRestartWorker, OpKillWorker, OpStartSupervisor, OpStopSupervisor:
 		if !pr.subtreeAllowed(a.Supervisor) {
 			if a.Supervisor == "" {
 				return forbidden("principal %q may act only in the supervisors %s, and where this request acts is not known", pr.name, quoteList(pr.supervisors))

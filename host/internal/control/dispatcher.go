@@ -125,9 +125,6 @@ func (d *Dispatcher) Handle(ctx context.Context, body []byte) Reply {
 // value, CodeMalformed for a wrong JSON type; an intensity of 0 reaches
 // the Host as -1, no automatic restart, as a SupervisorSpec's 0 means the
 // default); stop_supervisor needs a supervisor path, passed on as it is;
-// kill_worker needs a valid worker_name, and goes to the Host's KillHost
-// method (a Host without it answers CodeConflict); it changes the host
-// (a crash and a restart), so it is refused while the host stops;
 // status, list_classes and reload need nothing. The
 // alias "start_worker" is accepted; an unknown operation is
 // CodeUnknownOperation.
@@ -251,6 +248,14 @@ func (d *Dispatcher) call(ctx context.Context, r *Request) (result any, err erro
 			return nil, err
 		}
 		return api.WorkerResult{Worker: r.WorkerName, Action: "restarted"}, nil
+	case OpKillWorker:
+		// validate checked worker_name. kill_worker changes the host (a
+		// crash, then a restart): Do refuses it while the host stops.
+		kh, ok := d.host.(KillHost)
+		if !ok {
+			return nil, Errorf(CodeConflict, "this host cannot kill a worker's process (kill_worker)")
+		}
+		return kh.KillWorker(ctx, r.WorkerName)
 	case OpStatus:
 		return d.host.Status(ctx)
 	case OpListClasses:
@@ -265,12 +270,6 @@ func (d *Dispatcher) call(ctx context.Context, r *Request) (result any, err erro
 		return d.host.StartSupervisor(ctx, spec)
 	case OpStopSupervisor:
 		return d.host.StopSupervisor(ctx, r.Supervisor)
-	case OpKillWorker:
-		kh, ok := d.host.(KillHost)
-		if !ok {
-			return nil, Errorf(CodeConflict, "this host cannot kill a worker's process (kill_worker)")
-		}
-		return kh.KillWorker(ctx, r.WorkerName)
 	}
 	// normalizeOperation let through an operation this switch lacks.
 	return nil, fmt.Errorf("operation %q has no handler", r.Operation)
