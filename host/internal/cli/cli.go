@@ -1,5 +1,5 @@
 // Package cli implements the dynworkers command line: serve, validate,
-// classes, plugins lock and version, and the client commands start, stop, restart, kill, reload,
+// classes, plugins lock and version, and the client commands start, stop, restart,
 // start-supervisor, stop-supervisor, status, drain, undrain and send, which ask a running
 // host over its HTTP API (default) or over AMQP (-amqp). The main package
 // is a thin wrapper around Main.
@@ -8,6 +8,9 @@
 // answered with an error (printed to stderr with its code and details), 2
 // for a usage error, and 3 when no host could be reached or none answered
 // in time.
+//
+// kill (a worker's process, as a crash would, for chaos drills) and
+// reload (apply the host's changed HCL file) are client commands too.
 package cli
 
 import (
@@ -87,8 +90,8 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-16s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "The client commands (start, stop, restart, kill, reload, start-supervisor, stop-supervisor, status,")
-	fmt.Fprintln(w, "drain, undrain, send, classes -remote) ask the host at host.http_addr of -config (default "+DefaultConfig+"),")
+	fmt.Fprintln(w, "The client commands (start, stop, restart, start-supervisor, stop-supervisor, status, drain,")
+	fmt.Fprintln(w, "undrain, send, kill, reload, classes -remote) ask the host at host.http_addr of -config (default "+DefaultConfig+"),")
 	fmt.Fprintln(w, "or -http URL; with -amqp URL and -host NAME, -all or -any they send a control message over")
 	fmt.Fprintln(w, "AMQP instead.")
 	fmt.Fprintln(w, "Exit status: 0 ok, 1 the host answered an error, 2 usage error, 3 no host reached.")
