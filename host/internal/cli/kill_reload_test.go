@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"regexp"
 	"strconv"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/dynworkers/dynworkers/host/internal/api"
+	"github.com/dynworkers/dynworkers/host/internal/broker/brokertest"
+	"github.com/dynworkers/dynworkers/host/internal/control"
 	"github.com/dynworkers/dynworkers/host/internal/testplugins"
 )
 
@@ -27,9 +30,8 @@ func hostStatus(t *testing.T, addr string) api.Status {
 	return st
 }
 
-// waitWorkers polls status until every worker of want is in the state
-// want gives it ("running", or "" for: not there), and returns the last
-// status.
+// waitWorkers polls status until ok holds for the workers by name, and
+// returns them.
 func waitWorkers(t *testing.T, addr string, what string, ok func(map[string]api.Worker) bool) map[string]api.Worker {
 	t.Helper()
 	deadline := time.Now().Add(waitTimeout)
@@ -193,4 +195,35 @@ func TestReloadLines(t *testing.T) {
 	if got := reloadLines(api.ReloadResult{Ignored: []string{"host"}}); strings.Join(got, "\n") != "no changes (0 workers unchanged)\nignored until the host restarts: host" {
 		t.Errorf("only ignored: %q", got)
 	}
+}
+
+// kill and reload over AMQP (-amqp URL -host NAME), against a real host on
+// the test broker.
+func TestKillAndReloadOverAMQP(t *testing.T) {
+	url := brokertest.URL(t)
+	sys := brokertest.ID(t)
+	admin := brokertest.NewAdmin(t)
+	admin.DeleteAtCleanup([]string{control.HostQueue(sys, "cli-test"), control.AnyQueue(sys)}, nil)
+	cfg := writeConfig(t, fmt.Sprintf("amqp {\n  url = %q\n}\nworker \"w\" {\n  class = \"chaos\"\n}\n", url))
+	replaceInFile(t, cfg, `system_id = "test"`, fmt.Sprintf("system_id = %q", sys))
+	h := startServe(t, "-config", cfg)
+	h.waitLine("connected to the broker")
+	addr := h.apiAddr()
+	before := waitWorkers(t, addr, "w running", running("w"))
+	amqpArgs := []string{"-amqp", url, "-host", "cli-test", "-system-id", sys}
+
+	rc, out, errOut := runMain(append([]string{"kill", "w"}, amqpArgs...)...)
+	if want := fmt.Sprintf("killed w (pid %d) with SIGKILL; its supervisor restarts it\n", before["w"].Pid); rc != 0 || out != want {
+		t.Fatalf("kill over AMQP: rc %d stdout %q (want %q) stderr %q", rc, out, want, errOut)
+	}
+	waitWorkers(t, addr, "w back with a new pid", func(ws map[string]api.Worker) bool {
+		return running("w")(ws) && ws["w"].Pid != before["w"].Pid && ws["w"].Restarts == 1
+	})
+
+	appendFile(t, cfg, "worker \"v\" {\n  class = \"chaos\"\n}\n")
+	rc, out, errOut = runMain(append([]string{"reload"}, amqpArgs...)...)
+	if rc != 0 || out != "added: v\nunchanged: 1 worker\n" {
+		t.Fatalf("reload over AMQP: rc %d stdout %q stderr %q", rc, out, errOut)
+	}
+	waitWorkers(t, addr, "v running", running("w", "v"))
 }
