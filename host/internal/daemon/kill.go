@@ -44,9 +44,12 @@ func (d *Daemon) KillWorker(ctx context.Context, name string) (api.KillResult, e
 		return api.KillResult{}, control.Errorf(control.CodeNotFound, "no worker named %q on this host", name)
 	}
 	p := wi.Process()
-	if wi.State != string(supervise.StateRunning) || p == nil {
+	if wi.State != string(supervise.StateRunning) {
 		return api.KillResult{}, control.Errorf(control.CodeConflict,
 			"worker %q is %s, not running: it has no process to kill", name, wi.State)
+	}
+	if p == nil {
+		return api.KillResult{}, control.Errorf(control.CodeConflict, "worker %q has no plugin process of its own to kill", name)
 	}
 	pid := p.Pid()
 	d.logger.Warn("killing a worker's process with SIGKILL on request (kill_worker)", "worker", name, "pid", pid)
