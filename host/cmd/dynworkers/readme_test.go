@@ -423,3 +423,36 @@ func processesUnder(dir string) []int {
 	}
 	return out
 }
+
+// The normalisation hides what varies from run to run and nothing else:
+// pids, times, durations, sizes, percentages and counters, but not a
+// worker's state, its restarts or a line too many or too few.
+func TestTourNormalize(t *testing.T) {
+	same := [][2]string{
+		{"├─ greeter  running  hello  41242  2s   0  16.7 MiB  0.0%", "├─ greeter running hello 88 1m30s 0 9.1 KiB 12.5%"},
+		{"2026-12-03T16:47:49.102Z [INFO] worker_started: worker=greeter pid=41242 attempt=1", "2027-01-01T00:00:00.5Z [INFO] worker_started: worker=greeter pid=9 attempt=3"},
+		{"control: 1 handled, 0 failed", "control: 325 handled, 0 failed"},
+		{`  "pid": 41340,`, `  "pid": 7,`},
+		{"killed greeter (pid 41242) with SIGKILL", "killed greeter (pid 88) with SIGKILL"},
+		{"uptime_seconds=2.488129205", "uptime_seconds=0.2"},
+		{"hello, echo\r\n", "hello, echo"},
+	}
+	for _, p := range same {
+		if a, b := normalize(p[0]), normalize(p[1]); a != b {
+			t.Errorf("%q and %q normalise to\n%q\n%q", p[0], p[1], a, b)
+		}
+	}
+	differ := [][2]string{
+		{"├─ greeter running hello 41242 2s 1 16.7 MiB 0.0%", "├─ greeter running hello 41242 2s 0 16.7 MiB 0.0%"},
+		{"├─ greeter running hello 41242 2s 1 16.7 MiB 0.0%", "├─ greeter backoff hello 41242 2s 1 16.7 MiB 0.0%"},
+		{"restarts 1/5 in 30s", "restarts 0/5 in 30s"},
+		{"control: 1 handled, 0 failed", "control: 1 handled, 1 failed"},
+		{"host string default \"127.0.0.1\"", "host string default \"10.0.0.1\""},
+		{"hello 1.0.0 (/home/you/dynworkers/bin/plugins/hello-worker)", "dynworkers.echo 1.0.0 (/home/you/dynworkers/bin/plugins/echo)\n\nhello 1.0.0 (/home/you/dynworkers/bin/plugins/hello-worker)"},
+	}
+	for _, p := range differ {
+		if normalize(p[0]) == normalize(p[1]) {
+			t.Errorf("%q and %q normalise to the same %q", p[0], p[1], normalize(p[0]))
+		}
+	}
+}
