@@ -27,8 +27,8 @@
 //     worker_stopped of step 3 among them, in order and confirmed by the
 //     broker, for at most 5 s; what is left then is logged as not
 //     published.
-//  5. Close the workers' bus, the broker connection, the HTTP server and
-//     the warm spares.
+//  5. Close the workers' bus, the broker connection, the HTTP server,
+//     the warm spares and the workers' log files.
 package daemon
 
 import (
@@ -363,7 +363,8 @@ func (d *Daemon) brokerDescription() string {
 //  4. publish the events still queued, the workers' stop events among
 //     them, within eventDrainTimeout (drainEvents): they need the broker
 //     connection, so it is still open;
-//  5. close the workers' bus, the broker connection and the warm spares.
+//  5. close the workers' bus, the broker connection, the warm spares and
+//     the workers' log files.
 func (d *Daemon) shutdown() error {
 	d.logger.Info("host stopping")
 	d.stopControl()
