@@ -26,7 +26,8 @@
 // the restarts of the worker. A worker removed from the host (Store.Remove:
 // stopped, removed by a reload, a hybrid's child stopped, a cluster worker
 // moved away) keeps its log readable among the MaxRemoved most recently
-// removed ones. A worker of the same name that starts again continues that
+// removed ones (at most MaxRemoved times the byte bound more: 100 MiB by
+// default). A worker of the same name that starts again continues that
 // log: its lines are added after the old worker's, with a "start" marker
 // (not "restart") where the new worker's first instance begins, and Seq
 // goes on counting, so that a follower of the name carries on with the new
