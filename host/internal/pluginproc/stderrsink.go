@@ -39,9 +39,9 @@ const (
 // lines or plain) the host re-logs in its own log. It does not bound the
 // worker's log (Options.Log): every line goes there, the lines this limit
 // drops included, since that log is bounded by itself (a ring of the last
-// lines, and rotated files; see package worklog). Each process has its own bucket: up to
-// logBurstSeconds (4) seconds' worth of both rates at once, refilled at the
-// rates. A line over the limit is dropped (it still reaches the stderr tail
+// lines, and rotated files; see package worklog). Each process has its
+// own bucket: up to logBurstSeconds (4) seconds' worth of both rates at
+// once, refilled at the rates. A line over the limit is dropped (it still reaches the stderr tail
 // of ExitError), and the drops are counted in one line every 2 s while they
 // last, and when the process ends. Zero fields take the defaults; a
 // negative rate means unlimited.
