@@ -385,3 +385,45 @@ func TestWorkerLogSettingsNeedRestart(t *testing.T) {
 		}
 	}
 }
+
+// A hybrid's child has a log of its own under its global name; when its
+// owner crashes, the child is stopped and removed, and the owner's next
+// instance starts it again: its log keeps the old child's lines and goes
+// on with the new child's, after a start marker.
+func TestWorkerLogsOfHybridChild(t *testing.T) {
+	h := startPoolHost(t, `
+worker "pool-b" {
+  class = "dynworkers.pool"
+  config {
+    class = "chaos"
+    size  = 1
+  }
+}
+`)
+	pool := h.waitStarted("pool-b")
+	child := h.waitStarted("pool-b.1")
+	waitLogLine(t, h, "pool-b.1", "the child's start line", func(l api.LogLine) bool {
+		return l.PID == child && strings.HasPrefix(l.Text, "chaos worker starting")
+	})
+	if err := syscall.Kill(pool, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	h.waitStarted("pool-b")
+	newChild := h.waitStarted("pool-b.1")
+	lines := waitLogLine(t, h, "pool-b.1", "the new child's start line", func(l api.LogLine) bool {
+		return l.PID == newChild && strings.HasPrefix(l.Text, "chaos worker starting")
+	})
+	text := formatLines(lines)
+	oldAt := indexOf(lines, func(l api.LogLine) bool { return l.PID == child && strings.HasPrefix(l.Text, "chaos worker starting") })
+	exitAt := indexOf(lines, func(l api.LogLine) bool { return l.Marker == worklog.MarkerExit && l.PID == child })
+	startAt := indexOf(lines, func(l api.LogLine) bool { return l.Marker == worklog.MarkerStart && l.PID == newChild })
+	if oldAt < 0 || exitAt < oldAt || startAt < exitAt {
+		t.Fatalf("want the old child's lines, its exit marker, then the new child's start marker:\n%s", text)
+	}
+	// The pool's own log is another one.
+	for _, l := range allLogs(t, h, "pool-b").Lines {
+		if l.PID == child || l.PID == newChild {
+			t.Fatalf("a child's line in its owner's log: %+v", l)
+		}
+	}
+}
