@@ -12,8 +12,10 @@ import (
 	"testing"
 
 	"github.com/dynworkers/dynworkers/host/internal/api"
+	"github.com/dynworkers/dynworkers/host/internal/cluster"
 	"github.com/dynworkers/dynworkers/host/internal/config"
 	"github.com/dynworkers/dynworkers/host/internal/control"
+	"github.com/dynworkers/dynworkers/host/internal/etcdtest"
 	"github.com/dynworkers/dynworkers/host/internal/supervise"
 	"github.com/dynworkers/dynworkers/host/internal/worklog"
 )
@@ -425,5 +427,51 @@ worker "pool-b" {
 		if l.PID == child || l.PID == newChild {
 			t.Fatalf("a child's line in its owner's log: %+v", l)
 		}
+	}
+}
+
+// A cluster worker's log is on the host that runs it: the other host's
+// not_found says which host that is (from its cluster cache). Once the
+// worker is stopped (a removal), its host still has its log.
+func TestWorkerLogsOfClusterWorker(t *testing.T) {
+	e := etcdtest.Start(t)
+	c := e.Client(t)
+	keys := cluster.Keys{Prefix: cluster.DefaultPrefix("test")}
+	cc1, cc2 := clusterOf(e), clusterOf(e)
+	cc1.Labels, cc2.Labels = map[string]string{"zone": "a"}, map[string]string{"zone": "b"}
+	h1 := startClusterHost(t, "h1", "", cc1)
+	h2 := startClusterHost(t, "h2", "", cc2)
+	waitKey(t, c, keys.Host("h1"), true)
+	waitKey(t, c, keys.Host("h2"), true)
+	ctx := context.Background()
+	r, err := h2.d.StartWorker(ctx, control.WorkerSpec{Name: "cw", Class: "chaos", Cluster: true, Constraints: map[string]string{"zone": "a"}})
+	if err != nil || r.Host != "h1" {
+		t.Fatalf("start = %+v, %v; want cw on h1", r, err)
+	}
+	waitLogLine(t, h1, "cw", "start line", func(l api.LogLine) bool {
+		return l.PID == r.Pid && strings.HasPrefix(l.Text, "chaos worker starting")
+	})
+	var msg string
+	waitFor(t, "h2 naming h1 for cw's log", waitTimeout, func() bool {
+		_, err := h2.d.Logs(ctx, control.LogsQuery{Name: "cw", Lines: 10})
+		var ce *control.Error
+		if !errors.As(err, &ce) || ce.Code != control.CodeNotFound {
+			t.Fatalf("h2's Logs(cw) = %v, want not_found", err)
+		}
+		msg = ce.Message
+		return strings.Contains(msg, `runs on host "h1"`)
+	})
+	if !strings.Contains(msg, `worker "cw"`) {
+		t.Errorf("h2's not_found does not name the worker: %s", msg)
+	}
+	if err := h2.d.StopWorker(ctx, "cw"); err != nil {
+		t.Fatal(err)
+	}
+	lines := allLogs(t, h1, "cw").Lines
+	if last := lines[len(lines)-1]; last.Marker != worklog.MarkerExit || last.PID != r.Pid {
+		t.Errorf("h1's log of the stopped cw ends with %+v, want its exit marker", last)
+	}
+	if n := h1.d.Sizes()["worker_logs"]; n != 0 {
+		t.Errorf("h1 keeps %d live worker logs after cw stopped, want 0", n)
 	}
 }
