@@ -131,6 +131,12 @@ worker "crasher" {
 	}
 	assertNoSecret(t, "crasher's log", text)
 
+	// The supervisor has seen the crash (a stop racing it would report
+	// the crash as the stop's error).
+	h.waitEvent("crasher exited", func(ev supervise.Event) bool {
+		e, ok := ev.(supervise.ChildExited)
+		return ok && e.Child == "crasher"
+	})
 	h.stop() // the files are complete and closed
 	for _, name := range []string{"talker", "crasher"} {
 		path := filepath.Join(h.dir, "worker-logs", name+".log")
