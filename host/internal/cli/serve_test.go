@@ -73,12 +73,21 @@ type hostProc struct {
 func startServe(t *testing.T, args ...string) *hostProc {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], append([]string{"serve"}, args...)...)
-	cmd.Env = append(os.Environ(), "DYNWORKERS_CLI_MAIN=1")
-	stderr, err := cmd.StderrPipe()
+	// A $TMPDIR of its own, removed after the host: a host killed at the
+	// end of a test leaves its socket directory behind (the next host to
+	// start would sweep it). Short: unix socket paths are at most 107 bytes.
+	tmp, err := os.MkdirTemp("", "dwc")
 	if err != nil {
 		t.Fatal(err)
 	}
+	cmd.Env = append(os.Environ(), "DYNWORKERS_CLI_MAIN=1", "TMPDIR="+tmp)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		os.RemoveAll(tmp)
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
+		os.RemoveAll(tmp)
 		t.Fatal(err)
 	}
 	h := &hostProc{t: t, cmd: cmd, done: make(chan struct{}), grew: make(chan struct{}, 1)}
@@ -107,6 +116,7 @@ func startServe(t *testing.T, args ...string) *hostProc {
 		if t.Failed() {
 			t.Logf("host log:\n%s", h.logText())
 		}
+		os.RemoveAll(tmp)
 	})
 	return h
 }
@@ -256,8 +266,13 @@ func runMain(args ...string) (int, string, string) {
 func TestValidate(t *testing.T) {
 	good := writeConfig(t, threeWorkers)
 	rc, out, errOut := runMain("validate", good)
-	if rc != 0 || !strings.Contains(out, "ok (3 workers in 1 supervisors") {
+	if rc != 0 || !strings.Contains(out, "ok (3 workers in 1 supervisor, 1 class available)") {
 		t.Errorf("validate good: rc=%d out=%q err=%q", rc, out, errOut)
+	}
+	// validate made the state directory (for the describe cache): it
+	// holds secrets, so it is private from the start.
+	if fi, err := os.Stat(filepath.Join(filepath.Dir(good), "var")); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("state directory made by validate: %v, %v; want mode 0700", fi, err)
 	}
 	bad := writeConfig(t, `
 worker "a" {

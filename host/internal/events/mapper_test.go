@@ -121,6 +121,13 @@ func TestLogArgs(t *testing.T) {
 			"[worker w supervisor root attempt 2 delay_seconds 1 error boom restarts 1]"},
 		{supervise.ChildStopping{EventInfo: info("campaign-a", subSup)},
 			"[child root/campaign-a supervisor root]"},
+		// A stop on request has no reason: no empty reason="".
+		{supervise.ChildStopping{EventInfo: info("w", worker)},
+			"[worker w supervisor root class echo]"},
+		{supervise.ChildStopped{EventInfo: info("w", worker)},
+			"[worker w supervisor root class echo]"},
+		{supervise.ChildStopped{EventInfo: info("w", worker), Reason: `restart of "b" (one_for_all)`},
+			`[worker w supervisor root class echo reason restart of "b" (one_for_all)]`},
 	} {
 		if got := fmt.Sprint(LogArgs(m.Map(tc.ev))); got != tc.want {
 			t.Errorf("LogArgs(%s) = %s, want %s", tc.ev.Type(), got, tc.want)
