@@ -26,6 +26,8 @@ type Host struct {
 	// Broker describes the broker, its URL redacted.
 	Broker  string
 	Started time.Time
+	// Spares is the host's pool of warm spares (nil: none).
+	Spares *pluginproc.Spares
 }
 
 // Report assembles the status of the host h running t, with the figures
@@ -46,6 +48,9 @@ func Report(ctx context.Context, h Host, t *tree.Tree, snap *monitor.Snapshot) a
 		rep.Workers = append(rep.Workers, w)
 	}
 	fillDetails(ctx, rep.Workers, infos)
+	for _, sp := range h.Spares.Ready() {
+		rep.Spares = append(rep.Spares, api.SparePool{Binary: sp.Path, Ready: len(sp.Pids), Pids: sp.Pids})
+	}
 	return rep
 }
 
