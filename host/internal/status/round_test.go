@@ -21,8 +21,8 @@ func TestStatusFiguresHaveNoFloatNoise(t *testing.T) {
 		t.Fatal("the test needs a sum with float noise")
 	}
 	snap := &monitor.Snapshot{
-		Time: at,
-		Host: monitor.HostStats{Pid: 1, Proc: monitor.ProcStats{CPUSeconds: sum}, Started: at.Add(-1234567891 * time.Nanosecond)},
+		Time:        at,
+		Host:        monitor.HostStats{Pid: 1, Proc: monitor.ProcStats{CPUSeconds: sum}, Started: at.Add(-1234567891 * time.Nanosecond)},
 		Supervisors: []monitor.SupervisorStats{{Path: "root", CPUSeconds: sum}},
 		Workers: []monitor.WorkerStats{{Name: "w", Pid: 7, StartedAt: at.Add(-2 * time.Second).Add(-345678 * time.Microsecond),
 			Proc: &monitor.ProcStats{CPUSeconds: sum}, CPUPercent: 0.36987369342658744}},
