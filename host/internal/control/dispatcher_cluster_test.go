@@ -202,7 +202,7 @@ func TestDecodeClusterFields(t *testing.T) {
 		`{"operation": "drian"}`:          `did you mean "drain"?`,
 		`{"operation": "undrian"}`:        `did you mean "undrain"?`,
 		`{"operation": "cluster_stats"}`:  `did you mean "cluster_status"?`,
-		`{"operation": "launch_missile"}`: `"drain", "undrain" or "cluster_status"`,
+		`{"operation": "launch_missile"}`: `"drain", "undrain", "cluster_status", "logs" or "kill_worker"`,
 	} {
 		_, err := Decode([]byte(body))
 		if err == nil || err.Code != CodeUnknownOperation || !strings.Contains(err.Message, want) {
