@@ -79,7 +79,7 @@ func (s *Server) handleLogs(w http.ResponseWriter, r *http.Request) {
 		s.writeReply(w, fail(cerr))
 		return
 	}
-	if !follow {
+	if !follow || r.Method == http.MethodHead {
 		s.writeReply(w, s.do(r, req))
 		return
 	}
