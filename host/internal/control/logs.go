@@ -101,7 +101,7 @@ func (d *Dispatcher) FollowLogs(ctx context.Context, name string, after uint64) 
 		if p := recover(); p != nil {
 			err = fmt.Errorf("panic: %v\n%s", p, debug.Stack())
 		}
-		if err == nil || ctx.Err() != nil && err == ctx.Err() {
+		if err == nil || ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 			return
 		}
 		if ce, ok := asError(err); ok {

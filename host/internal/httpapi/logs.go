@@ -188,11 +188,12 @@ func (s *Server) streamLogs(w http.ResponseWriter, r *http.Request, f LogFollowe
 	for {
 		wctx, wcancel := context.WithTimeout(ctx, keepAlive)
 		res, err := f.FollowLogs(wctx, name, next)
+		silent := wctx.Err() != nil // the keep-alive time went by
 		wcancel()
 		switch {
 		case ctx.Err() != nil:
 			return // the client went away or the server shuts down
-		case errors.Is(err, context.DeadlineExceeded) && wctx.Err() != nil:
+		case err != nil && silent:
 			if !write([]byte("\n")) {
 				return
 			}
