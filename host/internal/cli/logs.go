@@ -264,8 +264,8 @@ func (o *clientOptions) pollLogs(ctx context.Context, name string, lf logsFlags,
 			res.Skipped = res.Lines[0].Seq - next - 1
 		}
 		p.result(res)
-		if res.Next > next {
-			next = res.Next
+		if res.Next > 0 {
+			next = res.Next // the host's position (lower when the log was begun anew)
 		}
 		// Later polls ask for every line after the last one printed.
 		pl.c = logsCall(name, control.MaxLogLines, "", next)

@@ -211,16 +211,14 @@ func (s *Server) streamLogs(w http.ResponseWriter, r *http.Request, f LogFollowe
 		if !send(res) {
 			return
 		}
-		advanced := false
-		for _, l := range res.Lines {
-			if l.Seq > next {
-				next, advanced = l.Seq, true
-			}
+		// The host's Next is where the log is: it may be lower than before
+		// when the worker's log was dropped and begun anew.
+		if res.Next > 0 {
+			next = res.Next
+		} else if n := len(res.Lines); n > 0 {
+			next = res.Lines[n-1].Seq
 		}
-		if res.Next > next {
-			next, advanced = res.Next, true
-		}
-		if !advanced {
+		if len(res.Lines) == 0 && res.Skipped == 0 {
 			// A follower that returns nothing new would spin: wait a
 			// little before asking again.
 			select {
