@@ -141,7 +141,7 @@ worker "boom" {
 // stderr) when the host is killed.
 func TestLogsFollowE2E(t *testing.T) {
 	h := startServe(t, "-config", writeConfig(t, logsE2EConfig))
-	url := "http://" + listenAddr.FindStringSubmatch(h.waitLine("http api listening"))[1]
+	url := "http://" + listenAddr.FindStringSubmatch(h.waitLine("HTTP API listening"))[1]
 	h.waitLine("host running")
 	pid := workerPid(t, url, "greeter", 0)
 
