@@ -121,6 +121,12 @@ type HostConfig struct {
 	HeartbeatInterval time.Duration
 	// PluginLog bounds how much of each plugin's log the host re-logs.
 	PluginLog PluginLogConfig
+	// LogLines is how many lines of each worker's log the host keeps
+	// (host.log_lines; see package worklog).
+	LogLines int
+	// LogFiles, if set (the host block's log_files block), also writes
+	// each worker's log to a file of its own, rotated by size.
+	LogFiles *LogFilesConfig
 	// StateKeyFile, if set, is the file holding the key the state file is
 	// encrypted with (host.state_key_file).
 	StateKeyFile string

@@ -41,6 +41,10 @@
 //	host.state_dir             "./var"          (relative to the file's directory)
 //	host.http_addr             "127.0.0.1:7780"
 //	host.log_level             "info"           (trace|debug|info|warn|error)
+//	host.log_lines             1000             (lines kept of each worker's log)
+//	host.log_files             absent: no files; the block's dir "./logs"
+//	                           (relative to its file's directory), max_size
+//	                           "10MiB", backups 5
 //	amqp                       absent: no broker
 //	cluster                    absent: the host is alone (see ClusterConfig)
 //	cluster.prefix             "/dynworkers/<system_id>/"

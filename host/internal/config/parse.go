@@ -65,6 +65,7 @@ func Parse(path string) (*File, hcl.Diagnostics) {
 			LogLevel:          DefaultLogLevel,
 			StartConcurrency:  DefaultStartConcurrency,
 			WarmSpares:        DefaultWarmSpares,
+			LogLines:          DefaultLogLines,
 			MetricsInterval:   DefaultMetricsInterval,
 			HeartbeatInterval: DefaultHeartbeatInterval,
 			HTTP:              defaultHTTPSettings(),

@@ -29,8 +29,9 @@ var hostSchema = &hcl.BodySchema{
 		{Name: "state_key_file"},
 		{Name: "plugin_lock"},
 		{Name: "plugin_env"},
+		{Name: "log_lines"}, // worklog.go
 	},
-	Blocks: append([]hcl.BlockHeaderSchema{{Type: "limits"}}, hostHTTPBlocks...), // limits_worker.go, http.go
+	Blocks: append([]hcl.BlockHeaderSchema{{Type: "limits"}, {Type: "log_files"}}, hostHTTPBlocks...), // limits_worker.go, worklog.go, http.go
 }
 
 var amqpSchema = &hcl.BodySchema{
@@ -109,6 +110,7 @@ func (m *merger) decodeHost(sc *scope, b *hcl.Block) {
 	m.decodeStateKey(sc, attrs)
 	m.decodePluginTrust(sc, attrs, h)
 	decodeHostLimits(sc, content.Blocks, &h.WorkerLimits) // limits_worker.go
+	m.decodeWorkerLogs(sc, attrs, content.Blocks)         // worklog.go
 	sc.duration(attrs["metrics_interval"], &h.MetricsInterval)
 	sc.duration(attrs["heartbeat_interval"], &h.HeartbeatInterval)
 	if attr := attrs["start_concurrency"]; attr != nil {

@@ -27,8 +27,8 @@
 //     worker_stopped of step 3 among them, in order and confirmed by the
 //     broker, for at most 5 s; what is left then is logged as not
 //     published.
-//  5. Close the workers' bus, the broker connection, the HTTP server and
-//     the warm spares.
+//  5. Close the workers' bus, the broker connection, the HTTP server,
+//     the warm spares and the workers' log files.
 package daemon
 
 import (
@@ -57,6 +57,7 @@ import (
 	"github.com/dynworkers/dynworkers/host/internal/state"
 	"github.com/dynworkers/dynworkers/host/internal/supervise"
 	"github.com/dynworkers/dynworkers/host/internal/tree"
+	"github.com/dynworkers/dynworkers/host/internal/worklog"
 )
 
 // Options configure a Daemon.
@@ -102,6 +103,9 @@ type Daemon struct {
 	eventMapper events.Mapper
 	// spares holds warm spare plugin processes; Run's shutdown closes it.
 	spares *pluginproc.Spares
+	// logs keeps each worker's recent log (logs.go); made by Load, its
+	// files closed by Run's shutdown once the workers are stopped.
+	logs *worklog.Store
 	// store is the state directory, locked while the host runs; Run's
 	// shutdown releases it.
 	store *state.Store
@@ -195,6 +199,9 @@ func Load(ctx context.Context, opts Options) (*Daemon, error) {
 		if d.cl, err = newClusterSide(cfg); err != nil {
 			return nil, err
 		}
+	}
+	if err := d.openWorkerLogs(); err != nil {
+		return nil, err
 	}
 	store, st, err := openState(cfg.Host, logger)
 	if err != nil {
@@ -356,7 +363,8 @@ func (d *Daemon) brokerDescription() string {
 //  4. publish the events still queued, the workers' stop events among
 //     them, within eventDrainTimeout (drainEvents): they need the broker
 //     connection, so it is still open;
-//  5. close the workers' bus, the broker connection and the warm spares.
+//  5. close the workers' bus, the broker connection, the warm spares and
+//     the workers' log files.
 func (d *Daemon) shutdown() error {
 	d.logger.Info("host stopping")
 	d.stopControl()
@@ -376,6 +384,8 @@ func (d *Daemon) shutdown() error {
 	d.closePolicy()
 	// Kill and reap the warm spares; none is launched after this.
 	d.spares.Close()
+	// No worker runs: close the workers' log files.
+	d.closeWorkerLogs()
 	// Another host may use the state directory from now on.
 	if cerr := d.store.Close(); cerr != nil {
 		d.logger.Warn("releasing the state directory's lock", "error", cerr)
@@ -416,13 +426,18 @@ func openState(h config.HostConfig, logger hclog.Logger) (*state.Store, *state.S
 }
 
 // forget drops what the host keeps about a worker that is gone: its metric
-// series. It is the tree's Options.Forget. The Monitor's pruning after each
+// series, and its log (worklog.Store.Remove keeps it readable among the
+// most recently removed ones). It is the tree's Options.Forget. The Monitor's pruning after each
 // flush is the other half: it removes series a worker's process recorded
 // after this (a late Env.Metric while it stopped), which nothing else
 // would, at the cost of the stopped worker's last partial interval, which
 // this drops.
 func (d *Daemon) forget(name string) {
 	d.workerMetrics.Remove(monitor.WorkerPrefix(d.cfg.SystemID, d.cfg.Host.Name, name))
+	// Its log stays readable for a while, among the last removed ones.
+	if d.logs != nil {
+		d.logs.Remove(name)
+	}
 }
 
 // Workers returns the status of every worker, in tree order.
@@ -456,7 +471,9 @@ func ProcessOf(inst supervise.Instance) *pluginproc.Process { return tree.Proces
 
 // Sizes reports how many entries the host's maps and rings hold: the
 // tree's (names, name locks, persisted records), the worker metric
-// registry's series, the processes the monitor tracks, and the event ring.
+// registry's series, the processes the monitor tracks, the event ring, and
+// the logs of the workers (not those of removed workers, which are kept
+// up to worklog.MaxRemoved).
 // What a worker adds is removed with it, so after workers come and go the
 // sizes return to what they were: tests assert that.
 func (d *Daemon) Sizes() map[string]int {
@@ -464,5 +481,10 @@ func (d *Daemon) Sizes() map[string]int {
 	out["metric_series"] = d.workerMetrics.Len()
 	out["monitored_processes"] = d.monitor().Tracked()
 	out["event_ring"] = d.eventLog.Len()
+	if d.logs != nil {
+		// The logs of the host's workers; those of removed workers are
+		// kept up to worklog.MaxRemoved.
+		out["worker_logs"], _ = d.logs.Len()
+	}
 	return out
 }

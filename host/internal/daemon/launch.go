@@ -49,6 +49,7 @@ func (d *Daemon) launch(ctx context.Context, w *config.Worker, children pluginpr
 		Logger:         logger,
 		Scrubber:       scrubber,
 		LogLimit:       pluginLogLimit(d.cfg.Host.PluginLog),
+		Log:            d.workerLog(w.Name),
 		Env:            d.cfg.Host.PluginEnvList(),
 		Spares:         d.spares,
 		ChildHost:      children,

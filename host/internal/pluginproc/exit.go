@@ -137,6 +137,35 @@ func newExitError(st *os.ProcessState, reason string, tail *stderrTail) *ExitErr
 	return e
 }
 
+// exitMarker is the text of the exit marker of the process, which has
+// ended (see exitMarkerText), scrubbed.
+func (p *Process) exitMarker() string {
+	p.mu.Lock()
+	text := exitMarkerText(p.final, p.stopRequested)
+	p.mu.Unlock()
+	return p.scrub(text)
+}
+
+// exitMarkerText says how a process ended, for the exit marker of the
+// worker's log: "stopped" after a Stop (with how it went wrong, if it
+// did), else "exited with status N[: summary]" or "exited: <how>" (killed
+// by a signal, or by the host for a reason), as ExitError says it.
+func exitMarkerText(final *ExitError, stopped bool) string {
+	switch {
+	case stopped && final == nil:
+		return "stopped"
+	case stopped:
+		return "stopped: " + final.Error()
+	case final == nil:
+		return "exited with status 0"
+	}
+	msg := final.Error()
+	if rest, ok := strings.CutPrefix(msg, "exit status "); ok {
+		return "exited with status " + rest
+	}
+	return "exited: " + msg
+}
+
 // StartError is the error of a Start that failed.
 type StartError struct {
 	// Permanent is true when retrying cannot help: the plugin rejected the

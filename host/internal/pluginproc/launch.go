@@ -336,6 +336,7 @@ func (p *Process) watchExit(goPluginDone context.Context) {
 	p.final = newExitError(p.cmd.ProcessState, p.killReason, p.tail)
 	p.final.markOOM(oomKills, p.group)
 	p.mu.Unlock()
+	p.sink.end(p.exitMarker())
 	close(p.done)
 }
 

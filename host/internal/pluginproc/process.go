@@ -18,6 +18,7 @@ import (
 
 	"github.com/dynworkers/dynworkers/host/internal/contain"
 	"github.com/dynworkers/dynworkers/host/internal/scrub"
+	"github.com/dynworkers/dynworkers/host/internal/worklog"
 	"github.com/dynworkers/dynworkers/sdk"
 	"github.com/dynworkers/dynworkers/sdk/proto"
 )
@@ -67,6 +68,15 @@ type Options struct {
 	Scrubber *scrub.Scrubber
 	// LogLimit bounds how much of the plugin's log the host re-logs.
 	LogLimit LogLimit
+	// Log, if set, is the worker's log (package worklog): every line the
+	// worker's plugin process writes to stderr (what it logs through the
+	// SDK, and plain lines such as a panic's stack) goes to it, scrubbed
+	// by Scrubber and whatever LogLimit drops from the host's own log,
+	// after a marker line where the process begins serving the worker
+	// ("start" for the log's first instance, "restart" later) and before
+	// one where it ends ("exit", saying how). A warm spare's lines from
+	// before a Start took it go nowhere. Nil keeps no worker log.
+	Log *worklog.Log
 
 	// Env holds extra "KEY=value" entries for the plugin's environment (the
 	// host's host.plugin_env), on top of the few variables of the host's own
@@ -237,6 +247,9 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 		p.scrubber.Store(o.Scrubber)
 		p.sink.assign(o.Scrubber, o.LogLimit)
 	}
+	// From now on the process's lines are the worker's: a spare's lines
+	// from before are not, a launched process's are.
+	p.sink.begin(o.Log, p.pid, !fromSpare)
 	p.logger = logger
 	p.healthInterval = o.HealthInterval
 	p.healthTimeout = o.HealthTimeout

@@ -13,7 +13,9 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/dynworkers/dynworkers/host/internal/api"
 	"github.com/dynworkers/dynworkers/host/internal/scrub"
+	"github.com/dynworkers/dynworkers/host/internal/worklog"
 )
 
 // Defaults of LogLimit's zero fields.
@@ -34,9 +36,12 @@ const (
 )
 
 // LogLimit bounds how much of a plugin's log output (its stderr, hclog
-// lines or plain) the host re-logs. Each process has its own bucket: up to
-// logBurstSeconds (4) seconds' worth of both rates at once, refilled at the
-// rates. A line over the limit is dropped (it still reaches the stderr tail
+// lines or plain) the host re-logs in its own log. It does not bound the
+// worker's log (Options.Log): every line goes there, the lines this limit
+// drops included, since that log is bounded by itself (a ring of the last
+// lines, and rotated files; see package worklog). Each process has its
+// own bucket: up to logBurstSeconds (4) seconds' worth of both rates at
+// once, refilled at the rates. A line over the limit is dropped (it still reaches the stderr tail
 // of ExitError), and the drops are counted in one line every 2 s while they
 // last, and when the process ends. Zero fields take the defaults; a
 // negative rate means unlimited.
@@ -70,6 +75,11 @@ func (l LogLimit) withDefaults() LogLimit {
 // "[LEVEL]" prefix, error from a panic on, else debug). go-plugin's own
 // re-logging is switched off (pluginClientLogger), so nothing of the
 // plugin is logged before it is scrubbed.
+//
+// Every line, scrubbed, also goes to the worker's log (begin), whatever
+// the rate limit: hclog lines with their level and their message and
+// fields as text, other lines as they are (cut as above), with a marker
+// where the process began serving the worker and where it ended (end).
 type stderrSink struct {
 	tail *stderrTail
 	out  hclog.Logger // follows a warm spare's retarget
@@ -88,7 +98,26 @@ type stderrSink struct {
 	// what was dropped since the last summary, and when that was
 	droppedLines, droppedBytes int
 	summarized                 time.Time
+
+	// The worker's log (nil: none) and the process's pid, set by begin.
+	// Until then the lines are kept in early (see keepEarly); end's
+	// marker waits for begin too.
+	begun      bool
+	wlog       *worklog.Log
+	pid        int
+	early      []api.LogLine
+	earlyBytes int
+	ended      bool
+	endText    string
 }
+
+// Bounds of the lines a sink keeps before it is begun: a process launched
+// for a worker writes few lines before its handshake, and a warm spare's
+// are thrown away when it is taken.
+const (
+	earlyLinesMax = 100
+	earlyBytesMax = 64 << 10
+)
 
 func newStderrSink(tail *stderrTail, out hclog.Logger, s *scrub.Scrubber, limit LogLimit) *stderrSink {
 	k := &stderrSink{tail: tail, out: out, now: time.Now}
@@ -102,6 +131,74 @@ func newStderrSink(tail *stderrTail, out hclog.Logger, s *scrub.Scrubber, limit 
 func (k *stderrSink) assign(s *scrub.Scrubber, limit LogLimit) {
 	k.scrubber.Store(s)
 	k.setLimit(limit)
+}
+
+// begin makes the sink send the lines of process pid to the worker's log
+// l (nil: none) from now on, after a start marker (Log.Started). The lines
+// it kept until now go there too, after the marker, if keepEarly (a
+// process launched for the worker), or nowhere (a warm spare, whose lines
+// before it was taken are not the worker's). If the process has ended
+// already, its exit marker follows.
+func (k *stderrSink) begin(l *worklog.Log, pid int, keepEarly bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.begun {
+		return
+	}
+	k.begun, k.wlog, k.pid = true, l, pid
+	early := k.early
+	k.early, k.earlyBytes = nil, 0
+	if l == nil {
+		return
+	}
+	var at time.Time
+	if keepEarly && len(early) > 0 {
+		at = early[0].Time // the marker comes first, also in time
+	}
+	l.Started(pid, at)
+	if keepEarly {
+		for _, line := range early {
+			line.PID = pid
+			l.Add(line)
+		}
+	}
+	if k.ended {
+		l.Exited(pid, k.endText)
+	}
+}
+
+// end adds the exit marker saying how the process ended (once, after
+// flush: the marker follows the process's last line).
+func (k *stderrSink) end(how string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.ended {
+		return
+	}
+	k.ended, k.endText = true, how
+	if k.wlog != nil {
+		k.wlog.Exited(k.pid, how)
+	}
+}
+
+// keep sends a scrubbed line to the worker's log, or keeps it until begin.
+func (k *stderrSink) keep(level, text string) {
+	line := api.LogLine{Level: level, Text: text}
+	if k.begun {
+		if k.wlog != nil {
+			line.PID = k.pid
+			k.wlog.Add(line)
+		}
+		return
+	}
+	line.Time = k.now()
+	k.early = append(k.early, line)
+	k.earlyBytes += len(text)
+	for len(k.early) > 1 && (len(k.early) > earlyLinesMax || k.earlyBytes > earlyBytesMax) {
+		k.earlyBytes -= len(k.early[0].Text)
+		k.early[0] = api.LogLine{}
+		k.early = k.early[1:]
+	}
 }
 
 func (k *stderrSink) setLimit(limit LogLimit) {
@@ -179,24 +276,44 @@ func (k *stderrSink) line(raw []byte, cut int) {
 	} else {
 		k.tail.add(tailLine)
 	}
+	// Every line goes to the worker's log, before the rate limit.
+	var (
+		lvl     hclog.Level
+		msg     string
+		args    []any
+		isHCLog bool
+	)
+	if cut == 0 && strings.HasPrefix(text, "{") {
+		lvl, msg, args, isHCLog = parseHCLogJSON(raw)
+	}
+	if isHCLog && lvl != hclog.NoLevel {
+		// Without the plugin's timestamp: the line has its own time.
+		fields := args
+		if n := len(fields); n >= 2 && fields[n-2] == "timestamp" {
+			fields = fields[:n-2]
+		}
+		// Scrubbed as the host's log scrubs them, and the text once more
+		// as a whole.
+		k.keep(lvl.String(), s.String(s.String(msg)+worklog.FormatFields(s.Args(fields))))
+	} else {
+		k.keep("", clean)
+	}
 	if !k.allow(len(raw) + cut) {
 		return
 	}
 	if strings.HasPrefix(text, "panic: ") || strings.HasPrefix(text, "fatal error: ") {
 		k.inPanic = true
 	}
-	if cut == 0 && strings.HasPrefix(text, "{") {
-		if lvl, msg, args, ok := parseHCLogJSON(raw); ok {
-			if lvl == hclog.NoLevel {
-				k.out.Debug(clean) // JSON but not hclog's: as is
-				return
-			}
-			if lvl < k.out.GetLevel() {
-				return
-			}
-			k.out.Log(lvl, s.String(msg), s.Args(args)...)
+	if isHCLog {
+		if lvl == hclog.NoLevel {
+			k.out.Debug(clean) // JSON but not hclog's: as is
 			return
 		}
+		if lvl < k.out.GetLevel() {
+			return
+		}
+		k.out.Log(lvl, s.String(msg), s.Args(args)...)
+		return
 	}
 	switch {
 	case strings.HasPrefix(text, "[TRACE]"):

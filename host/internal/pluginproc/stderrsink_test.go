@@ -3,6 +3,7 @@ package pluginproc
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/dynworkers/dynworkers/host/internal/scrub"
+	"github.com/dynworkers/dynworkers/host/internal/worklog"
 )
 
 func newTestSink(limit LogLimit, s *scrub.Scrubber) (*stderrSink, *bytes.Buffer, *time.Time) {
@@ -103,5 +105,149 @@ func TestStderrSinkUnlimited(t *testing.T) {
 	}
 	if n := strings.Count(buf.String(), "line "); n != 5000 {
 		t.Errorf("%d lines, want all 5000", n)
+	}
+}
+
+// logTexts returns the lines of a worker log as "level|marker|text".
+func logTexts(l *worklog.Log) []string {
+	var out []string
+	for _, line := range l.Lines(worklog.Query{}).Lines {
+		out = append(out, line.Level+"|"+line.Marker+"|"+line.Text)
+	}
+	return out
+}
+
+func newWorkLog(t *testing.T) *worklog.Log {
+	t.Helper()
+	s, err := worklog.NewStore(worklog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s.Log("w")
+}
+
+func TestStderrSinkFeedsWorkerLog(t *testing.T) {
+	// A rate limit of 2 lines: the host's log drops most lines, the
+	// worker's log keeps them all.
+	k, buf, _ := newTestSink(LogLimit{BytesPerSecond: -1, LinesPerSecond: 1, LineMax: 300}, scrub.New("s3cr3t-pw", "42"))
+	l := newWorkLog(t)
+	k.begin(l, 77, true)
+	write(k,
+		`{"@level":"info","@message":"bind with s3cr3t-pw","@timestamp":"2026-01-01T00:00:00.000000Z","pin":"42","url":"x://u:s3cr3t-pw@h","n":3}`,
+		`{"@level":"trace","@message":"below the host's level","@timestamp":"2026-01-01T00:00:00.000000Z"}`,
+		`{"@level":"error","@message":"bad","error":"two words","obj":{"k":"s3cr3t-pw"}}`,
+		`{"not":"hclog"}`,
+		"[INFO] plain with a prefix",
+		"panic: lost s3cr3t-pw",
+		"goroutine 1 [running]:",
+		strings.Repeat("a", 295)+" s3cr3t-pw and more",
+		`{"@level":"warn","@message":"`+strings.Repeat("b", 300)+`"}`,
+	)
+	k.flush()
+	k.end("exited with status 2: panic: lost (sensitive)")
+	want := []string{
+		"|start|started, pid 77",
+		"info||bind with (sensitive) n=3 pin=(sensitive) url=x://u:(sensitive)@h",
+		"trace||below the host's level",
+		`error||bad error="two words" obj={"k":"(sensitive)"}`,
+		`||{"not":"hclog"}`,
+		"||[INFO] plain with a prefix",
+		"||panic: lost (sensitive)",
+		"||goroutine 1 [running]:",
+		"||" + strings.Repeat("a", 295) + "  [... 14 bytes cut]",
+		`||{"@level":"warn","@message":"` + strings.Repeat("b", 300-len(`{"@level":"warn","@message":"`)) + " [... 31 bytes cut]",
+		"|exit|exited with status 2: panic: lost (sensitive)",
+	}
+	got := logTexts(l)
+	if !slices.Equal(got, want) {
+		t.Fatalf("worker log:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	for _, line := range l.Lines(worklog.Query{}).Lines {
+		if line.PID != 77 {
+			t.Errorf("line %q has pid %d, want 77", line.Text, line.PID)
+		}
+	}
+	if strings.Count(buf.String(), "\n") > 6 {
+		t.Errorf("the host's log kept more than its limit:\n%s", buf.String())
+	}
+}
+
+func TestStderrSinkEarlyLines(t *testing.T) {
+	t.Run("a launched process's lines before begin come after the marker", func(t *testing.T) {
+		k, _, _ := newTestSink(LogLimit{}, nil)
+		l := newWorkLog(t)
+		write(k, "early 1", "early 2")
+		k.begin(l, 5, true)
+		write(k, "late")
+		want := []string{"|start|started, pid 5", "||early 1", "||early 2", "||late"}
+		if got := logTexts(l); !slices.Equal(got, want) {
+			t.Fatalf("worker log %q, want %q", got, want)
+		}
+	})
+	t.Run("a spare's lines before it was taken go nowhere", func(t *testing.T) {
+		k, _, _ := newTestSink(LogLimit{}, nil)
+		l := newWorkLog(t)
+		write(k, "spare's line")
+		k.begin(l, 6, false)
+		write(k, "worker's line")
+		want := []string{"|start|started, pid 6", "||worker's line"}
+		if got := logTexts(l); !slices.Equal(got, want) {
+			t.Fatalf("worker log %q, want %q", got, want)
+		}
+	})
+	t.Run("a process that ended before begin", func(t *testing.T) {
+		k, _, _ := newTestSink(LogLimit{}, nil)
+		l := newWorkLog(t)
+		write(k, "last words")
+		k.flush()
+		k.end("exited: killed by SIGKILL")
+		k.begin(l, 7, true)
+		want := []string{"|start|started, pid 7", "||last words", "|exit|exited: killed by SIGKILL"}
+		if got := logTexts(l); !slices.Equal(got, want) {
+			t.Fatalf("worker log %q, want %q", got, want)
+		}
+	})
+	t.Run("the early lines are bounded", func(t *testing.T) {
+		k, _, _ := newTestSink(LogLimit{BytesPerSecond: -1, LinesPerSecond: -1}, nil)
+		l := newWorkLog(t)
+		for i := range 3 * earlyLinesMax {
+			write(k, fmt.Sprintf("early %d", i))
+		}
+		k.begin(l, 8, true)
+		got := logTexts(l)
+		if len(got) != earlyLinesMax+1 || got[1] != fmt.Sprintf("||early %d", 2*earlyLinesMax) {
+			t.Fatalf("%d lines, the first after the marker %q; want the last %d", len(got), got[1], earlyLinesMax)
+		}
+	})
+	t.Run("no worker log", func(t *testing.T) {
+		k, _, _ := newTestSink(LogLimit{}, nil)
+		write(k, "early")
+		k.begin(nil, 9, true)
+		write(k, "late")
+		k.flush()
+		k.end("stopped")
+		if len(k.early) != 0 {
+			t.Fatal("a sink without a worker log keeps lines")
+		}
+	})
+}
+
+func TestExitMarkerText(t *testing.T) {
+	for _, tc := range []struct {
+		final   *ExitError
+		stopped bool
+		want    string
+	}{
+		{nil, true, "stopped"},
+		{nil, false, "exited with status 0"},
+		{&ExitError{Code: -1, Signal: "SIGKILL"}, false, "exited: killed by SIGKILL"},
+		{&ExitError{Code: 2, StderrTail: "panic: boom\ngoroutine 1"}, false, "exited with status 2: panic: boom"},
+		{&ExitError{Code: -1, Signal: "SIGKILL", Reason: "health check failed 3 times in a row"}, false, "exited: health check failed 3 times in a row: killed by SIGKILL"},
+		{&ExitError{Code: -1, Signal: "SIGKILL", Reason: "did not stop within shutdown_timeout (1s)"}, true, "stopped: did not stop within shutdown_timeout (1s): killed by SIGKILL"},
+	} {
+		if got := exitMarkerText(tc.final, tc.stopped); got != tc.want {
+			t.Errorf("exitMarkerText(%+v, %v) = %q, want %q", tc.final, tc.stopped, got, tc.want)
+		}
 	}
 }
