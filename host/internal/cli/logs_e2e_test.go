@@ -141,7 +141,11 @@ worker "boom" {
 // stderr) when the host is killed.
 func TestLogsFollowE2E(t *testing.T) {
 	h := startServe(t, "-config", writeConfig(t, logsE2EConfig))
-	url := "http://" + listenAddr.FindStringSubmatch(h.waitLine("HTTP API listening"))[1]
+	m := regexp.MustCompile(`(?i)http api listening: addr=(\S+)`).FindStringSubmatch(h.waitLine("HTTP API listening"))
+	if m == nil {
+		t.Fatal("the listening line has no addr")
+	}
+	url := "http://" + m[1]
 	h.waitLine("host running")
 	pid := workerPid(t, url, "greeter", 0)
 
