@@ -40,10 +40,11 @@ build: ## build the host to bin/dynworkers and every plugin and example plugin t
 run: build ## build everything and run the host with configs/dynworkers.hcl (embedded default)
 	$(BIN)/dynworkers serve -config $(CONFIG)
 
-test: ## gofmt + vet, then all tests with -race (ensures a RabbitMQ broker, Chromium, python3-pika and an etcd binary first), then fuzz-smoke
+test: ## gofmt + vet, then all tests with -race (ensures a RabbitMQ broker, Chromium, promtool, python3-pika and an etcd binary first), then fuzz-smoke
 	@$(MAKE) --no-print-directory lint
 	@scripts/ensure-rabbitmq.sh
 	@scripts/ensure-chromium.sh
+	@scripts/ensure-promtool.sh
 	@scripts/ensure-pika.sh
 	@scripts/ensure-etcd.sh
 	$(GO) test -race -count=1 -timeout 20m ./...

@@ -237,14 +237,17 @@ func repoRoot() (string, error) {
 // socketDir gives the plugins started by the rest of the test a unix socket
 // directory of their own, so that whatever they leave behind can be counted
 // and does not pile up in the real $TMPDIR: as TMPDIR, in which the host
-// makes a socket directory per plugin process, and as go-plugin's
-// PLUGIN_UNIX_SOCKET_DIR, for a host that passes its environment on.
+// makes its socket directory (with one per plugin process in it), and as
+// go-plugin's PLUGIN_UNIX_SOCKET_DIR, for a host that passes its
+// environment on. Its path is short (not a t.TempDir, which holds the
+// test's name): a unix socket's path is at most 107 bytes.
 func socketDir(t *testing.T) string {
 	t.Helper()
-	d := filepath.Join(t.TempDir(), "sockets")
-	if err := os.Mkdir(d, 0o700); err != nil {
+	d, err := os.MkdirTemp("", "dwb")
+	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { os.RemoveAll(d) })
 	t.Setenv("PLUGIN_UNIX_SOCKET_DIR", d)
 	t.Setenv("TMPDIR", d)
 	return d

@@ -22,6 +22,18 @@ type Status struct {
 	Process     *Process     `json:"process,omitempty"`
 	Supervisors []Supervisor `json:"supervisors"`
 	Workers     []Worker     `json:"workers"`
+	// Spares are the warm spares ready (host.warm_spares), per plugin
+	// binary, in path order; absent when there are none.
+	Spares []SparePool `json:"spares,omitempty"`
+}
+
+// SparePool is the warm spares kept ready for one plugin binary: processes
+// launched and handshaken, waiting for the Start of one of its workers.
+// They are no worker's, and are killed when no longer needed.
+type SparePool struct {
+	Binary string `json:"binary"` // the plugin binary's path
+	Ready  int    `json:"ready"`
+	Pids   []int  `json:"pids"`
 }
 
 // Process is the host process itself in status.

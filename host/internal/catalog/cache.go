@@ -133,7 +133,8 @@ func (c *describeCache) save(path string) error {
 		return nil
 	}
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	// The state directory, which holds secrets: private if made here.
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
 	if err := writeFileAtomic(path, data); err != nil {

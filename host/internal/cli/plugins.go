@@ -102,7 +102,7 @@ func runPluginsLock(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "%s differs from %s: review the binaries, then run %q\n", path, h.PluginDir, catalog.LockCommand)
 			return 1
 		}
-		fmt.Fprintf(stdout, "%s: ok (%d plugins locked, all as in %s)\n", path, len(entries), h.PluginDir)
+		fmt.Fprintf(stdout, "%s: ok (%s locked, all as in %s)\n", path, plural(len(entries), "plugin", "plugins"), h.PluginDir)
 		return 0
 	}
 	if len(problems) > 0 {

@@ -59,7 +59,7 @@ func TestPluginsLock(t *testing.T) {
 	if rc, out, errOut := runMain("validate", cfg); rc != 0 || !strings.Contains(out, "ok") {
 		t.Errorf("validate with the lock file: rc=%d %s %s", rc, out, errOut)
 	}
-	if rc, out, _ := runMain("plugins", "lock", "-config", cfg, "-check"); rc != 0 || !strings.Contains(out, "ok (1 plugins locked") {
+	if rc, out, _ := runMain("plugins", "lock", "-config", cfg, "-check"); rc != 0 || !strings.Contains(out, "ok (1 plugin locked") {
 		t.Errorf("lock -check: rc=%d %s", rc, out)
 	}
 

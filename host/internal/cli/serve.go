@@ -78,6 +78,10 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		}
 	}()
 	if err := d.Run(ctx); err != nil {
+		if se := (*daemon.StartupError)(nil); errors.As(err, &se) {
+			logger.Error("host failed to start", "error", se.Err)
+			return 1
+		}
 		logger.Error("shutdown was not clean", "error", err)
 		return 1
 	}

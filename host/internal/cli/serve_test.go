@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -73,12 +75,21 @@ type hostProc struct {
 func startServe(t *testing.T, args ...string) *hostProc {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], append([]string{"serve"}, args...)...)
-	cmd.Env = append(os.Environ(), "DYNWORKERS_CLI_MAIN=1")
-	stderr, err := cmd.StderrPipe()
+	// A $TMPDIR of its own, removed after the host: a host killed at the
+	// end of a test leaves its socket directory behind (the next host to
+	// start would sweep it). Short: unix socket paths are at most 107 bytes.
+	tmp, err := os.MkdirTemp("", "dwc")
 	if err != nil {
 		t.Fatal(err)
 	}
+	cmd.Env = append(os.Environ(), "DYNWORKERS_CLI_MAIN=1", "TMPDIR="+tmp)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		os.RemoveAll(tmp)
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
+		os.RemoveAll(tmp)
 		t.Fatal(err)
 	}
 	h := &hostProc{t: t, cmd: cmd, done: make(chan struct{}), grew: make(chan struct{}, 1)}
@@ -107,6 +118,7 @@ func startServe(t *testing.T, args ...string) *hostProc {
 		if t.Failed() {
 			t.Logf("host log:\n%s", h.logText())
 		}
+		os.RemoveAll(tmp)
 	})
 	return h
 }
@@ -256,8 +268,13 @@ func runMain(args ...string) (int, string, string) {
 func TestValidate(t *testing.T) {
 	good := writeConfig(t, threeWorkers)
 	rc, out, errOut := runMain("validate", good)
-	if rc != 0 || !strings.Contains(out, "ok (3 workers in 1 supervisors") {
+	if rc != 0 || !strings.Contains(out, "ok (3 workers in 1 supervisor, 1 class available)") {
 		t.Errorf("validate good: rc=%d out=%q err=%q", rc, out, errOut)
+	}
+	// validate made the state directory (for the describe cache): it
+	// holds secrets, so it is private from the start.
+	if fi, err := os.Stat(filepath.Join(filepath.Dir(good), "var")); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("state directory made by validate: %v, %v; want mode 0700", fi, err)
 	}
 	bad := writeConfig(t, `
 worker "a" {
@@ -320,5 +337,57 @@ func replaceInFile(t *testing.T, path, old, new string) {
 	}
 	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The start-up log says each thing once: one "HTTP API listening" line
+// (the HTTP server and the daemon each logged one).
+func TestStartupLogsTheHTTPAPIOnce(t *testing.T) {
+	h := startServe(t, "-config", writeConfig(t, threeWorkers))
+	h.waitLine("host running")
+	if err := h.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if rc := h.wait(); rc != 0 {
+		t.Fatalf("exit status %d, want 0", rc)
+	}
+	n := 0
+	for _, l := range strings.Split(h.logText(), "\n") {
+		if strings.Contains(strings.ToLower(l), "api listening") {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d lines say the HTTP API listens, want 1:\n%s", n, h.logText())
+	}
+}
+
+// A host that cannot start (its http_addr is taken) says so, exits 1, and
+// does not call it an unclean shutdown.
+func TestStartupFailureIsLoggedAsSuch(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cfg := writeConfig(t, threeWorkers)
+	src, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src = bytes.Replace(src, []byte(`"127.0.0.1:0"`), []byte(strconv.Quote(ln.Addr().String())), 1)
+	if err := os.WriteFile(cfg, src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h := startServe(t, "-config", cfg)
+	if rc := h.wait(); rc != 1 {
+		t.Fatalf("exit status %d, want 1", rc)
+	}
+	line := h.waitLine("host failed to start")
+	if !strings.Contains(line, "address already in use") || !strings.Contains(line, ln.Addr().String()) {
+		t.Errorf("start-up failure line %q does not name the address and the cause", line)
+	}
+	if log := h.logText(); strings.Contains(log, "shutdown was not clean") {
+		t.Errorf("a start-up failure is logged as an unclean shutdown:\n%s", log)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"io"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -91,6 +92,37 @@ func printStatus(w io.Writer, rep *api.Status, color bool) {
 	if len(rep.Workers) == 0 {
 		fmt.Fprintln(w, "no workers")
 	}
+	if s := sparesLine(rep.Spares, p); s != "" {
+		fmt.Fprintln(w, s)
+	}
+}
+
+// sparesLine is the warm spares ready, per binary, with their pids (they
+// are plugin processes no worker has yet: not to be mistaken for one):
+// "warm spares: chaos 1 (pid 6001) · smpp 2 (pids 6002 6003)"; "" when
+// there are none.
+func sparesLine(spares []api.SparePool, p painter) string {
+	var parts []string
+	for _, sp := range spares {
+		name := clean(path.Base(sp.Binary))
+		pids := make([]string, len(sp.Pids))
+		for i, pid := range sp.Pids {
+			pids[i] = strconv.Itoa(pid)
+		}
+		which := "pid"
+		if len(pids) != 1 {
+			which = "pids"
+		}
+		part := fmt.Sprintf("%s %d", p.paint(ansiBold, name), sp.Ready)
+		if len(pids) > 0 {
+			part += p.paint(ansiDim, fmt.Sprintf(" (%s %s)", which, strings.Join(pids, " ")))
+		}
+		parts = append(parts, part)
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "warm spares: " + strings.Join(parts, " · ")
 }
 
 // hostLine is the header: the host, its broker, uptime, process figures,

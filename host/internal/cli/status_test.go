@@ -333,7 +333,7 @@ supervisor "root" {
   }
 }
 `))
-	m := listenAddr.FindStringSubmatch(h.waitLine("http api listening"))
+	m := listenAddr.FindStringSubmatch(h.waitLine("HTTP API listening"))
 	if m == nil {
 		t.Fatalf("no address in the log:\n%s", h.logText())
 	}

@@ -274,7 +274,7 @@ func TestSupervisorsOverAMQP(t *testing.T) {
 	}
 }
 
-var listenAddr = regexp.MustCompile(`http api listening: addr=(\S+)`)
+var listenAddr = regexp.MustCompile(`HTTP API listening: addr=(\S+)`)
 
 // The real host: a supervisor started by a control message, a worker under
 // it, then the supervisor stopped, which removes both; a supervisor from
@@ -289,7 +289,7 @@ supervisor "root" {
   }
 }
 `))
-	m := listenAddr.FindStringSubmatch(h.waitLine("http api listening"))
+	m := listenAddr.FindStringSubmatch(h.waitLine("HTTP API listening"))
 	if m == nil {
 		t.Fatalf("no address in the log:\n%s", h.logText())
 	}

@@ -49,7 +49,8 @@ func runValidate(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	workers, sups := count(cfg.Root)
-	fmt.Fprintf(stdout, "%s: ok (%d workers in %d supervisors, %d classes available)\n", path, workers, sups, len(cat.Classes()))
+	fmt.Fprintf(stdout, "%s: ok (%s in %s, %s available)\n", path,
+		plural(workers, "worker", "workers"), plural(sups, "supervisor", "supervisors"), plural(len(cat.Classes()), "class", "classes"))
 	if cfg.Cluster != nil {
 		fmt.Fprintln(stdout, clusterSummary(cfg.Cluster))
 	}
@@ -109,4 +110,12 @@ func redactEndpoints(eps []string) []string {
 		}
 	}
 	return out
+}
+
+// plural is "1 worker", "2 workers", "0 workers".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }

@@ -20,7 +20,7 @@ worker "limited" {
 }
 `)
 	rc, out, errOut := runMain("validate", cfg)
-	if rc != 0 || !strings.Contains(out, "ok (1 workers") {
+	if rc != 0 || !strings.Contains(out, "ok (1 worker in 1 supervisor") {
 		t.Fatalf("validate: rc=%d out=%q err=%q", rc, out, errOut)
 	}
 	// It warns exactly about what this machine cannot enforce.

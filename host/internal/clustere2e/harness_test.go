@@ -241,6 +241,10 @@ func (h *host) start(cfg string) {
 	t := h.c.t
 	h.cmd = exec.Command(dynBin, "serve", "-config", cfg, "-log-json")
 	h.cmd.Dir = h.dir
+	// A $TMPDIR of its own, removed after the host is killed at the end
+	// of the test (registered first, so it runs after the kill): a
+	// SIGKILLed host leaves its socket directory behind.
+	h.cmd.Env = append(os.Environ(), "TMPDIR="+tempDir(t))
 	stderr, err := h.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -279,7 +279,9 @@ func (d *Daemon) Catalog() *catalog.Catalog { return d.catalog.Load() }
 // host.start_concurrency starts in flight at once) and supervises them
 // until ctx is done; then it stops them all in reverse order, each within
 // its shutdown timeout, and returns. Start failures do not end Run: the
-// supervisor retries or marks the worker failed.
+// supervisor retries or marks the worker failed. When the host itself
+// cannot start (the broker, the HTTP API, the control channel) Run stops
+// what it started and returns a *StartupError.
 func (d *Daemon) Run(ctx context.Context) error {
 	d.mu.Lock()
 	if d.running {
@@ -301,14 +303,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// their Start on.
 	d.initTransports()
 	if err := d.dialBroker(); err != nil {
-		return errors.Join(fmt.Errorf("connecting to the broker: %w", err), d.shutdown())
+		return &StartupError{Err: errors.Join(fmt.Errorf("connecting to the broker: %w", err), d.shutdown())}
 	}
 	d.openBus()
 	if err := d.startHTTP(ctx); err != nil {
 		if ctx.Err() != nil {
 			return d.shutdown() // told to stop while starting: a clean stop
 		}
-		return errors.Join(err, d.shutdown())
+		return &StartupError{Err: errors.Join(err, d.shutdown())}
 	}
 	n := d.tree.Start(ctx)
 	// The host joins its cluster (if it has a cluster block) once its own
@@ -317,7 +319,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// Control messages are taken once the persisted workers are back, so
 	// that a message about one of them finds it.
 	if err := d.startAMQP(); err != nil {
-		return errors.Join(fmt.Errorf("starting the control channel: %w", err), d.shutdown())
+		return &StartupError{Err: errors.Join(fmt.Errorf("starting the control channel: %w", err), d.shutdown())}
 	}
 	d.logger.Info("host running", "workers", n, "startup", time.Since(started).Round(time.Millisecond).String())
 	monDone := make(chan struct{})
@@ -340,6 +342,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	<-monDone
 	return d.shutdown()
 }
+
+// StartupError is Run's error when the host could not start (the broker,
+// the HTTP API or the control channel failed); what it had started was
+// stopped again, and Err includes any error of that stop.
+type StartupError struct{ Err error }
+
+func (e *StartupError) Error() string { return e.Err.Error() }
+func (e *StartupError) Unwrap() error { return e.Err }
 
 func (d *Daemon) brokerDescription() string {
 	if d.cfg.AMQP == nil {

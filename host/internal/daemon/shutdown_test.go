@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -230,7 +231,26 @@ type process struct {
 
 func startProcess(t *testing.T, bin string, args ...string) *process {
 	t.Helper()
+	return startProcessEnv(t, nil, bin, args...)
+}
+
+// startProcessEnv is startProcess with env added to the test's environment.
+func startProcessEnv(t *testing.T, env []string, bin string, args ...string) *process {
+	t.Helper()
 	p := &process{t: t, cmd: exec.Command(bin, args...), done: make(chan struct{}), changed: make(chan struct{})}
+	// Unless env says otherwise, a $TMPDIR of its own, removed after the
+	// host: a host killed at the end of a test leaves its socket directory
+	// behind. Short: unix socket paths are at most 107 bytes.
+	tmp := ""
+	if !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "TMPDIR=") }) {
+		var err error
+		if tmp, err = os.MkdirTemp("", "dwd"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(tmp) }) // after the kill below
+		env = append(env, "TMPDIR="+tmp)
+	}
+	p.cmd.Env = append(os.Environ(), env...)
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

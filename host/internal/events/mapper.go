@@ -57,11 +57,11 @@ func (m Mapper) Map(ev supervise.Event) api.Event {
 		info, out.Attempt, out.Error, out.Permanent = e.EventInfo, e.Attempt, errString(e.Err), e.Permanent
 		out.Reason = api.ExitReason(e.Err)
 	case supervise.ChildExited:
-		info, out.Error, out.UptimeSeconds = e.EventInfo, errString(e.Err), ptr(e.Uptime.Seconds())
+		info, out.Error, out.UptimeSeconds = e.EventInfo, errString(e.Err), ptr(seconds(e.Uptime))
 		out.Reason = api.ExitReason(e.Err)
 	case supervise.ChildRestarting:
 		info, out.Attempt, out.Error = e.EventInfo, e.Attempt, errString(e.Err)
-		out.DelaySeconds, out.Restarts = ptr(e.Delay.Seconds()), ptr(e.Restarts)
+		out.DelaySeconds, out.Restarts = ptr(seconds(e.Delay)), ptr(e.Restarts)
 	case supervise.ChildFailed:
 		info, out.Reason, out.Error, out.Restarts = e.EventInfo, string(e.Reason), errString(e.Err), ptr(e.Restarts)
 	case supervise.ChildStopping:
@@ -72,7 +72,7 @@ func (m Mapper) Map(ev supervise.Event) api.Event {
 		info = e.EventInfo
 	case supervise.SupervisorEscalated:
 		info, out.Error = e.EventInfo, errString(e.Err)
-		out.Intensity, out.PeriodSeconds = ptr(e.Intensity), ptr(e.Period.Seconds())
+		out.Intensity, out.PeriodSeconds = ptr(e.Intensity), ptr(seconds(e.Period))
 	default:
 		// An event type this package does not know yet still gets its
 		// name and common fields, from the map every event offers.
@@ -113,3 +113,9 @@ func errString(err error) string {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// seconds is d in seconds to the millisecond: an event's JSON says 1.5,
+// not 1.500212047 or the float noise of a division.
+func seconds(d time.Duration) float64 {
+	return float64(d.Round(time.Millisecond).Milliseconds()) / 1000
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -121,9 +122,38 @@ func TestLogArgs(t *testing.T) {
 			"[worker w supervisor root attempt 2 delay_seconds 1 error boom restarts 1]"},
 		{supervise.ChildStopping{EventInfo: info("campaign-a", subSup)},
 			"[child root/campaign-a supervisor root]"},
+		// A stop on request has no reason: no empty reason="".
+		{supervise.ChildStopping{EventInfo: info("w", worker)},
+			"[worker w supervisor root class echo]"},
+		{supervise.ChildStopped{EventInfo: info("w", worker)},
+			"[worker w supervisor root class echo]"},
+		{supervise.ChildStopped{EventInfo: info("w", worker), Reason: `restart of "b" (one_for_all)`},
+			`[worker w supervisor root class echo reason restart of "b" (one_for_all)]`},
 	} {
 		if got := fmt.Sprint(LogArgs(m.Map(tc.ev))); got != tc.want {
 			t.Errorf("LogArgs(%s) = %s, want %s", tc.ev.Type(), got, tc.want)
+		}
+	}
+}
+
+// Durations are in seconds to the millisecond on the wire: no nanoseconds,
+// no float noise.
+func TestMapDurationsToTheMillisecond(t *testing.T) {
+	m := Mapper{}
+	for _, tc := range []struct {
+		ev   supervise.Event
+		want string
+	}{
+		{supervise.ChildExited{EventInfo: info("w", nil), Uptime: 1500212047 * time.Nanosecond}, `"uptime_seconds":1.5}`},
+		{supervise.ChildExited{EventInfo: info("w", nil), Uptime: 140 * time.Millisecond}, `"uptime_seconds":0.14}`},
+		{supervise.ChildRestarting{EventInfo: info("w", nil), Attempt: 2, Delay: 123456789 * time.Nanosecond}, `"delay_seconds":0.123,`},
+	} {
+		raw, err := json.Marshal(m.Map(tc.ev))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(raw), tc.want) {
+			t.Errorf("%s: %s lacks %s", tc.ev.Type(), raw, tc.want)
 		}
 	}
 }

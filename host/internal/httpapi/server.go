@@ -227,8 +227,8 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 	s.mu.Lock()
 	s.addr = ln.Addr().String()
 	s.mu.Unlock()
+	// The daemon logs "HTTP API listening" once Listening is closed.
 	close(s.listening)
-	s.logger.Info("http api listening", "addr", ln.Addr().String(), "auth", s.opts.Token != "", "tls", tlsConfig != nil)
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()

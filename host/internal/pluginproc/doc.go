@@ -58,12 +58,20 @@
 // a cgroup with the limits of the workers it is kept for (they are part of
 // its key).
 //
-// Each process gets a unix socket directory of its own (go-plugin's
-// PLUGIN_UNIX_SOCKET_DIR, "dynworkers-plugin-<host pid>-*" in
-// os.TempDir()), removed once the process is gone, so that the socket files
-// of killed plugins do not pile up in $TMPDIR; the directories of a host
-// that was itself killed are removed by the next host that starts
-// (CleanStaleSocketDirs).
+// Every unix socket of the host's plugin processes, both sides', lives in
+// one directory per host: "dynworkers-<host pid>-<random>" in os.TempDir(),
+// mode 0700, made by the first launch and removed when the last process is
+// gone (so a host that stops cleanly leaves nothing in $TMPDIR). In it each
+// process has a directory of its own (go-plugin's UnixSocketConfig.TempDir
+// with a RunnerFunc: "plugin-dir*", the plugin's PLUGIN_UNIX_SOCKET_DIR)
+// holding the plugin's socket and the host's GRPCBroker socket for that
+// process, removed once the process is gone, so that the socket files of
+// killed plugins do not pile up. The directory of a host that was itself
+// killed is removed by the next host that starts (CleanStaleSocketDirs,
+// which also removes the per-process "dynworkers-plugin-<pid>-*"
+// directories of earlier versions). A socket's path is at most 107 bytes:
+// a $TMPDIR longer than about 40 bytes is refused with an error that says
+// so.
 //
 // Before every launch (a Start, a warm spare, a Describe) the binary and
 // its directory are checked (CheckBinary): owned by root or the host's

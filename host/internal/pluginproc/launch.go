@@ -9,13 +9,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"github.com/hashicorp/go-plugin/runner"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 
@@ -55,48 +55,15 @@ type launchConfig struct {
 	limits contain.Limits
 }
 
-// socketDirPrefix starts the name of the directory each plugin process
-// gets for its go-plugin unix socket (os.MkdirTemp in os.TempDir()); the
-// host's pid follows, so that CleanStaleSocketDirs can tell the directories
-// of a host that died from those of hosts still running.
-const socketDirPrefix = "dynworkers-plugin-"
-
-// socketDirPattern is the os.MkdirTemp pattern of this host's socket
-// directories: "dynworkers-plugin-<host pid>-*".
-var socketDirPattern = fmt.Sprintf("%s%d-*", socketDirPrefix, os.Getpid())
-
-// CleanStaleSocketDirs removes the socket directories left in os.TempDir()
-// by hosts that are no longer running (killed with SIGKILL, say, before
-// they could remove them) and returns how many it removed. Directories of
-// running hosts are left alone.
-func CleanStaleSocketDirs() int {
-	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), socketDirPrefix+"*"))
-	n := 0
-	for _, dir := range dirs {
-		rest := strings.TrimPrefix(filepath.Base(dir), socketDirPrefix)
-		pidText, _, ok := strings.Cut(rest, "-")
-		pid, err := strconv.Atoi(pidText)
-		if !ok || err != nil || pid <= 0 || pid == os.Getpid() {
-			continue
-		}
-		if err := syscall.Kill(pid, 0); err == nil || errors.Is(err, syscall.EPERM) {
-			continue // that host (or a process reusing its pid) runs
-		}
-		if os.RemoveAll(dir) == nil {
-			n++
-		}
-	}
-	return n
-}
-
 // launch starts the plugin binary, completes the go-plugin handshake and
 // dispenses the Worker client. If ctx is done before the caller calls
 // markRunning, the process is killed (exec.Cmd's Cancel). On error nothing is
 // left running: the process is killed and reaped, and its socket directory
 // removed, before launch returns.
 //
-// Each process gets a socket directory of its own (go-plugin's
-// EnvUnixSocketDir), removed once the process is gone: a plugin removes its
+// Each process gets a socket directory of its own in the host's (see
+// hostSockets), for the plugin's socket and the host's GRPCBroker socket of
+// that process, removed once the process is gone: a plugin removes its
 // socket file only when it exits cleanly, so a SIGKILLed one would otherwise
 // leave it behind in $TMPDIR.
 //
@@ -108,20 +75,29 @@ func launch(ctx context.Context, lc launchConfig) (*Process, error) {
 	if err := CheckBinary(lc.path); err != nil {
 		return nil, err
 	}
-	sockDir, err := os.MkdirTemp("", socketDirPattern)
+	// go-plugin would check the checksum of its Cmd's path, which it does
+	// not have with a RunnerFunc: check it here, just before the start.
+	if lc.checksum != nil {
+		secure := &plugin.SecureConfig{Checksum: lc.checksum, Hash: sha256.New()}
+		if ok, err := secure.Check(lc.path); err != nil {
+			return nil, fmt.Errorf("plugin %s: verifying its checksum: %w", lc.path, err)
+		} else if !ok {
+			return nil, fmt.Errorf("plugin %s: %w (its sha256 no longer matches the one recorded by the catalog); rescan the plugin directory", lc.path, ErrBinaryChanged)
+		}
+	}
+	hostDir, err := hostSockets.acquire()
 	if err != nil {
-		return nil, fmt.Errorf("plugin %s: creating its socket directory: %w", lc.path, err)
+		return nil, fmt.Errorf("plugin %s: %w", lc.path, err)
 	}
 	// The process's own cgroups (contain): the host kills all of them
 	// with it, grandchildren that left its process group included.
 	group, err := contain.Detect().New(lc.name, lc.limits)
 	if err != nil {
-		_ = os.RemoveAll(sockDir)
+		hostSockets.release(lc.logger)
 		return nil, fmt.Errorf("plugin %s: %w", lc.path, err)
 	}
 	p := &Process{
 		group:      group,
-		sockDir:    sockDir,
 		cancelExec: lc.cancel,
 		path:       lc.path,
 		logger:     lc.logger,
@@ -151,14 +127,9 @@ func launch(ctx context.Context, lc launchConfig) (*Process, error) {
 		group.Signal()
 		return killProcess(cmd.Process)
 	}
-	// Later entries win: the socket directory overrides the host's.
-	cmd.Env = append(lc.env[:len(lc.env):len(lc.env)], plugin.EnvUnixSocketDir+"="+sockDir)
+	cmd.Env = lc.env[:len(lc.env):len(lc.env)]
 	p.cmd = cmd
 
-	var secure *plugin.SecureConfig
-	if lc.checksum != nil {
-		secure = &plugin.SecureConfig{Checksum: lc.checksum, Hash: sha256.New()}
-	}
 	handshake := lc.handshake
 	if dl, ok := ctx.Deadline(); ok && handshake <= 0 {
 		handshake = max(time.Until(dl), time.Millisecond)
@@ -169,8 +140,19 @@ func launch(ctx context.Context, lc launchConfig) (*Process, error) {
 	p.client = plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake,
 		VersionedPlugins: withDoneContext(sdk.VersionedPlugins()),
-		Cmd:              cmd,
-		SecureConfig:     secure,
+		// With a RunnerFunc, and only then, go-plugin makes the process's
+		// socket directory in TempDir and puts both sides' sockets in it
+		// (the host's GRPCBroker socket too, else in os.TempDir()). It
+		// calls the RunnerFunc from Start, with a spec holding its
+		// variables (the handshake's, PLUGIN_UNIX_SOCKET_DIR); later
+		// entries win, so they override the host's.
+		UnixSocketConfig: &plugin.UnixSocketConfig{TempDir: hostDir},
+		RunnerFunc: func(_ hclog.Logger, spec *exec.Cmd, sockDir string) (runner.Runner, error) {
+			p.sockDir = sockDir
+			cmd.Env = append(cmd.Env, spec.Env...)
+			cmd.Stdin = spec.Stdin
+			return newCmdRunner(cmd)
+		},
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		StartTimeout:     handshake,
 		Stderr:           p.sink,
@@ -186,6 +168,9 @@ func launch(ctx context.Context, lc launchConfig) (*Process, error) {
 		p.client.Kill()
 		p.releaseGroup()
 		p.removeSocketDir()
+		if p.sockDir == "" { // go-plugin failed before making it
+			hostSockets.release(lc.logger)
+		}
 		return nil, p.handshakeError(ctx, err, lc)
 	}
 	p.pid = cmd.Process.Pid
@@ -350,12 +335,14 @@ func (p *Process) releaseGroup() {
 }
 
 // removeSocketDir removes the process's socket directory, with whatever
-// socket file the plugin left in it. Call it once the process is gone.
+// socket file the plugin (or the host's broker) left in it, and releases
+// the host's. Call it once the process is gone.
 func (p *Process) removeSocketDir() {
 	if p.sockDir != "" {
 		if err := os.RemoveAll(p.sockDir); err != nil {
 			p.baseLogger.Warn("removing the plugin's socket directory", "dir", p.sockDir, "error", err)
 		}
+		hostSockets.release(p.baseLogger)
 	}
 }
 

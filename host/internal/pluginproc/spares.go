@@ -506,3 +506,34 @@ func (s *Spares) discard(sp *spare) {
 	sp.p.Kill("warm spare no longer needed")
 	<-sp.p.done
 }
+
+// SparePool is what a pool holds ready for one binary (Spares.Ready).
+type SparePool struct {
+	Path string
+	Pids []int // the ready spares' processes, in pid order
+}
+
+// Ready returns the pool's idle spares, launched and waiting for a Start,
+// per binary path in path order (spares of one path with different keys
+// counted together); nil for a nil pool or one that holds none. It is for
+// status: a spare may be taken or die right after.
+func (s *Spares) Ready() []SparePool {
+	if s == nil {
+		return nil
+	}
+	byPath := map[string][]int{}
+	s.mu.Lock()
+	for _, set := range s.keys {
+		for _, sp := range set.idle {
+			byPath[set.key.path] = append(byPath[set.key.path], sp.p.Pid())
+		}
+	}
+	s.mu.Unlock()
+	var out []SparePool
+	for path, pids := range byPath {
+		slices.Sort(pids)
+		out = append(out, SparePool{Path: path, Pids: pids})
+	}
+	slices.SortFunc(out, func(a, b SparePool) int { return strings.Compare(a.Path, b.Path) })
+	return out
+}

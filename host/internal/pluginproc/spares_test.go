@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -168,12 +169,27 @@ func TestSpareWorkerKilledFromOutside(t *testing.T) {
 func TestSocketDirRemovedAfterSIGKILL(t *testing.T) {
 	p := start(t, chaosOptions(t, map[string]any{}))
 	dir := p.sockDir
-	if !strings.HasPrefix(filepath.Base(dir), "dynworkers-plugin-") || filepath.Dir(dir) != filepath.Clean(os.TempDir()) {
-		t.Errorf("socket directory %s, want dynworkers-plugin-* in %s", dir, os.TempDir())
+	hostDir := SocketDir()
+	wantHost := fmt.Sprintf("%s%d-", socketDirPrefix, os.Getpid())
+	if !strings.HasPrefix(filepath.Base(hostDir), wantHost) || filepath.Dir(hostDir) != filepath.Clean(os.TempDir()) {
+		t.Errorf("host's socket directory %q, want %s* in %s", hostDir, wantHost, os.TempDir())
 	}
+	if filepath.Dir(dir) != hostDir || !strings.HasPrefix(filepath.Base(dir), "plugin-dir") {
+		t.Errorf("socket directory %s, want plugin-dir* in the host's %s", dir, hostDir)
+	}
+	// Both sides' sockets: the plugin's, and the host's GRPCBroker
+	// socket on which it serves the Host service to this worker.
 	ents, err := os.ReadDir(dir)
-	if err != nil || len(ents) != 1 {
-		t.Fatalf("socket directory %s holds %v (%v), want the plugin's socket", dir, ents, err)
+	if err != nil || len(ents) != 2 {
+		t.Fatalf("socket directory %s holds %v (%v), want the plugin's socket and the host's broker socket", dir, ents, err)
+	}
+	for _, e := range ents {
+		if e.Type()&fs.ModeSocket == 0 {
+			t.Errorf("%s in %s is not a socket (%v)", e.Name(), dir, e.Type())
+		}
+	}
+	if fi, err := os.Stat(hostDir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("host's socket directory %s: %v, %v; want mode 0700", hostDir, fi, err)
 	}
 	if err := syscall.Kill(p.Pid(), syscall.SIGKILL); err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ package status
 
 import (
 	"context"
+	"math"
 	"sync"
 	"time"
 
@@ -26,6 +27,8 @@ type Host struct {
 	// Broker describes the broker, its URL redacted.
 	Broker  string
 	Started time.Time
+	// Spares is the host's pool of warm spares (nil: none).
+	Spares *pluginproc.Spares
 }
 
 // Report assembles the status of the host h running t, with the figures
@@ -46,6 +49,9 @@ func Report(ctx context.Context, h Host, t *tree.Tree, snap *monitor.Snapshot) a
 		rep.Workers = append(rep.Workers, w)
 	}
 	fillDetails(ctx, rep.Workers, infos)
+	for _, sp := range h.Spares.Ready() {
+		rep.Spares = append(rep.Spares, api.SparePool{Binary: sp.Path, Ready: len(sp.Pids), Pids: sp.Pids})
+	}
 	return rep
 }
 
@@ -107,8 +113,8 @@ func workerMetrics(snap *monitor.Snapshot, name string, pid int) *api.WorkerMetr
 		if w.Name != name || w.Proc == nil || w.Pid != pid {
 			continue
 		}
-		return &api.WorkerMetrics{RSSBytes: w.Proc.RSSBytes, CPUSeconds: w.Proc.CPUSeconds, CPUPercent: w.CPUPercent,
-			OpenFDs: w.Proc.FDs, Threads: w.Proc.Threads, UptimeSeconds: snap.Time.Sub(w.StartedAt).Seconds()}
+		return &api.WorkerMetrics{RSSBytes: w.Proc.RSSBytes, CPUSeconds: round(w.Proc.CPUSeconds, 3), CPUPercent: round(w.CPUPercent, 2),
+			OpenFDs: w.Proc.FDs, Threads: w.Proc.Threads, UptimeSeconds: round(snap.Time.Sub(w.StartedAt).Seconds(), 3)}
 	}
 	return nil
 }
@@ -116,7 +122,7 @@ func workerMetrics(snap *monitor.Snapshot, name string, pid int) *api.WorkerMetr
 func supervisorTotals(snap *monitor.Snapshot, path string) *api.SupervisorTotals {
 	for _, s := range snap.Supervisors {
 		if s.Path == path {
-			return &api.SupervisorTotals{Workers: s.Workers, Running: s.Running, RSSBytes: s.RSSBytes, CPUSeconds: s.CPUSeconds}
+			return &api.SupervisorTotals{Workers: s.Workers, Running: s.Running, RSSBytes: s.RSSBytes, CPUSeconds: round(s.CPUSeconds, 3)}
 		}
 	}
 	return nil
@@ -124,7 +130,18 @@ func supervisorTotals(snap *monitor.Snapshot, path string) *api.SupervisorTotals
 
 func processReport(snap *monitor.Snapshot) api.Process {
 	h := snap.Host
-	return api.Process{Pid: h.Pid, RSSBytes: h.Proc.RSSBytes, CPUSeconds: h.Proc.CPUSeconds, OpenFDs: h.Proc.FDs,
-		Threads: h.Proc.Threads, UptimeSeconds: snap.Time.Sub(h.Started).Seconds(), WorkersByState: h.WorkersByState,
+	return api.Process{Pid: h.Pid, RSSBytes: h.Proc.RSSBytes, CPUSeconds: round(h.Proc.CPUSeconds, 3), OpenFDs: h.Proc.FDs,
+		Threads: h.Proc.Threads, UptimeSeconds: round(snap.Time.Sub(h.Started).Seconds(), 3), WorkersByState: h.WorkersByState,
 		ControlHandled: h.ControlHandled, ControlFailed: h.ControlFailed, SampledAt: snap.Time}
+}
+
+// round rounds x to places decimals, so that the JSON of status carries
+// 0.14, not the 0.13999999999999999 of a sum of CPU times or the
+// nanoseconds of an uptime (the Prometheus exposition keeps the exact
+// figures). CPU times are counted in clock ticks (10ms) and uptimes are
+// shown in milliseconds at best: 3 decimals lose nothing of them; a CPU
+// percentage keeps 2.
+func round(x float64, places int) float64 {
+	p := math.Pow10(places)
+	return math.Round(x*p) / p
 }

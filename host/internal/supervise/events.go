@@ -289,11 +289,13 @@ func (e ChildStopping) Type() EventType { return EventChildStopping }
 // String describes the event for logs.
 func (e ChildStopping) String() string { return e.describe(withReason("stopping", e.Reason)) }
 
-// Map returns the event as a JSON-friendly map. The "reason" key is an
-// empty string for a stop on request.
+// Map returns the event as a JSON-friendly map. A stop on request has no
+// "reason" key.
 func (e ChildStopping) Map() map[string]any {
 	m := e.toMap(e.Type())
-	m["reason"] = e.Reason
+	if e.Reason != "" {
+		m["reason"] = e.Reason
+	}
 	return m
 }
 
@@ -317,11 +319,14 @@ func (e ChildStopped) String() string {
 	return e.describe(withErr(withReason("stopped", e.Reason), e.Err))
 }
 
-// Map returns the event as a JSON-friendly map.
+// Map returns the event as a JSON-friendly map. A stop on request has no
+// "reason" key.
 func (e ChildStopped) Map() map[string]any {
 	m := e.toMap(e.Type())
 	m["error"] = errValue(e.Err)
-	m["reason"] = e.Reason
+	if e.Reason != "" {
+		m["reason"] = e.Reason
+	}
 	return m
 }
 

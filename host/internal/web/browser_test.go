@@ -220,10 +220,19 @@ type browser struct {
 
 // newBrowser starts headless Chromium, with the flags this machine's closed
 // network needs and a fresh profile directory (chromedp makes one and
-// removes it), and opens a tab.
+// removes it), and opens a tab. Chromium gets a $TMPDIR of its own, removed
+// once it is gone: killed, it leaves its own temporary directories
+// (org.chromium.Chromium.*) behind.
 func newBrowser(t *testing.T, exe string, extra ...chromedp.ExecAllocatorOption) *browser {
 	t.Helper()
+	tmp, err := os.MkdirTemp("", "chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Registered first, so it runs after the browser is closed below.
+	t.Cleanup(func() { removeAllRetry(t, tmp) })
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.Env("TMPDIR="+tmp),
 		chromedp.ExecPath(exe),
 		chromedp.NoSandbox,
 		chromedp.DisableGPU,
@@ -264,6 +273,25 @@ func newBrowser(t *testing.T, exe string, extra ...chromedp.ExecAllocatorOption)
 		}
 	})
 	return b
+}
+
+// removeAllRetry removes dir, trying again for a few seconds while the
+// last of a killed Chromium's processes may still write in it (chromedp's
+// cancel waits for the browser and kills its leftovers, but a file may
+// still appear while RemoveAll walks the directory).
+func removeAllRetry(t *testing.T, dir string) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := os.RemoveAll(dir)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("removing Chromium's temporary directory: %v", err)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // do runs actions within waitTimeout.
