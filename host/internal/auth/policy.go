@@ -404,6 +404,11 @@ func (pr *Principal) Authorize(a Action) error {
 	if !pr.allOps && !slices.Contains(pr.ops, op) && (op != OpClusterStatus || !slices.Contains(pr.ops, OpStatus)) {
 		return forbidden("principal %q may not use %q (its operations: %s)", pr.name, op, quoteList(pr.opNames()))
 	}
+	if op == OpLogs {
+		// Reading a worker's log is allowed on the workers the principal
+		// may act on: checked as stop_worker, by class and supervisor.
+		op = OpStopWorker
+	}
 	switch op {
 	case OpStartWorker, OpStopWorker, OpRestartWorker, OpKillWorker:
 		if !pr.classAllowed(a.Class) {

@@ -1,6 +1,6 @@
 // Package cli implements the dynworkers command line: serve, validate,
 // classes, plugins lock and version, and the client commands start, stop, restart,
-// start-supervisor, stop-supervisor, status, drain, undrain and send, which ask a running
+// start-supervisor, stop-supervisor, status, logs, drain, undrain and send, which ask a running
 // host over its HTTP API (default) or over AMQP (-amqp). The main package
 // is a thin wrapper around Main.
 //
@@ -52,6 +52,7 @@ func commands() []command {
 		{"reload", "apply a running host's changed HCL config and print what changed: reload [-json]", runReload},
 		{"start-supervisor", "start a supervisor on a running host: start-supervisor NAME [-parent PATH]", runStartSupervisor},
 		{"stop-supervisor", "stop a supervisor and its subtree on a running host: stop-supervisor PATH", runStopSupervisor},
+		{"logs", "print the last lines of a worker's log; -f: follow it live, across restarts: logs [-f] [-n N] [-since T] NAME", runLogs},
 		{"status", "show a running host's supervision tree and its workers (-watch: keep refreshing; -cluster: the whole cluster)", runStatus},
 		{"drain", "move a cluster host's cluster workers elsewhere, one by one, and keep new ones off it: drain [-wait] HOST", runDrain},
 		{"undrain", "let a drained cluster host take cluster workers again: undrain HOST", runUndrain},
@@ -90,10 +91,10 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-16s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "The client commands (start, stop, restart, start-supervisor, stop-supervisor, status, drain,")
-	fmt.Fprintln(w, "undrain, send, kill, reload, classes -remote) ask the host at host.http_addr of -config (default "+DefaultConfig+"),")
-	fmt.Fprintln(w, "or -http URL; with -amqp URL and -host NAME, -all or -any they send a control message over")
-	fmt.Fprintln(w, "AMQP instead.")
+	fmt.Fprintln(w, "The client commands (start, stop, restart, kill, reload, start-supervisor, stop-supervisor,")
+	fmt.Fprintln(w, "status, logs, drain, undrain, send, classes -remote) ask the host at host.http_addr of -config")
+	fmt.Fprintln(w, "(default "+DefaultConfig+"), or -http URL; with -amqp URL and -host NAME, -all or -any they send a")
+	fmt.Fprintln(w, "control message over AMQP instead.")
 	fmt.Fprintln(w, "Exit status: 0 ok, 1 the host answered an error, 2 usage error, 3 no host reached.")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run `dynworkers <command> -h` for a command's flags.")

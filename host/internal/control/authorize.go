@@ -37,10 +37,11 @@ type Locator interface {
 // in the context (auth.WithPrincipal, set by Handle or by the HTTP API's
 // Authenticate). A request without a principal is refused as
 // unauthenticated when the policy requires it, except a read-only one
-// (status, list_classes, cluster_status) that the HTTP API marked
+// (status, list_classes, cluster_status, logs) that the HTTP API marked
 // auth.WithLocalRead: a GET guarded by its bearer token. drain, undrain
 // and cluster_status act on no supervisor or class: the principal needs
-// only the operation (a principal allowed status may use cluster_status). When the policy does not require
+// only the operation; logs is authorised as stop_worker is, by the class
+// of the worker and the supervisor it runs under (a principal allowed status may use cluster_status). When the policy does not require
 // (require = false), nothing is refused: what would be is logged.
 func (d *Dispatcher) SetPolicy(p *auth.Policy) { d.policy = p }
 
@@ -142,6 +143,13 @@ func (d *Dispatcher) action(r *Request) auth.Action {
 	case OpKillWorker:
 		fallthrough // located as a restart is
 	case OpStopWorker, OpRestartWorker:
+		if loc != nil {
+			if sup, class, ok := loc.WorkerPlace(r.WorkerName); ok {
+				a.Supervisor, a.Class = auth.CanonicalPath(sup), class
+			}
+		}
+	case OpLogs:
+		// As stop_worker: the worker's class and where it runs.
 		if loc != nil {
 			if sup, class, ok := loc.WorkerPlace(r.WorkerName); ok {
 				a.Supervisor, a.Class = auth.CanonicalPath(sup), class

@@ -33,7 +33,8 @@ var operations = []string{OpStartWorker, OpStopWorker, OpRestartWorker, OpStatus
 // payload is not an object, or a member has the wrong JSON type (the
 // Detail's Attribute names it): worker_config must be an object, replace
 // and cluster booleans, constraints an object whose values are strings,
-// intensity a number, period a string or a number, the others strings; CodeUnknownOperation when the operation is missing or unknown.
+// intensity a number, period a string or a number, lines a whole number,
+// after a whole number of 0 or more, the others strings; CodeUnknownOperation when the operation is missing or unknown.
 // The alias "start_worker" is normalised to "vumi_worker". On success the
 // Request's operation is a known one, but nothing else is validated yet:
 // Dispatcher.Do does that.
@@ -86,6 +87,7 @@ func decode(body []byte) (*Request, *Error) {
 	str("supervisor_name", &req.SupervisorName)
 	str("strategy", &req.Strategy)
 	str("host", &req.Host)
+	str("since", &req.Since)
 	if err := checkRequestID(req.RequestID); err != nil {
 		req.RequestID = "" // never echoed back
 		return &req, err
@@ -127,6 +129,16 @@ func decode(body []byte) (*Request, *Error) {
 			errs = append(errs, wrongType("period", `a duration string such as "30s" or a number of seconds`, raw))
 		} else {
 			req.Period = raw
+		}
+	}
+	if raw, ok := members["lines"]; ok && !isNull(raw) {
+		if err := json.Unmarshal(raw, &req.Lines); err != nil {
+			errs = append(errs, wrongType("lines", "a whole number", raw))
+		}
+	}
+	if raw, ok := members["after"]; ok && !isNull(raw) {
+		if err := json.Unmarshal(raw, &req.After); err != nil {
+			errs = append(errs, wrongType("after", "a whole number of 0 or more (a seq of the log)", raw))
 		}
 	}
 	if len(errs) > 0 {

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -89,7 +90,15 @@ func (d *Dispatcher) Refuse(err *Error) { d.refusal.Store(err) }
 // cluster_status, the system): it is answered while the host stops, and
 // the HTTP API's local reads (auth.WithLocalRead) may do it without a
 // principal.
-func readOnly(op string) bool { return op == OpStatus || op == OpListClasses || op == OpClusterStatus }
+//
+// logs is one too: a worker's log is scrubbed of its sensitive config
+// values before it is kept, as status shows configs redacted, so the
+// dashboard (a GET with the bearer token, no signature) may read it like
+// status; a signed request needs a principal allowed "logs" on that
+// worker (see action).
+func readOnly(op string) bool {
+	return op == OpStatus || op == OpListClasses || op == OpClusterStatus || op == OpLogs
+}
 
 // Handle decodes a message body (see Decode) and carries it out (see Do).
 // A body that cannot be decoded is answered with its error; the request_id
@@ -125,7 +134,11 @@ func (d *Dispatcher) Handle(ctx context.Context, body []byte) Reply {
 // value, CodeMalformed for a wrong JSON type; an intensity of 0 reaches
 // the Host as -1, no automatic restart, as a SupervisorSpec's 0 means the
 // default); stop_supervisor needs a supervisor path, passed on as it is;
-// status, list_classes and reload need nothing. The
+// status, list_classes and reload need nothing. logs needs a valid
+// worker_name, lines from 0 (DefaultLogLines) to MaxLogLines and a since
+// that is "", an RFC 3339 time or a duration back from now ("10m")
+// (CodeInvalidConfig naming the field); after is passed on; it goes to the
+// Host's LogsHost, and a Host without one answers CodeConflict. The
 // alias "start_worker" is accepted; an unknown operation is
 // CodeUnknownOperation.
 //
@@ -270,6 +283,8 @@ func (d *Dispatcher) call(ctx context.Context, r *Request) (result any, err erro
 		return d.host.StartSupervisor(ctx, spec)
 	case OpStopSupervisor:
 		return d.host.StopSupervisor(ctx, r.Supervisor)
+	case OpLogs:
+		return d.logs(ctx, r)
 	}
 	// normalizeOperation let through an operation this switch lacks.
 	return nil, fmt.Errorf("operation %q has no handler", r.Operation)
@@ -380,6 +395,9 @@ func validate(r *Request) *Error {
 		return err
 	case OpStopSupervisor:
 		return checkStopSupervisor(r.Supervisor)
+	case OpLogs:
+		_, err := logsQuery(r, time.Now())
+		return err
 	}
 	return nil
 }

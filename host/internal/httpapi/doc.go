@@ -10,6 +10,7 @@
 //	POST   /v1/workers                 operation vumi_worker (start)
 //	DELETE /v1/workers/{name}          operation stop_worker
 //	POST   /v1/workers/{name}/restart  operation restart_worker
+//	GET    /v1/workers/{name}/logs     operation logs (?lines=N&since=S&after=SEQ); &follow=1: an NDJSON stream
 //	POST   /v1/supervisors             operation start_supervisor
 //	DELETE /v1/supervisors/{path...}   operation stop_supervisor
 //	GET    /v1/cluster                 operation cluster_status (api.ClusterView)
@@ -111,6 +112,27 @@
 // request that reached the host is carried out to the end. Each request is
 // logged at debug level with method, path, status and duration; bodies,
 // which may hold secrets, never are.
+//
+// # Log follow streams
+//
+// GET /v1/workers/{name}/logs?follow=1 (with lines, since and after as
+// without follow) first runs the logs operation through the Doer, so that
+// validation and the control policy apply: an error is answered as any
+// other, a JSON reply with its status. Then it answers 200 with
+// Content-Type application/x-ndjson and streams, one JSON object per line:
+// the lines of that answer (api.LogLine), then every new line of the log
+// as it comes (the Doer's LogFollower), across restarts of the worker
+// (whose markers are lines of the log); {"skipped": N} when N lines went
+// by faster than the stream read them; a blank line after
+// Options.LogKeepAlive (15s) without a line, so that proxies keep the
+// connection and a client can tell a silent log from a dead peer; and
+// {"error": {...}} just before the end if following failed. Each write
+// has Timeouts.Write, and the read deadlines are lifted once the request
+// is read. The stream ends when the client goes away, when a write fails,
+// or when ListenAndServe shuts down (which ends the streams before it
+// waits for the requests in flight). At most Options.MaxLogStreams (64)
+// streams are open at once; one more is answered 503 (code conflict) with
+// Retry-After.
 //
 // With Options.TLS the API serves HTTPS (TLS 1.2+, HTTP/1.1), optionally
 // requiring client certificates.

@@ -38,6 +38,7 @@ func (s *Server) routes() http.Handler {
 	route(http.MethodDelete, "/v1/workers/{name}", s.handleWorkerOp(control.OpStopWorker))
 	route(http.MethodPost, "/v1/workers/{name}/kill", s.handleWorkerOp(control.OpKillWorker))
 	route(http.MethodPost, "/v1/workers/{name}/restart", s.handleWorkerOp(control.OpRestartWorker))
+	route(http.MethodGet, "/v1/workers/{name}/logs", s.handleLogs)
 	route(http.MethodPost, "/v1/supervisors", s.handleStartSupervisor)
 	route(http.MethodDelete, "/v1/supervisors/{path...}", s.handleStopSupervisor)
 	route(http.MethodGet, "/v1/cluster", s.handleOp(control.OpClusterStatus))

@@ -62,6 +62,13 @@ type Options struct {
 	// input_limits.control_message_size when that is larger, so that every
 	// control message the host accepts over AMQP fits over HTTP too.
 	MaxBody int64
+	// MaxLogStreams bounds the log follow streams (GET
+	// /v1/workers/{name}/logs?follow=1) open at once; one more is
+	// answered 503. 0 means DefaultMaxLogStreams.
+	MaxLogStreams int
+	// LogKeepAlive is how long a follow stream stays silent before a
+	// blank line is sent; 0 means DefaultLogKeepAlive.
+	LogKeepAlive time.Duration
 }
 
 // Timeouts bounds the time a connection may take, on every path,
@@ -129,6 +136,14 @@ type Server struct {
 	mu        sync.Mutex
 	addr      string
 	listening chan struct{}
+
+	// logStreams holds a token per open follow stream; streamsCtx ends
+	// when ListenAndServe shuts down, and ends the streams with it (a
+	// stream never goes idle by itself, so Shutdown would wait for it).
+	logStreams   chan struct{}
+	logKeepAlive time.Duration
+	streamsCtx   context.Context
+	stopStreams  context.CancelFunc
 }
 
 // New returns a Server for o. It does not listen yet.
@@ -139,6 +154,16 @@ func New(o Options) *Server {
 	}
 	s := &Server{opts: o, logger: logger, listening: make(chan struct{}), timeouts: o.Timeouts.withDefaults(), maxBody: max(o.MaxBody, MaxBodyBytes)}
 	s.checkHost = loopback(o.Addr) || len(o.AllowedHosts) > 0
+	maxStreams := o.MaxLogStreams
+	if maxStreams <= 0 {
+		maxStreams = DefaultMaxLogStreams
+	}
+	s.logStreams = make(chan struct{}, maxStreams)
+	s.logKeepAlive = o.LogKeepAlive
+	if s.logKeepAlive <= 0 {
+		s.logKeepAlive = DefaultLogKeepAlive
+	}
+	s.streamsCtx, s.stopStreams = context.WithCancel(context.Background())
 	if h, _, err := net.SplitHostPort(o.Addr); err == nil {
 		s.listenHost = strings.ToLower(strings.Trim(h, "[]"))
 	}
@@ -162,8 +187,8 @@ func (s *Server) Addr() string {
 func (s *Server) Listening() <-chan struct{} { return s.listening }
 
 // ListenAndServe listens on Options.Addr and serves until ctx ends; then it
-// stops accepting connections and waits up to 5s for the requests in flight
-// before closing the rest. It returns at once the error of a listen that
+// stops accepting connections, ends the log follow streams and waits up to
+// 5s for the requests in flight before closing the rest. It returns at once the error of a listen that
 // fails (the address is taken, or it is not a loopback address and there is
 // no token), nil after a clean shutdown, and an error when requests had to
 // be cut off. Call it once per Server.
@@ -212,6 +237,7 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 		return fmt.Errorf("http api: %w", err)
 	case <-ctx.Done():
 	}
+	s.stopStreams() // the follow streams end, so that their connections go idle
 	shutCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	err = srv.Shutdown(shutCtx)

@@ -1,7 +1,9 @@
 // The dynworkers dashboard. It polls the host's HTTP API (GET /v1/status,
 // GET /v1/events and, on a host of a cluster, GET /v1/cluster) and renders
 // the supervision tree, the host's figures, the recent events and the
-// cluster's hosts and workers; its buttons and form call the same API.
+// cluster's hosts and workers; its buttons and form call the same API. A
+// worker's "logs" button opens a pane that follows its log live (GET
+// /v1/workers/NAME/logs?follow=1).
 //
 // Everything shown comes from the API and goes into the page as text
 // (textContent and DOM attributes), never as HTML: worker names, and the
@@ -427,6 +429,7 @@
       cpuLine: svg("polyline"),
       restart: el("button", { type: "button", className: "restart", title: "restart this worker" }, "restart"),
       stop: el("button", { type: "button", className: "stop", title: "stop this worker" }, "stop"),
+      logs: el("button", { type: "button", className: "logs", title: "show this worker's log, following it live" }, "logs"),
     };
     v.config = el("details", { className: "config" }, el("summary", {}, "config"), v.configPre);
     // The worker's details go on a line of their own under its row, and
@@ -444,13 +447,14 @@
     v.cpuSpark = spark(v.cpuLine, "CPU over time");
     v.restart.addEventListener("click", () => act(v, "restart"));
     v.stop.addEventListener("click", () => act(v, "stop"));
+    v.logs.addEventListener("click", () => openLogs(name));
     v.tr = el("tr", { className: "worker", "data-worker": name },
       el("td", { className: "state" }, v.badge),
       el("td", { className: "name" }, v.nameText, v.classText, v.config),
       v.pid, v.uptime, v.restarts, v.lastExit, v.source,
       el("td", { className: "rss" }, v.rssText, v.rssSpark),
       el("td", { className: "cpu" }, v.cpuText, v.cpuSpark),
-      el("td", { className: "actions" }, v.restart, v.stop));
+      el("td", { className: "actions" }, v.logs, v.restart, v.stop));
     return v;
   }
 
@@ -781,6 +785,124 @@
         el("td", { className: "c-pending" }, w.pending || (w.error ? "error: " + w.error : "")))));
   }
 
+  // ---- a worker's log ----------------------------------------------------
+
+  // The log pane shows a worker's last lines and follows its log live
+  // through the API's NDJSON stream (GET /v1/workers/NAME/logs?follow=1),
+  // read with fetch and a ReadableStream: EventSource could not send the
+  // bearer token. Log lines are whatever the worker wrote: they go into
+  // the page as text only.
+  const LOG_LINES = 200; // lines asked for when the pane opens
+  const MAX_LOG_ROWS = 2000; // rows kept in the pane
+  let logView = null; // {name, ctrl}: the pane's worker and its fetch
+
+  function openLogs(name) {
+    closeLogs();
+    const v = { name, ctrl: new AbortController() };
+    logView = v;
+    setText($("log-worker"), name);
+    $("log-lines").replaceChildren();
+    $("logpane").hidden = false;
+    followLogs(v);
+    $("logpane").scrollIntoView({ block: "nearest" });
+  }
+
+  // closeLogs hides the pane and aborts its fetch, which ends the stream.
+  function closeLogs() {
+    if (logView) logView.ctrl.abort();
+    logView = null;
+    $("logpane").hidden = true;
+  }
+
+  function logState(v, text, bad) {
+    if (logView !== v) return;
+    const s = $("log-state");
+    s.className = bad ? "error" : "";
+    setText(s, text);
+  }
+
+  async function followLogs(v) {
+    const headers = { Accept: "application/x-ndjson, application/json", "X-Dynworkers-Request": "1" };
+    if (token) headers.Authorization = "Bearer " + token;
+    logState(v, "(loading…)");
+    let resp;
+    try {
+      resp = await fetch(`/v1/workers/${encodeURIComponent(v.name)}/logs?follow=1&lines=${LOG_LINES}`, {
+        method: "GET", headers, cache: "no-store", credentials: "omit", referrerPolicy: "same-origin", signal: v.ctrl.signal,
+      });
+    } catch (e) {
+      if (!v.ctrl.signal.aborted) logState(v, "(the host does not answer: " + e.message + ")", true);
+      return;
+    }
+    const ctype = resp.headers.get("Content-Type") || "";
+    if (!resp.ok || !ctype.startsWith("application/x-ndjson")) {
+      let err = {};
+      try { err = ((await resp.json()) || {}).error || {}; } catch (e) { /* not JSON */ }
+      if (err.code === "unauthorized") { closeLogs(); showLogin(err.message); return; }
+      logState(v, `(${err.code || "HTTP " + resp.status}: ${err.message || "the log could not be read"})`, true);
+      return;
+    }
+    logState(v, "(following live)");
+    const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buf = "";
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += value;
+        let i;
+        while ((i = buf.indexOf("\n")) >= 0) {
+          const line = buf.slice(0, i);
+          buf = buf.slice(i + 1);
+          if (logView !== v) return;
+          logItem(v, line);
+        }
+      }
+      logState(v, "(the host ended the stream: is it stopping? Open the log again once it is back)", true);
+    } catch (e) {
+      if (!v.ctrl.signal.aborted) logState(v, "(the stream broke: " + e.message + ")", true);
+    }
+  }
+
+  // logItem shows one line of the stream: a log line, a count of lines
+  // skipped, the error the stream ends with; a blank line is a keep-alive.
+  function logItem(v, line) {
+    if (!line.trim()) return;
+    let o;
+    try { o = JSON.parse(line); } catch (e) { return; }
+    if (!o || typeof o !== "object") return;
+    if (o.error) {
+      logState(v, `(${o.error.code}: ${o.error.message})`, true);
+      return;
+    }
+    if (o.skipped) {
+      appendLogRow(el("div", { className: "log-line log-skipped" }, `… ${o.skipped} lines skipped: the log turned over faster than it was read`));
+      return;
+    }
+    appendLogRow(logRow(o));
+  }
+
+  function logRow(l) {
+    const time = el("span", { className: "log-time", title: String(l.time || "") }, fmtTime(l.time, true));
+    if (l.marker) {
+      return el("div", { className: "log-line log-marker marker-" + String(l.marker), "data-seq": l.seq, "data-marker": String(l.marker) },
+        time, " ", el("span", { className: "log-text" }, `— ${l.text} —`));
+    }
+    const level = String(l.level || "");
+    return el("div", { className: "log-line" + (level ? " lvl-" + level.replace(/[^a-z]/g, "") : ""), "data-seq": l.seq },
+      time, " ", el("span", { className: "log-level" }, level.toUpperCase()), " ", el("span", { className: "log-text" }, String(l.text ?? "")));
+  }
+
+  // appendLogRow adds a row at the bottom, and scrolls to it unless the
+  // reader scrolled up.
+  function appendLogRow(row) {
+    const box = $("log-lines");
+    const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 8;
+    box.append(row);
+    while (box.childElementCount > MAX_LOG_ROWS) box.firstElementChild.remove();
+    if (atBottom) box.scrollTop = box.scrollHeight;
+  }
+
   // ---- actions ---------------------------------------------------------
 
   let noticeTimer = 0;
@@ -887,6 +1009,7 @@
       schedule(0);
     });
     $("notice-close").addEventListener("click", () => { $("notice").hidden = true; });
+    $("log-close").addEventListener("click", closeLogs);
     $("start-form").addEventListener("submit", startWorker);
     $("start-cluster").addEventListener("change", () => {
       $("start-constraints").disabled = !$("start-cluster").checked;
