@@ -197,17 +197,7 @@ func decodeAMQPTLS(sc *scope, blocks hcl.Blocks, urlAttr *hcl.Attribute, u *url.
 				"The url sets the TLS parameter %q, which the host does not read: set ca_file, cert_file, key_file and server_name in a tls block of the amqp block instead.", p)
 		}
 	}
-	var tb *hcl.Block
-	for _, b := range blocks {
-		if b.Type != "tls" {
-			continue
-		}
-		if tb != nil {
-			sc.errorf(b.DefRange, "Duplicate tls block", "Only one \"tls\" block is allowed in the amqp block; the first is at %s.", position(tb.DefRange))
-			continue
-		}
-		tb = b
-	}
+	tb := sc.onlyBlock(blocks, "tls", "the amqp block")
 	if tb == nil {
 		return nil
 	}

@@ -170,19 +170,28 @@ type limitsHashInput struct {
 
 // decodeHostLimits decodes the host block's limits block (at most one).
 func decodeHostLimits(sc *scope, blocks hcl.Blocks, l *contain.Limits) {
+	if b := sc.onlyBlock(blocks, "limits", "the host block"); b != nil {
+		decodeLimits(sc, b, l)
+	}
+}
+
+// onlyBlock returns the first block of type typ among blocks (nil if
+// none), and reports every further one as a duplicate of it; where names
+// the enclosing block in the message ("the host block").
+func (sc *scope) onlyBlock(blocks hcl.Blocks, typ, where string) *hcl.Block {
 	var first *hcl.Block
 	for _, b := range blocks {
-		if b.Type != "limits" {
+		if b.Type != typ {
 			continue
 		}
 		if first != nil {
-			sc.errorf(b.DefRange, "Duplicate limits block",
-				"The host block can have only one limits block; the first is at %s.", position(first.DefRange))
+			sc.errorf(b.DefRange, "Duplicate "+typ+" block",
+				"Only one %q block is allowed in %s; the first is at %s.", typ, where, position(first.DefRange))
 			continue
 		}
 		first = b
-		decodeLimits(sc, b, l)
 	}
+	return first
 }
 
 // LimitWarnings are the warnings of `dynworkers validate` about the limits

@@ -55,17 +55,7 @@ func (m *merger) decodeWorkerLogs(sc *scope, attrs hcl.Attributes, blocks hcl.Bl
 			h.LogLines = n
 		}
 	}
-	var first *hcl.Block
-	for _, b := range blocks {
-		if b.Type != "log_files" {
-			continue
-		}
-		if first != nil {
-			sc.errorf(b.DefRange, "Duplicate log_files block",
-				"The host block can have only one log_files block; the first is at %s.", position(first.DefRange))
-			continue
-		}
-		first = b
+	if b := sc.onlyBlock(blocks, "log_files", "the host block"); b != nil {
 		h.LogFiles = decodeLogFiles(sc, b)
 	}
 }

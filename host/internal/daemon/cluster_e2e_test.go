@@ -200,15 +200,7 @@ func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) 
 // cluster workers over at once (well within the lease TTL). NEEDS helpers
 // A and B (Store, Agent, leader).
 func TestClusterE2ETwoHosts(t *testing.T) {
-	e := etcdtest.Start(t)
-	c := e.Client(t)
-	keys := cluster.Keys{Prefix: cluster.DefaultPrefix("test")}
-	cc1, cc2 := clusterOf(e), clusterOf(e)
-	cc1.Labels, cc2.Labels = map[string]string{"zone": "a"}, map[string]string{"zone": "b"}
-	h1 := startClusterHost(t, "h1", "", cc1)
-	h2 := startClusterHost(t, "h2", "", cc2)
-	waitKey(t, c, keys.Host("h1"), true)
-	waitKey(t, c, keys.Host("h2"), true)
+	h1, h2 := twoZoneHosts(t)
 	ctx := context.Background()
 
 	r, err := h2.d.StartWorker(ctx, control.WorkerSpec{Name: "cw", Class: "chaos", Cluster: true, Constraints: map[string]string{"zone": "a"}})
@@ -329,4 +321,20 @@ func TestClusterE2EShutdownWithoutEtcd(t *testing.T) {
 		t.Errorf("shutdown without etcd took %v", took)
 	}
 	waitGone(t, time.Second, r.Pid)
+}
+
+// twoZoneHosts starts a private etcd and two cluster hosts on it, h1 in
+// zone a and h2 in zone b, and waits until both are members.
+func twoZoneHosts(t *testing.T) (h1, h2 *harness) {
+	t.Helper()
+	e := etcdtest.Start(t)
+	c := e.Client(t)
+	keys := cluster.Keys{Prefix: cluster.DefaultPrefix("test")}
+	cc1, cc2 := clusterOf(e), clusterOf(e)
+	cc1.Labels, cc2.Labels = map[string]string{"zone": "a"}, map[string]string{"zone": "b"}
+	h1 = startClusterHost(t, "h1", "", cc1)
+	h2 = startClusterHost(t, "h2", "", cc2)
+	waitKey(t, c, keys.Host("h1"), true)
+	waitKey(t, c, keys.Host("h2"), true)
+	return h1, h2
 }

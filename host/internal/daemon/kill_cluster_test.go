@@ -5,24 +5,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dynworkers/dynworkers/host/internal/cluster"
 	"github.com/dynworkers/dynworkers/host/internal/control"
-	"github.com/dynworkers/dynworkers/host/internal/etcdtest"
 )
 
 // kill_worker of a cluster worker: the host that runs it kills it (and
 // restarts it, as after a crash); another host of the cluster answers with
 // a conflict that names the host to send it to.
 func TestKillClusterWorker(t *testing.T) {
-	e := etcdtest.Start(t)
-	c := e.Client(t)
-	keys := cluster.Keys{Prefix: cluster.DefaultPrefix("test")}
-	cc1, cc2 := clusterOf(e), clusterOf(e)
-	cc1.Labels, cc2.Labels = map[string]string{"zone": "a"}, map[string]string{"zone": "b"}
-	h1 := startClusterHost(t, "h1", "", cc1)
-	h2 := startClusterHost(t, "h2", "", cc2)
-	waitKey(t, c, keys.Host("h1"), true)
-	waitKey(t, c, keys.Host("h2"), true)
+	h1, h2 := twoZoneHosts(t)
 	ctx := context.Background()
 	r, err := h2.d.StartWorker(ctx, control.WorkerSpec{Name: "cw", Class: "chaos", Cluster: true, Constraints: map[string]string{"zone": "a"}})
 	if err != nil || r.Host != "h1" {
