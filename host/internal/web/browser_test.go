@@ -505,6 +505,23 @@ func TestDashboardInChromium(t *testing.T) {
 	waitFor[bool](b, "the events show flaky restarting", jsHasEvent, "worker_restarting flaky")
 	waitFor[bool](b, "flaky shows its last exit", `(n) => { const r = (`+rowOf+`)(n); return r && /exit status 3/.test(r.querySelector("td.last-exit").textContent); }`, "flaky")
 
+	// The warm spares the restarts refilled are shown among the host's
+	// facts, by binary, and none of their pids is a worker's.
+	spares := waitFor[string](b, "the page shows the warm spares", `() => {
+		const f = [...document.querySelectorAll("#facts .fact")].find((f) => f.querySelector("dt").textContent === "warm spares");
+		const v = f && f.querySelector("dd").textContent;
+		return v && /^(?:(?:chaos|smpp) [0-9]+ \(pid [0-9, ]+\)(?:; |$))+$/.test(v) ? v : "";
+	}`)
+	workerPids := map[string]bool{}
+	for _, w := range eval[[]string](b, `() => [...document.querySelectorAll("tr.worker td.pid")].map((e) => e.textContent)`) {
+		workerPids[w] = true
+	}
+	for _, m := range regexp.MustCompile(`[0-9]+`).FindAllString(spares[strings.Index(spares, "(pid"):], -1) {
+		if workerPids[m] {
+			t.Errorf("the warm spares shown (%s) include pid %s, which the page shows as a worker's", spares, m)
+		}
+	}
+
 	// No secret in the page: the config shows the password redacted.
 	b.do("opening the SMPP config",
 		chromedp.Evaluate[chromedp.Void](`(`+rowOf+`)("SMPP Transport for account1").querySelector("details").open = true`))

@@ -329,6 +329,12 @@
       ["threads / fds", `${p.threads ?? "—"} / ${p.open_fds ?? "—"}`],
       ["control", `${p.control_handled ?? 0} handled, ${p.control_failed ?? 0} failed`],
     ];
+    // Warm spares: plugin processes launched ahead of need, of no worker.
+    const spares = (s.spares || []).filter((sp) => sp.ready > 0);
+    if (spares.length > 0) {
+      facts.push(["warm spares", spares.map((sp) =>
+        `${String(sp.binary).split("/").pop()} ${sp.ready} (pid ${(sp.pids || []).join(", ")})`).join("; ")]);
+    }
     $("facts").replaceChildren(...facts.map(([k, v]) =>
       el("div", { className: "fact" }, el("dt", {}, k), el("dd", {}, v ?? "—"))));
     if (s.host) document.title = `dynworkers · ${s.host}`;
