@@ -67,24 +67,34 @@ func (d *Daemon) KillWorker(ctx context.Context, name string) (api.KillResult, e
 // clusterHostOf returns the host that runs name as a cluster worker, as
 // this host's view of the cluster has it, or "" when it knows of none.
 func (d *Daemon) clusterHostOf(name string) string {
+	host, _ := d.clusterPlace(name)
+	return host
+}
+
+// clusterPlace says where this host's view of the cluster puts name: the
+// host that runs it, or else the host a wanted cluster worker is assigned
+// to ("" for none), and whether name is a cluster worker at all (running
+// somewhere or wanted).
+func (d *Daemon) clusterPlace(name string) (host string, known bool) {
 	if d.cl == nil {
-		return ""
+		return "", false
 	}
 	p := d.cl.parts.Load()
 	if p == nil {
-		return ""
+		return "", false
 	}
 	snap := p.cache.Snapshot()
 	if snap == nil {
-		return ""
+		return "", false
 	}
 	if r, ok := snap.Running[name]; ok {
-		return r.Host
+		return r.Host, true
 	}
-	if a, ok := snap.Assign[name]; ok {
-		if _, want := snap.Workers[name]; want {
-			return a.Host
+	if _, want := snap.Workers[name]; want {
+		if a, ok := snap.Assign[name]; ok {
+			return a.Host, true
 		}
+		return "", true
 	}
-	return ""
+	return "", false
 }

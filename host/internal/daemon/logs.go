@@ -136,21 +136,14 @@ func (d *Daemon) knowsWorker(name string) bool { return d.tree.HasWorker(name) }
 // noLog is the error for a name the host has no log of: it says which
 // host runs it, when the cluster cache says that another one does.
 func (d *Daemon) noLog(name string) error {
-	if d.cl != nil {
-		if p := d.cl.parts.Load(); p != nil {
-			snap := p.cache.Snapshot()
-			if r, ok := snap.Running[name]; ok && r.Host != "" && r.Host != d.cfg.Host.Name {
-				return control.Errorf(control.CodeNotFound,
-					"worker %q runs on host %q, not on this host (%s): ask %s for its log", name, r.Host, d.cfg.Host.Name, r.Host)
-			}
-			if a, ok := snap.Assign[name]; ok && a.Host != "" && a.Host != d.cfg.Host.Name {
-				return control.Errorf(control.CodeNotFound,
-					"worker %q is assigned to host %q, not to this host (%s): ask %s for its log", name, a.Host, d.cfg.Host.Name, a.Host)
-			}
-			if _, ok := snap.Workers[name]; ok {
-				return control.Errorf(control.CodeNotFound,
-					"cluster worker %q runs on no host now, and this host (%s) has no log of it", name, d.cfg.Host.Name)
-			}
+	if host, known := d.clusterPlace(name); known {
+		if host != "" && host != d.cfg.Host.Name {
+			return control.Errorf(control.CodeNotFound,
+				"worker %q runs on host %q, not on this host (%s): ask %s for its log", name, host, d.cfg.Host.Name, host)
+		}
+		if host == "" {
+			return control.Errorf(control.CodeNotFound,
+				"cluster worker %q runs on no host now, and this host (%s) has no log of it", name, d.cfg.Host.Name)
 		}
 	}
 	return control.Errorf(control.CodeNotFound, "no worker %q on this host (%s), and no log of one", name, d.cfg.Host.Name)
