@@ -13,78 +13,44 @@ import (
 	"github.com/dynworkers/dynworkers/host/internal/api"
 	"github.com/dynworkers/dynworkers/host/internal/control"
 	"github.com/dynworkers/dynworkers/host/internal/httpapi"
+	"github.com/dynworkers/dynworkers/host/internal/worklog"
 )
 
-// fakeLogHost is a control.Host that keeps the log of worker "w" (other
-// names are not found), for a real Dispatcher in front of it.
+// fakeLogHost is a control.Host that keeps the log of worker "w" in a
+// real worklog.Log (other names are not found), for a real Dispatcher in
+// front of it.
 type fakeLogHost struct {
 	control.Host
-	mu      sync.Mutex
-	lines   []api.LogLine
-	changed chan struct{}
+	log *worklog.Log
 }
 
 func newFakeLogHost(lines ...api.LogLine) *fakeLogHost {
-	h := &fakeLogHost{changed: make(chan struct{})}
+	store, err := worklog.NewStore(worklog.Options{})
+	if err != nil {
+		panic(err)
+	}
+	h := &fakeLogHost{log: store.Log("w")}
 	for _, l := range lines {
 		h.add(l)
 	}
 	return h
 }
 
-func (h *fakeLogHost) add(l api.LogLine) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	l.Seq = uint64(len(h.lines) + 1)
-	if l.Time.IsZero() {
-		l.Time = time.Now()
-	}
-	h.lines = append(h.lines, l)
-	close(h.changed)
-	h.changed = make(chan struct{})
-}
-
-func (h *fakeLogHost) after(seq uint64) ([]api.LogLine, uint64, chan struct{}) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	var out []api.LogLine
-	for _, l := range h.lines {
-		if l.Seq > seq {
-			out = append(out, l)
-		}
-	}
-	return out, uint64(len(h.lines)), h.changed
-}
+func (h *fakeLogHost) add(l api.LogLine) { h.log.Add(l) }
 
 func (h *fakeLogHost) Logs(_ context.Context, q control.LogsQuery) (api.LogsResult, error) {
 	if q.Name != "w" {
 		return api.LogsResult{}, control.Errorf(control.CodeNotFound, "no worker %q", q.Name)
 	}
-	lines, next, _ := h.after(q.After)
-	var kept []api.LogLine
-	for _, l := range lines {
-		if !l.Time.Before(q.Since) {
-			kept = append(kept, l)
-		}
-	}
-	if len(kept) > q.Lines {
-		kept = kept[len(kept)-q.Lines:]
-	}
-	return api.LogsResult{Worker: q.Name, Lines: kept, Next: next}, nil
+	res := h.log.Lines(worklog.Query{Lines: q.Lines, Since: q.Since, After: q.After})
+	res.Worker = q.Name
+	return res, nil
 }
 
 func (h *fakeLogHost) WaitLogs(ctx context.Context, name string, seq uint64) (api.LogsResult, error) {
-	for {
-		lines, next, changed := h.after(seq)
-		if len(lines) > 0 {
-			return api.LogsResult{Worker: name, Lines: lines, Next: next}, nil
-		}
-		select {
-		case <-ctx.Done():
-			return api.LogsResult{}, ctx.Err()
-		case <-changed:
-		}
-	}
+	res, err := h.log.Wait(ctx, seq)
+	res.Worker = name
+	return res, err
 }
 
 // syncBuffer is a bytes.Buffer a command may write while a test reads it.

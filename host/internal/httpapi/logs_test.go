@@ -7,29 +7,30 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/dynworkers/dynworkers/host/internal/api"
 	"github.com/dynworkers/dynworkers/host/internal/control"
+	"github.com/dynworkers/dynworkers/host/internal/worklog"
 )
 
-// logHost is a control.Host with a LogsHost: worker "w" has a log that
-// keeps its last keep lines (all when 0); other names are not found.
+// logHost is a control.Host with a LogsHost: worker "w" has a log, a real
+// worklog.Log, that keeps its last keep lines (the default when 0); other
+// names are not found.
 type logHost struct {
 	control.Host
-	keep    int
-	mu      sync.Mutex
-	lines   []api.LogLine
-	seq     uint64
-	changed chan struct{} // closed on each add
-	waiting atomic.Int32  // WaitLogs calls in progress
+	log     *worklog.Log
+	waiting atomic.Int32 // WaitLogs calls in progress
 }
 
 func newLogHost(keep int, texts ...string) *logHost {
-	h := &logHost{keep: keep, changed: make(chan struct{})}
+	store, err := worklog.NewStore(worklog.Options{Lines: keep})
+	if err != nil {
+		panic(err)
+	}
+	h := &logHost{log: store.Log("w")}
 	for _, t := range texts {
 		h.add(t)
 	}
@@ -37,63 +38,24 @@ func newLogHost(keep int, texts ...string) *logHost {
 }
 
 func (h *logHost) add(text string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.seq++
-	h.lines = append(h.lines, api.LogLine{Seq: h.seq, Time: time.Now().UTC(), Level: "info", Text: text, PID: 42})
-	if h.keep > 0 && len(h.lines) > h.keep {
-		h.lines = h.lines[len(h.lines)-h.keep:]
-	}
-	close(h.changed)
-	h.changed = make(chan struct{})
-}
-
-// after returns the kept lines after seq, how many of those are no longer
-// kept, and the last seq.
-func (h *logHost) after(seq uint64) ([]api.LogLine, uint64, uint64, chan struct{}) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	var out []api.LogLine
-	var skipped uint64
-	for _, l := range h.lines {
-		if l.Seq > seq {
-			out = append(out, l)
-		}
-	}
-	if len(h.lines) > 0 && h.lines[0].Seq > seq+1 {
-		skipped = h.lines[0].Seq - seq - 1
-	}
-	return out, skipped, h.seq, h.changed
+	h.log.Add(api.LogLine{Level: "info", Text: text, PID: 42})
 }
 
 func (h *logHost) Logs(_ context.Context, q control.LogsQuery) (api.LogsResult, error) {
 	if q.Name != "w" {
 		return api.LogsResult{}, control.Errorf(control.CodeNotFound, "no log of worker %q", q.Name)
 	}
-	lines, skipped, next, _ := h.after(q.After)
-	if q.After == 0 {
-		skipped = 0
-	}
-	if len(lines) > q.Lines {
-		lines = lines[len(lines)-q.Lines:]
-	}
-	return api.LogsResult{Worker: q.Name, Lines: lines, Next: next, Skipped: skipped}, nil
+	res := h.log.Lines(worklog.Query{Lines: q.Lines, Since: q.Since, After: q.After})
+	res.Worker = q.Name
+	return res, nil
 }
 
 func (h *logHost) WaitLogs(ctx context.Context, name string, seq uint64) (api.LogsResult, error) {
 	h.waiting.Add(1)
 	defer h.waiting.Add(-1)
-	for {
-		lines, skipped, next, changed := h.after(seq)
-		if len(lines) > 0 {
-			return api.LogsResult{Worker: name, Lines: lines, Next: next, Skipped: skipped}, nil
-		}
-		select {
-		case <-ctx.Done():
-			return api.LogsResult{}, ctx.Err()
-		case <-changed:
-		}
-	}
+	res, err := h.log.Wait(ctx, seq)
+	res.Worker = name
+	return res, err
 }
 
 // streamItem is one line of a follow stream: a log line, a skipped count,

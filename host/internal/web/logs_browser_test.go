@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -17,39 +16,27 @@ import (
 	"github.com/dynworkers/dynworkers/host/internal/control"
 	"github.com/dynworkers/dynworkers/host/internal/httpapi"
 	"github.com/dynworkers/dynworkers/host/internal/web"
+	"github.com/dynworkers/dynworkers/host/internal/worklog"
 )
 
 // logPaneHost is a control.Host with one running worker, "greeter", whose
-// log a test writes (add); it backs the real HTTP API and dashboard.
+// log, a real worklog.Log, a test writes (add); it backs the real HTTP API
+// and dashboard.
 type logPaneHost struct {
 	control.Host
-	mu      sync.Mutex
-	lines   []api.LogLine
-	changed chan struct{}
+	log     *worklog.Log
 	waiting atomic.Int32 // WaitLogs calls in progress: open streams
 }
 
-func (h *logPaneHost) add(l api.LogLine) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	l.Seq = uint64(len(h.lines) + 1)
-	l.Time = time.Now()
-	h.lines = append(h.lines, l)
-	close(h.changed)
-	h.changed = make(chan struct{})
+func newLogPaneHost(t *testing.T) *logPaneHost {
+	store, err := worklog.NewStore(worklog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &logPaneHost{log: store.Log("greeter")}
 }
 
-func (h *logPaneHost) after(seq uint64) ([]api.LogLine, uint64, chan struct{}) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	var out []api.LogLine
-	for _, l := range h.lines {
-		if l.Seq > seq {
-			out = append(out, l)
-		}
-	}
-	return out, uint64(len(h.lines)), h.changed
-}
+func (h *logPaneHost) add(l api.LogLine) { h.log.Add(l) }
 
 func (h *logPaneHost) Status(context.Context) (api.Status, error) {
 	return api.Status{SystemID: "test", Host: "fake-host", Workers: []api.Worker{
@@ -65,27 +52,17 @@ func (h *logPaneHost) Logs(_ context.Context, q control.LogsQuery) (api.LogsResu
 	if q.Name != "greeter" {
 		return api.LogsResult{}, control.Errorf(control.CodeNotFound, "no worker %q", q.Name)
 	}
-	lines, next, _ := h.after(q.After)
-	if len(lines) > q.Lines {
-		lines = lines[len(lines)-q.Lines:]
-	}
-	return api.LogsResult{Worker: q.Name, Lines: lines, Next: next}, nil
+	res := h.log.Lines(worklog.Query{Lines: q.Lines, Since: q.Since, After: q.After})
+	res.Worker = q.Name
+	return res, nil
 }
 
 func (h *logPaneHost) WaitLogs(ctx context.Context, name string, seq uint64) (api.LogsResult, error) {
 	h.waiting.Add(1)
 	defer h.waiting.Add(-1)
-	for {
-		lines, next, changed := h.after(seq)
-		if len(lines) > 0 {
-			return api.LogsResult{Worker: name, Lines: lines, Next: next}, nil
-		}
-		select {
-		case <-ctx.Done():
-			return api.LogsResult{}, ctx.Err()
-		case <-changed:
-		}
-	}
+	res, err := h.log.Wait(ctx, seq)
+	res.Worker = name
+	return res, err
 }
 
 // JavaScript for the log pane.
@@ -126,7 +103,7 @@ func openLogPane(b *browser, name string) {
 // ends the stream.
 func TestLogPaneInChromium(t *testing.T) {
 	exe := chromium(t)
-	h := &logPaneHost{changed: make(chan struct{})}
+	h := newLogPaneHost(t)
 	h.add(api.LogLine{Marker: "start", Text: "started, pid 4242", PID: 4242})
 	h.add(api.LogLine{Level: "info", Text: "chaos worker starting mode=run", PID: 4242})
 	h.add(api.LogLine{Text: `<img src=x onerror="document.title='pwned'"> plain stderr`, PID: 4242})
