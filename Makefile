@@ -19,7 +19,7 @@ PLUGIN_FLAGS  := -trimpath -ldflags "-s -w"
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
 TOOLS := $(abspath $(BIN)/tools)
-PROTOS := $(sort $(wildcard sdk/proto/*.proto))
+PROTOS := $(sort $(wildcard internal/wire/proto/*.proto))
 
 .PHONY: all build run test test-short fuzz fuzz-smoke bench generate lint help clean tools
 

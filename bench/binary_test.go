@@ -14,7 +14,7 @@ import (
 
 	"github.com/hashicorp/go-plugin"
 
-	"github.com/dynworkers/dynworkers/sdk"
+	"github.com/dynworkers/dynworkers/internal/wire"
 )
 
 const (
@@ -85,9 +85,9 @@ func execToHandshake(t *testing.T, path string) time.Duration {
 	t.Helper()
 	cmd := exec.Command(path)
 	cmd.Env = append(os.Environ(),
-		sdk.Handshake.MagicCookieKey+"="+sdk.Handshake.MagicCookieValue,
-		fmt.Sprintf("PLUGIN_PROTOCOL_VERSIONS=%d", sdk.Handshake.ProtocolVersion),
-		fmt.Sprintf("%s=%d", sdk.EnvParentPID, os.Getpid()),
+		wire.Handshake.MagicCookieKey+"="+wire.Handshake.MagicCookieValue,
+		fmt.Sprintf("PLUGIN_PROTOCOL_VERSIONS=%d", wire.Handshake.ProtocolVersion),
+		fmt.Sprintf("%s=%d", wire.EnvParentPID, os.Getpid()),
 	)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	stdout, err := cmd.StdoutPipe()

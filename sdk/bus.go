@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/dynworkers/dynworkers/internal/wire"
 )
 
 // Messaging (DESIGN §7). A worker opens no broker connection of its own: it
@@ -135,6 +136,28 @@ func WithBindings(keys ...string) ConsumeOption {
 	return func(c *ConsumeConfig) { c.Bindings = slices.Clone(keys) }
 }
 
+// DefaultMaxRedeliveries is how many failed attempts a message of a
+// consumer without WithMaxRedeliveries gets before it is dead-lettered.
+const DefaultMaxRedeliveries = 5
+
+// WithMaxRedeliveries sets how many times the handler may fail on one
+// message (return an error other than ErrDrop) before the host
+// dead-letters it instead of requeueing it again: the n-th failure sends
+// the message to the dead-letter queue (WithDeadLetter), with the error in
+// its headers, and counts in the worker's dead_lettered metric. n below 0
+// requeues forever, as a plain AMQP consumer would; 0 means
+// DefaultMaxRedeliveries.
+func WithMaxRedeliveries(n int) ConsumeOption {
+	return func(c *ConsumeConfig) { c.MaxRedeliveries = n }
+}
+
+// WithDeadLetter sets the routing key, and the name of the queue the host
+// declares and binds with it, that dead-lettered messages go to; by default
+// "<queue>.dlq". The key is checked like a queue name (CheckBusName).
+func WithDeadLetter(key string) ConsumeOption {
+	return func(c *ConsumeConfig) { c.DeadLetter = key }
+}
+
 // WithContext makes the consumer stop when ctx ends, before the worker
 // stops. Without it a consumer runs for the life of the worker.
 func WithContext(ctx context.Context) ConsumeOption {
@@ -155,6 +178,12 @@ type ConsumeConfig struct {
 	Prefetch int
 	// Context, if not nil, ends the consumer when it ends.
 	Context context.Context
+	// MaxRedeliveries is how many failed attempts a message gets before it
+	// is dead-lettered (see WithMaxRedeliveries); negative: never.
+	MaxRedeliveries int
+	// DeadLetter is the routing key and queue of dead-lettered messages;
+	// "<Queue>.dlq" by default.
+	DeadLetter string
 }
 
 // NewConsumeConfig applies opts to the defaults for queue and checks the
@@ -167,6 +196,15 @@ func NewConsumeConfig(queue string, opts ...ConsumeOption) (ConsumeConfig, error
 	}
 	if len(c.Bindings) == 0 {
 		c.Bindings = []string{queue}
+	}
+	if c.MaxRedeliveries == 0 {
+		c.MaxRedeliveries = DefaultMaxRedeliveries
+	}
+	if c.DeadLetter == "" {
+		c.DeadLetter = queue + ".dlq"
+	}
+	if err := CheckBusName("dead-letter key", c.DeadLetter); err != nil {
+		return c, err
 	}
 	if err := CheckBusName("queue", queue); err != nil {
 		return c, err
@@ -185,19 +223,13 @@ func NewConsumeConfig(queue string, opts ...ConsumeOption) (ConsumeConfig, error
 // reservedPrefixes are the prefixes of the names a worker may not use.
 var reservedPrefixes = []string{"vumi.control", "vumi.metrics", "vumi.health", "vumi.events", "amq."}
 
-// ReservedPrefixes returns the prefixes of the names a worker may not use
-// for a routing key, a queue or a binding: those of the host's own control,
-// metrics, health and events exchanges and queues ("vumi.control",
-// "vumi.metrics", "vumi.health", "vumi.events"), and AMQP's own ("amq.").
-func ReservedPrefixes() []string { return slices.Clone(reservedPrefixes) }
-
 // MaxNameLen is the longest routing key or queue name, in bytes (AMQP's
 // short string).
-const MaxNameLen = 255
+const MaxNameLen = wire.MaxNameLen
 
 var (
 	// ErrReservedName matches the error for a routing key, queue or
-	// binding that belongs to the host (see ReservedPrefixes). The host
+	// binding that belongs to the host (its control, metrics, health and events names, "vumi.control", "vumi.metrics", "vumi.health", "vumi.events", or AMQP's own, "amq."). The host
 	// answers PermissionDenied.
 	ErrReservedName = errors.New("reserved name")
 	// ErrInvalidName matches the error for an empty routing key, queue or
@@ -244,7 +276,7 @@ func (e *BusNameError) Is(target error) bool {
 // which, for the message) that a worker wants to publish to or consume
 // from. It returns nil or a *BusNameError: for an empty name, one longer
 // than MaxNameLen bytes or not valid UTF-8, and for names that start with
-// one of ReservedPrefixes (the host's control, metrics, health and events
+// one of the reserved prefixes (the host's control, metrics, health and events
 // exchanges and queues, and AMQP's "amq." names). The host applies the same
 // check to every call of the Host service.
 func CheckBusName(kind, name string) error {
@@ -282,54 +314,17 @@ func reservedWhat(prefix string) string {
 // Metric aggregators (Env.Metric): how the host combines the values a
 // worker reports within one metrics interval.
 const (
-	AggSum  = "sum"
-	AggAvg  = "avg"
-	AggMin  = "min"
-	AggMax  = "max"
-	AggLast = "last"
+	AggSum  = wire.AggSum
+	AggAvg  = wire.AggAvg
+	AggMin  = wire.AggMin
+	AggMax  = wire.AggMax
+	AggLast = wire.AggLast
 )
-
-// ValidAggregator reports whether a is one of the metric aggregators.
-func ValidAggregator(a string) bool {
-	switch a {
-	case AggSum, AggAvg, AggMin, AggMax, AggLast:
-		return true
-	}
-	return false
-}
 
 // ErrInvalidMetric matches the error for a metric the host would refuse:
 // an empty or overlong name, a value that is NaN or infinite, an unknown
 // aggregator.
-var ErrInvalidMetric = errors.New("invalid metric")
-
-// CheckMetric checks a metric as the host does and returns its aggregators
-// without duplicates, [AggAvg] when none are given.
-func CheckMetric(name string, value float64, aggregators []string) ([]string, error) {
-	switch {
-	case name == "":
-		return nil, fmt.Errorf("%w: the name must not be empty", ErrInvalidMetric)
-	case len(name) > MaxNameLen:
-		return nil, fmt.Errorf("%w: the name is %d bytes long, more than %d", ErrInvalidMetric, len(name), MaxNameLen)
-	case !utf8.ValidString(name):
-		return nil, fmt.Errorf("%w: the name %q is not valid UTF-8", ErrInvalidMetric, name)
-	case math.IsNaN(value) || math.IsInf(value, 0):
-		return nil, fmt.Errorf("%w: metric %q: the value %v is not a finite number", ErrInvalidMetric, name, value)
-	}
-	if len(aggregators) == 0 {
-		return []string{AggAvg}, nil
-	}
-	out := make([]string, 0, len(aggregators))
-	for _, a := range aggregators {
-		if !ValidAggregator(a) {
-			return nil, fmt.Errorf("%w: metric %q: unknown aggregator %q (want sum, avg, min, max or last)", ErrInvalidMetric, name, a)
-		}
-		if !slices.Contains(out, a) {
-			out = append(out, a)
-		}
-	}
-	return out, nil
-}
+var ErrInvalidMetric = wire.ErrInvalidMetric
 
 var (
 	// ErrNoBus is the error of Env.Publish and Env.Consume when the host

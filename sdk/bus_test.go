@@ -15,8 +15,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/dynworkers/dynworkers/internal/wire"
+	"github.com/dynworkers/dynworkers/internal/wire/proto"
 	"github.com/dynworkers/dynworkers/sdk/internal/eventually"
-	"github.com/dynworkers/dynworkers/sdk/proto"
 )
 
 func init() {
@@ -628,11 +629,11 @@ func TestOutcomeOf(t *testing.T) {
 }
 
 func TestCheckMetricDefaults(t *testing.T) {
-	aggs, err := CheckMetric("m", 1, nil)
+	aggs, err := wire.CheckMetric("m", 1, nil)
 	if err != nil || !slices.Equal(aggs, []string{AggAvg}) {
 		t.Errorf("CheckMetric = %v, %v", aggs, err)
 	}
-	aggs, err = CheckMetric("m", -3, []string{"last", "min", "last"})
+	aggs, err = wire.CheckMetric("m", -3, []string{"last", "min", "last"})
 	if err != nil || !slices.Equal(aggs, []string{"last", "min"}) {
 		t.Errorf("CheckMetric = %v, %v", aggs, err)
 	}

@@ -13,7 +13,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/dynworkers/dynworkers/sdk/proto"
+	"github.com/dynworkers/dynworkers/internal/wire"
+	"github.com/dynworkers/dynworkers/internal/wire/proto"
 )
 
 // Timings of the SDK's consumers.
@@ -224,7 +225,7 @@ func (h *handling) finish() (held []*proto.OutboxCall, ob *outbox, lost bool) {
 
 func (b *bus) metric(name string, value float64, aggregators []string) error {
 	const call = "Metric"
-	aggs, err := CheckMetric(name, value, aggregators)
+	aggs, err := wire.CheckMetric(name, value, aggregators)
 	if err != nil {
 		return fmt.Errorf("%s: %w", call, err)
 	}

@@ -13,7 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/dynworkers/dynworkers/sdk/proto"
+	"github.com/dynworkers/dynworkers/internal/wire/proto"
 )
 
 // Children lets a hybrid worker start, stop and list child workers. The

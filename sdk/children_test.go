@@ -15,7 +15,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/dynworkers/dynworkers/sdk/proto"
+	"github.com/dynworkers/dynworkers/internal/wire"
+	"github.com/dynworkers/dynworkers/internal/wire/proto"
 )
 
 // fakeHost is a Host service that records what it is asked and answers
@@ -67,10 +68,10 @@ func (h *fakeHost) setErr(err error) {
 	h.mu.Unlock()
 }
 
-// brokerPlugin is GRPCWorkerPlugin that also hands the host side's broker
+// brokerPlugin is wire.GRPCWorkerPlugin that also hands the host side's broker
 // to the test, as pluginproc gets it from go-plugin.
 type brokerPlugin struct {
-	GRPCWorkerPlugin
+	wire.GRPCWorkerPlugin
 	broker chan *plugin.GRPCBroker
 }
 
@@ -100,10 +101,10 @@ func startWithHost(t *testing.T, host proto.HostServer) Env {
 func startWithHostServer(t *testing.T, host proto.HostServer) (Env, proto.WorkerClient, *server) {
 	t.Helper()
 	srv := newServer([]Class{childClass}, hclog.NewNullLogger())
-	bp := &brokerPlugin{GRPCWorkerPlugin: GRPCWorkerPlugin{Impl: srv}, broker: make(chan *plugin.GRPCBroker, 2)}
-	client, _ := plugin.TestPluginGRPCConn(t, false, map[string]plugin.Plugin{PluginName: bp})
+	bp := &brokerPlugin{GRPCWorkerPlugin: wire.GRPCWorkerPlugin{Impl: srv}, broker: make(chan *plugin.GRPCBroker, 2)}
+	client, _ := plugin.TestPluginGRPCConn(t, false, map[string]plugin.Plugin{wire.PluginName: bp})
 	t.Cleanup(func() { client.Close() })
-	raw, err := client.Dispense(PluginName)
+	raw, err := client.Dispense(wire.PluginName)
 	if err != nil {
 		t.Fatal(err)
 	}

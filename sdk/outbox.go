@@ -10,7 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/dynworkers/dynworkers/sdk/proto"
+	"github.com/dynworkers/dynworkers/internal/wire/proto"
 )
 
 // The outbox (the Host service's Outbox stream) carries a worker process's

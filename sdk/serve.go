@@ -15,16 +15,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/dynworkers/dynworkers/sdk/proto"
+	"github.com/dynworkers/dynworkers/internal/wire"
+	"github.com/dynworkers/dynworkers/internal/wire/proto"
 )
-
-// EnvParentPID is set by the host to its own pid when it launches a plugin;
-// the SDK's watchdog exits the plugin when its parent is no longer that pid.
-const EnvParentPID = "DYNWORKERS_PARENT_PID"
-
-// EnvLogLevel sets the plugin's log level (trace, debug, info, warn, error);
-// the host passes its own.
-const EnvLogLevel = "DYNWORKERS_LOG_LEVEL"
 
 // Serve serves the given classes as a plugin binary. Call it from main; it
 // does not return. A binary may offer several classes; each worker runs in a
@@ -38,11 +31,11 @@ func Serve(classes ...Class) {
 		fmt.Fprintf(os.Stderr, "dynworkers plugin: invalid classes: %v\n", err)
 		os.Exit(1)
 	}
-	if os.Getenv(Handshake.MagicCookieKey) != Handshake.MagicCookieValue {
+	if os.Getenv(wire.Handshake.MagicCookieKey) != wire.Handshake.MagicCookieValue {
 		fmt.Fprintf(os.Stderr, "This is a dynworkers worker plugin offering %d class(es); it is started by `dynworkers serve`, not by hand.\nPut it in the host's plugin_dir and run `dynworkers classes` to see what it offers.\n", len(classes))
 		os.Exit(1)
 	}
-	level := hclog.LevelFromString(os.Getenv(EnvLogLevel))
+	level := hclog.LevelFromString(os.Getenv(wire.EnvLogLevel))
 	if level == hclog.NoLevel {
 		level = hclog.Info
 	}
@@ -54,9 +47,9 @@ func Serve(classes ...Class) {
 	startWatchdog(logger)
 	srv := newServer(classes, logger)
 	plugin.Serve(&plugin.ServeConfig{
-		HandshakeConfig: Handshake,
+		HandshakeConfig: wire.Handshake,
 		VersionedPlugins: map[int]plugin.PluginSet{
-			1: {PluginName: &GRPCWorkerPlugin{Impl: srv}},
+			1: {wire.PluginName: &wire.GRPCWorkerPlugin{Impl: srv}},
 		},
 		GRPCServer: plugin.DefaultGRPCServer,
 		Logger:     logger.Named("go-plugin"),
@@ -88,7 +81,7 @@ func validateClasses(classes []Class) error {
 // Linux the host also sets Pdeathsig; the watchdog covers the rest (another
 // OS, or the rare case of the launching thread exiting first).
 func startWatchdog(logger hclog.Logger) {
-	want, err := strconv.Atoi(os.Getenv(EnvParentPID))
+	want, err := strconv.Atoi(os.Getenv(wire.EnvParentPID))
 	if err != nil {
 		want = os.Getppid()
 	}
@@ -123,7 +116,8 @@ type server struct {
 	state  string // "", "starting", "running", "stopping", "stopped"
 }
 
-func (s *server) setBroker(b *plugin.GRPCBroker) {
+// SetBroker implements wire.BrokerUser.
+func (s *server) SetBroker(b *plugin.GRPCBroker) {
 	s.mu.Lock()
 	s.broker = b
 	s.mu.Unlock()

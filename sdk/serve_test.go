@@ -14,7 +14,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/dynworkers/dynworkers/sdk/proto"
+	"github.com/dynworkers/dynworkers/internal/wire"
+	"github.com/dynworkers/dynworkers/internal/wire/proto"
 )
 
 type echoConfig struct {
@@ -66,9 +67,9 @@ var echoClass = Class{
 func dial(t *testing.T, classes ...Class) (proto.WorkerClient, *server) {
 	t.Helper()
 	srv := newServer(classes, hclog.NewNullLogger())
-	client, _ := plugin.TestPluginGRPCConn(t, false, map[string]plugin.Plugin{PluginName: &GRPCWorkerPlugin{Impl: srv}})
+	client, _ := plugin.TestPluginGRPCConn(t, false, map[string]plugin.Plugin{wire.PluginName: &wire.GRPCWorkerPlugin{Impl: srv}})
 	t.Cleanup(func() { client.Close() })
-	raw, err := client.Dispense(PluginName)
+	raw, err := client.Dispense(wire.PluginName)
 	if err != nil {
 		t.Fatal(err)
 	}

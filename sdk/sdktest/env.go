@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/dynworkers/dynworkers/internal/wire"
 	"github.com/dynworkers/dynworkers/sdk"
 	"github.com/dynworkers/dynworkers/sdk/vumi"
 )
@@ -275,7 +276,7 @@ func (e *Env) Publish(ctx context.Context, routingKey string, body []byte, heade
 
 // Metric records the value, after the checks the host makes.
 func (e *Env) Metric(name string, value float64, aggregators ...string) error {
-	aggs, err := sdk.CheckMetric(name, value, aggregators)
+	aggs, err := wire.CheckMetric(name, value, aggregators)
 	if err != nil {
 		return fmt.Errorf("Metric: %w", err)
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/dynworkers/dynworkers/sdk/proto"
+	"github.com/dynworkers/dynworkers/internal/wire/proto"
 )
 
 // cacheVersion changes when the cache file's format does; a file of another

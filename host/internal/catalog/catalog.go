@@ -18,8 +18,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/dynworkers/dynworkers/host/internal/pluginproc"
+	"github.com/dynworkers/dynworkers/internal/wire/proto"
 	"github.com/dynworkers/dynworkers/sdk"
-	"github.com/dynworkers/dynworkers/sdk/proto"
 )
 
 // DefaultDescribeTimeout bounds launching one binary and its Describe call.

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/dynworkers/dynworkers/internal/wire/proto"
 	"github.com/dynworkers/dynworkers/sdk"
-	"github.com/dynworkers/dynworkers/sdk/proto"
 )
 
 // convertClass turns a described class into a Class of binary b, checking

@@ -8,7 +8,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/dynworkers/dynworkers/host/internal/config"
-	"github.com/dynworkers/dynworkers/sdk/proto"
+	"github.com/dynworkers/dynworkers/internal/wire/proto"
 )
 
 // FuzzConvertClass converts any described class of two attributes (what a

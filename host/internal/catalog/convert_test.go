@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dynworkers/dynworkers/internal/wire/proto"
 	"github.com/dynworkers/dynworkers/sdk"
-	"github.com/dynworkers/dynworkers/sdk/proto"
 )
 
 func TestConvertSchema(t *testing.T) {

@@ -24,6 +24,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/mattn/go-isatty"
 
+	"github.com/dynworkers/dynworkers/internal/wire"
 	"github.com/dynworkers/dynworkers/sdk"
 )
 
@@ -154,6 +155,6 @@ func runVersion(args []string, stdout, stderr io.Writer) int {
 	if rc := parseFlags(fs, args, 0); rc >= 0 {
 		return rc
 	}
-	fmt.Fprintf(stdout, "dynworkers %s (%s, sdk %s, plugin protocol %d)\n", Version, runtime.Version(), sdk.Version, sdk.Handshake.ProtocolVersion)
+	fmt.Fprintf(stdout, "dynworkers %s (%s, sdk %s, plugin protocol %d)\n", Version, runtime.Version(), sdk.Version, wire.Handshake.ProtocolVersion)
 	return 0
 }

@@ -9,8 +9,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/dynworkers/dynworkers/internal/wire"
+	"github.com/dynworkers/dynworkers/internal/wire/proto"
 	"github.com/dynworkers/dynworkers/sdk"
-	"github.com/dynworkers/dynworkers/sdk/proto"
 )
 
 // BusHost carries a worker's messages: the Host service's Publish and
@@ -119,7 +120,7 @@ type Delivery struct {
 // its own timer), not block. The name is checked (non-empty, at most 255
 // bytes, UTF-8, but not yet sanitised), the value is finite, and the
 // aggregators are valid, without duplicates, never empty (see
-// sdk.CheckMetric). An error refuses the metric: the worker gets it as
+// wire.CheckMetric). An error refuses the metric: the worker gets it as
 // InvalidArgument (sdk.ErrInvalidMetric), unless it carries a gRPC status
 // of its own.
 type MetricSink interface {
@@ -525,7 +526,7 @@ func (h *hostServer) outboxSettle(call string, id, tag uint64, ack, requeue bool
 func (h *hostServer) Metric(_ context.Context, req *proto.MetricRequest) (*proto.MetricResponse, error) {
 	// A metric's name is shown (Vumi metrics, /metrics): never a secret.
 	name := h.scrubber.String(req.GetName())
-	aggs, err := sdk.CheckMetric(name, req.GetValue(), req.GetAggregators())
+	aggs, err := wire.CheckMetric(name, req.GetValue(), req.GetAggregators())
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}

@@ -22,7 +22,7 @@
 // Every call into the plugin carries a deadline, so a plugin that blocks can
 // never block the host beyond it.
 //
-// The host serves the Host service (sdk/proto/host.proto) to every worker
+// The host serves the Host service (internal/wire/proto/host.proto) to every worker
 // it starts, on a connection brokered by go-plugin's GRPCBroker whose id it
 // passes in the Start RPC. The calls of a hybrid worker (StartChild,
 // StopChild, ListChildren) go to Options.ChildHost, the worker's messages
@@ -43,7 +43,7 @@
 // not acked.
 //
 // Processes are launched in a process group of their own with Pdeathsig set,
-// so they die with the host; the SDK's watchdog (sdk.EnvParentPID) covers the
+// so they die with the host; the SDK's watchdog (wire.EnvParentPID) covers the
 // rest. On Linux the exit of a plugin is noticed through a pidfd watched by
 // the runtime poller, not by polling, and whatever the plugin left behind in
 // its process group is killed when it exits.

@@ -9,7 +9,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/dynworkers/dynworkers/sdk"
+	"github.com/dynworkers/dynworkers/internal/wire"
 )
 
 // passedEnv lists the variables of the host's environment that plugins
@@ -65,8 +65,8 @@ func pluginEnv(logger hclog.Logger, extra []string) []string {
 func pluginEnvLevel(lvl hclog.Level, extra []string) []string {
 	env := cleanEnv(os.Environ())
 	if lvl != hclog.NoLevel {
-		env = append(env, sdk.EnvLogLevel+"="+lvl.String())
+		env = append(env, wire.EnvLogLevel+"="+lvl.String())
 	}
 	env = append(env, extra...)
-	return append(env, fmt.Sprintf("%s=%d", sdk.EnvParentPID, os.Getpid()))
+	return append(env, fmt.Sprintf("%s=%d", wire.EnvParentPID, os.Getpid()))
 }

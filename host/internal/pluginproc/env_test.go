@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dynworkers/dynworkers/sdk"
+	"github.com/dynworkers/dynworkers/internal/wire"
 )
 
 // passEnv makes the host pass the named variables of its own environment
@@ -66,11 +66,11 @@ func checkPluginEnv(t *testing.T, env map[string]string, extra map[string]string
 		}
 	}
 	want := map[string]string{
-		"PATH":                       os.Getenv("PATH"),
-		"LC_TIME":                    "C.UTF-8",
-		"TZ":                         "UTC",
-		sdk.EnvParentPID:             strconv.Itoa(os.Getpid()),
-		sdk.Handshake.MagicCookieKey: sdk.Handshake.MagicCookieValue,
+		"PATH":                        os.Getenv("PATH"),
+		"LC_TIME":                     "C.UTF-8",
+		"TZ":                          "UTC",
+		wire.EnvParentPID:             strconv.Itoa(os.Getpid()),
+		wire.Handshake.MagicCookieKey: wire.Handshake.MagicCookieValue,
 	}
 	for k, v := range extra {
 		want[k] = v

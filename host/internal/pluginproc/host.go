@@ -13,8 +13,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/dynworkers/dynworkers/host/internal/scrub"
+	"github.com/dynworkers/dynworkers/internal/wire/proto"
 	"github.com/dynworkers/dynworkers/sdk"
-	"github.com/dynworkers/dynworkers/sdk/proto"
 )
 
 // DefaultHostCallTimeout bounds one call of a worker to the Host service

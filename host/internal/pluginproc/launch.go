@@ -21,8 +21,8 @@ import (
 
 	"github.com/dynworkers/dynworkers/host/internal/contain"
 	"github.com/dynworkers/dynworkers/host/internal/scrub"
-	"github.com/dynworkers/dynworkers/sdk"
-	"github.com/dynworkers/dynworkers/sdk/proto"
+	"github.com/dynworkers/dynworkers/internal/wire"
+	"github.com/dynworkers/dynworkers/internal/wire/proto"
 )
 
 // Phases of a process, for the race between a start deadline and success.
@@ -138,8 +138,8 @@ func launch(ctx context.Context, lc launchConfig) (*Process, error) {
 		handshake = time.Second
 	}
 	p.client = plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  sdk.Handshake,
-		VersionedPlugins: withDoneContext(sdk.VersionedPlugins()),
+		HandshakeConfig:  wire.Handshake,
+		VersionedPlugins: withDoneContext(wire.VersionedPlugins()),
 		// With a RunnerFunc, and only then, go-plugin makes the process's
 		// socket directory in TempDir and puts both sides' sockets in it
 		// (the host's GRPCBroker socket too, else in os.TempDir()). It
@@ -253,7 +253,7 @@ func (p *Process) dispense() (*dispensed, error) {
 	if err != nil {
 		return nil, err
 	}
-	raw, err := rpc.Dispense(sdk.PluginName)
+	raw, err := rpc.Dispense(wire.PluginName)
 	if err != nil {
 		return nil, err
 	}

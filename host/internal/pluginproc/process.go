@@ -19,8 +19,8 @@ import (
 	"github.com/dynworkers/dynworkers/host/internal/contain"
 	"github.com/dynworkers/dynworkers/host/internal/scrub"
 	"github.com/dynworkers/dynworkers/host/internal/worklog"
+	"github.com/dynworkers/dynworkers/internal/wire/proto"
 	"github.com/dynworkers/dynworkers/sdk"
-	"github.com/dynworkers/dynworkers/sdk/proto"
 )
 
 // Defaults for the zero values of Options.
@@ -58,7 +58,7 @@ type Options struct {
 
 	// Logger receives the plugin's stderr (hclog JSON, levels kept) under a
 	// sub-logger named after the worker; its level is passed to the plugin
-	// (sdk.EnvLogLevel). Nil discards.
+	// (wire.EnvLogLevel). Nil discards.
 	Logger hclog.Logger
 	// Scrubber replaces the worker's sensitive config values in all the
 	// plugin says before the host logs, stores or shows it: its log lines

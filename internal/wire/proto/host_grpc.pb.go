@@ -40,7 +40,7 @@
 // versions:
 // - protoc-gen-go-grpc v1.6.0
 // - protoc             v3.21.12
-// source: sdk/proto/host.proto
+// source: internal/wire/proto/host.proto
 
 package proto
 
@@ -581,5 +581,5 @@ var Host_ServiceDesc = grpc.ServiceDesc{
 			ClientStreams: true,
 		},
 	},
-	Metadata: "sdk/proto/host.proto",
+	Metadata: "internal/wire/proto/host.proto",
 }

@@ -12,7 +12,7 @@
 // versions:
 // 	protoc-gen-go v1.36.12
 // 	protoc        v3.21.12
-// source: sdk/proto/worker.proto
+// source: internal/wire/proto/worker.proto
 
 package proto
 
@@ -39,7 +39,7 @@ type DescribeRequest struct {
 
 func (x *DescribeRequest) Reset() {
 	*x = DescribeRequest{}
-	mi := &file_sdk_proto_worker_proto_msgTypes[0]
+	mi := &file_internal_wire_proto_worker_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -51,7 +51,7 @@ func (x *DescribeRequest) String() string {
 func (*DescribeRequest) ProtoMessage() {}
 
 func (x *DescribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_worker_proto_msgTypes[0]
+	mi := &file_internal_wire_proto_worker_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -64,7 +64,7 @@ func (x *DescribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeRequest.ProtoReflect.Descriptor instead.
 func (*DescribeRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_worker_proto_rawDescGZIP(), []int{0}
+	return file_internal_wire_proto_worker_proto_rawDescGZIP(), []int{0}
 }
 
 type DescribeResponse struct {
@@ -78,7 +78,7 @@ type DescribeResponse struct {
 
 func (x *DescribeResponse) Reset() {
 	*x = DescribeResponse{}
-	mi := &file_sdk_proto_worker_proto_msgTypes[1]
+	mi := &file_internal_wire_proto_worker_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -90,7 +90,7 @@ func (x *DescribeResponse) String() string {
 func (*DescribeResponse) ProtoMessage() {}
 
 func (x *DescribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_worker_proto_msgTypes[1]
+	mi := &file_internal_wire_proto_worker_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -103,7 +103,7 @@ func (x *DescribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeResponse.ProtoReflect.Descriptor instead.
 func (*DescribeResponse) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_worker_proto_rawDescGZIP(), []int{1}
+	return file_internal_wire_proto_worker_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *DescribeResponse) GetClasses() []*ClassInfo {
@@ -133,7 +133,7 @@ type ClassInfo struct {
 
 func (x *ClassInfo) Reset() {
 	*x = ClassInfo{}
-	mi := &file_sdk_proto_worker_proto_msgTypes[2]
+	mi := &file_internal_wire_proto_worker_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -145,7 +145,7 @@ func (x *ClassInfo) String() string {
 func (*ClassInfo) ProtoMessage() {}
 
 func (x *ClassInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_worker_proto_msgTypes[2]
+	mi := &file_internal_wire_proto_worker_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -158,7 +158,7 @@ func (x *ClassInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClassInfo.ProtoReflect.Descriptor instead.
 func (*ClassInfo) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_worker_proto_rawDescGZIP(), []int{2}
+	return file_internal_wire_proto_worker_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ClassInfo) GetName() string {
@@ -213,7 +213,7 @@ type Attribute struct {
 
 func (x *Attribute) Reset() {
 	*x = Attribute{}
-	mi := &file_sdk_proto_worker_proto_msgTypes[3]
+	mi := &file_internal_wire_proto_worker_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -225,7 +225,7 @@ func (x *Attribute) String() string {
 func (*Attribute) ProtoMessage() {}
 
 func (x *Attribute) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_worker_proto_msgTypes[3]
+	mi := &file_internal_wire_proto_worker_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -238,7 +238,7 @@ func (x *Attribute) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attribute.ProtoReflect.Descriptor instead.
 func (*Attribute) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_worker_proto_rawDescGZIP(), []int{3}
+	return file_internal_wire_proto_worker_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Attribute) GetName() string {
@@ -303,7 +303,7 @@ type StartRequest struct {
 
 func (x *StartRequest) Reset() {
 	*x = StartRequest{}
-	mi := &file_sdk_proto_worker_proto_msgTypes[4]
+	mi := &file_internal_wire_proto_worker_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -315,7 +315,7 @@ func (x *StartRequest) String() string {
 func (*StartRequest) ProtoMessage() {}
 
 func (x *StartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_worker_proto_msgTypes[4]
+	mi := &file_internal_wire_proto_worker_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -328,7 +328,7 @@ func (x *StartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRequest.ProtoReflect.Descriptor instead.
 func (*StartRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_worker_proto_rawDescGZIP(), []int{4}
+	return file_internal_wire_proto_worker_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *StartRequest) GetWorkerName() string {
@@ -381,7 +381,7 @@ type StartResponse struct {
 
 func (x *StartResponse) Reset() {
 	*x = StartResponse{}
-	mi := &file_sdk_proto_worker_proto_msgTypes[5]
+	mi := &file_internal_wire_proto_worker_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -393,7 +393,7 @@ func (x *StartResponse) String() string {
 func (*StartResponse) ProtoMessage() {}
 
 func (x *StartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_worker_proto_msgTypes[5]
+	mi := &file_internal_wire_proto_worker_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -406,7 +406,7 @@ func (x *StartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartResponse.ProtoReflect.Descriptor instead.
 func (*StartResponse) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_worker_proto_rawDescGZIP(), []int{5}
+	return file_internal_wire_proto_worker_proto_rawDescGZIP(), []int{5}
 }
 
 type StopRequest struct {
@@ -419,7 +419,7 @@ type StopRequest struct {
 
 func (x *StopRequest) Reset() {
 	*x = StopRequest{}
-	mi := &file_sdk_proto_worker_proto_msgTypes[6]
+	mi := &file_internal_wire_proto_worker_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -431,7 +431,7 @@ func (x *StopRequest) String() string {
 func (*StopRequest) ProtoMessage() {}
 
 func (x *StopRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_worker_proto_msgTypes[6]
+	mi := &file_internal_wire_proto_worker_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -444,7 +444,7 @@ func (x *StopRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopRequest.ProtoReflect.Descriptor instead.
 func (*StopRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_worker_proto_rawDescGZIP(), []int{6}
+	return file_internal_wire_proto_worker_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *StopRequest) GetTimeoutMs() int64 {
@@ -462,7 +462,7 @@ type StopResponse struct {
 
 func (x *StopResponse) Reset() {
 	*x = StopResponse{}
-	mi := &file_sdk_proto_worker_proto_msgTypes[7]
+	mi := &file_internal_wire_proto_worker_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -474,7 +474,7 @@ func (x *StopResponse) String() string {
 func (*StopResponse) ProtoMessage() {}
 
 func (x *StopResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_worker_proto_msgTypes[7]
+	mi := &file_internal_wire_proto_worker_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -487,7 +487,7 @@ func (x *StopResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopResponse.ProtoReflect.Descriptor instead.
 func (*StopResponse) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_worker_proto_rawDescGZIP(), []int{7}
+	return file_internal_wire_proto_worker_proto_rawDescGZIP(), []int{7}
 }
 
 type HealthRequest struct {
@@ -498,7 +498,7 @@ type HealthRequest struct {
 
 func (x *HealthRequest) Reset() {
 	*x = HealthRequest{}
-	mi := &file_sdk_proto_worker_proto_msgTypes[8]
+	mi := &file_internal_wire_proto_worker_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -510,7 +510,7 @@ func (x *HealthRequest) String() string {
 func (*HealthRequest) ProtoMessage() {}
 
 func (x *HealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_worker_proto_msgTypes[8]
+	mi := &file_internal_wire_proto_worker_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -523,7 +523,7 @@ func (x *HealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
 func (*HealthRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_worker_proto_rawDescGZIP(), []int{8}
+	return file_internal_wire_proto_worker_proto_rawDescGZIP(), []int{8}
 }
 
 type HealthResponse struct {
@@ -536,7 +536,7 @@ type HealthResponse struct {
 
 func (x *HealthResponse) Reset() {
 	*x = HealthResponse{}
-	mi := &file_sdk_proto_worker_proto_msgTypes[9]
+	mi := &file_internal_wire_proto_worker_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -548,7 +548,7 @@ func (x *HealthResponse) String() string {
 func (*HealthResponse) ProtoMessage() {}
 
 func (x *HealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_worker_proto_msgTypes[9]
+	mi := &file_internal_wire_proto_worker_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -561,7 +561,7 @@ func (x *HealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthResponse.ProtoReflect.Descriptor instead.
 func (*HealthResponse) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_worker_proto_rawDescGZIP(), []int{9}
+	return file_internal_wire_proto_worker_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *HealthResponse) GetHealthy() bool {
@@ -586,7 +586,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_sdk_proto_worker_proto_msgTypes[10]
+	mi := &file_internal_wire_proto_worker_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -598,7 +598,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_worker_proto_msgTypes[10]
+	mi := &file_internal_wire_proto_worker_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -611,7 +611,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_worker_proto_rawDescGZIP(), []int{10}
+	return file_internal_wire_proto_worker_proto_rawDescGZIP(), []int{10}
 }
 
 type StatusResponse struct {
@@ -624,7 +624,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_sdk_proto_worker_proto_msgTypes[11]
+	mi := &file_internal_wire_proto_worker_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -636,7 +636,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_worker_proto_msgTypes[11]
+	mi := &file_internal_wire_proto_worker_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -649,7 +649,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_worker_proto_rawDescGZIP(), []int{11}
+	return file_internal_wire_proto_worker_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StatusResponse) GetDetailsJson() []byte {
@@ -659,11 +659,11 @@ func (x *StatusResponse) GetDetailsJson() []byte {
 	return nil
 }
 
-var File_sdk_proto_worker_proto protoreflect.FileDescriptor
+var File_internal_wire_proto_worker_proto protoreflect.FileDescriptor
 
-const file_sdk_proto_worker_proto_rawDesc = "" +
+const file_internal_wire_proto_worker_proto_rawDesc = "" +
 	"\n" +
-	"\x16sdk/proto/worker.proto\x12\x14dynworkers.worker.v1\"\x11\n" +
+	" internal/wire/proto/worker.proto\x12\x14dynworkers.worker.v1\"\x11\n" +
 	"\x0fDescribeRequest\"n\n" +
 	"\x10DescribeResponse\x129\n" +
 	"\aclasses\x18\x01 \x03(\v2\x1f.dynworkers.worker.v1.ClassInfoR\aclasses\x12\x1f\n" +
@@ -708,22 +708,22 @@ const file_sdk_proto_worker_proto_rawDesc = "" +
 	"\x05Start\x12\".dynworkers.worker.v1.StartRequest\x1a#.dynworkers.worker.v1.StartResponse\x12M\n" +
 	"\x04Stop\x12!.dynworkers.worker.v1.StopRequest\x1a\".dynworkers.worker.v1.StopResponse\x12S\n" +
 	"\x06Health\x12#.dynworkers.worker.v1.HealthRequest\x1a$.dynworkers.worker.v1.HealthResponse\x12S\n" +
-	"\x06Status\x12#.dynworkers.worker.v1.StatusRequest\x1a$.dynworkers.worker.v1.StatusResponseB,Z*github.com/dynworkers/dynworkers/sdk/protob\x06proto3"
+	"\x06Status\x12#.dynworkers.worker.v1.StatusRequest\x1a$.dynworkers.worker.v1.StatusResponseB6Z4github.com/dynworkers/dynworkers/internal/wire/protob\x06proto3"
 
 var (
-	file_sdk_proto_worker_proto_rawDescOnce sync.Once
-	file_sdk_proto_worker_proto_rawDescData []byte
+	file_internal_wire_proto_worker_proto_rawDescOnce sync.Once
+	file_internal_wire_proto_worker_proto_rawDescData []byte
 )
 
-func file_sdk_proto_worker_proto_rawDescGZIP() []byte {
-	file_sdk_proto_worker_proto_rawDescOnce.Do(func() {
-		file_sdk_proto_worker_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_sdk_proto_worker_proto_rawDesc), len(file_sdk_proto_worker_proto_rawDesc)))
+func file_internal_wire_proto_worker_proto_rawDescGZIP() []byte {
+	file_internal_wire_proto_worker_proto_rawDescOnce.Do(func() {
+		file_internal_wire_proto_worker_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_internal_wire_proto_worker_proto_rawDesc), len(file_internal_wire_proto_worker_proto_rawDesc)))
 	})
-	return file_sdk_proto_worker_proto_rawDescData
+	return file_internal_wire_proto_worker_proto_rawDescData
 }
 
-var file_sdk_proto_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
-var file_sdk_proto_worker_proto_goTypes = []any{
+var file_internal_wire_proto_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_internal_wire_proto_worker_proto_goTypes = []any{
 	(*DescribeRequest)(nil),  // 0: dynworkers.worker.v1.DescribeRequest
 	(*DescribeResponse)(nil), // 1: dynworkers.worker.v1.DescribeResponse
 	(*ClassInfo)(nil),        // 2: dynworkers.worker.v1.ClassInfo
@@ -737,7 +737,7 @@ var file_sdk_proto_worker_proto_goTypes = []any{
 	(*StatusRequest)(nil),    // 10: dynworkers.worker.v1.StatusRequest
 	(*StatusResponse)(nil),   // 11: dynworkers.worker.v1.StatusResponse
 }
-var file_sdk_proto_worker_proto_depIdxs = []int32{
+var file_internal_wire_proto_worker_proto_depIdxs = []int32{
 	2,  // 0: dynworkers.worker.v1.DescribeResponse.classes:type_name -> dynworkers.worker.v1.ClassInfo
 	3,  // 1: dynworkers.worker.v1.ClassInfo.schema:type_name -> dynworkers.worker.v1.Attribute
 	0,  // 2: dynworkers.worker.v1.Worker.Describe:input_type -> dynworkers.worker.v1.DescribeRequest
@@ -757,26 +757,26 @@ var file_sdk_proto_worker_proto_depIdxs = []int32{
 	0,  // [0:2] is the sub-list for field type_name
 }
 
-func init() { file_sdk_proto_worker_proto_init() }
-func file_sdk_proto_worker_proto_init() {
-	if File_sdk_proto_worker_proto != nil {
+func init() { file_internal_wire_proto_worker_proto_init() }
+func file_internal_wire_proto_worker_proto_init() {
+	if File_internal_wire_proto_worker_proto != nil {
 		return
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sdk_proto_worker_proto_rawDesc), len(file_sdk_proto_worker_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_internal_wire_proto_worker_proto_rawDesc), len(file_internal_wire_proto_worker_proto_rawDesc)),
 			NumEnums:      0,
 			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
-		GoTypes:           file_sdk_proto_worker_proto_goTypes,
-		DependencyIndexes: file_sdk_proto_worker_proto_depIdxs,
-		MessageInfos:      file_sdk_proto_worker_proto_msgTypes,
+		GoTypes:           file_internal_wire_proto_worker_proto_goTypes,
+		DependencyIndexes: file_internal_wire_proto_worker_proto_depIdxs,
+		MessageInfos:      file_internal_wire_proto_worker_proto_msgTypes,
 	}.Build()
-	File_sdk_proto_worker_proto = out.File
-	file_sdk_proto_worker_proto_goTypes = nil
-	file_sdk_proto_worker_proto_depIdxs = nil
+	File_internal_wire_proto_worker_proto = out.File
+	file_internal_wire_proto_worker_proto_goTypes = nil
+	file_internal_wire_proto_worker_proto_depIdxs = nil
 }

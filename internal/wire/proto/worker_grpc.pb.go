@@ -12,7 +12,7 @@
 // versions:
 // - protoc-gen-go-grpc v1.6.0
 // - protoc             v3.21.12
-// source: sdk/proto/worker.proto
+// source: internal/wire/proto/worker.proto
 
 package proto
 
@@ -291,5 +291,5 @@ var Worker_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
-	Metadata: "sdk/proto/worker.proto",
+	Metadata: "internal/wire/proto/worker.proto",
 }

@@ -40,7 +40,7 @@
 // versions:
 // 	protoc-gen-go v1.36.12
 // 	protoc        v3.21.12
-// source: sdk/proto/host.proto
+// source: internal/wire/proto/host.proto
 
 package proto
 
@@ -80,7 +80,7 @@ type StartChildRequest struct {
 
 func (x *StartChildRequest) Reset() {
 	*x = StartChildRequest{}
-	mi := &file_sdk_proto_host_proto_msgTypes[0]
+	mi := &file_internal_wire_proto_host_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -92,7 +92,7 @@ func (x *StartChildRequest) String() string {
 func (*StartChildRequest) ProtoMessage() {}
 
 func (x *StartChildRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_host_proto_msgTypes[0]
+	mi := &file_internal_wire_proto_host_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -105,7 +105,7 @@ func (x *StartChildRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartChildRequest.ProtoReflect.Descriptor instead.
 func (*StartChildRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_host_proto_rawDescGZIP(), []int{0}
+	return file_internal_wire_proto_host_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *StartChildRequest) GetName() string {
@@ -147,7 +147,7 @@ type StartChildResponse struct {
 
 func (x *StartChildResponse) Reset() {
 	*x = StartChildResponse{}
-	mi := &file_sdk_proto_host_proto_msgTypes[1]
+	mi := &file_internal_wire_proto_host_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -159,7 +159,7 @@ func (x *StartChildResponse) String() string {
 func (*StartChildResponse) ProtoMessage() {}
 
 func (x *StartChildResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_host_proto_msgTypes[1]
+	mi := &file_internal_wire_proto_host_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -172,7 +172,7 @@ func (x *StartChildResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartChildResponse.ProtoReflect.Descriptor instead.
 func (*StartChildResponse) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_host_proto_rawDescGZIP(), []int{1}
+	return file_internal_wire_proto_host_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *StartChildResponse) GetChild() *ChildInfo {
@@ -199,7 +199,7 @@ type StopChildRequest struct {
 
 func (x *StopChildRequest) Reset() {
 	*x = StopChildRequest{}
-	mi := &file_sdk_proto_host_proto_msgTypes[2]
+	mi := &file_internal_wire_proto_host_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -211,7 +211,7 @@ func (x *StopChildRequest) String() string {
 func (*StopChildRequest) ProtoMessage() {}
 
 func (x *StopChildRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_host_proto_msgTypes[2]
+	mi := &file_internal_wire_proto_host_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -224,7 +224,7 @@ func (x *StopChildRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopChildRequest.ProtoReflect.Descriptor instead.
 func (*StopChildRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_host_proto_rawDescGZIP(), []int{2}
+	return file_internal_wire_proto_host_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *StopChildRequest) GetName() string {
@@ -242,7 +242,7 @@ type StopChildResponse struct {
 
 func (x *StopChildResponse) Reset() {
 	*x = StopChildResponse{}
-	mi := &file_sdk_proto_host_proto_msgTypes[3]
+	mi := &file_internal_wire_proto_host_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -254,7 +254,7 @@ func (x *StopChildResponse) String() string {
 func (*StopChildResponse) ProtoMessage() {}
 
 func (x *StopChildResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_host_proto_msgTypes[3]
+	mi := &file_internal_wire_proto_host_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -267,7 +267,7 @@ func (x *StopChildResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopChildResponse.ProtoReflect.Descriptor instead.
 func (*StopChildResponse) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_host_proto_rawDescGZIP(), []int{3}
+	return file_internal_wire_proto_host_proto_rawDescGZIP(), []int{3}
 }
 
 type ListChildrenRequest struct {
@@ -278,7 +278,7 @@ type ListChildrenRequest struct {
 
 func (x *ListChildrenRequest) Reset() {
 	*x = ListChildrenRequest{}
-	mi := &file_sdk_proto_host_proto_msgTypes[4]
+	mi := &file_internal_wire_proto_host_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -290,7 +290,7 @@ func (x *ListChildrenRequest) String() string {
 func (*ListChildrenRequest) ProtoMessage() {}
 
 func (x *ListChildrenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_host_proto_msgTypes[4]
+	mi := &file_internal_wire_proto_host_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -303,7 +303,7 @@ func (x *ListChildrenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListChildrenRequest.ProtoReflect.Descriptor instead.
 func (*ListChildrenRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_host_proto_rawDescGZIP(), []int{4}
+	return file_internal_wire_proto_host_proto_rawDescGZIP(), []int{4}
 }
 
 type ListChildrenResponse struct {
@@ -315,7 +315,7 @@ type ListChildrenResponse struct {
 
 func (x *ListChildrenResponse) Reset() {
 	*x = ListChildrenResponse{}
-	mi := &file_sdk_proto_host_proto_msgTypes[5]
+	mi := &file_internal_wire_proto_host_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -327,7 +327,7 @@ func (x *ListChildrenResponse) String() string {
 func (*ListChildrenResponse) ProtoMessage() {}
 
 func (x *ListChildrenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_host_proto_msgTypes[5]
+	mi := &file_internal_wire_proto_host_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -340,7 +340,7 @@ func (x *ListChildrenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListChildrenResponse.ProtoReflect.Descriptor instead.
 func (*ListChildrenResponse) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_host_proto_rawDescGZIP(), []int{5}
+	return file_internal_wire_proto_host_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListChildrenResponse) GetChildren() []*ChildInfo {
@@ -370,7 +370,7 @@ type ChildInfo struct {
 
 func (x *ChildInfo) Reset() {
 	*x = ChildInfo{}
-	mi := &file_sdk_proto_host_proto_msgTypes[6]
+	mi := &file_internal_wire_proto_host_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -382,7 +382,7 @@ func (x *ChildInfo) String() string {
 func (*ChildInfo) ProtoMessage() {}
 
 func (x *ChildInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_host_proto_msgTypes[6]
+	mi := &file_internal_wire_proto_host_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -395,7 +395,7 @@ func (x *ChildInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChildInfo.ProtoReflect.Descriptor instead.
 func (*ChildInfo) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_host_proto_rawDescGZIP(), []int{6}
+	return file_internal_wire_proto_host_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ChildInfo) GetName() string {
@@ -458,7 +458,7 @@ type PublishRequest struct {
 
 func (x *PublishRequest) Reset() {
 	*x = PublishRequest{}
-	mi := &file_sdk_proto_host_proto_msgTypes[7]
+	mi := &file_internal_wire_proto_host_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -470,7 +470,7 @@ func (x *PublishRequest) String() string {
 func (*PublishRequest) ProtoMessage() {}
 
 func (x *PublishRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_host_proto_msgTypes[7]
+	mi := &file_internal_wire_proto_host_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -483,7 +483,7 @@ func (x *PublishRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishRequest.ProtoReflect.Descriptor instead.
 func (*PublishRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_host_proto_rawDescGZIP(), []int{7}
+	return file_internal_wire_proto_host_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PublishRequest) GetRoutingKey() string {
@@ -522,7 +522,7 @@ type PublishResponse struct {
 
 func (x *PublishResponse) Reset() {
 	*x = PublishResponse{}
-	mi := &file_sdk_proto_host_proto_msgTypes[8]
+	mi := &file_internal_wire_proto_host_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -534,7 +534,7 @@ func (x *PublishResponse) String() string {
 func (*PublishResponse) ProtoMessage() {}
 
 func (x *PublishResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_host_proto_msgTypes[8]
+	mi := &file_internal_wire_proto_host_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -547,7 +547,7 @@ func (x *PublishResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishResponse.ProtoReflect.Descriptor instead.
 func (*PublishResponse) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_host_proto_rawDescGZIP(), []int{8}
+	return file_internal_wire_proto_host_proto_rawDescGZIP(), []int{8}
 }
 
 type ConsumeRequest struct {
@@ -560,14 +560,21 @@ type ConsumeRequest struct {
 	Bindings []string `protobuf:"bytes,2,rep,name=bindings,proto3" json:"bindings,omitempty"`
 	// prefetch is how many deliveries may be unsettled at a time, 1 to
 	// 10000; 0 means the host's default (20).
-	Prefetch      int32 `protobuf:"varint,3,opt,name=prefetch,proto3" json:"prefetch,omitempty"`
+	Prefetch int32 `protobuf:"varint,3,opt,name=prefetch,proto3" json:"prefetch,omitempty"`
+	// How many times a delivery of this consumer may fail (a handler error,
+	// nacked with requeue) and be delivered again; the next failure sends it
+	// to dead_letter_key instead. 0 is the default, 5; negative: never
+	// dead-letter (requeue forever).
+	MaxRedeliveries int32 `protobuf:"varint,4,opt,name=max_redeliveries,json=maxRedeliveries,proto3" json:"max_redeliveries,omitempty"`
+	// The routing key (and queue) poison messages go to; empty: "<queue>.dlq".
+	DeadLetterKey string `protobuf:"bytes,5,opt,name=dead_letter_key,json=deadLetterKey,proto3" json:"dead_letter_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ConsumeRequest) Reset() {
 	*x = ConsumeRequest{}
-	mi := &file_sdk_proto_host_proto_msgTypes[9]
+	mi := &file_internal_wire_proto_host_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -579,7 +586,7 @@ func (x *ConsumeRequest) String() string {
 func (*ConsumeRequest) ProtoMessage() {}
 
 func (x *ConsumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_host_proto_msgTypes[9]
+	mi := &file_internal_wire_proto_host_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -592,7 +599,7 @@ func (x *ConsumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeRequest.ProtoReflect.Descriptor instead.
 func (*ConsumeRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_host_proto_rawDescGZIP(), []int{9}
+	return file_internal_wire_proto_host_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ConsumeRequest) GetQueue() string {
@@ -616,6 +623,20 @@ func (x *ConsumeRequest) GetPrefetch() int32 {
 	return 0
 }
 
+func (x *ConsumeRequest) GetMaxRedeliveries() int32 {
+	if x != nil {
+		return x.MaxRedeliveries
+	}
+	return 0
+}
+
+func (x *ConsumeRequest) GetDeadLetterKey() string {
+	if x != nil {
+		return x.DeadLetterKey
+	}
+	return ""
+}
+
 // Delivery is one message of a Consume stream, or, as the stream's first
 // message, the announcement that the consumer is ready (delivery_tag 0).
 type Delivery struct {
@@ -632,14 +653,17 @@ type Delivery struct {
 	Redelivered bool `protobuf:"varint,5,opt,name=redelivered,proto3" json:"redelivered,omitempty"`
 	// consumer_id names this stream's consumer in Ack and Nack; unique
 	// among the consumers of the process.
-	ConsumerId    uint64 `protobuf:"varint,6,opt,name=consumer_id,json=consumerId,proto3" json:"consumer_id,omitempty"`
+	ConsumerId uint64 `protobuf:"varint,6,opt,name=consumer_id,json=consumerId,proto3" json:"consumer_id,omitempty"`
+	// How many times handling this message failed before, as far as the
+	// host knows (0 for a first delivery).
+	Failures      uint32 `protobuf:"varint,7,opt,name=failures,proto3" json:"failures,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_sdk_proto_host_proto_msgTypes[10]
+	mi := &file_internal_wire_proto_host_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -651,7 +675,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_host_proto_msgTypes[10]
+	mi := &file_internal_wire_proto_host_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -664,7 +688,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_host_proto_rawDescGZIP(), []int{10}
+	return file_internal_wire_proto_host_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Delivery) GetDeliveryTag() uint64 {
@@ -709,6 +733,13 @@ func (x *Delivery) GetConsumerId() uint64 {
 	return 0
 }
 
+func (x *Delivery) GetFailures() uint32 {
+	if x != nil {
+		return x.Failures
+	}
+	return 0
+}
+
 type AckRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ConsumerId    uint64                 `protobuf:"varint,1,opt,name=consumer_id,json=consumerId,proto3" json:"consumer_id,omitempty"`
@@ -719,7 +750,7 @@ type AckRequest struct {
 
 func (x *AckRequest) Reset() {
 	*x = AckRequest{}
-	mi := &file_sdk_proto_host_proto_msgTypes[11]
+	mi := &file_internal_wire_proto_host_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -731,7 +762,7 @@ func (x *AckRequest) String() string {
 func (*AckRequest) ProtoMessage() {}
 
 func (x *AckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_host_proto_msgTypes[11]
+	mi := &file_internal_wire_proto_host_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -744,7 +775,7 @@ func (x *AckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
 func (*AckRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_host_proto_rawDescGZIP(), []int{11}
+	return file_internal_wire_proto_host_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AckRequest) GetConsumerId() uint64 {
@@ -769,7 +800,7 @@ type AckResponse struct {
 
 func (x *AckResponse) Reset() {
 	*x = AckResponse{}
-	mi := &file_sdk_proto_host_proto_msgTypes[12]
+	mi := &file_internal_wire_proto_host_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -781,7 +812,7 @@ func (x *AckResponse) String() string {
 func (*AckResponse) ProtoMessage() {}
 
 func (x *AckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_host_proto_msgTypes[12]
+	mi := &file_internal_wire_proto_host_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -794,7 +825,7 @@ func (x *AckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
 func (*AckResponse) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_host_proto_rawDescGZIP(), []int{12}
+	return file_internal_wire_proto_host_proto_rawDescGZIP(), []int{12}
 }
 
 type NackRequest struct {
@@ -803,14 +834,18 @@ type NackRequest struct {
 	DeliveryTag uint64                 `protobuf:"varint,2,opt,name=delivery_tag,json=deliveryTag,proto3" json:"delivery_tag,omitempty"`
 	// requeue puts the message back on its queue; false drops it (to the
 	// queue's dead-letter exchange, if any).
-	Requeue       bool `protobuf:"varint,3,opt,name=requeue,proto3" json:"requeue,omitempty"`
+	Requeue bool `protobuf:"varint,3,opt,name=requeue,proto3" json:"requeue,omitempty"`
+	// Why the handler failed; set for a failure (which counts towards
+	// max_redeliveries), empty for a plain return to the queue (a consumer
+	// that stops). Goes into the dead letter's headers.
+	Error         string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NackRequest) Reset() {
 	*x = NackRequest{}
-	mi := &file_sdk_proto_host_proto_msgTypes[13]
+	mi := &file_internal_wire_proto_host_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -822,7 +857,7 @@ func (x *NackRequest) String() string {
 func (*NackRequest) ProtoMessage() {}
 
 func (x *NackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_host_proto_msgTypes[13]
+	mi := &file_internal_wire_proto_host_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -835,7 +870,7 @@ func (x *NackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackRequest.ProtoReflect.Descriptor instead.
 func (*NackRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_host_proto_rawDescGZIP(), []int{13}
+	return file_internal_wire_proto_host_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *NackRequest) GetConsumerId() uint64 {
@@ -859,6 +894,13 @@ func (x *NackRequest) GetRequeue() bool {
 	return false
 }
 
+func (x *NackRequest) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 type NackResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -867,7 +909,7 @@ type NackResponse struct {
 
 func (x *NackResponse) Reset() {
 	*x = NackResponse{}
-	mi := &file_sdk_proto_host_proto_msgTypes[14]
+	mi := &file_internal_wire_proto_host_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -879,7 +921,7 @@ func (x *NackResponse) String() string {
 func (*NackResponse) ProtoMessage() {}
 
 func (x *NackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_host_proto_msgTypes[14]
+	mi := &file_internal_wire_proto_host_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -892,7 +934,7 @@ func (x *NackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackResponse.ProtoReflect.Descriptor instead.
 func (*NackResponse) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_host_proto_rawDescGZIP(), []int{14}
+	return file_internal_wire_proto_host_proto_rawDescGZIP(), []int{14}
 }
 
 type MetricRequest struct {
@@ -911,7 +953,7 @@ type MetricRequest struct {
 
 func (x *MetricRequest) Reset() {
 	*x = MetricRequest{}
-	mi := &file_sdk_proto_host_proto_msgTypes[15]
+	mi := &file_internal_wire_proto_host_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -923,7 +965,7 @@ func (x *MetricRequest) String() string {
 func (*MetricRequest) ProtoMessage() {}
 
 func (x *MetricRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_host_proto_msgTypes[15]
+	mi := &file_internal_wire_proto_host_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -936,7 +978,7 @@ func (x *MetricRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricRequest.ProtoReflect.Descriptor instead.
 func (*MetricRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_host_proto_rawDescGZIP(), []int{15}
+	return file_internal_wire_proto_host_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *MetricRequest) GetName() string {
@@ -968,7 +1010,7 @@ type MetricResponse struct {
 
 func (x *MetricResponse) Reset() {
 	*x = MetricResponse{}
-	mi := &file_sdk_proto_host_proto_msgTypes[16]
+	mi := &file_internal_wire_proto_host_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -980,7 +1022,7 @@ func (x *MetricResponse) String() string {
 func (*MetricResponse) ProtoMessage() {}
 
 func (x *MetricResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_host_proto_msgTypes[16]
+	mi := &file_internal_wire_proto_host_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -993,7 +1035,7 @@ func (x *MetricResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricResponse.ProtoReflect.Descriptor instead.
 func (*MetricResponse) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_host_proto_rawDescGZIP(), []int{16}
+	return file_internal_wire_proto_host_proto_rawDescGZIP(), []int{16}
 }
 
 // OutboxRequest is one message of the Outbox stream: one or more calls,
@@ -1008,7 +1050,7 @@ type OutboxRequest struct {
 
 func (x *OutboxRequest) Reset() {
 	*x = OutboxRequest{}
-	mi := &file_sdk_proto_host_proto_msgTypes[17]
+	mi := &file_internal_wire_proto_host_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1020,7 +1062,7 @@ func (x *OutboxRequest) String() string {
 func (*OutboxRequest) ProtoMessage() {}
 
 func (x *OutboxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_host_proto_msgTypes[17]
+	mi := &file_internal_wire_proto_host_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1033,7 +1075,7 @@ func (x *OutboxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutboxRequest.ProtoReflect.Descriptor instead.
 func (*OutboxRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_host_proto_rawDescGZIP(), []int{17}
+	return file_internal_wire_proto_host_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *OutboxRequest) GetCalls() []*OutboxCall {
@@ -1060,7 +1102,7 @@ type OutboxCall struct {
 
 func (x *OutboxCall) Reset() {
 	*x = OutboxCall{}
-	mi := &file_sdk_proto_host_proto_msgTypes[18]
+	mi := &file_internal_wire_proto_host_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1072,7 +1114,7 @@ func (x *OutboxCall) String() string {
 func (*OutboxCall) ProtoMessage() {}
 
 func (x *OutboxCall) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_host_proto_msgTypes[18]
+	mi := &file_internal_wire_proto_host_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1085,7 +1127,7 @@ func (x *OutboxCall) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutboxCall.ProtoReflect.Descriptor instead.
 func (*OutboxCall) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_host_proto_rawDescGZIP(), []int{18}
+	return file_internal_wire_proto_host_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *OutboxCall) GetCall() isOutboxCall_Call {
@@ -1191,7 +1233,7 @@ type OutboxReply struct {
 
 func (x *OutboxReply) Reset() {
 	*x = OutboxReply{}
-	mi := &file_sdk_proto_host_proto_msgTypes[19]
+	mi := &file_internal_wire_proto_host_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1203,7 +1245,7 @@ func (x *OutboxReply) String() string {
 func (*OutboxReply) ProtoMessage() {}
 
 func (x *OutboxReply) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_host_proto_msgTypes[19]
+	mi := &file_internal_wire_proto_host_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1216,7 +1258,7 @@ func (x *OutboxReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutboxReply.ProtoReflect.Descriptor instead.
 func (*OutboxReply) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_host_proto_rawDescGZIP(), []int{19}
+	return file_internal_wire_proto_host_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *OutboxReply) GetSynced() uint64 {
@@ -1226,11 +1268,11 @@ func (x *OutboxReply) GetSynced() uint64 {
 	return 0
 }
 
-var File_sdk_proto_host_proto protoreflect.FileDescriptor
+var File_internal_wire_proto_host_proto protoreflect.FileDescriptor
 
-const file_sdk_proto_host_proto_rawDesc = "" +
+const file_internal_wire_proto_host_proto_rawDesc = "" +
 	"\n" +
-	"\x14sdk/proto/host.proto\x12\x14dynworkers.worker.v1\"x\n" +
+	"\x1einternal/wire/proto/host.proto\x12\x14dynworkers.worker.v1\"x\n" +
 	"\x11StartChildRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05class\x18\x02 \x01(\tR\x05class\x12\x1f\n" +
@@ -1261,11 +1303,13 @@ const file_sdk_proto_host_proto_rawDesc = "" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x11\n" +
-	"\x0fPublishResponse\"^\n" +
+	"\x0fPublishResponse\"\xb1\x01\n" +
 	"\x0eConsumeRequest\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x1a\n" +
 	"\bbindings\x18\x02 \x03(\tR\bbindings\x12\x1a\n" +
-	"\bprefetch\x18\x03 \x01(\x05R\bprefetch\"\xa8\x02\n" +
+	"\bprefetch\x18\x03 \x01(\x05R\bprefetch\x12)\n" +
+	"\x10max_redeliveries\x18\x04 \x01(\x05R\x0fmaxRedeliveries\x12&\n" +
+	"\x0fdead_letter_key\x18\x05 \x01(\tR\rdeadLetterKey\"\xc4\x02\n" +
 	"\bDelivery\x12!\n" +
 	"\fdelivery_tag\x18\x01 \x01(\x04R\vdeliveryTag\x12\x1f\n" +
 	"\vrouting_key\x18\x02 \x01(\tR\n" +
@@ -1274,7 +1318,8 @@ const file_sdk_proto_host_proto_rawDesc = "" +
 	"\aheaders\x18\x04 \x03(\v2+.dynworkers.worker.v1.Delivery.HeadersEntryR\aheaders\x12 \n" +
 	"\vredelivered\x18\x05 \x01(\bR\vredelivered\x12\x1f\n" +
 	"\vconsumer_id\x18\x06 \x01(\x04R\n" +
-	"consumerId\x1a:\n" +
+	"consumerId\x12\x1a\n" +
+	"\bfailures\x18\a \x01(\rR\bfailures\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"P\n" +
@@ -1283,12 +1328,13 @@ const file_sdk_proto_host_proto_rawDesc = "" +
 	"\vconsumer_id\x18\x01 \x01(\x04R\n" +
 	"consumerId\x12!\n" +
 	"\fdelivery_tag\x18\x02 \x01(\x04R\vdeliveryTag\"\r\n" +
-	"\vAckResponse\"k\n" +
+	"\vAckResponse\"\x81\x01\n" +
 	"\vNackRequest\x12\x1f\n" +
 	"\vconsumer_id\x18\x01 \x01(\x04R\n" +
 	"consumerId\x12!\n" +
 	"\fdelivery_tag\x18\x02 \x01(\x04R\vdeliveryTag\x12\x18\n" +
-	"\arequeue\x18\x03 \x01(\bR\arequeue\"\x0e\n" +
+	"\arequeue\x18\x03 \x01(\bR\arequeue\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"\x0e\n" +
 	"\fNackResponse\"[\n" +
 	"\rMetricRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
@@ -1317,22 +1363,22 @@ const file_sdk_proto_host_proto_rawDesc = "" +
 	"\x03Ack\x12 .dynworkers.worker.v1.AckRequest\x1a!.dynworkers.worker.v1.AckResponse\x12M\n" +
 	"\x04Nack\x12!.dynworkers.worker.v1.NackRequest\x1a\".dynworkers.worker.v1.NackResponse\x12T\n" +
 	"\x06Outbox\x12#.dynworkers.worker.v1.OutboxRequest\x1a!.dynworkers.worker.v1.OutboxReply(\x010\x01\x12S\n" +
-	"\x06Metric\x12#.dynworkers.worker.v1.MetricRequest\x1a$.dynworkers.worker.v1.MetricResponseB,Z*github.com/dynworkers/dynworkers/sdk/protob\x06proto3"
+	"\x06Metric\x12#.dynworkers.worker.v1.MetricRequest\x1a$.dynworkers.worker.v1.MetricResponseB6Z4github.com/dynworkers/dynworkers/internal/wire/protob\x06proto3"
 
 var (
-	file_sdk_proto_host_proto_rawDescOnce sync.Once
-	file_sdk_proto_host_proto_rawDescData []byte
+	file_internal_wire_proto_host_proto_rawDescOnce sync.Once
+	file_internal_wire_proto_host_proto_rawDescData []byte
 )
 
-func file_sdk_proto_host_proto_rawDescGZIP() []byte {
-	file_sdk_proto_host_proto_rawDescOnce.Do(func() {
-		file_sdk_proto_host_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_sdk_proto_host_proto_rawDesc), len(file_sdk_proto_host_proto_rawDesc)))
+func file_internal_wire_proto_host_proto_rawDescGZIP() []byte {
+	file_internal_wire_proto_host_proto_rawDescOnce.Do(func() {
+		file_internal_wire_proto_host_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_internal_wire_proto_host_proto_rawDesc), len(file_internal_wire_proto_host_proto_rawDesc)))
 	})
-	return file_sdk_proto_host_proto_rawDescData
+	return file_internal_wire_proto_host_proto_rawDescData
 }
 
-var file_sdk_proto_host_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
-var file_sdk_proto_host_proto_goTypes = []any{
+var file_internal_wire_proto_host_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_internal_wire_proto_host_proto_goTypes = []any{
 	(*StartChildRequest)(nil),    // 0: dynworkers.worker.v1.StartChildRequest
 	(*StartChildResponse)(nil),   // 1: dynworkers.worker.v1.StartChildResponse
 	(*StopChildRequest)(nil),     // 2: dynworkers.worker.v1.StopChildRequest
@@ -1356,7 +1402,7 @@ var file_sdk_proto_host_proto_goTypes = []any{
 	nil,                          // 20: dynworkers.worker.v1.PublishRequest.HeadersEntry
 	nil,                          // 21: dynworkers.worker.v1.Delivery.HeadersEntry
 }
-var file_sdk_proto_host_proto_depIdxs = []int32{
+var file_internal_wire_proto_host_proto_depIdxs = []int32{
 	6,  // 0: dynworkers.worker.v1.StartChildResponse.child:type_name -> dynworkers.worker.v1.ChildInfo
 	6,  // 1: dynworkers.worker.v1.ListChildrenResponse.children:type_name -> dynworkers.worker.v1.ChildInfo
 	20, // 2: dynworkers.worker.v1.PublishRequest.headers:type_name -> dynworkers.worker.v1.PublishRequest.HeadersEntry
@@ -1391,12 +1437,12 @@ var file_sdk_proto_host_proto_depIdxs = []int32{
 	0,  // [0:9] is the sub-list for field type_name
 }
 
-func init() { file_sdk_proto_host_proto_init() }
-func file_sdk_proto_host_proto_init() {
-	if File_sdk_proto_host_proto != nil {
+func init() { file_internal_wire_proto_host_proto_init() }
+func file_internal_wire_proto_host_proto_init() {
+	if File_internal_wire_proto_host_proto != nil {
 		return
 	}
-	file_sdk_proto_host_proto_msgTypes[18].OneofWrappers = []any{
+	file_internal_wire_proto_host_proto_msgTypes[18].OneofWrappers = []any{
 		(*OutboxCall_Publish)(nil),
 		(*OutboxCall_Ack)(nil),
 		(*OutboxCall_Nack)(nil),
@@ -1407,17 +1453,17 @@ func file_sdk_proto_host_proto_init() {
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sdk_proto_host_proto_rawDesc), len(file_sdk_proto_host_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_internal_wire_proto_host_proto_rawDesc), len(file_internal_wire_proto_host_proto_rawDesc)),
 			NumEnums:      0,
 			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
-		GoTypes:           file_sdk_proto_host_proto_goTypes,
-		DependencyIndexes: file_sdk_proto_host_proto_depIdxs,
-		MessageInfos:      file_sdk_proto_host_proto_msgTypes,
+		GoTypes:           file_internal_wire_proto_host_proto_goTypes,
+		DependencyIndexes: file_internal_wire_proto_host_proto_depIdxs,
+		MessageInfos:      file_internal_wire_proto_host_proto_msgTypes,
 	}.Build()
-	File_sdk_proto_host_proto = out.File
-	file_sdk_proto_host_proto_goTypes = nil
-	file_sdk_proto_host_proto_depIdxs = nil
+	File_internal_wire_proto_host_proto = out.File
+	file_internal_wire_proto_host_proto_goTypes = nil
+	file_internal_wire_proto_host_proto_depIdxs = nil
 }
