@@ -33,6 +33,10 @@ type Message struct {
 	// acked: a worker that crashed while handling it, or a handler that
 	// returned an error.
 	Redelivered bool
+	// Failures is how many times a handler failed on this message before,
+	// as far as the host knows; at WithMaxRedeliveries failures the host
+	// dead-letters it.
+	Failures int
 }
 
 // Handler handles a consumed message. Its result settles the message:

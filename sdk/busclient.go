@@ -376,6 +376,10 @@ type consumer struct {
 type settlement struct {
 	id, tag uint64
 	outcome Outcome
+	// reason is the handler's error for a failure (OutcomeRequeue while
+	// the consumer runs), which counts towards the consumer's
+	// max_redeliveries on the host; empty otherwise.
+	reason string
 }
 
 // open opens a Consume stream and waits for the host's ready message.
@@ -404,6 +408,9 @@ func (c *consumer) open() (proto.Host_ConsumeClient, uint64, error) {
 		Queue:    queue,
 		Bindings: c.cfg.Bindings,
 		Prefetch: int32(c.cfg.Prefetch),
+		// -1: never dead-letter; the host reads 0 as its default.
+		MaxRedeliveries: int32(max(c.cfg.MaxRedeliveries, -1)),
+		DeadLetterKey:   c.cfg.DeadLetter,
 	})
 	var first *proto.Delivery
 	if err == nil {
@@ -480,6 +487,7 @@ func (c *consumer) run(stream proto.Host_ConsumeClient, id uint64) {
 			Body:        d.GetBody(),
 			Headers:     d.GetHeaders(),
 			Redelivered: d.GetRedelivered(),
+			Failures:    int(d.GetFailures()),
 		}
 		h := &handling{}
 		herr := c.handler(context.WithValue(c.hctx, handlingKey{}, h), m)
@@ -498,7 +506,12 @@ func (c *consumer) run(stream proto.Host_ConsumeClient, id uint64) {
 				pause(c.hctx, backoff(requeueMin, requeueMax, failures))
 			}
 		}
-		c.settleDelivery(settlement{id: id, tag: d.GetDeliveryTag(), outcome: outcome}, held, ob, lost)
+		st := settlement{id: id, tag: d.GetDeliveryTag(), outcome: outcome}
+		if outcome == OutcomeRequeue && c.hctx.Err() == nil {
+			// A failure, not a consumer that stops under its handler.
+			st.reason = herr.Error()
+		}
+		c.settleDelivery(st, held, ob, lost)
 		c.mu.Lock()
 		c.inHandler = false
 		stop := c.stopping
@@ -542,7 +555,7 @@ func (c *consumer) settleDelivery(s settlement, held []*proto.OutboxCall, ob *ou
 	}
 	call := &proto.OutboxCall{Call: &proto.OutboxCall_Ack{Ack: &proto.AckRequest{ConsumerId: s.id, DeliveryTag: s.tag}}}
 	if s.outcome != OutcomeAck {
-		call.Call = &proto.OutboxCall_Nack{Nack: &proto.NackRequest{ConsumerId: s.id, DeliveryTag: s.tag, Requeue: s.outcome == OutcomeRequeue}}
+		call.Call = &proto.OutboxCall_Nack{Nack: &proto.NackRequest{ConsumerId: s.id, DeliveryTag: s.tag, Requeue: s.outcome == OutcomeRequeue, Error: s.reason}}
 	}
 	if err := ob.send(append(held, call)...); err != nil {
 		if bound {
@@ -591,7 +604,7 @@ func (c *consumer) settler(up chan struct{}) {
 		}
 		c.mu.Unlock()
 		for _, s := range batch {
-			c.settle(s.id, s.tag, s.outcome)
+			c.settle(s)
 		}
 	}
 }
@@ -619,7 +632,8 @@ func (c *consumer) drain(ctx context.Context) {
 
 // settle acks or nacks a delivery. A failure is logged: the host requeues
 // what is not acked when the stream ends.
-func (c *consumer) settle(id, tag uint64, o Outcome) {
+func (c *consumer) settle(s settlement) {
+	id, tag, o := s.id, s.tag, s.outcome
 	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
 	defer cancel()
 	client, err := c.bus.host.get(ctx)
@@ -627,7 +641,7 @@ func (c *consumer) settle(id, tag uint64, o Outcome) {
 		if o == OutcomeAck {
 			_, err = client.Ack(ctx, &proto.AckRequest{ConsumerId: id, DeliveryTag: tag})
 		} else {
-			_, err = client.Nack(ctx, &proto.NackRequest{ConsumerId: id, DeliveryTag: tag, Requeue: o == OutcomeRequeue})
+			_, err = client.Nack(ctx, &proto.NackRequest{ConsumerId: id, DeliveryTag: tag, Requeue: o == OutcomeRequeue, Error: s.reason})
 		}
 	}
 	if err != nil {
