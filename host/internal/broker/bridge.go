@@ -337,7 +337,10 @@ func newBridgeConsumer(c Consumer, pubs *pubTracker, logger hclog.Logger) *bridg
 	return bc
 }
 
-var _ pluginproc.Receiver = (*bridgeConsumer)(nil)
+var (
+	_ pluginproc.Receiver    = (*bridgeConsumer)(nil)
+	_ pluginproc.TryReceiver = (*bridgeConsumer)(nil)
+)
 
 // Receive implements pluginproc.Receiver: pluginproc takes each delivery
 // in the goroutine that sends it to the worker, straight from the bus's
@@ -351,6 +354,25 @@ func (bc *bridgeConsumer) Receive(done <-chan struct{}) (pluginproc.Delivery, bo
 		return bc.handOver(d), true
 	case <-done:
 	case <-bc.done:
+	}
+	return pluginproc.Delivery{}, false
+}
+
+// TryReceive implements pluginproc.TryReceiver: a delivery the bus's
+// consumer has ready, without waiting, to go to the worker in one stream
+// message with others.
+func (bc *bridgeConsumer) TryReceive() (pluginproc.Delivery, bool) {
+	select {
+	case <-bc.done:
+		return pluginproc.Delivery{}, false
+	default:
+	}
+	select {
+	case d, ok := <-bc.c.Deliveries():
+		if ok {
+			return bc.handOver(d), true
+		}
+	default:
 	}
 	return pluginproc.Delivery{}, false
 }

@@ -44,6 +44,9 @@ type fakeBus struct {
 	deferredErr map[string]error
 	newCons     chan *fakeConsumer // every new consumer, if set
 	pubSignal   chan struct{}      // signalled at every publish, if set
+	// preload, if set, are the bodies of deliveries its consumers have
+	// ready from the start (in a buffer of that size).
+	preload []string
 }
 
 func newFakeBus() *fakeBus {
@@ -69,8 +72,11 @@ func (b *fakeBus) Consume(ctx context.Context, queue string, bindings []string, 
 	if b.consumeErr != nil {
 		return nil, b.consumeErr
 	}
-	c := &fakeConsumer{queue: queue, bindings: bindings, prefetch: prefetch, ch: make(chan Delivery),
+	c := &fakeConsumer{queue: queue, bindings: bindings, prefetch: prefetch, ch: make(chan Delivery, len(b.preload)),
 		settled: map[uint64]string{}, closed: make(chan struct{}), settleSig: make(chan struct{}, 1), ctx: ctx}
+	for _, body := range b.preload {
+		c.push(body, false, time.Second) // buffered: does not wait
+	}
 	b.mu.Lock()
 	b.consumers = append(b.consumers, c)
 	b.mu.Unlock()
