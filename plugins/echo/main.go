@@ -77,11 +77,11 @@ func (e *Echo) Start(_ context.Context, env sdk.Env) error {
 // transport that says so with a null content) and one that closes its
 // session get no reply.
 func (e *Echo) handleInbound(ctx context.Context, msg *vumi.TransportUserMessage) error {
-	if msg.Content == nil || msg.SessionEvent == vumi.SessionClose {
+	if !msg.Content.Valid || msg.SessionEvent == vumi.SessionClose {
 		e.ignored.Add(1)
 		return nil
 	}
-	reply := msg.Reply(*msg.Content, true)
+	reply := msg.Reply(msg.Content.String, true)
 	if err := vumi.PublishUserMessage(ctx, e.env, vumi.OutboundKey(e.cfg.TransportName), reply); err != nil {
 		return err // requeued, replied to later
 	}
@@ -97,11 +97,7 @@ func (e *Echo) handleEvent(_ context.Context, ev *vumi.TransportEvent) error {
 		e.acks.Add(1)
 	case vumi.EventNack:
 		e.nacks.Add(1)
-		reason := ""
-		if ev.NackReason != nil {
-			reason = *ev.NackReason
-		}
-		e.env.Logger().Warn("the transport could not send a reply", "user_message_id", ev.UserMessageID, "reason", reason)
+		e.env.Logger().Warn("the transport could not send a reply", "user_message_id", ev.UserMessageID, "reason", ev.NackReason)
 	case vumi.EventDeliveryReport:
 		e.deliveries.Add(1)
 	}
