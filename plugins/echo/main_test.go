@@ -43,7 +43,8 @@ func TestEchoReplies(t *testing.T) {
 		reply.FromAddr != "127.0.0.1:2323" || reply.SessionEvent != vumi.SessionNone || reply.TransportName != "tel" {
 		t.Errorf("reply %+v", reply)
 	}
-	if m := w.Env.Metrics(); len(m) != 1 || m[0].Name != "echoed" {
+	// The count is reported within metricInterval, not per message.
+	if m := w.Env.WaitMetric("echoed"); len(m) != 1 || m[0].Value != 1 || m[0].Aggregators[0] != sdk.AggSum {
 		t.Errorf("metrics %+v", m)
 	}
 
@@ -74,6 +75,27 @@ func TestEchoReplies(t *testing.T) {
 	st := w.Status(context.Background())
 	if st["echoed"] != float64(1) || st["ignored"] != float64(3) || st["acks"] != float64(1) || st["nacks"] != float64(1) {
 		t.Errorf("status %v", st)
+	}
+}
+
+// The replies sent since the last report are reported when the worker
+// stops: the "echoed" values add up to the replies.
+func TestEchoReportsCountOnStop(t *testing.T) {
+	w := sdktest.Run(t, Class, map[string]any{"transport_name": "tel"})
+	for range 5 {
+		if out, err := w.Env.Deliver("tel.inbound", inbound(t, vumi.SessionResume, vumi.String("x"))); out != sdk.OutcomeAck || err != nil {
+			t.Fatalf("Deliver = %v, %v", out, err)
+		}
+	}
+	if err := w.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, m := range w.Env.WaitMetric("echoed") {
+		sum += m.Value
+	}
+	if sum != 5 {
+		t.Errorf("echoed values add up to %v, want 5", sum)
 	}
 }
 
