@@ -56,9 +56,10 @@ type bus struct {
 	// The outbox (outbox.go): ob is the open one, if any.
 	obMu      sync.Mutex
 	ob        *outbox
-	noOutbox  bool      // the host does not serve one
-	obClosed  bool      // closed at stop: no new one
-	obRetryAt time.Time // after a failed open, not before this
+	obOpening chan struct{} // non-nil while a caller opens one; closed when it is done
+	noOutbox  bool          // the host does not serve one
+	obClosed  bool          // closed at stop: no new one
+	obRetryAt time.Time     // after a failed open, not before this
 	// metricNames are the names of the metrics the host has taken a
 	// value of: their later values may go on the outbox, whose errors
 	// the worker does not see. The first value of a name is a round trip,

@@ -2,8 +2,8 @@ package vumi
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+	"sync"
 
 	"github.com/dynworkers/dynworkers/sdk"
 )
@@ -26,11 +26,26 @@ func PublishUserMessage(ctx context.Context, env *sdk.Env, key string, msg *Tran
 	if err := msg.Validate(); err != nil {
 		return fmt.Errorf("publishing a user message on %q: %w", key, err)
 	}
-	body, err := json.Marshal(msg)
+	buf := getBuffer()
+	defer putBuffer(buf)
+	body, err := msg.appendJSON((*buf)[:0])
 	if err != nil {
 		return fmt.Errorf("publishing a user message on %q: %w", key, err)
 	}
+	*buf = body
 	return env.Publish(ctx, key, body, nil)
+}
+
+// The buffers messages are encoded into for Publish, which does not keep
+// the body it is given.
+var buffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+func getBuffer() *[]byte { return buffers.Get().(*[]byte) }
+
+func putBuffer(b *[]byte) {
+	if cap(*b) <= 64<<10 {
+		buffers.Put(b)
+	}
 }
 
 // PublishEvent validates ev, encodes it as Vumi's JSON and publishes it on
@@ -39,10 +54,13 @@ func PublishEvent(ctx context.Context, env *sdk.Env, key string, ev *TransportEv
 	if err := ev.Validate(); err != nil {
 		return fmt.Errorf("publishing an event on %q: %w", key, err)
 	}
-	body, err := json.Marshal(ev)
+	buf := getBuffer()
+	defer putBuffer(buf)
+	body, err := ev.appendJSON((*buf)[:0])
 	if err != nil {
 		return fmt.Errorf("publishing an event on %q: %w", key, err)
 	}
+	*buf = body
 	return env.Publish(ctx, key, body, nil)
 }
 

@@ -19,7 +19,7 @@ func TestPublishAndConsumeTyped(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := env.WaitPublished("sms.inbound", 1)[0].UserMessage(t)
-	if got.MessageID != in.MessageID || *got.Content != "hi" {
+	if got.MessageID != in.MessageID || got.Content.String != "hi" {
 		t.Errorf("published %+v", got)
 	}
 	if err := vumi.PublishEvent(ctx, env.SDK(), vumi.EventKey("sms"), vumi.Ack(in)); err != nil {
@@ -37,7 +37,7 @@ func TestPublishAndConsumeTyped(t *testing.T) {
 	var handled []*vumi.TransportUserMessage
 	if err := vumi.ConsumeUserMessages(env.SDK(), "sms.outbound", func(_ context.Context, m *vumi.TransportUserMessage) error {
 		handled = append(handled, m)
-		if *m.Content == "fail" {
+		if m.Content.String == "fail" {
 			return errors.New("later")
 		}
 		return nil
@@ -55,7 +55,7 @@ func TestPublishAndConsumeTyped(t *testing.T) {
 	if out, err := env.Deliver("sms.outbound", []byte(`{"message_type":"user_message"}`)); out != sdk.OutcomeDrop || !errors.Is(err, sdk.ErrDrop) {
 		t.Errorf("Deliver(malformed) = %v, %v", out, err)
 	}
-	if len(handled) != 2 || *handled[0].InReplyTo != in.MessageID {
+	if len(handled) != 2 || handled[0].InReplyTo != in.MessageID {
 		t.Errorf("handled %+v", handled)
 	}
 	env.WaitLog("not a valid Vumi user message")
