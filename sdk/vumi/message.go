@@ -277,8 +277,8 @@ func (m *TransportUserMessage) UnmarshalJSON(data []byte) error {
 }
 
 func (m *TransportUserMessage) decode(data []byte) error {
-	var known [umKeys]span
-	d, err := readFields(data, "user message", userMessageKey, known[:])
+	d := &fields{}
+	err := readFields(d, data, "user message", userMessageKey)
 	if err != nil {
 		return err
 	}
@@ -379,7 +379,16 @@ func backfill(p *presence) {
 // MarshalJSON encodes m in Vumi's JSON shape; see TransportUserMessage. It
 // does not validate m.
 func (m TransportUserMessage) MarshalJSON() ([]byte, error) {
-	return m.appendJSON(make([]byte, 0, 512))
+	return m.appendJSON(make([]byte, 0, m.sizeHint()))
+}
+
+// sizeHint is about the size of m's encoding, for its buffer.
+func (m *TransportUserMessage) sizeHint() int {
+	n := 512 + len(m.Content.String) + len(m.ToAddr) + len(m.FromAddr) + len(m.TransportName) + len(m.Group) + len(m.Provider)
+	for _, v := range m.Extra {
+		n += len(v) + 16
+	}
+	return n
 }
 
 func (m *TransportUserMessage) appendJSON(b []byte) ([]byte, error) {

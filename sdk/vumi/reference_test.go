@@ -173,3 +173,21 @@ func FuzzEncodeAgainstReference(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseTimestampAgainstReference: the fast path of ParseTimestamp
+// reads what time.Parse reads.
+func FuzzParseTimestampAgainstReference(f *testing.F) {
+	for _, s := range []string{"2026-11-27 01:02:03.000456", "2026-11-27 01:02:03", "2024-02-29 23:59:59.999999",
+		"2023-02-29 00:00:00", "0000-01-01 00:00:00.000000", "9999-12-31 23:59:59", "2026-11-27 24:00:00",
+		"2026-11-27 01:60:03", "2026-11-27 01:02:60", "2026-00-27 01:02:03", "2026-11-00 01:02:03", "2026-11-27 01:02:03.12345a",
+		"+026-11-27 01:02:03", "2026-11-27 01:02:03.5"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := ParseTimestamp(s)
+		want, rerr := vumiref.ParseTimestamp(s)
+		if (err == nil) != (rerr == nil) || !got.Equal(want.Time) || got.Location() != want.Location() {
+			t.Fatalf("%q: %v (%v), the reference %v (%v)", s, got.Time, err, want.Time, rerr)
+		}
+	})
+}
