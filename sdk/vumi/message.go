@@ -477,33 +477,42 @@ func validateCommon(version, mtype, wantType string, ts Timestamp) error {
 //
 // The maps are deep copies: changing the reply does not change m.
 func (m *TransportUserMessage) Reply(content string, continueSession bool) *TransportUserMessage {
-	r := NewUserMessage()
-	r.Content = String(content)
+	endpoint := m.RoutingEndpoint()
+	if endpoint == "" {
+		endpoint = DefaultEndpointName
+	}
+	r := &TransportUserMessage{
+		MessageVersion:    MessageVersion,
+		MessageType:       MessageTypeUserMessage,
+		MessageID:         NewID(),
+		Timestamp:         Now(),
+		RoutingMetadata:   map[string]any{"endpoint_name": endpoint},
+		HelperMetadata:    cloneMap(m.HelperMetadata),
+		InReplyTo:         m.MessageID,
+		TransportName:     m.TransportName,
+		TransportType:     m.TransportType,
+		TransportMetadata: cloneMap(m.TransportMetadata),
+		ToAddr:            m.FromAddr,
+		FromAddr:          m.ToAddr,
+		Group:             m.Group,
+		Provider:          m.Provider,
+		Content:           String(content),
+	}
 	if !continueSession {
 		r.SessionEvent = SessionClose
 	}
-	r.ToAddr = m.FromAddr
-	r.FromAddr = m.ToAddr
-	r.Group = m.Group
-	r.InReplyTo = m.MessageID
-	r.Provider = m.Provider
-	r.TransportName = m.TransportName
-	r.TransportType = m.TransportType
+	if r.TransportMetadata == nil {
+		r.TransportMetadata = map[string]any{}
+	}
+	if r.HelperMetadata == nil {
+		r.HelperMetadata = map[string]any{}
+	}
 	// An empty string copied from m is written as one, as Vumi would.
 	r.shape[umToAddr] = emptyOnly(m.shape[umFromAddr])
 	r.shape[umFromAddr] = emptyOnly(m.shape[umToAddr])
 	for _, k := range []int{umGroup, umProvider, umTransportName, umTransportType} {
 		r.shape[k] = emptyOnly(m.shape[k])
 	}
-	r.TransportMetadata = cloneMap(m.TransportMetadata)
-	if r.TransportMetadata == nil {
-		r.TransportMetadata = map[string]any{}
-	}
-	r.HelperMetadata = cloneMap(m.HelperMetadata)
-	if r.HelperMetadata == nil {
-		r.HelperMetadata = map[string]any{}
-	}
-	r.SetRoutingEndpoint(m.RoutingEndpoint())
 	return r
 }
 
