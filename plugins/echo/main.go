@@ -52,7 +52,7 @@ func checkTransportName(name string) error {
 // Echo is a worker of the echo class.
 type Echo struct {
 	cfg Config
-	env sdk.Env
+	env *sdk.Env
 
 	echoed, ignored         atomic.Int64
 	acks, nacks, deliveries atomic.Int64
@@ -69,7 +69,7 @@ type Echo struct {
 const metricInterval = time.Second
 
 // Start consumes the transport's inbound messages and events.
-func (e *Echo) Start(_ context.Context, env sdk.Env) error {
+func (e *Echo) Start(_ context.Context, env *sdk.Env) error {
 	e.env = env
 	tn := e.cfg.TransportName
 	if err := vumi.ConsumeUserMessages(env, vumi.InboundKey(tn), e.handleInbound); err != nil {

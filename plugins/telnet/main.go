@@ -77,7 +77,7 @@ func newTransport(cfg Config) (sdk.Worker, error) {
 // Transport is a worker of the telnet class.
 type Transport struct {
 	cfg  Config
-	env  sdk.Env
+	env  *sdk.Env
 	ln   net.Listener
 	addr string // the listener's address: the to_addr of inbound messages
 	wg   sync.WaitGroup
@@ -110,7 +110,7 @@ type session struct {
 const maxIDs = 64
 
 // Start listens, consumes the outbound messages and accepts clients.
-func (t *Transport) Start(_ context.Context, env sdk.Env) error {
+func (t *Transport) Start(_ context.Context, env *sdk.Env) error {
 	t.env = env
 	t.run, t.stopRun = context.WithCancel(context.Background())
 	ln, err := net.Listen("tcp", net.JoinHostPort(t.cfg.Host, strconv.Itoa(t.cfg.Port)))

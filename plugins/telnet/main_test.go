@@ -250,9 +250,9 @@ func TestTelnetConfig(t *testing.T) {
 
 // shouter is an application for TestTelnetWithApplication: it replies to
 // each line in capitals.
-type shouter struct{ env sdk.Env }
+type shouter struct{ env *sdk.Env }
 
-func (s *shouter) Start(_ context.Context, env sdk.Env) error {
+func (s *shouter) Start(_ context.Context, env *sdk.Env) error {
 	s.env = env
 	return vumi.ConsumeUserMessages(env, "tel.inbound", func(ctx context.Context, m *vumi.TransportUserMessage) error {
 		if !m.Content.Valid {

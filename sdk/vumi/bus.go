@@ -22,7 +22,7 @@ import (
 
 // PublishUserMessage validates msg, encodes it as Vumi's JSON and
 // publishes it on key.
-func PublishUserMessage(ctx context.Context, env sdk.Env, key string, msg *TransportUserMessage) error {
+func PublishUserMessage(ctx context.Context, env *sdk.Env, key string, msg *TransportUserMessage) error {
 	if err := msg.Validate(); err != nil {
 		return fmt.Errorf("publishing a user message on %q: %w", key, err)
 	}
@@ -50,7 +50,7 @@ func putBuffer(b *[]byte) {
 
 // PublishEvent validates ev, encodes it as Vumi's JSON and publishes it on
 // key.
-func PublishEvent(ctx context.Context, env sdk.Env, key string, ev *TransportEvent) error {
+func PublishEvent(ctx context.Context, env *sdk.Env, key string, ev *TransportEvent) error {
 	if err := ev.Validate(); err != nil {
 		return fmt.Errorf("publishing an event on %q: %w", key, err)
 	}
@@ -68,7 +68,7 @@ func PublishEvent(ctx context.Context, env sdk.Env, key string, ev *TransportEve
 // message, decoded and validated, to handler, whose result settles it as
 // an sdk.Handler's does. A message that is not a valid user message is
 // logged and dropped (sdk.ErrDrop): it could never be handled.
-func ConsumeUserMessages(env sdk.Env, queue string, handler func(ctx context.Context, msg *TransportUserMessage) error, opts ...sdk.ConsumeOption) error {
+func ConsumeUserMessages(env *sdk.Env, queue string, handler func(ctx context.Context, msg *TransportUserMessage) error, opts ...sdk.ConsumeOption) error {
 	if handler == nil {
 		return fmt.Errorf("consuming user messages from %q: no handler given", queue)
 	}
@@ -86,7 +86,7 @@ func ConsumeUserMessages(env sdk.Env, queue string, handler func(ctx context.Con
 // decoded and validated, to handler, whose result settles it as an
 // sdk.Handler's does. A message that is not a valid event is logged and
 // dropped (sdk.ErrDrop).
-func ConsumeEvents(env sdk.Env, queue string, handler func(ctx context.Context, ev *TransportEvent) error, opts ...sdk.ConsumeOption) error {
+func ConsumeEvents(env *sdk.Env, queue string, handler func(ctx context.Context, ev *TransportEvent) error, opts ...sdk.ConsumeOption) error {
 	if handler == nil {
 		return fmt.Errorf("consuming events from %q: no handler given", queue)
 	}
