@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/dynworkers/dynworkers/sdk/vumi/internal/vumiref"
@@ -190,4 +191,16 @@ func FuzzParseTimestampAgainstReference(f *testing.F) {
 			t.Fatalf("%q: %v (%v), the reference %v (%v)", s, got.Time, err, want.Time, rerr)
 		}
 	})
+}
+
+// Nesting at encoding/json's limit: accepted or refused as the reference
+// does, in Extra and in metadata.
+func TestDepthAgainstReference(t *testing.T) {
+	base := mustRead(t, "testdata/user_message_inbound_sms.json")
+	for _, n := range []int{9998, 9999, 10000} {
+		deep := strings.Repeat("[", n) + strings.Repeat("]", n)
+		checkUserMessage(t, bytes.Replace(base, []byte(`"content"`), []byte(`"x": `+deep+`, "content"`), 1))
+		obj := strings.Repeat(`{"a":`, n-1) + "1" + strings.Repeat("}", n-1)
+		checkUserMessage(t, bytes.Replace(base, []byte(`"transport_metadata": {}`), []byte(`"transport_metadata": `+obj), 1))
+	}
 }
