@@ -207,9 +207,6 @@ func NewConsumeConfig(queue string, opts ...ConsumeOption) (ConsumeConfig, error
 	if c.DeadLetter == "" {
 		c.DeadLetter = queue + ".dlq"
 	}
-	if err := CheckBusName("dead-letter key", c.DeadLetter); err != nil {
-		return c, err
-	}
 	if err := CheckBusName("queue", queue); err != nil {
 		return c, err
 	}
@@ -217,6 +214,9 @@ func NewConsumeConfig(queue string, opts ...ConsumeOption) (ConsumeConfig, error
 		if err := CheckBusName("binding", b); err != nil {
 			return c, err
 		}
+	}
+	if err := CheckBusName("dead-letter key", c.DeadLetter); err != nil {
+		return c, err
 	}
 	if c.Prefetch < 1 || c.Prefetch > MaxPrefetch {
 		return c, fmt.Errorf("%w: prefetch %d is not within 1..%d", ErrInvalidConfig, c.Prefetch, MaxPrefetch)
