@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -73,7 +72,7 @@ func gatedBus(t *testing.T, h proto.HostServer) *bus {
 	}
 	hc := &hostConn{ready: make(chan struct{}), conn: conn, client: proto.NewHostClient(conn)}
 	close(hc.ready)
-	b := newBus(hc, hclog.NewNullLogger())
+	b := newBus(hc, discardLogger())
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

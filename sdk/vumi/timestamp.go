@@ -45,6 +45,9 @@ func NewTimestamp(t time.Time) Timestamp {
 // writes them; zone suffixes ("Z", "+02:00") and the "T" separator are
 // errors, as they are for Vumi.
 func ParseTimestamp(s string) (Timestamp, error) {
+	if t, ok := parseFast(s); ok {
+		return t, nil
+	}
 	base, frac := s, ""
 	tail := s
 	if len(tail) > 10 {
@@ -76,15 +79,89 @@ func ParseTimestamp(s string) (Timestamp, error) {
 	return Timestamp{t}, nil
 }
 
+// parseFast parses the layouts Vumi writes, "2006-01-02 15:04:05.000000"
+// and "2006-01-02 15:04:05", without time.Parse; ok is false for anything
+// else, which ParseTimestamp then reads (or refuses) the slow way.
+func parseFast(s string) (Timestamp, bool) {
+	if len(s) != 26 && len(s) != 19 {
+		return Timestamp{}, false
+	}
+	num := func(i, n int) int {
+		v := 0
+		for _, c := range []byte(s[i : i+n]) {
+			if c < '0' || c > '9' {
+				return -1
+			}
+			v = v*10 + int(c-'0')
+		}
+		return v
+	}
+	if s[4] != '-' || s[7] != '-' || s[10] != ' ' || s[13] != ':' || s[16] != ':' {
+		return Timestamp{}, false
+	}
+	year, month, day := num(0, 4), num(5, 2), num(8, 2)
+	hour, minute, sec := num(11, 2), num(14, 2), num(17, 2)
+	micros := 0
+	if len(s) == 26 {
+		if s[19] != '.' {
+			return Timestamp{}, false
+		}
+		micros = num(20, 6)
+	}
+	if year < 0 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23 ||
+		minute < 0 || minute > 59 || sec < 0 || sec > 59 || micros < 0 {
+		return Timestamp{}, false
+	}
+	t := time.Date(year, time.Month(month), day, hour, minute, sec, micros*1000, time.UTC)
+	if t.Day() != day { // the 30th of February, say
+		return Timestamp{}, false
+	}
+	return Timestamp{t}, true
+}
+
 // String formats t with TimestampLayout, in UTC.
 func (t Timestamp) String() string {
-	return t.UTC().Format(TimestampLayout)
+	return string(t.appendVumi(make([]byte, 0, len(TimestampLayout))))
 }
 
 // AppendText implements encoding.TextAppender with Vumi's layout (and
 // hides the RFC 3339 one of the embedded time.Time).
 func (t Timestamp) AppendText(b []byte) ([]byte, error) {
-	return t.UTC().AppendFormat(b, TimestampLayout), nil
+	return t.appendVumi(b), nil
+}
+
+// appendVumi appends t in TimestampLayout, in UTC: what AppendFormat
+// writes, without parsing the layout.
+func (t Timestamp) appendVumi(b []byte) []byte {
+	u := t.UTC()
+	year, month, day := u.Date()
+	if year < 0 || year > 9999 {
+		return u.AppendFormat(b, TimestampLayout)
+	}
+	hour, minute, sec := u.Clock()
+	b = appendDigits(b, year, 4)
+	b = append(b, '-')
+	b = appendDigits(b, int(month), 2)
+	b = append(b, '-')
+	b = appendDigits(b, day, 2)
+	b = append(b, ' ')
+	b = appendDigits(b, hour, 2)
+	b = append(b, ':')
+	b = appendDigits(b, minute, 2)
+	b = append(b, ':')
+	b = appendDigits(b, sec, 2)
+	b = append(b, '.')
+	return appendDigits(b, u.Nanosecond()/1000, 6)
+}
+
+// appendDigits appends v, which is not negative, zero-padded to n digits.
+func appendDigits(b []byte, v, n int) []byte {
+	var d [8]byte
+	for i := n - 1; i >= 0; i-- {
+		d[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return append(b, d[:n]...)
 }
 
 // MarshalText implements encoding.TextMarshaler with Vumi's layout.
@@ -104,7 +181,9 @@ func (t *Timestamp) UnmarshalText(b []byte) error {
 
 // MarshalJSON encodes t as a JSON string in Vumi's layout.
 func (t Timestamp) MarshalJSON() ([]byte, error) {
-	return json.Marshal(t.String())
+	b := make([]byte, 0, len(TimestampLayout)+2)
+	b = append(b, '"')
+	return append(t.appendVumi(b), '"'), nil
 }
 
 // UnmarshalJSON decodes a JSON string in Vumi's layout. JSON null leaves t
