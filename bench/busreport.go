@@ -488,8 +488,9 @@ func renderWorkerSection(p func(string, ...any), r *BusResult) {
 			trimFloat(pl.BrokerUS, 0), trimFloat(fw.BrokerUS, 0), trimFloat(pl.ProcessUS, 0))
 		p("per message (amqp091-go's frames, a write system call per publish and per ack); the worker costs the host %s µs and ",
 			trimFloat(fw.ProcessUS, 0))
-		p("its plugin %s µs: the same AMQP work, plus a stream message to the plugin with each delivery and one from it (the ", trimFloat(fw.PluginUS, 0))
-		p("publish with the ack), each encoded, written, read and decoded, and the goroutines they wake on both sides. ")
+		p("its plugin %s µs: the same AMQP work, plus stream messages to the plugin with the deliveries and from it with ", trimFloat(fw.PluginUS, 0))
+		p("the publishes and acks (a batch of the deliveries ready at once, up to a quarter of the prefetch, in one message each ")
+		p("way), each encoded, written, read and decoded, and the goroutines they wake on both sides. ")
 		p("The rate is bound by the CPU the three processes share: what the worker's path costs beyond the plain program is ")
 		p("taken from the broker.\n\n")
 		p("How a worker keeps up: its handler runs one delivery at a time, in order, and a publish made with the handler's ")
