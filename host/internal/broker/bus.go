@@ -106,6 +106,12 @@ type Bus interface {
 	// declaration only (AMQPBus: including the wait for a connection); the
 	// consumer lives until it is closed.
 	Consume(ctx context.Context, queue string, bindings []string, prefetch int) (Consumer, error)
+	// Declare declares queue (durable) and binds it with each key of
+	// bindings (none given: with its own name), as Consume does, without
+	// consuming it: from then on the queue keeps the messages routed to
+	// it (the host's dead-letter queues). ctx bounds it as it does
+	// Consume's declaration.
+	Declare(ctx context.Context, queue string, bindings []string) error
 	// Close ends every consumer of the bus, as their Close would, with
 	// Err ErrClosed, and makes Publish and Consume fail with ErrClosed.
 	// Publishes in flight return ErrClosed. Idempotent.

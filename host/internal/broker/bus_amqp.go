@@ -446,17 +446,52 @@ func (c *amqpConsumer) open(ctx context.Context) (*consumeChan, error) {
 	return &consumeChan{s: s, ch: ch, gen: c.gen, deliveries: deliveries}, nil
 }
 
-func (c *amqpConsumer) declare(ch *amqp.Channel) (<-chan amqp.Delivery, error) {
-	if err := c.b.declareExchange(ch); err != nil {
-		return nil, err
+// declareQueue declares the exchange and queue, durable, and binds the
+// queue with each of bindings.
+func (b *AMQPBus) declareQueue(ch *amqp.Channel, queue string, bindings []string) error {
+	if err := b.declareExchange(ch); err != nil {
+		return err
 	}
-	if _, err := ch.QueueDeclare(c.queue, true, false, false, false, nil); err != nil {
-		return nil, fmt.Errorf("declaring queue %q: %w", c.queue, err)
+	if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
+		return fmt.Errorf("declaring queue %q: %w", queue, err)
 	}
-	for _, k := range c.bindings {
-		if err := ch.QueueBind(c.queue, k, c.b.exchange, false, nil); err != nil {
-			return nil, fmt.Errorf("binding queue %q with %q: %w", c.queue, k, err)
+	for _, k := range bindings {
+		if err := ch.QueueBind(queue, k, b.exchange, false, nil); err != nil {
+			return fmt.Errorf("binding queue %q with %q: %w", queue, k, err)
 		}
+	}
+	return nil
+}
+
+// Declare implements Bus. It waits for a connection until ctx ends, and
+// returns the broker's error if a declaration fails.
+func (b *AMQPBus) Declare(ctx context.Context, queue string, bindings []string) error {
+	bindings, _, err := checkConsume(queue, bindings, 1)
+	if err != nil {
+		return err
+	}
+	for {
+		s, err := b.session(ctx)
+		if err != nil {
+			return err
+		}
+		ch, err := s.conn.Channel()
+		if err == nil {
+			err = b.declareQueue(ch, queue, bindings)
+			_ = ch.Close()
+		}
+		if err == nil || !s.conn.IsClosed() {
+			return err
+		}
+		if err := b.awaitLoss(ctx, s); err != nil {
+			return err
+		}
+	}
+}
+
+func (c *amqpConsumer) declare(ch *amqp.Channel) (<-chan amqp.Delivery, error) {
+	if err := c.b.declareQueue(ch, c.queue, c.bindings); err != nil {
+		return nil, err
 	}
 	if err := ch.Qos(c.prefetch, 0, false); err != nil {
 		return nil, fmt.Errorf("setting prefetch: %w", err)

@@ -120,6 +120,40 @@ func (b *EmbeddedBus) Consume(ctx context.Context, queue string, bindings []stri
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	q, err := b.declare(queue, bindings)
+	if err != nil {
+		return nil, err
+	}
+	c := &embConsumer{
+		q:        q,
+		prefetch: prefetch,
+		out:      make(chan Delivery, prefetch),
+		unacked:  map[uint64]embMsg{},
+	}
+	q.mu.Lock()
+	q.consumers = append(q.consumers, c)
+	q.dispatch()
+	q.mu.Unlock()
+	return c, nil
+}
+
+// Declare implements Bus.
+func (b *EmbeddedBus) Declare(ctx context.Context, queue string, bindings []string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	bindings, _, err := checkConsume(queue, bindings, 1)
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	_, err = b.declare(queue, bindings)
+	return err
+}
+
+// declare makes queue if it does not exist and binds it; b.mu is held.
+func (b *EmbeddedBus) declare(queue string, bindings []string) (*embQueue, error) {
 	if b.closed {
 		return nil, ErrClosed
 	}
@@ -133,17 +167,7 @@ func (b *EmbeddedBus) Consume(ctx context.Context, queue string, bindings []stri
 			b.routes[k] = append(b.routes[k], q)
 		}
 	}
-	c := &embConsumer{
-		q:        q,
-		prefetch: prefetch,
-		out:      make(chan Delivery, prefetch),
-		unacked:  map[uint64]embMsg{},
-	}
-	q.mu.Lock()
-	q.consumers = append(q.consumers, c)
-	q.dispatch()
-	q.mu.Unlock()
-	return c, nil
+	return q, nil
 }
 
 // Close implements Bus: consumers end with ErrClosed, and the queues and
