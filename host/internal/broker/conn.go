@@ -81,11 +81,12 @@ type Conn struct {
 	dialCtx   context.Context // canceled by Close, so that a dial in progress ends
 	stopDials context.CancelFunc
 
-	mu     sync.Mutex
-	cur    *session      // nil while disconnected
-	ready  chan struct{} // closed while cur != nil
-	closed bool
-	done   chan struct{} // closed by Close
+	mu        sync.Mutex
+	exchanges []string      // declared on each publishing channel (declareForPublishing)
+	cur       *session      // nil while disconnected
+	ready     chan struct{} // closed while cur != nil
+	closed    bool
+	done      chan struct{} // closed by Close
 
 	wg       sync.WaitGroup // the manager goroutine
 	closeErr error          // set by the manager before it exits
@@ -185,6 +186,12 @@ func (c *Conn) Close() error {
 // session returns the current session. While disconnected it waits for the
 // next one if wait is set, else it returns ErrDisconnected.
 func (c *Conn) session(ctx context.Context, wait bool) (*session, error) {
+	return c.sessionUntil(ctx, wait, nil)
+}
+
+// sessionUntil is session that also gives up, with ErrClosed, once stop
+// (a user's close; nil for none) is closed.
+func (c *Conn) sessionUntil(ctx context.Context, wait bool, stop <-chan struct{}) (*session, error) {
 	for {
 		c.mu.Lock()
 		s, ready, closed := c.cur, c.ready, c.closed
@@ -202,6 +209,8 @@ func (c *Conn) session(ctx context.Context, wait bool) (*session, error) {
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-c.done:
+			return nil, ErrClosed
+		case <-stop:
 			return nil, ErrClosed
 		}
 	}
@@ -286,7 +295,7 @@ func (c *Conn) connect() (*session, error) {
 			return nil, fmt.Errorf("setting up the topology: %w", err)
 		}
 	}
-	if _, err := s.publisher(); err != nil {
+	if _, err := c.publisher(c.dialCtx, s); err != nil {
 		_ = conn.Close()
 		return nil, err
 	}
