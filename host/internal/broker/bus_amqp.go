@@ -33,8 +33,10 @@ type AMQPBusOptions struct {
 //
 // # Publishing
 //
-// Publish sends the message on the bus's publishing channel, in confirm
-// mode, and returns once the broker confirmed it: for a persistent message
+// Publish sends the message through the Conn's one publishing pipeline,
+// on its confirm-mode channel (shared with the host's other publishers,
+// the bus's exchange declared on it), and returns once the broker
+// confirmed it: for a persistent message
 // routed to a durable queue, once the broker has written it to disk.
 // Publishes do not wait for each other: any number of callers may have
 // messages in flight on the channel at once, and the broker confirms them
@@ -55,7 +57,8 @@ type AMQPBusOptions struct {
 //
 // # Consuming
 //
-// Each consumer has a channel of its own, with basic.qos prefetch, manual
+// Each consumer is the Conn's resumable consumer (consume.go) and has a
+// channel of its own, with basic.qos prefetch, manual
 // acks, and the queue, exchange and bindings declared on it. When the
 // connection is lost, the consumer resumes on the next one: it declares
 // again and consumes on a new channel, delivering on the same Deliveries
@@ -85,8 +88,8 @@ type AMQPBus struct {
 var _ Bus = (*AMQPBus)(nil)
 
 // NewAMQPBus returns a bus on conn. It declares nothing until it is used:
-// the exchange is declared on each new publishing channel and with each
-// consumer's queue.
+// the exchange is declared on the Conn's publishing channel before the
+// next publish (and on each new one) and with each consumer's queue.
 func NewAMQPBus(conn *Conn, o AMQPBusOptions) *AMQPBus {
 	if o.Exchange == "" {
 		o.Exchange = DefaultExchange
