@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -81,12 +82,13 @@ type Conn struct {
 	dialCtx   context.Context // canceled by Close, so that a dial in progress ends
 	stopDials context.CancelFunc
 
-	mu        sync.Mutex
-	exchanges []string      // declared on each publishing channel (declareForPublishing)
-	cur       *session      // nil while disconnected
-	ready     chan struct{} // closed while cur != nil
-	closed    bool
-	done      chan struct{} // closed by Close
+	exchanges atomic.Pointer[[]string] // declared on each publishing channel (declareForPublishing; written under mu)
+
+	mu     sync.Mutex
+	cur    *session      // nil while disconnected
+	ready  chan struct{} // closed while cur != nil
+	closed bool
+	done   chan struct{} // closed by Close
 
 	wg       sync.WaitGroup // the manager goroutine
 	closeErr error          // set by the manager before it exits

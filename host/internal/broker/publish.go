@@ -44,16 +44,20 @@ func (c *Conn) publish(ctx context.Context, exchange, key string, msg amqp.Publi
 func (c *Conn) declareForPublishing(exchange string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !slices.Contains(c.exchanges, exchange) {
-		c.exchanges = append(c.exchanges, exchange)
+	old := c.pubExchanges()
+	if !slices.Contains(old, exchange) {
+		ex := append(slices.Clip(old), exchange)
+		c.exchanges.Store(&ex)
 	}
 }
 
-// pubExchanges returns the exchanges to declare on the publishing channel.
+// pubExchanges returns the exchanges to declare on the publishing channel
+// (without a lock: it is read at every publish).
 func (c *Conn) pubExchanges() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.exchanges[:len(c.exchanges):len(c.exchanges)]
+	if p := c.exchanges.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // publishAsync sends msg on the session's confirm-mode channel and returns
