@@ -110,7 +110,14 @@ func NewHostBridge(bus Bus, logger hclog.Logger) pluginproc.BusHost {
 // acked on the bus, so a consumer has at most prefetch acks waiting for
 // confirmations, and pluginproc at most prefetch deliveries unsettled by
 // the worker: an Ack gives pluginproc's stream its credit back at once,
-// but the next delivery comes only once the bus has room for it.
+// but the next delivery comes only once the bus has room for it. The
+// deferred publishes themselves are bounded by the tracker's limit
+// (BridgeOptions.MaxDeferred): a process waits while that many are not
+// confirmed, and confirmed ones are not kept, so a process that publishes
+// and never acks costs the host no more than the limit. (The limit counts
+// confirmations, not acks: a worker's acks come on its Outbox stream
+// behind the publish that would wait for them, so such a wait could
+// never end.)
 
 // closeAckTimeout bounds how long closing a consumer waits for its queued
 // acks' confirmations; the deliveries still not acked then are requeued
@@ -255,7 +262,10 @@ func newBridgeConsumer(c Consumer, h *hostBridge, spec pluginproc.ConsumeSpec) *
 	return bc
 }
 
-var _ pluginproc.Receiver = (*bridgeConsumer)(nil)
+var (
+	_ pluginproc.Receiver    = (*bridgeConsumer)(nil)
+	_ pluginproc.TryReceiver = (*bridgeConsumer)(nil)
+)
 
 // failKey is the identity of d in the failure counts.
 func (bc *bridgeConsumer) failKey(d Delivery) failKey {
@@ -274,6 +284,25 @@ func (bc *bridgeConsumer) Receive(done <-chan struct{}) (pluginproc.Delivery, bo
 		return bc.handOver(d), true
 	case <-done:
 	case <-bc.done:
+	}
+	return pluginproc.Delivery{}, false
+}
+
+// TryReceive implements pluginproc.TryReceiver: a delivery the bus's
+// consumer has ready, without waiting, to go to the worker in one stream
+// message with others.
+func (bc *bridgeConsumer) TryReceive() (pluginproc.Delivery, bool) {
+	select {
+	case <-bc.done:
+		return pluginproc.Delivery{}, false
+	default:
+	}
+	select {
+	case d, ok := <-bc.c.Deliveries():
+		if ok {
+			return bc.handOver(d), true
+		}
+	default:
 	}
 	return pluginproc.Delivery{}, false
 }

@@ -45,6 +45,9 @@ type fakeBus struct {
 	deferredTried map[string]bool    // the bodies of the deferred publishes refused
 	newCons       chan *fakeConsumer // every new consumer, if set
 	pubSignal     chan struct{}      // signalled at every publish, if set
+	// preload, if set, are the bodies of deliveries its consumers have
+	// ready from the start (in a buffer of that size).
+	preload []string
 }
 
 func newFakeBus() *fakeBus {
@@ -75,8 +78,11 @@ func (b *fakeBus) Consume(ctx context.Context, spec ConsumeSpec) (Consumer, erro
 	if b.consumeErr != nil {
 		return nil, b.consumeErr
 	}
-	c := &fakeConsumer{queue: queue, bindings: bindings, prefetch: prefetch, ch: make(chan Delivery),
+	c := &fakeConsumer{queue: queue, bindings: bindings, prefetch: prefetch, ch: make(chan Delivery, len(b.preload)),
 		settled: map[uint64]string{}, closed: make(chan struct{}), settleSig: make(chan struct{}, 1), ctx: ctx}
+	for _, body := range b.preload {
+		c.push(body, false, time.Second) // buffered: does not wait
+	}
 	b.mu.Lock()
 	b.consumers = append(b.consumers, c)
 	b.mu.Unlock()
@@ -364,12 +370,12 @@ func TestBusRoundTrip(t *testing.T) {
 // worker's acks on as they are. Deliveries after it are handled as usual.
 func TestBusOutboxPublishFailurePassedOn(t *testing.T) {
 	b := newFakeBus()
-	b.deferredErr = map[string]error{"got:poison": fmt.Errorf("%w: broker away", ErrBusUnavailable)}
+	b.deferredErr = map[string]error{"got:doomed": fmt.Errorf("%w: broker away", ErrBusUnavailable)}
 	start(t, busOptions(t, map[string]any{"queue": "in", "prefetch": 5, "reply_to": "out"}, b))
 	c := b.consumer(t)
 	c.mustPush(t, "a")
 	c.waitSettled(t, 1)
-	c.mustPush(t, "poison")
+	c.mustPush(t, "doomed")
 	c.waitSettled(t, 2)
 	c.mustPush(t, "b")
 	got := c.waitSettled(t, 3)
@@ -383,7 +389,7 @@ func TestBusOutboxPublishFailurePassedOn(t *testing.T) {
 		}
 	}
 	b.mu.Lock()
-	tried := b.deferredTried["got:poison"]
+	tried := b.deferredTried["got:doomed"]
 	b.mu.Unlock()
 	if !tried {
 		t.Error("the failing deferred publish did not reach the BusHost")
