@@ -263,7 +263,10 @@ func newBridgeConsumer(c Consumer, h *hostBridge, spec pluginproc.ConsumeSpec) *
 	return bc
 }
 
-var _ pluginproc.Receiver = (*bridgeConsumer)(nil)
+var (
+	_ pluginproc.Receiver    = (*bridgeConsumer)(nil)
+	_ pluginproc.TryReceiver = (*bridgeConsumer)(nil)
+)
 
 // failKey is the identity of d in the failure counts.
 func (bc *bridgeConsumer) failKey(d Delivery) failKey {
@@ -282,6 +285,25 @@ func (bc *bridgeConsumer) Receive(done <-chan struct{}) (pluginproc.Delivery, bo
 		return bc.handOver(d), true
 	case <-done:
 	case <-bc.done:
+	}
+	return pluginproc.Delivery{}, false
+}
+
+// TryReceive implements pluginproc.TryReceiver: a delivery the bus's
+// consumer has ready, without waiting, to go to the worker in one stream
+// message with others.
+func (bc *bridgeConsumer) TryReceive() (pluginproc.Delivery, bool) {
+	select {
+	case <-bc.done:
+		return pluginproc.Delivery{}, false
+	default:
+	}
+	select {
+	case d, ok := <-bc.c.Deliveries():
+		if ok {
+			return bc.handOver(d), true
+		}
+	default:
 	}
 	return pluginproc.Delivery{}, false
 }

@@ -131,6 +131,17 @@ type Receiver interface {
 	Receive(done <-chan struct{}) (Delivery, bool)
 }
 
+// TryReceiver is an optional interface of a Receiver: pluginproc takes
+// the deliveries that are ready with TryReceive to send them to the worker
+// in one stream message with the one Receive returned, when the worker
+// takes batches (ConsumeRequest.max_batch).
+type TryReceiver interface {
+	// TryReceive returns a delivery if one is ready now, without waiting;
+	// false if none is (or the consumer has ended: the next Receive says
+	// so).
+	TryReceive() (Delivery, bool)
+}
+
 // Delivery is one message of a Consumer.
 type Delivery struct {
 	// Tag names the delivery in Ack and Nack; unique within its Consumer
@@ -367,7 +378,10 @@ func (h *hostServer) Consume(req *proto.ConsumeRequest, stream proto.Host_Consum
 		return status.Error(codes.Canceled, "the worker's process has ended")
 	}
 	defer h.consumers.remove(sc)
-	h.logger.Debug("consuming for the worker", "queue", queue, "bindings", bindings, "prefetch", prefetch, "consumer", sc.id)
+	// Deliveries per stream message: as many as the worker takes
+	// (ConsumeRequest.max_batch), within the prefetch.
+	maxBatch := min(max(int(req.GetMaxBatch()), 1), prefetch)
+	h.logger.Debug("consuming for the worker", "queue", queue, "bindings", bindings, "prefetch", prefetch, "max_batch", maxBatch, "consumer", sc.id)
 	if err := stream.Send(&proto.Delivery{ConsumerId: sc.id}); err != nil {
 		return err
 	}
@@ -395,19 +409,58 @@ func (h *hostServer) Consume(req *proto.ConsumeRequest, stream proto.Host_Consum
 			h.logger.Warn("the bus ended a consumer of the worker", "queue", queue)
 			return status.Errorf(codes.Unavailable, "the host's consumer of queue %q ended; subscribe again", queue)
 		}
-		tag := sc.track(d.Tag)
-		if err := stream.Send(&proto.Delivery{
-			ConsumerId:  sc.id,
-			DeliveryTag: tag,
-			RoutingKey:  d.RoutingKey,
-			Body:        d.Body,
-			Headers:     d.Headers,
-			Redelivered: d.Redelivered,
-			Failures:    uint32(max(d.Failures, 0)),
-		}); err != nil {
+		msg := sc.message(d)
+		// More in the same stream message, as far as the worker takes
+		// batches and the bus has them ready now.
+		for len(msg.More) < maxBatch-1 {
+			m, ok := sc.tryNext()
+			if !ok {
+				break
+			}
+			msg.More = append(msg.More, m)
+		}
+		if err := stream.Send(msg); err != nil {
 			return err // the worker is gone; closing the Consumer requeues
 		}
 	}
+}
+
+// message records a delivery sent to the worker and returns its message.
+func (sc *streamConsumer) message(d Delivery) *proto.Delivery {
+	return &proto.Delivery{
+		ConsumerId:  sc.id,
+		DeliveryTag: sc.track(d.Tag),
+		RoutingKey:  d.RoutingKey,
+		Body:        d.Body,
+		Headers:     d.Headers,
+		Redelivered: d.Redelivered,
+		Failures:    uint32(max(d.Failures, 0)),
+	}
+}
+
+// tryNext takes another delivery for the worker if it may have one (a
+// credit) and the bus has one ready, without waiting.
+func (sc *streamConsumer) tryNext() (*proto.Delivery, bool) {
+	select {
+	case <-sc.credit:
+	default:
+		return nil, false
+	}
+	var d Delivery
+	ok := false
+	if tr, isTR := sc.c.(TryReceiver); isTR {
+		d, ok = tr.TryReceive()
+	} else if _, isR := sc.c.(Receiver); !isR {
+		select {
+		case d, ok = <-sc.c.Deliveries():
+		default:
+		}
+	}
+	if !ok {
+		sc.credit <- struct{}{} // not used: the next Receive waits for one
+		return nil, false
+	}
+	return sc.message(d), true
 }
 
 func (h *hostServer) Ack(ctx context.Context, req *proto.AckRequest) (*proto.AckResponse, error) {

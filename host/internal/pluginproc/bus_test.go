@@ -45,6 +45,9 @@ type fakeBus struct {
 	deferredTried map[string]bool    // the bodies of the deferred publishes refused
 	newCons       chan *fakeConsumer // every new consumer, if set
 	pubSignal     chan struct{}      // signalled at every publish, if set
+	// preload, if set, are the bodies of deliveries its consumers have
+	// ready from the start (in a buffer of that size).
+	preload []string
 }
 
 func newFakeBus() *fakeBus {
@@ -75,8 +78,11 @@ func (b *fakeBus) Consume(ctx context.Context, spec ConsumeSpec) (Consumer, erro
 	if b.consumeErr != nil {
 		return nil, b.consumeErr
 	}
-	c := &fakeConsumer{queue: queue, bindings: bindings, prefetch: prefetch, ch: make(chan Delivery),
+	c := &fakeConsumer{queue: queue, bindings: bindings, prefetch: prefetch, ch: make(chan Delivery, len(b.preload)),
 		settled: map[uint64]string{}, closed: make(chan struct{}), settleSig: make(chan struct{}, 1), ctx: ctx}
+	for _, body := range b.preload {
+		c.push(body, false, time.Second) // buffered: does not wait
+	}
 	b.mu.Lock()
 	b.consumers = append(b.consumers, c)
 	b.mu.Unlock()
