@@ -110,7 +110,14 @@ func NewHostBridge(bus Bus, logger hclog.Logger) pluginproc.BusHost {
 // acked on the bus, so a consumer has at most prefetch acks waiting for
 // confirmations, and pluginproc at most prefetch deliveries unsettled by
 // the worker: an Ack gives pluginproc's stream its credit back at once,
-// but the next delivery comes only once the bus has room for it.
+// but the next delivery comes only once the bus has room for it. The
+// deferred publishes themselves are bounded by the tracker's limit
+// (BridgeOptions.MaxDeferred): a process waits while that many are not
+// confirmed, and confirmed ones are not kept, so a process that publishes
+// and never acks costs the host no more than the limit. (The limit counts
+// confirmations, not acks: a worker's acks come on its Outbox stream
+// behind the publish that would wait for them, so such a wait could
+// never end.)
 
 // closeAckTimeout bounds how long closing a consumer waits for its queued
 // acks' confirmations; the deliveries still not acked then are requeued
@@ -156,6 +163,7 @@ func (b *hostBridge) Publish(ctx context.Context, key string, body []byte, heade
 		return bridgeErr(b.bus.Publish(ctx, key, body, headers))
 	}
 	if err := b.pubs.reserve(ctx); err != nil {
+		b.pubs.addFailed(err) // not sent: the deliveries it protects are requeued
 		return err
 	}
 	sctx, cancel := context.WithTimeout(ctx, deferredSendTimeout)

@@ -74,6 +74,12 @@ var (
 //     it as such: a consumer may see a message twice.
 //   - Fairness: consumers of one queue share its messages round robin
 //     among those below their prefetch.
+//   - A queue declared by Declare or Consume keeps what is routed to it
+//     from then on, with or without consumers.
+//
+// Failed attempts and dead letters (poison messages) are not the Bus's:
+// the host bridge counts them above it (poison.go), with Publish, Consume,
+// Declare, Ack and Nack, so they behave the same on both buses.
 //
 // A Bus is safe for concurrent use. Its Close ends its consumers; AMQPBus
 // does not own its Conn, so close the Conn after the bus.

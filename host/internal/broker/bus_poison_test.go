@@ -21,20 +21,12 @@ func TestAMQPBusPoison(t *testing.T) {
 }
 
 func runBusPoison(t *testing.T, fixture func(*testing.T) busFixture) {
-	for _, tc := range []struct {
-		name string
-		test func(*testing.T, busFixture)
-	}{
+	runBusCases(t, fixture, []busCase{
 		{"DeadLetteredAfterMaxRedeliveries", testPoisonDeadLettered},
 		{"NackWithoutErrorDoesNotCount", testPoisonPlainNack},
 		{"NegativeMaxNeverDeadLetters", testPoisonNever},
 		{"CountedAcrossProcesses", testPoisonAcrossProcesses},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			checkNoLeaks(t)
-			tc.test(t, fixture(t))
-		})
-	}
+	})
 }
 
 // bridgeConsume consumes queue through a worker process's bridge made by

@@ -370,12 +370,12 @@ func TestBusRoundTrip(t *testing.T) {
 // worker's acks on as they are. Deliveries after it are handled as usual.
 func TestBusOutboxPublishFailurePassedOn(t *testing.T) {
 	b := newFakeBus()
-	b.deferredErr = map[string]error{"got:poison": fmt.Errorf("%w: broker away", ErrBusUnavailable)}
+	b.deferredErr = map[string]error{"got:doomed": fmt.Errorf("%w: broker away", ErrBusUnavailable)}
 	start(t, busOptions(t, map[string]any{"queue": "in", "prefetch": 5, "reply_to": "out"}, b))
 	c := b.consumer(t)
 	c.mustPush(t, "a")
 	c.waitSettled(t, 1)
-	c.mustPush(t, "poison")
+	c.mustPush(t, "doomed")
 	c.waitSettled(t, 2)
 	c.mustPush(t, "b")
 	got := c.waitSettled(t, 3)
@@ -389,7 +389,7 @@ func TestBusOutboxPublishFailurePassedOn(t *testing.T) {
 		}
 	}
 	b.mu.Lock()
-	tried := b.deferredTried["got:poison"]
+	tried := b.deferredTried["got:doomed"]
 	b.mu.Unlock()
 	if !tried {
 		t.Error("the failing deferred publish did not reach the BusHost")
