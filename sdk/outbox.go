@@ -124,13 +124,19 @@ func (b *bus) getOutbox(ctx context.Context) *outbox {
 
 // abandon closes an outbox nothing was sent on.
 func (ob *outbox) abandon() {
+	ob.closeSend()
+	ob.cancel()
+}
+
+// closeSend marks the outbox closing and half-closes its stream: the host
+// ends it once it has handled what was sent.
+func (ob *outbox) closeSend() {
 	ob.mu.Lock()
 	ob.closing = true
 	ob.mu.Unlock()
 	ob.sendMu.Lock()
 	_ = ob.stream.CloseSend()
 	ob.sendMu.Unlock()
-	ob.cancel()
 }
 
 // openOutbox opens an Outbox stream and waits for the host's first reply.
@@ -284,12 +290,7 @@ func (b *bus) closeOutbox(ctx context.Context) {
 	if err := ob.sync(ctx); err != nil && !errors.Is(err, errOutboxGone) {
 		b.logger.Debug("flushing the host's outbox failed", "error", err)
 	}
-	ob.mu.Lock()
-	ob.closing = true
-	ob.mu.Unlock()
-	ob.sendMu.Lock()
-	_ = ob.stream.CloseSend()
-	ob.sendMu.Unlock()
+	ob.closeSend()
 	select {
 	case <-ob.done:
 	case <-ctx.Done():

@@ -9,16 +9,18 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/dynworkers/dynworkers/internal/wire"
 )
 
 // Aggregators a worker may ask for, Vumi's five
 // (vumi.blinkenlights.metrics: SUM, AVG, MAX, MIN, LAST).
 const (
-	AggSum  = "sum"
-	AggAvg  = "avg"
-	AggMin  = "min"
-	AggMax  = "max"
-	AggLast = "last"
+	AggSum  = wire.AggSum
+	AggAvg  = wire.AggAvg
+	AggMin  = wire.AggMin
+	AggMax  = wire.AggMax
+	AggLast = wire.AggLast
 )
 
 // DefaultAggregator is used when a metric is recorded with no aggregator:
