@@ -106,7 +106,7 @@ func TestBenchBodyIsAVumiMessage(t *testing.T) {
 		if err != nil {
 			t.Fatalf("BenchBody(%d): %v", n, err)
 		}
-		if err := m.Reply(*m.Content, true).Validate(); err != nil {
+		if err := m.Reply(m.Content.String, true).Validate(); err != nil {
 			t.Fatalf("BenchBody(%d): the reply: %v", n, err)
 		}
 	}

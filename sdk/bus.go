@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/dynworkers/dynworkers/internal/wire"
+	"github.com/dynworkers/dynworkers/sdk/internal/envhook"
 )
 
 // Messaging (DESIGN §7). A worker opens no broker connection of its own: it
@@ -123,21 +124,22 @@ const (
 	MaxPrefetch = 10000
 )
 
-// ConsumeOption configures a consumer (Env.Consume).
-type ConsumeOption func(*ConsumeConfig)
+// ConsumeOption configures a consumer (Env.Consume): WithPrefetch,
+// WithBindings, WithMaxRedeliveries, WithDeadLetter, WithContext.
+type ConsumeOption func(*consumeConfig)
 
 // WithPrefetch sets how many messages the host may deliver ahead, unacked,
 // to the consumer: 1 to MaxPrefetch, DefaultPrefetch by default. The host
 // sends a message only while fewer than n are unsettled, so a slow handler
 // slows delivery down instead of growing anyone's memory.
 func WithPrefetch(n int) ConsumeOption {
-	return func(c *ConsumeConfig) { c.Prefetch = n }
+	return func(c *consumeConfig) { c.Prefetch = n }
 }
 
 // WithBindings sets the routing keys the queue is bound with on the "vumi"
 // exchange, replacing the default: the queue's own name.
 func WithBindings(keys ...string) ConsumeOption {
-	return func(c *ConsumeConfig) { c.Bindings = slices.Clone(keys) }
+	return func(c *consumeConfig) { c.Bindings = slices.Clone(keys) }
 }
 
 // DefaultMaxRedeliveries is how many failed attempts a message of a
@@ -152,49 +154,31 @@ const DefaultMaxRedeliveries = 5
 // requeues forever, as a plain AMQP consumer would; 0 means
 // DefaultMaxRedeliveries.
 func WithMaxRedeliveries(n int) ConsumeOption {
-	return func(c *ConsumeConfig) { c.MaxRedeliveries = n }
+	return func(c *consumeConfig) { c.MaxRedeliveries = n }
 }
 
 // WithDeadLetter sets the routing key, and the name of the queue the host
 // declares and binds with it, that dead-lettered messages go to; by default
 // "<queue>.dlq". The key is checked like a queue name (CheckBusName).
 func WithDeadLetter(key string) ConsumeOption {
-	return func(c *ConsumeConfig) { c.DeadLetter = key }
+	return func(c *consumeConfig) { c.DeadLetter = key }
 }
 
 // WithContext makes the consumer stop when ctx ends, before the worker
 // stops. Without it a consumer runs for the life of the worker.
 func WithContext(ctx context.Context) ConsumeOption {
-	return func(c *ConsumeConfig) { c.Context = ctx }
+	return func(c *consumeConfig) { c.Context = ctx }
 }
 
-// ConsumeConfig is a consumer's configuration, as the options of
-// Env.Consume make it. Implementations of Env other than the SDK's own
-// (such as sdktest's) use NewConsumeConfig to apply the options.
-type ConsumeConfig struct {
-	// Queue is the queue to consume.
-	Queue string
-	// Bindings are the routing keys the queue is bound with; [Queue] by
-	// default.
-	Bindings []string
-	// Prefetch is the number of unsettled deliveries the host may send
-	// ahead; DefaultPrefetch by default.
-	Prefetch int
-	// Context, if not nil, ends the consumer when it ends.
-	Context context.Context
-	// MaxRedeliveries is how many failed attempts a message gets before it
-	// is dead-lettered (see WithMaxRedeliveries); negative: never.
-	MaxRedeliveries int
-	// DeadLetter is the routing key and queue of dead-lettered messages;
-	// "<Queue>.dlq" by default.
-	DeadLetter string
-}
+// consumeConfig is a consumer's configuration, as the options of
+// Env.Consume make it (sdktest gets it through envhook).
+type consumeConfig = envhook.ConsumeConfig
 
-// NewConsumeConfig applies opts to the defaults for queue and checks the
+// newConsumeConfig applies opts to the defaults for queue and checks the
 // result as the host does: the queue and bindings must be valid and not
 // reserved (CheckBusName), and the prefetch within 1..MaxPrefetch.
-func NewConsumeConfig(queue string, opts ...ConsumeOption) (ConsumeConfig, error) {
-	c := ConsumeConfig{Queue: queue, Prefetch: DefaultPrefetch}
+func newConsumeConfig(queue string, opts ...ConsumeOption) (consumeConfig, error) {
+	c := consumeConfig{Queue: queue, Prefetch: DefaultPrefetch}
 	for _, o := range opts {
 		o(&c)
 	}
@@ -207,9 +191,6 @@ func NewConsumeConfig(queue string, opts ...ConsumeOption) (ConsumeConfig, error
 	if c.DeadLetter == "" {
 		c.DeadLetter = queue + ".dlq"
 	}
-	if err := CheckBusName("dead-letter key", c.DeadLetter); err != nil {
-		return c, err
-	}
 	if err := CheckBusName("queue", queue); err != nil {
 		return c, err
 	}
@@ -217,6 +198,11 @@ func NewConsumeConfig(queue string, opts ...ConsumeOption) (ConsumeConfig, error
 		if err := CheckBusName("binding", b); err != nil {
 			return c, err
 		}
+	}
+	// After the queue's: a reserved queue's default key is reserved too,
+	// and the queue is what is at fault.
+	if err := CheckBusName("dead-letter key", c.DeadLetter); err != nil {
+		return c, err
 	}
 	if c.Prefetch < 1 || c.Prefetch > MaxPrefetch {
 		return c, fmt.Errorf("%w: prefetch %d is not within 1..%d", ErrInvalidConfig, c.Prefetch, MaxPrefetch)
@@ -229,7 +215,7 @@ var reservedPrefixes = []string{"vumi.control", "vumi.metrics", "vumi.health", "
 
 // MaxNameLen is the longest routing key or queue name, in bytes (AMQP's
 // short string).
-const MaxNameLen = wire.MaxNameLen
+const MaxNameLen = 255
 
 var (
 	// ErrReservedName matches the error for a routing key, queue or
@@ -318,17 +304,21 @@ func reservedWhat(prefix string) string {
 // Metric aggregators (Env.Metric): how the host combines the values a
 // worker reports within one metrics interval.
 const (
-	AggSum  = wire.AggSum
-	AggAvg  = wire.AggAvg
-	AggMin  = wire.AggMin
-	AggMax  = wire.AggMax
-	AggLast = wire.AggLast
+	AggSum  = "sum"
+	AggAvg  = "avg"
+	AggMin  = "min"
+	AggMax  = "max"
+	AggLast = "last"
 )
 
 // ErrInvalidMetric matches the error for a metric the host would refuse:
 // an empty or overlong name, a value that is NaN or infinite, an unknown
 // aggregator.
-var ErrInvalidMetric = wire.ErrInvalidMetric
+var ErrInvalidMetric = errInvalidMetric
+
+// errInvalidMetric is the sentinel the metric checks shared with the host
+// wrap.
+var errInvalidMetric = wire.ErrInvalidMetric
 
 var (
 	// ErrNoBus is the error of Env.Publish and Env.Consume when the host

@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"sync"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -47,7 +47,7 @@ var (
 // bus is the messaging part of a worker's Env in a plugin process.
 type bus struct {
 	host   *hostConn // nil: the host offers no Host service
-	logger hclog.Logger
+	logger *slog.Logger
 
 	mu        sync.Mutex
 	stopped   bool
@@ -56,9 +56,10 @@ type bus struct {
 	// The outbox (outbox.go): ob is the open one, if any.
 	obMu      sync.Mutex
 	ob        *outbox
-	noOutbox  bool      // the host does not serve one
-	obClosed  bool      // closed at stop: no new one
-	obRetryAt time.Time // after a failed open, not before this
+	obOpening chan struct{} // non-nil while a caller opens one; closed when it is done
+	noOutbox  bool          // the host does not serve one
+	obClosed  bool          // closed at stop: no new one
+	obRetryAt time.Time     // after a failed open, not before this
 	// metricNames are the names of the metrics the host has taken a
 	// value of: their later values may go on the outbox, whose errors
 	// the worker does not see. The first value of a name is a round trip,
@@ -74,7 +75,7 @@ type bus struct {
 // worker.
 const maxKnownMetrics = 1024
 
-func newBus(host *hostConn, logger hclog.Logger) *bus {
+func newBus(host *hostConn, logger *slog.Logger) *bus {
 	return &bus{host: host, logger: logger, consumers: map[*consumer]struct{}{}}
 }
 
@@ -100,7 +101,7 @@ func (b *bus) publish(ctx context.Context, key string, body []byte, headers map[
 					return nil
 				}
 				if err := h.sendEarly(ob, flush); err != nil {
-					return &HostError{Call: call, Name: key, Code: codes.Unavailable, Message: err.Error()}
+					return &HostError{Call: call, Name: key, code: codes.Unavailable, Message: err.Error()}
 				}
 				return nil
 			}
@@ -268,12 +269,9 @@ func (b *bus) knownMetric(name string) bool {
 	return ok
 }
 
-func (b *bus) consume(queue string, handler Handler, opts ...ConsumeOption) error {
+func (b *bus) consume(cfg consumeConfig, handler Handler) error {
 	const call = "Consume"
-	cfg, err := NewConsumeConfig(queue, opts...)
-	if err != nil {
-		return fmt.Errorf("%s: %w", callName(call, queue), err)
-	}
+	queue := cfg.Queue
 	if handler == nil {
 		return fmt.Errorf("%s: no handler given", callName(call, queue))
 	}
@@ -348,9 +346,9 @@ func (b *bus) health() error {
 // its stream one at a time, hands them to the handler and settles them.
 type consumer struct {
 	bus     *bus
-	cfg     ConsumeConfig
+	cfg     consumeConfig
 	handler Handler
-	logger  hclog.Logger
+	logger  *slog.Logger
 
 	// hctx is the handlers' context; it ends when the consumer stops.
 	hctx    context.Context
@@ -426,7 +424,7 @@ func (c *consumer) open() (proto.Host_ConsumeClient, uint64, error) {
 	}
 	if first.GetDeliveryTag() != 0 {
 		scancel()
-		return nil, 0, &HostError{Call: call, Name: queue, Code: codes.Internal,
+		return nil, 0, &HostError{Call: call, Name: queue, code: codes.Internal,
 			Message: fmt.Sprintf("the host's first message is delivery %d, not the ready announcement", first.GetDeliveryTag())}
 	}
 	return stream, first.GetConsumerId(), nil

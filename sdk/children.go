@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -27,12 +27,12 @@ import (
 // them at Start and reconcile rather than assume it has none.
 //
 // Errors the host returns are *HostError values that keep the host's
-// message and code: errors.Is(err, ErrInvalidConfig) for an invalid child
-// (unknown class, bad name, invalid config or restart), ErrChildNotFound
-// for a child name that does not exist, ErrChildExists for a name taken by
-// another worker, context.DeadlineExceeded when the call timed out. When the
-// host offers no Host service at all, every method fails with
-// ErrNoHostService.
+// message: errors.Is(err, ErrInvalidConfig) for an invalid child (unknown
+// class, bad name, invalid config or restart), ErrChildNotFound for a child
+// name that does not exist, ErrChildExists for a name taken by another
+// worker, ErrUnavailable when the host could not be reached,
+// context.DeadlineExceeded when the call timed out. When the host offers
+// no Host service at all, every method fails with ErrNoHostService.
 type Children interface {
 	// StartChild starts the child spec.Name, or makes sure it runs: a child
 	// of that name with the same class, config and restart is left alone
@@ -97,24 +97,38 @@ var (
 	// Host service to the worker (StartRequest.host_broker_id 0), or does
 	// not implement the call.
 	ErrNoHostService = errors.New("the host offers no Host service")
-	// ErrChildNotFound matches a *HostError with code NotFound: the worker
-	// has no child of that name.
+	// ErrChildNotFound matches the error of a StopChild (or StartChild)
+	// for a child name the worker has no child of.
 	ErrChildNotFound = errors.New("no such child")
-	// ErrChildExists matches a *HostError with code AlreadyExists: the
-	// name is taken by another worker.
+	// ErrChildExists matches the error of a StartChild whose name is
+	// taken by another worker.
 	ErrChildExists = errors.New("child already exists")
 )
 
-// HostError is an error the host returned for a Host service call. It
-// keeps the host's message and its gRPC code. errors.Is matches it with
-// ErrInvalidConfig (InvalidArgument, and PermissionDenied for a reserved
-// bus name), ErrChildNotFound (NotFound), ErrChildExists (AlreadyExists),
-// ErrNoHostService (Unimplemented), context.DeadlineExceeded and
-// context.Canceled; for Publish, Consume, Ack and Nack with ErrNoBus
-// (FailedPrecondition, Unimplemented), ErrReservedName (PermissionDenied)
-// and ErrInvalidName (InvalidArgument); for Metric with ErrNoMetrics
-// (FailedPrecondition, Unimplemented) and ErrInvalidMetric
-// (InvalidArgument).
+// ErrUnavailable matches the error of a call that did not reach the host,
+// or that the host could not serve for now: the connection to it failed or
+// broke, or its bus is down. Retrying later may succeed.
+var ErrUnavailable = errors.New("the host is unavailable")
+
+// HostError is an error the host returned for a call of the worker's
+// (Children's methods, Env.Publish, Env.Consume, Env.Metric, and the acks
+// and nacks of its consumers). It keeps the host's message; what it means
+// is told by errors.Is, not by a code:
+//
+//   - ErrInvalidConfig: the host refused the request as invalid (for a
+//     child: an unknown class, a bad name, an invalid config or restart;
+//     for the bus: also a reserved name);
+//   - ErrChildNotFound, ErrChildExists: for Children's methods;
+//   - ErrNoBus, ErrReservedName, ErrInvalidName: for Publish and Consume
+//     (and the acks and nacks of a consumer);
+//   - ErrNoMetrics, ErrInvalidMetric: for Metric;
+//   - ErrNoHostService: the host does not implement the call;
+//   - ErrUnavailable: the host could not be reached or could not serve
+//     the call for now;
+//   - context.DeadlineExceeded, context.Canceled: the call timed out or
+//     was cancelled on the host's side.
+//
+// Use errors.As to read Call, Name and Message.
 type HostError struct {
 	// Call is the Host service method: StartChild, StopChild, ListChildren,
 	// Publish, Consume, Ack, Nack or Metric.
@@ -122,42 +136,44 @@ type HostError struct {
 	// Name is what the call was about, if anything: the child, the routing
 	// key, the queue, the metric.
 	Name string
-	// Code is the gRPC code of the host's answer.
-	Code codes.Code
 	// Message is the host's message.
 	Message string
+
+	code codes.Code // the gRPC code of the host's answer
 }
 
 func (e *HostError) Error() string {
-	return fmt.Sprintf("%s: %s (%s)", callName(e.Call, e.Name), e.Message, e.Code)
+	return fmt.Sprintf("%s: %s (%s)", callName(e.Call, e.Name), e.Message, e.code)
 }
 
-// Is reports whether the host's code means target (see HostError).
+// Is reports whether the host's answer means target (see HostError).
 func (e *HostError) Is(target error) bool {
 	bus := e.Call == "Publish" || e.Call == "Consume" || e.Call == "Ack" || e.Call == "Nack"
 	switch target {
 	case ErrInvalidConfig:
-		return e.Code == codes.InvalidArgument || (bus && e.Code == codes.PermissionDenied)
+		return e.code == codes.InvalidArgument || (bus && e.code == codes.PermissionDenied)
 	case ErrChildNotFound:
-		return e.Code == codes.NotFound && !bus
+		return e.code == codes.NotFound && !bus
 	case ErrChildExists:
-		return e.Code == codes.AlreadyExists
+		return e.code == codes.AlreadyExists
 	case ErrNoHostService:
-		return e.Code == codes.Unimplemented
+		return e.code == codes.Unimplemented
+	case ErrUnavailable:
+		return e.code == codes.Unavailable
 	case ErrNoBus:
-		return bus && (e.Code == codes.FailedPrecondition || e.Code == codes.Unimplemented)
+		return bus && (e.code == codes.FailedPrecondition || e.code == codes.Unimplemented)
 	case ErrReservedName:
-		return bus && e.Code == codes.PermissionDenied
+		return bus && e.code == codes.PermissionDenied
 	case ErrInvalidName:
-		return bus && e.Code == codes.InvalidArgument
+		return bus && e.code == codes.InvalidArgument
 	case ErrNoMetrics:
-		return e.Call == "Metric" && (e.Code == codes.FailedPrecondition || e.Code == codes.Unimplemented)
+		return e.Call == "Metric" && (e.code == codes.FailedPrecondition || e.code == codes.Unimplemented)
 	case ErrInvalidMetric:
-		return e.Call == "Metric" && e.Code == codes.InvalidArgument
+		return e.Call == "Metric" && e.code == codes.InvalidArgument
 	case context.DeadlineExceeded:
-		return e.Code == codes.DeadlineExceeded
+		return e.code == codes.DeadlineExceeded
 	case context.Canceled:
-		return e.Code == codes.Canceled
+		return e.code == codes.Canceled
 	}
 	return false
 }
@@ -170,7 +186,7 @@ func hostError(ctx context.Context, call, name string, err error) error {
 		return fmt.Errorf("%s: %w", callName(call, name), ctx.Err())
 	}
 	s, _ := status.FromError(err)
-	return &HostError{Call: call, Name: name, Code: s.Code(), Message: s.Message()}
+	return &HostError{Call: call, Name: name, code: s.Code(), Message: s.Message()}
 }
 
 func callName(call, name string) string {
@@ -218,18 +234,18 @@ type hostConn struct {
 }
 
 // dialHost starts dialing the host's broker id in the background.
-func dialHost(broker *plugin.GRPCBroker, id uint32, logger hclog.Logger) *hostConn {
+func dialHost(broker *plugin.GRPCBroker, id uint32, logger *slog.Logger) *hostConn {
 	h := &hostConn{ready: make(chan struct{})}
 	go func() {
 		defer close(h.ready)
 		if broker == nil {
-			h.err = errors.New("the plugin has no go-plugin broker to reach the host with")
+			h.err = unavailable(errors.New("the plugin has no go-plugin broker to reach the host with"))
 			return
 		}
 		conn, err := broker.Dial(id)
 		if err != nil {
 			logger.Warn("connecting to the host's Host service failed", "broker_id", id, "error", err)
-			h.err = fmt.Errorf("connecting to the host's Host service (broker id %d): %w", id, err)
+			h.err = unavailable(fmt.Errorf("connecting to the host's Host service (broker id %d): %w", id, err))
 			return
 		}
 		h.conn = conn
@@ -247,6 +263,16 @@ func (h *hostConn) get(ctx context.Context) (proto.HostClient, error) {
 	}
 	return h.client, h.err
 }
+
+// unavailableError is an error that matches ErrUnavailable: the host
+// could not be reached.
+type unavailableError struct{ err error }
+
+func unavailable(err error) error { return &unavailableError{err} }
+
+func (e *unavailableError) Error() string        { return e.err.Error() }
+func (e *unavailableError) Unwrap() error        { return e.err }
+func (e *unavailableError) Is(target error) bool { return target == ErrUnavailable }
 
 // close closes the connection once dialing has ended.
 func (h *hostConn) close() {

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -90,7 +89,7 @@ var childClass = Class{
 // startWithHost starts a worker of childClass over real gRPC, with the host
 // side serving host on a brokered connection (as pluginproc does) unless
 // host is nil, and returns the worker's Env.
-func startWithHost(t *testing.T, host proto.HostServer) Env {
+func startWithHost(t *testing.T, host proto.HostServer) *Env {
 	t.Helper()
 	env, _, _ := startWithHostServer(t, host)
 	return env
@@ -98,9 +97,21 @@ func startWithHost(t *testing.T, host proto.HostServer) Env {
 
 // startWithHostServer is startWithHost that also returns the worker's
 // client and server.
-func startWithHostServer(t *testing.T, host proto.HostServer) (Env, proto.WorkerClient, *server) {
+func startWithHostServer(t *testing.T, host proto.HostServer) (*Env, proto.WorkerClient, *server) {
 	t.Helper()
-	srv := newServer([]Class{childClass}, hclog.NewNullLogger())
+	wc, srv := startClass(t, childClass, host, nil)
+	return srv.running().(*echoWorker).env, wc, srv
+}
+
+// startClass starts a worker of class over real gRPC, with the host side
+// serving host on a brokered connection unless host is nil; srv.exit is
+// exit if not nil.
+func startClass(t *testing.T, class Class, host proto.HostServer, exit func(int)) (proto.WorkerClient, *server) {
+	t.Helper()
+	srv := newServer([]Class{class}, discardLogger())
+	if exit != nil {
+		srv.exit = exit
+	}
 	bp := &brokerPlugin{GRPCWorkerPlugin: wire.GRPCWorkerPlugin{Impl: srv}, broker: make(chan *plugin.GRPCBroker, 2)}
 	client, _ := plugin.TestPluginGRPCConn(t, false, map[string]plugin.Plugin{wire.PluginName: bp})
 	t.Cleanup(func() { client.Close() })
@@ -122,10 +133,10 @@ func startWithHostServer(t *testing.T, host proto.HostServer) (Env, proto.Worker
 		go gs.Serve(ln)
 		t.Cleanup(gs.Stop)
 	}
-	if _, err := wc.Start(ctx(t), &proto.StartRequest{WorkerName: "h1", Class: "hybrid", ConfigJson: []byte(`{}`), HostBrokerId: id}); err != nil {
+	if _, err := wc.Start(ctx(t), &proto.StartRequest{WorkerName: "h1", Class: class.Name, ConfigJson: []byte(`{}`), HostBrokerId: id}); err != nil {
 		t.Fatal(err)
 	}
-	return srv.running().(*echoWorker).env, wc, srv
+	return wc, srv
 }
 
 func TestChildrenRoundTrip(t *testing.T) {
@@ -223,7 +234,7 @@ func TestChildrenHostErrors(t *testing.T) {
 		host.setErr(status.Error(tt.code, tt.msg))
 		_, err := env.Children().StartChild(ctx(t), ChildSpec{Name: "1", Class: "nope"})
 		var he *HostError
-		if !errors.As(err, &he) || he.Code != tt.code || he.Message != tt.msg || he.Call != "StartChild" || he.Name != "1" {
+		if !errors.As(err, &he) || he.code != tt.code || he.Message != tt.msg || he.Call != "StartChild" || he.Name != "1" {
 			t.Errorf("%s: StartChild error = %#v", tt.code, err)
 			continue
 		}

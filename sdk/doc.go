@@ -16,15 +16,30 @@
 //			Description: "logs a greeting every interval",
 //			Version:     "1.0.0",
 //			New: sdk.Construct(func(cfg Config) (sdk.Worker, error) {
-//				return &hello{cfg: cfg}, nil
+//				return sdk.Run(func(ctx context.Context, env *sdk.Env) error {
+//					t := time.NewTicker(cfg.Interval)
+//					defer t.Stop()
+//					for {
+//						select {
+//						case <-ctx.Done():
+//							return nil // stopped by the host
+//						case <-t.C:
+//							env.Logger().Info(cfg.Greeting)
+//						}
+//					}
+//				}), nil
 //			}),
 //		})
 //	}
 //
+// A worker is a Worker (Start, Stop); Run makes one of a blocking
+// function, as above. Its Env (a *Env) is what the host gives it: names,
+// a logger, child workers, the message bus and metrics.
+//
 // # Lifecycle contract
 //
 // The host runs every worker in a plugin process of its own, launched from
-// the binary through hashicorp/go-plugin (gRPC). One process, one worker:
+// the binary, over gRPC (go-plugin's protocol). One process, one worker:
 //
 //  1. Describe. When the host scans its plugin_dir it launches each binary
 //     once to learn its classes and their schemas, then lets it exit. Your
@@ -40,7 +55,9 @@
 //     its context is done (the worker's start_timeout, 30 s by default);
 //     otherwise the process is killed and the start counts as failed. Start
 //     launches the worker's goroutines and returns; it must not block for
-//     the worker's lifetime. An error wrapping ErrInvalidConfig is permanent:
+//     the worker's lifetime (Run's Start launches its function and
+//     returns). An error wrapping ErrInvalidConfig, from Start or from
+//     the constructor, is permanent:
 //     the worker is marked failed instead of being restarted in a loop. Any
 //     other error is retried with backoff.
 //  4. Run. While the worker runs the host calls Health every
@@ -48,10 +65,13 @@
 //     (2 s) is a failed check, and three in a row make the host kill the
 //     process and restart the worker. Status adds details to the status
 //     API. Both are optional (HealthChecker, StatusReporter).
-//  5. Exit. A worker may end itself with Env.Exit: nil is a normal exit, an
-//     error an abnormal one. A panic or os.Exit ends the process, and with it
-//     only this worker; the host restarts it by its restart policy
-//     (permanent, transient, temporary) with exponential backoff.
+//  5. Exit. A worker may end itself with Env.Exit (or by returning from
+//     Run's function): its consumers stop, what it published and settled is
+//     flushed to the host, its Stop is called, and the process exits; nil
+//     is a normal exit, an error an abnormal one. A panic or os.Exit ends
+//     the process at once, and with it only this worker. Either way the
+//     host restarts it by its restart policy (permanent, transient,
+//     temporary) with exponential backoff.
 //  6. Stop. The host calls Worker.Stop once, with a context whose deadline
 //     is the worker's shutdown_timeout (5 s). When the deadline passes the
 //     host kills the process group, so Stop should return promptly.
@@ -61,8 +81,9 @@
 // runs a watchdog on the parent pid, so killing the host with SIGKILL leaves
 // no plugin process behind.
 //
-// Logging: use Env.Logger. Plugins log hclog JSON lines to stderr, and the
-// host re-logs them under the worker's name with their levels kept.
+// Logging: use Env.Logger, a *slog.Logger. It writes JSON lines to stderr
+// at the host's log level, and the host re-logs them under the worker's
+// name with their levels and attributes kept.
 // Anything else written to stderr (a panic, say) is kept too, and the last
 // lines before a crash appear in the host's exit event.
 //
@@ -109,9 +130,21 @@
 //
 // # Testing
 //
-// Testing a class needs no host: Class.NewWorker builds a worker from a
-// config JSON object exactly as the plugin process does, and package
-// sdk/sdktest runs it with a recording Env (the messages it publishes, its
-// metrics and logs, deliveries to its consumers) or builds the plugin and
-// runs it under a real host for acceptance tests.
+// Testing a class needs no host: package sdk/sdktest builds a worker from a
+// config exactly as the plugin process does and runs it with a recording
+// Env (the messages it publishes, its metrics and logs, deliveries to its
+// consumers), or builds the plugin and runs it under a real host for
+// acceptance tests.
+//
+// # Errors
+//
+// The SDK's errors are matched with errors.Is (and errors.As for
+// *HostError and *BusNameError): ErrInvalidConfig (permanent: the host
+// does not restart a worker whose Start fails with it), ErrReservedName
+// and ErrInvalidName (a bus name a worker may not use), ErrNoBus,
+// ErrNoMetrics and ErrInvalidMetric (messages and metrics),
+// ErrConsumerStopped (the worker is stopping), ErrNoHostService,
+// ErrChildNotFound and ErrChildExists (child workers), ErrUnavailable (the
+// host could not be reached or serve the call for now), ErrDrop (a
+// handler's "never deliver this again").
 package sdk

@@ -53,32 +53,84 @@ var errOutboxGone = errors.New("the host's outbox stream has ended")
 
 // getOutbox returns the process's outbox, opening it if need be; nil when
 // the host does not serve one (use the unary calls), the worker is
-// stopping, or it could not be opened lately.
+// stopping, it could not be opened lately, or ctx ends first.
+//
+// Opening is single-flight and outside b.obMu: one caller opens (a round
+// trip to the host, up to outboxReadyTimeout), the others wait for it
+// (or for their ctx) without holding the mutex, so that the outbox's end,
+// closeOutbox and the callers that find one open are never held up by
+// the network. An open that failed because its caller's ctx ended is tried
+// again by the next caller, at once (a waiter takes over); one the host
+// failed is not tried again before outboxRetry (the unary calls are used
+// meanwhile).
 func (b *bus) getOutbox(ctx context.Context) *outbox {
 	if b.host == nil {
 		return nil
 	}
-	b.obMu.Lock()
-	defer b.obMu.Unlock()
-	if b.ob != nil {
-		return b.ob
-	}
-	if b.noOutbox || b.obClosed || time.Now().Before(b.obRetryAt) {
-		return nil
-	}
-	ob, err := b.openOutbox(ctx)
-	if err != nil {
-		if status.Code(err) == codes.Unimplemented {
+	for {
+		b.obMu.Lock()
+		if b.ob != nil {
+			ob := b.ob
+			b.obMu.Unlock()
+			return ob
+		}
+		if b.noOutbox || b.obClosed || time.Now().Before(b.obRetryAt) {
+			b.obMu.Unlock()
+			return nil
+		}
+		if opening := b.obOpening; opening != nil {
+			b.obMu.Unlock()
+			select {
+			case <-opening:
+				continue // see what the open gave
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		opening := make(chan struct{})
+		b.obOpening = opening
+		b.obMu.Unlock()
+
+		ob, err := b.openOutbox(ctx)
+
+		b.obMu.Lock()
+		b.obOpening = nil
+		close(opening)
+		switch {
+		case err == nil && b.obClosed:
+			// Stopped meanwhile: closeOutbox did not see this one.
+			b.obMu.Unlock()
+			ob.abandon()
+			return nil
+		case err == nil:
+			b.ob = ob
+			b.obMu.Unlock()
+			return ob
+		case status.Code(err) == codes.Unimplemented:
 			b.noOutbox = true
+			b.obMu.Unlock()
 			b.logger.Debug("the host serves no outbox; using a call per publish and ack")
-		} else {
+		case ctx.Err() != nil:
+			// The caller gave up, not the host: the next caller opens.
+			b.obMu.Unlock()
+		default:
 			b.obRetryAt = time.Now().Add(outboxRetry)
+			b.obMu.Unlock()
 			b.logger.Warn("opening the host's outbox failed; using a call per publish and ack for now", "error", err)
 		}
 		return nil
 	}
-	b.ob = ob
-	return ob
+}
+
+// abandon closes an outbox nothing was sent on.
+func (ob *outbox) abandon() {
+	ob.mu.Lock()
+	ob.closing = true
+	ob.mu.Unlock()
+	ob.sendMu.Lock()
+	_ = ob.stream.CloseSend()
+	ob.sendMu.Unlock()
+	ob.cancel()
 }
 
 // openOutbox opens an Outbox stream and waits for the host's first reply.

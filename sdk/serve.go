@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -35,15 +37,9 @@ func Serve(classes ...Class) {
 		fmt.Fprintf(os.Stderr, "This is a dynworkers worker plugin offering %d class(es); it is started by `dynworkers serve`, not by hand.\nPut it in the host's plugin_dir and run `dynworkers classes` to see what it offers.\n", len(classes))
 		os.Exit(1)
 	}
-	level := hclog.LevelFromString(os.Getenv(wire.EnvLogLevel))
-	if level == hclog.NoLevel {
-		level = hclog.Info
-	}
-	logger := hclog.New(&hclog.LoggerOptions{
-		Output:     os.Stderr,
-		Level:      level,
-		JSONFormat: true, // parsed by the host, which keeps the levels
-	})
+	level := parseLevel(os.Getenv(wire.EnvLogLevel))
+	// JSON lines, parsed by the host, which keeps the levels.
+	logger := newLogger(os.Stderr, level)
 	startWatchdog(logger)
 	srv := newServer(classes, logger)
 	plugin.Serve(&plugin.ServeConfig{
@@ -52,7 +48,12 @@ func Serve(classes ...Class) {
 			1: {wire.PluginName: &wire.GRPCWorkerPlugin{Impl: srv}},
 		},
 		GRPCServer: plugin.DefaultGRPCServer,
-		Logger:     logger.Named("go-plugin"),
+		// go-plugin's own lines, in the same form.
+		Logger: hclog.New(&hclog.LoggerOptions{
+			Output:     os.Stderr,
+			Level:      hclog.LevelFromString(levelName(level)),
+			JSONFormat: true,
+		}).Named("go-plugin"),
 	})
 }
 
@@ -80,7 +81,7 @@ func validateClasses(classes []Class) error {
 // startWatchdog exits the plugin when the host that started it is gone. On
 // Linux the host also sets Pdeathsig; the watchdog covers the rest (another
 // OS, or the rare case of the launching thread exiting first).
-func startWatchdog(logger hclog.Logger) {
+func startWatchdog(logger *slog.Logger) {
 	want, err := strconv.Atoi(os.Getenv(wire.EnvParentPID))
 	if err != nil {
 		want = os.Getppid()
@@ -106,14 +107,23 @@ type server struct {
 
 	classes []Class
 	byName  map[string]Class
-	logger  hclog.Logger
+	logger  *slog.Logger
+	// exit ends the process (os.Exit; tests replace it).
+	exit       func(code int)
+	exitOnce   sync.Once
+	finishOnce sync.Once
 
 	mu     sync.Mutex
 	broker *plugin.GRPCBroker // go-plugin's, for the host's Host service
 	host   *hostConn          // the worker's connection to it; nil if none
 	env    *processEnv
 	worker Worker
-	state  string // "", "starting", "running", "stopping", "stopped"
+	// state: "", "starting", "running", then "failed" (Start failed),
+	// "stopping" (the host's Stop), "exiting" (Env.Exit), "stopped"
+	state string
+	// started is closed once Start has returned (whatever its result),
+	// exitStopped once an exit's Worker.Stop has.
+	started, exitStopped chan struct{}
 }
 
 // SetBroker implements wire.BrokerUser.
@@ -123,8 +133,9 @@ func (s *server) SetBroker(b *plugin.GRPCBroker) {
 	s.mu.Unlock()
 }
 
-func newServer(classes []Class, logger hclog.Logger) *server {
-	s := &server{classes: classes, byName: map[string]Class{}, logger: logger}
+func newServer(classes []Class, logger *slog.Logger) *server {
+	s := &server{classes: classes, byName: map[string]Class{}, logger: logger, exit: os.Exit,
+		started: make(chan struct{}), exitStopped: make(chan struct{})}
 	for _, c := range classes {
 		s.byName[c.Name] = c
 		for _, a := range c.Aliases {
@@ -175,16 +186,18 @@ func (s *server) Start(ctx context.Context, req *proto.StartRequest) (*proto.Sta
 	s.state = "starting"
 	broker := s.broker
 	s.mu.Unlock()
+	defer close(s.started)
 
 	c, ok := s.byName[req.GetClass()]
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "class %q is not offered by this plugin", req.GetClass())
 	}
-	w, err := c.NewWorker(req.GetConfigJson())
+	w, err := c.newWorker(req.GetConfigJson())
 	if err != nil {
 		return nil, startError(err)
 	}
 	env := &processEnv{
+		srv:      s,
 		name:     req.GetWorkerName(),
 		class:    c.Name,
 		systemID: req.GetSystemId(),
@@ -198,7 +211,15 @@ func (s *server) Start(ctx context.Context, req *proto.StartRequest) (*proto.Sta
 		env.children = hostChildren{h: host}
 	}
 	env.bus = newBus(host, env.logger)
-	if err := w.Start(ctx, env); err != nil {
+	s.mu.Lock()
+	s.host = host
+	s.env = env
+	s.worker = w
+	s.mu.Unlock()
+	if err := w.Start(ctx, &Env{b: env}); err != nil {
+		s.mu.Lock()
+		s.state = "failed"
+		s.mu.Unlock()
 		env.bus.stopAll(ctx)
 		if host != nil {
 			host.close()
@@ -206,10 +227,9 @@ func (s *server) Start(ctx context.Context, req *proto.StartRequest) (*proto.Sta
 		return nil, startError(err)
 	}
 	s.mu.Lock()
-	s.host = host
-	s.env = env
-	s.worker = w
-	s.state = "running"
+	if s.state == "starting" {
+		s.state = "running"
+	}
 	s.mu.Unlock()
 	return &proto.StartResponse{}, nil
 }
@@ -236,6 +256,15 @@ func (s *server) running() Worker {
 func (s *server) Stop(ctx context.Context, req *proto.StopRequest) (*proto.StopResponse, error) {
 	s.mu.Lock()
 	w := s.worker
+	if s.state == "exiting" {
+		// The worker is ending itself (Env.Exit): wait for its stop.
+		s.mu.Unlock()
+		select {
+		case <-s.exitStopped:
+		case <-ctx.Done():
+		}
+		return &proto.StopResponse{}, nil
+	}
 	if s.state != "running" {
 		s.state = "stopped"
 		s.mu.Unlock()
@@ -302,10 +331,11 @@ func (s *server) Status(ctx context.Context, _ *proto.StatusRequest) (*proto.Sta
 	return &proto.StatusResponse{DetailsJson: b}, nil
 }
 
-// processEnv is the Env of a worker in a plugin process.
+// processEnv is the backend of the Env of a worker in a plugin process.
 type processEnv struct {
+	srv                             *server
 	name, class, systemID, hostName string
-	logger                          hclog.Logger
+	logger                          *slog.Logger
 	children                        Children
 	bus                             *bus
 }
@@ -314,26 +344,93 @@ func (e *processEnv) WorkerName() string   { return e.name }
 func (e *processEnv) ClassName() string    { return e.class }
 func (e *processEnv) SystemID() string     { return e.systemID }
 func (e *processEnv) HostName() string     { return e.hostName }
-func (e *processEnv) Logger() hclog.Logger { return e.logger }
+func (e *processEnv) Logger() *slog.Logger { return e.logger }
 func (e *processEnv) Children() Children   { return e.children }
 
 func (e *processEnv) Publish(ctx context.Context, routingKey string, body []byte, headers map[string]string) error {
 	return e.bus.publish(ctx, routingKey, body, headers)
 }
 
-func (e *processEnv) Consume(queue string, handler Handler, opts ...ConsumeOption) error {
-	return e.bus.consume(queue, handler, opts...)
+func (e *processEnv) Consume(cfg consumeConfig, handler Handler) error {
+	return e.bus.consume(cfg, handler)
 }
 
 func (e *processEnv) Metric(name string, value float64, aggregators ...string) error {
 	return e.bus.metric(name, value, aggregators)
 }
 
+// Exit starts the worker's exit (server.exitWorker) and ends the calling
+// goroutine.
 func (e *processEnv) Exit(err error) {
-	if err != nil {
-		e.logger.Error("worker exited", "error", err)
-		os.Exit(1)
+	e.srv.exitOnce.Do(func() { go e.srv.exitWorker(e, err) })
+	runtime.Goexit()
+}
+
+// exitTimeout bounds an exit's stop of the consumers, flush and
+// Worker.Stop; the process exits when it passes, done or not.
+const exitTimeout = 10 * time.Second
+
+// exitWorker ends the worker of env from the inside (Env.Exit, or Run's
+// function returning): its consumers stop (handlers finish, deliveries
+// ahead are requeued), the outbox is flushed, Worker.Stop is called, and
+// the process exits: status 0 for a nil err, 1 otherwise, after the line
+// the host's exit event shows ("worker exited" with the error). A worker
+// that Exit finds starting is stopped once its Start has returned; one
+// the host is stopping is left to that stop.
+func (s *server) exitWorker(env *processEnv, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), exitTimeout)
+	defer cancel()
+	backstop := time.AfterFunc(exitTimeout+2*time.Second, func() {
+		s.finish(env.logger, err, errors.New("the exit's stop did not end in time"))
+	})
+	defer backstop.Stop()
+	// The worker's Start may still run (Exit from a goroutine it
+	// launched): wait for it, then stop what it started.
+	select {
+	case <-s.started:
+	case <-ctx.Done():
 	}
-	e.logger.Info("worker finished")
-	os.Exit(0)
+	s.mu.Lock()
+	w, state := s.worker, s.state
+	if state == "running" {
+		s.state = "exiting"
+	}
+	host := s.host
+	s.mu.Unlock()
+	var stopErr error
+	switch state {
+	case "stopping", "stopped":
+		// The host is stopping the worker: its Stop ends the process.
+		backstop.Stop()
+		return
+	case "running":
+		env.bus.stopAll(ctx) // consumers, then the outbox's flush
+		stopErr = w.Stop(ctx)
+		s.mu.Lock()
+		s.state = "stopped"
+		s.mu.Unlock()
+		close(s.exitStopped)
+		if host != nil {
+			host.close()
+		}
+	default: // its Start failed, or Exit was called from Start
+		env.bus.stopAll(ctx)
+	}
+	s.finish(env.logger, err, stopErr)
+}
+
+// finish logs how the worker exited and exits the process, once.
+func (s *server) finish(logger *slog.Logger, err, stopErr error) {
+	s.finishOnce.Do(func() {
+		if stopErr != nil {
+			logger.Warn("stopping the exiting worker failed", "error", stopErr)
+		}
+		if err != nil {
+			logger.Error("worker exited", "error", err)
+			s.exit(1)
+			return
+		}
+		logger.Info("worker finished")
+		s.exit(0)
+	})
 }

@@ -4,12 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -25,12 +25,12 @@ type echoConfig struct {
 
 type echoWorker struct {
 	cfg     echoConfig
-	env     Env
+	env     *Env
 	stopped atomic.Bool
 	healthy atomic.Bool
 }
 
-func (w *echoWorker) Start(_ context.Context, env Env) error {
+func (w *echoWorker) Start(_ context.Context, env *Env) error {
 	if w.cfg.Prefix == "fail" {
 		return errors.New("upstream unavailable")
 	}
@@ -66,7 +66,7 @@ var echoClass = Class{
 // go-plugin does in a plugin process, and returns the host's client.
 func dial(t *testing.T, classes ...Class) (proto.WorkerClient, *server) {
 	t.Helper()
-	srv := newServer(classes, hclog.NewNullLogger())
+	srv := newServer(classes, discardLogger())
 	client, _ := plugin.TestPluginGRPCConn(t, false, map[string]plugin.Plugin{wire.PluginName: &wire.GRPCWorkerPlugin{Impl: srv}})
 	t.Cleanup(func() { client.Close() })
 	raw, err := client.Dispense(wire.PluginName)
@@ -176,3 +176,5 @@ func TestValidateClasses(t *testing.T) {
 		t.Error("no classes: want an error")
 	}
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -7,7 +7,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dynworkers/dynworkers/sdk"
@@ -24,50 +24,47 @@ type Config struct {
 	PublishTo string `config:"publish_to" help:"routing key to publish each greeting with (optional)"`
 }
 
-// Hello logs a greeting every interval until it is stopped.
+// Hello greets every interval until it is stopped. Its Start and Stop are
+// sdk.Run's, around the blocking loop run.
 type Hello struct {
-	cfg  Config
-	stop chan struct{}
-	done sync.WaitGroup
-
-	mu    sync.Mutex
-	count int
+	sdk.Worker
+	cfg   Config
+	count atomic.Int64
 }
 
-// Start launches the greeting loop and returns at once.
-func (h *Hello) Start(_ context.Context, env sdk.Env) error {
-	if h.cfg.Interval <= 0 {
-		return sdk.InvalidConfig("interval must be positive, got %s", h.cfg.Interval)
+// newHello checks the config and builds the worker.
+func newHello(cfg Config) (sdk.Worker, error) {
+	if cfg.Interval <= 0 {
+		return nil, sdk.InvalidConfig("interval must be positive, got %s", cfg.Interval)
 	}
-	if h.cfg.PublishTo != "" {
-		if err := sdk.CheckBusName("routing key", h.cfg.PublishTo); err != nil {
-			return sdk.InvalidConfig("publish_to: %v", err)
+	if cfg.PublishTo != "" {
+		if err := sdk.CheckBusName("routing key", cfg.PublishTo); err != nil {
+			return nil, sdk.InvalidConfig("publish_to: %v", err)
 		}
 	}
-	h.stop = make(chan struct{})
-	log := env.Logger()
-	h.done.Go(func() {
-		t := time.NewTicker(h.cfg.Interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-h.stop:
-				return
-			case <-t.C:
-				h.greet(env)
-			}
+	h := &Hello{cfg: cfg}
+	h.Worker = sdk.Run(h.run)
+	return h, nil
+}
+
+// run greets every interval until ctx ends (the host stops the worker).
+func (h *Hello) run(ctx context.Context, env *sdk.Env) error {
+	env.Logger().Info("hello worker started", "interval", h.cfg.Interval.String())
+	t := time.NewTicker(h.cfg.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			h.greet(ctx, env)
 		}
-	})
-	log.Info("hello worker started", "interval", h.cfg.Interval.String())
-	return nil
+	}
 }
 
 // greet logs one greeting, counts it and publishes it if asked to.
-func (h *Hello) greet(env sdk.Env) {
-	h.mu.Lock()
-	h.count++
-	n := h.count
-	h.mu.Unlock()
+func (h *Hello) greet(ctx context.Context, env *sdk.Env) {
+	n := h.count.Add(1)
 	text := fmt.Sprintf("%s, %s!", h.cfg.Greeting, h.cfg.Name)
 	env.Logger().Info(text, "count", n)
 	// The host sums the values of each metrics interval and publishes
@@ -78,31 +75,16 @@ func (h *Hello) greet(env sdk.Env) {
 	if h.cfg.PublishTo == "" {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := env.Publish(ctx, h.cfg.PublishTo, []byte(text), map[string]string{"count": fmt.Sprint(n)}); err != nil {
 		env.Logger().Warn("publishing the greeting failed", "error", err)
 	}
 }
 
-// Stop ends the loop and waits for it, or gives up when ctx is done.
-func (h *Hello) Stop(ctx context.Context) error {
-	close(h.stop)
-	done := make(chan struct{})
-	go func() { h.done.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 // Status reports how many greetings were logged.
 func (h *Hello) Status(context.Context) (map[string]any, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return map[string]any{"greetings": h.count}, nil
+	return map[string]any{"greetings": h.count.Load()}, nil
 }
 
 // Class is the hello class, exported for tests.
@@ -111,9 +93,7 @@ var Class = sdk.Class{
 	Aliases:     []string{"examples.hello"},
 	Description: "logs a greeting every interval",
 	Version:     "1.0.0",
-	New: sdk.Construct(func(cfg Config) (sdk.Worker, error) {
-		return &Hello{cfg: cfg}, nil
-	}),
+	New:         sdk.Construct(newHello),
 }
 
 func main() {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/dynworkers/dynworkers/sdk"
 	"github.com/dynworkers/dynworkers/sdk/vumi"
@@ -51,15 +52,24 @@ func checkTransportName(name string) error {
 // Echo is a worker of the echo class.
 type Echo struct {
 	cfg Config
-	env sdk.Env
+	env *sdk.Env
 
 	echoed, ignored         atomic.Int64
 	acks, nacks, deliveries atomic.Int64
 	metricsOnce             sync.Once
+
+	stopMetrics chan struct{} // closed by Stop
+	metricsDone chan struct{} // closed once the last count is reported
+	stopOnce    sync.Once
 }
 
+// metricInterval is how often echo reports the replies it sent since the
+// last report as its "echoed" metric (a sum): one value a second, not one
+// per message, as each value is a message to the host.
+const metricInterval = time.Second
+
 // Start consumes the transport's inbound messages and events.
-func (e *Echo) Start(_ context.Context, env sdk.Env) error {
+func (e *Echo) Start(_ context.Context, env *sdk.Env) error {
 	e.env = env
 	tn := e.cfg.TransportName
 	if err := vumi.ConsumeUserMessages(env, vumi.InboundKey(tn), e.handleInbound); err != nil {
@@ -68,6 +78,8 @@ func (e *Echo) Start(_ context.Context, env sdk.Env) error {
 	if err := vumi.ConsumeEvents(env, vumi.EventKey(tn), e.handleEvent); err != nil {
 		return err
 	}
+	e.stopMetrics, e.metricsDone = make(chan struct{}), make(chan struct{})
+	go e.reportMetrics()
 	env.Logger().Info("echoing", "inbound", vumi.InboundKey(tn), "outbound", vumi.OutboundKey(tn))
 	return nil
 }
@@ -77,16 +89,15 @@ func (e *Echo) Start(_ context.Context, env sdk.Env) error {
 // transport that says so with a null content) and one that closes its
 // session get no reply.
 func (e *Echo) handleInbound(ctx context.Context, msg *vumi.TransportUserMessage) error {
-	if msg.Content == nil || msg.SessionEvent == vumi.SessionClose {
+	if !msg.Content.Valid || msg.SessionEvent == vumi.SessionClose {
 		e.ignored.Add(1)
 		return nil
 	}
-	reply := msg.Reply(*msg.Content, true)
+	reply := msg.Reply(msg.Content.String, true)
 	if err := vumi.PublishUserMessage(ctx, e.env, vumi.OutboundKey(e.cfg.TransportName), reply); err != nil {
 		return err // requeued, replied to later
 	}
 	e.echoed.Add(1)
-	e.metric("echoed", 1, sdk.AggSum)
 	return nil
 }
 
@@ -97,15 +108,35 @@ func (e *Echo) handleEvent(_ context.Context, ev *vumi.TransportEvent) error {
 		e.acks.Add(1)
 	case vumi.EventNack:
 		e.nacks.Add(1)
-		reason := ""
-		if ev.NackReason != nil {
-			reason = *ev.NackReason
-		}
-		e.env.Logger().Warn("the transport could not send a reply", "user_message_id", ev.UserMessageID, "reason", reason)
+		e.env.Logger().Warn("the transport could not send a reply", "user_message_id", ev.UserMessageID, "reason", ev.NackReason)
 	case vumi.EventDeliveryReport:
 		e.deliveries.Add(1)
 	}
 	return nil
+}
+
+// reportMetrics reports the count of replies sent every metricInterval
+// while it changes, and a last time when Stop is called.
+func (e *Echo) reportMetrics() {
+	defer close(e.metricsDone)
+	tick := time.NewTicker(metricInterval)
+	defer tick.Stop()
+	var reported int64
+	for {
+		stopping := false
+		select {
+		case <-tick.C:
+		case <-e.stopMetrics:
+			stopping = true
+		}
+		if n := e.echoed.Load(); n > reported {
+			e.metric("echoed", float64(n-reported), sdk.AggSum)
+			reported = n
+		}
+		if stopping {
+			return
+		}
+	}
 }
 
 // metric reports a metric; a host that collects none is noted once.
@@ -115,8 +146,20 @@ func (e *Echo) metric(name string, v float64, aggs ...string) {
 	}
 }
 
-// Stop has nothing to do: the SDK stops the consumers before it.
-func (e *Echo) Stop(context.Context) error { return nil }
+// Stop reports the replies sent since the last report; the SDK has
+// stopped the consumers before it.
+func (e *Echo) Stop(ctx context.Context) error {
+	if e.stopMetrics == nil {
+		return nil // Start failed
+	}
+	e.stopOnce.Do(func() { close(e.stopMetrics) })
+	select {
+	case <-e.metricsDone:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
 
 // Status reports the counts.
 func (e *Echo) Status(context.Context) (map[string]any, error) {

@@ -11,11 +11,11 @@ import (
 	"github.com/dynworkers/dynworkers/sdk/vumi"
 )
 
-func inbound(t *testing.T, ev vumi.SessionEvent, content *string) []byte {
+func inbound(t *testing.T, ev vumi.SessionEvent, content vumi.NullString) []byte {
 	t.Helper()
 	m := vumi.NewUserMessage()
-	tn, tt, from, to := "tel", vumi.TransportTypeTelnet, "127.0.0.1:5555", "127.0.0.1:2323"
-	m.TransportName, m.TransportType, m.FromAddr, m.ToAddr = &tn, &tt, &from, &to
+	m.TransportName, m.TransportType = "tel", vumi.TransportTypeTelnet
+	m.FromAddr, m.ToAddr = "127.0.0.1:5555", "127.0.0.1:2323"
 	m.SessionEvent, m.Content = ev, content
 	b, err := json.Marshal(m)
 	if err != nil {
@@ -33,27 +33,28 @@ func TestEchoReplies(t *testing.T) {
 	if len(queues) != 2 || queues[0] != "tel.inbound" || queues[1] != "tel.event" {
 		t.Fatalf("consumes %v", queues)
 	}
-	in := inbound(t, vumi.SessionResume, new("hello there"))
+	in := inbound(t, vumi.SessionResume, vumi.String("hello there"))
 	if out, err := w.Env.Deliver("tel.inbound", in); out != sdk.OutcomeAck || err != nil {
 		t.Fatalf("Deliver = %v, %v", out, err)
 	}
 	orig, _ := vumi.ParseUserMessage(in)
 	reply := w.Env.WaitPublished("tel.outbound", 1)[0].UserMessage(t)
-	if *reply.Content != "hello there" || *reply.InReplyTo != orig.MessageID || *reply.ToAddr != "127.0.0.1:5555" ||
-		*reply.FromAddr != "127.0.0.1:2323" || reply.SessionEvent != vumi.SessionNone || *reply.TransportName != "tel" {
+	if reply.Content.String != "hello there" || reply.InReplyTo != orig.MessageID || reply.ToAddr != "127.0.0.1:5555" ||
+		reply.FromAddr != "127.0.0.1:2323" || reply.SessionEvent != vumi.SessionNone || reply.TransportName != "tel" {
 		t.Errorf("reply %+v", reply)
 	}
-	if m := w.Env.Metrics(); len(m) != 1 || m[0].Name != "echoed" {
+	// The count is reported within metricInterval, not per message.
+	if m := w.Env.WaitMetric("echoed"); len(m) != 1 || m[0].Value != 1 || m[0].Aggregators[0] != sdk.AggSum {
 		t.Errorf("metrics %+v", m)
 	}
 
 	// A session starting or ending without content: no reply.
 	for _, ev := range []vumi.SessionEvent{vumi.SessionNew, vumi.SessionClose} {
-		if out, err := w.Env.Deliver("tel.inbound", inbound(t, ev, nil)); out != sdk.OutcomeAck || err != nil {
+		if out, err := w.Env.Deliver("tel.inbound", inbound(t, ev, vumi.NullString{})); out != sdk.OutcomeAck || err != nil {
 			t.Fatalf("Deliver = %v, %v", out, err)
 		}
 	}
-	if out, _ := w.Env.Deliver("tel.inbound", inbound(t, vumi.SessionClose, new("bye"))); out != sdk.OutcomeAck {
+	if out, _ := w.Env.Deliver("tel.inbound", inbound(t, vumi.SessionClose, vumi.String("bye"))); out != sdk.OutcomeAck {
 		t.Fatal(out)
 	}
 	if n := len(w.Env.PublishedTo("tel.outbound")); n != 1 {
@@ -77,11 +78,32 @@ func TestEchoReplies(t *testing.T) {
 	}
 }
 
+// The replies sent since the last report are reported when the worker
+// stops: the "echoed" values add up to the replies.
+func TestEchoReportsCountOnStop(t *testing.T) {
+	w := sdktest.Run(t, Class, map[string]any{"transport_name": "tel"})
+	for range 5 {
+		if out, err := w.Env.Deliver("tel.inbound", inbound(t, vumi.SessionResume, vumi.String("x"))); out != sdk.OutcomeAck || err != nil {
+			t.Fatalf("Deliver = %v, %v", out, err)
+		}
+	}
+	if err := w.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, m := range w.Env.WaitMetric("echoed") {
+		sum += m.Value
+	}
+	if sum != 5 {
+		t.Errorf("echoed values add up to %v, want 5", sum)
+	}
+}
+
 // A reply that cannot be published is requeued.
 func TestEchoRequeuesWhenPublishFails(t *testing.T) {
 	w := sdktest.Run(t, Class, map[string]any{"transport_name": "tel"},
 		sdktest.OnPublish(func(context.Context, sdktest.Published) error { return errors.New("bus down") }))
-	if out, _ := w.Env.Deliver("tel.inbound", inbound(t, vumi.SessionNone, new("x"))); out != sdk.OutcomeRequeue {
+	if out, _ := w.Env.Deliver("tel.inbound", inbound(t, vumi.SessionNone, vumi.String("x"))); out != sdk.OutcomeRequeue {
 		t.Errorf("settled %v, want requeue", out)
 	}
 }

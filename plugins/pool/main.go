@@ -67,7 +67,7 @@ type Pool struct {
 	cfg Config
 
 	mu   sync.Mutex
-	env  sdk.Env
+	env  *sdk.Env
 	last Report
 }
 
@@ -82,7 +82,7 @@ type Report struct {
 // Start makes the children match the config and returns once all of them
 // have started, or with the first error (the host then treats the start as
 // failed: for good if the host found the child class or config invalid).
-func (p *Pool) Start(ctx context.Context, env sdk.Env) error {
+func (p *Pool) Start(ctx context.Context, env *sdk.Env) error {
 	p.mu.Lock()
 	p.env = env
 	p.mu.Unlock()

@@ -10,10 +10,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/hashicorp/go-hclog"
-	"google.golang.org/grpc/codes"
-
 	"github.com/dynworkers/dynworkers/sdk"
+	"github.com/dynworkers/dynworkers/sdk/sdktest"
 )
 
 // fakeChildren is an sdk.Children that keeps children in memory, with the
@@ -57,7 +55,7 @@ func (f *fakeChildren) StopChild(_ context.Context, name string) error {
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, "stop "+name)
 	if _, ok := f.children[name]; !ok {
-		return &sdk.HostError{Call: "StopChild", Name: name, Code: codes.NotFound, Message: "no child " + name}
+		return fmt.Errorf("StopChild %q: no child %s: %w", name, name, sdk.ErrChildNotFound)
 	}
 	delete(f.children, name)
 	return nil
@@ -163,7 +161,7 @@ func TestReconcile(t *testing.T) {
 func TestReconcileStopsAtFirstError(t *testing.T) {
 	f := newFake(nil)
 	f.failOn = "2"
-	f.failErr = &sdk.HostError{Call: "StartChild", Name: "2", Code: codes.InvalidArgument, Message: `unknown class "nope"`}
+	f.failErr = fmt.Errorf(`StartChild "2": unknown class "nope": %w`, sdk.ErrInvalidConfig)
 	_, err := reconcile(context.Background(), f, Config{Class: "nope", Size: 3, Restart: "permanent"})
 	if !errors.Is(err, sdk.ErrInvalidConfig) || !strings.Contains(err.Error(), `unknown class "nope"`) {
 		t.Errorf("reconcile = %v, want the host's invalid-config error", err)
@@ -189,7 +187,7 @@ func (g *goneChildren) ListChildren(ctx context.Context) ([]sdk.ChildInfo, error
 }
 
 func TestConfig(t *testing.T) {
-	w, err := Class.NewWorker([]byte(`{"class":"echo","size":2}`))
+	w, err := sdktest.NewWorker(Class, `{"class":"echo","size":2}`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +205,7 @@ func TestConfig(t *testing.T) {
 		`{"class":"echo","size":1,"config":{"a":1}}`:           "",
 		`{"class":"echo","size":1,"config":{"a":"1"},"x":"y"}`: `unsupported attribute "x"`,
 	} {
-		_, err := Class.NewWorker([]byte(cfg))
+		_, err := sdktest.NewWorker(Class, cfg)
 		if !errors.Is(err, sdk.ErrInvalidConfig) || !strings.Contains(err.Error(), want) {
 			t.Errorf("config %s: %v, want an invalid config error with %q", cfg, err, want)
 		}
@@ -217,32 +215,19 @@ func TestConfig(t *testing.T) {
 	}
 }
 
-// testEnv is an sdk.Env whose Children is a fake.
-type testEnv struct{ c sdk.Children }
-
-func (e testEnv) WorkerName() string     { return "pool-a" }
-func (e testEnv) ClassName() string      { return "dynworkers.pool" }
-func (e testEnv) SystemID() string       { return "test" }
-func (e testEnv) HostName() string       { return "localhost" }
-func (e testEnv) Logger() hclog.Logger   { return hclog.NewNullLogger() }
-func (e testEnv) Exit(error)             { panic("unexpected Exit") }
-func (e testEnv) Children() sdk.Children { return e.c }
-
-// The pool moves no messages.
-func (e testEnv) Publish(context.Context, string, []byte, map[string]string) error {
-	return sdk.ErrNoBus
+// testEnv is the Env of a pool whose Children is c.
+func testEnv(t *testing.T, c sdk.Children) *sdk.Env {
+	return sdktest.NewEnv(t, sdktest.WorkerName("pool-a"), sdktest.ClassName("dynworkers.pool"), sdktest.WithChildren(c)).SDK()
 }
-func (e testEnv) Consume(string, sdk.Handler, ...sdk.ConsumeOption) error { return sdk.ErrNoBus }
-func (e testEnv) Metric(string, float64, ...string) error                 { return sdk.ErrNoMetrics }
 
 func TestStartAndStatus(t *testing.T) {
-	w, err := Class.NewWorker([]byte(`{"class":"echo","size":2,"config":{"interval":"1h"}}`))
+	w, err := sdktest.NewWorker(Class, `{"class":"echo","size":2,"config":{"interval":"1h"}}`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f := newFake(map[string]sdk.ChildSpec{"3": spec("3", "echo", nil)})
 	ctx := context.Background()
-	if err := w.Start(ctx, testEnv{f}); err != nil {
+	if err := w.Start(ctx, testEnv(t, f)); err != nil {
 		t.Fatal(err)
 	}
 	st, err := w.(sdk.StatusReporter).Status(ctx)
@@ -269,8 +254,8 @@ func TestStartAndStatus(t *testing.T) {
 	}
 
 	// Without a Host service the pool cannot start.
-	w, _ = Class.NewWorker([]byte(`{"class":"echo","size":1}`))
-	if err := w.Start(ctx, testEnv{sdk.NoChildren()}); !errors.Is(err, sdk.ErrNoHostService) {
+	w, _ = sdktest.NewWorker(Class, `{"class":"echo","size":1}`)
+	if err := w.Start(ctx, testEnv(t, sdk.NoChildren())); !errors.Is(err, sdk.ErrNoHostService) {
 		t.Errorf("Start without a Host service = %v", err)
 	}
 }

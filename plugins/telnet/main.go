@@ -77,7 +77,7 @@ func newTransport(cfg Config) (sdk.Worker, error) {
 // Transport is a worker of the telnet class.
 type Transport struct {
 	cfg  Config
-	env  sdk.Env
+	env  *sdk.Env
 	ln   net.Listener
 	addr string // the listener's address: the to_addr of inbound messages
 	wg   sync.WaitGroup
@@ -110,7 +110,7 @@ type session struct {
 const maxIDs = 64
 
 // Start listens, consumes the outbound messages and accepts clients.
-func (t *Transport) Start(_ context.Context, env sdk.Env) error {
+func (t *Transport) Start(_ context.Context, env *sdk.Env) error {
 	t.env = env
 	t.run, t.stopRun = context.WithCancel(context.Background())
 	ln, err := net.Listen("tcp", net.JoinHostPort(t.cfg.Host, strconv.Itoa(t.cfg.Port)))
@@ -163,7 +163,7 @@ func (t *Transport) accept() {
 func (t *Transport) serve(s *session) {
 	log := t.env.Logger().With("session", s.id)
 	log.Debug("client connected")
-	t.publishInbound(s, vumi.SessionNew, nil)
+	t.publishInbound(s, vumi.SessionNew, vumi.NullString{})
 	r := bufio.NewReader(s.conn)
 	var err error
 	for {
@@ -172,14 +172,14 @@ func (t *Transport) serve(s *session) {
 		if err != nil && line == "" {
 			break
 		}
-		t.publishInbound(s, vumi.SessionResume, &line)
+		t.publishInbound(s, vumi.SessionResume, vumi.String(line))
 		if err != nil {
 			break
 		}
 	}
 	t.forget(s)
 	s.conn.Close()
-	t.publishInbound(s, vumi.SessionClose, nil)
+	t.publishInbound(s, vumi.SessionClose, vumi.NullString{})
 	if errors.Is(err, errLineTooLong) {
 		log.Warn("closed a session whose client sent a line that is too long", "max_bytes", MaxLineLen)
 	} else {
@@ -196,10 +196,10 @@ func (t *Transport) serve(s *session) {
 // instead of lines piling up in memory or being dropped. A line whose
 // attempt timed out but had reached the broker is published twice, with
 // the same message_id.
-func (t *Transport) publishInbound(s *session, ev vumi.SessionEvent, content *string) {
+func (t *Transport) publishInbound(s *session, ev vumi.SessionEvent, content vumi.NullString) {
 	msg := vumi.NewUserMessage()
-	tn, tt, from, to := t.cfg.TransportName, vumi.TransportTypeTelnet, s.id, t.addr
-	msg.TransportName, msg.TransportType, msg.FromAddr, msg.ToAddr = &tn, &tt, &from, &to
+	msg.TransportName, msg.TransportType = t.cfg.TransportName, vumi.TransportTypeTelnet
+	msg.FromAddr, msg.ToAddr = s.id, t.addr
 	msg.SessionEvent = ev
 	msg.Content = content
 	t.mu.Lock()
@@ -219,7 +219,7 @@ func (t *Transport) publishInbound(s *session, ev vumi.SessionEvent, content *st
 	if err != nil {
 		return
 	}
-	if content != nil {
+	if content.Valid {
 		t.inbound.Add(1)
 		t.metric("inbound", 1, sdk.AggSum)
 	}
@@ -241,15 +241,11 @@ func (t *Transport) forget(s *session) {
 func (t *Transport) lookup(msg *vumi.TransportUserMessage) *session {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if msg.ToAddr != nil {
-		if s, ok := t.sessions[*msg.ToAddr]; ok {
-			return s
-		}
+	if s, ok := t.sessions[msg.ToAddr]; ok {
+		return s
 	}
-	if msg.InReplyTo != nil {
-		if s, ok := t.byMsgID[*msg.InReplyTo]; ok {
-			return s
-		}
+	if s, ok := t.byMsgID[msg.InReplyTo]; ok {
+		return s
 	}
 	return nil
 }
@@ -264,15 +260,15 @@ func (t *Transport) send(_ context.Context, msg *vumi.TransportUserMessage) erro
 	t.outbound.Add(1)
 	s := t.lookup(msg)
 	if s == nil {
-		to := "(none)"
-		if msg.ToAddr != nil {
-			to = *msg.ToAddr
+		to := msg.ToAddr
+		if to == "" {
+			to = "(none)"
 		}
 		t.event(vumi.Nack(msg, "no session "+to+": the client has disconnected"))
 		return nil
 	}
-	if msg.Content != nil {
-		text := strings.ReplaceAll(strings.ReplaceAll(*msg.Content, "\r\n", "\n"), "\n", "\r\n") + "\r\n"
+	if msg.Content.Valid {
+		text := strings.ReplaceAll(strings.ReplaceAll(msg.Content.String, "\r\n", "\n"), "\n", "\r\n") + "\r\n"
 		_ = s.conn.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout))
 		if _, err := io.WriteString(s.conn, text); err != nil {
 			s.conn.Close() // serve publishes the close

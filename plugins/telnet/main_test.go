@@ -89,13 +89,13 @@ func TestTelnetSession(t *testing.T) {
 	me := c.conn.LocalAddr().String()
 
 	started := w.Env.WaitPublished("tel.inbound", 1)[0].UserMessage(t)
-	if started.SessionEvent != vumi.SessionNew || started.Content != nil || *started.FromAddr != me || *started.ToAddr != addr ||
-		*started.TransportType != "telnet" || *started.TransportName != "tel" {
+	if started.SessionEvent != vumi.SessionNew || started.Content.Valid || started.FromAddr != me || started.ToAddr != addr ||
+		started.TransportType != "telnet" || started.TransportName != "tel" {
 		t.Errorf("first message %+v", started)
 	}
 	c.send("hello world\r\n")
 	line := w.Env.WaitPublished("tel.inbound", 2)[1].UserMessage(t)
-	if line.SessionEvent != vumi.SessionResume || *line.Content != "hello world" || *line.FromAddr != me {
+	if line.SessionEvent != vumi.SessionResume || line.Content.String != "hello world" || line.FromAddr != me {
 		t.Errorf("line message %+v", line)
 	}
 
@@ -105,13 +105,13 @@ func TestTelnetSession(t *testing.T) {
 		t.Errorf("client read %q", got)
 	}
 	ev := w.Env.WaitPublished("tel.event", 1)[0].Event(t)
-	if ev.EventType != vumi.EventAck || ev.UserMessageID != reply.MessageID || *ev.TransportName != "tel" {
+	if ev.EventType != vumi.EventAck || ev.UserMessageID != reply.MessageID || ev.TransportName != "tel" {
 		t.Errorf("event %+v", ev)
 	}
 
 	// Several lines in one message; a reply found by in_reply_to alone.
 	multi := line.Reply("one\ntwo", true)
-	multi.ToAddr = nil
+	multi.ToAddr = ""
 	deliver(t, w, multi)
 	if a, b := c.readLine(), c.readLine(); a != "one" || b != "two" {
 		t.Errorf("client read %q, %q", a, b)
@@ -124,7 +124,7 @@ func TestTelnetSession(t *testing.T) {
 	}
 	c.waitClosed()
 	closed := w.Env.WaitPublished("tel.inbound", 3)[2].UserMessage(t)
-	if closed.SessionEvent != vumi.SessionClose || closed.Content != nil || *closed.FromAddr != me {
+	if closed.SessionEvent != vumi.SessionClose || closed.Content.Valid || closed.FromAddr != me {
 		t.Errorf("last message %+v", closed)
 	}
 
@@ -133,7 +133,7 @@ func TestTelnetSession(t *testing.T) {
 	deliver(t, w, late)
 	evs := w.Env.WaitPublished("tel.event", 4)
 	nack := evs[3].Event(t)
-	if nack.EventType != vumi.EventNack || nack.UserMessageID != late.MessageID || !strings.Contains(*nack.NackReason, "no session "+me) {
+	if nack.EventType != vumi.EventNack || nack.UserMessageID != late.MessageID || !strings.Contains(nack.NackReason, "no session "+me) {
 		t.Errorf("event %+v", nack)
 	}
 	st := w.Status(context.Background())
@@ -162,17 +162,17 @@ func TestTelnetOrderAndSessions(t *testing.T) {
 	next := map[string]int{}
 	for _, p := range msgs {
 		m := p.UserMessage(t)
-		if m.Content == nil {
+		if !m.Content.Valid {
 			continue
 		}
-		who := (*m.Content)[:1]
+		who := m.Content.String[:1]
 		want := fmt.Sprintf("%s%d", who, next[who])
 		wantFrom := a.conn.LocalAddr().String()
 		if who == "b" {
 			wantFrom = b.conn.LocalAddr().String()
 		}
-		if *m.Content != want || *m.FromAddr != wantFrom {
-			t.Fatalf("got %q from %s, want %q from %s", *m.Content, *m.FromAddr, want, wantFrom)
+		if m.Content.String != want || m.FromAddr != wantFrom {
+			t.Fatalf("got %q from %s, want %q from %s", m.Content.String, m.FromAddr, want, wantFrom)
 		}
 		next[who]++
 	}
@@ -250,15 +250,15 @@ func TestTelnetConfig(t *testing.T) {
 
 // shouter is an application for TestTelnetWithApplication: it replies to
 // each line in capitals.
-type shouter struct{ env sdk.Env }
+type shouter struct{ env *sdk.Env }
 
-func (s *shouter) Start(_ context.Context, env sdk.Env) error {
+func (s *shouter) Start(_ context.Context, env *sdk.Env) error {
 	s.env = env
 	return vumi.ConsumeUserMessages(env, "tel.inbound", func(ctx context.Context, m *vumi.TransportUserMessage) error {
-		if m.Content == nil {
+		if !m.Content.Valid {
 			return nil
 		}
-		return vumi.PublishUserMessage(ctx, env, "tel.outbound", m.Reply(strings.ToUpper(*m.Content), true))
+		return vumi.PublishUserMessage(ctx, env, "tel.outbound", m.Reply(strings.ToUpper(m.Content.String), true))
 	})
 }
 

@@ -38,8 +38,8 @@ func TestTelnetLineOutlastsAnOutage(t *testing.T) {
 			return nil
 		}
 		content := "(none)"
-		if m, err := vumi.ParseUserMessage(p.Body); err == nil && m.Content != nil {
-			content = *m.Content
+		if m, err := vumi.ParseUserMessage(p.Body); err == nil && m.Content.Valid {
+			content = m.Content.String
 		}
 		mu.Lock()
 		attempts = append(attempts, content)
@@ -83,8 +83,8 @@ func TestTelnetLineOutlastsAnOutage(t *testing.T) {
 	}
 	var contents []string
 	for _, p := range got[1:] {
-		if m := p.UserMessage(t); m.Content != nil {
-			contents = append(contents, *m.Content)
+		if m := p.UserMessage(t); m.Content.Valid {
+			contents = append(contents, m.Content.String)
 		}
 	}
 	if strings.Join(contents, ",") != strings.Join(want, ",") {

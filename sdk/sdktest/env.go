@@ -2,7 +2,9 @@ package sdktest
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"runtime"
 	"slices"
@@ -11,10 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-
 	"github.com/dynworkers/dynworkers/internal/wire"
 	"github.com/dynworkers/dynworkers/sdk"
+	"github.com/dynworkers/dynworkers/sdk/internal/envhook"
 	"github.com/dynworkers/dynworkers/sdk/vumi"
 )
 
@@ -59,24 +60,6 @@ type Metric struct {
 	Aggregators []string
 }
 
-// LogEntry is a line a worker logged.
-type LogEntry struct {
-	Level   hclog.Level
-	Message string
-	// Args are the key-value pairs of the line, including those of the
-	// logger's With.
-	Args map[string]any
-}
-
-func (l LogEntry) String() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "[%s] %s", strings.ToUpper(l.Level.String()), l.Message)
-	for _, k := range slices.Sorted(maps.Keys(l.Args)) {
-		fmt.Fprintf(&b, " %s=%v", k, l.Args[k])
-	}
-	return b.String()
-}
-
 // ConsumerInfo describes a consumer a worker opened with Env.Consume.
 type ConsumerInfo struct {
 	Queue    string
@@ -110,6 +93,11 @@ func OnPublish(f func(ctx context.Context, p Published) error) Option {
 	return func(e *Env) { e.onPublish = f }
 }
 
+// WithChildren makes the worker's Env.Children c instead of the Env's
+// in-memory fake (FakeChildren), e.g. sdk.NoChildren() for a host that
+// offers no Host service, or a fake of the test's own.
+func WithChildren(c sdk.Children) Option { return func(e *Env) { e.childrenOf = c } }
+
 // WithoutBus makes the Env behave as a host that offers no message bus and
 // collects no metrics: Publish and Consume fail with sdk.ErrNoBus, Metric
 // with sdk.ErrNoMetrics.
@@ -127,10 +115,14 @@ func WithoutBus() Option { return func(e *Env) { e.noBus = true } }
 type Env struct {
 	t                               testing.TB
 	name, class, systemID, hostName string
-	logger                          hclog.Logger
+	logger                          *slog.Logger
 	onPublish                       func(context.Context, Published) error
 	noBus                           bool
 	children                        *Children
+	childrenOf                      sdk.Children // WithChildren's; children if nil
+	sdkEnv                          *sdk.Env
+	// onExit, set by Start, stops the worker when it calls Exit.
+	onExit func(ctx context.Context)
 
 	mu        sync.Mutex
 	changed   chan struct{} // closed and replaced whenever something is recorded
@@ -163,11 +155,14 @@ func NewEnv(t testing.TB, opts ...Option) *Env {
 	}
 	w := &testWriter{t: t}
 	t.Cleanup(w.close)
-	il := hclog.NewInterceptLogger(&hclog.LoggerOptions{Name: e.name, Level: hclog.Trace, Output: w})
-	il.RegisterSink(sink{e})
-	e.logger = il
+	e.logger = slog.New(&recorder{e: e, w: w}).With("worker", e.name)
+	e.sdkEnv = envhook.NewEnv(backend{e}).(*sdk.Env)
 	return e
 }
+
+// SDK returns the *sdk.Env whose calls this Env records and answers: what
+// a worker's Start gets (Run and Start give it).
+func (e *Env) SDK() *sdk.Env { return e.sdkEnv }
 
 // testWriter writes to t.Log until the test ends (goroutines of a worker
 // may log after that, which t.Log does not allow).
@@ -177,30 +172,18 @@ type testWriter struct {
 	done bool
 }
 
-func (w *testWriter) Write(b []byte) (int, error) {
+func (w *testWriter) line(s string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if !w.done {
-		w.t.Log(strings.TrimRight(string(b), "\n"))
+		w.t.Log(s)
 	}
-	return len(b), nil
 }
 
 func (w *testWriter) close() {
 	w.mu.Lock()
 	w.done = true
 	w.mu.Unlock()
-}
-
-// sink records log lines in the Env.
-type sink struct{ e *Env }
-
-func (s sink) Accept(_ string, level hclog.Level, msg string, args ...any) {
-	entry := LogEntry{Level: level, Message: msg, Args: map[string]any{}}
-	for i := 0; i+1 < len(args); i += 2 {
-		entry.Args[fmt.Sprint(args[i])] = args[i+1]
-	}
-	s.e.record(func() { s.e.logs = append(s.e.logs, entry) })
 }
 
 // record changes the Env's records under its lock and wakes the waiters.
@@ -212,35 +195,71 @@ func (e *Env) record(f func()) {
 	e.mu.Unlock()
 }
 
-func (e *Env) WorkerName() string     { return e.name }
-func (e *Env) ClassName() string      { return e.class }
-func (e *Env) SystemID() string       { return e.systemID }
-func (e *Env) HostName() string       { return e.hostName }
-func (e *Env) Logger() hclog.Logger   { return e.logger }
-func (e *Env) Children() sdk.Children { return e.children }
+// backend is what the Env's sdk.Env (SDK) calls.
+type backend struct{ e *Env }
+
+func (b backend) WorkerName() string   { return b.e.name }
+func (b backend) ClassName() string    { return b.e.class }
+func (b backend) SystemID() string     { return b.e.systemID }
+func (b backend) HostName() string     { return b.e.hostName }
+func (b backend) Logger() *slog.Logger { return b.e.logger }
+func (b backend) Exit(err error)       { b.e.exit(err) }
+func (b backend) Children() sdk.Children {
+	if b.e.childrenOf != nil {
+		return b.e.childrenOf
+	}
+	return b.e.children
+}
+func (b backend) Publish(ctx context.Context, routingKey string, body []byte, headers map[string]string) error {
+	return b.e.publish(ctx, routingKey, body, headers)
+}
+func (b backend) Consume(cfg envhook.ConsumeConfig, handler sdk.Handler) error {
+	return b.e.consume(cfg, handler)
+}
+func (b backend) Metric(name string, value float64, aggregators ...string) error {
+	return b.e.metric(name, value, aggregators)
+}
 
 // FakeChildren returns the in-memory Children the worker's Children calls
-// go to, to inspect its calls or make it fail.
+// go to (unless WithChildren gave others), to inspect its calls or make
+// it fail.
 func (e *Env) FakeChildren() *Children { return e.children }
 
-// Exited is closed once the worker has called Exit.
+// Exited is closed once the worker has called Exit (or Run's function
+// has returned by itself) and the exit's stop has ended: its consumers
+// stopped and, for a worker started by Run or Start, its Stop returned.
 func (e *Env) Exited() <-chan struct{} { return e.exited }
 
-// Exit records err, closes Exited and ends the calling goroutine with
-// runtime.Goexit: like the real Exit, it does not return. (Do not call it
-// from the test's own goroutine.)
-func (e *Env) Exit(err error) {
+// exit is the Env's Exit: as in a plugin process, the worker's consumers
+// stop, then its Stop is called (for a worker of Run or Start), in the
+// background; then err is recorded and Exited closed. The calling
+// goroutine ends with runtime.Goexit: like the real Exit, it does not
+// return. (Deliver runs a handler in a goroutine of its own, so a handler
+// may call it; a test's own goroutine may not.)
+func (e *Env) exit(err error) {
 	e.exitOnce.Do(func() {
-		e.mu.Lock()
-		e.exitErr = err
-		e.mu.Unlock()
-		close(e.exited)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), StopTimeout)
+			defer cancel()
+			e.mu.Lock()
+			onExit := e.onExit
+			e.mu.Unlock()
+			if onExit != nil {
+				onExit(ctx)
+			} else {
+				e.StopConsumers(ctx)
+			}
+			e.mu.Lock()
+			e.exitErr = err
+			e.mu.Unlock()
+			close(e.exited)
+		}()
 	})
 	runtime.Goexit()
 }
 
-// ExitErr returns the error the worker exited with, and whether it called
-// Exit at all.
+// ExitErr returns the error the worker exited with, and whether it has
+// exited (see Exited).
 func (e *Env) ExitErr() (error, bool) {
 	select {
 	case <-e.exited:
@@ -252,9 +271,9 @@ func (e *Env) ExitErr() (error, bool) {
 	return e.exitErr, true
 }
 
-// Publish records the message (see OnPublish), after the checks the host
+// publish records the message (see OnPublish), after the checks the host
 // makes.
-func (e *Env) Publish(ctx context.Context, routingKey string, body []byte, headers map[string]string) error {
+func (e *Env) publish(ctx context.Context, routingKey string, body []byte, headers map[string]string) error {
 	if err := sdk.CheckBusName("routing key", routingKey); err != nil {
 		return fmt.Errorf("Publish: %w", err)
 	}
@@ -274,8 +293,8 @@ func (e *Env) Publish(ctx context.Context, routingKey string, body []byte, heade
 	return nil
 }
 
-// Metric records the value, after the checks the host makes.
-func (e *Env) Metric(name string, value float64, aggregators ...string) error {
+// metric records the value, after the checks the host makes.
+func (e *Env) metric(name string, value float64, aggregators []string) error {
 	aggs, err := wire.CheckMetric(name, value, aggregators)
 	if err != nil {
 		return fmt.Errorf("Metric: %w", err)
@@ -289,7 +308,7 @@ func (e *Env) Metric(name string, value float64, aggregators ...string) error {
 
 // consumer is one Env.Consume.
 type consumer struct {
-	cfg     sdk.ConsumeConfig
+	cfg     envhook.ConsumeConfig
 	handler sdk.Handler
 	ctx     context.Context // the handler's; ends when the consumer stops
 	cancel  context.CancelFunc
@@ -297,16 +316,10 @@ type consumer struct {
 	stopped bool       // under Env.mu
 }
 
-// Consume registers a consumer, after the checks the host makes. Its
-// messages come from Deliver.
-func (e *Env) Consume(queue string, handler sdk.Handler, opts ...sdk.ConsumeOption) error {
-	cfg, err := sdk.NewConsumeConfig(queue, opts...)
-	if err != nil {
-		return fmt.Errorf("Consume %q: %w", queue, err)
-	}
-	if handler == nil {
-		return fmt.Errorf("Consume %q: no handler given", queue)
-	}
+// consume registers a consumer (sdk.Env has applied the options and made
+// the host's checks). Its messages come from Deliver.
+func (e *Env) consume(cfg envhook.ConsumeConfig, handler sdk.Handler) error {
+	queue := cfg.Queue
 	if e.noBus {
 		return fmt.Errorf("Consume %q: %w", queue, sdk.ErrNoBus)
 	}
@@ -375,13 +388,14 @@ func (e *Env) Consumers() []ConsumerInfo {
 
 // Deliver delivers a message with body to a consumer of queue (the next
 // one in turn if the worker consumes it several times) and returns how
-// the handler settled it, and the handler's error. The handler runs in the
-// caller's goroutine, after the handler call under way on that consumer,
+// the handler settled it, and the handler's error. Deliver waits for the
+// handler, which runs after the handler call under way on that consumer,
 // if any, has returned. The message's routing key is the queue's name.
 //
 // The test fails if the worker does not consume queue. A consumer that has
 // stopped does not handle the message: it is requeued, with an error
-// wrapping sdk.ErrConsumerStopped.
+// wrapping sdk.ErrConsumerStopped. A handler that calls Exit requeues it
+// too (with an error saying so).
 func (e *Env) Deliver(queue string, body []byte) (sdk.Outcome, error) {
 	e.t.Helper()
 	return e.DeliverMessage(sdk.Message{Queue: queue, RoutingKey: queue, Body: body})
@@ -409,7 +423,39 @@ func (e *Env) DeliverMessage(m sdk.Message) (sdk.Outcome, error) {
 	if stopped {
 		return sdk.OutcomeRequeue, fmt.Errorf("consumer of queue %q: %w", m.Queue, sdk.ErrConsumerStopped)
 	}
-	err := c.handler(c.ctx, m)
+	return c.call(m)
+}
+
+// errHandlerExited is Deliver's error for a handler that called Exit.
+var errHandlerExited = errors.New("the handler called Exit: the message is requeued")
+
+// call runs the handler on m in a goroutine of its own (so that it may
+// call Exit, which ends its goroutine) and returns how it settled m. A
+// panic of the handler is raised again in the caller's goroutine.
+func (c *consumer) call(m sdk.Message) (sdk.Outcome, error) {
+	var (
+		err      error
+		returned bool
+		panicked any
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() {
+			if !returned {
+				panicked = recover()
+			}
+		}()
+		err = c.handler(c.ctx, m)
+		returned = true
+	}()
+	<-done
+	switch {
+	case panicked != nil:
+		panic(panicked)
+	case !returned:
+		return sdk.OutcomeRequeue, errHandlerExited
+	}
 	return sdk.OutcomeOf(err), err
 }
 
@@ -593,5 +639,3 @@ func (e *Env) describePublished() string {
 	}
 	return b.String()
 }
-
-var _ sdk.Env = (*Env)(nil)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dynworkers/dynworkers/sdk"
+	"github.com/dynworkers/dynworkers/sdk/internal/envhook"
 )
 
 // Timeouts of Run and Worker.
@@ -64,18 +65,21 @@ func Start(t testing.TB, class sdk.Class, config any, opts ...Option) (*Worker, 
 	if err != nil {
 		return nil, err
 	}
-	impl, err := class.NewWorker(raw)
+	impl, err := newWorker(class, raw)
 	if err != nil {
 		return nil, err
 	}
 	env := NewEnv(t, append([]Option{ClassName(class.Name)}, opts...)...)
+	w := &Worker{Impl: impl, Env: env, t: t}
+	env.mu.Lock()
+	env.onExit = func(ctx context.Context) { _ = w.Stop(ctx) }
+	env.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
 	defer cancel()
-	if err := impl.Start(ctx, env); err != nil {
+	if err := impl.Start(ctx, env.SDK()); err != nil {
 		env.StopConsumers(ctx)
 		return nil, err
 	}
-	w := &Worker{Impl: impl, Env: env, t: t}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), StopTimeout)
 		defer cancel()
@@ -84,6 +88,30 @@ func Start(t testing.TB, class sdk.Class, config any, opts ...Option) (*Worker, 
 		}
 	})
 	return w, nil
+}
+
+// NewWorker builds a worker of class from config, exactly as a plugin
+// process does (decoding, defaults, sdk.ErrInvalidConfig for a bad
+// config), without starting it: start it with the sdk.Env of an Env
+// (NewEnv(t).SDK()). config is as for Run. Run does both.
+func NewWorker(class sdk.Class, config any) (sdk.Worker, error) {
+	raw, err := configJSON(config)
+	if err != nil {
+		return nil, err
+	}
+	return newWorker(class, raw)
+}
+
+func newWorker(class sdk.Class, configJSON []byte) (sdk.Worker, error) {
+	w, err := envhook.NewWorker(class, configJSON)
+	if err != nil {
+		return nil, err
+	}
+	ww, _ := w.(sdk.Worker)
+	if ww == nil {
+		return nil, fmt.Errorf("class %q: the constructor returned no worker", class.Name)
+	}
+	return ww, nil
 }
 
 func configJSON(config any) ([]byte, error) {

@@ -22,11 +22,11 @@ type relayConfig struct {
 // relay republishes what it consumes, and says how many it relayed.
 type relay struct {
 	cfg      relayConfig
-	env      sdk.Env
+	env      *sdk.Env
 	blocking chan struct{} // receives when a "block" message's handler begins
 }
 
-func (r *relay) Start(ctx context.Context, env sdk.Env) error {
+func (r *relay) Start(ctx context.Context, env *sdk.Env) error {
 	r.env = env
 	if r.cfg.Broken {
 		return errors.New("cannot start")
@@ -71,8 +71,8 @@ var relayClass = sdk.Class{
 
 func TestRunRecordsAndDelivers(t *testing.T) {
 	w := sdktest.Run(t, relayClass, map[string]any{"from": "a.in", "to": "a.out", "shout": true}, sdktest.WorkerName("r1"))
-	if w.Env.WorkerName() != "r1" || w.Env.ClassName() != "relay" {
-		t.Errorf("env %q %q", w.Env.WorkerName(), w.Env.ClassName())
+	if w.Env.SDK().WorkerName() != "r1" || w.Env.SDK().ClassName() != "relay" {
+		t.Errorf("env %q %q", w.Env.SDK().WorkerName(), w.Env.SDK().ClassName())
 	}
 	if got := w.Env.Consumers(); len(got) != 1 || got[0].Queue != "a.in" || !slices.Equal(got[0].Bindings, []string{"a.in"}) || got[0].Prefetch != 5 {
 		t.Errorf("consumers %+v", got)
@@ -108,30 +108,30 @@ func TestRunRecordsAndDelivers(t *testing.T) {
 func TestEnvAppliesTheHostsRules(t *testing.T) {
 	env := sdktest.NewEnv(t)
 	ctx := context.Background()
-	if err := env.Publish(ctx, "vumi.control.x", nil, nil); !errors.Is(err, sdk.ErrReservedName) {
+	if err := env.SDK().Publish(ctx, "vumi.control.x", nil, nil); !errors.Is(err, sdk.ErrReservedName) {
 		t.Errorf("Publish reserved = %v", err)
 	}
-	if err := env.Consume("", func(context.Context, sdk.Message) error { return nil }); !errors.Is(err, sdk.ErrInvalidName) {
+	if err := env.SDK().Consume("", func(context.Context, sdk.Message) error { return nil }); !errors.Is(err, sdk.ErrInvalidName) {
 		t.Errorf("Consume empty = %v", err)
 	}
-	if err := env.Consume("q", func(context.Context, sdk.Message) error { return nil }, sdk.WithPrefetch(0)); !errors.Is(err, sdk.ErrInvalidConfig) {
+	if err := env.SDK().Consume("q", func(context.Context, sdk.Message) error { return nil }, sdk.WithPrefetch(0)); !errors.Is(err, sdk.ErrInvalidConfig) {
 		t.Errorf("Consume prefetch 0 = %v", err)
 	}
-	if err := env.Metric("m", 1, "median"); !errors.Is(err, sdk.ErrInvalidMetric) {
+	if err := env.SDK().Metric("m", 1, "median"); !errors.Is(err, sdk.ErrInvalidMetric) {
 		t.Errorf("Metric = %v", err)
 	}
 	if len(env.Published()) != 0 || len(env.Metrics()) != 0 || len(env.Consumers()) != 0 {
 		t.Error("refused calls were recorded")
 	}
 	nobus := sdktest.NewEnv(t, sdktest.WithoutBus())
-	if err := nobus.Publish(ctx, "k", nil, nil); !errors.Is(err, sdk.ErrNoBus) {
+	if err := nobus.SDK().Publish(ctx, "k", nil, nil); !errors.Is(err, sdk.ErrNoBus) {
 		t.Errorf("Publish without bus = %v", err)
 	}
-	if err := nobus.Metric("m", 1); !errors.Is(err, sdk.ErrNoMetrics) {
+	if err := nobus.SDK().Metric("m", 1); !errors.Is(err, sdk.ErrNoMetrics) {
 		t.Errorf("Metric without bus = %v", err)
 	}
 	failing := sdktest.NewEnv(t, sdktest.OnPublish(func(context.Context, sdktest.Published) error { return errors.New("broker down") }))
-	if err := failing.Publish(ctx, "k", nil, nil); err == nil || len(failing.Published()) != 0 {
+	if err := failing.SDK().Publish(ctx, "k", nil, nil); err == nil || len(failing.Published()) != 0 {
 		t.Errorf("Publish with a failing OnPublish = %v", err)
 	}
 }
@@ -177,7 +177,7 @@ func TestStopStopsConsumersFirst(t *testing.T) {
 	if out, err := w.Env.Deliver("a.in", []byte("x")); out != sdk.OutcomeRequeue || !errors.Is(err, sdk.ErrConsumerStopped) {
 		t.Errorf("Deliver after Stop = %v, %v", out, err)
 	}
-	if err := w.Env.Consume("b", func(context.Context, sdk.Message) error { return nil }); !errors.Is(err, sdk.ErrConsumerStopped) {
+	if err := w.Env.SDK().Consume("b", func(context.Context, sdk.Message) error { return nil }); !errors.Is(err, sdk.ErrConsumerStopped) {
 		t.Errorf("Consume after Stop = %v", err)
 	}
 }
@@ -197,7 +197,7 @@ func TestRoute(t *testing.T) {
 func TestChildrenAndExit(t *testing.T) {
 	env := sdktest.NewEnv(t)
 	ctx := context.Background()
-	c := env.Children()
+	c := env.SDK().Children()
 	info, err := c.StartChild(ctx, sdk.ChildSpec{Name: "1", Class: "hello", Config: map[string]string{"a": "b"}})
 	if err != nil || info.Outcome != sdk.ChildStarted || info.State != "running" {
 		t.Fatalf("StartChild = %+v, %v", info, err)
@@ -228,7 +228,7 @@ func TestChildrenAndExit(t *testing.T) {
 		t.Errorf("%d calls recorded", n)
 	}
 
-	go env.Exit(errors.New("done for"))
+	go env.SDK().Exit(errors.New("done for"))
 	select {
 	case <-env.Exited():
 	case <-time.After(5 * time.Second):

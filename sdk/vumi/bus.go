@@ -2,8 +2,8 @@ package vumi
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+	"sync"
 
 	"github.com/dynworkers/dynworkers/sdk"
 )
@@ -22,27 +22,45 @@ import (
 
 // PublishUserMessage validates msg, encodes it as Vumi's JSON and
 // publishes it on key.
-func PublishUserMessage(ctx context.Context, env sdk.Env, key string, msg *TransportUserMessage) error {
+func PublishUserMessage(ctx context.Context, env *sdk.Env, key string, msg *TransportUserMessage) error {
 	if err := msg.Validate(); err != nil {
 		return fmt.Errorf("publishing a user message on %q: %w", key, err)
 	}
-	body, err := json.Marshal(msg)
+	buf := getBuffer()
+	defer putBuffer(buf)
+	body, err := msg.appendJSON((*buf)[:0])
 	if err != nil {
 		return fmt.Errorf("publishing a user message on %q: %w", key, err)
 	}
+	*buf = body
 	return env.Publish(ctx, key, body, nil)
+}
+
+// The buffers messages are encoded into for Publish, which does not keep
+// the body it is given.
+var buffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+func getBuffer() *[]byte { return buffers.Get().(*[]byte) }
+
+func putBuffer(b *[]byte) {
+	if cap(*b) <= 64<<10 {
+		buffers.Put(b)
+	}
 }
 
 // PublishEvent validates ev, encodes it as Vumi's JSON and publishes it on
 // key.
-func PublishEvent(ctx context.Context, env sdk.Env, key string, ev *TransportEvent) error {
+func PublishEvent(ctx context.Context, env *sdk.Env, key string, ev *TransportEvent) error {
 	if err := ev.Validate(); err != nil {
 		return fmt.Errorf("publishing an event on %q: %w", key, err)
 	}
-	body, err := json.Marshal(ev)
+	buf := getBuffer()
+	defer putBuffer(buf)
+	body, err := ev.appendJSON((*buf)[:0])
 	if err != nil {
 		return fmt.Errorf("publishing an event on %q: %w", key, err)
 	}
+	*buf = body
 	return env.Publish(ctx, key, body, nil)
 }
 
@@ -50,7 +68,7 @@ func PublishEvent(ctx context.Context, env sdk.Env, key string, ev *TransportEve
 // message, decoded and validated, to handler, whose result settles it as
 // an sdk.Handler's does. A message that is not a valid user message is
 // logged and dropped (sdk.ErrDrop): it could never be handled.
-func ConsumeUserMessages(env sdk.Env, queue string, handler func(ctx context.Context, msg *TransportUserMessage) error, opts ...sdk.ConsumeOption) error {
+func ConsumeUserMessages(env *sdk.Env, queue string, handler func(ctx context.Context, msg *TransportUserMessage) error, opts ...sdk.ConsumeOption) error {
 	if handler == nil {
 		return fmt.Errorf("consuming user messages from %q: no handler given", queue)
 	}
@@ -68,7 +86,7 @@ func ConsumeUserMessages(env sdk.Env, queue string, handler func(ctx context.Con
 // decoded and validated, to handler, whose result settles it as an
 // sdk.Handler's does. A message that is not a valid event is logged and
 // dropped (sdk.ErrDrop).
-func ConsumeEvents(env sdk.Env, queue string, handler func(ctx context.Context, ev *TransportEvent) error, opts ...sdk.ConsumeOption) error {
+func ConsumeEvents(env *sdk.Env, queue string, handler func(ctx context.Context, ev *TransportEvent) error, opts ...sdk.ConsumeOption) error {
 	if handler == nil {
 		return fmt.Errorf("consuming events from %q: no handler given", queue)
 	}

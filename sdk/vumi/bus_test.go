@@ -15,14 +15,14 @@ func TestPublishAndConsumeTyped(t *testing.T) {
 	env := sdktest.NewEnv(t)
 	ctx := context.Background()
 	in := vumi.NewInbound("sms", vumi.TransportTypeSMS, "+27831234567", "12345", "hi")
-	if err := vumi.PublishUserMessage(ctx, env, vumi.InboundKey("sms"), in); err != nil {
+	if err := vumi.PublishUserMessage(ctx, env.SDK(), vumi.InboundKey("sms"), in); err != nil {
 		t.Fatal(err)
 	}
 	got := env.WaitPublished("sms.inbound", 1)[0].UserMessage(t)
-	if got.MessageID != in.MessageID || *got.Content != "hi" {
+	if got.MessageID != in.MessageID || got.Content.String != "hi" {
 		t.Errorf("published %+v", got)
 	}
-	if err := vumi.PublishEvent(ctx, env, vumi.EventKey("sms"), vumi.Ack(in)); err != nil {
+	if err := vumi.PublishEvent(ctx, env.SDK(), vumi.EventKey("sms"), vumi.Ack(in)); err != nil {
 		t.Fatal(err)
 	}
 	if ev := env.WaitPublished("sms.event", 1)[0].Event(t); ev.UserMessageID != in.MessageID {
@@ -30,14 +30,14 @@ func TestPublishAndConsumeTyped(t *testing.T) {
 	}
 	bad := vumi.NewUserMessage()
 	bad.MessageID = ""
-	if err := vumi.PublishUserMessage(ctx, env, "x", bad); err == nil {
+	if err := vumi.PublishUserMessage(ctx, env.SDK(), "x", bad); err == nil {
 		t.Error("an invalid message was published")
 	}
 
 	var handled []*vumi.TransportUserMessage
-	if err := vumi.ConsumeUserMessages(env, "sms.outbound", func(_ context.Context, m *vumi.TransportUserMessage) error {
+	if err := vumi.ConsumeUserMessages(env.SDK(), "sms.outbound", func(_ context.Context, m *vumi.TransportUserMessage) error {
 		handled = append(handled, m)
-		if *m.Content == "fail" {
+		if m.Content.String == "fail" {
 			return errors.New("later")
 		}
 		return nil
@@ -55,18 +55,18 @@ func TestPublishAndConsumeTyped(t *testing.T) {
 	if out, err := env.Deliver("sms.outbound", []byte(`{"message_type":"user_message"}`)); out != sdk.OutcomeDrop || !errors.Is(err, sdk.ErrDrop) {
 		t.Errorf("Deliver(malformed) = %v, %v", out, err)
 	}
-	if len(handled) != 2 || *handled[0].InReplyTo != in.MessageID {
+	if len(handled) != 2 || handled[0].InReplyTo != in.MessageID {
 		t.Errorf("handled %+v", handled)
 	}
 	env.WaitLog("not a valid Vumi user message")
 
-	if err := vumi.ConsumeEvents(env, "sms.event", func(context.Context, *vumi.TransportEvent) error { return nil }); err != nil {
+	if err := vumi.ConsumeEvents(env.SDK(), "sms.event", func(context.Context, *vumi.TransportEvent) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if out, _ := env.Deliver("sms.event", body); out != sdk.OutcomeDrop {
 		t.Errorf("a user message on the event queue: %v", out)
 	}
-	if err := vumi.ConsumeUserMessages(env, "vumi.control", func(context.Context, *vumi.TransportUserMessage) error { return nil }); !errors.Is(err, sdk.ErrReservedName) {
+	if err := vumi.ConsumeUserMessages(env.SDK(), "vumi.control", func(context.Context, *vumi.TransportUserMessage) error { return nil }); !errors.Is(err, sdk.ErrReservedName) {
 		t.Errorf("reserved queue: %v", err)
 	}
 }

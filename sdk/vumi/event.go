@@ -41,13 +41,74 @@ func (s DeliveryStatus) Valid() bool {
 	return false
 }
 
+// The keys of an event, in sorted order.
+const (
+	evDeliveryStatus = iota
+	evEventID
+	evEventType
+	evHelperMetadata
+	evMessageType
+	evMessageVersion
+	evNackReason
+	evRoutingMetadata
+	evSentMessageID
+	evTimestamp
+	evTransportMetadata
+	evTransportName
+	evUserMessageID
+	evKeys
+)
+
+// eventKeys are the keys TransportEvent represents as fields, by index.
 var eventKeys = []string{
-	"message_version", "message_type", "timestamp",
-	"routing_metadata", "helper_metadata",
-	"event_id", "event_type", "user_message_id",
-	"sent_message_id", "nack_reason", "delivery_status",
-	"transport_name", "transport_metadata",
+	evDeliveryStatus:    "delivery_status",
+	evEventID:           "event_id",
+	evEventType:         "event_type",
+	evHelperMetadata:    "helper_metadata",
+	evMessageType:       "message_type",
+	evMessageVersion:    "message_version",
+	evNackReason:        "nack_reason",
+	evRoutingMetadata:   "routing_metadata",
+	evSentMessageID:     "sent_message_id",
+	evTimestamp:         "timestamp",
+	evTransportMetadata: "transport_metadata",
+	evTransportName:     "transport_name",
+	evUserMessageID:     "user_message_id",
 }
+
+func eventKey(key []byte) int {
+	switch string(key) {
+	case "delivery_status":
+		return evDeliveryStatus
+	case "event_id":
+		return evEventID
+	case "event_type":
+		return evEventType
+	case "helper_metadata":
+		return evHelperMetadata
+	case "message_type":
+		return evMessageType
+	case "message_version":
+		return evMessageVersion
+	case "nack_reason":
+		return evNackReason
+	case "routing_metadata":
+		return evRoutingMetadata
+	case "sent_message_id":
+		return evSentMessageID
+	case "timestamp":
+		return evTimestamp
+	case "transport_metadata":
+		return evTransportMetadata
+	case "transport_name":
+		return evTransportName
+	case "user_message_id":
+		return evUserMessageID
+	}
+	return -1
+}
+
+func isEventKey(k string) bool { return eventKey([]byte(k)) >= 0 }
 
 // TransportEvent is news about a user message a transport was asked to
 // send: Vumi's vumi.message.TransportEvent, message_type "event". Each
@@ -60,7 +121,8 @@ var eventKeys = []string{
 // back, including those Vumi does not require (transport_name,
 // transport_metadata and routing_metadata are missing from events that did
 // not come from a transport's publish_event) and explicit nulls (vumi2
-// writes all three type-specific keys, null where unused).
+// writes all three type-specific keys, null where unused). As there, the
+// string fields hold "" for null.
 type TransportEvent struct {
 	MessageVersion string    // message_version: always MessageVersion
 	MessageType    string    // message_type: always MessageTypeEvent
@@ -73,11 +135,11 @@ type TransportEvent struct {
 	EventType     EventType // event_type
 	UserMessageID string    // user_message_id: message_id of the user message
 
-	SentMessageID  *string        // sent_message_id: the transport's id for the message; ack
-	NackReason     *string        // nack_reason; nack
+	SentMessageID  string         // sent_message_id: the transport's id for the message; ack
+	NackReason     string         // nack_reason; nack
 	DeliveryStatus DeliveryStatus // delivery_status; delivery_report
 
-	TransportName     *string        // transport_name
+	TransportName     string         // transport_name
 	TransportMetadata map[string]any // transport_metadata
 
 	// Extra holds the keys this type does not know, as raw JSON, and
@@ -85,7 +147,7 @@ type TransportEvent struct {
 	// above are ignored.
 	Extra map[string]json.RawMessage
 
-	shape shape
+	shape [evKeys]presence
 }
 
 // newEvent builds an event about msg as Vumi's Transport.publish_event
@@ -100,7 +162,7 @@ func newEvent(msg *TransportUserMessage, t EventType) *TransportEvent {
 		HelperMetadata:    map[string]any{},
 		EventType:         t,
 		UserMessageID:     msg.MessageID,
-		TransportName:     clonePtr(msg.TransportName),
+		TransportName:     msg.TransportName,
 		TransportMetadata: map[string]any{},
 	}
 }
@@ -110,14 +172,19 @@ func newEvent(msg *TransportUserMessage, t EventType) *TransportEvent {
 // the transport's upstream gave the message when there is one.
 func Ack(msg *TransportUserMessage) *TransportEvent {
 	e := newEvent(msg, EventAck)
-	e.SentMessageID = clonePtr(&msg.MessageID)
+	e.SentMessageID = msg.MessageID
+	e.shape[evTransportName] = emptyOnly(msg.shape[umTransportName])
 	return e
 }
 
 // Nack returns a nack of msg: the transport could not send it, for reason.
 func Nack(msg *TransportUserMessage, reason string) *TransportEvent {
 	e := newEvent(msg, EventNack)
-	e.NackReason = &reason
+	e.NackReason = reason
+	if reason == "" {
+		e.shape[evNackReason] = isEmpty // a nack needs a reason, even an empty one
+	}
+	e.shape[evTransportName] = emptyOnly(msg.shape[umTransportName])
 	return e
 }
 
@@ -125,6 +192,7 @@ func Nack(msg *TransportUserMessage, reason string) *TransportEvent {
 func DeliveryReport(msg *TransportUserMessage, status DeliveryStatus) *TransportEvent {
 	e := newEvent(msg, EventDeliveryReport)
 	e.DeliveryStatus = status
+	e.shape[evTransportName] = emptyOnly(msg.shape[umTransportName])
 	return e
 }
 
@@ -147,110 +215,112 @@ func (e *TransportEvent) UnmarshalJSON(data []byte) error {
 }
 
 func (e *TransportEvent) decode(data []byte) error {
-	d, err := newDecoder(data, "event")
+	var known [evKeys]span
+	d, err := readFields(data, "event", eventKey, known[:])
 	if err != nil {
 		return err
 	}
 	var v TransportEvent
+	for i := range v.shape {
+		v.shape[i] = d.presence(i)
+	}
 	// The checks follow Vumi's TransportEvent.validate_fields.
-	if v.MessageVersion, err = d.messageVersion(); err != nil {
+	if v.MessageVersion, err = d.messageVersion(evMessageVersion); err != nil {
 		return err
 	}
-	if v.MessageType, err = d.reqStr("message_type"); err != nil {
+	if v.MessageType, err = d.reqStr(evMessageType, "message_type"); err != nil {
 		return err
 	}
-	if v.Timestamp, err = d.timestamp(); err != nil {
+	if v.Timestamp, err = d.timestamp(evTimestamp); err != nil {
 		return err
 	}
-	if v.HelperMetadata, err = d.object("helper_metadata"); err != nil {
+	if v.HelperMetadata, err = d.object(evHelperMetadata, "helper_metadata"); err != nil {
 		return err
 	}
-	d.backfill("helper_metadata")
-	if v.RoutingMetadata, err = d.object("routing_metadata"); err != nil {
+	backfill(&v.shape[evHelperMetadata])
+	if v.RoutingMetadata, err = d.object(evRoutingMetadata, "routing_metadata"); err != nil {
 		return err
 	}
-	if v.UserMessageID, err = d.reqStr("user_message_id"); err != nil {
+	if v.UserMessageID, err = d.reqStr(evUserMessageID, "user_message_id"); err != nil {
 		return err
 	}
-	if v.EventID, err = d.reqStr("event_id"); err != nil {
+	if v.EventID, err = d.reqStr(evEventID, "event_id"); err != nil {
 		return err
 	}
 	var et string
-	if et, err = d.reqStr("event_type"); err != nil {
+	if et, err = d.reqStr(evEventType, "event_type"); err != nil {
 		return err
 	}
 	v.EventType = EventType(et)
 	if !v.EventType.Valid() {
 		return invalid("event_type", et, `want "ack", "nack" or "delivery_report"`)
 	}
-	if v.SentMessageID, err = d.str("sent_message_id"); err != nil {
+	if v.SentMessageID, err = d.str(evSentMessageID, "sent_message_id"); err != nil {
 		return err
 	}
-	if v.NackReason, err = d.str("nack_reason"); err != nil {
+	if v.NackReason, err = d.str(evNackReason, "nack_reason"); err != nil {
 		return err
 	}
-	var status *string
-	if status, err = d.str("delivery_status"); err != nil {
+	var status string
+	if status, err = d.str(evDeliveryStatus, "delivery_status"); err != nil {
 		return err
 	}
-	if status != nil {
-		v.DeliveryStatus = DeliveryStatus(*status)
+	v.DeliveryStatus = DeliveryStatus(status)
+	if need := v.requiredKey(); v.shape[need] == absent {
+		return &MissingFieldError{Field: eventKeys[need]}
 	}
-	if need := v.requiredKey(); d.shape[need] == absent {
-		return &MissingFieldError{Field: need}
-	}
-	if v.TransportName, err = d.str("transport_name"); err != nil {
+	if v.TransportName, err = d.str(evTransportName, "transport_name"); err != nil {
 		return err
 	}
-	if v.TransportMetadata, err = d.object("transport_metadata"); err != nil {
+	if v.TransportMetadata, err = d.object(evTransportMetadata, "transport_metadata"); err != nil {
 		return err
 	}
 	if err := v.Validate(); err != nil {
 		return err
 	}
-	v.Extra = d.extra()
-	v.shape = d.shape
+	v.Extra = d.extraMap()
 	*e = v
 	return nil
 }
 
-// requiredKey is the key e's event type needs.
-func (e *TransportEvent) requiredKey() string {
+// requiredKey is the index of the key e's event type needs, or -1.
+func (e *TransportEvent) requiredKey() int {
 	switch e.EventType {
 	case EventAck:
-		return "sent_message_id"
+		return evSentMessageID
 	case EventNack:
-		return "nack_reason"
+		return evNackReason
 	case EventDeliveryReport:
-		return "delivery_status"
+		return evDeliveryStatus
 	}
-	return ""
+	return -1
 }
 
 // MarshalJSON encodes e in Vumi's JSON shape; see TransportEvent. It does
 // not validate e.
 func (e TransportEvent) MarshalJSON() ([]byte, error) {
-	enc := newEncoder(e.shape, e.Extra, eventKeys)
-	enc.put("message_version", e.MessageVersion)
-	enc.put("message_type", e.MessageType)
-	enc.put("timestamp", e.Timestamp)
-	enc.object("routing_metadata", e.RoutingMetadata)
-	enc.object("helper_metadata", e.HelperMetadata)
-	enc.put("event_id", e.EventID)
-	enc.put("event_type", string(e.EventType))
-	enc.put("user_message_id", e.UserMessageID)
+	return e.appendJSON(make([]byte, 0, 512))
+}
+
+func (e *TransportEvent) appendJSON(b []byte) ([]byte, error) {
+	s := &e.shape
 	need := e.requiredKey()
-	enc.str("sent_message_id", e.SentMessageID, need == "sent_message_id")
-	enc.str("nack_reason", e.NackReason, need == "nack_reason")
-	var status *string
-	if e.DeliveryStatus != "" {
-		s := string(e.DeliveryStatus)
-		status = &s
-	}
-	enc.str("delivery_status", status, need == "delivery_status")
-	enc.str("transport_name", e.TransportName, true)
-	enc.object("transport_metadata", e.TransportMetadata)
-	return enc.bytes()
+	w := newWriter(b, e.Extra, isEventKey)
+	// In sorted order.
+	w.str("delivery_status", string(e.DeliveryStatus), s[evDeliveryStatus], need == evDeliveryStatus)
+	w.putString("event_id", e.EventID)
+	w.putString("event_type", string(e.EventType))
+	w.object("helper_metadata", e.HelperMetadata, s[evHelperMetadata])
+	w.putString("message_type", e.MessageType)
+	w.putString("message_version", e.MessageVersion)
+	w.str("nack_reason", e.NackReason, s[evNackReason], need == evNackReason)
+	w.object("routing_metadata", e.RoutingMetadata, s[evRoutingMetadata])
+	w.str("sent_message_id", e.SentMessageID, s[evSentMessageID], need == evSentMessageID)
+	w.putTimestamp("timestamp", e.Timestamp)
+	w.object("transport_metadata", e.TransportMetadata, s[evTransportMetadata])
+	w.str("transport_name", e.TransportName, s[evTransportName], true)
+	w.putString("user_message_id", e.UserMessageID)
+	return w.finish()
 }
 
 // Validate checks what Vumi checks of an event (validate_fields) and that
@@ -270,11 +340,11 @@ func (e *TransportEvent) Validate() error {
 	case "":
 		return &MissingFieldError{Field: "event_type"}
 	case EventAck:
-		if e.SentMessageID == nil {
+		if e.SentMessageID == "" && e.shape[evSentMessageID] != isEmpty {
 			return invalid("sent_message_id", nil, "an ack needs one")
 		}
 	case EventNack:
-		if e.NackReason == nil {
+		if e.NackReason == "" && e.shape[evNackReason] != isEmpty {
 			return invalid("nack_reason", nil, "a nack needs one")
 		}
 	case EventDeliveryReport:
@@ -305,9 +375,6 @@ func (e *TransportEvent) Clone() *TransportEvent {
 	c.RoutingMetadata = cloneMap(e.RoutingMetadata)
 	c.HelperMetadata = cloneMap(e.HelperMetadata)
 	c.TransportMetadata = cloneMap(e.TransportMetadata)
-	c.SentMessageID = clonePtr(e.SentMessageID)
-	c.NackReason = clonePtr(e.NackReason)
-	c.TransportName = clonePtr(e.TransportName)
 	c.Extra = cloneRaw(e.Extra)
 	return &c
 }

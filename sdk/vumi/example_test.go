@@ -33,7 +33,7 @@ func Example() {
 	}
 	var fields map[string]any
 	_ = json.Unmarshal(out, &fields)
-	fmt.Println("routing key:", vumi.OutboundKey(*reply.TransportName))
+	fmt.Println("routing key:", vumi.OutboundKey(reply.TransportName))
 	for _, k := range []string{"to_addr", "from_addr", "in_reply_to", "session_event", "content", "transport_metadata", "routing_metadata"} {
 		fmt.Printf("%s: %v\n", k, fields[k])
 	}

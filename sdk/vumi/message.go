@@ -63,19 +63,117 @@ const (
 	AddrTypeWeChatID      = "wechat_id"
 )
 
-// userMessageKeys are the keys TransportUserMessage represents as fields.
-var userMessageKeys = []string{
-	"message_version", "message_type", "message_id", "timestamp",
-	"routing_metadata", "helper_metadata", "in_reply_to",
-	"transport_name", "transport_type", "transport_metadata",
-	"to_addr", "from_addr", "to_addr_type", "from_addr_type",
-	"group", "provider", "session_event", "content",
+// NullString is a JSON string that may be null. TransportUserMessage's
+// Content is one because Vumi tells no content (null: a USSD session
+// starting, a telnet client connecting) from an empty text ("": an empty
+// line). The zero value is null; String(s) is the string s.
+type NullString struct {
+	String string // the string; "" when null
+	Valid  bool   // false for JSON null
 }
+
+// String returns s as a NullString that is not null.
+func String(s string) NullString { return NullString{String: s, Valid: true} }
+
+// The keys of a user message, in sorted order (the order MarshalJSON
+// writes them in).
+const (
+	umContent = iota
+	umFromAddr
+	umFromAddrType
+	umGroup
+	umHelperMetadata
+	umInReplyTo
+	umMessageID
+	umMessageType
+	umMessageVersion
+	umProvider
+	umRoutingMetadata
+	umSessionEvent
+	umTimestamp
+	umToAddr
+	umToAddrType
+	umTransportMetadata
+	umTransportName
+	umTransportType
+	umKeys
+)
+
+// userMessageKeys are the keys TransportUserMessage represents as fields,
+// by index.
+var userMessageKeys = []string{
+	umContent:           "content",
+	umFromAddr:          "from_addr",
+	umFromAddrType:      "from_addr_type",
+	umGroup:             "group",
+	umHelperMetadata:    "helper_metadata",
+	umInReplyTo:         "in_reply_to",
+	umMessageID:         "message_id",
+	umMessageType:       "message_type",
+	umMessageVersion:    "message_version",
+	umProvider:          "provider",
+	umRoutingMetadata:   "routing_metadata",
+	umSessionEvent:      "session_event",
+	umTimestamp:         "timestamp",
+	umToAddr:            "to_addr",
+	umToAddrType:        "to_addr_type",
+	umTransportMetadata: "transport_metadata",
+	umTransportName:     "transport_name",
+	umTransportType:     "transport_type",
+}
+
+func userMessageKey(key []byte) int {
+	switch string(key) {
+	case "content":
+		return umContent
+	case "from_addr":
+		return umFromAddr
+	case "from_addr_type":
+		return umFromAddrType
+	case "group":
+		return umGroup
+	case "helper_metadata":
+		return umHelperMetadata
+	case "in_reply_to":
+		return umInReplyTo
+	case "message_id":
+		return umMessageID
+	case "message_type":
+		return umMessageType
+	case "message_version":
+		return umMessageVersion
+	case "provider":
+		return umProvider
+	case "routing_metadata":
+		return umRoutingMetadata
+	case "session_event":
+		return umSessionEvent
+	case "timestamp":
+		return umTimestamp
+	case "to_addr":
+		return umToAddr
+	case "to_addr_type":
+		return umToAddrType
+	case "transport_metadata":
+		return umTransportMetadata
+	case "transport_name":
+		return umTransportName
+	case "transport_type":
+		return umTransportType
+	}
+	return -1
+}
+
+func isUserMessageKey(k string) bool { return userMessageKey([]byte(k)) >= 0 }
 
 // TransportUserMessage is a message to or from a user: Vumi's
 // vumi.message.TransportUserMessage, message_type "user_message". Each
-// field's comment gives its JSON key. A nil *string is JSON null; a nil map
-// is {}.
+// field's comment gives its JSON key.
+//
+// The string fields hold "" for JSON null (Vumi's None), and "" is written
+// as null, except where the message was decoded with "" in that key (it is
+// written back as ""). Content, where an empty text and no content are
+// different things, is a NullString. A nil map is {}.
 //
 // Decoding (UnmarshalJSON, ParseUserMessage) does what Vumi's from_json and
 // validate_fields do: it fails with a *MissingFieldError or
@@ -97,27 +195,27 @@ type TransportUserMessage struct {
 	RoutingMetadata map[string]any // routing_metadata, e.g. {"endpoint_name": "default"}
 	HelperMetadata  map[string]any // helper_metadata
 
-	InReplyTo *string // in_reply_to: message_id of the message replied to
+	InReplyTo string // in_reply_to: message_id of the message replied to
 
-	TransportName     *string        // transport_name
-	TransportType     *string        // transport_type, e.g. TransportTypeSMS
+	TransportName     string         // transport_name
+	TransportType     string         // transport_type, e.g. TransportTypeSMS
 	TransportMetadata map[string]any // transport_metadata: opaque, for the transport
 
-	ToAddr       *string      // to_addr: null for a message to a group as a whole
-	FromAddr     *string      // from_addr
-	ToAddrType   *string      // to_addr_type, e.g. AddrTypeMSISDN
-	FromAddrType *string      // from_addr_type
-	Group        *string      // group, e.g. an IRC channel
-	Provider     *string      // provider, e.g. a mobile network
+	ToAddr       string       // to_addr: "" (null) for a message to a group as a whole
+	FromAddr     string       // from_addr
+	ToAddrType   string       // to_addr_type, e.g. AddrTypeMSISDN
+	FromAddrType string       // from_addr_type
+	Group        string       // group, e.g. an IRC channel
+	Provider     string       // provider, e.g. a mobile network
 	SessionEvent SessionEvent // session_event: SessionNone is null
-	Content      *string      // content: null for no content
+	Content      NullString   // content: null (the zero NullString) for no content
 
 	// Extra holds the keys this type does not know, as raw JSON, and
 	// MarshalJSON writes them back. Entries whose key is one of the keys
 	// above are ignored.
 	Extra map[string]json.RawMessage
 
-	shape shape
+	shape [umKeys]presence
 }
 
 // NewUserMessage returns a user message with Vumi's defaults: version and
@@ -141,11 +239,11 @@ func NewUserMessage() *TransportUserMessage {
 // SessionEvent, the address types and the rest on the result as needed.
 func NewInbound(transportName, transportType, fromAddr, toAddr, content string) *TransportUserMessage {
 	m := NewUserMessage()
-	m.TransportName = &transportName
-	m.TransportType = &transportType
-	m.FromAddr = &fromAddr
-	m.ToAddr = &toAddr
-	m.Content = &content
+	m.TransportName = transportName
+	m.TransportType = transportType
+	m.FromAddr = fromAddr
+	m.ToAddr = toAddr
+	m.Content = String(content)
 	return m
 }
 
@@ -154,8 +252,8 @@ func NewInbound(transportName, transportType, fromAddr, toAddr, content string) 
 // transport_type are null, for a dispatcher or the sender to fill in.
 func NewOutbound(toAddr, content string) *TransportUserMessage {
 	m := NewUserMessage()
-	m.ToAddr = &toAddr
-	m.Content = &content
+	m.ToAddr = toAddr
+	m.Content = String(content)
 	return m
 }
 
@@ -179,119 +277,144 @@ func (m *TransportUserMessage) UnmarshalJSON(data []byte) error {
 }
 
 func (m *TransportUserMessage) decode(data []byte) error {
-	d, err := newDecoder(data, "user message")
+	var known [umKeys]span
+	d, err := readFields(data, "user message", userMessageKey, known[:])
 	if err != nil {
 		return err
 	}
 	var v TransportUserMessage
+	for i := range v.shape {
+		v.shape[i] = d.presence(i)
+	}
 	// The checks follow Vumi's validate_fields: message_version first, then
 	// the keys TransportMessage requires, then those TransportUserMessage
 	// requires. helper_metadata, group and provider get defaults when
 	// missing; routing_metadata and the address types may be missing.
-	if v.MessageVersion, err = d.messageVersion(); err != nil {
+	if v.MessageVersion, err = d.messageVersion(umMessageVersion); err != nil {
 		return err
 	}
-	if v.MessageType, err = d.reqStr("message_type"); err != nil {
+	if v.MessageType, err = d.reqStr(umMessageType, "message_type"); err != nil {
 		return err
 	}
-	if v.Timestamp, err = d.timestamp(); err != nil {
+	if v.Timestamp, err = d.timestamp(umTimestamp); err != nil {
 		return err
 	}
-	if v.HelperMetadata, err = d.object("helper_metadata"); err != nil {
+	if v.HelperMetadata, err = d.object(umHelperMetadata, "helper_metadata"); err != nil {
 		return err
 	}
-	d.backfill("helper_metadata")
-	if v.RoutingMetadata, err = d.object("routing_metadata"); err != nil {
+	backfill(&v.shape[umHelperMetadata])
+	if v.RoutingMetadata, err = d.object(umRoutingMetadata, "routing_metadata"); err != nil {
 		return err
 	}
-	if v.MessageID, err = d.reqStr("message_id"); err != nil {
+	if v.MessageID, err = d.reqStr(umMessageID, "message_id"); err != nil {
 		return err
 	}
-	if v.ToAddr, err = d.reqNullStr("to_addr"); err != nil {
+	if v.ToAddr, err = d.reqNullStr(umToAddr, "to_addr"); err != nil {
 		return err
 	}
-	if v.FromAddr, err = d.reqNullStr("from_addr"); err != nil {
+	if v.FromAddr, err = d.reqNullStr(umFromAddr, "from_addr"); err != nil {
 		return err
 	}
-	if v.InReplyTo, err = d.reqNullStr("in_reply_to"); err != nil {
+	if v.InReplyTo, err = d.reqNullStr(umInReplyTo, "in_reply_to"); err != nil {
 		return err
 	}
-	raw, p := d.take("session_event")
-	if p == absent {
+	switch v.shape[umSessionEvent] {
+	case absent:
 		return &MissingFieldError{Field: "session_event"}
-	}
-	if p == isValue {
-		var s string
-		if json.Unmarshal(raw, &s) != nil || s == "" || !SessionEvent(s).Valid() {
-			return invalid("session_event", []byte(raw), `want null, "new", "resume" or "close"`)
+	case isNull:
+	default:
+		raw := d.raw(d.known[umSessionEvent])
+		s, _ := d.str(umSessionEvent, "session_event")
+		if raw[0] != '"' || s == "" || !SessionEvent(s).Valid() {
+			return invalid("session_event", raw, `want null, "new", "resume" or "close"`)
 		}
 		v.SessionEvent = SessionEvent(s)
 	}
-	if v.Content, err = d.reqNullStr("content"); err != nil {
+	if v.Content.String, err = d.reqNullStr(umContent, "content"); err != nil {
 		return err
 	}
-	if v.TransportName, err = d.reqNullStr("transport_name"); err != nil {
+	v.Content.Valid = v.shape[umContent] != isNull
+	if v.TransportName, err = d.reqNullStr(umTransportName, "transport_name"); err != nil {
 		return err
 	}
-	if v.TransportType, err = d.reqNullStr("transport_type"); err != nil {
+	if v.TransportType, err = d.reqNullStr(umTransportType, "transport_type"); err != nil {
 		return err
 	}
-	if v.TransportMetadata, err = d.object("transport_metadata"); err != nil {
+	if v.TransportMetadata, err = d.object(umTransportMetadata, "transport_metadata"); err != nil {
 		return err
 	}
-	if err := d.require("transport_metadata"); err != nil {
+	if v.shape[umTransportMetadata] == absent {
+		return &MissingFieldError{Field: "transport_metadata"}
+	}
+	if v.Group, err = d.str(umGroup, "group"); err != nil {
 		return err
 	}
-	if v.Group, err = d.str("group"); err != nil {
+	backfill(&v.shape[umGroup])
+	if v.Provider, err = d.str(umProvider, "provider"); err != nil {
 		return err
 	}
-	d.backfill("group")
-	if v.Provider, err = d.str("provider"); err != nil {
+	backfill(&v.shape[umProvider])
+	if v.ToAddrType, err = d.str(umToAddrType, "to_addr_type"); err != nil {
 		return err
 	}
-	d.backfill("provider")
-	if v.ToAddrType, err = d.str("to_addr_type"); err != nil {
-		return err
-	}
-	if v.FromAddrType, err = d.str("from_addr_type"); err != nil {
+	if v.FromAddrType, err = d.str(umFromAddrType, "from_addr_type"); err != nil {
 		return err
 	}
 	if err := v.Validate(); err != nil {
 		return err
 	}
-	v.Extra = d.extra()
-	v.shape = d.shape
+	v.Extra = d.extraMap()
 	*m = v
 	return nil
+}
+
+// backfill marks a key as Vumi's validate_fields treats it when it is
+// missing: it sets a default, so the key is written back on encode.
+func backfill(p *presence) {
+	if *p == absent {
+		*p = unknown
+	}
 }
 
 // MarshalJSON encodes m in Vumi's JSON shape; see TransportUserMessage. It
 // does not validate m.
 func (m TransportUserMessage) MarshalJSON() ([]byte, error) {
-	e := newEncoder(m.shape, m.Extra, userMessageKeys)
-	e.put("message_version", m.MessageVersion)
-	e.put("message_type", m.MessageType)
-	e.put("message_id", m.MessageID)
-	e.put("timestamp", m.Timestamp)
-	e.object("routing_metadata", m.RoutingMetadata)
-	e.object("helper_metadata", m.HelperMetadata)
-	e.str("in_reply_to", m.InReplyTo, true)
-	e.str("transport_name", m.TransportName, true)
-	e.str("transport_type", m.TransportType, true)
-	e.object("transport_metadata", m.TransportMetadata)
-	e.str("to_addr", m.ToAddr, true)
-	e.str("from_addr", m.FromAddr, true)
-	e.str("to_addr_type", m.ToAddrType, true)
-	e.str("from_addr_type", m.FromAddrType, true)
-	e.str("group", m.Group, true)
-	e.str("provider", m.Provider, true)
-	if m.SessionEvent == SessionNone {
-		e.put("session_event", nil)
-	} else {
-		e.put("session_event", string(m.SessionEvent))
+	return m.appendJSON(make([]byte, 0, 512))
+}
+
+func (m *TransportUserMessage) appendJSON(b []byte) ([]byte, error) {
+	s := &m.shape
+	w := newWriter(b, m.Extra, isUserMessageKey)
+	// In sorted order.
+	switch {
+	case m.Content.Valid:
+		w.putString("content", m.Content.String)
+	case s[umContent] == absent:
+	default:
+		w.putNull("content")
 	}
-	e.str("content", m.Content, true)
-	return e.bytes()
+	w.str("from_addr", m.FromAddr, s[umFromAddr], true)
+	w.str("from_addr_type", m.FromAddrType, s[umFromAddrType], true)
+	w.str("group", m.Group, s[umGroup], true)
+	w.object("helper_metadata", m.HelperMetadata, s[umHelperMetadata])
+	w.str("in_reply_to", m.InReplyTo, s[umInReplyTo], true)
+	w.putString("message_id", m.MessageID)
+	w.putString("message_type", m.MessageType)
+	w.putString("message_version", m.MessageVersion)
+	w.str("provider", m.Provider, s[umProvider], true)
+	w.object("routing_metadata", m.RoutingMetadata, s[umRoutingMetadata])
+	if m.SessionEvent == SessionNone {
+		w.putNull("session_event")
+	} else {
+		w.putString("session_event", string(m.SessionEvent))
+	}
+	w.putTimestamp("timestamp", m.Timestamp)
+	w.str("to_addr", m.ToAddr, s[umToAddr], true)
+	w.str("to_addr_type", m.ToAddrType, s[umToAddrType], true)
+	w.object("transport_metadata", m.TransportMetadata, s[umTransportMetadata])
+	w.str("transport_name", m.TransportName, s[umTransportName], true)
+	w.str("transport_type", m.TransportType, s[umTransportType], true)
+	return w.finish()
 }
 
 // Validate checks what Vumi checks of a user message (validate_fields) and
@@ -346,19 +469,23 @@ func validateCommon(version, mtype, wantType string, ts Timestamp) error {
 // The maps are deep copies: changing the reply does not change m.
 func (m *TransportUserMessage) Reply(content string, continueSession bool) *TransportUserMessage {
 	r := NewUserMessage()
-	r.Content = &content
+	r.Content = String(content)
 	if !continueSession {
 		r.SessionEvent = SessionClose
 	}
-	r.ToAddr = clonePtr(m.FromAddr)
-	r.FromAddr = clonePtr(m.ToAddr)
-	r.Group = clonePtr(m.Group)
-	if m.MessageID != "" {
-		r.InReplyTo = clonePtr(&m.MessageID)
+	r.ToAddr = m.FromAddr
+	r.FromAddr = m.ToAddr
+	r.Group = m.Group
+	r.InReplyTo = m.MessageID
+	r.Provider = m.Provider
+	r.TransportName = m.TransportName
+	r.TransportType = m.TransportType
+	// An empty string copied from m is written as one, as Vumi would.
+	r.shape[umToAddr] = emptyOnly(m.shape[umFromAddr])
+	r.shape[umFromAddr] = emptyOnly(m.shape[umToAddr])
+	for _, k := range []int{umGroup, umProvider, umTransportName, umTransportType} {
+		r.shape[k] = emptyOnly(m.shape[k])
 	}
-	r.Provider = clonePtr(m.Provider)
-	r.TransportName = clonePtr(m.TransportName)
-	r.TransportType = clonePtr(m.TransportType)
 	r.TransportMetadata = cloneMap(m.TransportMetadata)
 	if r.TransportMetadata == nil {
 		r.TransportMetadata = map[string]any{}
@@ -375,8 +502,9 @@ func (m *TransportUserMessage) Reply(content string, continueSession bool) *Tran
 // as a whole: its to_addr is null (Vumi's reply_group).
 func (m *TransportUserMessage) ReplyGroup(content string, continueSession bool) *TransportUserMessage {
 	r := m.Reply(content, continueSession)
-	if m.Group != nil {
-		r.ToAddr = nil
+	if m.Group != "" || m.shape[umGroup] == isEmpty {
+		r.ToAddr = ""
+		r.shape[umToAddr] = unknown
 	}
 	return r
 }
@@ -399,18 +527,6 @@ func (m *TransportUserMessage) Clone() *TransportUserMessage {
 	c.RoutingMetadata = cloneMap(m.RoutingMetadata)
 	c.HelperMetadata = cloneMap(m.HelperMetadata)
 	c.TransportMetadata = cloneMap(m.TransportMetadata)
-	for _, p := range []**string{&c.InReplyTo, &c.TransportName, &c.TransportType,
-		&c.ToAddr, &c.FromAddr, &c.ToAddrType, &c.FromAddrType, &c.Group, &c.Provider, &c.Content} {
-		*p = clonePtr(*p)
-	}
 	c.Extra = cloneRaw(m.Extra)
 	return &c
-}
-
-func clonePtr(p *string) *string {
-	if p == nil {
-		return nil
-	}
-	s := *p
-	return &s
 }

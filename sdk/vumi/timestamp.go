@@ -78,13 +78,47 @@ func ParseTimestamp(s string) (Timestamp, error) {
 
 // String formats t with TimestampLayout, in UTC.
 func (t Timestamp) String() string {
-	return t.UTC().Format(TimestampLayout)
+	return string(t.appendVumi(make([]byte, 0, len(TimestampLayout))))
 }
 
 // AppendText implements encoding.TextAppender with Vumi's layout (and
 // hides the RFC 3339 one of the embedded time.Time).
 func (t Timestamp) AppendText(b []byte) ([]byte, error) {
-	return t.UTC().AppendFormat(b, TimestampLayout), nil
+	return t.appendVumi(b), nil
+}
+
+// appendVumi appends t in TimestampLayout, in UTC: what AppendFormat
+// writes, without parsing the layout.
+func (t Timestamp) appendVumi(b []byte) []byte {
+	u := t.UTC()
+	year, month, day := u.Date()
+	if year < 0 || year > 9999 {
+		return u.AppendFormat(b, TimestampLayout)
+	}
+	hour, minute, sec := u.Clock()
+	b = appendDigits(b, year, 4)
+	b = append(b, '-')
+	b = appendDigits(b, int(month), 2)
+	b = append(b, '-')
+	b = appendDigits(b, day, 2)
+	b = append(b, ' ')
+	b = appendDigits(b, hour, 2)
+	b = append(b, ':')
+	b = appendDigits(b, minute, 2)
+	b = append(b, ':')
+	b = appendDigits(b, sec, 2)
+	b = append(b, '.')
+	return appendDigits(b, u.Nanosecond()/1000, 6)
+}
+
+// appendDigits appends v, which is not negative, zero-padded to n digits.
+func appendDigits(b []byte, v, n int) []byte {
+	var d [8]byte
+	for i := n - 1; i >= 0; i-- {
+		d[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return append(b, d[:n]...)
 }
 
 // MarshalText implements encoding.TextMarshaler with Vumi's layout.
@@ -104,7 +138,9 @@ func (t *Timestamp) UnmarshalText(b []byte) error {
 
 // MarshalJSON encodes t as a JSON string in Vumi's layout.
 func (t Timestamp) MarshalJSON() ([]byte, error) {
-	return json.Marshal(t.String())
+	b := make([]byte, 0, len(TimestampLayout)+2)
+	b = append(b, '"')
+	return append(t.appendVumi(b), '"'), nil
 }
 
 // UnmarshalJSON decodes a JSON string in Vumi's layout. JSON null leaves t

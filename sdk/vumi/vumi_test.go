@@ -129,10 +129,10 @@ func TestGoldenFieldValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.SessionEvent != SessionNew || m.Content != nil || *m.ToAddr != "*120*1234#" ||
-		*m.FromAddr != "+27831234567" || *m.FromAddrType != AddrTypeMSISDN || m.ToAddrType != nil ||
-		*m.TransportType != TransportTypeUSSD || *m.Provider != "vodacom" || m.Group != nil ||
-		m.InReplyTo != nil || m.MessageID != "4d3c2b1a0f9e4d8c8b7a6f5e4d3c2b1a" {
+	if m.SessionEvent != SessionNew || m.Content.Valid || m.ToAddr != "*120*1234#" ||
+		m.FromAddr != "+27831234567" || m.FromAddrType != AddrTypeMSISDN || m.ToAddrType != "" ||
+		m.TransportType != TransportTypeUSSD || m.Provider != "vodacom" || m.Group != "" ||
+		m.InReplyTo != "" || m.MessageID != "4d3c2b1a0f9e4d8c8b7a6f5e4d3c2b1a" {
 		t.Errorf("decoded fields wrong: %+v", m)
 	}
 	want := time.Date(2026, 1, 5, 23, 59, 59, 999999000, time.UTC)
@@ -155,8 +155,8 @@ func TestGoldenFieldValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	if e.EventType != EventDeliveryReport || e.DeliveryStatus != DeliveryDelivered ||
-		e.UserMessageID != "0a1b2c3d4e5f40718293a4b5c6d7e8f9" || *e.TransportName != "smpp_transport" ||
-		e.SentMessageID != nil || e.NackReason != nil {
+		e.UserMessageID != "0a1b2c3d4e5f40718293a4b5c6d7e8f9" || e.TransportName != "smpp_transport" ||
+		e.SentMessageID != "" || e.NackReason != "" {
 		t.Errorf("decoded event wrong: %+v", e)
 	}
 	// to_addr and from_addr are not event fields: they stay in Extra.
@@ -229,15 +229,15 @@ func TestConstructedShape(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", tc.ev.EventType, err)
 		}
-		if back.UserMessageID != in.MessageID || *back.TransportName != "smpp" || back.EventID != tc.ev.EventID {
+		if back.UserMessageID != in.MessageID || back.TransportName != "smpp" || back.EventID != tc.ev.EventID {
 			t.Errorf("%s decoded = %+v", tc.ev.EventType, back)
 		}
 	}
 	ack := Ack(in)
-	if *ack.SentMessageID != in.MessageID {
-		t.Errorf("ack sent_message_id = %q, want the message's id", *ack.SentMessageID)
+	if ack.SentMessageID != in.MessageID {
+		t.Errorf("ack sent_message_id = %q, want the message's id", ack.SentMessageID)
 	}
-	if n := Nack(in, "no route"); *n.NackReason != "no route" || n.EventType != EventNack {
+	if n := Nack(in, "no route"); n.NackReason != "no route" || n.EventType != EventNack {
 		t.Errorf("nack = %+v", n)
 	}
 	if dr := DeliveryReport(in, DeliveryPending); dr.DeliveryStatus != DeliveryPending {
@@ -400,16 +400,16 @@ func TestReply(t *testing.T) {
 	if err := r.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if *r.ToAddr != "+27831234567" || *r.FromAddr != "*120*1234#" {
-		t.Errorf("addresses not swapped: to %v from %v", *r.ToAddr, *r.FromAddr)
+	if r.ToAddr != "+27831234567" || r.FromAddr != "*120*1234#" {
+		t.Errorf("addresses not swapped: to %v from %v", r.ToAddr, r.FromAddr)
 	}
-	if *r.InReplyTo != msg.MessageID {
-		t.Errorf("in_reply_to = %v", *r.InReplyTo)
+	if r.InReplyTo != msg.MessageID {
+		t.Errorf("in_reply_to = %v", r.InReplyTo)
 	}
 	if r.MessageID == msg.MessageID || !idRE.MatchString(r.MessageID) {
 		t.Errorf("reply message_id = %q", r.MessageID)
 	}
-	if *r.TransportName != "aat_ussd" || *r.TransportType != "ussd" || *r.Provider != "vodacom" || r.Group != nil {
+	if r.TransportName != "aat_ussd" || r.TransportType != "ussd" || r.Provider != "vodacom" || r.Group != "" {
 		t.Errorf("transport fields not copied: %+v", r)
 	}
 	if !reflect.DeepEqual(r.TransportMetadata, msg.TransportMetadata) {
@@ -421,10 +421,10 @@ func TestReply(t *testing.T) {
 	if r.SessionEvent != SessionNone {
 		t.Errorf("continuing reply session_event = %q, want null (Vumi's reply)", r.SessionEvent)
 	}
-	if *r.Content != "Menu" {
-		t.Errorf("content = %v", *r.Content)
+	if r.Content.String != "Menu" {
+		t.Errorf("content = %v", r.Content.String)
 	}
-	if r.ToAddrType != nil || r.FromAddrType != nil {
+	if r.ToAddrType != "" || r.FromAddrType != "" {
 		t.Errorf("address types = %v %v, want null as in Vumi's reply", r.ToAddrType, r.FromAddrType)
 	}
 	if r.RoutingEndpoint() != "ussd_in" || len(r.RoutingMetadata) != 1 {
@@ -473,11 +473,11 @@ func TestReplyGroup(t *testing.T) {
 	}
 	// As Vumi's test_transport_user_message_reply_undirected_group.
 	r := undirected.Reply("Hi!", true)
-	if r.FromAddr != nil || *r.ToAddr != "alice" || *r.Group != "#vumi" {
-		t.Errorf("reply: from %v to %v group %v", r.FromAddr, *r.ToAddr, r.Group)
+	if r.FromAddr != "" || r.ToAddr != "alice" || r.Group != "#vumi" {
+		t.Errorf("reply: from %v to %v group %v", r.FromAddr, r.ToAddr, r.Group)
 	}
 	g := undirected.ReplyGroup("Hi!", true)
-	if g.FromAddr != nil || g.ToAddr != nil || *g.Group != "#vumi" {
+	if g.FromAddr != "" || g.ToAddr != "" || g.Group != "#vumi" {
 		t.Errorf("reply_group: from %v to %v group %v", g.FromAddr, g.ToAddr, g.Group)
 	}
 	if g.RoutingEndpoint() != "irc" {
@@ -485,7 +485,7 @@ func TestReplyGroup(t *testing.T) {
 	}
 	// Without a group, ReplyGroup is Reply.
 	sms := NewInbound("t", TransportTypeSMS, "+27831234567", "12345", "x")
-	if g := sms.ReplyGroup("y", true); *g.ToAddr != "+27831234567" || *g.FromAddr != "12345" {
+	if g := sms.ReplyGroup("y", true); g.ToAddr != "+27831234567" || g.FromAddr != "12345" {
 		t.Errorf("reply_group without a group: %+v", g)
 	}
 }
@@ -510,7 +510,7 @@ func TestUnknownFieldsPreserved(t *testing.T) {
 		t.Errorf("extra keys = %v, want %v", got, want)
 	}
 	// Change known fields; the unknown ones survive.
-	m.Content = new("changed")
+	m.Content = String("changed")
 	m.SessionEvent = SessionClose
 	m.TransportMetadata["added"] = true
 	// An Extra entry named like a known key does not override it.
@@ -565,7 +565,7 @@ func TestOptionalKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.FromAddrType = new(AddrTypeMSISDN)
+	m.FromAddrType = AddrTypeMSISDN
 	m.SetRoutingEndpoint("")
 	out, _ := json.Marshal(m)
 	ks := keys(t, out)
@@ -585,7 +585,7 @@ func TestOptionalKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.TransportName != nil || e.NackReason != nil || e.DeliveryStatus != "" {
+	if e.TransportName != "" || e.NackReason != "" || e.DeliveryStatus != "" {
 		t.Errorf("vumi2 ack = %+v", e)
 	}
 	out, _ = json.Marshal(e)
@@ -773,8 +773,13 @@ func TestValidate(t *testing.T) {
 		ev    *TransportEvent
 		field string
 	}{
-		{func() *TransportEvent { e := Ack(msg); e.SentMessageID = nil; return e }(), "sent_message_id"},
-		{func() *TransportEvent { e := Nack(msg, "r"); e.NackReason = nil; return e }(), "nack_reason"},
+		{func() *TransportEvent { e := Ack(msg); e.SentMessageID = ""; return e }(), "sent_message_id"},
+		{func() *TransportEvent {
+			e := Nack(msg, "r")
+			e.NackReason = ""
+			e.shape[evNackReason] = unknown
+			return e
+		}(), "nack_reason"},
 		{DeliveryReport(msg, "lost"), "delivery_status"},
 		{DeliveryReport(msg, ""), "delivery_status"},
 		{func() *TransportEvent { e := Ack(msg); e.EventType = "x"; return e }(), "event_type"},

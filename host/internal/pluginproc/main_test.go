@@ -3,6 +3,7 @@ package pluginproc
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,7 +16,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/dynworkers/dynworkers/host/internal/testplugins"
-	"github.com/dynworkers/dynworkers/sdk"
 )
 
 var pluginDir string
@@ -130,7 +130,7 @@ func chaosOptions(t *testing.T, cfg map[string]any) Options {
 		Checksum:   sha(t, chaosPath()),
 		WorkerName: "w-" + strings.ReplaceAll(t.Name(), "/", "-"),
 		Class:      "chaos",
-		ConfigJSON: sdk.MustJSON(cfg),
+		ConfigJSON: mustJSON(t, cfg),
 		SystemID:   "test",
 		HostName:   "test-host",
 		Logger:     logger,
@@ -201,4 +201,14 @@ func waitDone(t *testing.T, p *Process, d time.Duration) {
 	case <-time.After(d):
 		t.Fatalf("process %d did not end within %s", p.Pid(), d)
 	}
+}
+
+// mustJSON encodes v as JSON, failing the test if it cannot.
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -51,7 +51,7 @@ type config struct {
 
 type worker struct {
 	cfg config
-	env sdk.Env
+	env *sdk.Env
 
 	mu        sync.Mutex
 	errs      []string
@@ -61,7 +61,7 @@ type worker struct {
 	inHandler int
 }
 
-func (w *worker) Start(ctx context.Context, env sdk.Env) error {
+func (w *worker) Start(ctx context.Context, env *sdk.Env) error {
 	w.env = env
 	for _, k := range w.cfg.TryPublish {
 		w.record(env.Publish(ctx, k, []byte("hello"), map[string]string{"from": env.WorkerName()}))

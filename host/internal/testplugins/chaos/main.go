@@ -118,7 +118,7 @@ type worker struct {
 	healthChecks atomic.Int64 // health checks answered, shown by Status
 
 	mu  sync.Mutex
-	env sdk.Env
+	env *sdk.Env
 	// grandchild is the pid of the setsid_child's child.
 	grandchild int
 	// spawned and forkErrors count the fork_bomb's children and failures.
@@ -134,7 +134,7 @@ var (
 	_ sdk.StatusReporter = (*worker)(nil)
 )
 
-func (w *worker) Start(ctx context.Context, env sdk.Env) error {
+func (w *worker) Start(ctx context.Context, env *sdk.Env) error {
 	w.mu.Lock()
 	w.env = env
 	w.started = time.Now()

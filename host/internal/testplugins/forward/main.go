@@ -22,10 +22,10 @@ type config struct {
 
 type worker struct {
 	cfg config
-	env sdk.Env
+	env *sdk.Env
 }
 
-func (w *worker) Start(_ context.Context, env sdk.Env) error {
+func (w *worker) Start(_ context.Context, env *sdk.Env) error {
 	w.env = env
 	var opts []sdk.ConsumeOption
 	if w.cfg.Prefetch > 0 {

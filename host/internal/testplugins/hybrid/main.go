@@ -40,14 +40,14 @@ type worker struct {
 	cfg config
 
 	mu      sync.Mutex
-	env     sdk.Env
+	env     *sdk.Env
 	started []sdk.ChildInfo
 	errs    []string
 	kinds   []string
 	stopped []string
 }
 
-func (w *worker) Start(ctx context.Context, env sdk.Env) error {
+func (w *worker) Start(ctx context.Context, env *sdk.Env) error {
 	w.mu.Lock()
 	w.env = env
 	w.mu.Unlock()

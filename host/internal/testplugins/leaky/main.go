@@ -3,7 +3,7 @@
 // so that tests can check the host scrubs it everywhere. It offers the
 // class "leaky" with a sensitive "secret" (and a sensitive short "pin").
 //
-// At Start it logs the secret with hclog (message and fields, also
+// At Start it logs the secret with its logger (message and fields, also
 // %q-quoted), with the standard log package (a plain stderr line), to
 // stdout and to os.Stderr, and reports a metric whose name holds it. Its
 // Status details hold it. Then, as configured: fail_start returns it in
@@ -42,10 +42,10 @@ var rawStderr io.Writer = os.Stderr
 
 type worker struct {
 	cfg config
-	env sdk.Env
+	env *sdk.Env
 }
 
-func (w *worker) Start(ctx context.Context, env sdk.Env) error {
+func (w *worker) Start(ctx context.Context, env *sdk.Env) error {
 	w.env = env
 	s := w.cfg.Secret
 	env.Logger().Info("connecting with password "+s, "password", s, "pin", w.cfg.Pin, "url", "amqp://user:"+s+"@broker/")

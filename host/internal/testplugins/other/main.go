@@ -16,7 +16,7 @@ type config struct {
 
 type worker struct{ cfg config }
 
-func (w *worker) Start(ctx context.Context, env sdk.Env) error {
+func (w *worker) Start(ctx context.Context, env *sdk.Env) error {
 	env.Logger().Info(w.cfg.Greeting)
 	return nil
 }

@@ -24,7 +24,7 @@ type config struct {
 
 type transport struct{ cfg config }
 
-func (t *transport) Start(_ context.Context, env sdk.Env) error {
+func (t *transport) Start(_ context.Context, env *sdk.Env) error {
 	env.Logger().Info("smpp transport started", "host", t.cfg.Host, "port", t.cfg.Port, "username", t.cfg.Username)
 	return nil
 }

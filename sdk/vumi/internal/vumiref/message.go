@@ -1,0 +1,416 @@
+package vumiref
+
+import "encoding/json"
+
+// MessageVersion is the message_version of every Vumi transport message
+// (TransportMessage.MESSAGE_VERSION).
+const MessageVersion = "20110921"
+
+// Message types (TransportMessage.MESSAGE_TYPE of the subclasses).
+const (
+	MessageTypeUserMessage = "user_message"
+	MessageTypeEvent       = "event"
+)
+
+// SessionEvent is the session_event of a user message. SessionNone, the
+// empty string, is encoded as JSON null.
+//
+// A transport may send any of them to a worker; a worker sends SessionNone
+// (continue the session, if any) or SessionClose (end it after this
+// message) to a transport.
+type SessionEvent string
+
+// Session events (TransportUserMessage.SESSION_*).
+const (
+	SessionNone   SessionEvent = ""
+	SessionNew    SessionEvent = "new"
+	SessionResume SessionEvent = "resume"
+	SessionClose  SessionEvent = "close"
+)
+
+// Valid reports whether e is one of the four session events.
+func (e SessionEvent) Valid() bool {
+	switch e {
+	case SessionNone, SessionNew, SessionResume, SessionClose:
+		return true
+	}
+	return false
+}
+
+// Canonical transport_type values (TransportUserMessage.TT_*). Vumi does not
+// restrict transport_type to these.
+const (
+	TransportTypeHTTPAPI = "http_api"
+	TransportTypeIRC     = "irc"
+	TransportTypeTelnet  = "telnet"
+	TransportTypeTwitter = "twitter"
+	TransportTypeSMS     = "sms"
+	TransportTypeUSSD    = "ussd"
+	TransportTypeXMPP    = "xmpp"
+	TransportTypeMXit    = "mxit"
+	TransportTypeWeChat  = "wechat"
+)
+
+// Address types for to_addr_type and from_addr_type
+// (TransportUserMessage.AT_*). Vumi does not restrict the fields to these.
+const (
+	AddrTypeIRCNickname   = "irc_nickname"
+	AddrTypeTwitterHandle = "twitter_handle"
+	AddrTypeMSISDN        = "msisdn"
+	AddrTypeGTalkID       = "gtalk_id"
+	AddrTypeJabberID      = "jabber_id"
+	AddrTypeMXitID        = "mxit_id"
+	AddrTypeWeChatID      = "wechat_id"
+)
+
+// userMessageKeys are the keys TransportUserMessage represents as fields.
+var userMessageKeys = []string{
+	"message_version", "message_type", "message_id", "timestamp",
+	"routing_metadata", "helper_metadata", "in_reply_to",
+	"transport_name", "transport_type", "transport_metadata",
+	"to_addr", "from_addr", "to_addr_type", "from_addr_type",
+	"group", "provider", "session_event", "content",
+}
+
+// TransportUserMessage is a message to or from a user: Vumi's
+// vumi.message.TransportUserMessage, message_type "user_message". Each
+// field's comment gives its JSON key. A nil *string is JSON null; a nil map
+// is {}.
+//
+// Decoding (UnmarshalJSON, ParseUserMessage) does what Vumi's from_json and
+// validate_fields do: it fails with a *MissingFieldError or
+// *InvalidFieldError naming the field, fills in helper_metadata, group and
+// provider when they are missing (older messages lack them), and keeps every
+// key it does not know in Extra. Encoding writes back the decoded message
+// as Vumi's to_json would: the same keys, with to_addr_type, from_addr_type
+// and routing_metadata left out if they were missing (messages from Vumi
+// older than address types, added in 2015, lack them), and explicit nulls
+// kept.
+// A message built in Go is encoded with every key, as Vumi's process_fields
+// fills them.
+type TransportUserMessage struct {
+	MessageVersion string    // message_version: always MessageVersion
+	MessageType    string    // message_type: always MessageTypeUserMessage
+	MessageID      string    // message_id: 32 lowercase hex digits (NewID)
+	Timestamp      Timestamp // timestamp
+
+	RoutingMetadata map[string]any // routing_metadata, e.g. {"endpoint_name": "default"}
+	HelperMetadata  map[string]any // helper_metadata
+
+	InReplyTo *string // in_reply_to: message_id of the message replied to
+
+	TransportName     *string        // transport_name
+	TransportType     *string        // transport_type, e.g. TransportTypeSMS
+	TransportMetadata map[string]any // transport_metadata: opaque, for the transport
+
+	ToAddr       *string      // to_addr: null for a message to a group as a whole
+	FromAddr     *string      // from_addr
+	ToAddrType   *string      // to_addr_type, e.g. AddrTypeMSISDN
+	FromAddrType *string      // from_addr_type
+	Group        *string      // group, e.g. an IRC channel
+	Provider     *string      // provider, e.g. a mobile network
+	SessionEvent SessionEvent // session_event: SessionNone is null
+	Content      *string      // content: null for no content
+
+	// Extra holds the keys this type does not know, as raw JSON, and
+	// MarshalJSON writes them back. Entries whose key is one of the keys
+	// above are ignored.
+	Extra map[string]json.RawMessage
+
+	shape shape
+}
+
+// NewUserMessage returns a user message with Vumi's defaults: version and
+// type, a new message_id, the current timestamp, empty metadata maps and
+// null elsewhere.
+func NewUserMessage() *TransportUserMessage {
+	return &TransportUserMessage{
+		MessageVersion:    MessageVersion,
+		MessageType:       MessageTypeUserMessage,
+		MessageID:         NewID(),
+		Timestamp:         Now(),
+		RoutingMetadata:   map[string]any{},
+		HelperMetadata:    map[string]any{},
+		TransportMetadata: map[string]any{},
+	}
+}
+
+// NewInbound returns a message from a user as a transport publishes it on
+// InboundKey(transportName) (Transport.publish_message): from fromAddr to
+// toAddr, with the given content and empty transport_metadata. Set
+// SessionEvent, the address types and the rest on the result as needed.
+func NewInbound(transportName, transportType, fromAddr, toAddr, content string) *TransportUserMessage {
+	m := NewUserMessage()
+	m.TransportName = &transportName
+	m.TransportType = &transportType
+	m.FromAddr = &fromAddr
+	m.ToAddr = &toAddr
+	m.Content = &content
+	return m
+}
+
+// NewOutbound returns a message to toAddr that is not a reply, as Vumi's
+// TransportUserMessage.send builds it: from_addr, transport_name and
+// transport_type are null, for a dispatcher or the sender to fill in.
+func NewOutbound(toAddr, content string) *TransportUserMessage {
+	m := NewUserMessage()
+	m.ToAddr = &toAddr
+	m.Content = &content
+	return m
+}
+
+// ParseUserMessage decodes and validates a user message; see
+// TransportUserMessage.
+func ParseUserMessage(data []byte) (*TransportUserMessage, error) {
+	m := new(TransportUserMessage)
+	if err := m.decode(data); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// UnmarshalJSON decodes and validates a user message; see
+// TransportUserMessage. JSON null leaves m unchanged.
+func (m *TransportUserMessage) UnmarshalJSON(data []byte) error {
+	if string(data) == "null" {
+		return nil
+	}
+	return m.decode(data)
+}
+
+func (m *TransportUserMessage) decode(data []byte) error {
+	d, err := newDecoder(data, "user message")
+	if err != nil {
+		return err
+	}
+	var v TransportUserMessage
+	// The checks follow Vumi's validate_fields: message_version first, then
+	// the keys TransportMessage requires, then those TransportUserMessage
+	// requires. helper_metadata, group and provider get defaults when
+	// missing; routing_metadata and the address types may be missing.
+	if v.MessageVersion, err = d.messageVersion(); err != nil {
+		return err
+	}
+	if v.MessageType, err = d.reqStr("message_type"); err != nil {
+		return err
+	}
+	if v.Timestamp, err = d.timestamp(); err != nil {
+		return err
+	}
+	if v.HelperMetadata, err = d.object("helper_metadata"); err != nil {
+		return err
+	}
+	d.backfill("helper_metadata")
+	if v.RoutingMetadata, err = d.object("routing_metadata"); err != nil {
+		return err
+	}
+	if v.MessageID, err = d.reqStr("message_id"); err != nil {
+		return err
+	}
+	if v.ToAddr, err = d.reqNullStr("to_addr"); err != nil {
+		return err
+	}
+	if v.FromAddr, err = d.reqNullStr("from_addr"); err != nil {
+		return err
+	}
+	if v.InReplyTo, err = d.reqNullStr("in_reply_to"); err != nil {
+		return err
+	}
+	raw, p := d.take("session_event")
+	if p == absent {
+		return &MissingFieldError{Field: "session_event"}
+	}
+	if p == isValue {
+		var s string
+		if json.Unmarshal(raw, &s) != nil || s == "" || !SessionEvent(s).Valid() {
+			return invalid("session_event", []byte(raw), `want null, "new", "resume" or "close"`)
+		}
+		v.SessionEvent = SessionEvent(s)
+	}
+	if v.Content, err = d.reqNullStr("content"); err != nil {
+		return err
+	}
+	if v.TransportName, err = d.reqNullStr("transport_name"); err != nil {
+		return err
+	}
+	if v.TransportType, err = d.reqNullStr("transport_type"); err != nil {
+		return err
+	}
+	if v.TransportMetadata, err = d.object("transport_metadata"); err != nil {
+		return err
+	}
+	if err := d.require("transport_metadata"); err != nil {
+		return err
+	}
+	if v.Group, err = d.str("group"); err != nil {
+		return err
+	}
+	d.backfill("group")
+	if v.Provider, err = d.str("provider"); err != nil {
+		return err
+	}
+	d.backfill("provider")
+	if v.ToAddrType, err = d.str("to_addr_type"); err != nil {
+		return err
+	}
+	if v.FromAddrType, err = d.str("from_addr_type"); err != nil {
+		return err
+	}
+	if err := v.Validate(); err != nil {
+		return err
+	}
+	v.Extra = d.extra()
+	v.shape = d.shape
+	*m = v
+	return nil
+}
+
+// MarshalJSON encodes m in Vumi's JSON shape; see TransportUserMessage. It
+// does not validate m.
+func (m TransportUserMessage) MarshalJSON() ([]byte, error) {
+	e := newEncoder(m.shape, m.Extra, userMessageKeys)
+	e.put("message_version", m.MessageVersion)
+	e.put("message_type", m.MessageType)
+	e.put("message_id", m.MessageID)
+	e.put("timestamp", m.Timestamp)
+	e.object("routing_metadata", m.RoutingMetadata)
+	e.object("helper_metadata", m.HelperMetadata)
+	e.str("in_reply_to", m.InReplyTo, true)
+	e.str("transport_name", m.TransportName, true)
+	e.str("transport_type", m.TransportType, true)
+	e.object("transport_metadata", m.TransportMetadata)
+	e.str("to_addr", m.ToAddr, true)
+	e.str("from_addr", m.FromAddr, true)
+	e.str("to_addr_type", m.ToAddrType, true)
+	e.str("from_addr_type", m.FromAddrType, true)
+	e.str("group", m.Group, true)
+	e.str("provider", m.Provider, true)
+	if m.SessionEvent == SessionNone {
+		e.put("session_event", nil)
+	} else {
+		e.put("session_event", string(m.SessionEvent))
+	}
+	e.str("content", m.Content, true)
+	return e.bytes()
+}
+
+// Validate checks what Vumi checks of a user message (validate_fields) and
+// that message_type is "user_message". The error is a *MissingFieldError
+// or an *InvalidFieldError naming the field.
+func (m *TransportUserMessage) Validate() error {
+	if err := validateCommon(m.MessageVersion, m.MessageType, MessageTypeUserMessage, m.Timestamp); err != nil {
+		return err
+	}
+	if m.MessageID == "" {
+		return &MissingFieldError{Field: "message_id"}
+	}
+	if !m.SessionEvent.Valid() {
+		return invalid("session_event", string(m.SessionEvent), `want null, "new", "resume" or "close"`)
+	}
+	return nil
+}
+
+func validateCommon(version, mtype, wantType string, ts Timestamp) error {
+	switch version {
+	case "":
+		return &MissingFieldError{Field: "message_version"}
+	case MessageVersion:
+	default:
+		return invalid("message_version", version, `want "`+MessageVersion+`"`)
+	}
+	switch mtype {
+	case "":
+		return &MissingFieldError{Field: "message_type"}
+	case wantType:
+	default:
+		return invalid("message_type", mtype, `want "`+wantType+`"`)
+	}
+	if ts.IsZero() {
+		return &MissingFieldError{Field: "timestamp"}
+	}
+	return nil
+}
+
+// Reply returns a reply to m, as Vumi's TransportUserMessage.reply builds
+// it: to_addr is m's from_addr and from_addr is m's to_addr; group,
+// provider, transport_name, transport_type and transport_metadata are m's;
+// in_reply_to is m's message_id; helper_metadata is copied too (Vumi keeps
+// it for legacy code); the routing endpoint is m's. The reply has a new
+// message_id and timestamp, and null address types.
+//
+// session_event is SessionNone (null) when continueSession is true, which
+// tells a transport to carry on with any session, and SessionClose
+// otherwise, as in Vumi. Set the reply's SessionEvent to override it (Vumi's
+// session_event keyword).
+//
+// The maps are deep copies: changing the reply does not change m.
+func (m *TransportUserMessage) Reply(content string, continueSession bool) *TransportUserMessage {
+	r := NewUserMessage()
+	r.Content = &content
+	if !continueSession {
+		r.SessionEvent = SessionClose
+	}
+	r.ToAddr = clonePtr(m.FromAddr)
+	r.FromAddr = clonePtr(m.ToAddr)
+	r.Group = clonePtr(m.Group)
+	if m.MessageID != "" {
+		r.InReplyTo = clonePtr(&m.MessageID)
+	}
+	r.Provider = clonePtr(m.Provider)
+	r.TransportName = clonePtr(m.TransportName)
+	r.TransportType = clonePtr(m.TransportType)
+	r.TransportMetadata = cloneMap(m.TransportMetadata)
+	if r.TransportMetadata == nil {
+		r.TransportMetadata = map[string]any{}
+	}
+	r.HelperMetadata = cloneMap(m.HelperMetadata)
+	if r.HelperMetadata == nil {
+		r.HelperMetadata = map[string]any{}
+	}
+	r.SetRoutingEndpoint(m.RoutingEndpoint())
+	return r
+}
+
+// ReplyGroup is Reply, but when m has a group the reply goes to the group
+// as a whole: its to_addr is null (Vumi's reply_group).
+func (m *TransportUserMessage) ReplyGroup(content string, continueSession bool) *TransportUserMessage {
+	r := m.Reply(content, continueSession)
+	if m.Group != nil {
+		r.ToAddr = nil
+	}
+	return r
+}
+
+// RoutingEndpoint returns routing_metadata["endpoint_name"], or
+// DefaultEndpointName if it is not set.
+func (m *TransportUserMessage) RoutingEndpoint() string {
+	return routingEndpoint(m.RoutingMetadata)
+}
+
+// SetRoutingEndpoint sets routing_metadata["endpoint_name"]; the empty
+// string sets DefaultEndpointName.
+func (m *TransportUserMessage) SetRoutingEndpoint(name string) {
+	setRoutingEndpoint(&m.RoutingMetadata, name)
+}
+
+// Clone returns a deep copy of m.
+func (m *TransportUserMessage) Clone() *TransportUserMessage {
+	c := *m
+	c.RoutingMetadata = cloneMap(m.RoutingMetadata)
+	c.HelperMetadata = cloneMap(m.HelperMetadata)
+	c.TransportMetadata = cloneMap(m.TransportMetadata)
+	for _, p := range []**string{&c.InReplyTo, &c.TransportName, &c.TransportType,
+		&c.ToAddr, &c.FromAddr, &c.ToAddrType, &c.FromAddrType, &c.Group, &c.Provider, &c.Content} {
+		*p = clonePtr(*p)
+	}
+	c.Extra = cloneRaw(m.Extra)
+	return &c
+}
+
+func clonePtr(p *string) *string {
+	if p == nil {
+		return nil
+	}
+	s := *p
+	return &s
+}
