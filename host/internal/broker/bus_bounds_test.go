@@ -136,8 +136,9 @@ func amqpBounded(t *testing.T, bd bounds) boundedFixture {
 }
 
 // amqpStalledMessages is how many messages the stalled-consumer case
-// publishes to RabbitMQ: a million with DYNWORKERS_BENCH=1 (make bench),
-// else 100,000. RabbitMQ takes a million transient messages in about four
+// publishes to RabbitMQ: a million with DYNWORKERS_BENCH=1 set (run
+// DYNWORKERS_BENCH=1 go test -run 'TestAMQPBusBounds/StalledConsumer'
+// ./host/internal/broker), else 100,000. RabbitMQ takes a million transient messages in about four
 // minutes on a small machine, and over ten under the race detector while
 // other tests share the machine; and the host holds none of them, so
 // their number does not change what the case measures.
@@ -391,10 +392,11 @@ func testBoundExpires(t *testing.T, fixture func(bounds) boundedFixture) {
 const stalledMessages = 1000000
 
 // A consumer that never acks (its prefetch reached) while a million
-// messages are published (on RabbitMQ, 100,000 but with make bench): the host's heap stays under the configured
-// bound. The embedded bus holds the backlog itself, within MaxTotalBytes;
-// RabbitMQ holds it (bounded by the policy's max-length, as an operator
-// would bound a queue) and the host holds nothing of it.
+// messages are published (on RabbitMQ, 100,000 unless DYNWORKERS_BENCH=1):
+// the host's heap stays under the configured bound. The embedded bus holds
+// the backlog itself, within MaxTotalBytes; RabbitMQ holds it (bounded by
+// the policy's max-length, as an operator would bound a queue) and the
+// host holds nothing of it.
 func testBoundStalledConsumer(t *testing.T, fixture func(bounds) boundedFixture) {
 	const (
 		maxTotal  = 4 << 20
