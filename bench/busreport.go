@@ -477,8 +477,8 @@ func renderWorkerSection(p func(string, ...any), r *BusResult) {
 			pc, ec := w.MedianCPU(WorkerForward, w.Prefetch), w.MedianCPU(WorkerEcho, w.Prefetch)
 			p("The echo application reaches %s: it spends %s µs of CPU per message in its plugin process against %s µs for forward, ",
 				pct(w.Ratio(WorkerEcho, w.Prefetch)), trimFloat(ec.PluginUS, 0), trimFloat(pc.PluginUS, 0))
-			p("mostly in `encoding/json`, decoding and validating each Vumi message and encoding its reply (`sdk/vumi`), ")
-			p("work the plain program does not do.")
+			p("the difference being its own work: decoding and validating each Vumi message, building and encoding its reply ")
+			p("(`sdk/vumi`'s codec), work the plain program does not do.")
 		}
 		p("\n\n")
 		pl, fw := w.MedianCPU(WorkerPlain, w.Prefetch), w.MedianCPU(WorkerForward, w.Prefetch)

@@ -75,6 +75,7 @@ type fakeBusHost struct {
 	// settlement, in the order the host saw them.
 	log       []string
 	outboxes  int            // Outbox streams opened
+	reqSizes  []int          // the calls of each OutboxRequest, but syncs
 	endOutbox chan error     // ends the current Outbox stream, if sent to
 	metricN   map[string]int // metrics by how they came: "unary", "outbox"
 	// metricErr refuses the unary Metric calls of these names.
@@ -178,6 +179,11 @@ func (h *fakeBusHost) Outbox(stream proto.Host_OutboxServer) error {
 			return err
 		case err := <-h.endOutbox:
 			return err
+		}
+		if n := len(r.Calls); n > 0 && r.Calls[0].GetSync() == 0 {
+			h.mu.Lock()
+			h.reqSizes = append(h.reqSizes, n)
+			h.mu.Unlock()
 		}
 		for _, call := range r.Calls {
 			if err := h.outboxCall(stream, call); err != nil {
@@ -832,5 +838,61 @@ func TestDeferredPublishCopiesItsMessage(t *testing.T) {
 	defer host.mu.Unlock()
 	if len(host.pubs) != 1 || string(host.pubs[0].Body) != "first" || host.pubs[0].Headers["k"] != "v1" {
 		t.Errorf("published %v", host.pubs)
+	}
+}
+
+// A stream message with several deliveries (Delivery.more, which the SDK
+// asks for with ConsumeRequest.max_batch) is handled in order, and the
+// deliveries' publishes and settlements go to the host in one outbox
+// message, each settlement after its handler's publishes.
+func TestConsumeBatch(t *testing.T) {
+	host := newFakeBusHost()
+	env := startWithHost(t, host)
+	var mu sync.Mutex
+	var handled []string
+	if err := env.Consume("q", func(ctx context.Context, m Message) error {
+		mu.Lock()
+		handled = append(handled, string(m.Body))
+		mu.Unlock()
+		return env.Publish(ctx, "out."+string(m.Body), m.Body, nil)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s := host.stream(t)
+	if got, want := s.req.GetMaxBatch(), int32(maxBatch(DefaultPrefetch)); got != want || want < 2 {
+		t.Errorf("ConsumeRequest.max_batch = %d, want %d (more than 1)", got, want)
+	}
+	d := func(tag uint64) *proto.Delivery {
+		return &proto.Delivery{ConsumerId: s.id, DeliveryTag: tag, RoutingKey: "q", Body: fmt.Appendf(nil, "%d", tag)}
+	}
+	first := d(1)
+	first.More = []*proto.Delivery{d(2), d(3)}
+	select {
+	case s.send <- first:
+	case <-time.After(10 * time.Second):
+		t.Fatal("batch not sent")
+	}
+	for tag := 1; tag <= 3; tag++ {
+		if g, want := host.nextSettled(t), fmt.Sprintf("ack %d/%d", s.id, tag); g != want {
+			t.Errorf("settled %q, want %q", g, want)
+		}
+	}
+	mu.Lock()
+	if !slices.Equal(handled, []string{"1", "2", "3"}) {
+		t.Errorf("handled %v, want 1, 2, 3", handled)
+	}
+	mu.Unlock()
+	var want []string
+	for tag := 1; tag <= 3; tag++ {
+		want = append(want, fmt.Sprintf("pub out.%d outbox", tag), fmt.Sprintf("ack %d/%d", s.id, tag))
+	}
+	if ev := host.events(); !slices.Equal(ev, want) {
+		t.Errorf("the host saw %q, want %q", ev, want)
+	}
+	host.mu.Lock()
+	sizes := slices.Clone(host.reqSizes)
+	host.mu.Unlock()
+	if !slices.Equal(sizes, []int{6}) {
+		t.Errorf("outbox messages of %v calls, want one of 6", sizes)
 	}
 }

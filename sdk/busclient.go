@@ -147,6 +147,7 @@ type handlingKey struct{}
 
 // handling is one handler call.
 type handling struct {
+	c        *consumer // whose delivery it handles
 	mu       sync.Mutex
 	over     bool                // the handler has returned
 	held     []*proto.OutboxCall // deferred publishes not sent yet
@@ -203,6 +204,8 @@ func (h *handling) sendEarly(ob *outbox, calls []*proto.OutboxCall) error {
 	if lost {
 		return errors.New("the host's outbox stream ended while the message was being handled; it is delivered again")
 	}
+	// After the settlements of the deliveries handled before.
+	h.c.flushSettled()
 	return ob.send(calls...)
 }
 
@@ -368,6 +371,15 @@ type consumer struct {
 	settlerUp chan struct{}
 	// lastOutbox is the outbox of the last settlement sent on one.
 	lastOutbox *outbox
+
+	// The settlements queued for the outbox (settleDelivery), sent
+	// together by flushSettled: their calls, in order, all for pendOb.
+	// pendMu is held while they are sent, so that what is sent after a
+	// flush (a handler's early publishes) follows them.
+	pendMu    sync.Mutex
+	pendOb    *outbox
+	pending   []pendingSettle
+	pendCalls []*proto.OutboxCall
 }
 
 // settlement is the Ack or Nack of one delivery.
@@ -409,6 +421,7 @@ func (c *consumer) open() (proto.Host_ConsumeClient, uint64, error) {
 		// -1: never dead-letter; the host reads 0 as its default.
 		MaxRedeliveries: int32(max(c.cfg.MaxRedeliveries, -1)),
 		DeadLetterKey:   c.cfg.DeadLetter,
+		MaxBatch:        int32(maxBatch(c.cfg.Prefetch)),
 	})
 	var first *proto.Delivery
 	if err == nil {
@@ -471,60 +484,93 @@ func (c *consumer) run(stream proto.Host_ConsumeClient, id uint64) {
 			c.logger.Info("consuming again")
 			continue
 		}
-		c.mu.Lock()
-		if c.stopping {
-			c.mu.Unlock()
-			return // not handed over: requeued when the stream closes
-		}
-		c.inHandler = true
-		c.mu.Unlock()
-
-		m := Message{
-			Queue:       c.cfg.Queue,
-			RoutingKey:  d.GetRoutingKey(),
-			Body:        d.GetBody(),
-			Headers:     d.GetHeaders(),
-			Redelivered: d.GetRedelivered(),
-			Failures:    int(d.GetFailures()),
-		}
-		h := &handling{}
-		herr := c.handler(context.WithValue(c.hctx, handlingKey{}, h), m)
-		held, ob, lost := h.finish()
-		outcome := OutcomeOf(herr)
-		switch outcome {
-		case OutcomeAck:
-			failures = 0
-		case OutcomeDrop:
-			failures = 0
-			c.logger.Warn("dropping a message its handler cannot handle", "routing_key", m.RoutingKey, "error", herr)
-		case OutcomeRequeue:
-			failures++
-			if c.hctx.Err() == nil {
-				c.logger.Warn("the handler failed; the message is requeued", "routing_key", m.RoutingKey, "failures_in_a_row", failures, "error", herr)
-				pause(c.hctx, backoff(requeueMin, requeueMax, failures))
-			}
-		}
-		st := settlement{id: id, tag: d.GetDeliveryTag(), outcome: outcome}
-		if outcome == OutcomeRequeue && c.hctx.Err() == nil {
-			// A failure, not a consumer that stops under its handler.
-			st.reason = herr.Error()
-		}
-		c.settleDelivery(st, held, ob, lost)
-		c.mu.Lock()
-		c.inHandler = false
-		stop := c.stopping
-		c.mu.Unlock()
-		if stop {
+		// The deliveries of one stream message (a batch: Delivery.more)
+		// are handled in order; their settlements go to the host
+		// together, once the last is handled.
+		if c.handle(d, id, &failures) {
 			return
 		}
+		for _, m := range d.GetMore() {
+			if c.handle(m, id, &failures) {
+				return
+			}
+		}
+		c.flushSettled()
 	}
 }
 
+// handle hands one delivery to the handler and settles it; it reports
+// whether the consumer is stopping (then the deliveries not handed over
+// are requeued by the host when the stream closes, and the settlements
+// of those handled are sent).
+func (c *consumer) handle(d *proto.Delivery, id uint64, failures *int) (stop bool) {
+	c.mu.Lock()
+	if c.stopping {
+		c.mu.Unlock()
+		c.flushSettled()
+		return true // not handed over: requeued when the stream closes
+	}
+	c.inHandler = true
+	c.mu.Unlock()
+
+	m := Message{
+		Queue:       c.cfg.Queue,
+		RoutingKey:  d.GetRoutingKey(),
+		Body:        d.GetBody(),
+		Headers:     d.GetHeaders(),
+		Redelivered: d.GetRedelivered(),
+		Failures:    int(d.GetFailures()),
+	}
+	h := &handling{c: c}
+	herr := c.handler(context.WithValue(c.hctx, handlingKey{}, h), m)
+	held, ob, lost := h.finish()
+	outcome := OutcomeOf(herr)
+	switch outcome {
+	case OutcomeAck:
+		*failures = 0
+	case OutcomeDrop:
+		*failures = 0
+		c.logger.Warn("dropping a message its handler cannot handle", "routing_key", m.RoutingKey, "error", herr)
+	case OutcomeRequeue:
+		*failures++
+		// What the handlers before it settled goes now, not after the
+		// pause.
+		c.flushSettled()
+		if c.hctx.Err() == nil {
+			c.logger.Warn("the handler failed; the message is requeued", "routing_key", m.RoutingKey, "failures_in_a_row", *failures, "error", herr)
+			pause(c.hctx, backoff(requeueMin, requeueMax, *failures))
+		}
+	}
+	st := settlement{id: id, tag: d.GetDeliveryTag(), outcome: outcome}
+	if outcome == OutcomeRequeue && c.hctx.Err() == nil {
+		// A failure, not a consumer that stops under its handler.
+		st.reason = herr.Error()
+	}
+	c.settleDelivery(st, held, ob, lost)
+	c.mu.Lock()
+	c.inHandler = false
+	stop = c.stopping
+	c.mu.Unlock()
+	if stop {
+		c.flushSettled()
+	}
+	return stop
+}
+
+// maxBatch is the ConsumeRequest.max_batch of a consumer with the given
+// prefetch: a quarter of it, 1 to 32. The host sends that many deliveries
+// in one stream message when it has them ready, and the consumer sends
+// their settlements in one outbox message once the last is handled; a
+// quarter of the prefetch keeps the rest flowing meanwhile.
+func maxBatch(prefetch int) int { return min(max(prefetch/4, 1), 32) }
+
 // settleDelivery acks or nacks a handled delivery, with the publishes its
-// handler still held: on the outbox, in one message, after the publishes
-// (on the outbox its handler's earlier publishes went on, if they went
-// early: ob), or, when the host serves no outbox, with an Ack or Nack
-// call. Neither waits for the host, so the handler of the next delivery
+// handler still held: on the outbox, after the publishes (on the outbox
+// its handler's earlier publishes went on, if they went early: ob), queued
+// to go in one message with the settlements of the other deliveries of
+// its batch (flushSettled, once the batch's last is handled), or, when the
+// host serves no outbox, with an Ack or Nack call. Neither waits for the
+// host, so the handler of the next delivery
 // runs meanwhile. A delivery whose publishes may not have reached the host
 // (lost, or the outbox is gone) is not settled: the host requeues it when
 // the consumer's stream ends, which the outbox's end brings about.
@@ -546,6 +592,7 @@ func (c *consumer) settleDelivery(s settlement, held []*proto.OutboxCall, ob *ou
 			notSettled(errOutboxGone)
 			return
 		}
+		c.flushSettled()
 		c.mu.Lock()
 		c.enqueueSettle(s)
 		c.mu.Unlock()
@@ -555,19 +602,60 @@ func (c *consumer) settleDelivery(s settlement, held []*proto.OutboxCall, ob *ou
 	if s.outcome != OutcomeAck {
 		call.Call = &proto.OutboxCall_Nack{Nack: &proto.NackRequest{ConsumerId: s.id, DeliveryTag: s.tag, Requeue: s.outcome == OutcomeRequeue, Error: s.reason}}
 	}
-	if err := ob.send(append(held, call)...); err != nil {
-		if bound {
-			notSettled(err)
-			return
-		}
+	c.pendMu.Lock()
+	if c.pendOb != nil && c.pendOb != ob {
+		c.pendMu.Unlock()
+		c.flushSettled()
+		c.pendMu.Lock()
+	}
+	c.pendOb = ob
+	c.pending = append(c.pending, pendingSettle{s: s, bound: bound})
+	c.pendCalls = append(append(c.pendCalls, held...), call)
+	full := len(c.pendCalls) >= maxHeldCalls
+	c.pendMu.Unlock()
+	if full {
+		c.flushSettled()
+	}
+}
+
+// pendingSettle is a settlement queued on the outbox with the publishes
+// its handler still held.
+type pendingSettle struct {
+	s     settlement
+	bound bool // its handler's publishes went (or go) on the outbox
+}
+
+// flushSettled sends the queued settlements (with their handlers'
+// publishes) in one outbox message. If that fails, the settlements bound
+// to the outbox are not made (the host requeues their deliveries when the
+// consumer's stream ends, which the outbox's end brings about), and the
+// others are sent with Ack and Nack calls.
+func (c *consumer) flushSettled() {
+	c.pendMu.Lock()
+	defer c.pendMu.Unlock()
+	if len(c.pending) == 0 {
+		return
+	}
+	ob, pending, calls := c.pendOb, c.pending, c.pendCalls
+	c.pendOb, c.pending, c.pendCalls = nil, c.pending[:0], c.pendCalls[:0]
+	err := ob.send(calls...)
+	clear(calls)
+	if err == nil {
 		c.mu.Lock()
-		c.enqueueSettle(s)
+		c.lastOutbox = ob
 		c.mu.Unlock()
 		return
 	}
-	c.mu.Lock()
-	c.lastOutbox = ob
-	c.mu.Unlock()
+	for _, p := range pending {
+		if p.bound {
+			c.logger.Warn("not settling a delivery whose handler's publishes went on an outbox stream that ended; it is delivered again",
+				"outcome", p.s.outcome.String(), "error", err)
+			continue
+		}
+		c.mu.Lock()
+		c.enqueueSettle(p.s)
+		c.mu.Unlock()
+	}
 }
 
 // enqueueSettle queues a settlement for the settler, starting one if none
@@ -611,6 +699,7 @@ func (c *consumer) settler(up chan struct{}) {
 // reached the host: the settler has sent its queue, and the outbox they
 // went on is flushed. Or until ctx ends.
 func (c *consumer) drain(ctx context.Context) {
+	c.flushSettled()
 	c.mu.Lock()
 	up, ob := c.settlerUp, c.lastOutbox
 	c.mu.Unlock()

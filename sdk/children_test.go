@@ -228,6 +228,7 @@ func TestChildrenHostErrors(t *testing.T) {
 		{codes.AlreadyExists, `worker name "h1.1" is taken`, ErrChildExists},
 		{codes.Unimplemented, `method StartChild not implemented`, ErrNoHostService},
 		{codes.DeadlineExceeded, `no answer within 1m0s`, context.DeadlineExceeded},
+		{codes.Unavailable, `the host is shutting down`, ErrUnavailable},
 		{codes.FailedPrecondition, `worker "h1" may not start child workers`, nil},
 	}
 	for _, tt := range tests {
@@ -244,7 +245,7 @@ func TestChildrenHostErrors(t *testing.T) {
 		if tt.is != nil && !errors.Is(err, tt.is) {
 			t.Errorf("%s: errors.Is(%v, %v) = false", tt.code, err, tt.is)
 		}
-		for _, other := range []error{ErrInvalidConfig, ErrChildNotFound, ErrChildExists, ErrNoHostService} {
+		for _, other := range []error{ErrInvalidConfig, ErrChildNotFound, ErrChildExists, ErrNoHostService, ErrUnavailable} {
 			if other != tt.is && errors.Is(err, other) {
 				t.Errorf("%s: error also matches %v", tt.code, other)
 			}
@@ -313,4 +314,12 @@ func (h *blockingHost) ListChildren(ctx context.Context, _ *proto.ListChildrenRe
 	case <-ctx.Done():
 	}
 	return nil, status.Error(codes.DeadlineExceeded, "late")
+}
+
+// A Host service the plugin cannot reach is ErrUnavailable for the calls.
+func TestUnreachableHostIsUnavailable(t *testing.T) {
+	c := hostChildren{h: dialHost(nil, 7, discardLogger())}
+	if _, err := c.ListChildren(ctx(t)); !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNoHostService) {
+		t.Errorf("ListChildren = %v, want ErrUnavailable", err)
+	}
 }

@@ -14,10 +14,11 @@ const Version = "0.1.0"
 // Worker is one running instance of a class. The host creates a worker in a
 // plugin process of its own, calls Start once, may call Health and Status
 // while it runs, and calls Stop once. See the package documentation for the
-// whole lifecycle contract.
+// whole lifecycle contract. Run makes a Worker of a blocking function.
 type Worker interface {
-	// Start starts the worker and returns once it runs. Long-running work
-	// belongs in goroutines that Start launches; Start itself must return
+	// Start starts the worker and returns once it runs; env stays valid
+	// for the worker's lifetime. Long-running work belongs in goroutines
+	// that Start launches; Start itself must return
 	// before ctx is done (the host's start_timeout), or the process is killed
 	// and the start counts as failed. An error wrapping ErrInvalidConfig is
 	// permanent: the host marks the worker failed instead of restarting it.

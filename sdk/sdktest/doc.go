@@ -14,7 +14,11 @@
 // WaitPublished), the metrics it reports (Metrics) and what it logs (Logs,
 // also shown by t.Log), delivers messages to its consumers (Deliver, which
 // returns how the handler settled the message) and answers its Children
-// calls from memory (FakeChildren). The Env applies the host's rules, so a
+// calls from memory (FakeChildren). The worker's Start gets the Env's
+// *sdk.Env (Env.SDK); NewWorker and NewEnv are the two steps of Run for
+// tests that drive Start and Stop themselves. An exit (Env.Exit, or
+// sdk.Run's function returning) stops the worker as a plugin process
+// does and shows in Exited and ExitErr. The Env applies the host's rules, so a
 // reserved routing key or an invalid metric fails here as it would in
 // production. The worker is stopped when the test ends, consumers first, as
 // the SDK does.

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -55,13 +56,49 @@ func BuildPlugin(t testing.TB, pkg string) string {
 
 // BuildHost builds the dynworkers command into a temporary directory of
 // the test and returns its path, or returns $DYNWORKERS_BIN if it is set.
-// It works from any module that requires github.com/dynworkers/dynworkers.
+// It works from any module that requires github.com/dynworkers/dynworkers
+// (by version, pseudo-version or replace): it builds the command in that
+// module's own directory (`go list -m -f {{.Dir}}`), with that module's
+// go.sum, so the test's module needs no go.sum entries for the host's
+// dependencies.
 func BuildHost(t testing.TB) string {
 	t.Helper()
 	if p := os.Getenv(EnvHostBinary); p != "" {
 		return p
 	}
-	return build(t, HostPackage, filepath.Join(t.TempDir(), "dynworkers"))
+	out := filepath.Join(t.TempDir(), "dynworkers")
+	dir, err := moduleDir()
+	if err != nil {
+		t.Fatalf("building the dynworkers host: %v", err)
+	}
+	cmd := exec.Command(goTool(), "build", "-o", out, "./host/cmd/dynworkers")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOWORK=off")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s (in %s): %v\n%s", HostPackage, dir, err, b)
+	}
+	return out
+}
+
+// modulePath is the path of the module the host is built from.
+const modulePath = "github.com/dynworkers/dynworkers"
+
+// moduleDir returns the directory of modulePath as the current module's build
+// sees it: this repository, the target of a replace, or the module cache.
+func moduleDir() (string, error) {
+	b, err := exec.Command(goTool(), "list", "-m", "-f", "{{.Dir}}", modulePath).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			err = fmt.Errorf("%w: %s", err, bytes.TrimSpace(ee.Stderr))
+		}
+		return "", fmt.Errorf("go list -m %s: %w (does the test's module require it?)", modulePath, err)
+	}
+	dir := strings.TrimSpace(string(b))
+	if dir == "" {
+		return "", fmt.Errorf("go list -m %s: the module is not downloaded (run go mod download %s)", modulePath, modulePath)
+	}
+	return dir, nil
 }
 
 func build(t testing.TB, pkg, out string) string {

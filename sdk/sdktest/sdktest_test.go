@@ -238,3 +238,56 @@ func TestChildrenAndExit(t *testing.T) {
 		t.Errorf("ExitErr = %v, %v", err, ok)
 	}
 }
+
+// A worker of sdk.Run whose function returns ends as in a plugin process:
+// consumers stopped, Stop called, the error recorded. A handler may call
+// Exit: Deliver returns, the message is requeued.
+func TestExitStopsTheWorker(t *testing.T) {
+	quit := make(chan error)
+	class := sdk.Class{Name: "quitter", New: sdk.Construct(func(struct{}) (sdk.Worker, error) {
+		return sdk.Run(func(ctx context.Context, env *sdk.Env) error {
+			if err := env.Consume("q", func(ctx context.Context, m sdk.Message) error {
+				if string(m.Body) == "exit" {
+					env.Exit(errors.New("asked to"))
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+			select {
+			case err := <-quit:
+				return err
+			case <-ctx.Done():
+				return nil
+			}
+		}), nil
+	})}
+	w := sdktest.Run(t, class, nil)
+	sdktest.Eventually(t, 10*time.Second, func() bool { return len(w.Env.Consumers()) == 1 }, "no consumer")
+	quit <- errors.New("link lost")
+	select {
+	case <-w.Env.Exited():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the worker did not exit")
+	}
+	if err, ok := w.Env.ExitErr(); !ok || err == nil || err.Error() != "link lost" {
+		t.Errorf("ExitErr = %v, %v", err, ok)
+	}
+	if c := w.Env.Consumers(); !c[0].Stopped {
+		t.Errorf("consumers after the exit: %+v", c)
+	}
+
+	w = sdktest.Run(t, class, nil)
+	sdktest.Eventually(t, 10*time.Second, func() bool { return len(w.Env.Consumers()) == 1 }, "no consumer")
+	if out, err := w.Env.Deliver("q", []byte("exit")); out != sdk.OutcomeRequeue || err == nil {
+		t.Errorf("Deliver of a message whose handler exits = %v, %v", out, err)
+	}
+	select {
+	case <-w.Env.Exited():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the worker did not exit")
+	}
+	if err, _ := w.Env.ExitErr(); err == nil || err.Error() != "asked to" {
+		t.Errorf("ExitErr = %v", err)
+	}
+}

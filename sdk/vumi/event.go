@@ -215,8 +215,8 @@ func (e *TransportEvent) UnmarshalJSON(data []byte) error {
 }
 
 func (e *TransportEvent) decode(data []byte) error {
-	var known [evKeys]span
-	d, err := readFields(data, "event", eventKey, known[:])
+	d := &fields{}
+	err := readFields(d, data, "event", eventKey)
 	if err != nil {
 		return err
 	}

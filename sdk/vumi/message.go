@@ -277,8 +277,8 @@ func (m *TransportUserMessage) UnmarshalJSON(data []byte) error {
 }
 
 func (m *TransportUserMessage) decode(data []byte) error {
-	var known [umKeys]span
-	d, err := readFields(data, "user message", userMessageKey, known[:])
+	d := &fields{}
+	err := readFields(d, data, "user message", userMessageKey)
 	if err != nil {
 		return err
 	}
@@ -379,7 +379,16 @@ func backfill(p *presence) {
 // MarshalJSON encodes m in Vumi's JSON shape; see TransportUserMessage. It
 // does not validate m.
 func (m TransportUserMessage) MarshalJSON() ([]byte, error) {
-	return m.appendJSON(make([]byte, 0, 512))
+	return m.appendJSON(make([]byte, 0, m.sizeHint()))
+}
+
+// sizeHint is about the size of m's encoding, for its buffer.
+func (m *TransportUserMessage) sizeHint() int {
+	n := 512 + len(m.Content.String) + len(m.ToAddr) + len(m.FromAddr) + len(m.TransportName) + len(m.Group) + len(m.Provider)
+	for _, v := range m.Extra {
+		n += len(v) + 16
+	}
+	return n
 }
 
 func (m *TransportUserMessage) appendJSON(b []byte) ([]byte, error) {
@@ -468,33 +477,42 @@ func validateCommon(version, mtype, wantType string, ts Timestamp) error {
 //
 // The maps are deep copies: changing the reply does not change m.
 func (m *TransportUserMessage) Reply(content string, continueSession bool) *TransportUserMessage {
-	r := NewUserMessage()
-	r.Content = String(content)
+	endpoint := m.RoutingEndpoint()
+	if endpoint == "" {
+		endpoint = DefaultEndpointName
+	}
+	r := &TransportUserMessage{
+		MessageVersion:    MessageVersion,
+		MessageType:       MessageTypeUserMessage,
+		MessageID:         NewID(),
+		Timestamp:         Now(),
+		RoutingMetadata:   map[string]any{"endpoint_name": endpoint},
+		HelperMetadata:    cloneMap(m.HelperMetadata),
+		InReplyTo:         m.MessageID,
+		TransportName:     m.TransportName,
+		TransportType:     m.TransportType,
+		TransportMetadata: cloneMap(m.TransportMetadata),
+		ToAddr:            m.FromAddr,
+		FromAddr:          m.ToAddr,
+		Group:             m.Group,
+		Provider:          m.Provider,
+		Content:           String(content),
+	}
 	if !continueSession {
 		r.SessionEvent = SessionClose
 	}
-	r.ToAddr = m.FromAddr
-	r.FromAddr = m.ToAddr
-	r.Group = m.Group
-	r.InReplyTo = m.MessageID
-	r.Provider = m.Provider
-	r.TransportName = m.TransportName
-	r.TransportType = m.TransportType
+	if r.TransportMetadata == nil {
+		r.TransportMetadata = map[string]any{}
+	}
+	if r.HelperMetadata == nil {
+		r.HelperMetadata = map[string]any{}
+	}
 	// An empty string copied from m is written as one, as Vumi would.
 	r.shape[umToAddr] = emptyOnly(m.shape[umFromAddr])
 	r.shape[umFromAddr] = emptyOnly(m.shape[umToAddr])
 	for _, k := range []int{umGroup, umProvider, umTransportName, umTransportType} {
 		r.shape[k] = emptyOnly(m.shape[k])
 	}
-	r.TransportMetadata = cloneMap(m.TransportMetadata)
-	if r.TransportMetadata == nil {
-		r.TransportMetadata = map[string]any{}
-	}
-	r.HelperMetadata = cloneMap(m.HelperMetadata)
-	if r.HelperMetadata == nil {
-		r.HelperMetadata = map[string]any{}
-	}
-	r.SetRoutingEndpoint(m.RoutingEndpoint())
 	return r
 }
 

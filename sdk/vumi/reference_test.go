@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/dynworkers/dynworkers/sdk/vumi/internal/vumiref"
@@ -172,4 +173,34 @@ func FuzzEncodeAgainstReference(f *testing.F) {
 			t.Fatalf("encodes as\n%s (%v), the reference as\n%s (%v)", got, gerr, want, werr)
 		}
 	})
+}
+
+// FuzzParseTimestampAgainstReference: the fast path of ParseTimestamp
+// reads what time.Parse reads.
+func FuzzParseTimestampAgainstReference(f *testing.F) {
+	for _, s := range []string{"2026-11-27 01:02:03.000456", "2026-11-27 01:02:03", "2024-02-29 23:59:59.999999",
+		"2023-02-29 00:00:00", "0000-01-01 00:00:00.000000", "9999-12-31 23:59:59", "2026-11-27 24:00:00",
+		"2026-11-27 01:60:03", "2026-11-27 01:02:60", "2026-00-27 01:02:03", "2026-11-00 01:02:03", "2026-11-27 01:02:03.12345a",
+		"+026-11-27 01:02:03", "2026-11-27 01:02:03.5"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := ParseTimestamp(s)
+		want, rerr := vumiref.ParseTimestamp(s)
+		if (err == nil) != (rerr == nil) || !got.Equal(want.Time) || got.Location() != want.Location() {
+			t.Fatalf("%q: %v (%v), the reference %v (%v)", s, got.Time, err, want.Time, rerr)
+		}
+	})
+}
+
+// Nesting at encoding/json's limit: accepted or refused as the reference
+// does, in Extra and in metadata.
+func TestDepthAgainstReference(t *testing.T) {
+	base := mustRead(t, "testdata/user_message_inbound_sms.json")
+	for _, n := range []int{9998, 9999, 10000} {
+		deep := strings.Repeat("[", n) + strings.Repeat("]", n)
+		checkUserMessage(t, bytes.Replace(base, []byte(`"content"`), []byte(`"x": `+deep+`, "content"`), 1))
+		obj := strings.Repeat(`{"a":`, n-1) + "1" + strings.Repeat("}", n-1)
+		checkUserMessage(t, bytes.Replace(base, []byte(`"transport_metadata": {}`), []byte(`"transport_metadata": `+obj), 1))
+	}
 }

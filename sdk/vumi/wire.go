@@ -139,11 +139,14 @@ func (r *reader) readObject(field func(key []byte, val span)) error {
 			if err := r.skipString(); err != nil {
 				return err
 			}
-			key, ok := unquoteInto(keyBuf[:0], r.data[ks:r.pos])
-			if !ok {
-				return r.errorf("invalid string")
+			key := r.data[ks+1 : r.pos-1]
+			if !plainString(r.data[ks:r.pos]) {
+				var ok bool
+				if keyBuf, ok = unquoteInto(keyBuf[:0], r.data[ks:r.pos]); !ok {
+					return r.errorf("invalid string")
+				}
+				key = keyBuf
 			}
-			keyBuf = key
 			r.skipSpace()
 			if r.pos >= len(r.data) || r.data[r.pos] != ':' {
 				return r.unexpected("after object key")
@@ -235,6 +238,16 @@ func (r *reader) literal(lit string) error {
 func (r *reader) skipString() error {
 	r.pos++
 	for r.pos < len(r.data) {
+		// Skip a run of plain bytes first.
+		for r.pos < len(r.data) {
+			if c := r.data[r.pos]; c == '"' || c == '\\' || c < 0x20 {
+				break
+			}
+			r.pos++
+		}
+		if r.pos >= len(r.data) {
+			break
+		}
 		c := r.data[r.pos]
 		switch {
 		case c == '"':
@@ -504,16 +517,15 @@ func unquote(s []byte) (string, bool) {
 // fields is a decoded object's known keys (by index) and unknown ones.
 type fields struct {
 	data  []byte
-	text  string // data as a string: decoded strings without escapes are substrings of it
-	known []span // by key index
+	text  string       // data as a string: decoded strings without escapes are substrings of it
+	known [umKeys]span // by key index (events use the first evKeys)
 	extra []rawField
 }
 
-// readFields reads a message's object, sorting its members by keys (the
-// known ones, in the order given; later duplicates win, as with
-// encoding/json).
-func readFields(data []byte, what string, index func(key []byte) int, known []span) (*fields, error) {
-	f := &fields{data: data, text: string(data), known: known}
+// readFields reads a message's object into f, whose known spans are by
+// key index (later duplicates win, as with encoding/json).
+func readFields(f *fields, data []byte, what string, index func(key []byte) int) error {
+	f.data, f.text = data, string(data)
 	r := reader{data: data}
 	err := r.readObject(func(key []byte, val span) {
 		if i := index(key); i >= 0 {
@@ -530,9 +542,9 @@ func readFields(data []byte, what string, index func(key []byte) int, known []sp
 		f.extra = append(f.extra, rawField{k, val})
 	})
 	if err != nil {
-		return nil, fmt.Errorf("vumi: decoding %s: %w", what, err)
+		return fmt.Errorf("vumi: decoding %s: %w", what, err)
 	}
-	return f, nil
+	return nil
 }
 
 func (f *fields) raw(s span) []byte { return f.data[s.start:s.end] }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
@@ -13,16 +12,71 @@ import (
 	"github.com/dynworkers/dynworkers/host/internal/pluginproc"
 )
 
-// NewHostBridge returns the Host service's bus side (pluginproc.BusHost) of
-// one worker process on bus: its publishes and consumers go to bus, with
-// deferred publishes and delayed acks as described below. The daemon makes
-// one per process, so that an ack waits only for the publishes of the
-// process that made it.
-func NewHostBridge(bus Bus, logger hclog.Logger) pluginproc.BusHost {
-	if logger == nil {
-		logger = hclog.NewNullLogger()
+// DefaultMaxDeferred is how many deferred publishes of one worker process
+// may be outstanding (sent, their confirmation not in yet) when
+// BridgeOptions.MaxDeferred is 0. Beyond it the process's next deferred
+// publish waits for the oldest confirmation, and with it the process's
+// Outbox stream, which the host stops reading: the worker's Publish
+// blocks (backpressure). Confirmed publishes are not kept (only the
+// numbers of failed ones, at most 1024), so a worker that publishes and
+// never acks costs the host at most this many confirmations.
+const DefaultMaxDeferred = 8192
+
+// Bridges makes the host bridges of the worker processes on one bus. They
+// share what the host knows of the failures of messages (poison.go), so
+// that a message is dead-lettered at its consumer's max_redeliveries-th
+// failure whichever processes it failed in.
+type Bridges struct {
+	bus    Bus
+	counts *failureCounts
+}
+
+// NewBridges returns the bridges of the worker processes on bus.
+func NewBridges(bus Bus) *Bridges { return &Bridges{bus: bus, counts: newFailureCounts()} }
+
+// BridgeOptions configure the bridge of one worker process.
+type BridgeOptions struct {
+	// Logger receives the bridge's warnings (a dead letter, a requeue);
+	// the daemon names the worker in it. Default: none.
+	Logger hclog.Logger
+	// MaxDeferred bounds the process's outstanding deferred publishes;
+	// 0 means DefaultMaxDeferred.
+	MaxDeferred int
+	// OnDeadLetter is called once for each message the process's consumers
+	// dead-lettered (the daemon counts them in the worker's metrics).
+	OnDeadLetter func(queue string)
+}
+
+// Process returns the Host service's bus side (pluginproc.BusHost) of one
+// worker process: its publishes and consumers go to the bus, with
+// deferred publishes, delayed acks and dead letters as described below.
+// The daemon makes one per process, so that an ack waits only for the
+// publishes of the process that made it, and a process is held back only
+// for its own publishes.
+func (b *Bridges) Process(o BridgeOptions) pluginproc.BusHost { return b.process(o) }
+
+func (b *Bridges) process(o BridgeOptions) *hostBridge {
+	if o.Logger == nil {
+		o.Logger = hclog.NewNullLogger()
 	}
-	return newHostBridge(bus, logger)
+	if o.MaxDeferred <= 0 {
+		o.MaxDeferred = DefaultMaxDeferred
+	}
+	h := &hostBridge{bus: b.bus, counts: b.counts, pubs: newPubTracker(o.MaxDeferred), logger: o.Logger, onDeadLetter: o.OnDeadLetter}
+	h.publishAsync = func(ctx context.Context, key string, body []byte, headers map[string]string) (confirmation, error) {
+		c, err := b.bus.PublishAsync(ctx, key, body, headers)
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
+	return h
+}
+
+// NewHostBridge returns the bridge of one worker process on bus, with
+// failure counts of its own: NewBridges(bus).Process with logger.
+func NewHostBridge(bus Bus, logger hclog.Logger) pluginproc.BusHost {
+	return NewBridges(bus).Process(BridgeOptions{Logger: logger})
 }
 
 // Deferred publishes and delayed acks.
@@ -56,7 +110,14 @@ func NewHostBridge(bus Bus, logger hclog.Logger) pluginproc.BusHost {
 // acked on the bus, so a consumer has at most prefetch acks waiting for
 // confirmations, and pluginproc at most prefetch deliveries unsettled by
 // the worker: an Ack gives pluginproc's stream its credit back at once,
-// but the next delivery comes only once the bus has room for it.
+// but the next delivery comes only once the bus has room for it. The
+// deferred publishes themselves are bounded by the tracker's limit
+// (BridgeOptions.MaxDeferred): a process waits while that many are not
+// confirmed, and confirmed ones are not kept, so a process that publishes
+// and never acks costs the host no more than the limit. (The limit counts
+// confirmations, not acks: a worker's acks come on its Outbox stream
+// behind the publish that would wait for them, so such a wait could
+// never end.)
 
 // closeAckTimeout bounds how long closing a consumer waits for its queued
 // acks' confirmations; the deliveries still not acked then are requeued
@@ -76,9 +137,11 @@ type confirmation interface {
 // process: its deferred publishes are tracked by pubs, which its consumers
 // consult before they ack.
 type hostBridge struct {
-	bus    Bus
-	pubs   *pubTracker
-	logger hclog.Logger
+	bus          Bus
+	pubs         *pubTracker
+	counts       *failureCounts
+	logger       hclog.Logger
+	onDeadLetter func(queue string)
 	// publishAsync sends a deferred publish; bus.PublishAsync unless a
 	// test replaces it.
 	publishAsync func(ctx context.Context, key string, body []byte, headers map[string]string) (confirmation, error)
@@ -86,37 +149,46 @@ type hostBridge struct {
 
 var _ pluginproc.BusHost = (*hostBridge)(nil)
 
-// newHostBridge returns the BusHost of one worker process on bus.
+// newHostBridge returns the bridge of one worker process on bus.
 func newHostBridge(bus Bus, logger hclog.Logger) *hostBridge {
-	b := &hostBridge{bus: bus, pubs: newPubTracker(), logger: logger}
-	b.publishAsync = func(ctx context.Context, key string, body []byte, headers map[string]string) (confirmation, error) {
-		c, err := bus.PublishAsync(ctx, key, body, headers)
-		if err != nil {
-			return nil, err
-		}
-		return c, nil
-	}
-	return b
+	return NewBridges(bus).process(BridgeOptions{Logger: logger})
 }
+
+// deferredSendTimeout bounds the sending of a deferred publish (waiting
+// for a broker connection included); the wait for room does not count.
+var deferredSendTimeout = pluginproc.DefaultHostCallTimeout
 
 func (b *hostBridge) Publish(ctx context.Context, key string, body []byte, headers map[string]string, deferred bool) error {
 	if !deferred {
 		return bridgeErr(b.bus.Publish(ctx, key, body, headers))
 	}
-	conf, err := b.publishAsync(ctx, key, body, headers)
+	if err := b.pubs.reserve(ctx); err != nil {
+		return err
+	}
+	sctx, cancel := context.WithTimeout(ctx, deferredSendTimeout)
+	conf, err := b.publishAsync(sctx, key, body, headers)
+	cancel()
 	if err != nil {
+		// The deliveries it protects are requeued, not acked.
+		b.pubs.addFailed(err)
 		return bridgeErr(err)
 	}
 	b.pubs.add(conf)
 	return nil
 }
 
-func (b *hostBridge) Consume(ctx context.Context, queue string, bindings []string, prefetch int) (pluginproc.Consumer, error) {
-	c, err := b.bus.Consume(ctx, queue, bindings, prefetch)
+func (b *hostBridge) Consume(ctx context.Context, spec pluginproc.ConsumeSpec) (pluginproc.Consumer, error) {
+	if spec.MaxRedeliveries > 0 {
+		// Before the first delivery: its dead letter must not be dropped.
+		if err := b.bus.Declare(ctx, spec.DeadLetter, nil); err != nil {
+			return nil, bridgeErr(fmt.Errorf("declaring the dead-letter queue %q: %w", spec.DeadLetter, err))
+		}
+	}
+	c, err := b.bus.Consume(ctx, spec.Queue, spec.Bindings, spec.Prefetch)
 	if err != nil {
 		return nil, bridgeErr(err)
 	}
-	return newBridgeConsumer(c, b.pubs, b.logger.With("queue", queue)), nil
+	return newBridgeConsumer(c, b, spec), nil
 }
 
 func bridgeErr(err error) error {
@@ -129,183 +201,36 @@ func bridgeErr(err error) error {
 	return err
 }
 
-// maxFailures is how many failed publishes a pubTracker remembers; a
-// range reaching below the oldest one it forgot counts as failed.
-const maxFailures = 1024
-
-// pubTracker follows the confirmations of a worker process's deferred
-// publishes, numbered 1, 2, ... in the order they were sent. Their
-// outcomes are taken in that order by the ackers that wait for them (one
-// at a time, the others waiting for its progress): wait tells an acker
-// when every publish up to a number has its outcome and whether one in a
-// range failed.
-type pubTracker struct {
-	mu        sync.Mutex
-	issued    uint64       // the number of the last publish recorded
-	resolved  uint64       // every publish up to this one has its outcome
-	pending   []pendingPub // recorded, outcome not taken yet, in order
-	resolving bool         // a waiter waits for the first pending outcome
-	failed    []uint64     // numbers of the failed publishes, ascending
-	forgotten uint64       // failures up to this number were dropped from failed
-	advanced  chan struct{}
-}
-
-type pendingPub struct {
-	seq  uint64
-	conf confirmation
-}
-
-func newPubTracker() *pubTracker { return &pubTracker{} }
-
-// add records the confirmation of a deferred publish just sent.
-func (t *pubTracker) add(c confirmation) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.issued++
-	if len(t.pending) == 0 && isDone(c) {
-		// The embedded bus's case: known at once, nothing to wait for.
-		t.settle(t.issued, c.Err())
-		t.broadcast()
-		return
-	}
-	t.pending = append(t.pending, pendingPub{seq: t.issued, conf: c})
-}
-
-// mark returns the number of the last publish recorded: later ones have
-// higher numbers.
-func (t *pubTracker) mark() uint64 {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.issued
-}
-
-func isDone(c confirmation) bool {
-	select {
-	case <-c.Done():
-		return true
-	default:
-		return false
-	}
-}
-
-// takeDone takes the outcomes of the pending publishes that have one, in
-// order, up to the first that has none; t.mu is held.
-func (t *pubTracker) takeDone() {
-	n := 0
-	for _, p := range t.pending {
-		if !isDone(p.conf) {
-			break
-		}
-		t.settle(p.seq, p.conf.Err())
-		n++
-	}
-	if n > 0 {
-		clear(t.pending[:n])
-		t.pending = t.pending[n:]
-		t.broadcast()
-	}
-}
-
-// settle records the outcome of publish seq; t.mu is held.
-func (t *pubTracker) settle(seq uint64, err error) {
-	t.resolved = seq
-	if err == nil {
-		return
-	}
-	t.failed = append(t.failed, seq)
-	if len(t.failed) > maxFailures {
-		drop := len(t.failed) - maxFailures/2
-		t.forgotten = t.failed[drop-1]
-		t.failed = append(t.failed[:0], t.failed[drop:]...)
-	}
-}
-
-// broadcast wakes the waiters; t.mu is held.
-func (t *pubTracker) broadcast() {
-	if t.advanced != nil {
-		close(t.advanced)
-		t.advanced = nil
-	}
-}
-
-// wait waits until every publish up to upTo has its outcome and reports
-// whether one numbered above since and up to upTo failed. It returns
-// ok false if abandon is closed first. The waiter that finds no other
-// waiting for the first pending outcome waits for it itself (on the
-// bus's confirmation, with no goroutine in between) and takes it and the
-// ones that follow; the others wait for its progress.
-func (t *pubTracker) wait(since, upTo uint64, abandon <-chan struct{}) (failed, ok bool) {
-	t.mu.Lock()
-	for {
-		t.takeDone()
-		if t.resolved >= upTo {
-			failed = t.failedIn(since, upTo)
-			t.mu.Unlock()
-			return failed, true
-		}
-		if !t.resolving {
-			// resolved < upTo <= issued: something is pending.
-			t.resolving = true
-			head := t.pending[0].conf
-			t.mu.Unlock()
-			select {
-			case <-head.Done():
-			case <-abandon:
-				t.mu.Lock()
-				t.resolving = false
-				t.broadcast() // another waiter takes over
-				t.mu.Unlock()
-				return false, false
-			}
-			t.mu.Lock()
-			t.resolving = false
-			continue
-		}
-		if t.advanced == nil {
-			t.advanced = make(chan struct{})
-		}
-		ch := t.advanced
-		t.mu.Unlock()
-		select {
-		case <-ch:
-		case <-abandon:
-			return false, false
-		}
-		t.mu.Lock()
-	}
-}
-
-// failedIn reports whether a publish numbered in (since, upTo] failed;
-// t.mu is held.
-func (t *pubTracker) failedIn(since, upTo uint64) bool {
-	if upTo <= since {
-		return false
-	}
-	if since < t.forgotten {
-		return true
-	}
-	i, _ := slices.BinarySearch(t.failed, since+1)
-	return i < len(t.failed) && t.failed[i] <= upTo
-}
-
 // settlement is an Ack or Nack of the worker, queued for the acker.
 type settlement struct {
-	tag   uint64
+	d     Delivery
 	since uint64 // the tracker's mark when the delivery was handed over
 	upTo  uint64 // the tracker's mark when the worker settled it
 	ack   bool
 	// requeue: for a Nack, whether the worker asked to requeue.
 	requeue bool
+	// reason: for a Nack, the handler's error; a failed attempt when
+	// requeue is set.
+	reason string
+}
+
+// handed is a delivery handed to the worker and not settled yet.
+type handed struct {
+	d     Delivery
+	since uint64
 }
 
 // bridgeConsumer hands a bus consumer's deliveries to pluginproc, one at a
 // time, as pluginproc asks for them (Receive), so it holds none beyond
 // what the worker has. Its acker goroutine settles the deliveries on the
 // bus in the order the worker settled them, each once the deferred
-// publishes before it are confirmed.
+// publishes before it are confirmed, and dead-letters those that failed
+// too often.
 type bridgeConsumer struct {
 	c      Consumer
+	h      *hostBridge
 	pubs   *pubTracker
+	spec   pluginproc.ConsumeSpec
 	logger hclog.Logger
 	out    chan pluginproc.Delivery
 	done   chan struct{} // closed by Close: forward stops
@@ -315,7 +240,7 @@ type bridgeConsumer struct {
 	forwardOnce sync.Once // Deliveries starts forward
 
 	mu      sync.Mutex
-	since   map[uint64]uint64 // bus tag → the tracker's mark when handed over
+	handed  map[uint64]handed // by bus tag
 	queue   []settlement
 	closing bool
 	wake    chan struct{} // one token: the queue grew or closing was set
@@ -323,12 +248,12 @@ type bridgeConsumer struct {
 	ackerUp chan struct{} // closed when the acker has returned
 }
 
-func newBridgeConsumer(c Consumer, pubs *pubTracker, logger hclog.Logger) *bridgeConsumer {
+func newBridgeConsumer(c Consumer, h *hostBridge, spec pluginproc.ConsumeSpec) *bridgeConsumer {
 	bc := &bridgeConsumer{
-		c: c, pubs: pubs, logger: logger,
+		c: c, h: h, pubs: h.pubs, spec: spec, logger: h.logger.With("queue", spec.Queue),
 		out:     make(chan pluginproc.Delivery),
 		done:    make(chan struct{}),
-		since:   map[uint64]uint64{},
+		handed:  map[uint64]handed{},
 		wake:    make(chan struct{}, 1),
 		abandon: make(chan struct{}),
 		ackerUp: make(chan struct{}),
@@ -337,7 +262,15 @@ func newBridgeConsumer(c Consumer, pubs *pubTracker, logger hclog.Logger) *bridg
 	return bc
 }
 
-var _ pluginproc.Receiver = (*bridgeConsumer)(nil)
+var (
+	_ pluginproc.Receiver    = (*bridgeConsumer)(nil)
+	_ pluginproc.TryReceiver = (*bridgeConsumer)(nil)
+)
+
+// failKey is the identity of d in the failure counts.
+func (bc *bridgeConsumer) failKey(d Delivery) failKey {
+	return failKey{queue: bc.spec.Queue, id: messageID(d)}
+}
 
 // Receive implements pluginproc.Receiver: pluginproc takes each delivery
 // in the goroutine that sends it to the worker, straight from the bus's
@@ -355,15 +288,39 @@ func (bc *bridgeConsumer) Receive(done <-chan struct{}) (pluginproc.Delivery, bo
 	return pluginproc.Delivery{}, false
 }
 
+// TryReceive implements pluginproc.TryReceiver: a delivery the bus's
+// consumer has ready, without waiting, to go to the worker in one stream
+// message with others.
+func (bc *bridgeConsumer) TryReceive() (pluginproc.Delivery, bool) {
+	select {
+	case <-bc.done:
+		return pluginproc.Delivery{}, false
+	default:
+	}
+	select {
+	case d, ok := <-bc.c.Deliveries():
+		if ok {
+			return bc.handOver(d), true
+		}
+	default:
+	}
+	return pluginproc.Delivery{}, false
+}
+
 // handOver records a delivery about to be handed to the worker.
 func (bc *bridgeConsumer) handOver(d Delivery) pluginproc.Delivery {
+	// Only a message that came back can have failed before.
+	failures := 0
+	if d.Redelivered && bc.spec.MaxRedeliveries > 0 {
+		failures = bc.h.counts.get(bc.failKey(d))
+	}
 	// The mark is taken before the worker can see the delivery, so every
 	// publish of its handler comes after it (and maybe some of the
 	// deliveries before it: a failure of theirs requeues this one too).
 	bc.mu.Lock()
-	bc.since[d.Tag] = bc.pubs.mark()
+	bc.handed[d.Tag] = handed{d: d, since: bc.pubs.mark()}
 	bc.mu.Unlock()
-	return pluginproc.Delivery{Tag: d.Tag, RoutingKey: d.RoutingKey, Body: d.Body, Headers: d.Headers, Redelivered: d.Redelivered}
+	return pluginproc.Delivery{Tag: d.Tag, RoutingKey: d.RoutingKey, Body: d.Body, Headers: d.Headers, Redelivered: d.Redelivered, Failures: failures}
 }
 
 // Deliveries implements pluginproc.Consumer for a user that does not use
@@ -395,25 +352,25 @@ func (bc *bridgeConsumer) forward() {
 }
 
 // Ack queues the ack of the delivery for the acker and returns.
-func (bc *bridgeConsumer) Ack(tag uint64) error { return bc.enqueue(settlement{tag: tag, ack: true}) }
+func (bc *bridgeConsumer) Ack(tag uint64) error { return bc.enqueue(tag, settlement{ack: true}) }
 
 // Nack queues the nack of the delivery for the acker and returns.
-func (bc *bridgeConsumer) Nack(tag uint64, requeue bool) error {
-	return bc.enqueue(settlement{tag: tag, requeue: requeue})
+func (bc *bridgeConsumer) Nack(tag uint64, requeue bool, reason string) error {
+	return bc.enqueue(tag, settlement{requeue: requeue, reason: reason})
 }
 
-func (bc *bridgeConsumer) enqueue(s settlement) error {
+func (bc *bridgeConsumer) enqueue(tag uint64, s settlement) error {
 	bc.mu.Lock()
 	defer bc.mu.Unlock()
 	if bc.closing {
 		return ErrConsumerClosed
 	}
-	since, ok := bc.since[s.tag]
+	hd, ok := bc.handed[tag]
 	if !ok {
 		return ErrUnknownTag
 	}
-	delete(bc.since, s.tag)
-	s.since, s.upTo = since, bc.pubs.mark()
+	delete(bc.handed, tag)
+	s.d, s.since, s.upTo = hd.d, hd.since, bc.pubs.mark()
 	bc.queue = append(bc.queue, s)
 	select {
 	case bc.wake <- struct{}{}:
@@ -451,19 +408,38 @@ func (bc *bridgeConsumer) acker() {
 	}
 }
 
-// settle acks or nacks one delivery on the bus. A failure is logged: the
-// bus delivers again what is not acked.
+// settle acks or nacks one delivery on the bus, or dead-letters it. A
+// failure is logged: the bus delivers again what is not acked.
 func (bc *bridgeConsumer) settle(s settlement, failed bool) {
+	counted := bc.spec.MaxRedeliveries > 0
 	var err error
 	switch {
 	case s.ack && !failed:
-		err = bc.c.Ack(s.tag)
+		err = bc.c.Ack(s.d.Tag)
+		if counted && s.d.Redelivered {
+			bc.h.counts.forget(bc.failKey(s.d))
+		}
 	case s.ack:
 		bc.logger.Warn("a message the worker published while handling a delivery was not confirmed; the delivery is requeued, to be handled again")
-		err = bc.c.Nack(s.tag, true)
+		err = bc.c.Nack(s.d.Tag, true)
+	case s.requeue && s.reason != "" && counted:
+		k := bc.failKey(s.d)
+		n := bc.h.counts.fail(k)
+		if n >= bc.spec.MaxRedeliveries && !failed && bc.deadLetter(s, n) {
+			bc.h.counts.forget(k)
+			return
+		}
+		err = bc.c.Nack(s.d.Tag, true)
 	default:
-		err = bc.c.Nack(s.tag, s.requeue)
+		err = bc.c.Nack(s.d.Tag, s.requeue)
+		if !s.requeue && counted && s.d.Redelivered {
+			bc.h.counts.forget(bc.failKey(s.d))
+		}
 	}
+	bc.settled(err)
+}
+
+func (bc *bridgeConsumer) settled(err error) {
 	switch {
 	case err == nil:
 	case errors.Is(err, ErrConsumerClosed), errors.Is(err, ErrDeliveryLost):
@@ -471,6 +447,34 @@ func (bc *bridgeConsumer) settle(s settlement, failed bool) {
 	default:
 		bc.logger.Warn("settling a delivery failed; the bus delivers it again", "error", err)
 	}
+}
+
+// deadLetter publishes the delivery of s, which failed for the n-th time,
+// to the dead-letter key and acks it once the dead letter is confirmed;
+// false if the dead letter failed (the delivery is then requeued, and
+// dead-lettered at its next failure).
+func (bc *bridgeConsumer) deadLetter(s settlement, n int) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), deferredSendTimeout)
+	defer cancel()
+	// Declared again first: a dead-letter queue nobody consumes expires
+	// (the embedded bus's host.bus.expires, or an operator's policy on
+	// RabbitMQ), and the dead letter would then be dropped as unroutable.
+	err := bc.h.bus.Declare(ctx, bc.spec.DeadLetter, nil)
+	if err == nil {
+		err = bc.h.bus.Publish(ctx, bc.spec.DeadLetter, s.d.Body, deadLetterHeaders(s.d, bc.spec.Queue, s.reason, n))
+	}
+	if err != nil {
+		bc.logger.Warn("a message failed too often but could not be dead-lettered; it is requeued",
+			"dead_letter", bc.spec.DeadLetter, "failures", n, "error", err)
+		return false
+	}
+	bc.logger.Warn("dead-lettered a message that failed too often",
+		"dead_letter", bc.spec.DeadLetter, "failures", n, "error", s.reason)
+	if bc.h.onDeadLetter != nil {
+		bc.h.onDeadLetter(bc.spec.Queue)
+	}
+	bc.settled(bc.c.Ack(s.d.Tag))
+	return true
 }
 
 // Close stops the deliveries, lets the acker settle what the worker

@@ -60,6 +60,8 @@ func (b *fakeBrokerBus) Consume(context.Context, string, []string, int) (Consume
 	return b.cons, nil
 }
 
+func (b *fakeBrokerBus) Declare(context.Context, string, []string) error { return nil }
+
 func (b *fakeBrokerBus) Close() error { return nil }
 
 // fakeBrokerConsumer records the settlements on the bus, in order.
@@ -156,7 +158,7 @@ func newFakeHost(t *testing.T) *fakeHost {
 			return nil, errors.New("the test gave no confirmation")
 		}
 	}
-	c, err := h.Consume(context.Background(), "in", []string{"in"}, 10)
+	c, err := h.Consume(context.Background(), pluginproc.ConsumeSpec{Queue: "in", Bindings: []string{"in"}, Prefetch: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +224,7 @@ func TestDelayedAcksWaitForConfirmations(t *testing.T) {
 	// A nack waits too, and keeps what the worker asked.
 	d4 := h.deliver(t, 4)
 	h.publish(t, c4)
-	if err := h.c.Nack(d4.Tag, false); err != nil {
+	if err := h.c.Nack(d4.Tag, false, ""); err != nil {
 		t.Fatal(err)
 	}
 	h.cons.quiet(t, 3)
@@ -333,7 +335,7 @@ func TestDeferredPublishFailureRequeuesEmbedded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sink.Close()
-	c, err := h.Consume(ctx, "in", []string{"in"}, 5)
+	c, err := h.Consume(ctx, pluginproc.ConsumeSpec{Queue: "in", Bindings: []string{"in"}, Prefetch: 5})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -415,5 +417,82 @@ func TestReceiveEndsWithCloseOrDone(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Receive did not return after Close")
+	}
+}
+
+// A deferred publish that cannot be sent at all (the bus refused it
+// before sending) is recorded by the same tracker as a broker's nack: the
+// deliveries the worker had are requeued, not acked; a later one is acked.
+func TestDeferredPublishSendFailureRequeues(t *testing.T) {
+	h := newFakeHost(t)
+	d1 := h.deliver(t, 1)
+	// No confirmation given: publishAsync fails before sending.
+	if err := h.Publish(context.Background(), "out", []byte("x"), nil, true); err == nil {
+		t.Fatal("the publish that could not be sent succeeded")
+	}
+	if err := h.c.Ack(d1.Tag); err != nil {
+		t.Fatal(err)
+	}
+	d2 := h.deliver(t, 2)
+	c2 := newFakeConf()
+	h.publish(t, c2)
+	if err := h.c.Ack(d2.Tag); err != nil {
+		t.Fatal(err)
+	}
+	c2.resolve(nil)
+	if got, want := h.cons.waitList(t, 2), []string{"1 requeue", "2 ack"}; !slices.Equal(got, want) {
+		t.Fatalf("settled %v, want %v", got, want)
+	}
+}
+
+// At most MaxDeferred deferred publishes are outstanding: the next one
+// waits until the oldest is confirmed, and confirmed publishes are not
+// kept, acked or not.
+func TestDeferredPublishesBounded(t *testing.T) {
+	h := newFakeHost(t)
+	h.pubs.limit = 3
+	d1 := h.deliver(t, 1)
+	for range 5 {
+		h.publish(t, failedConf(nil)) // confirmed at once
+	}
+	h.pubs.mu.Lock()
+	kept := len(h.pubs.pending)
+	h.pubs.mu.Unlock()
+	if kept != 0 {
+		t.Errorf("%d confirmed publishes kept", kept)
+	}
+	confs := []*fakeConf{newFakeConf(), newFakeConf(), newFakeConf()}
+	for _, c := range confs {
+		h.publish(t, c)
+	}
+	h.confs <- failedConf(nil)
+	published := make(chan error, 1)
+	go func() { published <- h.Publish(context.Background(), "out", []byte("x"), nil, true) }()
+	select {
+	case err := <-published:
+		t.Fatalf("the publish beyond the bound returned at once (%v)", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	confs[1].resolve(nil) // not the oldest: still 3 outstanding
+	select {
+	case err := <-published:
+		t.Fatalf("the publish beyond the bound returned before the oldest was confirmed (%v)", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	confs[0].resolve(nil)
+	select {
+	case err := <-published:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the publish beyond the bound still waits after the oldest was confirmed")
+	}
+	confs[2].resolve(nil)
+	if err := h.c.Ack(d1.Tag); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.cons.waitList(t, 1); got[0] != "1 ack" {
+		t.Fatalf("settled %v", got)
 	}
 }

@@ -41,7 +41,7 @@ func TestDeferredPublishNackedRequeuesAMQP(t *testing.T) {
 	bus := broker.NewAMQPBus(dial(t, broker.Options{URL: url}), broker.AMQPBusOptions{})
 	defer bus.Close()
 	h := broker.NewHostBridge(bus, testLogger(t))
-	c, err := h.Consume(ctx, in, []string{in}, 10)
+	c, err := h.Consume(ctx, pluginproc.ConsumeSpec{Queue: in, Bindings: []string{in}, Prefetch: 10})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -83,6 +83,13 @@ var (
 //     it as such: a consumer may see a message twice.
 //   - Fairness: consumers of one queue share its messages round robin
 //     among those below their prefetch.
+//   - A queue declared by Declare or Consume keeps what is routed to it
+//     from then on, with or without consumers (within its bounds, and
+//     until it expires unused, if the bus's policy says so).
+//
+// Failed attempts and dead letters (poison messages) are not the Bus's:
+// the host bridge counts them above it (poison.go), with Publish, Consume,
+// Declare, Ack and Nack, so they behave the same on both buses.
 //
 // A Bus is safe for concurrent use. Its Close ends its consumers; AMQPBus
 // does not own its Conn, so close the Conn after the bus.
@@ -118,6 +125,13 @@ type Bus interface {
 	// declaration only (AMQPBus: including the wait for a connection); the
 	// consumer lives until it is closed.
 	Consume(ctx context.Context, queue string, bindings []string, prefetch int) (Consumer, error)
+	// Declare declares queue (durable) and binds it with each key of
+	// bindings (none given: with its own name), as Consume does, without
+	// consuming it: from then on the queue keeps the messages routed to
+	// it (the host's dead-letter queues). Declaring again, as consuming,
+	// starts the queue's expiry over. ctx bounds it as it does Consume's
+	// declaration.
+	Declare(ctx context.Context, queue string, bindings []string) error
 	// Close ends every consumer of the bus, as their Close would, with
 	// Err ErrClosed, and makes Publish and Consume fail with ErrClosed.
 	// Publishes in flight return ErrClosed. Idempotent.

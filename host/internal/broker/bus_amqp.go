@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -34,8 +33,10 @@ type AMQPBusOptions struct {
 //
 // # Publishing
 //
-// Publish sends the message on the bus's publishing channel, in confirm
-// mode, and returns once the broker confirmed it: for a persistent message
+// Publish sends the message through the Conn's one publishing pipeline,
+// on its confirm-mode channel (shared with the host's other publishers,
+// the bus's exchange declared on it), and returns once the broker
+// confirmed it: for a persistent message
 // routed to a durable queue, once the broker has written it to disk.
 // Publishes do not wait for each other: any number of callers may have
 // messages in flight on the channel at once, and the broker confirms them
@@ -56,7 +57,8 @@ type AMQPBusOptions struct {
 //
 // # Consuming
 //
-// Each consumer has a channel of its own, with basic.qos prefetch, manual
+// Each consumer is the Conn's resumable consumer (consume.go) and has a
+// channel of its own, with basic.qos prefetch, manual
 // acks, and the queue, exchange and bindings declared on it. When the
 // connection is lost, the consumer resumes on the next one: it declares
 // again and consumes on a new channel, delivering on the same Deliveries
@@ -80,15 +82,14 @@ type AMQPBus struct {
 
 	mu        sync.Mutex
 	closed    bool
-	pub       *busPub // the publishing channel; reopened when closed or on a new session
 	consumers map[*amqpConsumer]struct{}
 }
 
 var _ Bus = (*AMQPBus)(nil)
 
 // NewAMQPBus returns a bus on conn. It declares nothing until it is used:
-// the exchange is declared on each new publishing channel and with each
-// consumer's queue.
+// the exchange is declared on the Conn's publishing channel before the
+// next publish (and on each new one) and with each consumer's queue.
 func NewAMQPBus(conn *Conn, o AMQPBusOptions) *AMQPBus {
 	if o.Exchange == "" {
 		o.Exchange = DefaultExchange
@@ -109,15 +110,8 @@ func NewAMQPBus(conn *Conn, o AMQPBusOptions) *AMQPBus {
 		consumers: map[*amqpConsumer]struct{}{},
 	}
 	b.ctx, b.cancelCtx = context.WithCancel(context.Background())
+	conn.declareForPublishing(o.Exchange)
 	return b
-}
-
-// busPub is the bus's confirm-mode publishing channel on one session.
-type busPub struct {
-	s      *session
-	ch     *amqp.Channel
-	closed chan struct{} // closed once the channel is closed; err is then set
-	err    *amqp.Error   // nil for a graceful close
 }
 
 // declareExchange declares the bus's exchange: direct, durable.
@@ -128,90 +122,7 @@ func (b *AMQPBus) declareExchange(ch *amqp.Channel) error {
 	return nil
 }
 
-// session returns the Conn's current session, waiting for one until ctx
-// ends or the bus or the Conn is closed.
-func (b *AMQPBus) session(ctx context.Context) (*session, error) {
-	c := b.conn
-	for {
-		c.mu.Lock()
-		s, ready, closed := c.cur, c.ready, c.closed
-		c.mu.Unlock()
-		switch {
-		case closed || b.isClosed():
-			return nil, ErrClosed
-		case s != nil:
-			return s, nil
-		}
-		select {
-		case <-ready:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-c.done:
-			return nil, ErrClosed
-		case <-b.done:
-			return nil, ErrClosed
-		}
-	}
-}
-
-func (b *AMQPBus) isClosed() bool {
-	select {
-	case <-b.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// awaitLoss waits until the Conn has retired the lost session s.
-func (b *AMQPBus) awaitLoss(ctx context.Context, s *session) error {
-	select {
-	case <-s.lost:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-b.conn.done:
-		return ErrClosed
-	case <-b.done:
-		return ErrClosed
-	}
-}
-
-// publisher returns the bus's publishing channel on session s, opening it
-// (confirm mode, exchange declared) if there is none on s or it was closed
-// by a channel error.
-func (b *AMQPBus) publisher(s *session) (*busPub, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
-		return nil, ErrClosed
-	}
-	if p := b.pub; p != nil && p.s == s && !p.ch.IsClosed() {
-		return p, nil
-	}
-	ch, err := s.conn.Channel()
-	if err != nil {
-		return nil, fmt.Errorf("opening the bus's publishing channel: %w", err)
-	}
-	if err := ch.Confirm(false); err != nil {
-		_ = ch.Close()
-		return nil, fmt.Errorf("putting the bus's publishing channel in confirm mode: %w", err)
-	}
-	if err := b.declareExchange(ch); err != nil {
-		_ = ch.Close()
-		return nil, err
-	}
-	p := &busPub{s: s, ch: ch, closed: make(chan struct{})}
-	notify := ch.NotifyClose(make(chan *amqp.Error, 1))
-	// The library closes notify when the channel closes, before it fails
-	// the pending confirmations, so this goroutine ends with the channel.
-	go func() {
-		p.err = <-notify
-		close(p.closed)
-	}()
-	b.pub = p
-	return p, nil
-}
+func (b *AMQPBus) isClosed() bool { return isClosedChan(b.done) }
 
 // Publish implements Bus; see the type's documentation. Besides ErrClosed
 // and ctx's error it returns ErrNacked if the broker refused the message,
@@ -228,70 +139,15 @@ func (b *AMQPBus) Publish(ctx context.Context, routingKey string, body []byte, h
 
 // PublishAsync implements Bus: it returns once the message is written to
 // the connection, before the broker confirmed it. While disconnected it
-// waits for the next connection until ctx ends.
+// waits for the next connection until ctx ends. It goes through the Conn's
+// one publishing pipeline (Conn.Publish's), on the Conn's confirm-mode
+// channel, where the bus's exchange is declared.
 func (b *AMQPBus) PublishAsync(ctx context.Context, routingKey string, body []byte, headers map[string]string) (*Confirmation, error) {
 	if err := checkRoutingKey(routingKey); err != nil {
 		return nil, err
 	}
 	msg := amqp.Publishing{Headers: toTable(headers), DeliveryMode: b.mode, Body: body}
-	for {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		s, err := b.session(ctx)
-		if err != nil {
-			return nil, err
-		}
-		p, err := b.publisher(s)
-		if err != nil {
-			if !s.conn.IsClosed() {
-				return nil, err
-			}
-			if err := b.awaitLoss(ctx, s); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		dc, err := p.ch.PublishWithDeferredConfirm(b.exchange, routingKey, false, false, msg)
-		if err != nil {
-			if !p.ch.IsClosed() {
-				return nil, fmt.Errorf("publishing to %q: %w", routingKey, err)
-			}
-			// Closed before the message was sent: it is safe to send it
-			// again on the next channel or connection.
-			if b.isClosed() {
-				return nil, ErrClosed
-			}
-			if s.conn.IsClosed() {
-				if err := b.awaitLoss(ctx, s); err != nil {
-					return nil, err
-				}
-			}
-			continue
-		}
-		return &Confirmation{done: dc.Done(), closed: b.done, resolve: func() error { return b.outcome(dc, p, s, routingKey) }}, nil
-	}
-}
-
-// outcome is the outcome of a publication whose confirmation dc is done.
-func (b *AMQPBus) outcome(dc *amqp.DeferredConfirmation, p *busPub, s *session, key string) error {
-	if dc.Acked() {
-		return nil
-	}
-	if !p.ch.IsClosed() {
-		return ErrNacked
-	}
-	// The pending confirmation was failed by the channel's closing.
-	<-p.closed
-	switch {
-	case b.isClosed():
-		return ErrClosed
-	case s.conn.IsClosed():
-		return ErrDisconnected
-	case p.err != nil:
-		return fmt.Errorf("publishing to %q: %w", key, p.err)
-	}
-	return ErrDisconnected
+	return b.conn.publishAsync(ctx, b.exchange, routingKey, msg, true, b.done)
 }
 
 // Consume implements Bus. It waits for a connection until ctx ends, and
@@ -312,6 +168,8 @@ func (b *AMQPBus) Consume(ctx context.Context, queue string, bindings []string, 
 		done:     make(chan struct{}),
 	}
 	c.ctx, c.cancel = context.WithCancel(b.ctx)
+	c.r = &resumer{c: b.conn, ctx: c.ctx, stop: b.done, queue: queue,
+		declare: c.declare, opened: c.opened, serve: c.forward, ended: c.channelEnded}
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -327,7 +185,7 @@ func (b *AMQPBus) Consume(ctx context.Context, queue string, bindings []string, 
 	context.AfterFunc(c.ctx, stop)
 	var first *consumeChan
 	for {
-		first, err = c.open(octx)
+		first, err = c.r.open(octx)
 		if err == nil {
 			break
 		}
@@ -340,12 +198,12 @@ func (b *AMQPBus) Consume(ctx context.Context, queue string, bindings []string, 
 		}
 		return nil, err
 	}
-	go c.run(first)
+	go func() { c.end(c.r.run(first)) }()
 	return c, nil
 }
 
-// Close implements Bus. It closes the bus's consumers and publishing
-// channel, not the Conn.
+// Close implements Bus. It closes the bus's consumers, not the Conn (nor
+// its publishing channel, which the host's other publishers share).
 func (b *AMQPBus) Close() error {
 	b.mu.Lock()
 	if b.closed {
@@ -358,16 +216,11 @@ func (b *AMQPBus) Close() error {
 	for c := range b.consumers {
 		consumers = append(consumers, c)
 	}
-	pub := b.pub
-	b.pub = nil
 	b.mu.Unlock()
 	for _, c := range consumers {
 		c.closeWith(ErrClosed)
 	}
 	b.cancelCtx()
-	if pub != nil {
-		_ = pub.ch.Close()
-	}
 	return nil
 }
 
@@ -386,6 +239,7 @@ type amqpConsumer struct {
 	queue    string
 	bindings []string
 	prefetch int
+	r        *resumer // consumes across channels and connections
 	out      chan Delivery
 	ctx      context.Context // canceled by Close
 	cancel   context.CancelFunc
@@ -400,130 +254,78 @@ type amqpConsumer struct {
 	err     error // why it ended; see Err
 }
 
-// consumeChan is one channel of a consumer.
-type consumeChan struct {
-	s          *session
-	ch         *amqp.Channel
-	gen        uint64
-	deliveries <-chan amqp.Delivery
-}
-
-// open declares the topology and consumes on a new channel of the current
-// session. It returns errLost, after the session was retired, if the
-// connection was lost meanwhile.
-func (c *amqpConsumer) open(ctx context.Context) (*consumeChan, error) {
-	s, err := c.b.session(ctx)
-	if err != nil {
-		return nil, err
-	}
-	lost := func(err error) error {
-		if !s.conn.IsClosed() {
-			return err
-		}
-		if err := c.b.awaitLoss(ctx, s); err != nil {
-			return err
-		}
-		return errLost
-	}
-	ch, err := s.conn.Channel()
-	if err != nil {
-		return nil, lost(fmt.Errorf("opening a channel: %w", err))
-	}
-	deliveries, err := c.declare(ch)
-	if err != nil {
-		_ = ch.Close()
-		return nil, lost(err)
-	}
+// opened takes a new channel of the consumer, with the next generation;
+// ErrConsumerClosed once it is closing.
+func (c *amqpConsumer) opened(cc *consumeChan) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing {
-		_ = ch.Close()
-		return nil, ErrConsumerClosed
+		return ErrConsumerClosed
 	}
 	c.gen++
-	c.ch = ch
+	cc.gen = c.gen
+	c.ch = cc.ch
 	c.unacked = map[uint64]struct{}{}
-	return &consumeChan{s: s, ch: ch, gen: c.gen, deliveries: deliveries}, nil
+	return nil
+}
+
+// channelEnded forgets the consumer's channel, which has ended: the
+// deliveries of it still buffered come again.
+func (c *amqpConsumer) channelEnded(*consumeChan) {
+	c.mu.Lock()
+	c.ch, c.unacked = nil, nil
+	c.mu.Unlock()
+	drain(c.out)
+}
+
+// declareQueue declares the exchange and queue, durable, and binds the
+// queue with each of bindings.
+func (b *AMQPBus) declareQueue(ch *amqp.Channel, queue string, bindings []string) error {
+	if err := b.declareExchange(ch); err != nil {
+		return err
+	}
+	if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
+		return fmt.Errorf("declaring queue %q: %w", queue, err)
+	}
+	for _, k := range bindings {
+		if err := ch.QueueBind(queue, k, b.exchange, false, nil); err != nil {
+			return fmt.Errorf("binding queue %q with %q: %w", queue, k, err)
+		}
+	}
+	return nil
+}
+
+// Declare implements Bus. It waits for a connection until ctx ends, and
+// returns the broker's error if a declaration fails.
+func (b *AMQPBus) Declare(ctx context.Context, queue string, bindings []string) error {
+	bindings, _, err := checkConsume(queue, bindings, 1)
+	if err != nil {
+		return err
+	}
+	for {
+		s, err := b.conn.sessionUntil(ctx, true, b.done)
+		if err != nil {
+			return err
+		}
+		ch, err := s.conn.Channel()
+		if err == nil {
+			err = b.declareQueue(ch, queue, bindings)
+			_ = ch.Close()
+		}
+		if err == nil || !s.conn.IsClosed() {
+			return err
+		}
+		if err := b.conn.awaitLoss(ctx, s, true, b.done); err != nil {
+			return err
+		}
+	}
 }
 
 func (c *amqpConsumer) declare(ch *amqp.Channel) (<-chan amqp.Delivery, error) {
-	if err := c.b.declareExchange(ch); err != nil {
+	if err := c.b.declareQueue(ch, c.queue, c.bindings); err != nil {
 		return nil, err
 	}
-	if _, err := ch.QueueDeclare(c.queue, true, false, false, false, nil); err != nil {
-		return nil, fmt.Errorf("declaring queue %q: %w", c.queue, err)
-	}
-	for _, k := range c.bindings {
-		if err := ch.QueueBind(c.queue, k, c.b.exchange, false, nil); err != nil {
-			return nil, fmt.Errorf("binding queue %q with %q: %w", c.queue, k, err)
-		}
-	}
-	if err := ch.Qos(c.prefetch, 0, false); err != nil {
-		return nil, fmt.Errorf("setting prefetch: %w", err)
-	}
-	d, err := ch.Consume(c.queue, "", false, false, false, false, nil)
-	if err != nil {
-		return nil, fmt.Errorf("consuming %q: %w", c.queue, err)
-	}
-	return d, nil
-}
-
-// run forwards deliveries, and resumes on a new channel whenever the
-// current one ends, until the consumer is closed or the Conn is.
-func (c *amqpConsumer) run(cc *consumeChan) {
-	failures := 0
-	for {
-		began := time.Now()
-		c.forward(cc)
-		_ = cc.ch.Close() // returns the unacked deliveries to the queue, if the connection is up
-		c.mu.Lock()
-		c.ch, c.unacked = nil, nil
-		c.mu.Unlock()
-		drain(c.out) // deliveries of the old channel, which come again
-		if c.ctx.Err() != nil {
-			c.end(nil)
-			return
-		}
-		wasLost := cc.s.conn.IsClosed()
-		if !wasLost {
-			// The broker canceled the consumer or closed its channel.
-			if time.Since(began) >= stableAfter {
-				failures = 0
-			}
-			failures++
-			c.b.log.Warn("bus consumer ended by the broker; resuming", "queue", c.queue, "attempt", failures)
-			if !c.sleep(c.b.conn.backoff.Delay(failures, nil)) {
-				c.end(nil)
-				return
-			}
-		}
-		for {
-			var err error
-			cc, err = c.open(c.ctx)
-			if err == nil {
-				break
-			}
-			switch {
-			case c.ctx.Err() != nil, errors.Is(err, ErrConsumerClosed):
-				c.end(nil)
-				return
-			case errors.Is(err, ErrClosed):
-				c.end(ErrClosed)
-				return
-			case errors.Is(err, errLost):
-				continue
-			}
-			failures++
-			c.b.log.Warn("cannot resume a bus consumer; retrying", "queue", c.queue, "attempt", failures, "error", err)
-			if !c.sleep(c.b.conn.backoff.Delay(failures, nil)) {
-				c.end(nil)
-				return
-			}
-		}
-		if wasLost {
-			c.b.log.Debug("bus consumer resumed after a reconnection", "queue", c.queue)
-		}
-	}
+	return consumeQueue(ch, c.queue, c.prefetch)
 }
 
 // forward hands cc's deliveries over until its channel ends or the
@@ -555,18 +357,6 @@ func (c *amqpConsumer) forward(cc *consumeChan) {
 		case <-c.ctx.Done():
 			return
 		}
-	}
-}
-
-// sleep waits d; false if the consumer was closed meanwhile.
-func (c *amqpConsumer) sleep(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-c.ctx.Done():
-		return false
 	}
 }
 

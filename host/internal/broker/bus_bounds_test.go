@@ -189,6 +189,7 @@ func runBusBounds(t *testing.T, fixture func(*testing.T, bounds) boundedFixture)
 		{"RequeueDropsHead", testBoundRequeue},
 		{"RejectPublish", testBoundRejectPublish},
 		{"Expires", testBoundExpires},
+		{"DeadLetterQueueExpires", testBoundDeadLetterExpires},
 		{"StalledConsumer", testBoundStalledConsumer},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -384,6 +385,30 @@ func testBoundExpires(t *testing.T, fixture func(bounds) boundedFixture) {
 		if s := f.embedded.Stats(); s.ExpiredQueues < 1 || s.Expired != 1 {
 			t.Fatalf("stats %+v: want gone's message expired", s)
 		}
+	}
+}
+
+// A dead-letter queue that nobody consumes expires like any other; the
+// host declares it again before each dead letter, so that the dead letter
+// is not dropped as unroutable.
+func testBoundDeadLetterExpires(t *testing.T, fixture func(bounds) boundedFixture) {
+	const expires = 1500 * time.Millisecond
+	f := fixture(bounds{expires: expires})
+	in, dlq := f.name("in"), f.name("in.dlq")
+	dead := make(chan string, 1)
+	c := bridgeConsume(t, broker.NewBridges(f.bus), broker.BridgeOptions{OnDeadLetter: func(q string) { dead <- q }}, in, dlq, 1)
+	sdktest.Eventually(t, 10*expires+wait, func() bool { return !f.exists(t, dlq) }, "the dead-letter queue %s did not expire", dlq)
+	publish(t, f.bus, in, "poison", nil)
+	fail(t, c, "poison", 0)
+	// Dead-lettered (asynchronously) before anything declares the queue.
+	select {
+	case <-dead:
+	case <-time.After(wait):
+		t.Fatal("not dead-lettered")
+	}
+	dl := consume(t, f.bus, dlq, nil, 1)
+	if d := expect(t, dl, "poison"); d.Headers[broker.HeaderFailures] != "1" {
+		t.Fatalf("dead letter headers %v", d.Headers)
 	}
 }
 

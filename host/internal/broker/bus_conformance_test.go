@@ -64,12 +64,25 @@ func TestAMQPBusConformance(t *testing.T) {
 	runBusConformance(t, amqpFixture)
 }
 
+// busCase is a case run on each bus.
+type busCase struct {
+	name string
+	test func(*testing.T, busFixture)
+}
+
+// runBusCases runs each case on a fresh fixture.
+func runBusCases(t *testing.T, fixture func(*testing.T) busFixture, cases []busCase) {
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			checkNoLeaks(t)
+			tc.test(t, fixture(t))
+		})
+	}
+}
+
 // runBusConformance checks the guarantees documented on broker.Bus.
 func runBusConformance(t *testing.T, fixture func(*testing.T) busFixture) {
-	for _, tc := range []struct {
-		name string
-		test func(*testing.T, busFixture)
-	}{
+	runBusCases(t, fixture, []busCase{
 		{"PublishOrder", testBusOrder},
 		{"PublishAsync", testBusPublishAsync},
 		{"QueueKeepsMessagesWithoutConsumer", testBusDurableQueue},
@@ -84,12 +97,7 @@ func runBusConformance(t *testing.T, fixture func(*testing.T) busFixture) {
 		{"ConcurrentPublishers", testBusConcurrentPublishers},
 		{"Close", testBusClose},
 		{"InvalidArguments", testBusInvalid},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			checkNoLeaks(t)
-			tc.test(t, fixture(t))
-		})
-	}
+	})
 }
 
 // consume starts a consumer and closes it at cleanup.

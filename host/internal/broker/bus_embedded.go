@@ -401,6 +401,50 @@ func (b *EmbeddedBus) Consume(ctx context.Context, queue string, bindings []stri
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	q, err := b.declare(queue, bindings)
+	if err != nil {
+		return nil, err
+	}
+	c := &embConsumer{
+		q:        q,
+		prefetch: prefetch,
+		out:      make(chan Delivery, prefetch),
+		unacked:  map[uint64]embMsg{},
+	}
+	q.mu.Lock()
+	q.used()
+	q.consumers = append(q.consumers, c)
+	q.dispatch()
+	q.mu.Unlock()
+	return c, nil
+}
+
+// Declare implements Bus. Declaring a queue that has no consumer starts
+// its expiry over, as RabbitMQ's queue.declare does.
+func (b *EmbeddedBus) Declare(ctx context.Context, queue string, bindings []string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	bindings, _, err := checkConsume(queue, bindings, 1)
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	q, err := b.declare(queue, bindings)
+	if err != nil {
+		return err
+	}
+	q.mu.Lock()
+	if len(q.consumers) == 0 {
+		q.unused()
+	}
+	q.mu.Unlock()
+	return nil
+}
+
+// declare makes queue if it does not exist and binds it; b.mu is held.
+func (b *EmbeddedBus) declare(queue string, bindings []string) (*embQueue, error) {
 	if b.closed {
 		return nil, ErrClosed
 	}
@@ -415,18 +459,7 @@ func (b *EmbeddedBus) Consume(ctx context.Context, queue string, bindings []stri
 			q.bindings = append(q.bindings, k)
 		}
 	}
-	c := &embConsumer{
-		q:        q,
-		prefetch: prefetch,
-		out:      make(chan Delivery, prefetch),
-		unacked:  map[uint64]embMsg{},
-	}
-	q.mu.Lock()
-	q.used()
-	q.consumers = append(q.consumers, c)
-	q.dispatch()
-	q.mu.Unlock()
-	return c, nil
+	return q, nil
 }
 
 // used stops the queue's expiry. q.mu is held.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -80,6 +81,8 @@ type Conn struct {
 	log       hclog.Logger
 	dialCtx   context.Context // canceled by Close, so that a dial in progress ends
 	stopDials context.CancelFunc
+
+	exchanges atomic.Pointer[[]string] // declared on each publishing channel (declareForPublishing; written under mu)
 
 	mu     sync.Mutex
 	cur    *session      // nil while disconnected
@@ -185,6 +188,12 @@ func (c *Conn) Close() error {
 // session returns the current session. While disconnected it waits for the
 // next one if wait is set, else it returns ErrDisconnected.
 func (c *Conn) session(ctx context.Context, wait bool) (*session, error) {
+	return c.sessionUntil(ctx, wait, nil)
+}
+
+// sessionUntil is session that also gives up, with ErrClosed, once stop
+// (a user's close; nil for none) is closed.
+func (c *Conn) sessionUntil(ctx context.Context, wait bool, stop <-chan struct{}) (*session, error) {
 	for {
 		c.mu.Lock()
 		s, ready, closed := c.cur, c.ready, c.closed
@@ -202,6 +211,8 @@ func (c *Conn) session(ctx context.Context, wait bool) (*session, error) {
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-c.done:
+			return nil, ErrClosed
+		case <-stop:
 			return nil, ErrClosed
 		}
 	}
@@ -286,7 +297,7 @@ func (c *Conn) connect() (*session, error) {
 			return nil, fmt.Errorf("setting up the topology: %w", err)
 		}
 	}
-	if _, err := s.publisher(); err != nil {
+	if _, err := c.publisher(c.dialCtx, s); err != nil {
 		_ = conn.Close()
 		return nil, err
 	}

@@ -3,9 +3,14 @@ package broker
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
+
+// The one publishing pipeline of the host: every publish (the control
+// channel's replies and events, Vumi metrics and heartbeats, the workers'
+// bus) goes through publishAsync, on the session's confirm-mode channel.
 
 // Publish publishes msg to exchange with routing key key on a confirm-mode
 // channel and returns once the broker confirmed it. It returns ErrNacked if
@@ -27,65 +32,115 @@ func (c *Conn) TryPublish(ctx context.Context, exchange, key string, msg amqp.Pu
 }
 
 func (c *Conn) publish(ctx context.Context, exchange, key string, msg amqp.Publishing, wait bool) error {
+	conf, err := c.publishAsync(ctx, exchange, key, msg, wait, nil)
+	if err != nil {
+		return err
+	}
+	return conf.Wait(ctx)
+}
+
+// declareForPublishing has exchange (direct, durable) declared on the
+// publishing channel before the next publish, and on every new one.
+func (c *Conn) declareForPublishing(exchange string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.pubExchanges()
+	if !slices.Contains(old, exchange) {
+		ex := append(slices.Clip(old), exchange)
+		c.exchanges.Store(&ex)
+	}
+}
+
+// pubExchanges returns the exchanges to declare on the publishing channel
+// (without a lock: it is read at every publish).
+func (c *Conn) pubExchanges() []string {
+	if p := c.exchanges.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// publishAsync sends msg on the session's confirm-mode channel and returns
+// once it is written, with its Confirmation. While disconnected it waits
+// for the next connection if wait is set (until ctx ends or stop is
+// closed), else it returns ErrDisconnected. A message whose channel was
+// closed before it was sent is sent again on the next channel or
+// connection. stop, if not nil, is a user's close (the bus's): it fails
+// the waits with ErrClosed.
+func (c *Conn) publishAsync(ctx context.Context, exchange, key string, msg amqp.Publishing, wait bool, stop <-chan struct{}) (*Confirmation, error) {
+	closed := func() bool { return c.isClosed() || isClosedChan(stop) }
 	for {
-		s, err := c.session(ctx, wait)
-		if err != nil {
-			return err
+		if err := ctx.Err(); err != nil {
+			return nil, err
 		}
-		p, err := s.publisher()
+		if closed() {
+			return nil, ErrClosed
+		}
+		s, err := c.sessionUntil(ctx, wait, stop)
+		if err != nil {
+			return nil, err
+		}
+		p, err := c.publisher(ctx, s)
 		if err != nil {
 			if !s.conn.IsClosed() {
-				return err
+				return nil, err
 			}
-			if err := c.awaitLoss(ctx, s, wait); err != nil {
-				return err
+			if err := c.awaitLoss(ctx, s, wait, stop); err != nil {
+				return nil, err
 			}
 			continue
 		}
-		dc, err := p.ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, false, false, msg)
+		dc, err := p.ch.PublishWithDeferredConfirm(exchange, key, false, false, msg)
 		if err != nil {
-			if ctxErr := ctx.Err(); ctxErr != nil {
-				return ctxErr
-			}
 			if !p.ch.IsClosed() {
-				return fmt.Errorf("publishing: %w", err)
+				return nil, fmt.Errorf("publishing to exchange %q with key %q: %w", exchange, key, err)
 			}
-			// The channel was closed before the message was sent, so it
-			// is safe to send it again on the next channel or connection.
+			// Closed before the message was sent: it is safe to send it
+			// again on the next channel or connection.
 			if s.conn.IsClosed() {
-				if err := c.awaitLoss(ctx, s, wait); err != nil {
-					return err
+				if err := c.awaitLoss(ctx, s, wait, stop); err != nil {
+					return nil, err
 				}
 			}
 			continue
 		}
-		select {
-		case <-dc.Done():
-		case <-ctx.Done():
-			return ctx.Err()
+		// A Wait ends with ErrClosed when the user closes (the Conn's
+		// Close fails the confirmation itself).
+		done := stop
+		if done == nil {
+			done = c.done
 		}
-		if dc.Acked() {
-			return nil
-		}
-		if !p.ch.IsClosed() {
-			return ErrNacked
-		}
-		// The pending confirmation was failed by the channel's closing.
-		<-p.closed
-		if s.conn.IsClosed() {
-			return ErrDisconnected
-		}
-		if p.err != nil {
-			return fmt.Errorf("publishing to exchange %q: %w", exchange, p.err)
-		}
-		return ErrDisconnected
+		return &Confirmation{done: dc.Done(), closed: done, resolve: func() error {
+			return c.outcome(dc, p, s, exchange, key, closed)
+		}}, nil
 	}
+}
+
+// outcome is the outcome of a publication whose confirmation dc is done.
+func (c *Conn) outcome(dc *amqp.DeferredConfirmation, p *confirmChannel, s *session, exchange, key string, closed func() bool) error {
+	if dc.Acked() {
+		return nil
+	}
+	if !p.ch.IsClosed() {
+		return ErrNacked
+	}
+	// The pending confirmation was failed by the channel's closing.
+	<-p.closed
+	switch {
+	case closed():
+		return ErrClosed
+	case s.conn.IsClosed():
+		return ErrDisconnected
+	case p.err != nil:
+		return fmt.Errorf("publishing to exchange %q with key %q: %w", exchange, key, p.err)
+	}
+	return ErrDisconnected
 }
 
 // awaitLoss waits until the manager has retired the lost session s, so
 // that the next call to session does not return s again. Without wait it
 // returns ErrDisconnected at once.
-func (c *Conn) awaitLoss(ctx context.Context, s *session, wait bool) error {
+func (c *Conn) awaitLoss(ctx context.Context, s *session, wait bool, stop <-chan struct{}) error {
 	if !wait {
 		return ErrDisconnected
 	}
@@ -96,5 +151,19 @@ func (c *Conn) awaitLoss(ctx context.Context, s *session, wait bool) error {
 		return ctx.Err()
 	case <-c.done:
 		return ErrClosed
+	case <-stop:
+		return ErrClosed
+	}
+}
+
+func isClosedChan(ch <-chan struct{}) bool {
+	if ch == nil {
+		return false
+	}
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }

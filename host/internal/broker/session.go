@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"time"
@@ -16,27 +17,85 @@ type session struct {
 	notify chan *amqp.Error // the connection's NotifyClose
 	lost   chan struct{}    // closed by the manager once the session is retired
 
-	mu  sync.Mutex
-	pub *pubChannel // the confirm-mode channel for publishing; reopened when closed
+	mu      sync.Mutex
+	pub     *confirmChannel // the confirm-mode channel for publishing; reopened when closed
+	opening chan struct{}   // while one caller opens or declares on pub; closed when it is done
 }
 
-// pubChannel is a confirm-mode channel and why it was closed.
-type pubChannel struct {
-	ch     *amqp.Channel
-	closed chan struct{} // closed once the channel is closed; err is then set
-	err    *amqp.Error   // nil for a graceful close
+// confirmChannel is the session's confirm-mode channel, the one every
+// publish of the host goes through (the control channel's replies,
+// events, monitoring and the workers' bus), and why it was closed.
+type confirmChannel struct {
+	ch       *amqp.Channel
+	closed   chan struct{} // closed once the channel is closed; err is then set
+	err      *amqp.Error   // nil for a graceful close
+	declared int           // how many of the Conn's publishing exchanges are declared on it
 }
 
-// publisher returns the session's confirm-mode channel, opening a new one if
-// the last one was closed by a channel error (such as a publish to an
-// exchange that does not exist) while the connection stayed up.
-func (s *session) publisher() (*pubChannel, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.pub != nil && !s.pub.ch.IsClosed() {
-		return s.pub, nil
+// publisher returns the session's confirm-mode channel with the Conn's
+// publishing exchanges declared on it, opening a new one if there is none
+// or the last one was closed by a channel error (such as a publish to an
+// exchange that does not exist) while the connection stayed up. It is
+// single-flight: one caller opens and declares, with no mutex held across
+// the network, and concurrent callers wait for it until ctx ends.
+func (c *Conn) publisher(ctx context.Context, s *session) (*confirmChannel, error) {
+	for {
+		exchanges := c.pubExchanges()
+		s.mu.Lock()
+		p := s.pub
+		if p != nil && !p.ch.IsClosed() && p.declared == len(exchanges) {
+			s.mu.Unlock()
+			return p, nil
+		}
+		if wait := s.opening; wait != nil {
+			s.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		opening := make(chan struct{})
+		s.opening = opening
+		declared := 0
+		if p != nil && !p.ch.IsClosed() {
+			declared = p.declared
+		} else {
+			p = nil
+		}
+		s.mu.Unlock()
+
+		var err error
+		if p == nil {
+			p, err = openConfirm(s.conn)
+		}
+		if err == nil {
+			for _, ex := range exchanges[declared:] {
+				if err = p.ch.ExchangeDeclare(ex, amqp.ExchangeDirect, true, false, false, false, nil); err != nil {
+					err = fmt.Errorf("declaring exchange %q: %w", ex, err)
+					break
+				}
+			}
+		}
+		s.mu.Lock()
+		s.opening = nil
+		if err == nil {
+			p.declared = len(exchanges)
+			s.pub = p
+		}
+		s.mu.Unlock()
+		close(opening)
+		if err != nil {
+			return nil, err
+		}
+		return p, nil
 	}
-	ch, err := s.conn.Channel()
+}
+
+// openConfirm opens a channel in confirm mode on conn.
+func openConfirm(conn *amqp.Connection) (*confirmChannel, error) {
+	ch, err := conn.Channel()
 	if err != nil {
 		return nil, fmt.Errorf("opening the publishing channel: %w", err)
 	}
@@ -44,7 +103,7 @@ func (s *session) publisher() (*pubChannel, error) {
 		_ = ch.Close()
 		return nil, fmt.Errorf("putting the publishing channel in confirm mode: %w", err)
 	}
-	p := &pubChannel{ch: ch, closed: make(chan struct{})}
+	p := &confirmChannel{ch: ch, closed: make(chan struct{})}
 	notify := ch.NotifyClose(make(chan *amqp.Error, 1))
 	// The library closes notify when the channel closes, before it fails
 	// the pending confirmations, so this goroutine ends with the channel.
@@ -52,7 +111,6 @@ func (s *session) publisher() (*pubChannel, error) {
 		p.err = <-notify
 		close(p.closed)
 	}()
-	s.pub = p
 	return p, nil
 }
 

@@ -8,8 +8,10 @@ import (
 // The message bus of the workers (DESIGN §7): RabbitMQ's "vumi" exchange
 // when an amqp block is configured, the embedded in-process bus otherwise.
 // Workers reach it through the Host service, never with a connection of
-// their own: each worker process gets a broker.NewHostBridge on it
-// (launch), which defers its publishes and delays its acks. The embedded
+// their own: each worker process gets a bridge of broker.Bridges on it
+// (launch), which defers its publishes, delays its acks, holds the process
+// back when too many publishes are outstanding, and dead-letters poison
+// messages (counted in the worker's metric dead_lettered). The embedded
 // bus's queues are bounded and expire as the host block's bus block says
 // (RabbitMQ's, by the operator's policies); /metrics reports what the
 // bounds dropped (busStats).
@@ -30,6 +32,7 @@ func (d *Daemon) openBus() {
 	}
 	d.busMu.Lock()
 	d.bus = bus
+	d.bridges = broker.NewBridges(bus)
 	d.busMu.Unlock()
 }
 
@@ -38,6 +41,13 @@ func (d *Daemon) currentBus() broker.Bus {
 	d.busMu.Lock()
 	defer d.busMu.Unlock()
 	return d.bus
+}
+
+// currentBridges returns the bridges on the bus, nil before Run made it.
+func (d *Daemon) currentBridges() *broker.Bridges {
+	d.busMu.Lock()
+	defer d.busMu.Unlock()
+	return d.bridges
 }
 
 // closeBus ends every consumer of the bus; their unacked messages go back

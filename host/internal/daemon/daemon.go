@@ -122,6 +122,7 @@ type Daemon struct {
 	// bus carries the workers' messages (bus.go); set by Run.
 	busMu         sync.Mutex
 	bus           broker.Bus
+	bridges       *broker.Bridges // the worker processes' bridges on bus
 	workerMetrics *monitor.Registry
 
 	// cl is the host's side of its cluster (cluster.go); nil without a

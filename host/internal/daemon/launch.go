@@ -14,6 +14,7 @@ import (
 	"github.com/dynworkers/dynworkers/host/internal/pluginproc"
 	"github.com/dynworkers/dynworkers/host/internal/scrub"
 	"github.com/dynworkers/dynworkers/host/internal/supervise"
+	"github.com/dynworkers/dynworkers/internal/wire"
 )
 
 // launch starts one incarnation of a worker in a fresh plugin process,
@@ -53,10 +54,15 @@ func (d *Daemon) launch(ctx context.Context, w *config.Worker, children pluginpr
 		Env:            d.cfg.Host.PluginEnvList(),
 		Spares:         d.spares,
 		ChildHost:      children,
-		MetricSink:     d.workerMetrics.Sink(monitor.WorkerPrefix(d.cfg.SystemID, d.cfg.Host.Name, w.Name)),
 	}
-	if bus := d.currentBus(); bus != nil {
-		opts.BusHost = broker.NewHostBridge(bus, scrub.Logger(logger.With("worker", w.Name), scrubber))
+	sink := d.workerMetrics.Sink(monitor.WorkerPrefix(d.cfg.SystemID, d.cfg.Host.Name, w.Name))
+	opts.MetricSink = sink
+	if bridges := d.currentBridges(); bridges != nil {
+		opts.BusHost = bridges.Process(broker.BridgeOptions{
+			Logger: scrub.Logger(logger.With("worker", w.Name), scrubber),
+			// Counted as the worker's own metric: dynworkers_worker_metric_total{metric="dead_lettered"}.
+			OnDeadLetter: func(string) { _ = sink.Metric(DeadLetteredMetric, 1, []string{wire.AggSum}) },
+		})
 	}
 	p, err := pluginproc.Start(ctx, opts)
 	if err != nil {
@@ -67,6 +73,12 @@ func (d *Daemon) launch(ctx context.Context, w *config.Worker, children pluginpr
 	}
 	return p, nil
 }
+
+// DeadLetteredMetric is the worker metric (sum) the host adds 1 to for
+// each message of the worker's consumers it dead-lettered: in Prometheus
+// dynworkers_worker_metric_total{metric="dead_lettered"}, in Vumi's
+// metrics <prefix>.dead_lettered.sum.
+const DeadLetteredMetric = "dead_lettered"
 
 // pluginLogLimit is the plugin log limit of the host's configuration,
 // where 0 means unlimited.

@@ -35,21 +35,50 @@ type BusHost interface {
 	// process ends.
 	//
 	// deferred is set for a publish the worker makes while handling a
-	// delivery (PublishRequest.deferred): then Publish may return once the
-	// message is sent, before its confirmation, provided the Consumers of
-	// the same process ack no delivery on the bus before the deferred
-	// publishes made while the worker had it are confirmed (and requeue it
-	// instead when one of them failed). The daemon does so.
+	// delivery (PublishRequest.deferred, or the Outbox stream): then
+	// Publish may return once the message is sent, before its
+	// confirmation, provided the Consumers of the same process ack no
+	// delivery on the bus before the deferred publishes made while the
+	// worker had it are confirmed, and requeue it instead when one of them
+	// failed, whether the broker refused it or it could not be sent (an
+	// error Publish returns). The BusHost keeps that account, not
+	// pluginproc. For a publish of the Outbox stream ctx is the stream's,
+	// without a deadline: a deferred Publish may block while the process
+	// has too many deferred publishes outstanding (backpressure: the
+	// Outbox stream is not read meanwhile, so the worker's sends block),
+	// and bounds its own send.
 	Publish(ctx context.Context, routingKey string, body []byte, headers map[string]string, deferred bool) error
-	// Consume declares queue durable, binds it to the "vumi" exchange with
-	// each of bindings (never empty: [queue] unless the worker chose
-	// others), and returns a Consumer of its messages that has at most
-	// prefetch of them unsettled at a time (1..sdk.MaxPrefetch). The
-	// Consumer runs until it is closed or ctx ends, whichever comes
+	// Consume declares spec.Queue durable, binds it to the "vumi" exchange
+	// with each of spec.Bindings (never empty: [queue] unless the worker
+	// chose others), and returns a Consumer of its messages that has at
+	// most spec.Prefetch of them unsettled at a time (1..sdk.MaxPrefetch).
+	// The Consumer runs until it is closed or ctx ends, whichever comes
 	// first; pluginproc always closes it, at the latest when the process
 	// is gone. Consume itself should return promptly: its setup is bounded
 	// by Options.HostCallTimeout.
-	Consume(ctx context.Context, queue string, bindings []string, prefetch int) (Consumer, error)
+	Consume(ctx context.Context, spec ConsumeSpec) (Consumer, error)
+}
+
+// DefaultMaxRedeliveries is a consumer's max_redeliveries when the worker
+// sends 0: its deliveries are dead-lettered at their fifth failure.
+const DefaultMaxRedeliveries = 5
+
+// ConsumeSpec is what a worker's Consume asks for, checked, with the
+// protocol's defaults filled in.
+type ConsumeSpec struct {
+	Queue    string
+	Bindings []string // never empty
+	Prefetch int      // 1..sdk.MaxPrefetch
+	// MaxRedeliveries is how many failed attempts (a Nack with requeue
+	// and a reason) a delivery may have: at the last one the BusHost
+	// publishes it to DeadLetter instead of requeueing it. Never 0 (the
+	// protocol's 0 is DefaultMaxRedeliveries); negative: never
+	// dead-lettered.
+	MaxRedeliveries int
+	// DeadLetter is the routing key, and queue, of the dead letters:
+	// "<queue>.dlq" unless the worker chose another (checked like a queue
+	// name).
+	DeadLetter string
 }
 
 // Consumer is one consumer of a queue, made by BusHost.Consume for one
@@ -78,8 +107,12 @@ type Consumer interface {
 	// Ack acks the delivery with the given tag.
 	Ack(tag uint64) error
 	// Nack nacks the delivery with the given tag: requeued when requeue is
-	// set, dropped (dead-lettered where configured) otherwise.
-	Nack(tag uint64, requeue bool) error
+	// set, dropped (dead-lettered where configured) otherwise. reason is
+	// the handler's error when the worker's handler failed
+	// (NackRequest.error), empty for a plain return to the queue (a
+	// consumer stopping): a Nack with requeue and a reason is a failed
+	// attempt, which counts towards ConsumeSpec.MaxRedeliveries.
+	Nack(tag uint64, requeue bool, reason string) error
 	// Close ends the consumer; the bus requeues the deliveries that are
 	// not settled. A Consumer that settles later finishes (within a
 	// bound) what Ack and Nack were asked before Close.
@@ -98,6 +131,17 @@ type Receiver interface {
 	Receive(done <-chan struct{}) (Delivery, bool)
 }
 
+// TryReceiver is an optional interface of a Receiver: pluginproc takes
+// the deliveries that are ready with TryReceive to send them to the worker
+// in one stream message with the one Receive returned, when the worker
+// takes batches (ConsumeRequest.max_batch).
+type TryReceiver interface {
+	// TryReceive returns a delivery if one is ready now, without waiting;
+	// false if none is (or the consumer has ended: the next Receive says
+	// so).
+	TryReceive() (Delivery, bool)
+}
+
 // Delivery is one message of a Consumer.
 type Delivery struct {
 	// Tag names the delivery in Ack and Nack; unique within its Consumer
@@ -107,6 +151,9 @@ type Delivery struct {
 	Body        []byte
 	Headers     map[string]string
 	Redelivered bool
+	// Failures is how many failed attempts the BusHost knows of for the
+	// message (Delivery.failures).
+	Failures int
 }
 
 // MetricSink receives the values a worker reports with Env.Metric. The
@@ -178,15 +225,7 @@ type streamConsumer struct {
 
 	mu      sync.Mutex
 	nextTag uint64
-	pending map[uint64]pendingDelivery // by our tag
-}
-
-// pendingDelivery is a delivery sent to the worker and not settled yet.
-type pendingDelivery struct {
-	busTag uint64 // the Consumer's tag
-	// requeue turns its ack into a nack with requeue: a deferred publish
-	// of the outbox failed while the worker had it.
-	requeue bool
+	pending map[uint64]uint64 // our tag → the Consumer's tag, of the deliveries the worker has not settled
 }
 
 // add registers a consumer; false once the process is gone.
@@ -200,32 +239,12 @@ func (b *busState) add(c Consumer, queue string, prefetch int) (*streamConsumer,
 		b.all = map[uint64]*streamConsumer{}
 	}
 	b.nextID++
-	sc := &streamConsumer{id: b.nextID, queue: queue, c: c, credit: make(chan struct{}, prefetch), pending: map[uint64]pendingDelivery{}}
+	sc := &streamConsumer{id: b.nextID, queue: queue, c: c, credit: make(chan struct{}, prefetch), pending: map[uint64]uint64{}}
 	for range prefetch {
 		sc.credit <- struct{}{}
 	}
 	b.all[sc.id] = sc
 	return sc, true
-}
-
-// poison marks every delivery the worker has not settled to be requeued
-// rather than acked: a deferred publish failed, and any of them may have
-// made it.
-func (b *busState) poison() {
-	b.mu.Lock()
-	all := make([]*streamConsumer, 0, len(b.all))
-	for _, sc := range b.all {
-		all = append(all, sc)
-	}
-	b.mu.Unlock()
-	for _, sc := range all {
-		sc.mu.Lock()
-		for tag, pd := range sc.pending {
-			pd.requeue = true
-			sc.pending[tag] = pd
-		}
-		sc.mu.Unlock()
-	}
 }
 
 func (b *busState) get(id uint64) *streamConsumer {
@@ -267,20 +286,20 @@ func (sc *streamConsumer) track(busTag uint64) uint64 {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	sc.nextTag++
-	sc.pending[sc.nextTag] = pendingDelivery{busTag: busTag}
+	sc.pending[sc.nextTag] = busTag
 	return sc.nextTag
 }
 
-// settle forgets a delivery the worker settles and returns it; false if
-// it is not pending.
-func (sc *streamConsumer) settle(tag uint64) (pendingDelivery, bool) {
+// settle forgets a delivery the worker settles and returns its Consumer's
+// tag; false if it is not pending.
+func (sc *streamConsumer) settle(tag uint64) (uint64, bool) {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
-	pd, ok := sc.pending[tag]
+	busTag, ok := sc.pending[tag]
 	if ok {
 		delete(sc.pending, tag)
 	}
-	return pd, ok
+	return busTag, ok
 }
 
 func (h *hostServer) noBus() error {
@@ -329,6 +348,17 @@ func (h *hostServer) Consume(req *proto.ConsumeRequest, stream proto.Host_Consum
 	case prefetch < 0 || prefetch > sdk.MaxPrefetch:
 		return status.Errorf(codes.InvalidArgument, "prefetch %d is not within 1..%d", prefetch, sdk.MaxPrefetch)
 	}
+	spec := ConsumeSpec{Queue: queue, Bindings: bindings, Prefetch: prefetch,
+		MaxRedeliveries: int(req.GetMaxRedeliveries()), DeadLetter: req.GetDeadLetterKey()}
+	if spec.MaxRedeliveries == 0 {
+		spec.MaxRedeliveries = DefaultMaxRedeliveries
+	}
+	if spec.DeadLetter == "" {
+		spec.DeadLetter = queue + ".dlq"
+	}
+	if err := CheckBusName("dead-letter key", spec.DeadLetter); err != nil {
+		return HostStatus(err)
+	}
 	if h.bus == nil {
 		return h.noBus()
 	}
@@ -337,7 +367,7 @@ func (h *hostServer) Consume(req *proto.ConsumeRequest, stream proto.Host_Consum
 	// The Consumer lives as long as the stream (ctx), not the setup's
 	// deadline; one that comes after the deadline is closed.
 	c, err := hostCall(ctx, h, "Consume", func(context.Context) (Consumer, error) {
-		return h.bus.Consume(ctx, queue, bindings, prefetch)
+		return h.bus.Consume(ctx, spec)
 	}, func(c Consumer) { _ = c.Close() })
 	if err != nil {
 		return err
@@ -348,7 +378,10 @@ func (h *hostServer) Consume(req *proto.ConsumeRequest, stream proto.Host_Consum
 		return status.Error(codes.Canceled, "the worker's process has ended")
 	}
 	defer h.consumers.remove(sc)
-	h.logger.Debug("consuming for the worker", "queue", queue, "bindings", bindings, "prefetch", prefetch, "consumer", sc.id)
+	// Deliveries per stream message: as many as the worker takes
+	// (ConsumeRequest.max_batch), within the prefetch.
+	maxBatch := min(max(int(req.GetMaxBatch()), 1), prefetch)
+	h.logger.Debug("consuming for the worker", "queue", queue, "bindings", bindings, "prefetch", prefetch, "max_batch", maxBatch, "consumer", sc.id)
 	if err := stream.Send(&proto.Delivery{ConsumerId: sc.id}); err != nil {
 		return err
 	}
@@ -376,44 +409,85 @@ func (h *hostServer) Consume(req *proto.ConsumeRequest, stream proto.Host_Consum
 			h.logger.Warn("the bus ended a consumer of the worker", "queue", queue)
 			return status.Errorf(codes.Unavailable, "the host's consumer of queue %q ended; subscribe again", queue)
 		}
-		tag := sc.track(d.Tag)
-		if err := stream.Send(&proto.Delivery{
-			ConsumerId:  sc.id,
-			DeliveryTag: tag,
-			RoutingKey:  d.RoutingKey,
-			Body:        d.Body,
-			Headers:     d.Headers,
-			Redelivered: d.Redelivered,
-		}); err != nil {
+		msg := sc.message(d)
+		// More in the same stream message, as far as the worker takes
+		// batches and the bus has them ready now.
+		for len(msg.More) < maxBatch-1 {
+			m, ok := sc.tryNext()
+			if !ok {
+				break
+			}
+			msg.More = append(msg.More, m)
+		}
+		if err := stream.Send(msg); err != nil {
 			return err // the worker is gone; closing the Consumer requeues
 		}
 	}
 }
 
+// message records a delivery sent to the worker and returns its message.
+func (sc *streamConsumer) message(d Delivery) *proto.Delivery {
+	return &proto.Delivery{
+		ConsumerId:  sc.id,
+		DeliveryTag: sc.track(d.Tag),
+		RoutingKey:  d.RoutingKey,
+		Body:        d.Body,
+		Headers:     d.Headers,
+		Redelivered: d.Redelivered,
+		Failures:    uint32(max(d.Failures, 0)),
+	}
+}
+
+// tryNext takes another delivery for the worker if it may have one (a
+// credit) and the bus has one ready, without waiting.
+func (sc *streamConsumer) tryNext() (*proto.Delivery, bool) {
+	select {
+	case <-sc.credit:
+	default:
+		return nil, false
+	}
+	var d Delivery
+	ok := false
+	if tr, isTR := sc.c.(TryReceiver); isTR {
+		d, ok = tr.TryReceive()
+	} else if _, isR := sc.c.(Receiver); !isR {
+		select {
+		case d, ok = <-sc.c.Deliveries():
+		default:
+		}
+	}
+	if !ok {
+		sc.credit <- struct{}{} // not used: the next Receive waits for one
+		return nil, false
+	}
+	return sc.message(d), true
+}
+
 func (h *hostServer) Ack(ctx context.Context, req *proto.AckRequest) (*proto.AckResponse, error) {
-	if err := h.settle(ctx, "Ack", req.GetConsumerId(), req.GetDeliveryTag(), true, false); err != nil {
+	if err := h.settle(ctx, "Ack", req.GetConsumerId(), req.GetDeliveryTag(), true, false, ""); err != nil {
 		return nil, err
 	}
 	return &proto.AckResponse{}, nil
 }
 
 func (h *hostServer) Nack(ctx context.Context, req *proto.NackRequest) (*proto.NackResponse, error) {
-	if err := h.settle(ctx, "Nack", req.GetConsumerId(), req.GetDeliveryTag(), false, req.GetRequeue()); err != nil {
+	if err := h.settle(ctx, "Nack", req.GetConsumerId(), req.GetDeliveryTag(), false, req.GetRequeue(), req.GetError()); err != nil {
 		return nil, err
 	}
 	return &proto.NackResponse{}, nil
 }
 
 // settle settles a delivery of one of the worker's consumers (an ack, or
-// a nack with requeue or not) and gives the consumer credit for another.
-func (h *hostServer) settle(ctx context.Context, call string, id, tag uint64, ack, requeue bool) error {
-	sc, pd, err := h.take(id, tag)
+// a nack with requeue or not, and the handler's error if it failed) and
+// gives the consumer credit for another.
+func (h *hostServer) settle(ctx context.Context, call string, id, tag uint64, ack, requeue bool, reason string) error {
+	sc, busTag, err := h.take(id, tag)
 	if err != nil {
 		return err
 	}
 	defer func() { sc.credit <- struct{}{} }()
 	_, err = hostCall(ctx, h, call, func(context.Context) (struct{}, error) {
-		return struct{}{}, h.apply(sc, pd, ack, requeue)
+		return struct{}{}, apply(sc, busTag, ack, requeue, reason)
 	})
 	return err
 }
@@ -421,32 +495,27 @@ func (h *hostServer) settle(ctx context.Context, call string, id, tag uint64, ac
 // take finds an unsettled delivery of one of the worker's consumers and
 // forgets it. The caller gives the consumer its credit back once the
 // delivery is settled.
-func (h *hostServer) take(id, tag uint64) (*streamConsumer, pendingDelivery, error) {
+func (h *hostServer) take(id, tag uint64) (*streamConsumer, uint64, error) {
 	if h.bus == nil {
-		return nil, pendingDelivery{}, h.noBus()
+		return nil, 0, h.noBus()
 	}
 	sc := h.consumers.get(id)
 	if sc == nil {
-		return nil, pendingDelivery{}, consumerGone(id)
+		return nil, 0, consumerGone(id)
 	}
-	pd, ok := sc.settle(tag)
+	busTag, ok := sc.settle(tag)
 	if !ok {
-		return nil, pendingDelivery{}, status.Errorf(codes.NotFound, "consumer %d (queue %q) has no unsettled delivery %d: settled already, or never sent", id, sc.queue, tag)
+		return nil, 0, status.Errorf(codes.NotFound, "consumer %d (queue %q) has no unsettled delivery %d: settled already, or never sent", id, sc.queue, tag)
 	}
-	return sc, pd, nil
+	return sc, busTag, nil
 }
 
-// apply settles a delivery taken from sc on its Consumer. An ack of a
-// delivery marked for requeue is a nack with requeue.
-func (h *hostServer) apply(sc *streamConsumer, pd pendingDelivery, ack, requeue bool) error {
-	switch {
-	case ack && pd.requeue:
-		h.logger.Warn("requeueing a delivery the worker acked: a deferred publish failed while the worker had it", "queue", sc.queue)
-		return sc.c.Nack(pd.busTag, true)
-	case ack:
-		return sc.c.Ack(pd.busTag)
+// apply settles a delivery taken from sc on its Consumer.
+func apply(sc *streamConsumer, busTag uint64, ack, requeue bool, reason string) error {
+	if ack {
+		return sc.c.Ack(busTag)
 	}
-	return sc.c.Nack(pd.busTag, requeue)
+	return sc.c.Nack(busTag, requeue, reason)
 }
 
 // Outbox serves the worker's one-way calls (see host.proto), in order,
@@ -476,11 +545,11 @@ func (h *hostServer) Outbox(stream proto.Host_OutboxServer) error {
 func (h *hostServer) outboxCall(ctx context.Context, stream proto.Host_OutboxServer, call *proto.OutboxCall) error {
 	switch c := call.GetCall().(type) {
 	case *proto.OutboxCall_Publish:
-		h.outboxPublish(ctx, c.Publish)
+		return h.outboxPublish(ctx, c.Publish)
 	case *proto.OutboxCall_Ack:
-		h.outboxSettle("ack", c.Ack.GetConsumerId(), c.Ack.GetDeliveryTag(), true, false)
+		h.outboxSettle("ack", c.Ack.GetConsumerId(), c.Ack.GetDeliveryTag(), true, false, "")
 	case *proto.OutboxCall_Nack:
-		h.outboxSettle("nack", c.Nack.GetConsumerId(), c.Nack.GetDeliveryTag(), false, c.Nack.GetRequeue())
+		h.outboxSettle("nack", c.Nack.GetConsumerId(), c.Nack.GetDeliveryTag(), false, c.Nack.GetRequeue(), c.Nack.GetError())
 	case *proto.OutboxCall_Metric:
 		if _, err := h.Metric(ctx, c.Metric); err != nil {
 			h.logger.Debug("a metric of the worker's outbox was refused", "metric", c.Metric.GetName(), "error", status.Convert(err).Message())
@@ -491,31 +560,31 @@ func (h *hostServer) outboxCall(ctx context.Context, stream proto.Host_OutboxSer
 	return nil
 }
 
-// outboxPublish publishes a deferred message of the outbox. If it cannot
-// be sent, the deliveries the worker has not settled are requeued when it
-// acks them: the message was the output of one of them.
-func (h *hostServer) outboxPublish(ctx context.Context, req *proto.PublishRequest) {
+// outboxPublish publishes a deferred message of the outbox, with the
+// stream's context: the BusHost may hold it back (backpressure) and
+// requeues the deliveries it protects if it fails. A name the SDK would
+// never send ends the stream: the SDK requeues the deliveries whose
+// publishes went on a broken outbox.
+func (h *hostServer) outboxPublish(ctx context.Context, req *proto.PublishRequest) error {
 	key := req.GetRoutingKey()
-	err := CheckBusName("routing key", key)
-	if err == nil && h.bus == nil {
-		err = h.noBus()
+	if err := CheckBusName("routing key", key); err != nil {
+		return HostStatus(err)
 	}
-	if err == nil {
-		pctx, cancel := context.WithTimeout(ctx, h.timeout)
-		err = h.bus.Publish(pctx, key, req.GetBody(), req.GetHeaders(), true)
-		cancel()
+	if h.bus == nil {
+		h.logger.Warn("a deferred publish of the worker was refused", "routing_key", key, "error", h.noBus())
+		return nil
 	}
-	if err != nil {
-		h.consumers.poison()
+	if err := h.bus.Publish(ctx, key, req.GetBody(), req.GetHeaders(), true); err != nil && ctx.Err() == nil {
 		h.logger.Warn("a deferred publish of the worker failed; the deliveries it has not settled will be requeued", "routing_key", key, "error", err)
 	}
+	return nil
 }
 
 // outboxSettle settles a delivery for the outbox; a failure is logged.
-func (h *hostServer) outboxSettle(call string, id, tag uint64, ack, requeue bool) {
-	sc, pd, err := h.take(id, tag)
+func (h *hostServer) outboxSettle(call string, id, tag uint64, ack, requeue bool, reason string) {
+	sc, busTag, err := h.take(id, tag)
 	if err == nil {
-		err = h.apply(sc, pd, ack, requeue)
+		err = apply(sc, busTag, ack, requeue, reason)
 		sc.credit <- struct{}{}
 	}
 	if err != nil {

@@ -62,7 +62,8 @@ func (b *memBus) Publish(_ context.Context, key string, body []byte, headers map
 	return nil
 }
 
-func (b *memBus) Consume(ctx context.Context, queue string, bindings []string, prefetch int) (Consumer, error) {
+func (b *memBus) Consume(ctx context.Context, spec ConsumeSpec) (Consumer, error) {
+	queue, bindings, prefetch := spec.Queue, spec.Bindings, spec.Prefetch
 	b.mu.Lock()
 	b.queue(queue)
 	for _, k := range bindings {
@@ -154,7 +155,7 @@ func (c *memConsumer) settle(tag uint64) (Delivery, error) {
 
 func (c *memConsumer) Ack(tag uint64) error { _, err := c.settle(tag); return err }
 
-func (c *memConsumer) Nack(tag uint64, requeue bool) error {
+func (c *memConsumer) Nack(tag uint64, requeue bool, _ string) error {
 	d, err := c.settle(tag)
 	if err == nil && requeue {
 		d.Redelivered = true

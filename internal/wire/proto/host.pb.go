@@ -568,6 +568,13 @@ type ConsumeRequest struct {
 	MaxRedeliveries int32 `protobuf:"varint,4,opt,name=max_redeliveries,json=maxRedeliveries,proto3" json:"max_redeliveries,omitempty"`
 	// The routing key (and queue) poison messages go to; empty: "<queue>.dlq".
 	DeadLetterKey string `protobuf:"bytes,5,opt,name=dead_letter_key,json=deadLetterKey,proto3" json:"dead_letter_key,omitempty"`
+	// max_batch is how many deliveries the plugin takes in one stream
+	// message (Delivery.more): the host may send up to that many at once
+	// when the bus has them ready and the prefetch allows, which saves a
+	// stream message (and its system calls and wake-ups) per delivery. 0 or
+	// 1: one delivery per message (a plugin that does not read
+	// Delivery.more must not set it).
+	MaxBatch      int32 `protobuf:"varint,6,opt,name=max_batch,json=maxBatch,proto3" json:"max_batch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -637,6 +644,13 @@ func (x *ConsumeRequest) GetDeadLetterKey() string {
 	return ""
 }
 
+func (x *ConsumeRequest) GetMaxBatch() int32 {
+	if x != nil {
+		return x.MaxBatch
+	}
+	return 0
+}
+
 // Delivery is one message of a Consume stream, or, as the stream's first
 // message, the announcement that the consumer is ready (delivery_tag 0).
 type Delivery struct {
@@ -656,7 +670,12 @@ type Delivery struct {
 	ConsumerId uint64 `protobuf:"varint,6,opt,name=consumer_id,json=consumerId,proto3" json:"consumer_id,omitempty"`
 	// How many times handling this message failed before, as far as the
 	// host knows (0 for a first delivery).
-	Failures      uint32 `protobuf:"varint,7,opt,name=failures,proto3" json:"failures,omitempty"`
+	Failures uint32 `protobuf:"varint,7,opt,name=failures,proto3" json:"failures,omitempty"`
+	// more are the deliveries that follow this one, in order, sent in the
+	// same stream message (at most ConsumeRequest.max_batch - 1; never for a
+	// plugin that did not set max_batch). Each is a delivery of its own, with
+	// its own tag, and more is empty in them.
+	More          []*Delivery `protobuf:"bytes,8,rep,name=more,proto3" json:"more,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -738,6 +757,13 @@ func (x *Delivery) GetFailures() uint32 {
 		return x.Failures
 	}
 	return 0
+}
+
+func (x *Delivery) GetMore() []*Delivery {
+	if x != nil {
+		return x.More
+	}
+	return nil
 }
 
 type AckRequest struct {
@@ -1303,13 +1329,14 @@ const file_internal_wire_proto_host_proto_rawDesc = "" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x11\n" +
-	"\x0fPublishResponse\"\xb1\x01\n" +
+	"\x0fPublishResponse\"\xce\x01\n" +
 	"\x0eConsumeRequest\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x1a\n" +
 	"\bbindings\x18\x02 \x03(\tR\bbindings\x12\x1a\n" +
 	"\bprefetch\x18\x03 \x01(\x05R\bprefetch\x12)\n" +
 	"\x10max_redeliveries\x18\x04 \x01(\x05R\x0fmaxRedeliveries\x12&\n" +
-	"\x0fdead_letter_key\x18\x05 \x01(\tR\rdeadLetterKey\"\xc4\x02\n" +
+	"\x0fdead_letter_key\x18\x05 \x01(\tR\rdeadLetterKey\x12\x1b\n" +
+	"\tmax_batch\x18\x06 \x01(\x05R\bmaxBatch\"\xf8\x02\n" +
 	"\bDelivery\x12!\n" +
 	"\fdelivery_tag\x18\x01 \x01(\x04R\vdeliveryTag\x12\x1f\n" +
 	"\vrouting_key\x18\x02 \x01(\tR\n" +
@@ -1319,7 +1346,8 @@ const file_internal_wire_proto_host_proto_rawDesc = "" +
 	"\vredelivered\x18\x05 \x01(\bR\vredelivered\x12\x1f\n" +
 	"\vconsumer_id\x18\x06 \x01(\x04R\n" +
 	"consumerId\x12\x1a\n" +
-	"\bfailures\x18\a \x01(\rR\bfailures\x1a:\n" +
+	"\bfailures\x18\a \x01(\rR\bfailures\x122\n" +
+	"\x04more\x18\b \x03(\v2\x1e.dynworkers.worker.v1.DeliveryR\x04more\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"P\n" +
@@ -1407,34 +1435,35 @@ var file_internal_wire_proto_host_proto_depIdxs = []int32{
 	6,  // 1: dynworkers.worker.v1.ListChildrenResponse.children:type_name -> dynworkers.worker.v1.ChildInfo
 	20, // 2: dynworkers.worker.v1.PublishRequest.headers:type_name -> dynworkers.worker.v1.PublishRequest.HeadersEntry
 	21, // 3: dynworkers.worker.v1.Delivery.headers:type_name -> dynworkers.worker.v1.Delivery.HeadersEntry
-	18, // 4: dynworkers.worker.v1.OutboxRequest.calls:type_name -> dynworkers.worker.v1.OutboxCall
-	7,  // 5: dynworkers.worker.v1.OutboxCall.publish:type_name -> dynworkers.worker.v1.PublishRequest
-	11, // 6: dynworkers.worker.v1.OutboxCall.ack:type_name -> dynworkers.worker.v1.AckRequest
-	13, // 7: dynworkers.worker.v1.OutboxCall.nack:type_name -> dynworkers.worker.v1.NackRequest
-	15, // 8: dynworkers.worker.v1.OutboxCall.metric:type_name -> dynworkers.worker.v1.MetricRequest
-	0,  // 9: dynworkers.worker.v1.Host.StartChild:input_type -> dynworkers.worker.v1.StartChildRequest
-	2,  // 10: dynworkers.worker.v1.Host.StopChild:input_type -> dynworkers.worker.v1.StopChildRequest
-	4,  // 11: dynworkers.worker.v1.Host.ListChildren:input_type -> dynworkers.worker.v1.ListChildrenRequest
-	7,  // 12: dynworkers.worker.v1.Host.Publish:input_type -> dynworkers.worker.v1.PublishRequest
-	9,  // 13: dynworkers.worker.v1.Host.Consume:input_type -> dynworkers.worker.v1.ConsumeRequest
-	11, // 14: dynworkers.worker.v1.Host.Ack:input_type -> dynworkers.worker.v1.AckRequest
-	13, // 15: dynworkers.worker.v1.Host.Nack:input_type -> dynworkers.worker.v1.NackRequest
-	17, // 16: dynworkers.worker.v1.Host.Outbox:input_type -> dynworkers.worker.v1.OutboxRequest
-	15, // 17: dynworkers.worker.v1.Host.Metric:input_type -> dynworkers.worker.v1.MetricRequest
-	1,  // 18: dynworkers.worker.v1.Host.StartChild:output_type -> dynworkers.worker.v1.StartChildResponse
-	3,  // 19: dynworkers.worker.v1.Host.StopChild:output_type -> dynworkers.worker.v1.StopChildResponse
-	5,  // 20: dynworkers.worker.v1.Host.ListChildren:output_type -> dynworkers.worker.v1.ListChildrenResponse
-	8,  // 21: dynworkers.worker.v1.Host.Publish:output_type -> dynworkers.worker.v1.PublishResponse
-	10, // 22: dynworkers.worker.v1.Host.Consume:output_type -> dynworkers.worker.v1.Delivery
-	12, // 23: dynworkers.worker.v1.Host.Ack:output_type -> dynworkers.worker.v1.AckResponse
-	14, // 24: dynworkers.worker.v1.Host.Nack:output_type -> dynworkers.worker.v1.NackResponse
-	19, // 25: dynworkers.worker.v1.Host.Outbox:output_type -> dynworkers.worker.v1.OutboxReply
-	16, // 26: dynworkers.worker.v1.Host.Metric:output_type -> dynworkers.worker.v1.MetricResponse
-	18, // [18:27] is the sub-list for method output_type
-	9,  // [9:18] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	10, // 4: dynworkers.worker.v1.Delivery.more:type_name -> dynworkers.worker.v1.Delivery
+	18, // 5: dynworkers.worker.v1.OutboxRequest.calls:type_name -> dynworkers.worker.v1.OutboxCall
+	7,  // 6: dynworkers.worker.v1.OutboxCall.publish:type_name -> dynworkers.worker.v1.PublishRequest
+	11, // 7: dynworkers.worker.v1.OutboxCall.ack:type_name -> dynworkers.worker.v1.AckRequest
+	13, // 8: dynworkers.worker.v1.OutboxCall.nack:type_name -> dynworkers.worker.v1.NackRequest
+	15, // 9: dynworkers.worker.v1.OutboxCall.metric:type_name -> dynworkers.worker.v1.MetricRequest
+	0,  // 10: dynworkers.worker.v1.Host.StartChild:input_type -> dynworkers.worker.v1.StartChildRequest
+	2,  // 11: dynworkers.worker.v1.Host.StopChild:input_type -> dynworkers.worker.v1.StopChildRequest
+	4,  // 12: dynworkers.worker.v1.Host.ListChildren:input_type -> dynworkers.worker.v1.ListChildrenRequest
+	7,  // 13: dynworkers.worker.v1.Host.Publish:input_type -> dynworkers.worker.v1.PublishRequest
+	9,  // 14: dynworkers.worker.v1.Host.Consume:input_type -> dynworkers.worker.v1.ConsumeRequest
+	11, // 15: dynworkers.worker.v1.Host.Ack:input_type -> dynworkers.worker.v1.AckRequest
+	13, // 16: dynworkers.worker.v1.Host.Nack:input_type -> dynworkers.worker.v1.NackRequest
+	17, // 17: dynworkers.worker.v1.Host.Outbox:input_type -> dynworkers.worker.v1.OutboxRequest
+	15, // 18: dynworkers.worker.v1.Host.Metric:input_type -> dynworkers.worker.v1.MetricRequest
+	1,  // 19: dynworkers.worker.v1.Host.StartChild:output_type -> dynworkers.worker.v1.StartChildResponse
+	3,  // 20: dynworkers.worker.v1.Host.StopChild:output_type -> dynworkers.worker.v1.StopChildResponse
+	5,  // 21: dynworkers.worker.v1.Host.ListChildren:output_type -> dynworkers.worker.v1.ListChildrenResponse
+	8,  // 22: dynworkers.worker.v1.Host.Publish:output_type -> dynworkers.worker.v1.PublishResponse
+	10, // 23: dynworkers.worker.v1.Host.Consume:output_type -> dynworkers.worker.v1.Delivery
+	12, // 24: dynworkers.worker.v1.Host.Ack:output_type -> dynworkers.worker.v1.AckResponse
+	14, // 25: dynworkers.worker.v1.Host.Nack:output_type -> dynworkers.worker.v1.NackResponse
+	19, // 26: dynworkers.worker.v1.Host.Outbox:output_type -> dynworkers.worker.v1.OutboxReply
+	16, // 27: dynworkers.worker.v1.Host.Metric:output_type -> dynworkers.worker.v1.MetricResponse
+	19, // [19:28] is the sub-list for method output_type
+	10, // [10:19] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_internal_wire_proto_host_proto_init() }

@@ -14,10 +14,17 @@
 //	sleep:DUR    the handler sleeps DUR, then acks
 //	hold         the handler blocks until its context ends
 //	exit         the process exits with status 3 while handling it
+//	poison       the handler always fails (requeued with its error, until
+//	             the host dead-letters it)
+//	flood        the handler publishes "flood:<n>" to reply_to, deferred,
+//	             until its context ends or the process is released
+//	             (release), counting them in status published; then acks
+//	release      releases the flood handlers; acked
 //	anything     acked
 //
 // and, before the handler returns, "got:<body>" is published to reply_to
-// (if set). Status details:
+// (if set; not for flood). max_redeliveries and dead_letter are the
+// consumer's options (0 and "" for the SDK's defaults). Status details:
 //
 //	errors      []string  the errors of try_publish, try_consume and metric
 //	kinds       []string  for each error: reserved, invalid_name, no_bus,
@@ -25,11 +32,14 @@
 //	handled     []string  the bodies handled, in order, each with the
 //	                      outcome ("hello=ack"), and "*" when redelivered
 //	in_handler  int       handlers under way
+//	failures    []int     Message.Failures of each delivery, in order
+//	published   int       flood's publishes that returned
 package main
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -47,6 +57,8 @@ type config struct {
 	TryConsume []string `config:"try_consume" help:"queues to try to consume at Start"`
 	Metric     string   `config:"metric" help:"a metric to report at Start"`
 	Metrics    []string `config:"metrics" help:"more metrics to report at Start, in order"`
+	MaxRedel   int      `config:"max_redeliveries" default:"0" help:"the consumer's max redeliveries; 0 for the SDK's default"`
+	DeadLetter string   `config:"dead_letter" help:"the consumer's dead-letter key; empty for the SDK's default"`
 }
 
 type worker struct {
@@ -58,7 +70,11 @@ type worker struct {
 	kinds     []string
 	handled   []string
 	failed    map[string]bool
+	failures  []int
 	inHandler int
+	published int
+	released  chan struct{}
+	release   sync.Once
 }
 
 func (w *worker) Start(ctx context.Context, env *sdk.Env) error {
@@ -82,6 +98,12 @@ func (w *worker) Start(ctx context.Context, env *sdk.Env) error {
 	if w.cfg.Prefetch > 0 {
 		opts = append(opts, sdk.WithPrefetch(w.cfg.Prefetch))
 	}
+	if w.cfg.MaxRedel != 0 {
+		opts = append(opts, sdk.WithMaxRedeliveries(w.cfg.MaxRedel))
+	}
+	if w.cfg.DeadLetter != "" {
+		opts = append(opts, sdk.WithDeadLetter(w.cfg.DeadLetter))
+	}
 	return env.Consume(w.cfg.Queue, w.handle, opts...)
 }
 
@@ -95,6 +117,12 @@ func (w *worker) handle(ctx context.Context, m sdk.Message) error {
 		w.mu.Unlock()
 	}()
 	body := string(m.Body)
+	w.mu.Lock()
+	w.failures = append(w.failures, m.Failures)
+	w.mu.Unlock()
+	if body == "flood" {
+		return w.flood(ctx)
+	}
 	if w.cfg.ReplyTo != "" {
 		if err := w.env.Publish(ctx, w.cfg.ReplyTo, []byte("got:"+body), m.Headers); err != nil {
 			return err
@@ -127,6 +155,10 @@ func (w *worker) handle(ctx context.Context, m sdk.Message) error {
 		err = ctx.Err()
 	case body == "exit":
 		os.Exit(3)
+	case body == "poison":
+		err = errors.New("told to fail always")
+	case body == "release":
+		w.release.Do(func() { close(w.released) })
 	}
 	entry := body + "=" + sdk.OutcomeOf(err).String()
 	if m.Redelivered {
@@ -136,6 +168,26 @@ func (w *worker) handle(ctx context.Context, m sdk.Message) error {
 	w.handled = append(w.handled, entry)
 	w.mu.Unlock()
 	return err
+}
+
+// flood publishes to reply_to, deferred (with the handler's context),
+// until ctx ends or the worker is released.
+func (w *worker) flood(ctx context.Context) error {
+	for n := 0; ; n++ {
+		select {
+		case <-w.released:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		default:
+		}
+		if err := w.env.Publish(ctx, w.cfg.ReplyTo, fmt.Appendf(nil, "flood:%d", n), nil); err != nil {
+			return err
+		}
+		w.mu.Lock()
+		w.published++
+		w.mu.Unlock()
+	}
 }
 
 func (w *worker) record(err error) {
@@ -171,6 +223,8 @@ func (w *worker) Status(context.Context) (map[string]any, error) {
 		"kinds":      w.kinds,
 		"handled":    w.handled,
 		"in_handler": w.inHandler,
+		"failures":   w.failures,
+		"published":  w.published,
 	}, nil
 }
 
@@ -183,7 +237,7 @@ func main() {
 			if cfg.Prefetch < 0 {
 				return nil, sdk.InvalidConfig("prefetch %d", cfg.Prefetch)
 			}
-			return &worker{cfg: cfg}, nil
+			return &worker{cfg: cfg, released: make(chan struct{})}, nil
 		}),
 	})
 }
