@@ -122,7 +122,9 @@ func isEventKey(k string) bool { return eventKey([]byte(k)) >= 0 }
 // transport_metadata and routing_metadata are missing from events that did
 // not come from a transport's publish_event) and explicit nulls (vumi2
 // writes all three type-specific keys, null where unused). As there, the
-// string fields hold "" for null.
+// string fields hold "" for null: an ack's SentMessageID and a nack's
+// NackReason must not be empty (Validate) unless they were decoded as "" or
+// built so by Nack.
 type TransportEvent struct {
 	MessageVersion string    // message_version: always MessageVersion
 	MessageType    string    // message_type: always MessageTypeEvent
@@ -178,6 +180,7 @@ func Ack(msg *TransportUserMessage) *TransportEvent {
 }
 
 // Nack returns a nack of msg: the transport could not send it, for reason.
+// An empty reason is written as "": a nack always has a nack_reason.
 func Nack(msg *TransportUserMessage, reason string) *TransportEvent {
 	e := newEvent(msg, EventNack)
 	e.NackReason = reason

@@ -163,6 +163,7 @@ func (b *hostBridge) Publish(ctx context.Context, key string, body []byte, heade
 		return bridgeErr(b.bus.Publish(ctx, key, body, headers))
 	}
 	if err := b.pubs.reserve(ctx); err != nil {
+		b.pubs.addFailed(err) // not sent: the deliveries it protects are requeued
 		return err
 	}
 	sctx, cancel := context.WithTimeout(ctx, deferredSendTimeout)
