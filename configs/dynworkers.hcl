@@ -15,6 +15,17 @@ host {
   state_dir  = "../var"
   http_addr  = "127.0.0.1:7780"
   log_level  = "info"
+
+  # The embedded bus's queues are bounded (defaults shown): its ready
+  # messages take at most 128 MiB of the host's memory. See "The embedded
+  # bus" in docs/operator-guide.md.
+  # bus {
+  #   max_length       = 100000
+  #   max_length_bytes = "32MiB"
+  #   max_total_bytes  = "128MiB"
+  #   overflow         = "drop-head"
+  #   expires          = "30m"
+  # }
 }
 
 # amqp { url = env("AMQP_URL") }   # uncomment to use RabbitMQ

@@ -457,7 +457,13 @@ func (bc *bridgeConsumer) settled(err error) {
 func (bc *bridgeConsumer) deadLetter(s settlement, n int) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), deferredSendTimeout)
 	defer cancel()
-	err := bc.h.bus.Publish(ctx, bc.spec.DeadLetter, s.d.Body, deadLetterHeaders(s.d, bc.spec.Queue, s.reason, n))
+	// Declared again first: a dead-letter queue nobody consumes expires
+	// (the embedded bus's host.bus.expires, or an operator's policy on
+	// RabbitMQ), and the dead letter would then be dropped as unroutable.
+	err := bc.h.bus.Declare(ctx, bc.spec.DeadLetter, nil)
+	if err == nil {
+		err = bc.h.bus.Publish(ctx, bc.spec.DeadLetter, s.d.Body, deadLetterHeaders(s.d, bc.spec.Queue, s.reason, n))
+	}
 	if err != nil {
 		bc.logger.Warn("a message failed too often but could not be dead-lettered; it is requeued",
 			"dead_letter", bc.spec.DeadLetter, "failures", n, "error", err)

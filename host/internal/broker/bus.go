@@ -35,6 +35,12 @@ var (
 	// was already acked or nacked. The bus refuses it without telling the
 	// broker, which would close the channel for it.
 	ErrUnknownTag = errors.New("unknown delivery tag")
+	// ErrQueueFull means a queue of the embedded bus with the
+	// reject-publish overflow policy was full, or the embedded bus as a
+	// whole was (EmbeddedBusOptions): the message was not queued there.
+	// The error also matches ErrNacked, which is what a publisher to a
+	// full reject-publish queue of RabbitMQ gets.
+	ErrQueueFull = errors.New("queue full")
 )
 
 // Bus carries the workers' messages (DESIGN §7) the way Vumi did: every
@@ -54,10 +60,13 @@ var (
 //     declaration on, which is Consume's job, so messages published before
 //     the first consumer of a queue ever declared it are lost.
 //   - Queues are durable: they outlive their consumers and keep their
-//     messages meanwhile, unbounded (AMQPBus: also across host restarts,
-//     and broker restarts for persistent messages, the default;
-//     EmbeddedBus: only while the bus lives). Bindings are only
-//     ever added.
+//     messages meanwhile (AMQPBus: also across host restarts, and broker
+//     restarts for persistent messages, the default; EmbeddedBus: only
+//     while the bus lives). How much a queue keeps, and how long it lives
+//     unused, is RabbitMQ's max-length, overflow and expires: on
+//     RabbitMQ, the operator's policies (none: unbounded); on the
+//     embedded bus, EmbeddedBusOptions (bounded by default). Bindings
+//     are only ever added, while the queue lives.
 //   - Order: a queue delivers its messages in the order they were
 //     published (messages of one caller of Publish or PublishAsync keep
 //     their order, as do callers ordered by the returns of Publish). A
@@ -75,7 +84,8 @@ var (
 //   - Fairness: consumers of one queue share its messages round robin
 //     among those below their prefetch.
 //   - A queue declared by Declare or Consume keeps what is routed to it
-//     from then on, with or without consumers.
+//     from then on, with or without consumers (within its bounds, and
+//     until it expires unused, if the bus's policy says so).
 //
 // Failed attempts and dead letters (poison messages) are not the Bus's:
 // the host bridge counts them above it (poison.go), with Publish, Consume,
@@ -90,7 +100,10 @@ type Bus interface {
 	// headers are not retained: the caller may reuse them at once. A nil
 	// or empty headers map is delivered as nil. It returns ErrClosed after
 	// Close and ctx's error when ctx ends first; see AMQPBus.Publish for
-	// the broker's errors. Publish is PublishAsync and Confirmation.Wait.
+	// the broker's errors. A full queue with the reject-publish policy
+	// refuses the message with an error matching ErrNacked (the other
+	// queues bound with the key still get it). Publish is PublishAsync
+	// and Confirmation.Wait.
 	Publish(ctx context.Context, routingKey string, body []byte, headers map[string]string) error
 	// PublishAsync sends like Publish but returns as soon as the message
 	// is sent, with its Confirmation, which tells later what Publish would
@@ -115,8 +128,9 @@ type Bus interface {
 	// Declare declares queue (durable) and binds it with each key of
 	// bindings (none given: with its own name), as Consume does, without
 	// consuming it: from then on the queue keeps the messages routed to
-	// it (the host's dead-letter queues). ctx bounds it as it does
-	// Consume's declaration.
+	// it (the host's dead-letter queues). Declaring again, as consuming,
+	// starts the queue's expiry over. ctx bounds it as it does Consume's
+	// declaration.
 	Declare(ctx context.Context, queue string, bindings []string) error
 	// Close ends every consumer of the bus, as their Close would, with
 	// Err ErrClosed, and makes Publish and Consume fail with ErrClosed.

@@ -1,6 +1,10 @@
 package broker
 
-import "testing"
+import (
+	"context"
+	"testing"
+	"time"
+)
 
 func TestFIFOAcrossChunks(t *testing.T) {
 	var f fifo
@@ -25,5 +29,53 @@ func TestFIFOAcrossChunks(t *testing.T) {
 	}
 	if f.n != 0 || f.head != f.tail || f.hi != 0 || f.ti != 0 {
 		t.Fatalf("empty fifo not reset: %+v", f)
+	}
+}
+
+// A queue consumed again before its expiry is not deleted by the timer of
+// its earlier idleness, even if that timer already fired and waits for the
+// bus's lock; a queue unused since its timer started is.
+func TestEmbeddedQueueExpiryStartsOver(t *testing.T) {
+	b := NewEmbeddedBus(EmbeddedBusOptions{Expires: time.Hour})
+	defer b.Close()
+	ctx := context.Background()
+	c, err := b.Consume(ctx, "q", []string{"k"}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := b.queues["q"]
+	if q.expiry != nil {
+		t.Fatal("a queue with a consumer has an expiry")
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	q.mu.Lock()
+	stale, armed := q.idle, q.expiry != nil
+	q.mu.Unlock()
+	if !armed {
+		t.Fatal("a queue without consumers has no expiry")
+	}
+	// Consumed again, and left again: the first timer is stale.
+	c, err = b.Consume(ctx, "q", nil, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b.expire(q, stale)
+	if b.queues["q"] != q || len(b.routes["k"]) != 1 {
+		t.Fatal("a stale expiry deleted the queue")
+	}
+	q.mu.Lock()
+	current := q.idle
+	q.mu.Unlock()
+	b.expire(q, current)
+	if b.queues["q"] != nil || b.routes["k"] != nil || b.routes["q"] != nil {
+		t.Fatalf("the expired queue is still there: queues %v, routes %v", b.queues, b.routes)
+	}
+	if s := b.Stats(); s.ExpiredQueues != 1 {
+		t.Fatalf("stats %+v", s)
 	}
 }

@@ -142,6 +142,9 @@ type HostConfig struct {
 	// host block's limits block); a worker's own limits block overrides
 	// them attribute by attribute.
 	WorkerLimits contain.Limits
+	// Bus bounds the embedded bus's queues (the host block's bus block;
+	// see bus.go). Zero fields mean the bus's defaults.
+	Bus BusConfig
 }
 
 // Supervisor is one supervisor of the tree.

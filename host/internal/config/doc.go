@@ -45,6 +45,10 @@
 //	host.log_files             absent: no files; the block's dir "./logs"
 //	                           (relative to its file's directory), max_size
 //	                           "10MiB", backups 5
+//	host.bus                   absent: the embedded bus's defaults, max_length
+//	                           100000, max_length_bytes "32MiB",
+//	                           max_total_bytes "128MiB", overflow "drop-head",
+//	                           expires "30m"; refused next to an amqp block
 //	amqp                       absent: no broker
 //	cluster                    absent: the host is alone (see ClusterConfig)
 //	cluster.prefix             "/dynworkers/<system_id>/"

@@ -88,6 +88,7 @@ func Parse(path string) (*File, hcl.Diagnostics) {
 	}
 	f.sources = p.Files()
 	m.finishCluster() // cluster.go: what depends on the other blocks
+	m.finishBus()     // bus.go: refused with an amqp block
 	m.tree(names[0])
 	for _, s := range m.secretScopes {
 		scrubSensitive(diags, s.attrs, s.ctx)
@@ -157,6 +158,7 @@ type merger struct {
 	secretScopes []secretScope
 
 	limits *hcl.Range // the first input_limits block
+	bus    *hcl.Range // the host block's bus block
 }
 
 type topBlock struct {

@@ -31,7 +31,7 @@ var hostSchema = &hcl.BodySchema{
 		{Name: "plugin_env"},
 		{Name: "log_lines"}, // worklog.go
 	},
-	Blocks: append([]hcl.BlockHeaderSchema{{Type: "limits"}, {Type: "log_files"}}, hostHTTPBlocks...), // limits_worker.go, worklog.go, http.go
+	Blocks: append([]hcl.BlockHeaderSchema{{Type: "limits"}, {Type: "log_files"}, {Type: "bus"}}, hostHTTPBlocks...), // limits_worker.go, worklog.go, bus.go, http.go
 }
 
 var amqpSchema = &hcl.BodySchema{
@@ -111,6 +111,7 @@ func (m *merger) decodeHost(sc *scope, b *hcl.Block) {
 	m.decodePluginTrust(sc, attrs, h)
 	decodeHostLimits(sc, content.Blocks, &h.WorkerLimits) // limits_worker.go
 	m.decodeWorkerLogs(sc, attrs, content.Blocks)         // worklog.go
+	m.decodeBus(sc, content.Blocks)                       // bus.go
 	sc.duration(attrs["metrics_interval"], &h.MetricsInterval)
 	sc.duration(attrs["heartbeat_interval"], &h.HeartbeatInterval)
 	if attr := attrs["start_concurrency"]; attr != nil {

@@ -67,7 +67,8 @@ func (d *Daemon) startHTTP(ctx context.Context) error {
 		Events:  d.EventLog,
 		UI:      web.Handler(),
 		Metrics: promexport.NewHandler(d.Snapshot,
-			promexport.WithErrorLog(d.logger.Named("metrics").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}))),
+			promexport.WithErrorLog(d.logger.Named("metrics").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})),
+			promexport.WithCollectors(promexport.NewBusCollector(d.busStats))),
 	})
 	// The HTTP server outlives the control transports: a stopping host
 	// still answers status and /metrics, and refuses changes (stopControl),

@@ -155,6 +155,33 @@
 //	    Sum of the CPU times used so far by the subtree's plugin processes
 //	    that run now (see below).
 //
+// Of the embedded bus (BusCollector; none with an amqp block, whose queues
+// RabbitMQ reports), with the label queue for one series per queue that
+// exists now (queues expire once unused, and their series go with them):
+//
+//	dynworkers_bus_dropped_total{reason}                    counter
+//	    Messages lost to the bus's bounds since the host started: drop_head
+//	    (dropped from a queue's head), reject_publish (refused by a full
+//	    queue, once per queue), expired (deleted with an expired queue).
+//	dynworkers_bus_expired_queues_total                     counter
+//	    Queues deleted after going unused for host.bus.expires.
+//	dynworkers_bus_bytes                                    gauge
+//	    Memory of the ready messages of all queues, as max_total_bytes
+//	    counts it.
+//	dynworkers_bus_max_bytes                                gauge
+//	    The bus's max_total_bytes.
+//	dynworkers_bus_queue_dropped_total{queue, reason}       counter
+//	    Messages the queue dropped (drop_head) or refused (reject_publish)
+//	    since it was created: starts from 0 for a queue created again.
+//	dynworkers_bus_queue_messages_ready{queue}              gauge
+//	    Ready messages (what max_length bounds).
+//	dynworkers_bus_queue_ready_bytes{queue}                 gauge
+//	    Body bytes of the ready messages (what max_length_bytes bounds).
+//	dynworkers_bus_queue_messages_unacked{queue}            gauge
+//	    Messages delivered and not yet acked.
+//	dynworkers_bus_queue_consumers{queue}                   gauge
+//	    Consumers of the queue.
+//
 // # Counters that reset
 //
 // The counters of workers are not lifetime totals of the host, and
