@@ -294,7 +294,10 @@ func TestHealthyWorkerIsNotKilled(t *testing.T) {
 func TestSlowStartTimesOut(t *testing.T) {
 	pids := launchLog(t)
 	o := chaosOptions(t, map[string]any{"mode": "slow_start", "delay": "1h"})
-	o.StartTimeout = 200 * time.Millisecond
+	// Long enough for the launch itself on a loaded machine (the timeout
+	// covers it too; with 200 ms the process was sometimes never
+	// launched), short next to the worker's hour-long Start.
+	o.StartTimeout = 2 * time.Second
 	begin := time.Now()
 	p, err := Start(context.Background(), o)
 	took := time.Since(begin)
