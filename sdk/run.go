@@ -29,10 +29,11 @@ import (
 // returns fn's error unless it is ctx's. When fn returns by itself, the
 // worker ends as with Env.Exit: its consumers stop, what it published and
 // settled is flushed, and the process exits, normally if fn returned nil,
-// abnormally (with the error in the host's exit event) otherwise. A worker
-// that must check its config before it counts as started checks it in the
-// constructor, or returns an error wrapping ErrInvalidConfig from fn at
-// once.
+// abnormally (with the error in the host's exit event) otherwise. The
+// worker counts as started as soon as fn is launched, so an error fn
+// returns, even at once, is an exit the host restarts by the worker's
+// restart policy: check the config in the constructor, where an error
+// wrapping ErrInvalidConfig fails the worker for good.
 func Run(fn func(ctx context.Context, env *Env) error) Worker {
 	return &runWorker{fn: fn}
 }
