@@ -25,8 +25,15 @@ import (
 func TestPoisonMessageDeadLetteredEmbedded(t *testing.T) {
 	dir := t.TempDir()
 	linkPlugin(t, filepath.Join(dir, "plugins"), "bus")
-	h := startHostIn(t, dir, poisonWorker("p.in", 0))
-	checkPoison(t, h, "p.in", 5)
+	// The handler's error names the worker's password: the dead letter's
+	// header and the host's log must not.
+	h := startHostIn(t, dir, strings.Replace(poisonWorker("p.in", 0), "prefetch = 2", "prefetch = 2\n    password = \"poison-secret-4711\"", 1))
+	if e := checkPoison(t, h, "p.in", 5); e != "told to fail always (password (sensitive))" {
+		t.Errorf("dead letter's error header = %q, want the password scrubbed", e)
+	}
+	if strings.Contains(h.logs.String(), "poison-secret-4711") {
+		t.Errorf("the host's log has the worker's password")
+	}
 }
 
 func TestPoisonMessageDeadLetteredAMQP(t *testing.T) {
@@ -54,7 +61,8 @@ worker "poisoned" {
 `, queue, max)
 }
 
-func checkPoison(t *testing.T, h *harness, in string, max int) {
+// checkPoison returns the dead letter's error header.
+func checkPoison(t *testing.T, h *harness, in string, max int) string {
 	t.Helper()
 	h.waitStarted("poisoned")
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
@@ -77,7 +85,7 @@ func checkPoison(t *testing.T, h *harness, in string, max int) {
 	case <-ctx.Done():
 		t.Fatalf("no dead letter in %s.dlq", in)
 	}
-	if string(d.Body) != "poison" || d.Headers["h"] != "v" || d.Headers[broker.HeaderError] != "told to fail always" ||
+	if string(d.Body) != "poison" || d.Headers["h"] != "v" || !strings.HasPrefix(d.Headers[broker.HeaderError], "told to fail always") || strings.Contains(d.Headers[broker.HeaderError], "poison-secret-4711") ||
 		d.Headers[broker.HeaderFailures] != fmt.Sprint(max) || d.Headers[broker.HeaderQueue] != in || d.Headers[broker.HeaderRoutingKey] != in {
 		t.Fatalf("dead letter %q %v", d.Body, d.Headers)
 	}
@@ -124,4 +132,5 @@ func checkPoison(t *testing.T, h *harness, in string, max int) {
 		}
 		return false
 	}, "dynworkers_worker_metric_total{worker=\"poisoned\",metric=%q} is not 1", DeadLetteredMetric)
+	return d.Headers[broker.HeaderError]
 }

@@ -471,7 +471,7 @@ func (h *hostServer) Ack(ctx context.Context, req *proto.AckRequest) (*proto.Ack
 }
 
 func (h *hostServer) Nack(ctx context.Context, req *proto.NackRequest) (*proto.NackResponse, error) {
-	if err := h.settle(ctx, "Nack", req.GetConsumerId(), req.GetDeliveryTag(), false, req.GetRequeue(), req.GetError()); err != nil {
+	if err := h.settle(ctx, "Nack", req.GetConsumerId(), req.GetDeliveryTag(), false, req.GetRequeue(), h.scrubber.String(req.GetError())); err != nil {
 		return nil, err
 	}
 	return &proto.NackResponse{}, nil
@@ -549,7 +549,7 @@ func (h *hostServer) outboxCall(ctx context.Context, stream proto.Host_OutboxSer
 	case *proto.OutboxCall_Ack:
 		h.outboxSettle("ack", c.Ack.GetConsumerId(), c.Ack.GetDeliveryTag(), true, false, "")
 	case *proto.OutboxCall_Nack:
-		h.outboxSettle("nack", c.Nack.GetConsumerId(), c.Nack.GetDeliveryTag(), false, c.Nack.GetRequeue(), c.Nack.GetError())
+		h.outboxSettle("nack", c.Nack.GetConsumerId(), c.Nack.GetDeliveryTag(), false, c.Nack.GetRequeue(), h.scrubber.String(c.Nack.GetError()))
 	case *proto.OutboxCall_Metric:
 		if _, err := h.Metric(ctx, c.Metric); err != nil {
 			h.logger.Debug("a metric of the worker's outbox was refused", "metric", c.Metric.GetName(), "error", status.Convert(err).Message())

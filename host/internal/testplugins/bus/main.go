@@ -59,6 +59,9 @@ type config struct {
 	Metrics    []string `config:"metrics" help:"more metrics to report at Start, in order"`
 	MaxRedel   int      `config:"max_redeliveries" default:"0" help:"the consumer's max redeliveries; 0 for the SDK's default"`
 	DeadLetter string   `config:"dead_letter" help:"the consumer's dead-letter key; empty for the SDK's default"`
+	// Password is a secret the poison mode's error gives away, so tests
+	// can see the host scrub it from what it does with the error.
+	Password string `config:"password,sensitive" help:"a secret the poison error names"`
 }
 
 type worker struct {
@@ -157,6 +160,9 @@ func (w *worker) handle(ctx context.Context, m sdk.Message) error {
 		os.Exit(3)
 	case body == "poison":
 		err = errors.New("told to fail always")
+		if w.cfg.Password != "" {
+			err = fmt.Errorf("%w (password %s)", err, w.cfg.Password)
+		}
 	case body == "release":
 		w.release.Do(func() { close(w.released) })
 	}
