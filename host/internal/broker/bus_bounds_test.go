@@ -10,11 +10,8 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/dynworkers/dynworkers/host/internal/broker"
 	"github.com/dynworkers/dynworkers/host/internal/broker/brokertest"
@@ -93,28 +90,14 @@ func amqpBounded(t *testing.T, bd bounds) boundedFixture {
 	if len(def) > 0 {
 		setPolicy(t, id, "^"+id+`\.`, def)
 	}
-	var mu sync.Mutex
-	var names []string
-	t.Cleanup(func() {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, q := range names {
-			_ = admin.Do(func(ch *amqp.Channel) error { _, err := ch.QueueDelete(q, false, false, false); return err })
-		}
-	})
+	name := testQueueNames(t, admin, id)
 	c := dial(t, broker.Options{ConnectionName: "dynworkers " + id})
 	// Transient: a million persistent messages take RabbitMQ minutes on a
 	// small machine; the bounds do not depend on the delivery mode.
 	b := broker.NewAMQPBus(c, broker.AMQPBusOptions{Transient: true})
 	t.Cleanup(func() { _ = b.Close() })
 	return boundedFixture{
-		busFixture: busFixture{bus: b, name: func(s string) string {
-			n := id + "." + s
-			mu.Lock()
-			names = append(names, n)
-			mu.Unlock()
-			return n
-		}},
+		busFixture: busFixture{bus: b, name: name},
 		// Not a passive declaration, which counts as a use and would
 		// keep the queue from expiring.
 		exists: func(t *testing.T, q string) bool {

@@ -32,12 +32,21 @@ func embeddedFixture(t *testing.T) busFixture {
 }
 
 func amqpFixture(t *testing.T) busFixture {
-	admin := brokertest.NewAdmin(t)
 	id := brokertest.ID(t)
+	name := testQueueNames(t, brokertest.NewAdmin(t), id)
+	c := dial(t, broker.Options{ConnectionName: "dynworkers " + id})
+	b := broker.NewAMQPBus(c, broker.AMQPBusOptions{})
+	t.Cleanup(func() { _ = b.Close() })
+	return busFixture{bus: b, name: name}
+}
+
+// testQueueNames returns the name function of a fixture on RabbitMQ: the
+// test's id, a dot and s, each name deleted from the broker at cleanup.
+// Call it before the bus is made: its cleanup then runs after the bus is
+// closed, so that no consumer declares a deleted queue again.
+func testQueueNames(t *testing.T, admin *brokertest.Admin, id string) func(string) string {
 	var mu sync.Mutex
 	var names []string
-	// Registered before the bus: runs after it is closed, so that no
-	// consumer declares a deleted queue again.
 	t.Cleanup(func() {
 		mu.Lock()
 		defer mu.Unlock()
@@ -45,16 +54,13 @@ func amqpFixture(t *testing.T) busFixture {
 			_ = admin.Do(func(ch *amqp.Channel) error { _, err := ch.QueueDelete(q, false, false, false); return err })
 		}
 	})
-	c := dial(t, broker.Options{ConnectionName: "dynworkers " + id})
-	b := broker.NewAMQPBus(c, broker.AMQPBusOptions{})
-	t.Cleanup(func() { _ = b.Close() })
-	return busFixture{bus: b, name: func(s string) string {
+	return func(s string) string {
 		n := id + "." + s
 		mu.Lock()
 		names = append(names, n)
 		mu.Unlock()
 		return n
-	}}
+	}
 }
 
 func TestEmbeddedBusConformance(t *testing.T) { runBusConformance(t, embeddedFixture) }

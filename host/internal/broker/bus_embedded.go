@@ -354,13 +354,7 @@ func (q *embQueue) trim() {
 // dropHead drops the oldest ready message, which there must be. q.mu is
 // held.
 func (q *embQueue) dropHead() {
-	var m embMsg
-	if len(q.requeued) > 0 {
-		m = q.popRequeued()
-	} else {
-		m = q.fresh.pop()
-	}
-	q.account(&m, -1)
+	q.popReady()
 	q.droppedHead++
 	q.bus.droppedHead.Add(1)
 }
@@ -585,6 +579,19 @@ func (b *EmbeddedBus) Stats() EmbeddedBusStats {
 	return s
 }
 
+// popReady takes the oldest ready message, which there must be, out of
+// the queue's accounts: requeued ones come before fresh ones. q.mu is held.
+func (q *embQueue) popReady() embMsg {
+	var m embMsg
+	if len(q.requeued) > 0 {
+		m = q.popRequeued()
+	} else {
+		m = q.fresh.pop()
+	}
+	q.account(&m, -1)
+	return m
+}
+
 // dispatch hands ready messages to consumers below their prefetch, round
 // robin, until either runs out. q.mu is held.
 func (q *embQueue) dispatch() {
@@ -593,13 +600,7 @@ func (q *embQueue) dispatch() {
 		if c == nil {
 			return
 		}
-		var m embMsg
-		if len(q.requeued) > 0 {
-			m = q.popRequeued()
-		} else {
-			m = q.fresh.pop()
-		}
-		q.account(&m, -1)
+		m := q.popReady()
 		c.tag++
 		c.unacked[c.tag] = m
 		// Never blocks: the channel holds at most the unacked deliveries,
