@@ -528,9 +528,12 @@ func (p *Process) Status(ctx context.Context) (json.RawMessage, error) {
 
 // healthLoop checks the worker's health every healthInterval until the
 // process ends or Stop begins, and kills it after healthFailures failed
-// checks in a row.
+// checks in a row. The checks of all the host's workers fall on a common
+// grid (see healthWait), so that they come in batches rather than one
+// every few milliseconds: an idle host then wakes once per batch instead
+// of once per check.
 func (p *Process) healthLoop() {
-	t := time.NewTimer(p.healthInterval)
+	t := time.NewTimer(healthWait(time.Now(), p.healthInterval))
 	defer t.Stop()
 	failures := 0
 	for {
@@ -561,8 +564,32 @@ func (p *Process) healthLoop() {
 				return
 			}
 		}
-		t.Reset(p.healthInterval)
+		t.Reset(healthWait(time.Now(), p.healthInterval))
 	}
+}
+
+// healthGridMax is the largest step of the grid health checks are aligned
+// to.
+const healthGridMax = time.Second
+
+// healthWait returns how long to wait from now until the next health check
+// of a worker checked every interval: until the last point of a grid of
+// step min(interval/4, healthGridMax) that is at most interval away. The
+// checks of workers with the same interval, however they started, thus
+// come at the same instants, and a worker is never checked less often
+// than every interval (the wait is between 3/4 of it and all of it), so a
+// hung worker is still killed within health_interval × health_failures +
+// health_timeout.
+func healthWait(now time.Time, interval time.Duration) time.Duration {
+	grid := min(interval/4, healthGridMax)
+	if grid <= 0 {
+		return interval
+	}
+	next := now.Add(interval).Truncate(grid)
+	if d := next.Sub(now); d > 0 {
+		return d
+	}
+	return interval
 }
 
 // Healthy reports whether the worker runs and its last health check (if
