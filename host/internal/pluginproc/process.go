@@ -528,12 +528,16 @@ func (p *Process) Status(ctx context.Context) (json.RawMessage, error) {
 
 // healthLoop checks the worker's health every healthInterval until the
 // process ends or Stop begins, and kills it after healthFailures failed
-// checks in a row. The checks of all the host's workers fall on a common
-// grid (see healthWait), so that they come in batches rather than one
-// every few milliseconds: an idle host then wakes once per batch instead
-// of once per check.
+// checks in a row. A check begins healthInterval (at most) after the one
+// before began, not after it ended, so that a hung worker, whose checks
+// each take healthTimeout, is killed within healthInterval ×
+// healthFailures + healthTimeout. The checks of all the host's workers
+// fall on a common grid (see nextHealthCheck), so that they come in
+// batches rather than one every few milliseconds: an idle host then wakes
+// once per batch instead of once per check.
 func (p *Process) healthLoop() {
-	t := time.NewTimer(healthWait(time.Now(), p.healthInterval))
+	next := nextHealthCheck(time.Now(), p.healthInterval)
+	t := time.NewTimer(time.Until(next))
 	defer t.Stop()
 	failures := 0
 	for {
@@ -544,6 +548,13 @@ func (p *Process) healthLoop() {
 			return
 		case <-t.C:
 		}
+		// The next check is due an interval after this one was due;
+		// after a wake-up later than that (the host was stopped or
+		// starved), an interval from now.
+		if now := time.Now(); now.Sub(next) > p.healthInterval {
+			next = now
+		}
+		next = nextHealthCheck(next, p.healthInterval)
 		err := p.Health(context.Background())
 		select {
 		case <-p.done:
@@ -564,7 +575,8 @@ func (p *Process) healthLoop() {
 				return
 			}
 		}
-		t.Reset(healthWait(time.Now(), p.healthInterval))
+		// A check that took longer than the interval is followed at once.
+		t.Reset(max(time.Until(next), 0))
 	}
 }
 
@@ -572,24 +584,23 @@ func (p *Process) healthLoop() {
 // to.
 const healthGridMax = time.Second
 
-// healthWait returns how long to wait from now until the next health check
-// of a worker checked every interval: until the last point of a grid of
-// step min(interval/4, healthGridMax) that is at most interval away. The
-// checks of workers with the same interval, however they started, thus
-// come at the same instants, and a worker is never checked less often
-// than every interval (the wait is between 3/4 of it and all of it), so a
+// nextHealthCheck returns when the health check that follows one due at
+// last (or a start at last) is due, for a worker checked every interval:
+// the last point of a grid of step min(interval/4, healthGridMax) that is
+// at most interval after last. The checks of workers with the same
+// interval, however they started, thus come at the same instants, and
+// never more than interval apart (between 3/4 of it and all of it), so a
 // hung worker is still killed within health_interval × health_failures +
 // health_timeout.
-func healthWait(now time.Time, interval time.Duration) time.Duration {
+func nextHealthCheck(last time.Time, interval time.Duration) time.Time {
 	grid := min(interval/4, healthGridMax)
 	if grid <= 0 {
-		return interval
+		return last.Add(interval)
 	}
-	next := now.Add(interval).Truncate(grid)
-	if d := next.Sub(now); d > 0 {
-		return d
+	if next := last.Add(interval).Truncate(grid); next.After(last) {
+		return next
 	}
-	return interval
+	return last.Add(interval)
 }
 
 // Healthy reports whether the worker runs and its last health check (if
