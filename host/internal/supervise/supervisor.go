@@ -483,10 +483,16 @@ func (s *Supervisor) publish() {
 	s.mu.Lock()
 	s.info0 = info
 	if s.relayout || s.snapIdx == nil {
-		s.snap = make([]ChildStatus, len(s.order))
-		s.snapIdx = make(map[string]int, len(s.order))
+		// Rebuilt in the same slice and map: removing many children
+		// one after another (a reload) allocates nothing.
+		if s.snapIdx == nil {
+			s.snapIdx = make(map[string]int, len(s.order))
+		}
+		clear(s.snapIdx)
+		clear(s.snap)
+		s.snap = s.snap[:0]
 		for i, c := range s.order {
-			s.snap[i] = c.status()
+			s.snap = append(s.snap, c.status())
 			s.snapIdx[c.spec.Name] = i
 		}
 		s.relayout = false
