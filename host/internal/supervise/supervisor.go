@@ -540,8 +540,8 @@ func (s *Supervisor) checkSnapshot() {
 	}
 }
 
-// sameStatus compares two ChildStatus values field by field (Meta by
-// identity: a child's spec never changes).
+// sameStatus compares two ChildStatus values field by field (Meta only by
+// its length: a child's spec, and so its Meta, never changes).
 func sameStatus(a, b ChildStatus) bool {
 	return a.Name == b.Name && a.State == b.State && a.Instance == b.Instance &&
 		a.Since.Equal(b.Since) && a.StartedAt.Equal(b.StartedAt) && a.Restarts == b.Restarts &&
