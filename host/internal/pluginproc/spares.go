@@ -354,7 +354,7 @@ func (s *Spares) await(ctx context.Context, w *spareWaiter, logger hclog.Logger)
 		return sp.p
 	}
 	s.mu.Lock()
-	if !s.closed && !w.set.gone && !isClosed(sp.p.done) {
+	if !s.closed && !w.set.gone && !isClosed(sp.p.done) && len(w.set.idle) < w.set.depth {
 		s.addIdleLocked(w.set, sp) // not used: back to the pool
 		s.mu.Unlock()
 		return nil
