@@ -68,7 +68,8 @@ var spareDeathBackoff = supervise.Backoff{Initial: 100 * time.Millisecond, Max: 
 // launched, and launches the missing ones at once, side by side, in the
 // background. The depth starts at the pool's size. A Start that finds no
 // spare ready (its starts come faster than spares are launched: a crash
-// loop, control starts in a row) raises it by one, up to MaxSpareDepth (or
+// loop, control starts in a row), after an earlier Start of the key had
+// one, raises it by one, up to MaxSpareDepth (or
 // the size, if larger), so that the next starts find one; a depth above the
 // size shrinks by one, its extra spare discarded, every
 // DefaultSpareDepthDecay in which no Start found the key without a spare
@@ -144,6 +145,7 @@ type spareSet struct {
 	// first; never more than launching.
 	waiters []*spareWaiter
 	depth   int         // how many spares the key keeps: from the pool's size to its maxDepth
+	served  bool        // a Start has had a spare of the key (so its spares had time to be launched)
 	missed  bool        // a Start found no spare ready since the depth was last checked
 	shrink  *time.Timer // checks the depth every decay while it is above the size
 	paused  bool        // a launch failed: no refill until a Start succeeds without a spare
@@ -270,6 +272,7 @@ func (s *Spares) take(key spareKey, logger hclog.Logger) (*Process, *spareWaiter
 		}
 		sp.log.retarget(logger)
 		s.logger.Debug("starting a worker in a warm spare", "path", key.path, "pid", sp.p.pid)
+		set.served = true
 		return sp.p, nil
 	}
 	s.missLocked(set)
@@ -287,10 +290,12 @@ func (s *Spares) take(key spareKey, logger hclog.Logger) (*Process, *spareWaiter
 
 // missLocked records that a Start found no spare of set ready: the key's
 // starts come faster than its spares are launched, so it keeps one more,
-// up to the pool's maxDepth.
+// up to the pool's maxDepth. Not so for the first Start after the key got
+// spares: the key's first spare is launched because of the failure that
+// led to that Start (a restart), and is naturally not ready yet.
 func (s *Spares) missLocked(set *spareSet) {
 	set.missed = true
-	if set.depth >= s.maxDepth || set.paused {
+	if set.depth >= s.maxDepth || set.paused || !set.served {
 		return // a paused key's launches fail: more of them would not help
 	}
 	set.depth++
@@ -506,6 +511,7 @@ func (s *Spares) fill(set *spareSet, delay time.Duration) {
 		w := set.waiters[0]
 		set.waiters = slices.Delete(set.waiters, 0, 1)
 		w.ch <- sp
+		set.served = true
 		// That Start is late already: launch the next spare now rather
 		// than once it has returned.
 		s.fillLocked(set, 0)

@@ -699,3 +699,39 @@ func TestFailedConcurrentLaunchesReleaseWaiters(t *testing.T) {
 		t.Errorf("Start = %v, want ErrBinaryChanged", err)
 	}
 }
+
+// The first Start after a binary got spares finds its first spare still
+// being launched (launched because of the failure that led to this Start):
+// that is no sign of a crash loop, and keeps the depth.
+func TestFirstRestartKeepsDepth(t *testing.T) {
+	launchLog(t)
+	s, _ := newSpares(t, 1)
+	o := chaosOptions(t, map[string]any{})
+	o.Spares = s
+	key := spareKeyOf(o)
+	p := start(t, o)
+	// Spares launched from now on never complete the handshake, so the
+	// next Start cannot find one ready.
+	t.Setenv("CHAOS_CHILD", "1")
+	passEnv(t, "CHAOS_CHILD")
+	if err := syscall.Kill(p.Pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, p, 10*time.Second)
+	waitPool(t, s, o, "a spare being launched", func(set *spareSet) bool { return set != nil && set.launching > 0 })
+	q, w := s.take(key, hclog.NewNullLogger())
+	if q != nil || w == nil {
+		t.Fatalf("take = %v, %v; want a waiter for the launch under way", q, w)
+	}
+	s.mu.Lock()
+	depth, launching := s.keys[key].depth, s.keys[key].launching
+	s.mu.Unlock()
+	if depth != 1 || launching != 1 {
+		t.Errorf("depth %d with %d launches after the first restart's miss, want 1 and 1", depth, launching)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if sp := s.await(ctx, w, hclog.NewNullLogger()); sp != nil {
+		t.Errorf("await with a cancelled context = pid %d, want nothing", sp.Pid())
+	}
+}
