@@ -67,6 +67,7 @@ type Spares struct {
 	size   int
 	logger hclog.Logger
 	expiry time.Duration
+	exec   *ExecStore // spares are run from it (UseExecStore); nil hashes at each launch
 
 	ctx    context.Context // cancelled by Close: aborts launches
 	cancel context.CancelFunc
@@ -417,6 +418,7 @@ func (s *Spares) launch(set *spareSet) (*spare, error) {
 	p, err := launch(ctx, launchConfig{
 		path:      set.key.path,
 		checksum:  set.checksum,
+		exec:      s.exec,
 		logger:    log,
 		env:       pluginEnvLevel(set.key.level, set.key.envList()),
 		timeout:   fmt.Sprintf("the warm spare's handshake timeout (%s)", spareLaunchTimeout),
