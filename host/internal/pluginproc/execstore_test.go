@@ -258,7 +258,6 @@ func TestExecStoreCopyEdited(t *testing.T) {
 	o := storeChaos(t, store)
 	stopProcess(t, start(t, o))
 	cp := filepath.Join(store.Dir(), hex.EncodeToString(o.Checksum), "chaos")
-	ino := inode(t, cp)
 	if err := os.Chmod(cp, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -268,8 +267,10 @@ func TestExecStoreCopyEdited(t *testing.T) {
 		t.Errorf("the process runs %s, sha256 %x, want %s with %x", exe, sum, cp, o.Checksum)
 	}
 	stopProcess(t, p)
-	if inode(t, cp) == ino || store.reads.Load() != 2 {
-		t.Errorf("the copy was not made again (reads %d)", store.reads.Load())
+	// (The new copy may get the old one's inode number: the old one was
+	// freed.)
+	if n := store.reads.Load(); n != 2 {
+		t.Errorf("%d reads of the original, want 2: the copy was not made again", n)
 	}
 	// A copy replaced (a new inode with the right bytes) is made again
 	// too: only what the store wrote and verified is run.
