@@ -10,11 +10,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-plugin"
 
 	"github.com/dynworkers/dynworkers/host/internal/testplugins"
 )
@@ -425,4 +428,68 @@ func TestExecStoreDirectory(t *testing.T) {
 	if _, err := NewExecStore(filepath.Join(open, "exec"), nil); !errors.Is(err, ErrUntrusted) || !strings.Contains(err.Error(), open) {
 		t.Errorf("NewExecStore under a world-writable directory = %v, want ErrUntrusted naming %s", err, open)
 	}
+}
+
+// benchBinary is the binary the verification benchmarks hash: $DYNWORKERS_BENCH_BINARY
+// (e.g. a stripped hello-worker, as make build makes it), or the chaos test
+// plugin (not stripped).
+func benchBinary(b *testing.B) string {
+	if p := os.Getenv("DYNWORKERS_BENCH_BINARY"); p != "" {
+		return p
+	}
+	return chaosPath()
+}
+
+// BenchmarkLaunchVerify measures what a launch spends on verifying the
+// binary before its exec: go-plugin's SecureConfig (a sha256 of the whole
+// file, the cost without a store), the store's check of an unchanged binary
+// (two stats), and the store's one-time copy.
+func BenchmarkLaunchVerify(b *testing.B) {
+	path := testplugins.Copy(b, benchBinary(b), filepath.Join(b.TempDir(), "plugin"))
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := sha256.Sum256(raw)
+	sum := s[:]
+	b.Run("SecureConfig", func(b *testing.B) {
+		b.SetBytes(int64(len(raw)))
+		for b.Loop() {
+			secure := &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
+			if ok, err := secure.Check(path); err != nil || !ok {
+				b.Fatal(ok, err)
+			}
+		}
+	})
+	b.Run("ExecStore/unchanged", func(b *testing.B) {
+		store, err := NewExecStore(filepath.Join(b.TempDir(), "exec"), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer store.Close()
+		if _, err := store.Exec(path, sum); err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			if _, err := store.Exec(path, sum); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("ExecStore/copy", func(b *testing.B) {
+		b.SetBytes(int64(len(raw)))
+		dir := b.TempDir()
+		for i := 0; b.Loop(); i++ {
+			store, err := NewExecStore(filepath.Join(dir, strconv.Itoa(i)), nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := store.Exec(path, sum); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			store.Close()
+			b.StartTimer()
+		}
+	})
 }
