@@ -135,16 +135,46 @@ func NewExecStore(dir string, logger hclog.Logger) (*ExecStore, error) {
 	if err := checkExecAllowed(abs); err != nil {
 		return nil, err
 	}
+	// Only what a store makes is removed: an exec_dir pointed by mistake
+	// at a directory holding anything else is refused, not emptied.
 	entries, err := os.ReadDir(abs)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", about, err)
 	}
 	for _, e := range entries {
-		if err := os.RemoveAll(filepath.Join(abs, e.Name())); err != nil {
-			return nil, fmt.Errorf("%s: emptying it: %w", about, err)
+		if !isDigestDir(e) {
+			return nil, fmt.Errorf("%s holds %s, which the host did not make: it empties the directory at start and removes it at stop, so give it a directory of its own (host.exec_dir)", about, e.Name())
 		}
 	}
-	return &ExecStore{dir: abs, logger: logger, copies: map[string]*execCopy{}}, nil
+	s := &ExecStore{dir: abs, logger: logger, copies: map[string]*execCopy{}}
+	if err := s.removeCopies(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// isDigestDir reports whether e is a directory a store makes: one named
+// after a sha256 in hex.
+func isDigestDir(e fs.DirEntry) bool {
+	b, err := hex.DecodeString(e.Name())
+	return e.IsDir() && err == nil && len(b) == sha256.Size && hex.EncodeToString(b) == e.Name()
+}
+
+// removeCopies removes the store's digest directories with the copies in
+// them.
+func (s *ExecStore) removeCopies() error {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return fmt.Errorf("exec directory %s: %w", s.dir, err)
+	}
+	for _, e := range entries {
+		if isDigestDir(e) {
+			if err := os.RemoveAll(filepath.Join(s.dir, e.Name())); err != nil {
+				return fmt.Errorf("exec directory %s: removing the copies: %w", s.dir, err)
+			}
+		}
+	}
+	return nil
 }
 
 // Dir returns the store's directory ("" for a nil store).
@@ -378,9 +408,10 @@ func (s *ExecStore) Retain(keep map[string][]byte) {
 	}
 }
 
-// Close removes the store's directory with every copy in it; later
-// launches through the store fail. The processes still running a copy
-// keep running it. Call it once no worker or spare is launched any more.
+// Close removes every copy and then the store's directory (unless
+// something else was put there meanwhile); later launches through the
+// store fail. The processes still running a copy keep running it. Call it
+// once no worker or spare is launched any more.
 func (s *ExecStore) Close() error {
 	if s == nil {
 		return nil
@@ -392,7 +423,10 @@ func (s *ExecStore) Close() error {
 	}
 	s.closed = true
 	s.copies = nil
-	if err := os.RemoveAll(s.dir); err != nil {
+	if err := s.removeCopies(); err != nil {
+		return err
+	}
+	if err := os.Remove(s.dir); err != nil {
 		return fmt.Errorf("removing exec directory %s: %w", s.dir, err)
 	}
 	return nil

@@ -377,9 +377,25 @@ func TestExecStoreNoexec(t *testing.T) {
 // of binaries the catalog no longer has.
 func TestExecStoreDirectory(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "exec")
-	if err := os.MkdirAll(filepath.Join(dir, "stale"), 0o755); err != nil {
+	stale := filepath.Join(dir, hex.EncodeToString(make([]byte, sha256.Size)))
+	if err := os.MkdirAll(stale, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(stale, "chaos"), []byte("left by an earlier host"), 0o500); err != nil {
+		t.Fatal(err)
+	}
+	// A directory holding anything else is refused, not emptied.
+	other := filepath.Join(dir, "notes.txt")
+	if err := os.WriteFile(other, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewExecStore(dir, nil); err == nil || !strings.Contains(err.Error(), "notes.txt") || !strings.Contains(err.Error(), "host.exec_dir") {
+		t.Errorf("NewExecStore on a directory with other files = %v, want an error naming notes.txt", err)
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Fatalf("the other file was removed: %v", err)
+	}
+	os.Remove(other)
 	s, err := NewExecStore(dir, nil)
 	if err != nil {
 		t.Fatal(err)
