@@ -219,11 +219,12 @@ func (s *ExecStore) Exec(path string, sum []byte) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("plugin %s: %w", path, err)
 	}
+	if o, ok := c.origs[path]; ok && o.id == statID(fi) && !o.same {
+		// Refused before, and not changed since: refused without a read.
+		return "", changedError(path)
+	}
 	if c.made {
 		if o, ok := c.origs[path]; ok && o.id == statID(fi) {
-			if !o.same {
-				return "", changedError(path)
-			}
 			return c.path, nil
 		}
 		// A path new to this copy, or one whose stat changed since it was
@@ -260,7 +261,7 @@ func (s *ExecStore) entry(path string, sum []byte) (*execCopy, error) {
 	}
 	c := s.copies[cp]
 	if c == nil {
-		c = &execCopy{path: cp, sum: sum, origs: map[string]origCheck{}}
+		c = &execCopy{path: cp, sum: bytes.Clone(sum), origs: map[string]origCheck{}}
 		s.copies[cp] = c
 	}
 	return c, nil

@@ -417,6 +417,21 @@ func TestExecStoreDirectory(t *testing.T) {
 	if _, err := s.Exec(a, nil); err == nil {
 		t.Error("Exec without a checksum succeeded")
 	}
+	// A binary whose content is not the sha256 given gets no copy; asked
+	// again unchanged, it is refused without being read again.
+	c := testplugins.Copy(t, chaosPath(), filepath.Join(t.TempDir(), "c"))
+	reads := s.reads.Load()
+	for range 2 {
+		if _, err := s.Exec(c, sha(t, b)); !errors.Is(err, ErrBinaryChanged) {
+			t.Errorf("Exec of a binary with another content = %v, want ErrBinaryChanged", err)
+		}
+	}
+	if n := s.reads.Load() - reads; n != 1 {
+		t.Errorf("%d reads for two refusals of an unchanged binary, want 1", n)
+	}
+	if _, err := os.Stat(filepath.Join(dir, hex.EncodeToString(sha(t, b)), "c")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("copy of a refused binary: %v, want none", err)
+	}
 	s.Retain(map[string][]byte{a: sha(t, a), b: sha(t, a)}) // b's sha256 is no longer the catalog's
 	if _, err := os.Stat(filepath.Join(dir, hex.EncodeToString(sha(t, a)), "a")); err != nil {
 		t.Errorf("kept copy: %v", err)
