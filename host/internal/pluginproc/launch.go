@@ -36,12 +36,9 @@ const (
 type launchConfig struct {
 	path     string
 	checksum []byte // nil: not checked (Describe)
-	// exec, if set, is the store of verified executables the process is
-	// run from (see ExecStore); nil hashes the binary at this launch.
-	exec    *ExecStore
-	logger  hclog.Logger
-	env     []string
-	timeout string // how the deadline is called in errors, e.g. "start_timeout (30s)"
+	logger   hclog.Logger
+	env      []string
+	timeout  string // how the deadline is called in errors, e.g. "start_timeout (30s)"
 	// handshake bounds go-plugin's wait for the handshake; zero: the time
 	// left until ctx's deadline.
 	handshake time.Duration
@@ -56,6 +53,10 @@ type launchConfig struct {
 	// "describe"); limits are applied to it (see contain.Group).
 	name   string
 	limits contain.Limits
+
+	// exec, if set, is the store of verified executables the process is
+	// run from (see ExecStore); nil hashes the binary at this launch.
+	exec *ExecStore
 }
 
 // launch starts the plugin binary, completes the go-plugin handshake and
