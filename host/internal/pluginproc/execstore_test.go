@@ -164,7 +164,7 @@ func TestExecStoreSwappedBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitDone(t, p, 10*time.Second)
-	waitPool(t, s, o, "a paused key", func(set *spareSet) bool { return set != nil && set.paused && set.inflight == nil })
+	waitPool(t, s, o, "a paused key", func(set *spareSet) bool { return set != nil && set.paused && set.launching == 0 && set.delayed == 0 })
 	if !strings.Contains(sink.String(), ErrBinaryChanged.Error()) {
 		t.Errorf("the spare's launch did not fail with ErrBinaryChanged; log:\n%s", sink.String())
 	}
