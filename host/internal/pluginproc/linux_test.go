@@ -64,10 +64,9 @@ func TestPluginDiesWithHost(t *testing.T) {
 	}
 	host := exec.Command(exe)
 	// The plugin dies with the fake host, which cannot remove its socket
-	// directory: keep that out of the directory TestMain checks, which is
-	// $TMPDIR here (beside it, in its parent). (Not in t.TempDir(), nor in
-	// TestMain's directory: their long names, with a 6-digit pid, made the
-	// socket path too long.)
+	// directory: keep that out of the directory TestMain checks. (Not in
+	// t.TempDir(), nor in TestMain's $TMPDIR: their long names make the
+	// socket path too long once pids have six digits.)
 	tmp, err := os.MkdirTemp(filepath.Dir(os.TempDir()), "fh-")
 	if err != nil {
 		t.Fatal(err)
