@@ -116,6 +116,11 @@ type Options struct {
 	// from when it holds one for this Path, Checksum, Env and the Logger's
 	// level (see Spares). Nil launches a process for every Start.
 	Spares *Spares
+
+	// pollHealth makes the host poll the worker's Health even when its
+	// plugin sends health beats; only tests set it, to test the fallback
+	// for plugins built with an older SDK.
+	pollHealth bool
 }
 
 func (o Options) withDefaults() Options {
@@ -167,6 +172,9 @@ type Process struct {
 	healthInterval time.Duration
 	healthTimeout  time.Duration
 	healthFailures int
+	// pollHealth makes the host poll Health even when the plugin sends
+	// health beats (tests of the fallback).
+	pollHealth bool
 
 	done     chan struct{} // closed by watchExit once the process is reaped
 	stopping chan struct{} // closed when Stop begins; ends the health loop
@@ -182,6 +190,8 @@ type Process struct {
 	hostSrv       *grpc.Server // serves the Host service; set by Start
 	hostImpl      *hostServer  // its implementation; set with hostSrv
 	hostStopped   bool         // the process is gone: no Host service any more
+	// healthCancel ends the health beats' stream; nil until it is opened.
+	healthCancel context.CancelFunc
 }
 
 // Start launches a fresh plugin process for the worker, or takes a warm
@@ -260,6 +270,7 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 	p.healthInterval = o.HealthInterval
 	p.healthTimeout = o.HealthTimeout
 	p.healthFailures = o.HealthFailures
+	p.pollHealth = o.pollHealth
 
 	// The Host service is served from now on, whether the process was
 	// launched for this Start or taken from the spares (see serveHost).
@@ -404,6 +415,9 @@ func (p *Process) Stop(ctx context.Context) error {
 	if first {
 		p.stopRequested = running
 		close(p.stopping)
+		if p.healthCancel != nil {
+			p.healthCancel()
+		}
 	}
 	p.mu.Unlock()
 	if !running {
@@ -532,7 +546,18 @@ func (p *Process) Status(ctx context.Context) (json.RawMessage, error) {
 	return json.RawMessage(b), nil
 }
 
-// healthLoop checks the worker's health every healthInterval until the
+// healthLoop watches the worker's health until the process ends or Stop
+// begins, and kills it after healthFailures failed checks in a row: from the
+// plugin's health beats (see healthBeats), or, for a plugin that sends none,
+// by polling its Health (see pollHealthLoop).
+func (p *Process) healthLoop() {
+	if !p.pollHealth && !p.healthBeats() {
+		return
+	}
+	p.pollHealthLoop()
+}
+
+// pollHealthLoop checks the worker's health every healthInterval until the
 // process ends or Stop begins, and kills it after healthFailures failed
 // checks in a row. A check begins healthInterval (at most) after the one
 // before began, not after it ended, so that a hung worker, whose checks
@@ -541,7 +566,7 @@ func (p *Process) Status(ctx context.Context) (json.RawMessage, error) {
 // fall on a common grid (see nextHealthCheck), so that they come in
 // batches rather than one every few milliseconds: an idle host then wakes
 // once per batch instead of once per check.
-func (p *Process) healthLoop() {
+func (p *Process) pollHealthLoop() {
 	next := nextHealthCheck(time.Now(), p.healthInterval)
 	t := time.NewTimer(time.Until(next))
 	defer t.Stop()

@@ -3,8 +3,9 @@
 // A plugin binary serves the Worker service over go-plugin's gRPC transport.
 // The host launches one plugin process per worker: it calls Describe to learn
 // which classes the binary offers (once, when the catalog scans plugin_dir),
-// then, in a fresh process for every (re)start, Start once, Health and Status
-// as often as it likes, and Stop once.
+// then, in a fresh process for every (re)start, Start once, HealthBeats once
+// (or Health, for plugins without it) and Status as often as it likes, and
+// Stop once.
 //
 // Regenerate with `make generate`; the generated code is committed.
 
@@ -578,6 +579,123 @@ func (x *HealthResponse) GetMessage() string {
 	return ""
 }
 
+type HealthBeatsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// interval_ms is the time between two checks (health_interval).
+	IntervalMs int64 `protobuf:"varint,1,opt,name=interval_ms,json=intervalMs,proto3" json:"interval_ms,omitempty"`
+	// timeout_ms bounds one check (health_timeout).
+	TimeoutMs     int64 `protobuf:"varint,2,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HealthBeatsRequest) Reset() {
+	*x = HealthBeatsRequest{}
+	mi := &file_internal_wire_proto_worker_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HealthBeatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HealthBeatsRequest) ProtoMessage() {}
+
+func (x *HealthBeatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_proto_worker_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HealthBeatsRequest.ProtoReflect.Descriptor instead.
+func (*HealthBeatsRequest) Descriptor() ([]byte, []int) {
+	return file_internal_wire_proto_worker_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *HealthBeatsRequest) GetIntervalMs() int64 {
+	if x != nil {
+		return x.IntervalMs
+	}
+	return 0
+}
+
+func (x *HealthBeatsRequest) GetTimeoutMs() int64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+// HealthBeat is the result of one health check made by the plugin.
+type HealthBeat struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Healthy bool                   `protobuf:"varint,1,opt,name=healthy,proto3" json:"healthy,omitempty"`
+	// message says why the worker is unhealthy; empty when healthy.
+	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// timed_out is set when the check did not return within timeout_ms.
+	TimedOut      bool `protobuf:"varint,3,opt,name=timed_out,json=timedOut,proto3" json:"timed_out,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HealthBeat) Reset() {
+	*x = HealthBeat{}
+	mi := &file_internal_wire_proto_worker_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HealthBeat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HealthBeat) ProtoMessage() {}
+
+func (x *HealthBeat) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_proto_worker_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HealthBeat.ProtoReflect.Descriptor instead.
+func (*HealthBeat) Descriptor() ([]byte, []int) {
+	return file_internal_wire_proto_worker_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *HealthBeat) GetHealthy() bool {
+	if x != nil {
+		return x.Healthy
+	}
+	return false
+}
+
+func (x *HealthBeat) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *HealthBeat) GetTimedOut() bool {
+	if x != nil {
+		return x.TimedOut
+	}
+	return false
+}
+
 type StatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -586,7 +704,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_internal_wire_proto_worker_proto_msgTypes[10]
+	mi := &file_internal_wire_proto_worker_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -598,7 +716,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_proto_worker_proto_msgTypes[10]
+	mi := &file_internal_wire_proto_worker_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -611,7 +729,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_internal_wire_proto_worker_proto_rawDescGZIP(), []int{10}
+	return file_internal_wire_proto_worker_proto_rawDescGZIP(), []int{12}
 }
 
 type StatusResponse struct {
@@ -624,7 +742,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_internal_wire_proto_worker_proto_msgTypes[11]
+	mi := &file_internal_wire_proto_worker_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -636,7 +754,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_wire_proto_worker_proto_msgTypes[11]
+	mi := &file_internal_wire_proto_worker_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -649,7 +767,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_internal_wire_proto_worker_proto_rawDescGZIP(), []int{11}
+	return file_internal_wire_proto_worker_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *StatusResponse) GetDetailsJson() []byte {
@@ -699,16 +817,27 @@ const file_internal_wire_proto_worker_proto_rawDesc = "" +
 	"\rHealthRequest\"D\n" +
 	"\x0eHealthResponse\x12\x18\n" +
 	"\ahealthy\x18\x01 \x01(\bR\ahealthy\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\x0f\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"T\n" +
+	"\x12HealthBeatsRequest\x12\x1f\n" +
+	"\vinterval_ms\x18\x01 \x01(\x03R\n" +
+	"intervalMs\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x02 \x01(\x03R\ttimeoutMs\"]\n" +
+	"\n" +
+	"HealthBeat\x12\x18\n" +
+	"\ahealthy\x18\x01 \x01(\bR\ahealthy\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1b\n" +
+	"\ttimed_out\x18\x03 \x01(\bR\btimedOut\"\x0f\n" +
 	"\rStatusRequest\"3\n" +
 	"\x0eStatusResponse\x12!\n" +
-	"\fdetails_json\x18\x01 \x01(\fR\vdetailsJson2\xae\x03\n" +
+	"\fdetails_json\x18\x01 \x01(\fR\vdetailsJson2\x8b\x04\n" +
 	"\x06Worker\x12Y\n" +
 	"\bDescribe\x12%.dynworkers.worker.v1.DescribeRequest\x1a&.dynworkers.worker.v1.DescribeResponse\x12P\n" +
 	"\x05Start\x12\".dynworkers.worker.v1.StartRequest\x1a#.dynworkers.worker.v1.StartResponse\x12M\n" +
 	"\x04Stop\x12!.dynworkers.worker.v1.StopRequest\x1a\".dynworkers.worker.v1.StopResponse\x12S\n" +
 	"\x06Health\x12#.dynworkers.worker.v1.HealthRequest\x1a$.dynworkers.worker.v1.HealthResponse\x12S\n" +
-	"\x06Status\x12#.dynworkers.worker.v1.StatusRequest\x1a$.dynworkers.worker.v1.StatusResponseB6Z4github.com/dynworkers/dynworkers/internal/wire/protob\x06proto3"
+	"\x06Status\x12#.dynworkers.worker.v1.StatusRequest\x1a$.dynworkers.worker.v1.StatusResponse\x12[\n" +
+	"\vHealthBeats\x12(.dynworkers.worker.v1.HealthBeatsRequest\x1a .dynworkers.worker.v1.HealthBeat0\x01B6Z4github.com/dynworkers/dynworkers/internal/wire/protob\x06proto3"
 
 var (
 	file_internal_wire_proto_worker_proto_rawDescOnce sync.Once
@@ -722,20 +851,22 @@ func file_internal_wire_proto_worker_proto_rawDescGZIP() []byte {
 	return file_internal_wire_proto_worker_proto_rawDescData
 }
 
-var file_internal_wire_proto_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_internal_wire_proto_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_internal_wire_proto_worker_proto_goTypes = []any{
-	(*DescribeRequest)(nil),  // 0: dynworkers.worker.v1.DescribeRequest
-	(*DescribeResponse)(nil), // 1: dynworkers.worker.v1.DescribeResponse
-	(*ClassInfo)(nil),        // 2: dynworkers.worker.v1.ClassInfo
-	(*Attribute)(nil),        // 3: dynworkers.worker.v1.Attribute
-	(*StartRequest)(nil),     // 4: dynworkers.worker.v1.StartRequest
-	(*StartResponse)(nil),    // 5: dynworkers.worker.v1.StartResponse
-	(*StopRequest)(nil),      // 6: dynworkers.worker.v1.StopRequest
-	(*StopResponse)(nil),     // 7: dynworkers.worker.v1.StopResponse
-	(*HealthRequest)(nil),    // 8: dynworkers.worker.v1.HealthRequest
-	(*HealthResponse)(nil),   // 9: dynworkers.worker.v1.HealthResponse
-	(*StatusRequest)(nil),    // 10: dynworkers.worker.v1.StatusRequest
-	(*StatusResponse)(nil),   // 11: dynworkers.worker.v1.StatusResponse
+	(*DescribeRequest)(nil),    // 0: dynworkers.worker.v1.DescribeRequest
+	(*DescribeResponse)(nil),   // 1: dynworkers.worker.v1.DescribeResponse
+	(*ClassInfo)(nil),          // 2: dynworkers.worker.v1.ClassInfo
+	(*Attribute)(nil),          // 3: dynworkers.worker.v1.Attribute
+	(*StartRequest)(nil),       // 4: dynworkers.worker.v1.StartRequest
+	(*StartResponse)(nil),      // 5: dynworkers.worker.v1.StartResponse
+	(*StopRequest)(nil),        // 6: dynworkers.worker.v1.StopRequest
+	(*StopResponse)(nil),       // 7: dynworkers.worker.v1.StopResponse
+	(*HealthRequest)(nil),      // 8: dynworkers.worker.v1.HealthRequest
+	(*HealthResponse)(nil),     // 9: dynworkers.worker.v1.HealthResponse
+	(*HealthBeatsRequest)(nil), // 10: dynworkers.worker.v1.HealthBeatsRequest
+	(*HealthBeat)(nil),         // 11: dynworkers.worker.v1.HealthBeat
+	(*StatusRequest)(nil),      // 12: dynworkers.worker.v1.StatusRequest
+	(*StatusResponse)(nil),     // 13: dynworkers.worker.v1.StatusResponse
 }
 var file_internal_wire_proto_worker_proto_depIdxs = []int32{
 	2,  // 0: dynworkers.worker.v1.DescribeResponse.classes:type_name -> dynworkers.worker.v1.ClassInfo
@@ -744,14 +875,16 @@ var file_internal_wire_proto_worker_proto_depIdxs = []int32{
 	4,  // 3: dynworkers.worker.v1.Worker.Start:input_type -> dynworkers.worker.v1.StartRequest
 	6,  // 4: dynworkers.worker.v1.Worker.Stop:input_type -> dynworkers.worker.v1.StopRequest
 	8,  // 5: dynworkers.worker.v1.Worker.Health:input_type -> dynworkers.worker.v1.HealthRequest
-	10, // 6: dynworkers.worker.v1.Worker.Status:input_type -> dynworkers.worker.v1.StatusRequest
-	1,  // 7: dynworkers.worker.v1.Worker.Describe:output_type -> dynworkers.worker.v1.DescribeResponse
-	5,  // 8: dynworkers.worker.v1.Worker.Start:output_type -> dynworkers.worker.v1.StartResponse
-	7,  // 9: dynworkers.worker.v1.Worker.Stop:output_type -> dynworkers.worker.v1.StopResponse
-	9,  // 10: dynworkers.worker.v1.Worker.Health:output_type -> dynworkers.worker.v1.HealthResponse
-	11, // 11: dynworkers.worker.v1.Worker.Status:output_type -> dynworkers.worker.v1.StatusResponse
-	7,  // [7:12] is the sub-list for method output_type
-	2,  // [2:7] is the sub-list for method input_type
+	12, // 6: dynworkers.worker.v1.Worker.Status:input_type -> dynworkers.worker.v1.StatusRequest
+	10, // 7: dynworkers.worker.v1.Worker.HealthBeats:input_type -> dynworkers.worker.v1.HealthBeatsRequest
+	1,  // 8: dynworkers.worker.v1.Worker.Describe:output_type -> dynworkers.worker.v1.DescribeResponse
+	5,  // 9: dynworkers.worker.v1.Worker.Start:output_type -> dynworkers.worker.v1.StartResponse
+	7,  // 10: dynworkers.worker.v1.Worker.Stop:output_type -> dynworkers.worker.v1.StopResponse
+	9,  // 11: dynworkers.worker.v1.Worker.Health:output_type -> dynworkers.worker.v1.HealthResponse
+	13, // 12: dynworkers.worker.v1.Worker.Status:output_type -> dynworkers.worker.v1.StatusResponse
+	11, // 13: dynworkers.worker.v1.Worker.HealthBeats:output_type -> dynworkers.worker.v1.HealthBeat
+	8,  // [8:14] is the sub-list for method output_type
+	2,  // [2:8] is the sub-list for method input_type
 	2,  // [2:2] is the sub-list for extension type_name
 	2,  // [2:2] is the sub-list for extension extendee
 	0,  // [0:2] is the sub-list for field type_name
@@ -768,7 +901,7 @@ func file_internal_wire_proto_worker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_internal_wire_proto_worker_proto_rawDesc), len(file_internal_wire_proto_worker_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -3,8 +3,9 @@
 // A plugin binary serves the Worker service over go-plugin's gRPC transport.
 // The host launches one plugin process per worker: it calls Describe to learn
 // which classes the binary offers (once, when the catalog scans plugin_dir),
-// then, in a fresh process for every (re)start, Start once, Health and Status
-// as often as it likes, and Stop once.
+// then, in a fresh process for every (re)start, Start once, HealthBeats once
+// (or Health, for plugins without it) and Status as often as it likes, and
+// Stop once.
 //
 // Regenerate with `make generate`; the generated code is committed.
 
@@ -29,11 +30,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Worker_Describe_FullMethodName = "/dynworkers.worker.v1.Worker/Describe"
-	Worker_Start_FullMethodName    = "/dynworkers.worker.v1.Worker/Start"
-	Worker_Stop_FullMethodName     = "/dynworkers.worker.v1.Worker/Stop"
-	Worker_Health_FullMethodName   = "/dynworkers.worker.v1.Worker/Health"
-	Worker_Status_FullMethodName   = "/dynworkers.worker.v1.Worker/Status"
+	Worker_Describe_FullMethodName    = "/dynworkers.worker.v1.Worker/Describe"
+	Worker_Start_FullMethodName       = "/dynworkers.worker.v1.Worker/Start"
+	Worker_Stop_FullMethodName        = "/dynworkers.worker.v1.Worker/Stop"
+	Worker_Health_FullMethodName      = "/dynworkers.worker.v1.Worker/Health"
+	Worker_Status_FullMethodName      = "/dynworkers.worker.v1.Worker/Status"
+	Worker_HealthBeats_FullMethodName = "/dynworkers.worker.v1.Worker/HealthBeats"
 )
 
 // WorkerClient is the client API for Worker service.
@@ -51,6 +53,15 @@ type WorkerClient interface {
 	Health(ctx context.Context, in *HealthRequest, opts ...grpc.CallOption) (*HealthResponse, error)
 	// Status returns free-form details for the status API.
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
+	// HealthBeats pushes the worker's health: the plugin calls its own
+	// health check every interval_ms, bounded by timeout_ms, and sends each
+	// result as one beat, until the host cancels the stream or the worker
+	// stops. A check still running when the next one is due is not called
+	// again; that interval's beat is a failure. The host opens the stream
+	// once, after Start returned, and only reads: a beat that does not come
+	// within interval + timeout counts as a failed check. A plugin built
+	// without it answers Unimplemented and the host polls Health instead.
+	HealthBeats(ctx context.Context, in *HealthBeatsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[HealthBeat], error)
 }
 
 type workerClient struct {
@@ -111,6 +122,25 @@ func (c *workerClient) Status(ctx context.Context, in *StatusRequest, opts ...gr
 	return out, nil
 }
 
+func (c *workerClient) HealthBeats(ctx context.Context, in *HealthBeatsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[HealthBeat], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Worker_ServiceDesc.Streams[0], Worker_HealthBeats_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[HealthBeatsRequest, HealthBeat]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Worker_HealthBeatsClient = grpc.ServerStreamingClient[HealthBeat]
+
 // WorkerServer is the server API for Worker service.
 // All implementations must embed UnimplementedWorkerServer
 // for forward compatibility.
@@ -126,6 +156,15 @@ type WorkerServer interface {
 	Health(context.Context, *HealthRequest) (*HealthResponse, error)
 	// Status returns free-form details for the status API.
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
+	// HealthBeats pushes the worker's health: the plugin calls its own
+	// health check every interval_ms, bounded by timeout_ms, and sends each
+	// result as one beat, until the host cancels the stream or the worker
+	// stops. A check still running when the next one is due is not called
+	// again; that interval's beat is a failure. The host opens the stream
+	// once, after Start returned, and only reads: a beat that does not come
+	// within interval + timeout counts as a failed check. A plugin built
+	// without it answers Unimplemented and the host polls Health instead.
+	HealthBeats(*HealthBeatsRequest, grpc.ServerStreamingServer[HealthBeat]) error
 	mustEmbedUnimplementedWorkerServer()
 }
 
@@ -150,6 +189,9 @@ func (UnimplementedWorkerServer) Health(context.Context, *HealthRequest) (*Healt
 }
 func (UnimplementedWorkerServer) Status(context.Context, *StatusRequest) (*StatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Status not implemented")
+}
+func (UnimplementedWorkerServer) HealthBeats(*HealthBeatsRequest, grpc.ServerStreamingServer[HealthBeat]) error {
+	return status.Error(codes.Unimplemented, "method HealthBeats not implemented")
 }
 func (UnimplementedWorkerServer) mustEmbedUnimplementedWorkerServer() {}
 func (UnimplementedWorkerServer) testEmbeddedByValue()                {}
@@ -262,6 +304,17 @@ func _Worker_Status_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Worker_HealthBeats_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(HealthBeatsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(WorkerServer).HealthBeats(m, &grpc.GenericServerStream[HealthBeatsRequest, HealthBeat]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Worker_HealthBeatsServer = grpc.ServerStreamingServer[HealthBeat]
+
 // Worker_ServiceDesc is the grpc.ServiceDesc for Worker service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -290,6 +343,12 @@ var Worker_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Worker_Status_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "HealthBeats",
+			Handler:       _Worker_HealthBeats_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "internal/wire/proto/worker.proto",
 }
