@@ -99,6 +99,7 @@ func (w *beatWatch) beat(b *proto.HealthBeat) {
 	if w.ended {
 		return
 	}
+	w.p.beats.Add(1)
 	w.last, w.misses = time.Now(), 0
 	w.timer.Reset(w.p.healthInterval + w.p.healthTimeout + w.slack)
 	var err error

@@ -34,7 +34,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	os.Setenv("TMPDIR", tmp)
-	dir, err := testplugins.BuildDir("chaos", "other", "hybrid", "bus", "plugins/telnet", "plugins/echo")
+	dir, err := testplugins.BuildDir("chaos", "other", "oldsdk", "hybrid", "bus", "plugins/telnet", "plugins/echo")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

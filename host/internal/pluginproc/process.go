@@ -168,6 +168,8 @@ type Process struct {
 	phase    atomic.Int32
 	// unhealthy is set while the last health check failed.
 	unhealthy atomic.Bool
+	// beats counts the health beats received (see healthBeats).
+	beats atomic.Int64
 
 	healthInterval time.Duration
 	healthTimeout  time.Duration

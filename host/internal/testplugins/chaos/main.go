@@ -67,6 +67,9 @@ type config struct {
 	Message   string        `config:"message" default:"boom" help:"panic and error message"`
 	// HangStatus makes Status never answer, whatever the mode.
 	HangStatus bool `config:"hang_status" default:"false" help:"Status never answers"`
+	// UnhealthyFor makes Health fail for that long after Start, whatever
+	// the mode, with Message as its reason.
+	UnhealthyFor time.Duration `config:"unhealthy_for" default:"0s" help:"how long Health fails after Start"`
 }
 
 // ignoringStop is set once a worker in mode ignore_stop is in its Stop.
@@ -246,6 +249,9 @@ func (w *worker) Health(ctx context.Context) error {
 		select {} // never answers, whatever the deadline says
 	}
 	w.healthChecks.Add(1)
+	if time.Since(started) < w.cfg.UnhealthyFor {
+		return errors.New(w.cfg.Message)
+	}
 	return nil
 }
 
