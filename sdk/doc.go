@@ -60,10 +60,13 @@
 //     the constructor, is permanent:
 //     the worker is marked failed instead of being restarted in a loop. Any
 //     other error is retried with backoff.
-//  4. Run. While the worker runs the host calls Health every
-//     health_interval (5 s); an error or no answer within health_timeout
+//  4. Run. While the worker runs the SDK calls Health every
+//     health_interval (5 s) and pushes each result to the host (the
+//     HealthBeats stream); an error or no answer within health_timeout
 //     (2 s) is a failed check, and three in a row make the host kill the
-//     process and restart the worker. Status adds details to the status
+//     process and restart the worker. A Health that hangs is not called
+//     again while it hangs: each interval it still runs is another failed
+//     check. Status adds details to the status
 //     API. Both are optional (HealthChecker, StatusReporter).
 //  5. Exit. A worker may end itself with Env.Exit (or by returning from
 //     Run's function): its consumers stop, what it published and settled is
