@@ -2,16 +2,34 @@ package bench
 
 import "time"
 
-// Targets from the issue's performance section.
+// Targets from the issues' performance sections (issue 15: scale on one
+// host).
 const (
-	// TargetRestartP50 bounds the median crash-to-running restart latency.
+	// TargetRestartP50 bounds the median crash-to-running restart latency,
+	// of spaced crashes and of back-to-back crashes (a crash loop) alike.
 	TargetRestartP50 = 10 * time.Millisecond
+	// TargetRestartSpacedP99 bounds the p99 of spaced crashes.
+	TargetRestartSpacedP99 = 20 * time.Millisecond
 	// TargetStartup100 bounds the median start-up time of 100 workers.
-	TargetStartup100 = 1500 * time.Millisecond
+	TargetStartup100 = 800 * time.Millisecond
+	// TargetStartup1000 bounds the start-up time of 1,000 workers.
+	TargetStartup1000 = 10 * time.Second
+	// TargetBareRatio bounds the host's start-up of 100 workers as a
+	// multiple of 100 bare go-plugin spawns + first RPC of the same binary
+	// at the host's default start_concurrency.
+	TargetBareRatio = 1.5
 	// TargetControlStartP50 bounds the median time from the publication of
 	// a start over AMQP to the new worker running (the issue: answering
 	// Health; from outside, its reply, sent once the worker runs).
-	TargetControlStartP50 = 20 * time.Millisecond
+	TargetControlStartP50 = 10 * time.Millisecond
+	// TargetIdleCPU bounds the host's CPU use with 1,000 idle workers, in
+	// percent of one core.
+	TargetIdleCPU = 2.0
+	// TargetIdleRSS bounds the host's RSS with 1,000 idle workers, in KiB.
+	TargetIdleRSS = 150 * 1000 * 1000 / 1024
+	// TargetStatus bounds a status reply (HTTP and AMQP) with 1,000
+	// workers.
+	TargetStatus = 50 * time.Millisecond
 )
 
 // Results is everything one run of the harness measured; it is rendered to
@@ -28,6 +46,9 @@ type Results struct {
 	Background Background `json:"background"`
 
 	Binary *BinaryResult `json:"binary"`
+	// Bare is 100 spawns of the plugin with plain go-plugin + first RPC:
+	// the floor of the start-up.
+	Bare *BareResult `json:"bare_go_plugin"`
 	// Restart kills each new instance about 1 ms after it started: back to
 	// back crashes, a crash loop.
 	Restart *RestartResult `json:"restart"`
@@ -287,4 +308,52 @@ func sum(vs []int64) int64 {
 		s += v
 	}
 	return s
+}
+
+// BareResult is the floor the host's start-up is compared with: Spawns
+// plugin processes of the same binary started with plain go-plugin (the
+// project's handshake and plugin set, no SecureConfig, nothing of the
+// host's) and their first RPC answered, at several concurrencies.
+type BareResult struct {
+	Spawns int       `json:"spawns"`
+	Runs   []BareRun `json:"runs"`
+}
+
+// BareRun is one concurrency of the bare baseline, over several runs.
+type BareRun struct {
+	Concurrency int `json:"concurrency"`
+	// Totals: first exec → the last first RPC answered, one per run.
+	Totals  []time.Duration `json:"-"`
+	TotalUS []int64         `json:"total_us"`
+	// Each: one spawn's exec → its first RPC answered, over all runs.
+	Each        []time.Duration `json:"-"`
+	EachSummary Summary         `json:"each"`
+}
+
+// Floor returns the bare run with the smallest median total, the floor
+// the host's start-up is compared with, and false if there is none.
+func (b *BareResult) Floor() (BareRun, bool) {
+	if b == nil || len(b.Runs) == 0 {
+		return BareRun{}, false
+	}
+	best := b.Runs[0]
+	for _, r := range b.Runs[1:] {
+		if Median(r.Totals) < Median(best.Totals) {
+			best = r
+		}
+	}
+	return best, true
+}
+
+// At returns the bare run at concurrency c.
+func (b *BareResult) At(c int) (BareRun, bool) {
+	if b == nil {
+		return BareRun{}, false
+	}
+	for _, r := range b.Runs {
+		if r.Concurrency == c {
+			return r, true
+		}
+	}
+	return BareRun{}, false
 }
