@@ -49,6 +49,8 @@ type Results struct {
 	// Bare is 100 spawns of the plugin with plain go-plugin + first RPC:
 	// the floor of the start-up.
 	Bare *BareResult `json:"bare_go_plugin"`
+	// Supervisord is the same binary under supervisord, side by side.
+	Supervisord *SupervisordResult `json:"supervisord"`
 	// Restart kills each new instance about 1 ms after it started: back to
 	// back crashes, a crash loop.
 	Restart *RestartResult `json:"restart"`
@@ -127,7 +129,8 @@ type RestartResult struct {
 	SpareWaitUS []int64       `json:"started_to_spare_ready_us,omitempty"`
 	SpareMargin time.Duration `json:"-"`
 	// FromSpare (spaced crashes only) counts the measured restarts whose
-	// new instance is the spare the harness saw ready.
+	// new instance is one of the spares there before the kill (the host
+	// may keep several of a binary that crash-loops).
 	FromSpare int `json:"restarts_into_the_ready_spare"`
 
 	// StaleSockets counts the unix socket files the killed plugins left
@@ -356,4 +359,47 @@ func (b *BareResult) At(c int) (BareRun, bool) {
 		}
 	}
 	return BareRun{}, false
+}
+
+// SupervisordResult is the same plugin binary run standalone under
+// supervisord (go-plugin's magic cookie set, so it serves and idles), in
+// the same run: crash → RUNNING again, start and stop of Programs
+// programs, and memory. For supervisord, RUNNING (with startsecs=0) means
+// the program was spawned; its time is that of the log line saying so.
+type SupervisordResult struct {
+	// NotRun, if set, says why supervisord was not measured.
+	NotRun  string `json:"not_run,omitempty"`
+	Version string `json:"version,omitempty"`
+	// Found says whether supervisord was on PATH or installed by the run.
+	Found string `json:"found,omitempty"`
+
+	Crashes int `json:"crashes,omitempty"`
+	Warmup  int `json:"warmup_crashes,omitempty"`
+	// Restart: SIGKILL of the program → its "entered RUNNING state" log
+	// line (millisecond resolution).
+	Restart   Summary `json:"kill_to_running"`
+	RestartUS []int64 `json:"kill_to_running_us,omitempty"`
+
+	Programs int `json:"programs,omitempty"`
+	// Start: exec of supervisord → the last of Programs programs entered
+	// RUNNING, one per run; Stop: SIGTERM → supervisord exited, its
+	// programs stopped.
+	Start   []time.Duration `json:"-"`
+	Stop    []time.Duration `json:"-"`
+	StartUS []int64         `json:"start_us,omitempty"`
+	StopUS  []int64         `json:"stop_us,omitempty"`
+
+	// Mem1 and MemN: supervisord's own memory with 1 and with Programs
+	// programs running; ProgramPSS: each program's PSS in KiB.
+	Mem1       Mem     `json:"supervisord_1_program"`
+	MemN       Mem     `json:"supervisord_n_programs"`
+	ProgramPSS []int64 `json:"program_pss_kib,omitempty"`
+}
+
+// PerProgram is supervisord's own PSS growth per program, in KiB.
+func (s *SupervisordResult) PerProgram() float64 {
+	if s.Programs <= 1 {
+		return 0
+	}
+	return float64(s.MemN.PSS-s.Mem1.PSS) / float64(s.Programs-1)
 }
