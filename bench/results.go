@@ -51,6 +51,8 @@ type Results struct {
 	Bare *BareResult `json:"bare_go_plugin"`
 	// Supervisord is the same binary under supervisord, side by side.
 	Supervisord *SupervisordResult `json:"supervisord"`
+	// Scale is the 1,000-worker test and the scale limits.
+	Scale *ScaleResult `json:"scale"`
 	// Restart kills each new instance about 1 ms after it started: back to
 	// back crashes, a crash loop.
 	Restart *RestartResult `json:"restart"`
@@ -402,4 +404,81 @@ func (s *SupervisordResult) PerProgram() float64 {
 		return 0
 	}
 	return float64(s.MemN.PSS-s.Mem1.PSS) / float64(s.Programs-1)
+}
+
+// ScaleResult is the 1,000-worker test: a host of ScaleRun.Workers idle
+// workers sampled (Full), next to a smaller one (Base) for the cost per
+// worker; 50 random workers killed; a clean stop; the host's limits.
+type ScaleResult struct {
+	// NotRun, if set, says why the scale test did not run.
+	NotRun string    `json:"not_run,omitempty"`
+	Base   *ScaleRun `json:"base,omitempty"`
+	Full   *ScaleRun `json:"full,omitempty"`
+
+	// Kills workers' processes were SIGKILLed at once; KillToRunning is
+	// kill → each one's worker_started; Untouched counts the others found
+	// in the same process, never restarted, with no event.
+	Kills           int     `json:"kills"`
+	KillToRunning   Summary `json:"kill_to_started"`
+	KillToRunningUS []int64 `json:"kill_to_started_us,omitempty"`
+	Untouched       int     `json:"neighbours_untouched"`
+
+	// Shutdown: SIGTERM → the host exited 0; what was left after it.
+	Shutdown      time.Duration `json:"-"`
+	ShutdownMS    int64         `json:"shutdown_ms"`
+	LeftProcesses int           `json:"processes_left"`
+	LeftSockets   int           `json:"sockets_left"`
+
+	Limits HostLimits `json:"limits"`
+}
+
+// ScaleRun is one host of idle hello workers in the scale test.
+type ScaleRun struct {
+	Workers       int           `json:"workers"`
+	ExecToRunning time.Duration `json:"exec_to_running_ns"`
+	HostStartup   time.Duration `json:"host_startup_ns"`
+
+	// Idle sample: the host's and all plugins' CPU time over Idle.
+	Idle         time.Duration `json:"-"`
+	HostCPU      time.Duration `json:"-"`
+	PluginsCPU   time.Duration `json:"-"`
+	IdleS        float64       `json:"idle_seconds"`
+	HostCPUMS    int64         `json:"host_cpu_ms"`
+	PluginsCPUMS int64         `json:"plugins_cpu_ms"`
+
+	// HostRSSKiB is the largest VmRSS read during the idle sample; the
+	// rest is read after it.
+	HostRSSKiB      int64 `json:"host_vmrss_max_kib"`
+	HostPSSKiB      int64 `json:"host_pss_kib"`
+	HostFDs         int   `json:"host_fds"`
+	HostThreads     int   `json:"host_threads"`
+	Goroutines      int   `json:"host_goroutines"`
+	PluginPSSKiB    int64 `json:"plugin_pss_median_kib"`
+	PluginPSSSumKiB int64 `json:"plugin_pss_sum_kib"`
+	PluginThreads   int64 `json:"plugin_threads_median"`
+
+	// Status round trips, one at a time.
+	StatusHTTP   Summary `json:"status_http"`
+	StatusAMQP   Summary `json:"status_amqp"`
+	StatusHTTPUS []int64 `json:"status_http_us"`
+	StatusAMQPUS []int64 `json:"status_amqp_us"`
+}
+
+// CPUPercent is the host's idle CPU use in percent of one core.
+func (r *ScaleRun) CPUPercent() float64 {
+	if r == nil || r.Idle <= 0 {
+		return 0
+	}
+	return 100 * r.HostCPU.Seconds() / r.Idle.Seconds()
+}
+
+// HostLimits are the limits that bound the number of workers on a host:
+// the host process's (from /proc/<pid>/limits: soft, hard; -1 unlimited)
+// and the kernel's.
+type HostLimits struct {
+	NoFile      [2]int64 `json:"nofile_soft_hard"`
+	NProc       [2]int64 `json:"nproc_soft_hard"`
+	PidMax      int64    `json:"pid_max"`
+	ThreadsMax  int64    `json:"threads_max"`
+	MemTotalKiB int64    `json:"mem_total_kib"`
 }
