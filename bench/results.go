@@ -40,6 +40,10 @@ type Results struct {
 	GoTest      string    `json:"go_test"`
 	Machine     Machine   `json:"machine"`
 	HostVersion string    `json:"host_version"`
+	// Duration is how long the whole of `make bench` took, builds
+	// excluded (scripts/bench.sh passes its start in EnvBenchStart); 0 if
+	// unknown.
+	Duration time.Duration `json:"-"`
 	// CPUStart is sampled when the run begins; Background compares it with
 	// the end of the run.
 	CPUStart   CPUSample  `json:"-"`
@@ -421,6 +425,7 @@ type ScaleResult struct {
 	Kills           int     `json:"kills"`
 	KillToRunning   Summary `json:"kill_to_started"`
 	KillToRunningUS []int64 `json:"kill_to_started_us,omitempty"`
+	Back            int     `json:"killed_running_again"`
 	Untouched       int     `json:"neighbours_untouched"`
 
 	// Shutdown: SIGTERM → the host exited 0; what was left after it.

@@ -427,6 +427,7 @@ func TestScale1000(t *testing.T) {
 			each = append(each, at.Sub(t0))
 		}
 		res.KillToRunning, res.KillToRunningUS = Summarize(each), Micros(each)
+		res.Back = len(back)
 
 		// All running; the killed ones in new processes, restarted once;
 		// the others in the same processes, never restarted, with no
