@@ -410,6 +410,14 @@ func (s *SupervisordResult) PerProgram() float64 {
 	return float64(s.MemN.PSS-s.Mem1.PSS) / float64(s.Programs-1)
 }
 
+// PerProgramRSS is supervisord's own RSS growth per program, in KiB.
+func (s *SupervisordResult) PerProgramRSS() float64 {
+	if s.Programs <= 1 {
+		return 0
+	}
+	return float64(s.MemN.RSS-s.Mem1.RSS) / float64(s.Programs-1)
+}
+
 // ScaleResult is the 1,000-worker test: a host of ScaleRun.Workers idle
 // workers sampled (Full), next to a smaller one (Base) for the cost per
 // worker; 50 random workers killed; a clean stop; the host's limits.

@@ -141,6 +141,8 @@ func renderSupervisord(p func(string, ...any), r *Results) {
 		hostPer = perWorker(sc, func(s *ScaleRun) float64 { return float64(s.HostPSSKiB) })
 		p("| the supervisor's own memory per program (PSS growth; dynworkers: between %d and %d workers, section 13; supervisord: between 1 and %d programs) | %s | %s | %s |\n",
 			sc.Base.Workers, sc.Full.Workers, sv.Programs, kib(hostPer), kib(sv.PerProgram()), ratioOrDash(sv.PerProgram(), hostPer))
+		hostRSS := perWorker(sc, func(s *ScaleRun) float64 { return float64(s.HostRSSKiB) })
+		p("| the supervisor's own memory per program, RSS growth | %s | %s | %s |\n", kib(hostRSS), kib(sv.PerProgramRSS()), ratioOrDash(sv.PerProgramRSS(), hostRSS))
 	}
 	p("| the supervisor itself (PSS; dynworkers with %d idle workers, section 4; supervisord with %d programs) | %s | %s | %s |\n",
 		r.Memory.Workers, sv.Programs, mib(r.Memory.Host.PSS), mib(sv.MemN.PSS), ratioOrDash(float64(sv.MemN.PSS), float64(r.Memory.Host.PSS)))

@@ -139,7 +139,7 @@ func TestRenderMarkdown(t *testing.T) {
 		}},
 		Supervisord: &SupervisordResult{Version: "4.2.5", Found: "found on PATH", Crashes: 20, Programs: 100,
 			Restart: Summarize([]time.Duration{ms(1000), ms(1010), ms(2000)}), Start: []time.Duration{ms(1800)}, Stop: []time.Duration{ms(4000)},
-			Mem1: Mem{PSS: 26000}, MemN: Mem{PSS: 27980}, ProgramPSS: []int64{2000, 2100}},
+			Mem1: Mem{PSS: 26000, RSS: 30000}, MemN: Mem{PSS: 27980, RSS: 32970}, ProgramPSS: []int64{2000, 2100}},
 		Scale: &ScaleResult{Kills: 50, Back: 50, Untouched: 950, KillToRunning: Summarize([]time.Duration{ms(100), ms(300)}), Shutdown: 9 * time.Second,
 			Base: &ScaleRun{Workers: 100, ExecToRunning: ms(700), Idle: 30 * time.Second, HostCPU: 150 * time.Millisecond, PluginsCPU: time.Second,
 				HostRSSKiB: 40000, HostPSSKiB: 39000, HostFDs: 712, HostThreads: 10, Goroutines: 2500, PluginPSSKiB: 2400, PluginThreads: 7},
@@ -175,6 +175,8 @@ func TestRenderMarkdown(t *testing.T) {
 		// supervisord: (27980-26000)/99 = 20 KiB per program; the host: (129000-39000)/900 = 100 KiB.
 		"| memory per supervised program: dynworkers' host growth vs supervisord's (PSS) | — | 100 KiB vs 20 KiB per program | — |",
 		"## 11. Side by side with supervisord",
+		// (32970-30000)/99 = 30 KiB; the host: (130000-40000)/900 = 100 KiB.
+		"| the supervisor's own memory per program, RSS growth | 100 KiB | 30 KiB | 0.30× |",
 		"## 12. 1,000 workers",
 		"## 13. Scale limits",
 		// (7012-712)/900 = 7 fds per worker; 1048576 less the 12 fixed, over 7.
