@@ -21,7 +21,6 @@ const (
 	// bareSpawns is how many plugin processes one bare run starts: as many
 	// as the host's start-up target has workers.
 	bareSpawns = 100
-	bareRuns   = 5
 )
 
 // bareConcurrencies are the numbers of spawns a bare run keeps in flight:

@@ -25,17 +25,10 @@ const (
 	// smaller host it is compared with, for the cost per worker.
 	scaleWorkers     = 1000
 	scaleBaseWorkers = 100
-	// scaleSettle is how long a host runs idle after `host running`
-	// before its idle sample begins (a fixed period, not a
-	// synchronisation): what follows the start-up is not idle cost.
-	scaleSettle = 10 * time.Second
 	// scaleIdle is the idle sample of the 1,000-worker host (the issue's
 	// 60 s), scaleBaseIdle the 100-worker host's.
 	scaleIdle     = 60 * time.Second
 	scaleBaseIdle = 30 * time.Second
-	// scaleRSSEvery is how often the host's VmRSS is read during the idle
-	// sample; the largest reading is reported.
-	scaleRSSEvery = 5 * time.Second
 	scaleStatusN  = 20 // status round trips per transport, after one unmeasured
 	scaleKills    = 50
 	// scaleComeBack bounds the wait for the killed workers' replacements.

@@ -12,6 +12,25 @@ import (
 // 11), the 1,000-worker test (section 12) and the scale limits (section
 // 13), with their rows in the summary.
 
+// Parameters of the benchmarks that the report describes (the tests
+// live in _test.go files, the report is built without them).
+const (
+	// bareRuns is how many measured runs each concurrency of the bare
+	// go-plugin baseline gets.
+	bareRuns = 5
+	// supervisordSettle is how long the programs run before the memory is
+	// read and their pids are checked again (a fixed idle period, as in
+	// TestMemory).
+	supervisordSettle = 3 * time.Second
+	// scaleSettle is how long a host runs idle after `host running`
+	// before its idle sample begins (a fixed period, not a
+	// synchronisation): what follows the start-up is not idle cost.
+	scaleSettle = 10 * time.Second
+	// scaleRSSEvery is how often the host's VmRSS is read during the idle
+	// sample; the largest reading is reported.
+	scaleRSSEvery = 5 * time.Second
+)
+
 // minutes formats a long duration: "12 min 5 s".
 func minutes(d time.Duration) string {
 	d = d.Round(time.Second)

@@ -27,10 +27,6 @@ const (
 	// supervisordPrograms is the number of programs of its start, stop and
 	// memory runs, as many as the host's start-up target has workers.
 	supervisordPrograms = 100
-	// supervisordSettle is how long the programs run before the memory is
-	// read and their pids are checked again (a fixed idle period, as in
-	// TestMemory).
-	supervisordSettle = 3 * time.Second
 	// supervisordRuns is how many measured start+stop runs of the 100
 	// programs there are (after one unmeasured run); each takes several
 	// seconds.
