@@ -49,7 +49,10 @@ type child struct {
 	startWaiters []chan<- error // answered when the start in progress ends (Add, RestartChild)
 	stopWaiters  []chan<- error // answered when the child is down (StopChild, Remove)
 
-	removed   bool
+	removed bool
+	// dirty: a field status() reads changed since the last publish (the
+	// child is in Supervisor.dirty).
+	dirty     bool
 	shutBegun bool // the supervisor's Stop has reached this child
 	downBegun bool // the take-down in progress has reached this child
 	// adminStop marks a child stopped by StopChild: Up leaves it stopped.
@@ -107,6 +110,16 @@ func (c *child) status() ChildStatus {
 func (s *Supervisor) setState(c *child, st State) {
 	c.state = st
 	c.since = s.clock.Now()
+	s.touch(c)
+}
+
+// touch records that c's status changed, for the next publish: every
+// change to a field status() reads is followed by touch (setState does it).
+func (s *Supervisor) touch(c *child) {
+	if !c.dirty {
+		c.dirty = true
+		s.dirty = append(s.dirty, c)
+	}
 }
 
 // startChild begins a start attempt. The start deadline's timer is made
@@ -135,6 +148,7 @@ func (s *Supervisor) onStartDone(c *child, gen uint64, inst Instance, err error)
 	c.starting = false
 	if err != nil {
 		c.lastExit, c.lastExitAt = err, s.clock.Now()
+		s.touch(c)
 		permanent := errors.Is(err, ErrPermanent)
 		s.emit(ChildStartFailed{EventInfo: s.info(c), Attempt: c.attempt, Err: err, Permanent: permanent})
 		s.answer(&c.startWaiters, fmt.Errorf("starting %q: %w", c.spec.Name, err))
@@ -155,6 +169,7 @@ func (s *Supervisor) onStartDone(c *child, gen uint64, inst Instance, err error)
 		return
 	}
 	c.inst = inst
+	s.touch(c)
 	c.unwatch = make(chan struct{})
 	s.wg.Add(1)
 	go s.watch(c, gen, inst, c.unwatch)
@@ -179,6 +194,7 @@ func (s *Supervisor) onExit(c *child, gen uint64, inst Instance, err error) {
 	uptime := now.Sub(c.startedAt)
 	c.inst, c.unwatch, c.startedAt = nil, nil, time.Time{}
 	c.lastExit, c.lastExitAt = err, now
+	s.touch(c)
 	s.setState(c, StateExited)
 	s.emit(ChildExited{EventInfo: s.info(c), Err: err, Uptime: uptime})
 	if c.held {
@@ -210,6 +226,7 @@ func (s *Supervisor) restartOrFail(c *child, err error) {
 	}
 	s.window = append(s.window, now)
 	c.restarts++
+	s.touch(c)
 	delay := c.spec.Backoff.delay(c.failures, s.rand)
 	c.failures++
 	ev := ChildRestarting{EventInfo: s.info(c), Delay: delay, Attempt: c.failures + 1, Restarts: c.restarts, Err: err}
@@ -222,8 +239,8 @@ func (s *Supervisor) restartOrFail(c *child, err error) {
 		s.startChild(c)
 		return
 	}
-	s.setState(c, StateBackoff)
 	c.next = now.Add(delay)
+	s.setState(c, StateBackoff)
 	c.timer = s.startTimer(c, delay)
 	s.emit(ev)
 }
@@ -239,6 +256,7 @@ func (s *Supervisor) onTimer(c *child, t *backoffTimer) {
 	}
 	if c.held {
 		c.next = time.Time{} // the group restart starts it in turn
+		s.touch(c)
 		return
 	}
 	s.startChild(c)
@@ -278,6 +296,7 @@ func (s *Supervisor) onStopDone(c *child, gen uint64, err error) {
 	c.stopping = false
 	close(c.unwatch)
 	c.inst, c.unwatch, c.startedAt = nil, nil, time.Time{}
+	s.touch(c)
 	if err != nil {
 		err = fmt.Errorf("stopping %q: %w", c.spec.Name, err)
 		if s.shuttingDown {
@@ -350,6 +369,7 @@ func (s *Supervisor) removeChild(c *child, stopErr error) {
 	c.held = false
 	delete(s.children, c.spec.Name)
 	s.order = slices.DeleteFunc(s.order, func(o *child) bool { return o == c })
+	s.relayout = true
 	s.emit(ChildRemoved{EventInfo: s.info(c)})
 	s.answer(&c.stopWaiters, stopErr)
 	s.answer(&c.startWaiters, fmt.Errorf("child %q: %w", c.spec.Name, ErrInterrupted))
@@ -360,5 +380,8 @@ func (s *Supervisor) cancelTimer(c *child) {
 		c.timer.cancel()
 		c.timer = nil
 	}
-	c.next = time.Time{}
+	if !c.next.IsZero() {
+		c.next = time.Time{}
+		s.touch(c)
+	}
 }

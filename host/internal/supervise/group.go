@@ -33,6 +33,7 @@ func (s *Supervisor) restartGroup(c *child, delay time.Duration, ev ChildRestart
 	s.setState(c, StateBackoff)
 	if delay > 0 {
 		c.next = s.clock.Now().Add(delay)
+		s.touch(c)
 		c.timer = s.startTimer(c, delay)
 	}
 	reason := fmt.Sprintf("restart of %q (%s)", c.spec.Name, s.strategy)

@@ -48,6 +48,11 @@ type Supervisor struct {
 	shutErrs     []error
 	finished     bool
 	replies      []pendingReply // to deliver after the next publish
+	// dirty holds the children whose status changed since the last
+	// publish (touch); relayout is set when a child left order, so that
+	// publish rebuilds the snapshot instead of updating it.
+	dirty    []*child
+	relayout bool
 	// grouping is set while a group restart (one_for_all, rest_for_one)
 	// is in progress; groupStarting is the member it is starting.
 	grouping      bool
@@ -401,6 +406,7 @@ func (s *Supervisor) doRestartChild(name string, reply chan<- error) {
 	}
 	c.adminStop = false
 	c.resetBudget()
+	s.touch(c)
 	c.target = targetRun
 	c.startWaiters = append(c.startWaiters, reply)
 	switch {
@@ -464,17 +470,83 @@ func (s *Supervisor) advanceShutdown() {
 // publish makes the current state visible to Status and Child. It runs
 // before every event, so that a hook that sees an event sees (at least) the
 // state it describes.
+//
+// It runs after every request and report of the loop and before every
+// event, several times per child start, so it does not copy every child's
+// status each time (with n children, starting them all would cost n² copies
+// and their garbage): it appends the children added since, updates those
+// touched since, and rebuilds the snapshot only when a child was removed.
+// Status and Child copy what they read under mu, so the snapshot can be
+// updated in place.
 func (s *Supervisor) publish() {
-	snap := make([]ChildStatus, len(s.order))
-	idx := make(map[string]int, len(s.order))
-	for i, c := range s.order {
-		snap[i] = c.status()
-		idx[c.spec.Name] = i
-	}
 	info := s.supStatus()
 	s.mu.Lock()
-	s.snap, s.snapIdx, s.info0 = snap, idx, info
+	s.info0 = info
+	if s.relayout || s.snapIdx == nil {
+		// Rebuilt in the same slice and map: removing many children
+		// one after another (a reload) allocates nothing.
+		if s.snapIdx == nil {
+			s.snapIdx = make(map[string]int, len(s.order))
+		}
+		clear(s.snapIdx)
+		clear(s.snap)
+		s.snap = s.snap[:0]
+		for i, c := range s.order {
+			s.snap = append(s.snap, c.status())
+			s.snapIdx[c.spec.Name] = i
+		}
+		s.relayout = false
+	} else {
+		// Children are only ever appended to order between two
+		// rebuilds: order[len(snap):] are those added since.
+		for _, c := range s.order[len(s.snap):] {
+			s.snapIdx[c.spec.Name] = len(s.snap)
+			s.snap = append(s.snap, c.status())
+		}
+		for _, c := range s.dirty {
+			if i, ok := s.snapIdx[c.spec.Name]; ok && !c.removed {
+				s.snap[i] = c.status()
+			}
+		}
+	}
+	for _, c := range s.dirty {
+		c.dirty = false
+	}
+	clear(s.dirty)
+	s.dirty = s.dirty[:0]
+	if checkSnapshots {
+		s.checkSnapshot()
+	}
 	s.mu.Unlock()
+}
+
+// checkSnapshots makes publish check its snapshot against one built afresh
+// (set by the package's tests: a change to a child's status that is not
+// followed by touch fails them).
+var checkSnapshots bool
+
+// checkSnapshot panics if the published snapshot differs from the
+// children's current status. Called with mu held.
+func (s *Supervisor) checkSnapshot() {
+	if len(s.snap) != len(s.order) || len(s.snapIdx) != len(s.order) {
+		panic(fmt.Sprintf("supervisor %q: snapshot of %d children (%d indexed), want %d", s.name, len(s.snap), len(s.snapIdx), len(s.order)))
+	}
+	for i, c := range s.order {
+		want := c.status()
+		got := s.snap[i]
+		if s.snapIdx[c.spec.Name] != i || !sameStatus(got, want) {
+			panic(fmt.Sprintf("supervisor %q: published status of %q is %+v, want %+v (a change without touch?)", s.name, c.spec.Name, got, want))
+		}
+	}
+}
+
+// sameStatus compares two ChildStatus values field by field (Meta only by
+// its length: a child's spec, and so its Meta, never changes).
+func sameStatus(a, b ChildStatus) bool {
+	return a.Name == b.Name && a.State == b.State && a.Instance == b.Instance &&
+		a.Since.Equal(b.Since) && a.StartedAt.Equal(b.StartedAt) && a.Restarts == b.Restarts &&
+		a.LastExit == b.LastExit && a.LastExitAt.Equal(b.LastExitAt) && a.Restart == b.Restart &&
+		a.NextStart.Equal(b.NextStart) && len(a.Meta) == len(b.Meta)
 }
 
 func (s *Supervisor) emit(ev Event) {

@@ -154,6 +154,7 @@ func (s *Supervisor) up(ctx context.Context) (*epoch, error) {
 			}
 			s.cancelTimer(c)
 			c.resetBudget()
+			s.touch(c)
 			c.target = targetRun
 			c.held, c.heldReason = true, ""
 		}
