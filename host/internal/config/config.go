@@ -108,7 +108,8 @@ type HostConfig struct {
 	HTTP HTTPSettings
 	// WarmSpares is how many warm spare plugin processes the host keeps
 	// per plugin binary once a worker of it failed or was started by a
-	// control message; 0 keeps none.
+	// control message (more, up to pluginproc.MaxSpareDepth, while its
+	// starts find none ready); 0 keeps none.
 	WarmSpares int
 	// StartConcurrency is how many worker starts may be in flight at once
 	// when the host starts (workers are still started in declared order);

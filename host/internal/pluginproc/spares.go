@@ -20,13 +20,29 @@ const (
 	// DefaultSpareIdleExpiry is how long a binary's spares are kept while
 	// no Start takes one of them.
 	DefaultSpareIdleExpiry = time.Hour
+	// MaxSpareDepth is how many spares the pool keeps at most of a binary
+	// whose starts come faster than its spares are launched (a crash loop,
+	// control starts in a row), unless the pool's size is larger. A spare
+	// costs about 2.4 MiB (PSS) of a 13 MB Go plugin, so a crash-looping
+	// binary holds about 10 MiB of them.
+	MaxSpareDepth = 4
+	// DefaultSpareDepthDecay is how long a binary keeps a depth above the
+	// pool's size without a Start that found no spare ready; then the depth
+	// shrinks by one, and a spare beyond it is discarded.
+	DefaultSpareDepthDecay = 10 * time.Second
+	// spareLaunchParallel bounds the launches of one binary's spares under
+	// way at once. A launch is mostly CPU (the checksum, the plugin's
+	// runtime start-up): two side by side overlap one's waits with the
+	// other's work, while more would mostly make each, and the Start
+	// waiting for the first, take longer on a small machine.
+	spareLaunchParallel = 2
 )
 
 // spareDeathBackoff spaces out the replacements of spares that die while
 // idle: 100ms after one death, doubled for every further spare of the
 // binary that died in a row, up to a minute. It is not
-// jittered: each binary has one replacement in flight at a time, so there
-// is no crowd to spread out.
+// jittered: a binary's replacements are few (at most its depth) and its
+// own, so there is no crowd to spread out.
 var spareDeathBackoff = supervise.Backoff{Initial: 100 * time.Millisecond, Max: time.Minute, Jitter: -1}
 
 // Spares is a pool of warm spares: plugin processes launched ahead of need
@@ -46,27 +62,42 @@ var spareDeathBackoff = supervise.Backoff{Initial: 100 * time.Millisecond, Max: 
 // another checksum (a rescanned binary) drops the old key's spares. A key
 // gets spares once a worker started from it ends other than by Stop (it
 // crashed, exited or was killed, so a restart is coming): a host whose
-// workers never fail runs no spare processes. From then on the pool keeps
-// size spares of the key ready, launching them one at a time in the
-// background; the replacement of a spare is launched once the Start that
-// took it has returned, so that it does not slow that Start down. A Start
-// that finds no spare ready while one is being launched waits for that one
-// (it is ready sooner than a process launched now would be) unless another
-// Start already does; the next launch then begins as soon as it is handed
-// over.
+// workers never fail runs no spare processes.
+//
+// From then on the pool keeps the key's depth of spares ready or being
+// launched, and launches the missing ones at once, side by side, in the
+// background. The depth starts at the pool's size. A Start that finds no
+// spare ready (its starts come faster than spares are launched: a crash
+// loop, control starts in a row), after an earlier Start of the key had
+// one, raises it by one, up to MaxSpareDepth (or
+// the size, if larger), so that the next starts find one; a depth above the
+// size shrinks by one, its extra spare discarded, every
+// DefaultSpareDepthDecay in which no Start found the key without a spare
+// ready. The replacement of a spare a Start took is launched once that Start
+// has returned, so that it does not slow that Start down, unless another
+// launch of the key ends or starts meanwhile. A Start that finds no spare
+// ready while some are being launched waits for the first of them to be
+// ready (it is ready sooner than a process launched now would be), as long
+// as there are more launches under way than Starts waiting; the pool then
+// launches another one at once.
 //
 // A launch that fails stops the refilling of the key until a Start of it
-// succeeds without a spare; a spare that dies while idle is replaced after a
-// backoff. A key whose spares no Start has asked for during
-// DefaultSpareIdleExpiry is dropped until the next failure.
+// succeeds without a spare (launches already under way go on, and Starts
+// waiting beyond those left launch a process of their own); a spare that
+// dies while idle is replaced after a backoff. A key whose spares no Start
+// has asked for during DefaultSpareIdleExpiry is dropped until the next
+// failure.
 //
-// Spares killed by the pool are never handed out, so they never show up as
-// a worker's exit. Close kills and reaps them all. The methods of a nil
-// *Spares do nothing.
+// Spares killed by the pool (at Close, when their key is dropped, or beyond
+// a shrunk depth) are never handed out, so they never show up as a worker's
+// exit. Close kills and reaps them all. The methods of a nil *Spares do
+// nothing.
 type Spares struct {
-	size   int
-	logger hclog.Logger
-	expiry time.Duration
+	size     int
+	maxDepth int
+	logger   hclog.Logger
+	expiry   time.Duration
+	decay    time.Duration
 
 	ctx    context.Context // cancelled by Close: aborts launches
 	cancel context.CancelFunc
@@ -106,23 +137,34 @@ type spareSet struct {
 	key      spareKey
 	checksum []byte
 	idle     []*spare
-	inflight *spareLaunch // the launch under way (or waiting for its backoff), if any
-	paused   bool         // a launch failed: no refill until a Start succeeds without a spare
-	deaths   int          // spares that died while idle since one was last used
-	used     time.Time    // when a Start last asked for the key
-	expire   *time.Timer
-	gone     bool // dropped from the pool
+	// delayed counts the launches waiting for their backoff, launching
+	// those under way: with idle, what the key has or will have.
+	delayed   int
+	launching int
+	// waiters are the Starts waiting for a launch under way, oldest
+	// first; never more than launching.
+	waiters []*spareWaiter
+	depth   int         // how many spares the key keeps: from the pool's size to its maxDepth
+	served  bool        // a Start has had a spare of the key (so its spares had time to be launched)
+	missed  bool        // a Start found no spare ready since the depth was last checked
+	shrink  *time.Timer // checks the depth every decay while it is above the size
+	paused  bool        // a launch failed: no refill until a Start succeeds without a spare
+	deaths  int         // spares that died while idle since one was last used
+	used    time.Time   // when a Start last asked for the key
+	expire  *time.Timer
+	gone    bool // dropped from the pool
 }
 
-// spareLaunch is a launch of a spare under way. A Start that finds no spare
-// ready may claim it and wait for it, rather than launch a process of its
-// own that would finish later.
-type spareLaunch struct {
-	set     *spareSet
-	started bool          // past its backoff: the process is being launched
-	claimed bool          // a Start waits for it
-	done    chan struct{} // closed when the launch has ended
-	sp      *spare        // the spare, for the Start that claimed it
+// spareWaiter is a Start that found no spare ready and waits for one being
+// launched, rather than launch a process of its own that would be ready
+// later.
+type spareWaiter struct {
+	set *spareSet
+	// ch gets the first spare launched after the waiter came (ahead of
+	// later waiters), or nil when no launch is left for it; buffered, it is
+	// sent to once, under the pool's lock, by whoever removes the waiter
+	// from set.waiters.
+	ch chan *spare
 }
 
 type spare struct {
@@ -133,24 +175,28 @@ type spare struct {
 	taken chan struct{}
 }
 
-// NewSpares returns a pool that keeps up to size (at least 1) warm spares
-// per binary; its own messages (and the logs of spares not yet taken) go to
-// logger. It launches nothing until a worker started with it fails. Close it
-// when done.
+// NewSpares returns a pool that keeps at least size (at least 1), and at
+// most the larger of size and MaxSpareDepth, warm spares per binary; its
+// own messages (and the logs of spares not yet taken) go to logger. It
+// launches nothing until a worker started with it fails. Close it when
+// done.
 func NewSpares(size int, logger hclog.Logger) *Spares {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
+	size = max(size, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Spares{
-		size:    max(size, 1),
-		logger:  logger,
-		expiry:  DefaultSpareIdleExpiry,
-		ctx:     ctx,
-		cancel:  cancel,
-		keys:    map[spareKey]*spareSet{},
-		closing: make(chan struct{}),
-		changed: make(chan struct{}),
+		size:     size,
+		maxDepth: max(size, MaxSpareDepth),
+		logger:   logger,
+		expiry:   DefaultSpareIdleExpiry,
+		decay:    DefaultSpareDepthDecay,
+		ctx:      ctx,
+		cancel:   cancel,
+		keys:     map[spareKey]*spareSet{},
+		closing:  make(chan struct{}),
+		changed:  make(chan struct{}),
 	}
 }
 
@@ -193,10 +239,10 @@ func (s *Spares) Close() {
 }
 
 // take returns a live spare of key, its logs now sent to logger. If no spare
-// is ready, but one is being launched and no other Start waits for it, it
-// returns that launch, now claimed, for the caller to await. Otherwise it
-// returns nothing.
-func (s *Spares) take(key spareKey, logger hclog.Logger) (*Process, *spareLaunch) {
+// is ready, it raises the key's depth and, if more spares are being launched
+// than Starts wait for them, returns a waiter for the caller to await.
+// Otherwise it returns nothing.
+func (s *Spares) take(key spareKey, logger hclog.Logger) (*Process, *spareWaiter) {
 	if s == nil {
 		return nil, nil
 	}
@@ -226,37 +272,95 @@ func (s *Spares) take(key spareKey, logger hclog.Logger) (*Process, *spareLaunch
 		}
 		sp.log.retarget(logger)
 		s.logger.Debug("starting a worker in a warm spare", "path", key.path, "pid", sp.p.pid)
+		set.served = true
 		return sp.p, nil
 	}
-	if l := set.inflight; l != nil && l.started && !l.claimed {
-		l.claimed = true
-		return nil, l
+	s.missLocked(set)
+	// The missing spares are launched now, not once this Start has
+	// returned: the next Start may come sooner. This one waits for the
+	// first of them, as it would for a process launched for it.
+	s.fillLocked(set, deathBackoff(set.deaths))
+	if len(set.waiters) >= set.launching {
+		return nil, nil
 	}
-	return nil, nil
+	w := &spareWaiter{set: set, ch: make(chan *spare, 1)}
+	set.waiters = append(set.waiters, w)
+	return nil, w
 }
 
-// await waits for the claimed launch l to end, or for ctx to be done, and
-// returns the spare it launched, its logs now sent to logger, or nil.
-func (s *Spares) await(ctx context.Context, l *spareLaunch, logger hclog.Logger) *Process {
-	select {
-	case <-l.done:
-	case <-ctx.Done():
+// missLocked records that a Start found no spare of set ready: the key's
+// starts come faster than its spares are launched, so it keeps one more,
+// up to the pool's maxDepth. Not so for the first Start after the key got
+// spares: the key's first spare is launched because of the failure that
+// led to that Start (a restart), and is naturally not ready yet.
+func (s *Spares) missLocked(set *spareSet) {
+	set.missed = true
+	if set.depth >= s.maxDepth || set.paused || !set.served {
+		return // a paused key's launches fail: more of them would not help
 	}
+	set.depth++
+	s.logger.Debug("a start found no warm spare ready; keeping more", "path", set.key.path, "depth", set.depth)
+	if set.shrink == nil {
+		set.shrink = time.AfterFunc(s.decay, func() { s.shrinkSet(set) })
+	}
+	s.notifyLocked()
+}
+
+// shrinkSet lowers set's depth by one, and discards an idle spare beyond
+// it, unless a Start found no spare ready during the last decay period.
+func (s *Spares) shrinkSet(set *spareSet) {
 	s.mu.Lock()
-	l.claimed = false // if it is still under way, the spare goes to the pool
-	sp := l.sp
-	l.sp = nil
+	defer s.mu.Unlock()
+	if s.closed || set.gone {
+		return
+	}
+	if !set.missed && set.depth > s.size {
+		set.depth--
+		s.logger.Debug("starts find warm spares ready; keeping fewer", "path", set.key.path, "depth", set.depth)
+		for len(set.idle) > set.depth {
+			sp := set.idle[len(set.idle)-1]
+			set.idle = set.idle[:len(set.idle)-1]
+			close(sp.taken)
+			s.discardLater(sp)
+		}
+		s.notifyLocked()
+	}
+	set.missed = false
+	if set.depth > s.size {
+		set.shrink.Reset(s.decay)
+	} else {
+		set.shrink = nil
+	}
+}
+
+// await waits for the spare w waits for, or for ctx to be done, and returns
+// the spare, its logs now sent to logger, or nil.
+func (s *Spares) await(ctx context.Context, w *spareWaiter, logger hclog.Logger) *Process {
+	var sp *spare
+	select {
+	case sp = <-w.ch:
+	case <-ctx.Done():
+		s.mu.Lock()
+		if i := slices.Index(w.set.waiters, w); i >= 0 {
+			w.set.waiters = slices.Delete(w.set.waiters, i, i+1)
+			s.notifyLocked()
+			s.mu.Unlock()
+			return nil
+		}
+		s.mu.Unlock()
+		sp = <-w.ch // it was sent one as ctx ended
+	}
 	switch {
 	case sp == nil:
-		s.mu.Unlock()
 		return nil
 	case ctx.Err() == nil && !isClosed(sp.p.done):
-		s.mu.Unlock()
 		sp.log.retarget(logger)
-		s.logger.Debug("starting a worker in a warm spare that was being launched", "path", l.set.key.path, "pid", sp.p.pid)
+		s.logger.Debug("starting a worker in a warm spare that was being launched", "path", w.set.key.path, "pid", sp.p.pid)
 		return sp.p
-	case !s.closed && !l.set.gone:
-		s.addIdleLocked(l.set, sp) // not used: back to the pool
+	}
+	s.mu.Lock()
+	if !s.closed && !w.set.gone && !isClosed(sp.p.done) && len(w.set.idle) < w.set.depth {
+		s.addIdleLocked(w.set, sp) // not used: back to the pool
 		s.mu.Unlock()
 		return nil
 	}
@@ -322,7 +426,7 @@ func (s *Spares) warmLocked(key spareKey, checksum []byte, why string) {
 	}
 	set := s.keys[key]
 	if set == nil {
-		set = &spareSet{key: key, checksum: checksum}
+		set = &spareSet{key: key, checksum: checksum, depth: s.size}
 		s.keys[key] = set
 		set.expire = time.AfterFunc(s.expiry, func() { s.expireSet(set) })
 		s.logger.Debug(why, "path", key.path, "size", s.size)
@@ -336,23 +440,33 @@ func (s *Spares) warmLocked(key spareKey, checksum []byte, why string) {
 // its binary died in a row.
 func deathBackoff(deaths int) time.Duration { return spareDeathBackoff.Delay(deaths, nil) }
 
-// fillLocked starts a launch for set, after delay, unless one is under way
-// or set needs none.
+// fillLocked starts, after delay, the launches set needs to have its depth
+// of spares, and one for each Start waiting, ready or under way; at most
+// spareLaunchParallel at a time (the launches that end start the others).
 func (s *Spares) fillLocked(set *spareSet, delay time.Duration) {
-	if s.closed || set.gone || set.inflight != nil || set.paused || len(set.idle) >= s.size {
+	if s.closed || set.gone || set.paused {
 		return
 	}
-	l := &spareLaunch{set: set, done: make(chan struct{})}
-	set.inflight = l
-	s.wg.Add(1)
-	go s.fill(l, delay)
+	n := set.depth + len(set.waiters) - len(set.idle) - set.delayed - set.launching
+	n = min(n, spareLaunchParallel-set.delayed-set.launching)
+	for range n {
+		if delay > 0 {
+			set.delayed++
+		} else {
+			set.launching++
+		}
+		s.wg.Add(1)
+		go s.fill(set, delay)
+	}
+	if n > 0 {
+		s.notifyLocked()
+	}
 }
 
-// fill runs launch l of a spare of l.set, after delay, and hands the spare
-// to the Start that claimed the launch, or to the pool.
-func (s *Spares) fill(l *spareLaunch, delay time.Duration) {
+// fill launches a spare of set, after delay, and hands it to the first Start
+// waiting for one, or to the pool.
+func (s *Spares) fill(set *spareSet, delay time.Duration) {
 	defer s.wg.Done()
-	set := l.set
 	if delay > 0 {
 		t := time.NewTimer(delay)
 		select {
@@ -360,11 +474,12 @@ func (s *Spares) fill(l *spareLaunch, delay time.Duration) {
 		case <-s.ctx.Done():
 			t.Stop()
 		}
+		s.mu.Lock()
+		set.delayed--
+		set.launching++
+		s.notifyLocked()
+		s.mu.Unlock()
 	}
-	s.mu.Lock()
-	l.started = true
-	s.notifyLocked()
-	s.mu.Unlock()
 	var sp *spare
 	var err error
 	if s.ctx.Err() == nil {
@@ -372,25 +487,36 @@ func (s *Spares) fill(l *spareLaunch, delay time.Duration) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	set.inflight = nil
+	set.launching--
 	defer s.notifyLocked()
-	defer close(l.done)
 	switch {
 	case sp == nil:
 		if err != nil && !s.closed && !set.gone {
+			if !set.paused {
+				s.logger.Warn("launching a warm spare failed; none for this binary until one of its workers starts without one",
+					"path", set.key.path, "error", err)
+			}
 			set.paused = true
-			s.logger.Warn("launching a warm spare failed; none for this binary until one of its workers starts without one",
-				"path", set.key.path, "error", err)
+		}
+		// Starts waiting beyond the launches left launch their own, the
+		// latest first: the earlier ones wait for launches begun earlier.
+		for len(set.waiters) > set.launching {
+			w := set.waiters[len(set.waiters)-1]
+			set.waiters = set.waiters[:len(set.waiters)-1]
+			w.ch <- nil
 		}
 	case s.closed || set.gone:
-		s.mu.Unlock()
-		s.discard(sp)
-		s.mu.Lock()
-	case l.claimed:
-		// The Start waiting for it is late already: launch the next
-		// spare now rather than once that Start has returned.
-		l.sp = sp
+		s.discardLater(sp)
+	case len(set.waiters) > 0:
+		w := set.waiters[0]
+		set.waiters = slices.Delete(set.waiters, 0, 1)
+		w.ch <- sp
+		set.served = true
+		// That Start is late already: launch the next spare now rather
+		// than once it has returned.
 		s.fillLocked(set, 0)
+	case len(set.idle) >= set.depth:
+		s.discardLater(sp) // the depth shrank meanwhile
 	default:
 		s.addIdleLocked(set, sp)
 		s.fillLocked(set, 0)
@@ -413,7 +539,10 @@ func (s *Spares) launch(set *spareSet) (*spare, error) {
 	// The process's context is not the pool's: Close aborts a launch, but
 	// must not touch a spare a Start has taken.
 	ctx, cancel := context.WithCancel(context.Background())
-	stop := context.AfterFunc(s.ctx, cancel)
+	stop := context.AfterFunc(s.ctx, func() {
+		log.retarget(hclog.NewNullLogger()) // quietly, as Close kills the idle ones
+		cancel()
+	})
 	p, err := launch(ctx, launchConfig{
 		path:      set.key.path,
 		checksum:  set.checksum,
@@ -476,20 +605,33 @@ func (s *Spares) expireSet(set *spareSet) {
 // background.
 func (s *Spares) dropLocked(set *spareSet) {
 	for _, sp := range s.removeLocked(set) {
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.discard(sp)
-		}()
+		s.discardLater(sp)
 	}
 }
 
+// discardLater discards sp, which has left the pool, in the background;
+// the pool is locked and not closed, or Close is waiting for its launches.
+func (s *Spares) discardLater(sp *spare) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.discard(sp)
+	}()
+}
+
 // removeLocked removes set from the pool and returns its idle spares, which
-// the caller discards.
+// the caller discards; the Starts waiting for its launches launch their own.
 func (s *Spares) removeLocked(set *spareSet) []*spare {
 	set.gone = true
 	delete(s.keys, set.key)
 	set.expire.Stop()
+	if set.shrink != nil {
+		set.shrink.Stop()
+	}
+	for _, w := range set.waiters {
+		w.ch <- nil
+	}
+	set.waiters = nil
 	idle := set.idle
 	set.idle = nil
 	for _, sp := range idle {

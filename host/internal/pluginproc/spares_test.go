@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/dynworkers/dynworkers/host/internal/testplugins"
 )
 
@@ -61,7 +63,7 @@ func waitPool(t *testing.T, s *Spares, o Options, what string, cond func(set *sp
 func idleSpares(t *testing.T, s *Spares, o Options, n int) []*Process {
 	t.Helper()
 	return waitPool(t, s, o, fmt.Sprintf("%d idle spares", n), func(set *spareSet) bool {
-		return set != nil && len(set.idle) == n && set.inflight == nil
+		return set != nil && len(set.idle) == n && set.launching == 0 && set.delayed == 0
 	})
 }
 
@@ -284,7 +286,7 @@ func TestSparesCloseDuringLaunch(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitDone(t, p, 10*time.Second)
-	waitPool(t, s, o, "a launch under way", func(set *spareSet) bool { return set != nil && set.inflight != nil })
+	waitPool(t, s, o, "a launch under way", func(set *spareSet) bool { return set != nil && set.launching > 0 })
 	s.Close()
 	for _, pid := range pids() {
 		assertGone(t, pid)
@@ -358,7 +360,7 @@ func TestFailedSpareLaunchStopsRefilling(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitDone(t, p, 10*time.Second)
-	waitPool(t, s, o, "a paused key", func(set *spareSet) bool { return set != nil && set.paused && set.inflight == nil })
+	waitPool(t, s, o, "a paused key", func(set *spareSet) bool { return set != nil && set.paused && set.launching == 0 })
 	if !strings.Contains(sink.String(), "launching a warm spare failed") {
 		t.Error("the failed launch was not logged")
 	}
@@ -368,7 +370,9 @@ func TestFailedSpareLaunchStopsRefilling(t *testing.T) {
 	if _, err := Start(context.Background(), o); !errors.Is(err, ErrBinaryChanged) {
 		t.Errorf("Start = %v, want ErrBinaryChanged", err)
 	}
-	waitPool(t, s, o, "still paused", func(set *spareSet) bool { return set != nil && set.paused && set.inflight == nil })
+	waitPool(t, s, o, "still paused", func(set *spareSet) bool {
+		return set != nil && set.paused && set.launching == 0 && set.depth == 1
+	})
 
 	// Once a Start succeeds the slow way, spares come back.
 	replace(chaosPath())
@@ -422,7 +426,7 @@ func TestStartWaitsForSpareBeingLaunched(t *testing.T) {
 	}
 	waitDone(t, p, 10*time.Second)
 	waitPool(t, s, o, "a spare being launched", func(set *spareSet) bool {
-		return set != nil && (len(set.idle) > 0 || set.inflight != nil && set.inflight.started)
+		return set != nil && (len(set.idle) > 0 || set.launching > 0)
 	})
 	q := start(t, o)
 	if got := pids(); len(got) < 2 || q.Pid() != got[1] {
@@ -445,7 +449,7 @@ func TestStartTimeoutWhileWaitingForSpare(t *testing.T) {
 	}
 	waitDone(t, p, 10*time.Second)
 	waitPool(t, s, o, "a spare being launched", func(set *spareSet) bool {
-		return set != nil && set.inflight != nil && set.inflight.started
+		return set != nil && set.launching > 0
 	})
 	o.StartTimeout = 300 * time.Millisecond
 	begin := time.Now()
@@ -456,9 +460,9 @@ func TestStartTimeoutWhileWaitingForSpare(t *testing.T) {
 	if took := time.Since(begin); took > 5*time.Second {
 		t.Errorf("Start took %s with a 300ms start_timeout", took)
 	}
-	// The launch is no longer claimed: another Start may wait for it.
-	waitPool(t, s, o, "an unclaimed launch", func(set *spareSet) bool {
-		return set != nil && set.inflight != nil && !set.inflight.claimed
+	// The Start no longer waits: another one may wait for the launch.
+	waitPool(t, s, o, "a launch no Start waits for", func(set *spareSet) bool {
+		return set != nil && set.launching > 0 && len(set.waiters) == 0
 	})
 }
 
@@ -477,5 +481,257 @@ func TestWarmGivesSparesBeforeAFailure(t *testing.T) {
 	p := start(t, o)
 	if p != sp {
 		t.Fatalf("Start launched pid %d, want the spare %d", p.Pid(), sp.Pid())
+	}
+}
+
+// spareKeyOf is the pool's key for the Starts of o.
+func spareKeyOf(o Options) spareKey {
+	return newSpareKey(o.Path, o.Checksum, o.withDefaults().Logger.GetLevel(), o.Env, o.Limits)
+}
+
+// takeOut takes a spare of o's key from the pool as a Start would, without
+// starting a worker in it (so without refilling: the refill waits for the
+// Start to return), and kills it at the end of the test. It fails the test
+// if the pool had none ready.
+func takeOut(t *testing.T, s *Spares, o Options) *Process {
+	t.Helper()
+	p, w := s.take(spareKeyOf(o), hclog.NewNullLogger())
+	if w != nil {
+		s.await(context.Background(), w, hclog.NewNullLogger())
+	}
+	if p == nil {
+		t.Fatal("the pool had no spare ready")
+	}
+	t.Cleanup(func() {
+		p.Kill("test over")
+		waitDone(t, p, 10*time.Second)
+		assertGone(t, p.Pid())
+	})
+	return p
+}
+
+// A Start that finds no spare ready (starts coming faster than spares are
+// launched) deepens the binary's pool by one, up to MaxSpareDepth; the
+// missing spares are launched side by side, at most spareLaunchParallel
+// at a time, and the Start waits for the first of them. Once Starts find
+// spares ready again, the depth shrinks back to the pool's size, and the
+// spares beyond it are killed and reaped without showing as an exit.
+func TestSpareDepthGrowsAndShrinks(t *testing.T) {
+	pids := launchLog(t)
+	s, sink := newSpares(t, 1)
+	o := chaosOptions(t, map[string]any{})
+	o.Spares = s
+	key := spareKeyOf(o)
+	prime(t, s, o)
+	logger, _ := testLogger(t)
+	for depth := 2; depth <= MaxSpareDepth+1; depth++ {
+		// Take every spare ready, then ask once more: a miss.
+		for _, sp := range idleSpares(t, s, o, min(depth-1, MaxSpareDepth)) {
+			if p := takeOut(t, s, o); p != sp {
+				t.Fatalf("took pid %d, want the oldest spare %d", p.Pid(), sp.Pid())
+			}
+		}
+		p, w := s.take(key, logger)
+		if p != nil || w == nil {
+			t.Fatalf("take from an empty pool = %v, %v; want a waiter", p, w)
+		}
+		s.mu.Lock()
+		set := s.keys[key]
+		got, launching, waiters := set.depth, set.launching, len(set.waiters)
+		s.mu.Unlock()
+		if want := min(depth, MaxSpareDepth); got != want {
+			t.Fatalf("depth %d after a miss, want %d", got, want)
+		}
+		if launching != spareLaunchParallel || waiters != 1 {
+			t.Fatalf("%d launches under way and %d waiters after a miss, want %d and 1", launching, waiters, spareLaunchParallel)
+		}
+		sp := s.await(context.Background(), w, logger)
+		if sp == nil || isClosed(sp.Done()) {
+			t.Fatal("the waiting Start got no live spare")
+		}
+		t.Cleanup(func() { sp.Kill("test over"); waitDone(t, sp, 10*time.Second) })
+	}
+	// The depth stays at its bound: as many spares ready, no more.
+	spares := idleSpares(t, s, o, MaxSpareDepth)
+	launched := len(pids())
+
+	// Starts that find spares ready let the depth shrink, one step per
+	// decay period, to the pool's size.
+	s.mu.Lock()
+	s.decay = time.Millisecond
+	s.keys[key].shrink.Reset(time.Millisecond)
+	s.mu.Unlock()
+	left := waitPool(t, s, o, "the pool's size again", func(set *spareSet) bool {
+		return set != nil && set.depth == 1 && len(set.idle) == 1 && set.launching == 0 && set.shrink == nil
+	})
+	for _, sp := range spares {
+		if sp == left[0] {
+			continue
+		}
+		waitDone(t, sp, 10*time.Second)
+		assertGone(t, sp.Pid())
+	}
+	if !slices.Contains(spares, left[0]) {
+		t.Error("the spare left is a new one")
+	}
+	if n := len(pids()); n != launched {
+		t.Errorf("%d launches while shrinking, want none", n-launched)
+	}
+	if strings.Contains(sink.String(), "plugin process exited") || strings.Contains(sink.String(), "died while idle") {
+		t.Errorf("the discarded spares' deaths were logged:\n%s", sink.String())
+	}
+	// The spare left is used as before.
+	if p := start(t, o); p != left[0] {
+		t.Errorf("Start launched pid %d, want the spare %d", p.Pid(), left[0].Pid())
+	}
+}
+
+// A depth above the pool's size does not shrink while Starts still find no
+// spare ready.
+func TestSpareDepthHoldsWhileStartsMiss(t *testing.T) {
+	launchLog(t)
+	s, _ := newSpares(t, 1)
+	o := chaosOptions(t, map[string]any{})
+	o.Spares = s
+	key := spareKeyOf(o)
+	prime(t, s, o)
+	takeOut(t, s, o)
+	if p, w := s.take(key, hclog.NewNullLogger()); p != nil || w == nil {
+		t.Fatalf("take from an empty pool = %v, %v; want a waiter", p, w)
+	} else if sp := s.await(context.Background(), w, hclog.NewNullLogger()); sp != nil {
+		t.Cleanup(func() { sp.Kill("test over"); waitDone(t, sp, 10*time.Second) })
+	}
+	idleSpares(t, s, o, 2)
+	// A period in which a Start missed keeps the depth, and the next
+	// period without one lowers it.
+	s.mu.Lock()
+	set := s.keys[key]
+	set.missed = true
+	set.shrink.Stop()
+	s.mu.Unlock()
+	s.shrinkSet(set)
+	s.mu.Lock()
+	depth, missed := set.depth, set.missed
+	s.mu.Unlock()
+	if depth != 2 || missed {
+		t.Fatalf("after a period with a miss: depth %d, missed %v; want 2, false", depth, missed)
+	}
+	s.shrinkSet(set)
+	waitPool(t, s, o, "depth 1", func(set *spareSet) bool { return set != nil && set.depth == 1 && len(set.idle) == 1 })
+}
+
+// A crash loop run against the pool: every Start succeeds, the pool never
+// holds more processes than its bound plus the Starts waiting, and Close
+// leaves none of the processes launched alive.
+func TestCrashLoopWithSpares(t *testing.T) {
+	pids := launchLog(t)
+	s, sink := newSpares(t, 1)
+	o := chaosOptions(t, map[string]any{})
+	o.Spares = s
+	key := spareKeyOf(o)
+	s.mu.Lock()
+	s.decay = time.Hour // no spare discarded by a shrink: every launch is counted below
+	s.mu.Unlock()
+	const crashes = 30
+	for range crashes {
+		p := start(t, o)
+		if err := syscall.Kill(p.Pid(), syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		waitDone(t, p, 10*time.Second)
+		s.mu.Lock()
+		if set := s.keys[key]; set != nil {
+			if n := len(set.idle) + set.launching + set.delayed; n > s.maxDepth {
+				t.Errorf("the pool holds %d spares ready or launching, above its bound %d", n, s.maxDepth)
+			}
+			if set.launching+set.delayed > spareLaunchParallel {
+				t.Errorf("%d launches under way at once, above %d", set.launching+set.delayed, spareLaunchParallel)
+			}
+		}
+		s.mu.Unlock()
+	}
+	// Every launch is a worker or a spare: at most the workers plus what
+	// the pool may hold.
+	if n := len(pids()); n > crashes+MaxSpareDepth {
+		t.Errorf("%d launches for %d starts, want at most %d", n, crashes, crashes+MaxSpareDepth)
+	}
+	s.Close()
+	for _, pid := range pids() {
+		assertGone(t, pid)
+	}
+	if strings.Contains(sink.String(), "plugin process exited") {
+		t.Errorf("the spares killed by the pool showed as exits:\n%s", sink.String())
+	}
+}
+
+// Launches that fail pause the refill; a Start waiting for one of them
+// gets no spare (and launches its own), none is left waiting.
+func TestFailedConcurrentLaunchesReleaseWaiters(t *testing.T) {
+	pids := launchLog(t)
+	s, _ := newSpares(t, 1)
+	dir := t.TempDir()
+	path := testplugins.Copy(t, chaosPath(), filepath.Join(dir, "chaos"))
+	o := chaosOptions(t, map[string]any{})
+	o.Path, o.Checksum, o.Spares = path, sha(t, path), s
+	key := spareKeyOf(o)
+	prime(t, s, o)
+	takeOut(t, s, o)
+	launched := len(pids())
+	// Replace the binary: the launches of the next miss fail the checksum.
+	tmp := testplugins.Copy(t, filepath.Join(pluginDir, "other"), filepath.Join(dir, "next"))
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	p, w := s.take(key, hclog.NewNullLogger())
+	if p != nil || w == nil {
+		t.Fatalf("take from an empty pool = %v, %v; want a waiter", p, w)
+	}
+	if sp := s.await(context.Background(), w, hclog.NewNullLogger()); sp != nil {
+		t.Fatalf("the waiting Start got pid %d from launches of a changed binary", sp.Pid())
+	}
+	waitPool(t, s, o, "a paused key", func(set *spareSet) bool {
+		return set != nil && set.paused && set.launching == 0 && len(set.waiters) == 0
+	})
+	if n := len(pids()); n != launched {
+		t.Errorf("%d processes of the changed binary ran", n-launched)
+	}
+	if _, err := Start(context.Background(), o); !errors.Is(err, ErrBinaryChanged) {
+		t.Errorf("Start = %v, want ErrBinaryChanged", err)
+	}
+}
+
+// The first Start after a binary got spares finds its first spare still
+// being launched (launched because of the failure that led to this Start):
+// that is no sign of a crash loop, and keeps the depth.
+func TestFirstRestartKeepsDepth(t *testing.T) {
+	launchLog(t)
+	s, _ := newSpares(t, 1)
+	o := chaosOptions(t, map[string]any{})
+	o.Spares = s
+	key := spareKeyOf(o)
+	p := start(t, o)
+	// Spares launched from now on never complete the handshake, so the
+	// next Start cannot find one ready.
+	t.Setenv("CHAOS_CHILD", "1")
+	passEnv(t, "CHAOS_CHILD")
+	if err := syscall.Kill(p.Pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, p, 10*time.Second)
+	waitPool(t, s, o, "a spare being launched", func(set *spareSet) bool { return set != nil && set.launching > 0 })
+	q, w := s.take(key, hclog.NewNullLogger())
+	if q != nil || w == nil {
+		t.Fatalf("take = %v, %v; want a waiter for the launch under way", q, w)
+	}
+	s.mu.Lock()
+	depth, launching := s.keys[key].depth, s.keys[key].launching
+	s.mu.Unlock()
+	if depth != 1 || launching != 1 {
+		t.Errorf("depth %d with %d launches after the first restart's miss, want 1 and 1", depth, launching)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if sp := s.await(ctx, w, hclog.NewNullLogger()); sp != nil {
+		t.Errorf("await with a cancelled context = pid %d, want nothing", sp.Pid())
 	}
 }
