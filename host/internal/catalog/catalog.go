@@ -47,6 +47,11 @@ type Options struct {
 	// Env holds extra "KEY=value" entries for the environment of the
 	// plugins described (host.plugin_env; see pluginproc.Options.Env).
 	Env []string
+	// Exec, if set, is the host's store of verified executables: a binary
+	// described is run from its copy, made (and verified against the sha256
+	// the scan recorded) by that launch, so that its workers' starts
+	// neither copy nor hash it again. Nil hashes it at the launch.
+	Exec *pluginproc.ExecStore
 }
 
 // Catalog is the result of a scan: the binaries found, the classes they
@@ -299,13 +304,16 @@ func describe(ctx context.Context, f candidate, cache *describeCache, lock *Lock
 		out.binary, out.resp = b, resp
 		return out
 	}
-	// The checksum is checked again as the binary is executed (go-plugin's
-	// SecureConfig): a file replaced since it was hashed is not run.
+	// The checksum is checked again as the binary is executed (the exec
+	// store's copy is hashed as it is made; without a store, go-plugin's
+	// SecureConfig hashes the file): a file replaced since it was hashed
+	// is not run.
 	resp, err := pluginproc.DescribeWith(ctx, f.path, pluginproc.DescribeOptions{
 		Timeout:  o.DescribeTimeout,
 		Logger:   o.Logger.Named("describe"),
 		Checksum: sum,
 		Env:      o.Env,
+		Exec:     o.Exec,
 	})
 	if err != nil {
 		out.err = err // names the binary

@@ -32,7 +32,7 @@ func runClasses(args []string, stdout, stderr io.Writer) int {
 		}
 		host = file.Host
 	}
-	cat, err := daemon.ScanCatalog(context.Background(), host, newLogger(stderr, "off", false))
+	cat, err := daemon.ScanCatalog(context.Background(), host, newLogger(stderr, "off", false), nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "dynworkers classes: %v\n", err)
 		return 1

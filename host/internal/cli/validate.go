@@ -30,7 +30,7 @@ func runValidate(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	logger := newLogger(stderr, "warn", false)
-	cat, err := daemon.ScanCatalog(context.Background(), file.Host, logger)
+	cat, err := daemon.ScanCatalog(context.Background(), file.Host, logger, nil)
 	if err != nil {
 		config.FormatDiagnostics(stderr, diags, file.Sources())
 		fmt.Fprintf(stderr, "dynworkers validate: %v\n", err)

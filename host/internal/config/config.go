@@ -98,8 +98,13 @@ type HostConfig struct {
 	Name      string
 	PluginDir string
 	StateDir  string
-	HTTPAddr  string
-	LogLevel  string
+	// ExecDir is the directory of the host's verified copies of plugin
+	// binaries (host.exec_dir; see pluginproc.ExecStore): the copies
+	// workers run from. Default <StateDir>/exec; it must allow executing
+	// files (not on a filesystem mounted noexec). Emptied at host start.
+	ExecDir  string
+	HTTPAddr string
+	LogLevel string
 	// HTTPToken is the bearer token the HTTP API then requires on every
 	// route but /healthz. Required when HTTPAddr is not a loopback address.
 	// Sensitive: never printed.

@@ -39,6 +39,8 @@
 //	host.name                  os.Hostname()
 //	host.plugin_dir            "./bin/plugins"  (relative to the file's directory)
 //	host.state_dir             "./var"          (relative to the file's directory)
+//	host.exec_dir              "<state_dir>/exec" (relative to the file's
+//	                           directory; not on a noexec filesystem)
 //	host.http_addr             "127.0.0.1:7780"
 //	host.log_level             "info"           (trace|debug|info|warn|error)
 //	host.log_lines             1000             (lines kept of each worker's log)

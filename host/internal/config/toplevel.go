@@ -14,6 +14,7 @@ var hostSchema = &hcl.BodySchema{
 		{Name: "name"},
 		{Name: "plugin_dir"},
 		{Name: "state_dir"},
+		{Name: "exec_dir"},
 		{Name: "http_addr"},
 		{Name: "log_level"},
 		{Name: "start_concurrency"},
@@ -56,7 +57,7 @@ func (m *merger) decodeHost(sc *scope, b *hcl.Block) {
 	for _, p := range []struct {
 		name string
 		dst  *string
-	}{{"plugin_dir", &h.PluginDir}, {"state_dir", &h.StateDir}} {
+	}{{"plugin_dir", &h.PluginDir}, {"state_dir", &h.StateDir}, {"exec_dir", &h.ExecDir}} {
 		var dir string
 		if attr := attrs[p.name]; sc.str(attr, &dir) {
 			if dir == "" {

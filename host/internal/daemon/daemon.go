@@ -103,6 +103,10 @@ type Daemon struct {
 	eventMapper events.Mapper
 	// spares holds warm spare plugin processes; Run's shutdown closes it.
 	spares *pluginproc.Spares
+	// exec holds the verified copies of plugin binaries that workers and
+	// spares run from (host.exec_dir); made by Load once the state
+	// directory is locked, removed by Run's shutdown.
+	exec *pluginproc.ExecStore
 	// logs keeps each worker's recent log (logs.go); made by Load, its
 	// files closed by Run's shutdown once the workers are stopped.
 	logs *worklog.Store
@@ -170,7 +174,10 @@ func Load(ctx context.Context, opts Options) (*Daemon, error) {
 	// The listing is read before the scan, so that a change during the
 	// scan is noticed by the watch (catalog.Watch) and scanned again.
 	pluginSig := catalog.ListingSignature(file.Host.PluginDir, watchedFiles(file.Host)...)
-	cat, err := ScanCatalog(ctx, file.Host, logger)
+	// The exec store is not there yet (it needs the state directory's
+	// lock): the binaries this scan describes are hashed as they are
+	// launched, and copied at their first start.
+	cat, err := ScanCatalog(ctx, file.Host, logger, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -209,6 +216,11 @@ func Load(ctx context.Context, opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.store = store
+	if d.exec, err = openExecStore(cfg.Host, logger); err != nil {
+		store.Close()
+		return nil, err
+	}
+	d.spares.UseExecStore(d.exec)
 	d.tree, err = tree.New(tree.Options{
 		Logger:           logger,
 		Store:            store,
@@ -222,6 +234,7 @@ func Load(ctx context.Context, opts Options) (*Daemon, error) {
 		Limits:           cfg.Limits,
 	}, cfg.Root)
 	if err != nil {
+		_ = d.exec.Close()
 		store.Close()
 		return nil, err
 	}
@@ -247,8 +260,10 @@ func logContainment(logger hclog.Logger, cfg *config.Config) {
 }
 
 // ScanCatalog scans the plugin directory of a host block, with the describe
-// cache in its state directory.
-func ScanCatalog(ctx context.Context, h config.HostConfig, logger hclog.Logger) (*catalog.Catalog, error) {
+// cache in its state directory. The binaries it describes are run from
+// exec's verified copies, made as they are launched; nil hashes them at
+// their launch instead (the CLI's scans, which describe each binary once).
+func ScanCatalog(ctx context.Context, h config.HostConfig, logger hclog.Logger, exec *pluginproc.ExecStore) (*catalog.Catalog, error) {
 	cacheFile := ""
 	if h.StateDir != "" {
 		// It holds secrets (the state file): private from the start.
@@ -263,6 +278,7 @@ func ScanCatalog(ctx context.Context, h config.HostConfig, logger hclog.Logger) 
 		Logger:    logger.Named("catalog"),
 		Lock:      h.PluginLock,
 		Env:       h.PluginEnvList(),
+		Exec:      exec,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("scanning plugin_dir: %w", err)
@@ -395,6 +411,11 @@ func (d *Daemon) shutdown() error {
 	d.closePolicy()
 	// Kill and reap the warm spares; none is launched after this.
 	d.spares.Close()
+	// Nothing is launched any more: remove the verified copies (a plugin
+	// process still running one keeps it until it exits).
+	if cerr := d.exec.Close(); cerr != nil {
+		d.logger.Warn("removing the verified copies of plugin binaries", "error", cerr)
+	}
 	// No worker runs: close the workers' log files.
 	d.closeWorkerLogs()
 	// Another host may use the state directory from now on.
@@ -403,6 +424,32 @@ func (d *Daemon) shutdown() error {
 	}
 	d.logger.Info("host stopped")
 	return err
+}
+
+// openExecStore makes the store of verified executables in host.exec_dir
+// (default <state_dir>/exec), emptied: the state directory's lock, held
+// by now, makes it this host's alone.
+func openExecStore(h config.HostConfig, logger hclog.Logger) (*pluginproc.ExecStore, error) {
+	dir := h.ExecDir
+	if dir == "" {
+		dir = filepath.Join(h.StateDir, pluginproc.ExecDirName)
+	}
+	s, err := pluginproc.NewExecStore(dir, logger.Named("exec"))
+	if err != nil {
+		return nil, fmt.Errorf("host.exec_dir: %w", err)
+	}
+	return s, nil
+}
+
+// setCatalog installs a rescanned catalog and removes the verified copies
+// of the binaries it no longer has.
+func (d *Daemon) setCatalog(cat *catalog.Catalog) {
+	d.catalog.Store(cat)
+	keep := map[string][]byte{}
+	for _, b := range cat.Binaries() {
+		keep[b.Path] = b.SHA256
+	}
+	d.exec.Retain(keep)
 }
 
 // openState opens the state directory, locked against other hosts, and

@@ -38,6 +38,7 @@ func (d *Daemon) launch(ctx context.Context, w *config.Worker, children pluginpr
 	opts := pluginproc.Options{
 		Path:           class.Binary.Path,
 		Checksum:       class.Binary.SHA256,
+		Exec:           d.exec,
 		WorkerName:     w.Name,
 		Class:          class.Name,
 		ConfigJSON:     cfgJSON,
@@ -97,7 +98,7 @@ func pluginLogLimit(c config.PluginLogConfig) pluginproc.LogLimit {
 // restart) only costs a Start RPC.
 func (d *Daemon) warmSpare(w *config.Worker) {
 	if class, err := d.Catalog().Lookup(w.Class); err == nil {
-		d.spares.Warm(pluginproc.Options{Path: class.Binary.Path, Checksum: class.Binary.SHA256,
+		d.spares.Warm(pluginproc.Options{Path: class.Binary.Path, Checksum: class.Binary.SHA256, Exec: d.exec,
 			Env: d.cfg.Host.PluginEnvList(), Limits: w.Limits, Logger: d.logger.Named("worker")})
 	}
 }

@@ -30,7 +30,7 @@ func (d *Daemon) Reload(ctx context.Context) (api.ReloadResult, error) {
 	// watch's rescans use the running ones too.
 	scanHost := file.Host
 	scanHost.PluginLock, scanHost.PluginEnv = d.cfg.Host.PluginLock, d.cfg.Host.PluginEnv
-	cat, err := ScanCatalog(ctx, scanHost, d.logger)
+	cat, err := ScanCatalog(ctx, scanHost, d.logger, d.exec)
 	if err != nil {
 		return api.ReloadResult{}, &control.Error{Code: control.CodeInvalidConfig, Message: "reload: " + err.Error()}
 	}
@@ -41,7 +41,7 @@ func (d *Daemon) Reload(ctx context.Context) (api.ReloadResult, error) {
 	}
 	// The new catalog is installed once the plan is accepted, before
 	// anything starts, so that new starts use the rescanned binaries.
-	res, err := d.tree.Reload(ctx, cfg.Root, func() { d.catalog.Store(cat) })
+	res, err := d.tree.Reload(ctx, cfg.Root, func() { d.setCatalog(cat) })
 	res.Ignored = ignoredChanges(d.cfg, cfg)
 	if err != nil {
 		var cerr *control.Error

@@ -18,12 +18,12 @@ import (
 // pointer), so it sees the old catalog or the new one, never a mix.
 func (d *Daemon) rescan(ctx context.Context) {
 	old := d.Catalog()
-	cat, err := ScanCatalog(ctx, d.cfg.Host, d.logger)
+	cat, err := ScanCatalog(ctx, d.cfg.Host, d.logger, d.exec)
 	if err != nil {
 		d.logger.Error("rescanning plugin_dir; keeping the previous catalog", "error", err)
 		return
 	}
-	d.catalog.Store(cat)
+	d.setCatalog(cat)
 	added, removed := catalog.Diff(old, cat)
 	var changed []string
 	for _, c := range catalog.Changes(old, cat) {

@@ -40,6 +40,11 @@ type DescribeOptions struct {
 	// Env holds extra "KEY=value" entries for the plugin's environment, as
 	// Options.Env.
 	Env []string
+	// Exec, if set with Checksum, is the store of verified executables the
+	// binary is run from (see ExecStore): its copy is made (and verified)
+	// by this launch, and later launches of the binary run it without
+	// hashing. Nil hashes the binary at this launch.
+	Exec *ExecStore
 }
 
 // DescribeWith is Describe with options.
@@ -56,6 +61,7 @@ func DescribeWith(ctx context.Context, path string, o DescribeOptions) (*proto.D
 	lc := launchConfig{
 		path:     path,
 		checksum: o.Checksum,
+		exec:     o.Exec,
 		logger:   logger,
 		env:      pluginEnv(logger, o.Env),
 		timeout:  fmt.Sprintf("describe timeout (%s)", timeout),

@@ -82,8 +82,11 @@
 // runtime's settings, CA paths), Options.Env, and what go-plugin and the
 // SDK need; never the host's tokens or broker URL.
 //
-// A binary is run only if its sha256 still matches the one the catalog
-// recorded when it described it (go-plugin's SecureConfig), so a binary
-// swapped after the scan is refused with ErrBinaryChanged. A warm spare was
-// checked when it was launched.
+// A launch runs only bytes whose sha256 is the one the catalog recorded
+// when it described the binary, so a binary swapped or edited after the
+// scan is refused with ErrBinaryChanged. With an ExecStore (Options.Exec,
+// DescribeOptions.Exec, Spares.UseExecStore) those bytes are the store's
+// verified copy of the binary, checked by two stat calls at each launch;
+// without one, the binary is hashed at each launch (go-plugin's
+// SecureConfig). A warm spare was checked when it was launched.
 package pluginproc

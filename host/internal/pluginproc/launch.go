@@ -53,6 +53,10 @@ type launchConfig struct {
 	// "describe"); limits are applied to it (see contain.Group).
 	name   string
 	limits contain.Limits
+
+	// exec, if set, is the store of verified executables the process is
+	// run from (see ExecStore); nil hashes the binary at this launch.
+	exec *ExecStore
 }
 
 // launch starts the plugin binary, completes the go-plugin handshake and
@@ -75,14 +79,25 @@ func launch(ctx context.Context, lc launchConfig) (*Process, error) {
 	if err := CheckBinary(lc.path); err != nil {
 		return nil, err
 	}
-	// go-plugin would check the checksum of its Cmd's path, which it does
-	// not have with a RunnerFunc: check it here, just before the start.
-	if lc.checksum != nil {
+	// What is executed: with a store, its verified copy of the binary
+	// (two stat calls when nothing changed; see ExecStore); without one,
+	// the binary itself, hashed here just before the start (go-plugin
+	// would check the checksum of its Cmd's path, which it does not have
+	// with a RunnerFunc).
+	execPath := lc.path
+	switch {
+	case lc.checksum == nil:
+	case lc.exec != nil:
+		var err error
+		if execPath, err = lc.exec.Exec(lc.path, lc.checksum); err != nil {
+			return nil, err
+		}
+	default:
 		secure := &plugin.SecureConfig{Checksum: lc.checksum, Hash: sha256.New()}
 		if ok, err := secure.Check(lc.path); err != nil {
 			return nil, fmt.Errorf("plugin %s: verifying its checksum: %w", lc.path, err)
 		} else if !ok {
-			return nil, fmt.Errorf("plugin %s: %w (its sha256 no longer matches the one recorded by the catalog); rescan the plugin directory", lc.path, ErrBinaryChanged)
+			return nil, changedError(lc.path)
 		}
 	}
 	hostDir, err := hostSockets.acquire()
@@ -110,7 +125,10 @@ func launch(ctx context.Context, lc launchConfig) (*Process, error) {
 	// The plugin's stderr enters the host through the sink, under the
 	// logger go-plugin would have used (Named with the binary's name).
 	p.sink = newStderrSink(p.tail, lc.logger.Named(filepath.Base(lc.path)), lc.scrubber, lc.logLimit)
-	cmd := exec.CommandContext(ctx, lc.path)
+	cmd := exec.CommandContext(ctx, execPath)
+	// The plugin sees the path the operator gave as its argv[0], whichever
+	// file is executed.
+	cmd.Args[0] = lc.path
 	cmd.SysProcAttr = sysProcAttr()
 	// On cgroup v2 the process starts in its cgroup (clone3): nothing it
 	// does, from its first instruction on, escapes it.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -64,8 +65,9 @@ func TestPluginDiesWithHost(t *testing.T) {
 	host := exec.Command(exe)
 	// The plugin dies with the fake host, which cannot remove its socket
 	// directory: keep that out of the directory TestMain checks. (Not in
-	// t.TempDir(): its long name would make the socket path too long.)
-	tmp, err := os.MkdirTemp("", "fh-")
+	// t.TempDir(), nor in TestMain's $TMPDIR: their long names make the
+	// socket path too long once pids have six digits.)
+	tmp, err := os.MkdirTemp(filepath.Dir(os.TempDir()), "fh-")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,6 +41,11 @@ type Options struct {
 	// Checksum is the binary's sha256 as recorded by the catalog. Required:
 	// a binary whose content changed since is not run (ErrBinaryChanged).
 	Checksum []byte
+	// Exec, if set, is the store of verified executables the process is
+	// run from: the copy of the binary it verified against Checksum, run
+	// without hashing it again (see ExecStore). Nil hashes the binary at
+	// every launch.
+	Exec *ExecStore
 
 	WorkerName, Class string
 	// ConfigJSON is the worker's config, validated and decoded by the host.
@@ -209,6 +214,7 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 	lc := launchConfig{
 		path:     o.Path,
 		checksum: o.Checksum,
+		exec:     o.Exec,
 		logger:   plain,
 		timeout:  fmt.Sprintf("start_timeout (%s)", budget.Round(time.Millisecond)),
 		scrubber: o.Scrubber,

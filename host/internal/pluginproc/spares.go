@@ -46,12 +46,12 @@ const (
 var spareDeathBackoff = supervise.Backoff{Initial: 100 * time.Millisecond, Max: time.Minute, Jitter: -1}
 
 // Spares is a pool of warm spares: plugin processes launched ahead of need
-// (the binary checked against its checksum by go-plugin's SecureConfig, the
-// handshake done, the Worker client dispensed) that have not been sent
-// Start. Start, given the pool in Options.Spares, takes a spare of the right
-// binary when the pool has one and only sends it the worker's Start, so a
-// restart costs about one Start RPC instead of a checksum of the binary, an
-// exec and a handshake. A spare is launched with nothing of a worker: the
+// (the binary checked against its checksum — run from the ExecStore's
+// verified copy, or hashed without a store —, the handshake done, the
+// Worker client dispensed) that have not been sent Start. Start, given the
+// pool in Options.Spares, takes a spare of the right binary when the pool
+// has one and only sends it the worker's Start, so a restart costs about
+// one Start RPC instead of an exec and a handshake. A spare is launched with nothing of a worker: the
 // worker's name (for its logs) and health settings are attached when it is
 // taken. Each spare is still a fresh go-plugin client and process, used for
 // one worker only.
@@ -98,6 +98,7 @@ type Spares struct {
 	logger   hclog.Logger
 	expiry   time.Duration
 	decay    time.Duration
+	exec     *ExecStore // spares are run from it (UseExecStore); nil hashes at each launch
 
 	ctx    context.Context // cancelled by Close: aborts launches
 	cancel context.CancelFunc
@@ -546,6 +547,7 @@ func (s *Spares) launch(set *spareSet) (*spare, error) {
 	p, err := launch(ctx, launchConfig{
 		path:      set.key.path,
 		checksum:  set.checksum,
+		exec:      s.exec,
 		logger:    log,
 		env:       pluginEnvLevel(set.key.level, set.key.envList()),
 		timeout:   fmt.Sprintf("the warm spare's handshake timeout (%s)", spareLaunchTimeout),
