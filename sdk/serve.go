@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -47,7 +48,7 @@ func Serve(classes ...Class) {
 		VersionedPlugins: map[int]plugin.PluginSet{
 			1: {wire.PluginName: &wire.GRPCWorkerPlugin{Impl: srv}},
 		},
-		GRPCServer: plugin.DefaultGRPCServer,
+		GRPCServer: grpcServer,
 		// go-plugin's own lines, in the same form.
 		Logger: hclog.New(&hclog.LoggerOptions{
 			Output:     os.Stderr,
@@ -55,6 +56,13 @@ func Serve(classes ...Class) {
 			JSONFormat: true,
 		}).Named("go-plugin"),
 	})
+}
+
+// grpcServer is go-plugin's server with a static flow-control window: the
+// host's calls are small, and gRPC's bandwidth estimate would answer each
+// with a ping the host has to read and acknowledge, at every health check.
+func grpcServer(opts []grpc.ServerOption) *grpc.Server {
+	return plugin.DefaultGRPCServer(append(opts, grpc.StaticStreamWindowSize(64<<10)))
 }
 
 func validateClasses(classes []Class) error {

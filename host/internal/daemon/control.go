@@ -101,7 +101,7 @@ func (d *Daemon) StopSupervisor(ctx context.Context, path string) (api.Superviso
 // order, with the last sample's figures and each running worker's own
 // Status() details (see package status).
 func (d *Daemon) Status(ctx context.Context) (api.Status, error) {
-	h := status.Host{SystemID: d.cfg.SystemID, Name: d.cfg.Host.Name, Broker: d.brokerDescription(), Started: d.started, Spares: d.spares}
+	h := status.Host{SystemID: d.cfg.SystemID, Name: d.cfg.Host.Name, Broker: d.brokerDescription(), Started: d.started, Spares: d.spares, Details: &d.details}
 	return status.Report(ctx, h, d.tree, d.Snapshot()), nil
 }
 

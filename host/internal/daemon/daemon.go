@@ -55,6 +55,7 @@ import (
 	"github.com/dynworkers/dynworkers/host/internal/monitor"
 	"github.com/dynworkers/dynworkers/host/internal/pluginproc"
 	"github.com/dynworkers/dynworkers/host/internal/state"
+	"github.com/dynworkers/dynworkers/host/internal/status"
 	"github.com/dynworkers/dynworkers/host/internal/supervise"
 	"github.com/dynworkers/dynworkers/host/internal/tree"
 	"github.com/dynworkers/dynworkers/host/internal/worklog"
@@ -123,6 +124,9 @@ type Daemon struct {
 	// monitor(); workerMetrics holds the workers' own metrics.
 	monOnce sync.Once
 	mon     *monitor.Monitor
+	// details keeps the workers' Status() answers between status
+	// reports (see status.Details).
+	details status.Details
 	// bus carries the workers' messages (bus.go); set by Run.
 	busMu         sync.Mutex
 	bus           broker.Bus

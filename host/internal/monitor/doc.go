@@ -16,7 +16,7 @@
 //		Registry: reg,          // what workers report through Env.Metric
 //	})
 //	go m.Run(ctx)
-//	snap := m.Snapshot() // at most a second old
+//	snap := m.Snapshot() // at most a second old (its workers' figures: Interval)
 //
 // Each round of Run flushes the Registry, takes a Snapshot (each worker's
 // Proc, CPUPercent since the previous sample and Metrics; each

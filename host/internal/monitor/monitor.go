@@ -77,10 +77,13 @@ type Monitor struct {
 	reg    *Registry
 	logger hclog.Logger
 
-	mu      sync.Mutex // serialises samples; guards sampler and prevCPU
+	mu      sync.Mutex // serialises samples; guards sampler, prevCPU and figs
 	sampler *Sampler
-	prevCPU map[int]cpuMark // by pid; only the pids of the last sample
-	snap    atomic.Pointer[Snapshot]
+	prevCPU map[int]cpuMark // by pid; only the pids of the last full sample
+	// figs are the workers' figures of the last full sample, by pid, which
+	// the samples Snapshot takes in between reuse.
+	figs map[int]procFigures
+	snap atomic.Pointer[Snapshot]
 
 	// Run's goroutine only.
 	lastHeartbeat time.Time
@@ -90,6 +93,12 @@ type Monitor struct {
 type cpuMark struct {
 	cpu float64
 	at  time.Time
+}
+
+// procFigures are a worker process's figures in a sample.
+type procFigures struct {
+	proc       ProcStats
+	cpuPercent float64
 }
 
 // New returns a Monitor; it samples nothing until Run or Snapshot.
@@ -118,11 +127,16 @@ func (m *Monitor) Registry() *Registry { return m.reg }
 
 // Snapshot returns the latest sample, taking a new one if the latest is
 // more than a second old (so that status right after a change shows it).
+// Such a sample lists the tree and reads the host process anew, but keeps
+// the figures of the worker processes that Run's last sample read (at
+// most Interval old) and reads only those of the processes that started
+// since: status asked for every second would otherwise read /proc for
+// every worker each time, some tens of milliseconds with 1,000 workers.
 func (m *Monitor) Snapshot() *Snapshot {
 	if s := m.snap.Load(); s != nil && time.Since(s.Time) < freshFor {
 		return s
 	}
-	s, _ := m.sample()
+	s, _ := m.sampleWith(false)
 	return s
 }
 
@@ -176,9 +190,13 @@ func (m *Monitor) workerPrefix(name string) string {
 	return WorkerPrefix(m.opts.SystemID, m.opts.Host, name)
 }
 
-// sample takes a snapshot and keeps it. It returns the snapshot and the
-// time it began to list the workers.
-func (m *Monitor) sample() (*Snapshot, time.Time) {
+// sample takes a snapshot, reading every process, and keeps it. It
+// returns the snapshot and the time it began to list the workers.
+func (m *Monitor) sample() (*Snapshot, time.Time) { return m.sampleWith(true) }
+
+// sampleWith is sample; unless full, it reads only the worker processes
+// that the last full sample did not (see Snapshot).
+func (m *Monitor) sampleWith(full bool) (*Snapshot, time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	listed := time.Now()
@@ -200,17 +218,25 @@ func (m *Monitor) sample() (*Snapshot, time.Time) {
 	// prevCPU is made anew each time with only the pids read now, so that
 	// it holds no more than the workers that run, whatever ran before.
 	prev := m.prevCPU
-	m.prevCPU = make(map[int]cpuMark, len(workers))
+	if full {
+		m.prevCPU = make(map[int]cpuMark, len(workers))
+		m.figs = make(map[int]procFigures, len(workers))
+	}
 	for i := range workers {
 		w := &workers[i]
 		w.Proc, w.CPUPercent = nil, 0
-		if w.Pid > 0 {
+		if f, ok := m.figs[w.Pid]; ok && !full {
+			w.Proc, w.CPUPercent = &f.proc, f.cpuPercent
+		} else if w.Pid > 0 {
 			if st, err := m.sampler.Read(w.Pid); err == nil {
 				w.Proc = &st
 				if p, ok := prev[st.Pid]; ok && now.After(p.at) && st.CPUSeconds >= p.cpu {
 					w.CPUPercent = 100 * (st.CPUSeconds - p.cpu) / now.Sub(p.at).Seconds()
 				}
-				m.prevCPU[st.Pid] = cpuMark{st.CPUSeconds, now}
+				if full {
+					m.prevCPU[st.Pid] = cpuMark{st.CPUSeconds, now}
+					m.figs[st.Pid] = procFigures{st, w.CPUPercent}
+				}
 			}
 		}
 		w.Metrics = m.reg.Values(m.workerPrefix(w.Name))

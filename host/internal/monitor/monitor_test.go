@@ -326,3 +326,50 @@ func TestMonitorRun(t *testing.T) {
 		t.Fatal("Run did not return after its context ended")
 	}
 }
+
+// A Snapshot taken between Run's samples lists the tree anew and reads the
+// host process, but keeps the figures Run's last sample read for the
+// worker processes it read, and reads only the processes that started
+// since.
+func TestSnapshotReadsOnlyNewProcesses(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
+	}
+	old, _ := childProc(t, false)
+	h := &fakeHost{workers: []WorkerStats{{Name: "old", Supervisor: "root", State: StateRunning, Pid: old}},
+		sups: []SupervisorStats{{Path: "root"}}}
+	m := newTestMonitor(h, nil, nil)
+	full, _ := m.sample()
+	if full.Workers[0].Proc == nil {
+		t.Fatalf("the full sample has no figures of pid %d", old)
+	}
+	// Figures a full sample would not give: if the Snapshot reads pid
+	// old again, they are gone.
+	m.mu.Lock()
+	f := m.figs[old]
+	f.proc.RSSBytes, f.cpuPercent = 12345, 42
+	m.figs[old] = f
+	m.mu.Unlock()
+	young, _ := childProc(t, false)
+	h.setWorkers(WorkerStats{Name: "old", Supervisor: "root", State: StateRunning, Pid: old},
+		WorkerStats{Name: "young", Supervisor: "root", State: StateRunning, Pid: young})
+	m.snap.Store(nil) // as if the last sample were more than a second old
+	snap := m.Snapshot()
+	if snap == full || len(snap.Workers) != 2 {
+		t.Fatalf("Snapshot did not list the tree anew: %+v", snap.Workers)
+	}
+	if w := snap.Workers[0]; w.Proc == nil || w.Proc.RSSBytes != 12345 || w.CPUPercent != 42 {
+		t.Errorf("old: %+v, want the figures of the last full sample", w)
+	}
+	if w := snap.Workers[1]; w.Proc == nil || w.Proc.Pid != young {
+		t.Errorf("young: %+v, want its process read", w)
+	}
+	if snap.Supervisors[0].RSSBytes != 12345+snap.Workers[1].Proc.RSSBytes {
+		t.Errorf("root's total %d, want the sum of its workers'", snap.Supervisors[0].RSSBytes)
+	}
+	// The next full sample reads every process again.
+	again, _ := m.sample()
+	if w := again.Workers[0]; w.Proc == nil || w.Proc.RSSBytes == 12345 {
+		t.Errorf("old after a full sample: %+v, want it read", w)
+	}
+}

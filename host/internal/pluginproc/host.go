@@ -296,7 +296,8 @@ func (p *Process) serveHost(ctx context.Context, srv *hostServer) (uint32, error
 	if a.err != nil {
 		return 0, a.err
 	}
-	gs := grpc.NewServer()
+	// One connection per worker: its write buffer is shared (see launch).
+	gs := grpc.NewServer(grpc.SharedWriteBuffer(true))
 	proto.RegisterHostServer(gs, srv)
 	p.mu.Lock()
 	if p.hostStopped {

@@ -32,6 +32,10 @@ const (
 	phaseCancelled              // the start deadline (or cancellation) killed it
 )
 
+// pluginLogBufferSize is the buffer go-plugin reads a plugin's stderr
+// through, per process.
+const pluginLogBufferSize = 4 << 10
+
 // launchConfig says what to launch; ctx's deadline bounds the launch.
 type launchConfig struct {
 	path     string
@@ -176,6 +180,16 @@ func launch(ctx context.Context, lc launchConfig) (*Process, error) {
 		Stderr:           p.sink,
 		Logger:           pluginClientLogger{Logger: lc.logger, stderrName: filepath.Base(lc.path)},
 		SkipHostEnv:      true, // lc.env has it, so that our variables win
+		// Per-process buffers are the host's memory per worker: go-plugin
+		// reads stderr through a 64 KiB buffer by default (p.sink joins
+		// the pieces of a longer line), and a gRPC connection keeps a
+		// 32 KiB write buffer unless it is shared (taken from a pool for
+		// each write and given back). A static flow-control window spares
+		// every health check's answer a BDP ping and its ack (gRPC's
+		// estimate of the bandwidth, useless for the small answers of
+		// this connection).
+		PluginLogBufferSize: pluginLogBufferSize,
+		GRPCDialOptions:     []grpc.DialOption{grpc.WithSharedWriteBuffer(true), grpc.WithInitialWindowSize(64 << 10)},
 	})
 	if _, err := p.client.Start(); err != nil {
 		// go-plugin has killed the process (if it started); Kill waits

@@ -534,9 +534,16 @@ func (p *Process) Status(ctx context.Context) (json.RawMessage, error) {
 
 // healthLoop checks the worker's health every healthInterval until the
 // process ends or Stop begins, and kills it after healthFailures failed
-// checks in a row.
+// checks in a row. A check begins healthInterval (at most) after the one
+// before began, not after it ended, so that a hung worker, whose checks
+// each take healthTimeout, is killed within healthInterval ×
+// healthFailures + healthTimeout. The checks of all the host's workers
+// fall on a common grid (see nextHealthCheck), so that they come in
+// batches rather than one every few milliseconds: an idle host then wakes
+// once per batch instead of once per check.
 func (p *Process) healthLoop() {
-	t := time.NewTimer(p.healthInterval)
+	next := nextHealthCheck(time.Now(), p.healthInterval)
+	t := time.NewTimer(time.Until(next))
 	defer t.Stop()
 	failures := 0
 	for {
@@ -547,6 +554,13 @@ func (p *Process) healthLoop() {
 			return
 		case <-t.C:
 		}
+		// The next check is due an interval after this one was due;
+		// after a wake-up later than that (the host was stopped or
+		// starved), an interval from now.
+		if now := time.Now(); now.Sub(next) > p.healthInterval {
+			next = now
+		}
+		next = nextHealthCheck(next, p.healthInterval)
 		err := p.Health(context.Background())
 		select {
 		case <-p.done:
@@ -567,8 +581,32 @@ func (p *Process) healthLoop() {
 				return
 			}
 		}
-		t.Reset(p.healthInterval)
+		// A check that took longer than the interval is followed at once.
+		t.Reset(max(time.Until(next), 0))
 	}
+}
+
+// healthGridMax is the largest step of the grid health checks are aligned
+// to.
+const healthGridMax = time.Second
+
+// nextHealthCheck returns when the health check that follows one due at
+// last (or a start at last) is due, for a worker checked every interval:
+// the last point of a grid of step min(interval/4, healthGridMax) that is
+// at most interval after last. The checks of workers with the same
+// interval, however they started, thus come at the same instants, and
+// never more than interval apart (between 3/4 of it and all of it), so a
+// hung worker is still killed within health_interval × health_failures +
+// health_timeout.
+func nextHealthCheck(last time.Time, interval time.Duration) time.Time {
+	grid := min(interval/4, healthGridMax)
+	if grid <= 0 {
+		return last.Add(interval)
+	}
+	if next := last.Add(interval).Truncate(grid); next.After(last) {
+		return next
+	}
+	return last.Add(interval)
 }
 
 // Healthy reports whether the worker runs and its last health check (if

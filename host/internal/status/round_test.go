@@ -30,7 +30,7 @@ func TestStatusFiguresHaveNoFloatNoise(t *testing.T) {
 	got := map[string]any{
 		"process": processReport(snap),
 		"totals":  supervisorTotals(snap, "root"),
-		"worker":  workerMetrics(snap, "w", 7),
+		"worker":  metricsOf(snap, &snap.Workers[0], 7),
 	}
 	raw, err := json.Marshal(got)
 	if err != nil {

@@ -29,6 +29,10 @@ type Host struct {
 	Started time.Time
 	// Spares is the host's pool of warm spares (nil: none).
 	Spares *pluginproc.Spares
+	// Details, if set, keeps the workers' Status() answers between
+	// reports (see Details); nil asks every running worker at every
+	// report.
+	Details *Details
 }
 
 // Report assembles the status of the host h running t, with the figures
@@ -41,14 +45,18 @@ func Report(ctx context.Context, h Host, t *tree.Tree, snap *monitor.Snapshot) a
 		rep.Supervisors[i].Totals = supervisorTotals(snap, rep.Supervisors[i].Path)
 	}
 	infos := t.Workers()
+	byName := make(map[string]*monitor.WorkerStats, len(snap.Workers))
+	for i := range snap.Workers {
+		byName[snap.Workers[i].Name] = &snap.Workers[i]
+	}
 	for _, wi := range infos {
 		w := wi.WithConfig()
 		if w.Pid != 0 {
-			w.Metrics = workerMetrics(snap, w.Name, w.Pid)
+			w.Metrics = metricsOf(snap, byName[w.Name], w.Pid)
 		}
 		rep.Workers = append(rep.Workers, w)
 	}
-	fillDetails(ctx, rep.Workers, infos)
+	h.Details.fill(ctx, rep.Workers, infos)
 	for _, sp := range h.Spares.Ready() {
 		rep.Spares = append(rep.Spares, api.SparePool{Binary: sp.Path, Ready: len(sp.Pids), Pids: sp.Pids})
 	}
@@ -62,23 +70,156 @@ func Report(ctx context.Context, h Host, t *tree.Tree, snap *monitor.Snapshot) a
 // details_error instead.
 var DetailsTimeout = 500 * time.Millisecond
 
-// fillDetails asks every running worker of ws (infos are the same workers
-// as the tree listed them) for its Status() details, in parallel and within
-// DetailsTimeout, and sets Details (scrubbed of the worker's sensitive
-// config values) or DetailsError.
-func fillDetails(ctx context.Context, ws []api.Worker, infos []tree.WorkerInfo) {
+// Ages of the answers Details keeps.
+const (
+	// DetailsFresh is how long a worker's answer is shown as it is.
+	DetailsFresh = time.Second
+	// DetailsMaxAge is how long an answer may be shown at all: an answer
+	// older than DetailsFresh but not DetailsMaxAge is shown, and the
+	// worker is asked again after the reply, for the next report.
+	DetailsMaxAge = 5 * time.Second
+)
+
+// Details keeps each worker process's last Status() answer, so that the
+// reports of a host that is watched (a dashboard, `status -watch`, a
+// monitoring system polling) do not each ask every worker: with 1,000
+// workers, asking them all is 1,000 RPCs and 1,000 processes woken on a
+// few cores, some hundreds of milliseconds, where a report from kept
+// answers takes a few. An answer is used for DetailsFresh as it is; up to
+// DetailsMaxAge it is used while the worker is asked again in the
+// background; older, or for a worker not yet asked, the report asks and
+// waits (within DetailsTimeout). Reports made at once share one question
+// per worker. A host nobody asks asks its workers nothing. The zero value
+// is ready to use; a nil *Details keeps nothing.
+type Details struct {
+	mu      sync.Mutex
+	workers map[*pluginproc.Process]*kept
+	// query asks a worker; nil is workerDetails (tests replace it).
+	query func(ctx context.Context, p *pluginproc.Process, cfg *config.Worker) ([]byte, string)
+}
+
+// kept is what Details keeps of one worker process.
+type kept struct {
+	last   *answer // the latest answer; nil before the first
+	asking *answer // the question under way; nil when none is
+}
+
+// answer is one worker process's Status() answer, or the question being
+// asked of it (done not yet closed).
+type answer struct {
+	done    chan struct{} // closed once details and errText are set
+	at      time.Time     // when the question was asked
+	details []byte
+	errText string
+}
+
+// fill asks every running worker of ws (infos are the same workers as the
+// tree listed them) for its Status() details, or takes its kept answer,
+// in parallel and within DetailsTimeout, and sets Details (scrubbed of the
+// worker's sensitive config values) or DetailsError.
+func (d *Details) fill(ctx context.Context, ws []api.Worker, infos []tree.WorkerInfo) {
 	ctx, cancel := context.WithTimeout(ctx, DetailsTimeout)
 	defer cancel()
+	type wait struct {
+		w *api.Worker
+		a *answer
+	}
+	var waits []wait
 	var wg sync.WaitGroup
+	if d != nil {
+		d.mu.Lock()
+	}
+	now := time.Now()
+	running := make(map[*pluginproc.Process]bool, len(ws))
 	for i := range ws {
 		w, info := &ws[i], infos[i]
 		p := info.Process()
 		if p == nil || w.State != string(supervise.StateRunning) {
 			continue
 		}
-		wg.Go(func() { w.Details, w.DetailsError = workerDetails(ctx, p, info.Spec) })
+		if d == nil {
+			wg.Go(func() { w.Details, w.DetailsError = workerDetails(ctx, p, info.Spec) })
+			continue
+		}
+		running[p] = true
+		waits = append(waits, wait{w, d.answerOf(p, info.Spec, now)})
+	}
+	if d != nil {
+		// What is kept of processes that no longer run goes.
+		for p := range d.workers {
+			if !running[p] {
+				delete(d.workers, p)
+			}
+		}
+		d.mu.Unlock()
+	}
+	for _, wt := range waits {
+		select {
+		case <-wt.a.done:
+		case <-ctx.Done():
+		}
+		// An answer that came is shown, though the deadline has passed
+		// waiting for another worker's.
+		if wt.a.ready() {
+			wt.w.Details, wt.w.DetailsError = wt.a.details, wt.a.errText
+		} else {
+			wt.w.DetailsError = "the worker did not answer within " + DetailsTimeout.String()
+		}
 	}
 	wg.Wait()
+}
+
+// answerOf returns the answer of p to show now: the latest if it is young
+// enough (asking p again if it is no longer fresh), else the one being
+// asked for (asking p if nobody is). d.mu is held.
+func (d *Details) answerOf(p *pluginproc.Process, cfg *config.Worker, now time.Time) *answer {
+	if d.workers == nil {
+		d.workers = map[*pluginproc.Process]*kept{}
+	}
+	k := d.workers[p]
+	if k == nil {
+		k = &kept{}
+		d.workers[p] = k
+	}
+	if k.last != nil {
+		age := now.Sub(k.last.at)
+		if age < DetailsFresh {
+			return k.last
+		}
+		if age < DetailsMaxAge {
+			if k.asking == nil {
+				k.asking = d.ask(k, p, cfg, now)
+			}
+			return k.last
+		}
+	}
+	if k.asking == nil {
+		k.asking = d.ask(k, p, cfg, now)
+	}
+	return k.asking
+}
+
+// ask asks p for its details in the background; its answer becomes k's
+// latest. d.mu is held.
+func (d *Details) ask(k *kept, p *pluginproc.Process, cfg *config.Worker, now time.Time) *answer {
+	a := &answer{done: make(chan struct{}), at: now}
+	go func() {
+		// The question has its own deadline, not the report's: a report
+		// whose client went away does not spoil the answer for the next.
+		ctx, cancel := context.WithTimeout(context.Background(), DetailsTimeout)
+		defer cancel()
+		query := d.query
+		if query == nil {
+			query = workerDetails
+		}
+		details, errText := query(ctx, p, cfg)
+		d.mu.Lock()
+		a.details, a.errText = details, errText
+		k.last, k.asking = a, nil
+		close(a.done)
+		d.mu.Unlock()
+	}()
+	return a
 }
 
 // workerDetails is one worker's answer to Status, scrubbed, or why there is
@@ -107,16 +248,14 @@ func workerDetails(ctx context.Context, p *pluginproc.Process, cfg *config.Worke
 	return out, ""
 }
 
-// workerMetrics returns the metrics of a worker from a snapshot.
-func workerMetrics(snap *monitor.Snapshot, name string, pid int) *api.WorkerMetrics {
-	for _, w := range snap.Workers {
-		if w.Name != name || w.Proc == nil || w.Pid != pid {
-			continue
-		}
-		return &api.WorkerMetrics{RSSBytes: w.Proc.RSSBytes, CPUSeconds: round(w.Proc.CPUSeconds, 3), CPUPercent: round(w.CPUPercent, 2),
-			OpenFDs: w.Proc.FDs, Threads: w.Proc.Threads, UptimeSeconds: round(snap.Time.Sub(w.StartedAt).Seconds(), 3)}
+// metricsOf returns the metrics of w, a worker of snap (nil: not in it),
+// if they are those of process pid.
+func metricsOf(snap *monitor.Snapshot, w *monitor.WorkerStats, pid int) *api.WorkerMetrics {
+	if w == nil || w.Proc == nil || w.Pid != pid {
+		return nil
 	}
-	return nil
+	return &api.WorkerMetrics{RSSBytes: w.Proc.RSSBytes, CPUSeconds: round(w.Proc.CPUSeconds, 3), CPUPercent: round(w.CPUPercent, 2),
+		OpenFDs: w.Proc.FDs, Threads: w.Proc.Threads, UptimeSeconds: round(snap.Time.Sub(w.StartedAt).Seconds(), 3)}
 }
 
 func supervisorTotals(snap *monitor.Snapshot, path string) *api.SupervisorTotals {
@@ -144,4 +283,14 @@ func processReport(snap *monitor.Snapshot) api.Process {
 func round(x float64, places int) float64 {
 	p := math.Pow10(places)
 	return math.Round(x*p) / p
+}
+
+// ready reports whether a has its answer.
+func (a *answer) ready() bool {
+	select {
+	case <-a.done:
+		return true
+	default:
+		return false
+	}
 }
