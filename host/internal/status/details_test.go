@@ -182,3 +182,76 @@ func waitFor(t *testing.T, ok func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// With more running workers than DetailsBurst, a report asks DetailsBurst
+// of them and waits for those only; the others show that they wait their
+// turn, and are asked in the background at no more than DetailsRate, each
+// once however many reports come meanwhile, so that a later report shows
+// every answer.
+func TestDetailsAsksAtABoundedRate(t *testing.T) {
+	rate, burst := DetailsRate, DetailsBurst
+	DetailsRate, DetailsBurst = 100, 5
+	defer func() { DetailsRate, DetailsBurst = rate, burst }()
+	a := &asker{asked: map[*pluginproc.Process]int{}}
+	d := &Details{query: a.query}
+	const n = 25
+	ws, infos, ps := running(n)
+	fill := func() []api.Worker {
+		out := append([]api.Worker(nil), ws...)
+		d.fill(context.Background(), out, infos)
+		return out
+	}
+	start := time.Now()
+	answered := 0
+	for _, w := range fill() {
+		switch {
+		case string(w.Details) == `{"answer":1}` && w.DetailsError == "" && w.DetailsAt != nil:
+			answered++
+		case w.Details == nil && w.DetailsError == detailsPending && w.DetailsAt == nil:
+		default:
+			t.Fatalf("%s: details %s, error %q, at %v; want the first answer or pending", w.Name, w.Details, w.DetailsError, w.DetailsAt)
+		}
+	}
+	if answered != 5 {
+		t.Fatalf("the first report showed %d answers, want the burst's 5", answered)
+	}
+	// More reports while the queue is asked: nobody is asked twice, and
+	// never more than the burst plus the rate's share of the time gone by.
+	var all bool
+	for !all {
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("the queued workers were not all asked within 10 s")
+		}
+		total := 0
+		for _, p := range ps {
+			c := a.count(p)
+			if c > 1 {
+				t.Fatalf("a worker was asked %d times within its first answer's DetailsFresh", c)
+			}
+			total += c
+		}
+		if limit := 5 + int(time.Since(start).Seconds()*DetailsRate) + 1; total > limit {
+			t.Fatalf("%d questions after %v, more than the burst and rate allow (%d)", total, time.Since(start), limit)
+		}
+		all = total == n
+		fill()
+		time.Sleep(5 * time.Millisecond)
+	}
+	if el := time.Since(start); el < 150*time.Millisecond {
+		t.Fatalf("25 workers asked in %v with a burst of 5 at 100/s, want at least 150 ms (200 ms less a batch)", el)
+	}
+	waitFor(t, func() bool {
+		for _, w := range fill() {
+			if w.Details == nil {
+				return false
+			}
+		}
+		return true
+	})
+	// The goroutine that asks the queue ends with it.
+	waitFor(t, func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return !d.sending && len(d.queue) == 0
+	})
+}
