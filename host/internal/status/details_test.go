@@ -3,6 +3,7 @@ package status
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +13,8 @@ import (
 	"github.com/dynworkers/dynworkers/host/internal/pluginproc"
 	"github.com/dynworkers/dynworkers/host/internal/supervise"
 	"github.com/dynworkers/dynworkers/host/internal/tree"
+	"github.com/dynworkers/dynworkers/sdk"
+	"github.com/zclconf/go-cty/cty"
 )
 
 // asker stands for the workers' Status(): it counts the questions per
@@ -254,4 +257,41 @@ func TestDetailsAsksAtABoundedRate(t *testing.T) {
 		defer d.mu.Unlock()
 		return !d.sending && len(d.queue) == 0
 	})
+}
+
+// Details redacts each worker spec's config once and shares it among the
+// reports while the spec is listed; a new spec (a reload, a restart with
+// a new config) is redacted anew, and a sensitive value never shows.
+func TestDetailsRedactsEachSpecOnce(t *testing.T) {
+	spec := func(pw string) *config.Worker {
+		return &config.Worker{
+			Config: cty.ObjectVal(map[string]cty.Value{"user": cty.StringVal("bob"), "password": cty.StringVal(pw)}),
+			Schema: sdk.Schema{{Name: "user", Type: "string"}, {Name: "password", Type: "string", Sensitive: true}},
+		}
+	}
+	a, b := spec("hunter22"), spec("swordfish")
+	d := &Details{}
+	first := d.redacted([]tree.WorkerInfo{{Spec: a}, {Spec: b}})
+	second := d.redacted([]tree.WorkerInfo{{Spec: a}, {Spec: b}})
+	for i, c := range first {
+		if c["user"] != "bob" || c["password"] != config.RedactedValue {
+			t.Fatalf("config %d: %v, want user bob and the password redacted", i, c)
+		}
+		if reflect.ValueOf(c).UnsafePointer() != reflect.ValueOf(second[i]).UnsafePointer() {
+			t.Errorf("config %d redacted again for the same spec", i)
+		}
+	}
+	// A new spec for the first worker: redacted anew; b's dropped when it
+	// is no longer listed.
+	c := spec("correct horse")
+	third := d.redacted([]tree.WorkerInfo{{Spec: c}})
+	if reflect.ValueOf(third[0]).UnsafePointer() == reflect.ValueOf(first[0]).UnsafePointer() || third[0]["password"] != config.RedactedValue {
+		t.Errorf("new spec: %v, want a config of its own, password redacted", third[0])
+	}
+	if len(d.configs) != 1 {
+		t.Errorf("%d redacted configs kept, want the one listed", len(d.configs))
+	}
+	if (*Details)(nil).redacted([]tree.WorkerInfo{{Spec: a}}) != nil {
+		t.Error("a nil Details keeps configs")
+	}
 }

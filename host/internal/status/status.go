@@ -50,8 +50,14 @@ func Report(ctx context.Context, h Host, t *tree.Tree, snap *monitor.Snapshot) a
 	for i := range snap.Workers {
 		byName[snap.Workers[i].Name] = &snap.Workers[i]
 	}
-	for _, wi := range infos {
-		w := wi.WithConfig()
+	configs := h.Details.redacted(infos)
+	for i, wi := range infos {
+		w := wi.Worker
+		if configs != nil {
+			w.Config = configs[i]
+		} else {
+			w.Config = wi.Spec.RedactedConfig()
+		}
 		if w.Pid != 0 {
 			w.Metrics = metricsOf(snap, byName[w.Name], w.Pid)
 		}
@@ -122,6 +128,10 @@ type Details struct {
 	tokensAt time.Time
 	// sending reports whether the goroutine that asks the queue runs.
 	sending bool
+	// configs are the redacted configs of the workers' specs, which do not
+	// change once decoded: redacting 1,000 configs was a third of a
+	// report's CPU. Only the specs of the last report are kept.
+	configs map[*config.Worker]map[string]any
 	// query asks a worker; nil is workerDetails (tests replace it).
 	query func(ctx context.Context, p *pluginproc.Process, cfg *config.Worker) ([]byte, string)
 }
@@ -209,6 +219,28 @@ func (d *Details) fill(ctx context.Context, ws []api.Worker, infos []tree.Worker
 		}
 	}
 	wg.Wait()
+}
+
+// redacted returns the redacted config of each of infos' specs, made once
+// per spec and shared by the reports (which only read them); nil for a nil
+// d.
+func (d *Details) redacted(infos []tree.WorkerInfo) []map[string]any {
+	if d == nil {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]map[string]any, len(infos))
+	next := make(map[*config.Worker]map[string]any, len(infos))
+	for i, wi := range infos {
+		c, ok := d.configs[wi.Spec]
+		if !ok {
+			c = wi.Spec.RedactedConfig()
+		}
+		next[wi.Spec], out[i] = c, c
+	}
+	d.configs = next
+	return out
 }
 
 // answerOf returns the answer of p to show now: the latest if it is young
