@@ -100,7 +100,7 @@ const (
 // costs at most DetailsRate questions a second, whatever its size.
 var (
 	DetailsRate  = 200.0
-	DetailsBurst = 32
+	DetailsBurst = 16
 )
 
 // detailsPending is the details_error of a running worker that was never
