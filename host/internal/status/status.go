@@ -105,7 +105,7 @@ var (
 
 // detailsPending is the details_error of a running worker that was never
 // asked and waits its turn.
-var detailsPending = "not asked yet: the host asks its workers in turn"
+const detailsPending = "not asked yet: the host asks its workers in turn"
 
 // Details keeps each worker process's last Status() answer, so that the
 // reports of a host that is watched (a dashboard, `status -watch`, a
