@@ -286,7 +286,7 @@ func TestControl(t *testing.T) {
 	res.Elapsed, res.BrokerCPU = time.Since(t0), max(BrokerCPU()-brokerCPU0, 0)
 	res.ElapsedMS, res.BrokerCPUMS = res.Elapsed.Milliseconds(), res.BrokerCPU.Milliseconds()
 	for _, c := range ChildrenOf(h.pid()) {
-		if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", c.Pid)); exe == f.plugin && c.Pid != resident {
+		if c.Pid != resident && f.isPluginProc(c.Pid) {
 			res.SparesLaunched++
 		}
 	}

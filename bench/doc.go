@@ -4,15 +4,21 @@
 // HTTP (/v1/status, /v1/workers), over AMQP (control requests to
 // vumi.control with reply_to, lifecycle events from vumi.events) and
 // through /proc (github.com/prometheus/procfs). It imports no host package:
-// it lives outside host/, where Go's internal rule keeps it.
+// it lives outside host/, where Go's internal rule keeps it. It does import
+// internal/wire (the go-plugin handshake and plugin set the host and the
+// SDK share), to spawn the plugin as plain go-plugin would.
 //
 // The benchmarks are crash-to-running restart latency (crashes spaced so
 // that the warm spare is ready, and back to back), start-up time, memory
 // per worker, the cost of the plugin binary's checksum, the control
 // channel (status round trips over AMQP and HTTP, start+stop cycles,
-// publish of a start to its reply), and the workers' bus (messages per
+// publish of a start to its reply), the workers' bus (messages per
 // second through one worker plugin under the host, next to a plain
-// amqp091-go program on the same broker).
+// amqp091-go program on the same broker), the floor of the start-up (the
+// same plugin spawned with plain go-plugin, through internal/wire's
+// handshake and plugin set), the same plugin under supervisord side by
+// side, and a host of 1,000 workers (idle cost, status, 50 killed, a clean
+// stop) from which the report's scale limits are computed.
 //
 // What nothing outside the host reaches is measured beside it: the bus
 // library's loops and the embedded bus (TestBenchBusAMQP and

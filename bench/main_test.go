@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +23,10 @@ const EnvBench = "DYNWORKERS_BENCH"
 // EnvBenchOut is where the report goes, relative to the repository root;
 // unset: no report is written.
 const EnvBenchOut = "DYNWORKERS_BENCH_OUT"
+
+// EnvBenchStart is when `make bench` began its benchmarks, in seconds
+// since the epoch (scripts/bench.sh sets it), for the report's run time.
+const EnvBenchStart = "DYNWORKERS_BENCH_START"
 
 // The command that produces docs/benchmarks.md, and what it runs.
 const (
@@ -70,7 +75,8 @@ func writeReport() error {
 		return nil
 	}
 	r := results
-	if r.Binary == nil || r.Restart == nil || r.RestartSpaced == nil || len(r.Startup) == 0 || r.Memory == nil || r.Control == nil {
+	if r.Binary == nil || r.Restart == nil || r.RestartSpaced == nil || len(r.Startup) == 0 || r.Memory == nil || r.Control == nil ||
+		r.Bare == nil || r.Supervisord == nil || r.Scale == nil {
 		fmt.Fprintf(os.Stderr, "benchmarks: not every benchmark ran; %s not written\n", out)
 		return nil
 	}
@@ -88,6 +94,9 @@ func writeReport() error {
 		r.Cluster = c
 	}
 	r.Background = BackgroundSince(r.CPUStart, ReadCPU())
+	if v, err := strconv.ParseInt(os.Getenv(EnvBenchStart), 10, 64); err == nil && v > 0 {
+		r.Duration = time.Since(time.Unix(v, 0))
+	}
 	root, err := repoRoot()
 	if err != nil {
 		return err

@@ -2,16 +2,34 @@ package bench
 
 import "time"
 
-// Targets from the issue's performance section.
+// Targets from the issues' performance sections (issue 15: scale on one
+// host).
 const (
-	// TargetRestartP50 bounds the median crash-to-running restart latency.
+	// TargetRestartP50 bounds the median crash-to-running restart latency,
+	// of spaced crashes and of back-to-back crashes (a crash loop) alike.
 	TargetRestartP50 = 10 * time.Millisecond
+	// TargetRestartSpacedP99 bounds the p99 of spaced crashes.
+	TargetRestartSpacedP99 = 20 * time.Millisecond
 	// TargetStartup100 bounds the median start-up time of 100 workers.
-	TargetStartup100 = 1500 * time.Millisecond
+	TargetStartup100 = 800 * time.Millisecond
+	// TargetStartup1000 bounds the start-up time of 1,000 workers.
+	TargetStartup1000 = 10 * time.Second
+	// TargetBareRatio bounds the host's start-up of 100 workers as a
+	// multiple of 100 bare go-plugin spawns + first RPC of the same binary
+	// at the host's default start_concurrency.
+	TargetBareRatio = 1.5
 	// TargetControlStartP50 bounds the median time from the publication of
 	// a start over AMQP to the new worker running (the issue: answering
 	// Health; from outside, its reply, sent once the worker runs).
-	TargetControlStartP50 = 20 * time.Millisecond
+	TargetControlStartP50 = 10 * time.Millisecond
+	// TargetIdleCPU bounds the host's CPU use with 1,000 idle workers, in
+	// percent of one core.
+	TargetIdleCPU = 2.0
+	// TargetIdleRSS bounds the host's RSS with 1,000 idle workers, in KiB.
+	TargetIdleRSS = 150 * 1000 * 1000 / 1024
+	// TargetStatus bounds a status reply (HTTP and AMQP) with 1,000
+	// workers.
+	TargetStatus = 50 * time.Millisecond
 )
 
 // Results is everything one run of the harness measured; it is rendered to
@@ -22,12 +40,23 @@ type Results struct {
 	GoTest      string    `json:"go_test"`
 	Machine     Machine   `json:"machine"`
 	HostVersion string    `json:"host_version"`
+	// Duration is how long the whole of `make bench` took, builds
+	// excluded (scripts/bench.sh passes its start in EnvBenchStart); 0 if
+	// unknown.
+	Duration time.Duration `json:"-"`
 	// CPUStart is sampled when the run begins; Background compares it with
 	// the end of the run.
 	CPUStart   CPUSample  `json:"-"`
 	Background Background `json:"background"`
 
 	Binary *BinaryResult `json:"binary"`
+	// Bare is 100 spawns of the plugin with plain go-plugin + first RPC:
+	// the floor of the start-up.
+	Bare *BareResult `json:"bare_go_plugin"`
+	// Supervisord is the same binary under supervisord, side by side.
+	Supervisord *SupervisordResult `json:"supervisord"`
+	// Scale is the 1,000-worker test and the scale limits.
+	Scale *ScaleResult `json:"scale"`
 	// Restart kills each new instance about 1 ms after it started: back to
 	// back crashes, a crash loop.
 	Restart *RestartResult `json:"restart"`
@@ -106,7 +135,8 @@ type RestartResult struct {
 	SpareWaitUS []int64       `json:"started_to_spare_ready_us,omitempty"`
 	SpareMargin time.Duration `json:"-"`
 	// FromSpare (spaced crashes only) counts the measured restarts whose
-	// new instance is the spare the harness saw ready.
+	// new instance is one of the spares there before the kill (the host
+	// may keep several of a binary that crash-loops).
 	FromSpare int `json:"restarts_into_the_ready_spare"`
 
 	// StaleSockets counts the unix socket files the killed plugins left
@@ -287,4 +317,181 @@ func sum(vs []int64) int64 {
 		s += v
 	}
 	return s
+}
+
+// BareResult is the floor the host's start-up is compared with: Spawns
+// plugin processes of the same binary started with plain go-plugin (the
+// project's handshake and plugin set, no SecureConfig, nothing of the
+// host's) and their first RPC answered, at several concurrencies.
+type BareResult struct {
+	Spawns int       `json:"spawns"`
+	Runs   []BareRun `json:"runs"`
+}
+
+// BareRun is one concurrency of the bare baseline, over several runs.
+type BareRun struct {
+	Concurrency int `json:"concurrency"`
+	// Totals: first exec → the last first RPC answered, one per run.
+	Totals  []time.Duration `json:"-"`
+	TotalUS []int64         `json:"total_us"`
+	// Each: one spawn's exec → its first RPC answered, over all runs.
+	Each        []time.Duration `json:"-"`
+	EachSummary Summary         `json:"each"`
+}
+
+// Floor returns the bare run with the smallest median total, the floor
+// the host's start-up is compared with, and false if there is none.
+func (b *BareResult) Floor() (BareRun, bool) {
+	if b == nil || len(b.Runs) == 0 {
+		return BareRun{}, false
+	}
+	best := b.Runs[0]
+	for _, r := range b.Runs[1:] {
+		if Median(r.Totals) < Median(best.Totals) {
+			best = r
+		}
+	}
+	return best, true
+}
+
+// At returns the bare run at concurrency c.
+func (b *BareResult) At(c int) (BareRun, bool) {
+	if b == nil {
+		return BareRun{}, false
+	}
+	for _, r := range b.Runs {
+		if r.Concurrency == c {
+			return r, true
+		}
+	}
+	return BareRun{}, false
+}
+
+// SupervisordResult is the same plugin binary run standalone under
+// supervisord (go-plugin's magic cookie set, so it serves and idles), in
+// the same run: crash → RUNNING again, start and stop of Programs
+// programs, and memory. For supervisord, RUNNING (with startsecs=0) means
+// the program was spawned; its time is that of the log line saying so.
+type SupervisordResult struct {
+	// NotRun, if set, says why supervisord was not measured.
+	NotRun  string `json:"not_run,omitempty"`
+	Version string `json:"version,omitempty"`
+	// Found says whether supervisord was on PATH or installed by the run.
+	Found string `json:"found,omitempty"`
+
+	Crashes int `json:"crashes,omitempty"`
+	Warmup  int `json:"warmup_crashes,omitempty"`
+	// Restart: SIGKILL of the program → its "entered RUNNING state" log
+	// line (millisecond resolution).
+	Restart   Summary `json:"kill_to_running"`
+	RestartUS []int64 `json:"kill_to_running_us,omitempty"`
+
+	Programs int `json:"programs,omitempty"`
+	// Start: exec of supervisord → the last of Programs programs entered
+	// RUNNING, one per run; Stop: SIGTERM → supervisord exited, its
+	// programs stopped.
+	Start   []time.Duration `json:"-"`
+	Stop    []time.Duration `json:"-"`
+	StartUS []int64         `json:"start_us,omitempty"`
+	StopUS  []int64         `json:"stop_us,omitempty"`
+
+	// Mem1 and MemN: supervisord's own memory with 1 and with Programs
+	// programs running; ProgramPSS: each program's PSS in KiB.
+	Mem1       Mem     `json:"supervisord_1_program"`
+	MemN       Mem     `json:"supervisord_n_programs"`
+	ProgramPSS []int64 `json:"program_pss_kib,omitempty"`
+}
+
+// PerProgram is supervisord's own PSS growth per program, in KiB.
+func (s *SupervisordResult) PerProgram() float64 {
+	if s.Programs <= 1 {
+		return 0
+	}
+	return float64(s.MemN.PSS-s.Mem1.PSS) / float64(s.Programs-1)
+}
+
+// PerProgramRSS is supervisord's own RSS growth per program, in KiB.
+func (s *SupervisordResult) PerProgramRSS() float64 {
+	if s.Programs <= 1 {
+		return 0
+	}
+	return float64(s.MemN.RSS-s.Mem1.RSS) / float64(s.Programs-1)
+}
+
+// ScaleResult is the 1,000-worker test: a host of ScaleRun.Workers idle
+// workers sampled (Full), next to a smaller one (Base) for the cost per
+// worker; 50 random workers killed; a clean stop; the host's limits.
+type ScaleResult struct {
+	// NotRun, if set, says why the scale test did not run.
+	NotRun string    `json:"not_run,omitempty"`
+	Base   *ScaleRun `json:"base,omitempty"`
+	Full   *ScaleRun `json:"full,omitempty"`
+
+	// Kills workers' processes were SIGKILLed at once; KillToRunning is
+	// kill → each one's worker_started; Untouched counts the others found
+	// in the same process, never restarted, with no event.
+	Kills           int     `json:"kills"`
+	KillToRunning   Summary `json:"kill_to_started"`
+	KillToRunningUS []int64 `json:"kill_to_started_us,omitempty"`
+	Back            int     `json:"killed_running_again"`
+	Untouched       int     `json:"neighbours_untouched"`
+
+	// Shutdown: SIGTERM → the host exited 0; what was left after it.
+	Shutdown      time.Duration `json:"-"`
+	ShutdownMS    int64         `json:"shutdown_ms"`
+	LeftProcesses int           `json:"processes_left"`
+	LeftSockets   int           `json:"sockets_left"`
+
+	Limits HostLimits `json:"limits"`
+}
+
+// ScaleRun is one host of idle hello workers in the scale test.
+type ScaleRun struct {
+	Workers       int           `json:"workers"`
+	ExecToRunning time.Duration `json:"exec_to_running_ns"`
+	HostStartup   time.Duration `json:"host_startup_ns"`
+
+	// Idle sample: the host's and all plugins' CPU time over Idle.
+	Idle         time.Duration `json:"-"`
+	HostCPU      time.Duration `json:"-"`
+	PluginsCPU   time.Duration `json:"-"`
+	IdleS        float64       `json:"idle_seconds"`
+	HostCPUMS    int64         `json:"host_cpu_ms"`
+	PluginsCPUMS int64         `json:"plugins_cpu_ms"`
+
+	// HostRSSKiB is the largest VmRSS read during the idle sample; the
+	// rest is read after it.
+	HostRSSKiB      int64 `json:"host_vmrss_max_kib"`
+	HostPSSKiB      int64 `json:"host_pss_kib"`
+	HostFDs         int   `json:"host_fds"`
+	HostThreads     int   `json:"host_threads"`
+	Goroutines      int   `json:"host_goroutines"`
+	PluginPSSKiB    int64 `json:"plugin_pss_median_kib"`
+	PluginPSSSumKiB int64 `json:"plugin_pss_sum_kib"`
+	PluginThreads   int64 `json:"plugin_threads_median"`
+
+	// Status round trips, one at a time.
+	StatusHTTP   Summary `json:"status_http"`
+	StatusAMQP   Summary `json:"status_amqp"`
+	StatusHTTPUS []int64 `json:"status_http_us"`
+	StatusAMQPUS []int64 `json:"status_amqp_us"`
+}
+
+// CPUPercent is the host's idle CPU use in percent of one core.
+func (r *ScaleRun) CPUPercent() float64 {
+	if r == nil || r.Idle <= 0 {
+		return 0
+	}
+	return 100 * r.HostCPU.Seconds() / r.Idle.Seconds()
+}
+
+// HostLimits are the limits that bound the number of workers on a host:
+// the host process's (from /proc/<pid>/limits: soft, hard; -1 unlimited)
+// and the kernel's.
+type HostLimits struct {
+	NoFile      [2]int64 `json:"nofile_soft_hard"`
+	NProc       [2]int64 `json:"nproc_soft_hard"`
+	PidMax      int64    `json:"pid_max"`
+	ThreadsMax  int64    `json:"threads_max"`
+	MemTotalKiB int64    `json:"mem_total_kib"`
 }

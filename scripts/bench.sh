@@ -22,6 +22,9 @@ fi
 GO="${GO:-go}"
 export GO
 dir="$(mktemp -d)"
+# The report says how long the benchmarks took (builds excluded).
+DYNWORKERS_BENCH_START="$(date +%s)"
+export DYNWORKERS_BENCH_START
 trap 'rm -rf "$dir"' EXIT
 # -p 1: one package at a time, so that the two do not share the cores.
 DYNWORKERS_BENCH=1 DYNWORKERS_BENCH_DIR="$dir" \
