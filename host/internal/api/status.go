@@ -110,6 +110,11 @@ type Worker struct {
 	// the worker was asked and did not answer in time or failed.
 	Details      json.RawMessage `json:"details,omitempty"`
 	DetailsError string          `json:"details_error,omitempty"`
+	// DetailsAt is when the worker was asked for the Details or
+	// DetailsError shown (they may be kept a few seconds, or longer on a
+	// host with many workers, see the control protocol); absent when it
+	// was not asked.
+	DetailsAt *time.Time `json:"details_at,omitempty"`
 }
 
 // WorkerMetrics are a worker's process figures in status.

@@ -3,10 +3,12 @@
 package monitor
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -14,9 +16,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Sampler reads ProcStats from /proc, through github.com/prometheus/procfs.
-// It keeps no state between reads (procfs allocates a little for each), so
-// it is safe for concurrent use; the type remains so that a caller that
+// Sampler reads ProcStats from /proc: /proc/<pid>/stat parsed by hand
+// and a stat of /proc/<pid>/fd where the kernel gives the descriptor count
+// as its size, through github.com/prometheus/procfs otherwise.
+// It keeps no state between reads (its buffers are on the stack), so it is
+// safe for concurrent use; the type remains so that a caller that
 // samples repeatedly holds one place to read through. The zero value is
 // ready to use.
 type Sampler struct {
@@ -65,6 +69,193 @@ func (s *Sampler) Read(pid int) (ProcStats, error) {
 	if pid <= 0 {
 		return ProcStats{}, fmt.Errorf("reading process %d: invalid pid: %w", pid, os.ErrNotExist)
 	}
+	if s.listFDs || !fdCountInSize() {
+		return s.readProcfs(pid)
+	}
+	// The path /proc/<pid>/stat is built on the stack, and the file read
+	// into a buffer there: a read allocates nothing but the stat call's
+	// path string.
+	var pathBuf [32]byte
+	path := strconv.AppendInt(append(pathBuf[:0], "/proc/"...), int64(pid), 10)
+	dir := len(path)
+	path = append(path, "/stat"...)
+	var buf [1024]byte
+	n, err := readFile(path, buf[:])
+	if err != nil {
+		return ProcStats{}, procErr(pid, "stat", err)
+	}
+	st, ok := parseStat(buf[:n])
+	if !ok || st.Pid != pid {
+		return ProcStats{}, fmt.Errorf("reading process %d: /proc/%d/stat: malformed: %q", pid, pid, buf[:n])
+	}
+	var fst unix.Stat_t
+	if err := unix.Stat(string(append(path[:dir], "/fd"...)), &fst); err != nil {
+		return ProcStats{}, procErr(pid, "fd", err)
+	}
+	st.FDs = int(fst.Size)
+	if st.FDs == 0 {
+		// A size of 0 may also be a process with no descriptors, or a
+		// zombie: listing tells.
+		if st.FDs, err = s.countFDsOf(pid); err != nil {
+			return ProcStats{}, err
+		}
+	}
+	return st, nil
+}
+
+// readFile reads the file at path (a /proc file, read in one go) into buf
+// and returns the length read.
+func readFile(path []byte, buf []byte) (int, error) {
+	var fd int
+	var err error
+	for {
+		fd, err = unix.Open(string(path), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	n := 0
+	for n < len(buf) {
+		m, err := unix.Read(fd, buf[n:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		if m == 0 {
+			break
+		}
+		n += m
+	}
+	return n, nil
+}
+
+// parseStat parses the /proc/<pid>/stat line b: the pid, the command in
+// parentheses (which may hold spaces and parentheses itself: the last ")"
+// ends it), then fields separated by single spaces, of which it takes the
+// state (3), parent (4), user and system time (14, 15), threads (20),
+// start time (22) and resident pages (24), fields counted from 1 as in
+// proc(5).
+func parseStat(b []byte) (ProcStats, bool) {
+	open := bytes.IndexByte(b, '(')
+	end := bytes.LastIndexByte(b, ')')
+	if open < 1 || end < open || end+2 > len(b) {
+		return ProcStats{}, false
+	}
+	pid, ok := parseUint(bytes.TrimSpace(b[:open]))
+	if !ok {
+		return ProcStats{}, false
+	}
+	var st ProcStats
+	st.Pid = int(pid)
+	rest := b[end+2:]
+	var utime, stime, start uint64
+	for field := 3; field <= 24; field++ {
+		i := bytes.IndexByte(rest, ' ')
+		var f []byte
+		if i < 0 {
+			f, rest = bytes.TrimSpace(rest), nil
+		} else {
+			f, rest = rest[:i], rest[i+1:]
+		}
+		switch field {
+		case 3:
+			if len(f) != 1 {
+				return ProcStats{}, false
+			}
+			st.State = f[0]
+			continue
+		case 4, 14, 15, 20, 22, 24:
+		default:
+			if i < 0 && field < 24 {
+				return ProcStats{}, false
+			}
+			continue
+		}
+		v, ok := parseInt(f)
+		if !ok {
+			return ProcStats{}, false
+		}
+		switch field {
+		case 4:
+			st.PPid = int(v)
+		case 14:
+			utime = uint64(max(v, 0))
+		case 15:
+			stime = uint64(max(v, 0))
+		case 20:
+			st.Threads = int(v)
+		case 22:
+			start = uint64(max(v, 0))
+		case 24:
+			st.RSSBytes = uint64(max(v, 0)) * uint64(pageSize)
+		}
+		if i < 0 && field < 24 {
+			return ProcStats{}, false
+		}
+	}
+	st.CPUSeconds = float64(utime+stime) / userHZ
+	if bt := bootTime(); !bt.IsZero() {
+		secs, rest := start/userHZ, start%userHZ
+		st.StartTime = bt.Add(time.Duration(secs)*time.Second + time.Duration(rest)*time.Second/userHZ)
+	}
+	return st, true
+}
+
+var pageSize = os.Getpagesize()
+
+// parseInt parses a decimal integer with an optional minus sign.
+func parseInt(b []byte) (int64, bool) {
+	neg := len(b) > 0 && b[0] == '-'
+	if neg {
+		b = b[1:]
+	}
+	v, ok := parseUint(b)
+	if !ok || v > math.MaxInt64 {
+		return 0, false
+	}
+	if neg {
+		return -int64(v), true
+	}
+	return int64(v), true
+}
+
+// parseUint parses a decimal number.
+func parseUint(b []byte) (uint64, bool) {
+	if len(b) == 0 || len(b) > 19 {
+		return 0, false
+	}
+	var v uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + uint64(c-'0')
+	}
+	return v, true
+}
+
+// countFDsOf counts the descriptors of pid by listing them.
+func (s *Sampler) countFDsOf(pid int) (int, error) {
+	p, err := proc(pid)
+	if err != nil {
+		return 0, err
+	}
+	n, err := s.countFDs(p)
+	if err != nil {
+		return 0, procErr(pid, "fd", err)
+	}
+	return n, nil
+}
+
+// readProcfs is Read through procfs, where the descriptors are counted by
+// listing them (before Linux 6.2, or when the Sampler is told to).
+func (s *Sampler) readProcfs(pid int) (ProcStats, error) {
 	p, err := proc(pid)
 	if err != nil {
 		return ProcStats{}, err
@@ -83,7 +274,6 @@ func (s *Sampler) Read(pid int) (ProcStats, error) {
 	return st, nil
 }
 
-// proc returns procfs's handle on pid.
 func proc(pid int) (procfs.Proc, error) {
 	fs, err := procFS()
 	if err != nil {

@@ -3,6 +3,7 @@ package status
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +13,8 @@ import (
 	"github.com/dynworkers/dynworkers/host/internal/pluginproc"
 	"github.com/dynworkers/dynworkers/host/internal/supervise"
 	"github.com/dynworkers/dynworkers/host/internal/tree"
+	"github.com/dynworkers/dynworkers/sdk"
+	"github.com/zclconf/go-cty/cty"
 )
 
 // asker stands for the workers' Status(): it counts the questions per
@@ -180,5 +183,115 @@ func waitFor(t *testing.T, ok func() bool) {
 			t.Fatal("condition not met within 10 s")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// With more running workers than DetailsBurst, a report asks DetailsBurst
+// of them and waits for those only; the others show that they wait their
+// turn, and are asked in the background at no more than DetailsRate, each
+// once however many reports come meanwhile, so that a later report shows
+// every answer.
+func TestDetailsAsksAtABoundedRate(t *testing.T) {
+	rate, burst := DetailsRate, DetailsBurst
+	DetailsRate, DetailsBurst = 100, 5
+	defer func() { DetailsRate, DetailsBurst = rate, burst }()
+	a := &asker{asked: map[*pluginproc.Process]int{}}
+	d := &Details{query: a.query}
+	const n = 25
+	ws, infos, ps := running(n)
+	fill := func() []api.Worker {
+		out := append([]api.Worker(nil), ws...)
+		d.fill(context.Background(), out, infos)
+		return out
+	}
+	start := time.Now()
+	answered := 0
+	for _, w := range fill() {
+		switch {
+		case string(w.Details) == `{"answer":1}` && w.DetailsError == "" && w.DetailsAt != nil:
+			answered++
+		case w.Details == nil && w.DetailsError == detailsPending && w.DetailsAt == nil:
+		default:
+			t.Fatalf("%s: details %s, error %q, at %v; want the first answer or pending", w.Name, w.Details, w.DetailsError, w.DetailsAt)
+		}
+	}
+	if answered != 5 {
+		t.Fatalf("the first report showed %d answers, want the burst's 5", answered)
+	}
+	// More reports while the queue is asked: nobody is asked twice, and
+	// never more than the burst plus the rate's share of the time gone by.
+	var all bool
+	for !all {
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("the queued workers were not all asked within 10 s")
+		}
+		total := 0
+		for _, p := range ps {
+			c := a.count(p)
+			if c > 1 {
+				t.Fatalf("a worker was asked %d times within its first answer's DetailsFresh", c)
+			}
+			total += c
+		}
+		if limit := 5 + int(time.Since(start).Seconds()*DetailsRate) + 1; total > limit {
+			t.Fatalf("%d questions after %v, more than the burst and rate allow (%d)", total, time.Since(start), limit)
+		}
+		all = total == n
+		fill()
+		time.Sleep(5 * time.Millisecond)
+	}
+	if el := time.Since(start); el < 150*time.Millisecond {
+		t.Fatalf("25 workers asked in %v with a burst of 5 at 100/s, want at least 150 ms (200 ms less a batch)", el)
+	}
+	waitFor(t, func() bool {
+		for _, w := range fill() {
+			if w.Details == nil {
+				return false
+			}
+		}
+		return true
+	})
+	// The goroutine that asks the queue ends with it.
+	waitFor(t, func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return !d.sending && len(d.queue) == 0
+	})
+}
+
+// Details redacts each worker spec's config once and shares it among the
+// reports while the spec is listed; a new spec (a reload, a restart with
+// a new config) is redacted anew, and a sensitive value never shows.
+func TestDetailsRedactsEachSpecOnce(t *testing.T) {
+	spec := func(pw string) *config.Worker {
+		return &config.Worker{
+			Config: cty.ObjectVal(map[string]cty.Value{"user": cty.StringVal("bob"), "password": cty.StringVal(pw)}),
+			Schema: sdk.Schema{{Name: "user", Type: "string"}, {Name: "password", Type: "string", Sensitive: true}},
+		}
+	}
+	a, b := spec("hunter22"), spec("swordfish")
+	d := &Details{}
+	first := d.redacted([]tree.WorkerInfo{{Spec: a}, {Spec: b}})
+	second := d.redacted([]tree.WorkerInfo{{Spec: a}, {Spec: b}})
+	for i, c := range first {
+		if c["user"] != "bob" || c["password"] != config.RedactedValue {
+			t.Fatalf("config %d: %v, want user bob and the password redacted", i, c)
+		}
+		if reflect.ValueOf(c).UnsafePointer() != reflect.ValueOf(second[i]).UnsafePointer() {
+			t.Errorf("config %d redacted again for the same spec", i)
+		}
+	}
+	// A new spec for the first worker: redacted anew; b's dropped when it
+	// is no longer listed.
+	c := spec("correct horse")
+	third := d.redacted([]tree.WorkerInfo{{Spec: c}})
+	if reflect.ValueOf(third[0]).UnsafePointer() == reflect.ValueOf(first[0]).UnsafePointer() || third[0]["password"] != config.RedactedValue {
+		t.Errorf("new spec: %v, want a config of its own, password redacted", third[0])
+	}
+	if len(d.configs) != 1 {
+		t.Errorf("%d redacted configs kept, want the one listed", len(d.configs))
+	}
+	if (*Details)(nil).redacted([]tree.WorkerInfo{{Spec: a}}) != nil {
+		t.Error("a nil Details keeps configs")
 	}
 }

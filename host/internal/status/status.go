@@ -3,8 +3,9 @@
 // dashboard show: the tree's supervisors and workers in tree order, the
 // monitor's last sample (the host process, each worker's process, each
 // supervisor's subtree totals), and each running worker's own Status()
-// details, asked in parallel within a deadline and scrubbed of the
-// worker's sensitive config values before anyone sees them.
+// details, asked in parallel within a deadline and at a bounded rate (see
+// Details), and scrubbed of the worker's sensitive config values before
+// anyone sees them.
 package status
 
 import (
@@ -49,8 +50,14 @@ func Report(ctx context.Context, h Host, t *tree.Tree, snap *monitor.Snapshot) a
 	for i := range snap.Workers {
 		byName[snap.Workers[i].Name] = &snap.Workers[i]
 	}
-	for _, wi := range infos {
-		w := wi.WithConfig()
+	configs := h.Details.redacted(infos)
+	for i, wi := range infos {
+		w := wi.Worker
+		if configs != nil {
+			w.Config = configs[i]
+		} else {
+			w.Config = wi.Spec.RedactedConfig()
+		}
 		if w.Pid != 0 {
 			w.Metrics = metricsOf(snap, byName[w.Name], w.Pid)
 		}
@@ -74,26 +81,57 @@ var DetailsTimeout = 500 * time.Millisecond
 const (
 	// DetailsFresh is how long a worker's answer is shown as it is.
 	DetailsFresh = time.Second
-	// DetailsMaxAge is how long an answer may be shown at all: an answer
+	// DetailsMaxAge is how old an answer may be for a report to show it
+	// without waiting when the worker can be asked at once: an answer
 	// older than DetailsFresh but not DetailsMaxAge is shown, and the
-	// worker is asked again after the reply, for the next report.
+	// worker is asked again after the reply, for the next report; an
+	// older one makes the report ask and wait, unless the worker must wait
+	// its turn (DetailsRate), when the old answer is shown with its age.
 	DetailsMaxAge = 5 * time.Second
 )
 
+// How fast Details asks: at most DetailsBurst questions at once, then
+// DetailsRate a second, spread evenly. With more running workers than
+// DetailsBurst, a report asks the first at once and waits for them
+// (within DetailsTimeout), and queues the others, which are then asked in
+// turn in the background: a report never makes 1,000 processes answer at
+// once on a few cores (some hundreds of milliseconds of the reply, and as
+// much of whatever else the host does), and a host watched every second
+// costs at most DetailsRate questions a second, whatever its size.
+var (
+	DetailsRate  = 200.0
+	DetailsBurst = 16
+)
+
+// detailsPending is the details_error of a running worker that was never
+// asked and waits its turn.
+const detailsPending = "not asked yet: the host asks its workers in turn"
+
 // Details keeps each worker process's last Status() answer, so that the
 // reports of a host that is watched (a dashboard, `status -watch`, a
-// monitoring system polling) do not each ask every worker: with 1,000
-// workers, asking them all is 1,000 RPCs and 1,000 processes woken on a
-// few cores, some hundreds of milliseconds, where a report from kept
-// answers takes a few. An answer is used for DetailsFresh as it is; up to
-// DetailsMaxAge it is used while the worker is asked again in the
-// background; older, or for a worker not yet asked, the report asks and
-// waits (within DetailsTimeout). Reports made at once share one question
-// per worker. A host nobody asks asks its workers nothing. The zero value
-// is ready to use; a nil *Details keeps nothing.
+// monitoring system polling) do not each ask every worker, and bounds how
+// fast it asks (DetailsRate, DetailsBurst). An answer is used for
+// DetailsFresh as it is; after that the worker is asked again, and its
+// answer used meanwhile (see DetailsMaxAge). A worker not yet asked is
+// asked at once, and waited for within DetailsTimeout, while the burst
+// allows; beyond it, it is queued and shows detailsPending until a later
+// report. Reports made at once share one question per worker. A host
+// nobody asks asks its workers nothing. The zero value is ready to use; a
+// nil *Details keeps nothing and asks every running worker at every report.
 type Details struct {
 	mu      sync.Mutex
 	workers map[*pluginproc.Process]*kept
+	// queue are the workers waiting their turn, oldest first.
+	queue []queued
+	// tokens are the questions that may be asked now, as of tokensAt.
+	tokens   float64
+	tokensAt time.Time
+	// sending reports whether the goroutine that asks the queue runs.
+	sending bool
+	// configs are the redacted configs of the workers' specs, which do not
+	// change once decoded: redacting 1,000 configs was a third of a
+	// report's CPU. Only the specs of the last report are kept.
+	configs map[*config.Worker]map[string]any
 	// query asks a worker; nil is workerDetails (tests replace it).
 	query func(ctx context.Context, p *pluginproc.Process, cfg *config.Worker) ([]byte, string)
 }
@@ -102,6 +140,14 @@ type Details struct {
 type kept struct {
 	last   *answer // the latest answer; nil before the first
 	asking *answer // the question under way; nil when none is
+	queued bool    // the worker waits its turn in Details.queue
+}
+
+// queued is a worker waiting its turn.
+type queued struct {
+	k   *kept
+	p   *pluginproc.Process
+	cfg *config.Worker
 }
 
 // answer is one worker process's Status() answer, or the question being
@@ -116,7 +162,7 @@ type answer struct {
 // fill asks every running worker of ws (infos are the same workers as the
 // tree listed them) for its Status() details, or takes its kept answer,
 // in parallel and within DetailsTimeout, and sets Details (scrubbed of the
-// worker's sensitive config values) or DetailsError.
+// worker's sensitive config values) or DetailsError, and DetailsAt.
 func (d *Details) fill(ctx context.Context, ws []api.Worker, infos []tree.WorkerInfo) {
 	ctx, cancel := context.WithTimeout(ctx, DetailsTimeout)
 	defer cancel()
@@ -142,10 +188,15 @@ func (d *Details) fill(ctx context.Context, ws []api.Worker, infos []tree.Worker
 			continue
 		}
 		running[p] = true
-		waits = append(waits, wait{w, d.answerOf(p, info.Spec, now)})
+		if a := d.answerOf(p, info.Spec, now); a != nil {
+			waits = append(waits, wait{w, a})
+		} else {
+			w.DetailsError = detailsPending
+		}
 	}
 	if d != nil {
-		// What is kept of processes that no longer run goes.
+		// What is kept of processes that no longer run goes; the queue
+		// skips them when their turn comes.
 		for p := range d.workers {
 			if !running[p] {
 				delete(d.workers, p)
@@ -162,6 +213,7 @@ func (d *Details) fill(ctx context.Context, ws []api.Worker, infos []tree.Worker
 		// waiting for another worker's.
 		if wt.a.ready() {
 			wt.w.Details, wt.w.DetailsError = wt.a.details, wt.a.errText
+			wt.w.DetailsAt = new(wt.a.at.UTC())
 		} else {
 			wt.w.DetailsError = "the worker did not answer within " + DetailsTimeout.String()
 		}
@@ -169,9 +221,32 @@ func (d *Details) fill(ctx context.Context, ws []api.Worker, infos []tree.Worker
 	wg.Wait()
 }
 
+// redacted returns the redacted config of each of infos' specs, made once
+// per spec and shared by the reports (which only read them); nil for a nil
+// d.
+func (d *Details) redacted(infos []tree.WorkerInfo) []map[string]any {
+	if d == nil {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]map[string]any, len(infos))
+	next := make(map[*config.Worker]map[string]any, len(infos))
+	for i, wi := range infos {
+		c, ok := d.configs[wi.Spec]
+		if !ok {
+			c = wi.Spec.RedactedConfig()
+		}
+		next[wi.Spec], out[i] = c, c
+	}
+	d.configs = next
+	return out
+}
+
 // answerOf returns the answer of p to show now: the latest if it is young
 // enough (asking p again if it is no longer fresh), else the one being
-// asked for (asking p if nobody is). d.mu is held.
+// asked for (asking p if nobody is and the burst allows, else queueing
+// it); nil when p was never asked and waits its turn. d.mu is held.
 func (d *Details) answerOf(p *pluginproc.Process, cfg *config.Worker, now time.Time) *answer {
 	if d.workers == nil {
 		d.workers = map[*pluginproc.Process]*kept{}
@@ -181,22 +256,89 @@ func (d *Details) answerOf(p *pluginproc.Process, cfg *config.Worker, now time.T
 		k = &kept{}
 		d.workers[p] = k
 	}
-	if k.last != nil {
-		age := now.Sub(k.last.at)
-		if age < DetailsFresh {
-			return k.last
+	if k.last != nil && now.Sub(k.last.at) < DetailsFresh {
+		return k.last
+	}
+	if k.asking == nil && !k.queued {
+		if d.take(now) {
+			k.asking = d.ask(k, p, cfg, now)
+		} else {
+			k.queued = true
+			d.queue = append(d.queue, queued{k, p, cfg})
+			d.startSending()
 		}
-		if age < DetailsMaxAge {
-			if k.asking == nil {
-				k.asking = d.ask(k, p, cfg, now)
+	}
+	switch {
+	case k.last != nil && (now.Sub(k.last.at) < DetailsMaxAge || k.asking == nil):
+		return k.last
+	case k.asking != nil:
+		return k.asking
+	}
+	return nil
+}
+
+// take takes one question from the bucket if there is one. d.mu is held.
+func (d *Details) take(now time.Time) bool {
+	d.refill(now)
+	if d.tokens < 1 {
+		return false
+	}
+	d.tokens--
+	return true
+}
+
+// refill adds the questions earned since tokensAt, up to DetailsBurst.
+// d.mu is held.
+func (d *Details) refill(now time.Time) {
+	if d.tokensAt.IsZero() {
+		d.tokens = float64(DetailsBurst)
+	} else if el := now.Sub(d.tokensAt); el > 0 {
+		d.tokens = min(float64(DetailsBurst), d.tokens+el.Seconds()*DetailsRate)
+	}
+	d.tokensAt = now
+}
+
+// startSending starts the goroutine that asks the queued workers at
+// DetailsRate, unless it runs. It ends when the queue is empty. d.mu is
+// held.
+func (d *Details) startSending() {
+	if d.sending {
+		return
+	}
+	d.sending = true
+	go func() {
+		for {
+			d.mu.Lock()
+			now := time.Now()
+			for len(d.queue) > 0 {
+				q := d.queue[0]
+				if d.workers[q.p] != q.k {
+					// No longer running: forgotten, not asked.
+					d.queue = d.queue[1:]
+					continue
+				}
+				if !d.take(now) {
+					break
+				}
+				d.queue = d.queue[1:]
+				q.k.queued = false
+				if q.k.asking == nil {
+					q.k.asking = d.ask(q.k, q.p, q.cfg, now)
+				}
 			}
-			return k.last
+			if len(d.queue) == 0 {
+				d.queue = nil
+				d.sending = false
+				d.mu.Unlock()
+				return
+			}
+			// Wake when a few questions have been earned, not for each:
+			// a batch every 20 ms at most.
+			wait := max(20*time.Millisecond, time.Duration((1-d.tokens)/DetailsRate*float64(time.Second)))
+			d.mu.Unlock()
+			time.Sleep(wait)
 		}
-	}
-	if k.asking == nil {
-		k.asking = d.ask(k, p, cfg, now)
-	}
-	return k.asking
+	}()
 }
 
 // ask asks p for its details in the background; its answer becomes k's
