@@ -9,12 +9,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/dynworkers/dynworkers/internal/wire"
 	"github.com/dynworkers/dynworkers/internal/wire/proto"
 )
-
-// beatGridMax is the largest step of the grid health checks are aligned to
-// (the host's polled checks use the same grid).
-const beatGridMax = time.Second
 
 // HealthBeats checks the worker's health every interval the host asked for,
 // each check bounded by the host's timeout, and sends each result to the
@@ -36,7 +33,7 @@ func (s *server) HealthBeats(req *proto.HealthBeatsRequest, stream grpc.ServerSt
 		return status.Errorf(codes.InvalidArgument, "health beats: interval_ms (%d) and timeout_ms (%d) must be positive", req.GetIntervalMs(), req.GetTimeoutMs())
 	}
 	ctx := stream.Context()
-	next := nextBeat(time.Now(), interval)
+	next := wire.NextHealthCheck(time.Now(), interval)
 	tick := time.NewTimer(time.Until(next))
 	defer tick.Stop()
 	expire := time.NewTimer(0)
@@ -56,7 +53,7 @@ func (s *server) HealthBeats(req *proto.HealthBeatsRequest, stream grpc.ServerSt
 			if now := time.Now(); now.Sub(next) > interval {
 				next = now // the process was stopped or starved: start afresh
 			}
-			next = nextBeat(next, interval)
+			next = wire.NextHealthCheck(next, interval)
 			tick.Reset(max(time.Until(next), 0))
 			if result != nil {
 				if !reported {
@@ -97,19 +94,4 @@ func (s *server) check(ctx context.Context, timeout time.Duration, result chan<-
 	defer cancel()
 	r, _ := s.Health(ctx, &proto.HealthRequest{})
 	result <- r
-}
-
-// nextBeat returns when the check that follows one due at last (or the
-// stream's start at last) is due: the last point of a grid of step
-// min(interval/4, beatGridMax) at most interval after last, so that checks
-// are never more than interval apart.
-func nextBeat(last time.Time, interval time.Duration) time.Time {
-	grid := min(interval/4, beatGridMax)
-	if grid <= 0 {
-		return last.Add(interval)
-	}
-	if next := last.Add(interval).Truncate(grid); next.After(last) {
-		return next
-	}
-	return last.Add(interval)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/dynworkers/dynworkers/host/internal/contain"
 	"github.com/dynworkers/dynworkers/host/internal/scrub"
 	"github.com/dynworkers/dynworkers/host/internal/worklog"
+	"github.com/dynworkers/dynworkers/internal/wire"
 	"github.com/dynworkers/dynworkers/internal/wire/proto"
 	"github.com/dynworkers/dynworkers/sdk"
 )
@@ -565,11 +566,11 @@ func (p *Process) healthLoop() {
 // before began, not after it ended, so that a hung worker, whose checks
 // each take healthTimeout, is killed within healthInterval ×
 // healthFailures + healthTimeout. The checks of all the host's workers
-// fall on a common grid (see nextHealthCheck), so that they come in
+// fall on a common grid (see wire.NextHealthCheck), so that they come in
 // batches rather than one every few milliseconds: an idle host then wakes
 // once per batch instead of once per check.
 func (p *Process) pollHealthLoop() {
-	next := nextHealthCheck(time.Now(), p.healthInterval)
+	next := wire.NextHealthCheck(time.Now(), p.healthInterval)
 	t := time.NewTimer(time.Until(next))
 	defer t.Stop()
 	failures := 0
@@ -587,7 +588,7 @@ func (p *Process) pollHealthLoop() {
 		if now := time.Now(); now.Sub(next) > p.healthInterval {
 			next = now
 		}
-		next = nextHealthCheck(next, p.healthInterval)
+		next = wire.NextHealthCheck(next, p.healthInterval)
 		err := p.Health(context.Background())
 		select {
 		case <-p.done:
@@ -611,29 +612,6 @@ func (p *Process) pollHealthLoop() {
 		// A check that took longer than the interval is followed at once.
 		t.Reset(max(time.Until(next), 0))
 	}
-}
-
-// healthGridMax is the largest step of the grid health checks are aligned
-// to.
-const healthGridMax = time.Second
-
-// nextHealthCheck returns when the health check that follows one due at
-// last (or a start at last) is due, for a worker checked every interval:
-// the last point of a grid of step min(interval/4, healthGridMax) that is
-// at most interval after last. The checks of workers with the same
-// interval, however they started, thus come at the same instants, and
-// never more than interval apart (between 3/4 of it and all of it), so a
-// hung worker is still killed within health_interval × health_failures +
-// health_timeout.
-func nextHealthCheck(last time.Time, interval time.Duration) time.Time {
-	grid := min(interval/4, healthGridMax)
-	if grid <= 0 {
-		return last.Add(interval)
-	}
-	if next := last.Add(interval).Truncate(grid); next.After(last) {
-		return next
-	}
-	return last.Add(interval)
 }
 
 // Healthy reports whether the worker runs and its last health check (if
