@@ -1,7 +1,6 @@
 package pluginproc
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -306,8 +305,8 @@ func hclogError(line string) (string, bool) {
 	if !strings.HasPrefix(line, "{") {
 		return "", false
 	}
-	var entry map[string]any
-	if json.Unmarshal([]byte(line), &entry) != nil {
+	entry, ok := decodeJSONObject([]byte(line))
+	if !ok {
 		return "", false
 	}
 	if lvl, _ := entry["@level"].(string); lvl != "error" {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -64,14 +63,8 @@ func TestPluginDiesWithHost(t *testing.T) {
 	}
 	host := exec.Command(exe)
 	// The plugin dies with the fake host, which cannot remove its socket
-	// directory: keep that out of the directory TestMain checks. (Not in
-	// t.TempDir(), nor in TestMain's $TMPDIR: their long names make the
-	// socket path too long once pids have six digits.)
-	tmp, err := os.MkdirTemp(filepath.Dir(os.TempDir()), "fh-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(tmp) })
+	// directory: keep that out of the directory TestMain checks.
+	tmp := shortTempDir(t)
 	host.Env = append(os.Environ(), envFakeHost+"="+chaosPath(), "TMPDIR="+tmp)
 	host.Stderr = os.Stderr
 	out, err := host.StdoutPipe()

@@ -126,10 +126,13 @@ func TestHostSocketDirTooLong(t *testing.T) {
 }
 
 // shortTempDir is a t.TempDir with a path short enough for the host's
-// socket directory (t.TempDir's hold the test's name).
+// socket directory, whatever the pid's length (pid_max is 4194304 on
+// many systems): beside TestMain's $TMPDIR, as t.TempDir's hold the
+// test's name and one below TestMain's is too long once pids have seven
+// digits.
 func shortTempDir(t *testing.T) string {
 	t.Helper()
-	d, err := os.MkdirTemp("", "sd")
+	d, err := os.MkdirTemp(filepath.Dir(os.TempDir()), "sd")
 	if err != nil {
 		t.Fatal(err)
 	}

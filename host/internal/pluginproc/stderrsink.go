@@ -1,6 +1,7 @@
 package pluginproc
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -264,8 +265,7 @@ func (k *stderrSink) line(raw []byte, cut int) {
 		// An error line may become an exit error's summary (tailSummary):
 		// scrub it as fields, so that a short value that is a whole field
 		// is replaced too.
-		var entry map[string]any
-		if json.Unmarshal(raw, &entry) == nil {
+		if entry, ok := decodeJSONObject(raw); ok {
 			if b, err := json.Marshal(s.Value(entry)); err == nil {
 				tailLine = string(b)
 			}
@@ -381,8 +381,8 @@ func (k *stderrSink) summarizeLocked(final bool) {
 // (sorted by name, with the plugin's "timestamp" last, as go-plugin
 // re-logs them).
 func parseHCLogJSON(line []byte) (hclog.Level, string, []any, bool) {
-	var raw map[string]any
-	if json.Unmarshal(line, &raw) != nil {
+	raw, ok := decodeJSONObject(line)
+	if !ok {
 		return hclog.NoLevel, "", nil, false
 	}
 	lvlText, _ := raw["@level"].(string)
@@ -402,6 +402,24 @@ func parseHCLogJSON(line []byte) (hclog.Level, string, []any, bool) {
 		}
 	}
 	return lvl, msg, args, true
+}
+
+// decodeJSONObject decodes a line of JSON (an object, or null) keeping its
+// numbers as json.Number, the text the plugin wrote: a pid stays 1003307
+// rather than float64's 1.003307e+06 when it is logged again, and an
+// integer past 2^53 stays exact. It refuses what json.Unmarshal refuses,
+// trailing data included.
+func decodeJSONObject(line []byte) (map[string]any, bool) {
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.UseNumber()
+	var m map[string]any
+	if dec.Decode(&m) != nil {
+		return nil, false
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, false
+	}
+	return m, true
 }
 
 // pluginClientLogger is the logger go-plugin's client gets: the launch's

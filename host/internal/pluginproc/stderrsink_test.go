@@ -173,6 +173,44 @@ func TestStderrSinkFeedsWorkerLog(t *testing.T) {
 	}
 }
 
+// Numbers in a plugin's hclog JSON are logged again as the plugin wrote
+// them: a seven-digit pid (pid_max is 4194304 on many systems) is not
+// turned into float64's 1.003307e+06, nor an id past 2^53 rounded, in the
+// host's log, the worker's log or an exit error's summary.
+func TestStderrSinkKeepsNumbers(t *testing.T) {
+	k, buf, _ := newTestSink(LogLimit{}, scrub.New("s3cr3t-pw", "42"))
+	l := newWorkLog(t)
+	k.begin(l, 1003307, true)
+	write(k,
+		`{"@level":"info","@message":"chaos worker starting","@timestamp":"2026-01-01T00:00:00.000000Z","pid":1003307,"id":9007199254740993,"ratio":0.25,"pin":42}`,
+		`{"@level":"error","@message":"gone","@timestamp":"2026-01-01T00:00:00.000000Z","error":1003307}`,
+		`{"@level":"info","@message":"two objects"} {"x":1}`,
+	)
+	k.flush()
+	got := logTexts(l)
+	want := []string{
+		"|start|started, pid 1003307",
+		"info||chaos worker starting id=9007199254740993 pid=1003307 pin=(sensitive) ratio=0.25",
+		"error||gone error=1003307",
+		`||{"@level":"info","@message":"two objects"} {"x":1}`,
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("worker log:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	host := buf.String()
+	for _, w := range []string{"id=9007199254740993", "pid=1003307", "ratio=0.25", `pin="(sensitive)"`, "error=1003307"} {
+		if !strings.Contains(host, w) {
+			t.Errorf("the host's log lacks %q:\n%s", w, host)
+		}
+	}
+	if strings.Contains(host, "e+06") || strings.Contains(host, "e+15") {
+		t.Errorf("the host's log has a number in float64's notation:\n%s", host)
+	}
+	if msg, ok := hclogError(`{"@level":"error","@message":"gone","error":1003307}`); !ok || msg != "gone: 1003307" {
+		t.Errorf("hclogError = %q, %v; want \"gone: 1003307\"", msg, ok)
+	}
+}
+
 func TestStderrSinkEarlyLines(t *testing.T) {
 	t.Run("a launched process's lines before begin come after the marker", func(t *testing.T) {
 		k, _, _ := newTestSink(LogLimit{}, nil)

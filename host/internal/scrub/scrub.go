@@ -22,8 +22,10 @@
 package scrub
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/url"
 	"slices"
 	"strconv"
@@ -193,6 +195,8 @@ func (s *Scrubber) Value(v any) any {
 		return s.String(x)
 	case []byte:
 		return s.String(string(x))
+	case json.Number: // a Stringer, but scrubbed as the number it is
+		return s.number(v, string(x))
 	case error:
 		if t := x.Error(); s.Contains(t) {
 			return s.String(t)
@@ -209,8 +213,6 @@ func (s *Scrubber) Value(v any) any {
 		return s.number(v, strconv.FormatFloat(float64(x), 'f', -1, 32))
 	case int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64:
 		return s.number(v, fmt.Sprint(x))
-	case json.Number:
-		return s.number(v, string(x))
 	case []any:
 		out := make([]any, len(x))
 		for i := range x {
@@ -251,11 +253,17 @@ func (s *Scrubber) number(v any, text string) any {
 
 // JSON scrubs the strings, keys and numbers of a JSON document and returns
 // it re-encoded. A document that is not valid JSON is refused (ok false):
-// what a worker sends is shown only once it has been scrubbed.
+// what a worker sends is shown only once it has been scrubbed. Numbers are
+// kept as written (json.Number), so an integer past 2^53 stays exact.
 func (s *Scrubber) JSON(doc []byte) ([]byte, bool) {
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	dec.UseNumber()
 	var v any
-	if err := json.Unmarshal(doc, &v); err != nil {
+	if err := dec.Decode(&v); err != nil {
 		return nil, false
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, false // trailing data, as json.Unmarshal refuses it
 	}
 	v = s.Value(v)
 	out, err := json.Marshal(v)

@@ -63,6 +63,15 @@ func TestValueAndJSON(t *testing.T) {
 	if _, ok := s.JSON([]byte(`{"a":`)); ok {
 		t.Error("JSON accepted invalid JSON")
 	}
+	if _, ok := s.JSON([]byte(`{"a":1} {"b":2}`)); ok {
+		t.Error("JSON accepted trailing data")
+	}
+	// Numbers come back as written: an id past 2^53 is not rounded, a
+	// pid is not 1.003307e+06, and a number is redacted only whole.
+	out, ok = s.JSON([]byte(`{"id":9007199254740993,"pid":1003307,"ratio":0.25,"big":1e300,"pin":42,"port":4242}`))
+	if want := `{"big":1e300,"id":9007199254740993,"pid":1003307,"pin":"(sensitive)","port":4242,"ratio":0.25}`; !ok || string(out) != want {
+		t.Errorf("JSON = %s, %v; want %s", out, ok, want)
+	}
 }
 
 func TestMerge(t *testing.T) {
