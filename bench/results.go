@@ -27,6 +27,20 @@ const (
 	TargetIdleCPU = 2.0
 	// TargetIdleRSS bounds the host's RSS with 1,000 idle workers, in KiB.
 	TargetIdleRSS = 150 * 1000 * 1000 / 1024
+	// FrozenBound is how soon a host must kill a frozen plugin process
+	// with the default health settings (health_interval 5 s,
+	// health_timeout 2 s, 3 failures; docs/operator-guide.md, "Health
+	// checks"): interval × failures + timeout, plus the first missed
+	// beat's delivery slack (a quarter of the interval, at most 250 ms).
+	FrozenBound = 5*time.Second*3 + 2*time.Second + 250*time.Millisecond
+	// FrozenKillMargin is the time the guide allows after FrozenBound for
+	// the kill and the reaping.
+	FrozenKillMargin = 500 * time.Millisecond
+	// FrozenLow is the soonest the silence allows the kill: frozen just
+	// after a beat, the first silence that counts ends an interval and a
+	// timeout later, the last two intervals after it, less an interval
+	// for the grid's alignment.
+	FrozenLow = 5*time.Second*2 + 2*time.Second - 5*time.Second
 	// TargetStatus bounds a status reply (HTTP and AMQP) with 1,000
 	// workers.
 	TargetStatus = 50 * time.Millisecond
@@ -435,6 +449,17 @@ type ScaleResult struct {
 	KillToRunningUS []int64 `json:"kill_to_started_us,omitempty"`
 	Back            int     `json:"killed_running_again"`
 	Untouched       int     `json:"neighbours_untouched"`
+
+	// Frozen: after the kills one other worker's process is frozen with
+	// SIGSTOP. Its health beats stop, and the host must kill it within
+	// FrozenBound (FrozenToExited: SIGSTOP → its worker_exited, whose
+	// error is FrozenError) and start it again (FrozenBack), with no event
+	// of any other worker meanwhile (FrozenNeighbourEvents).
+	FrozenToExited        time.Duration `json:"-"`
+	FrozenToExitedMS      int64         `json:"frozen_to_exited_ms"`
+	FrozenError           string        `json:"frozen_error"`
+	FrozenBack            bool          `json:"frozen_running_again"`
+	FrozenNeighbourEvents int           `json:"frozen_neighbour_events"`
 
 	// Shutdown: SIGTERM → the host exited 0; what was left after it.
 	Shutdown      time.Duration `json:"-"`

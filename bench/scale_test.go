@@ -458,6 +458,61 @@ func TestScale1000(t *testing.T) {
 		t.Logf("%d killed workers all running again: kill → worker_started p50 %v, last %v; %d neighbours untouched",
 			len(killed), res.KillToRunning.P50, res.KillToRunning.Max, res.Untouched)
 
+		// A frozen worker: SIGSTOP one of the neighbours. Its health
+		// beats stop; the host must kill it within the health bound and
+		// start it again, and no other worker may have an event meanwhile.
+		frozen := ""
+		for _, name := range names {
+			if !killed[name] {
+				frozen = name
+				break
+			}
+		}
+		s.h.expectUnhealthy(frozen)
+		mark = s.events.len()
+		t0 = time.Now()
+		if err := syscall.Kill(before[frozen], syscall.SIGSTOP); err != nil {
+			t.Fatalf("SIGSTOP %s (pid %d): %v", frozen, before[frozen], err)
+		}
+		var exited, started bool
+		deadline = time.After(FrozenBound + FrozenKillMargin + scaleComeBack)
+		for !exited || !started {
+			for _, ev := range s.events.since(mark) {
+				switch {
+				case ev.Event == "undecodable":
+					t.Fatalf("undecodable event: %s", ev.Error)
+				case ev.Worker == frozen && ev.Event == "worker_exited" && !exited:
+					exited = true
+					res.FrozenToExited, res.FrozenError = ev.Time.Sub(t0), ev.Error
+					res.FrozenToExitedMS = res.FrozenToExited.Milliseconds()
+				case ev.Worker == frozen && ev.Event == "worker_started" && ev.Pid != before[frozen]:
+					started = true
+				}
+			}
+			if exited && started {
+				break
+			}
+			select {
+			case <-s.events.more:
+			case <-deadline:
+				t.Fatalf("frozen worker %s (pid %d): exited %v, running again %v after %v", frozen, before[frozen], exited, started, time.Since(t0))
+			}
+		}
+		res.FrozenBack = true
+		for _, ev := range s.events.since(mark) {
+			if ev.Worker != "" && ev.Worker != frozen {
+				res.FrozenNeighbourEvents++
+				t.Errorf("event %s of %s while %s was frozen", ev.Event, ev.Worker, frozen)
+			}
+		}
+		if res.FrozenToExited > FrozenBound+FrozenKillMargin || res.FrozenToExited < FrozenLow {
+			t.Errorf("frozen worker killed %v after SIGSTOP, want between %v and %v (+%v for the kill)", res.FrozenToExited, FrozenLow, FrozenBound, FrozenKillMargin)
+		}
+		if !strings.Contains(res.FrozenError, "health check failed") || !strings.Contains(res.FrozenError, "no health beat") {
+			t.Errorf("frozen worker's worker_exited error %q, want a kill for silent health beats", res.FrozenError)
+		}
+		t.Logf("frozen worker %s killed %v after SIGSTOP (bound %v): %s", frozen, res.FrozenToExited, FrozenBound, res.FrozenError)
+
 		// Stop: every child of the host (workers and warm spares) must be
 		// gone, and no process anywhere may still name the host as its
 		// parent, nor any socket be left in the host's TMPDIR.

@@ -206,8 +206,24 @@ func renderScaleSummary(p func(string, ...any), sc *ScaleResult) {
 		ms(f.StatusAMQP.P50), ms(f.StatusAMQP.Max), yesNo(f.StatusAMQP.P50 <= TargetStatus))
 	p("| %d of %d workers SIGKILLed: all running again in new processes, the %d others untouched | all | %d back (last after %s), %d untouched | %s |\n",
 		sc.Kills, f.Workers, f.Workers-sc.Kills, sc.Back, ms(sc.KillToRunning.Max), sc.Untouched, yesNo(sc.Back == sc.Kills && sc.Untouched == f.Workers-sc.Kills))
+	p("| a frozen worker (SIGSTOP) among %d: killed by its silent health beats within the bound, started again, no event of another worker | ≤ %s (+%s for the kill) | %s, %s, %d other events | %s |\n",
+		f.Workers, secs(FrozenBound), ms(FrozenKillMargin), secs(sc.FrozenToExited), runningAgain(sc.FrozenBack), sc.FrozenNeighbourEvents, yesNo(sc.frozenMet()))
 	p("| clean stop of %d workers: exit 0, no plugin process, no socket left | clean | %s, %d processes, %d sockets left | %s |\n",
 		f.Workers, secs(sc.Shutdown), sc.LeftProcesses, sc.LeftSockets, yesNo(sc.LeftProcesses == 0 && sc.LeftSockets == 0))
+}
+
+// frozenMet reports whether the frozen worker was killed within the bound
+// (and no sooner than the silence allows), came back, and disturbed no
+// other worker.
+func (sc *ScaleResult) frozenMet() bool {
+	return sc.FrozenBack && sc.FrozenNeighbourEvents == 0 && sc.FrozenToExited >= FrozenLow && sc.FrozenToExited <= FrozenBound+FrozenKillMargin
+}
+
+func runningAgain(back bool) string {
+	if back {
+		return "running again"
+	}
+	return "not running again"
 }
 
 // renderScale writes sections 12 and 13.
@@ -252,6 +268,13 @@ func renderScale(p func(string, ...any), r *Results) {
 	p("Each must run again in a new process (its `worker_started` with a new pid on `vumi.events`; status shows it running, restarted once); ")
 	p("the other %d must keep their process (same pid and start time in `/proc`), show no restart and have no event at all after the kills. ", f.Workers-sc.Kills)
 	p("Kill → `worker_started` of each replacement: p50 %s, last %s; %d neighbours untouched.\n\n", ms(sc.KillToRunning.P50), ms(sc.KillToRunning.Max), sc.Untouched)
+	p("**A frozen worker at scale.** Then the harness freezes one of the untouched workers' processes with SIGSTOP. Its health ")
+	p("beats stop (the SDK pushes one every `health_interval`), and the host counts each silent interval as a failed health check: with ")
+	p("the default settings (`health_interval` 5 s, `health_timeout` 2 s, 3 failures) it must kill the process within 5 s × 3 + 2 s plus ")
+	p("the first beat's delivery slack of 250 ms, %s, plus up to %s for the kill and the reaping (docs/operator-guide.md, \"Health checks\"), ", secs(FrozenBound), ms(FrozenKillMargin))
+	p("and no sooner than the silence allows (%s), then start the worker again, with no event of any other worker meanwhile. ", secs(FrozenLow))
+	p("SIGSTOP → `worker_exited`: %s (%s); %s; %d events of other workers. Its `worker_exited` error: `%s`.\n\n",
+		secs(sc.FrozenToExited), verdict(sc.frozenMet()), runningAgain(sc.FrozenBack), sc.FrozenNeighbourEvents, sc.FrozenError)
 	p("**Clean stop.** SIGTERM → exit 0 took %s. Then no process anywhere may still carry the host's pid in its `%s` ", secs(sc.Shutdown), "DYNWORKERS_PARENT_PID")
 	p("(a plugin of this host, wherever it was reparented) — %d found — and no unix socket may be left in the `TMPDIR` the harness gave the host — %d found.\n\n",
 		sc.LeftProcesses, sc.LeftSockets)

@@ -59,7 +59,11 @@ type hostProc struct {
 	// kill workers), not problems.
 	crashes bool
 
-	mu          sync.Mutex
+	mu sync.Mutex
+	// unhealthy is a worker the benchmark makes unhealthy (it freezes the
+	// process): the host's "killing unhealthy plugin process" line of
+	// that worker is expected, not a problem.
+	unhealthy   string
 	httpAddr    string
 	runningAt   time.Time
 	runningLine map[string]any
@@ -142,6 +146,10 @@ func (h *hostProc) read(r io.Reader) {
 		// exited"), and its worker_exited follows: expected when the
 		// benchmark kills workers.
 		crash := msg == "worker_exited" || msg == "plugin process exited"
+		if module, _ := m["@module"].(string); msg == "killing unhealthy plugin process" && h.unhealthy != "" &&
+			strings.HasSuffix(module, ".worker."+h.unhealthy) {
+			crash = true
+		}
 		if lvl, _ := m["@level"].(string); (lvl == "error" || msg == "worker_start_failed" || msg == "worker_exited") && !(crash && h.crashes) {
 			h.problems = append(h.problems, string(line))
 		}
@@ -178,6 +186,14 @@ func (h *hostProc) waitRunning(n int) (execToRunning, hostStartup time.Duration)
 		h.t.Fatalf("\"host running\" startup field %q: %v", s, err)
 	}
 	return h.runningAt.Sub(h.started), hostStartup
+}
+
+// expectUnhealthy tells the log reader that the benchmark is about to make
+// worker name unhealthy, so that the host's kill of it is no problem.
+func (h *hostProc) expectUnhealthy(name string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.unhealthy = name
 }
 
 // apiURL waits for the HTTP API's address in the log and returns its base

@@ -141,6 +141,7 @@ func TestRenderMarkdown(t *testing.T) {
 			Restart: Summarize([]time.Duration{ms(1000), ms(1010), ms(2000)}), Start: []time.Duration{ms(1800)}, Stop: []time.Duration{ms(4000)},
 			Mem1: Mem{PSS: 26000, RSS: 30000}, MemN: Mem{PSS: 27980, RSS: 32970}, ProgramPSS: []int64{2000, 2100}},
 		Scale: &ScaleResult{Kills: 50, Back: 50, Untouched: 950, KillToRunning: Summarize([]time.Duration{ms(100), ms(300)}), Shutdown: 9 * time.Second,
+			FrozenToExited: ms(16900), FrozenBack: true, FrozenError: "health check failed 3 times in a row (last: no health beat for 7s (health_interval 5s + health_timeout 2s)): killed by SIGKILL",
 			Base: &ScaleRun{Workers: 100, ExecToRunning: ms(700), Idle: 30 * time.Second, HostCPU: 150 * time.Millisecond, PluginsCPU: time.Second,
 				HostRSSKiB: 40000, HostPSSKiB: 39000, HostFDs: 712, HostThreads: 10, Goroutines: 2500, PluginPSSKiB: 2400, PluginThreads: 7},
 			Full: &ScaleRun{Workers: 1000, ExecToRunning: 8 * time.Second, Idle: 60 * time.Second, HostCPU: 600 * time.Millisecond, PluginsCPU: 20 * time.Second,
@@ -170,6 +171,8 @@ func TestRenderMarkdown(t *testing.T) {
 		"| `status` reply with 1000 workers over AMQP, p50 of 1 (max) | ≤ 50 ms | 60.0 ms (60.0 ms) | **no** |",
 		"| 50 of 1000 workers SIGKILLed: all running again in new processes, the 950 others untouched | all | 50 back (last after 300 ms), 950 untouched | yes |",
 		"| clean stop of 1000 workers: exit 0, no plugin process, no socket left | clean | 9.00 s, 0 processes, 0 sockets left | yes |",
+		"| a frozen worker (SIGSTOP) among 1000: killed by its silent health beats within the bound, started again, no event of another worker | ≤ 17.25 s (+500 ms for the kill) | 16.90 s, running again, 0 other events | yes |",
+		"SIGSTOP → `worker_exited`: 16.90 s (met); running again; 0 events of other workers.",
 		"| crash → running again, p50: dynworkers (spaced / back to back) vs supervisord 4.2.5 | — | 2.50 ms / 18.0 ms vs 1.01 s (supervisord takes 404× as long as a spaced crash) | — |",
 		"| start of 100: dynworkers vs supervisord (exec → all running, medians) | — | 0.90 s vs 1.80 s (ratio 2.00×) | — |",
 		// supervisord: (27980-26000)/99 = 20 KiB per program; the host: (129000-39000)/900 = 100 KiB.
