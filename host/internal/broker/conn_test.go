@@ -69,6 +69,45 @@ func TestPublishIsConfirmed(t *testing.T) {
 	}
 }
 
+// TryPublishAll sends every message, in order, and returns once all are
+// confirmed; a publish the broker refuses (a missing exchange) is an
+// error that says why, and the next batch gets a new channel.
+func TestTryPublishAllIsConfirmedInOrder(t *testing.T) {
+	checkNoLeaks(t)
+	admin := brokertest.NewAdmin(t)
+	queue := brokertest.ID(t)
+	admin.DeleteAtCleanup([]string{queue}, nil)
+	c := dial(t, broker.Options{Setup: declareQueue(queue)})
+	ctx := timeout(t, wait)
+
+	msgs := make([]amqp.Publishing, 300)
+	for i := range msgs {
+		msgs[i] = amqp.Publishing{Body: fmt.Appendf(nil, "m%d", i)}
+	}
+	if err := c.TryPublishAll(ctx, "", queue, msgs); err != nil {
+		t.Fatalf("TryPublishAll: %v", err)
+	}
+	// Confirmed: all in the queue when it returns, in order.
+	if q, err := admin.InspectQueue(queue); err != nil || q.Messages != len(msgs) {
+		t.Fatalf("queue after TryPublishAll of %d: %+v, %v", len(msgs), q, err)
+	}
+	got := consumer(t, c, queue, func(amqp.Delivery) bool { return true })
+	for i := range msgs {
+		if d := brokertest.Receive(t, got, wait); string(d.Body) != fmt.Sprintf("m%d", i) {
+			t.Fatalf("message %d is %q, want m%d", i, d.Body, i)
+		}
+	}
+
+	err := c.TryPublishAll(ctx, queue+".missing", "k", msgs[:5])
+	var aerr *amqp.Error
+	if !errors.As(err, &aerr) || aerr.Code != amqp.NotFound {
+		t.Fatalf("TryPublishAll to a missing exchange: %v, want a NOT_FOUND *amqp.Error", err)
+	}
+	if err := c.TryPublishAll(ctx, "", queue, msgs[:2]); err != nil {
+		t.Fatalf("TryPublishAll after a refused batch: %v", err)
+	}
+}
+
 func TestConnectionNameIsVisible(t *testing.T) {
 	checkNoLeaks(t)
 	name := "dynworkers " + brokertest.ID(t) + "/host-1"
@@ -191,6 +230,9 @@ func TestPublishWaitsForReconnection(t *testing.T) {
 	}
 	if err := c.TryPublish(timeout(t, wait), "", queue, amqp.Publishing{Body: []byte("x")}); !errors.Is(err, broker.ErrDisconnected) {
 		t.Fatalf("TryPublish while disconnected: %v, want ErrDisconnected", err)
+	}
+	if err := c.TryPublishAll(timeout(t, wait), "", queue, []amqp.Publishing{{Body: []byte("x")}, {Body: []byte("y")}}); !errors.Is(err, broker.ErrDisconnected) {
+		t.Fatalf("TryPublishAll while disconnected: %v, want ErrDisconnected", err)
 	}
 	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()

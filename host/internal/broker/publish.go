@@ -31,6 +31,30 @@ func (c *Conn) TryPublish(ctx context.Context, exchange, key string, msg amqp.Pu
 	return c.publish(ctx, exchange, key, msg, false)
 }
 
+// TryPublishAll is TryPublish for several messages to one exchange and
+// key, in order: all are sent before any confirmation is awaited, so that
+// the broker can confirm many with one ack and the caller wakes once (the
+// host's heartbeats, one per worker). It returns the first error; the
+// messages after one that could not be sent are not sent.
+func (c *Conn) TryPublishAll(ctx context.Context, exchange, key string, msgs []amqp.Publishing) error {
+	confs := make([]*Confirmation, 0, len(msgs))
+	var err error
+	for _, msg := range msgs {
+		conf, e := c.publishAsync(ctx, exchange, key, msg, false, nil)
+		if e != nil {
+			err = e
+			break
+		}
+		confs = append(confs, conf)
+	}
+	for _, conf := range confs {
+		if e := conf.Wait(ctx); e != nil && err == nil {
+			err = e
+		}
+	}
+	return err
+}
+
 func (c *Conn) publish(ctx context.Context, exchange, key string, msg amqp.Publishing, wait bool) error {
 	conf, err := c.publishAsync(ctx, exchange, key, msg, wait, nil)
 	if err != nil {

@@ -37,14 +37,20 @@ func topology(systemID, host string, log hclog.Logger) func(ch *amqp.Channel) er
 // publishMonitoring is the Monitor's Publish. It never waits for a broker
 // that is away (TryPublish fails at once then); the embedded bus only
 // appends to its queues.
-func (d *Daemon) publishMonitoring(ctx context.Context, exchange, key string, body []byte) error {
+func (d *Daemon) publishMonitoring(ctx context.Context, exchange, key string, bodies ...[]byte) error {
 	if d.tr.conn != nil {
-		return d.tr.conn.TryPublish(ctx, exchange, key,
-			amqp.Publishing{ContentType: "application/json", Timestamp: time.Now(), Body: body})
+		msgs := make([]amqp.Publishing, len(bodies))
+		now := time.Now()
+		for i, body := range bodies {
+			msgs[i] = amqp.Publishing{ContentType: "application/json", Timestamp: now, Body: body}
+		}
+		return d.tr.conn.TryPublishAll(ctx, exchange, key, msgs)
 	}
 	if bus := d.currentBus(); bus != nil {
-		if err := bus.Publish(ctx, key, body, nil); err != nil {
-			return fmt.Errorf("publishing on the embedded bus with key %s: %w", key, err)
+		for _, body := range bodies {
+			if err := bus.Publish(ctx, key, body, nil); err != nil {
+				return fmt.Errorf("publishing on the embedded bus with key %s: %w", key, err)
+			}
 		}
 	}
 	return nil

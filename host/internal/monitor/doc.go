@@ -12,7 +12,7 @@
 //	m := monitor.New(monitor.Options{
 //		SystemID: "prod", Host: "web-1", Started: start,
 //		List:     d.listTree,   // workers and supervisors, no figures
-//		Publish:  d.tryPublish, // vumi.metrics, vumi.health; never waits
+//		Publish:  d.publishMonitoring, // vumi.metrics, vumi.health; never waits for a broker that is away
 //		Registry: reg,          // what workers report through Env.Metric
 //	})
 //	go m.Run(ctx)

@@ -52,10 +52,13 @@ type Options struct {
 	// its supervisor's Path; a supervisor's subtree is those whose path is
 	// its own or starts with it and "/". Required.
 	List func() ([]WorkerStats, []SupervisorStats)
-	// Publish sends body (JSON) on exchange with routing key key. It must
-	// not wait for a broker that is away: a sample it cannot send is
-	// dropped (and debug-logged), never queued. nil publishes nothing.
-	Publish func(ctx context.Context, exchange, key string, body []byte) error
+	// Publish sends bodies (JSON, one message each, in order) on exchange
+	// with routing key key, and returns once they are sent (confirmed, on
+	// a broker). It must not wait for a broker that is away: a sample it
+	// cannot send is dropped (and debug-logged), never queued. The
+	// heartbeats of all workers come in one call, so that they can be
+	// sent before any confirmation is awaited. nil publishes nothing.
+	Publish func(ctx context.Context, exchange, key string, bodies ...[]byte) error
 	// Control returns the control requests answered so far and those
 	// answered with an error; nil counts none.
 	Control func() (handled, failed uint64)

@@ -63,13 +63,15 @@ func (h *fakeHost) list() ([]WorkerStats, []SupervisorStats) {
 	return slices.Clone(h.workers), slices.Clone(h.sups)
 }
 
-func (h *fakeHost) publish(_ context.Context, exchange, key string, body []byte) error {
+func (h *fakeHost) publish(_ context.Context, exchange, key string, bodies ...[]byte) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.pubErr != nil {
 		return h.pubErr
 	}
-	h.pubs = append(h.pubs, published{exchange, key, slices.Clone(body)})
+	for _, body := range bodies {
+		h.pubs = append(h.pubs, published{exchange, key, slices.Clone(body)})
+	}
 	return nil
 }
 
@@ -287,7 +289,7 @@ func TestMonitorPublishFails(t *testing.T) {
 	m.tick(context.Background())
 	mu.Lock()
 	defer mu.Unlock()
-	for _, want := range []string{"metrics not published", "heartbeat not published", "broker away"} {
+	for _, want := range []string{"metrics not published", "heartbeats not published: workers=1", "broker away"} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("log lacks %q:\n%s", want, logs.String())
 		}

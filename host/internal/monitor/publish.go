@@ -76,9 +76,11 @@ func (m *Monitor) publishMetrics(ctx context.Context, snap *Snapshot, workerDPs 
 }
 
 // publishHeartbeats publishes a Vumi heartbeat for every worker that runs
-// and passed its last health check. It stops at the first that cannot go
-// out: the others would not either.
+// and passed its last health check, all in one Publish: on a broker they
+// are all sent before any confirmation is awaited, so the broker confirms
+// them together and the monitor waits once, not once per worker.
 func (m *Monitor) publishHeartbeats(ctx context.Context, snap *Snapshot) {
+	bodies := make([][]byte, 0, len(snap.Workers))
 	for _, w := range snap.Workers {
 		if !w.Healthy || w.Pid <= 0 {
 			continue
@@ -87,11 +89,12 @@ func (m *Monitor) publishHeartbeats(ctx context.Context, snap *Snapshot) {
 		if err != nil {
 			continue
 		}
-		if err := m.opts.Publish(ctx, HeartbeatExchange, HeartbeatRoutingKey, body); err != nil {
-			if ctx.Err() == nil {
-				m.logger.Debug("heartbeat not published", "worker", w.Name, "error", err)
-			}
-			return
-		}
+		bodies = append(bodies, body)
+	}
+	if len(bodies) == 0 {
+		return
+	}
+	if err := m.opts.Publish(ctx, HeartbeatExchange, HeartbeatRoutingKey, bodies...); err != nil && ctx.Err() == nil {
+		m.logger.Debug("heartbeats not published", "workers", len(bodies), "error", err)
 	}
 }
