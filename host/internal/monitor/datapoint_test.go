@@ -99,3 +99,21 @@ func TestAppendFloat(t *testing.T) {
 		}
 	}
 }
+
+// appendJSONString writes every string exactly as encoding/json does: the
+// plain ones itself, the others through json.Marshal.
+func TestAppendJSONString(t *testing.T) {
+	for _, s := range []string{
+		"", "dynworkers.prod.web-1.worker.echo.cpu_percent", "avg", "a b~z",
+		`quo"te`, `back\slash`, "<html>&amp;", "tab\there", "nl\n", "\x7f", "é", "\xff", "\u2028",
+	} {
+		want, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := appendJSONString([]byte("x"), s)
+		if err != nil || string(got) != "x"+string(want) {
+			t.Errorf("appendJSONString(%q) = %s, %v; want x%s", s, got, err, want)
+		}
+	}
+}
