@@ -35,7 +35,7 @@ func topology(systemID, host string, log hclog.Logger) func(ch *amqp.Channel) er
 }
 
 // publishMonitoring is the Monitor's Publish. It never waits for a broker
-// that is away (TryPublish fails at once then); the embedded bus only
+// that is away (TryPublishAll fails at once then); the embedded bus only
 // appends to its queues.
 func (d *Daemon) publishMonitoring(ctx context.Context, exchange, key string, bodies ...[]byte) error {
 	if d.tr.conn != nil {
